@@ -1,0 +1,627 @@
+//! The classification engine: per flow and per direction, buffer the first bytes, probe the
+//! registered classifiers, pick the best verdict, lock the flow once confident, parse messages
+//! with the winner's session, and re-classify when the protocol switches.
+//!
+//! Rules (SPEC section 4):
+//! - Payload decides. Candidates whose default ports include the server port are tried first
+//!   and get [`Confidence::PORT_BONUS`], which only breaks ties.
+//! - A direction stops buffering once every candidate said `NoMatch` or the window is full.
+//! - Both directions matching the same protocol at [`Confidence::STRONG`] or more confirms it:
+//!   [`Confidence::CONFIRMED`].
+//! - A verdict is emitted again whenever it improves; a port-only verdict (exactly
+//!   [`Confidence::PORT_ONLY`]) is given only at the end of a flow that carried no payload the
+//!   port's owner rejected.
+//!
+//! The miss path (random bytes) allocates nothing per probe: per-flow state is allocated once
+//! when the flow is first seen.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::classify::{Confidence, Direction, PortHint, Probe};
+use crate::flow::{FlowId, FlowKey};
+use crate::protocol::{Category, ProtocolId};
+use crate::record::{Record, RecordKind};
+use crate::registry::{score, Registration, Registry};
+
+/// Engine limits.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Most bytes of one direction a session may leave unconsumed before the engine drops
+    /// them (counted in [`EngineStats::overflow_bytes`]).
+    pub max_pending: usize,
+    /// Most flows tracked at once; beyond it the least recently active flow is finished.
+    pub max_flows: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { max_pending: 256 * 1024, max_flows: 65_536 }
+    }
+}
+
+/// Counters of what the engine did, including everything it dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Flows seen.
+    pub flows: u64,
+    /// Classifications emitted (a flow whose verdict improves counts again).
+    pub classifications: u64,
+    /// Records parsed by sessions.
+    pub records: u64,
+    /// Session parse errors (each followed by a re-classification).
+    pub parse_errors: u64,
+    /// Protocol switches announced by sessions.
+    pub switches: u64,
+    /// Bytes dropped because a session left more than `max_pending` unconsumed.
+    pub overflow_bytes: u64,
+    /// Flows finished early because `max_flows` was reached.
+    pub evicted_flows: u64,
+}
+
+/// A verdict about a flow, as emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classification {
+    /// The flow.
+    pub flow: FlowId,
+    /// Its addresses and observer.
+    pub key: FlowKey,
+    /// When the evidence arrived (nanoseconds, the caller's clock).
+    pub ts_ns: u64,
+    /// The protocol ([`ProtocolId::UNKNOWN`] only in [`FlowSummary`]).
+    pub protocol: ProtocolId,
+    /// Its category.
+    pub category: Category,
+    /// The score, port bonus and confirmation included.
+    pub confidence: Confidence,
+    /// The evidence, e.g. `"RESP array header; confirmed by the reply"`.
+    pub reason: String,
+}
+
+/// One parsed message of a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// The flow.
+    pub flow: FlowId,
+    /// Its addresses and observer.
+    pub key: FlowKey,
+    /// The protocol that parsed it.
+    pub protocol: ProtocolId,
+    /// Which way the message travelled.
+    pub dir: Direction,
+    /// When the bytes that completed it arrived.
+    pub ts_ns: u64,
+    /// For a response, the time since its request arrived.
+    pub latency_ns: Option<u64>,
+    /// The message.
+    pub record: Record,
+}
+
+/// What the engine produces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A flow was classified, or its verdict improved.
+    Classified(Classification),
+    /// A session parsed a message.
+    Record(FlowRecord),
+}
+
+/// The final state of a flow, given when it closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSummary {
+    /// The best classification: a payload verdict, a port-only verdict, or
+    /// [`ProtocolId::UNKNOWN`] at confidence 0 with the reason why.
+    pub verdict: Classification,
+    /// Bytes seen per direction (`[to_server, to_client]`).
+    pub bytes: [u64; 2],
+}
+
+/// Per-direction state of one flow.
+#[derive(Default)]
+struct DirState {
+    /// Until the flow is locked: every byte seen (bounded by the window). After: bytes the
+    /// session has not consumed yet.
+    buf: Vec<u8>,
+    /// Bit `i` set: candidate `i` said `NoMatch` for this direction.
+    rejected: Vec<u64>,
+    /// No candidate is left or the window is full: stop buffering this direction.
+    exhausted: bool,
+    /// The best match of this direction: (registry index, scored confidence, reason).
+    best: Option<(usize, Confidence, &'static str)>,
+    /// Bytes seen, whatever was kept.
+    seen: u64,
+}
+
+impl DirState {
+    fn is_rejected(&self, i: usize) -> bool {
+        self.rejected[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn reject(&mut self, i: usize) {
+        self.rejected[i / 64] |= 1 << (i % 64);
+    }
+
+    fn reset_detection(&mut self) {
+        self.rejected.iter_mut().for_each(|w| *w = 0);
+        self.exhausted = false;
+        self.best = None;
+    }
+}
+
+struct Locked {
+    entry: usize,
+    session: Box<dyn crate::classify::Session>,
+}
+
+struct Flow {
+    id: FlowId,
+    ports: PortHint,
+    dirs: [DirState; 2],
+    /// The direction that sent the first byte.
+    first: Option<Direction>,
+    locked: Option<Locked>,
+    /// The last emitted (registry index, confidence), so only improvements are emitted again.
+    emitted: Option<(usize, Confidence)>,
+    /// The best classification ever emitted, for the summary.
+    best: Option<Classification>,
+    /// Arrival times of unanswered requests, oldest first (pipelining safe pairing).
+    pending_requests: VecDeque<u64>,
+    last_ts: u64,
+}
+
+/// The classification engine. One per capture source; not shared between threads.
+pub struct Engine {
+    registry: Arc<Registry>,
+    config: EngineConfig,
+    flows: HashMap<FlowKey, Flow>,
+    next_id: u64,
+    window: usize,
+    stats: EngineStats,
+    records: Vec<Record>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("classifiers", &self.registry.len())
+            .field("flows", &self.flows.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `registry` with default limits.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self::with_config(registry, EngineConfig::default())
+    }
+
+    /// An engine over `registry` with the given limits.
+    pub fn with_config(registry: Arc<Registry>, config: EngineConfig) -> Self {
+        let window = registry.max_window().max(1);
+        Self {
+            registry,
+            config,
+            flows: HashMap::new(),
+            next_id: 1,
+            window,
+            stats: EngineStats::default(),
+            records: Vec::new(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The registry in use.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The id of `key`, creating the flow if it is new. Call it when a connection opens so
+    /// that flow ids follow opening order.
+    pub fn open(&mut self, key: FlowKey, ts_ns: u64, out: &mut Vec<FlowSummary>) -> FlowId {
+        if !self.flows.contains_key(&key) && self.flows.len() >= self.config.max_flows {
+            self.evict_oldest(out);
+        }
+        let words = self.registry.len().div_ceil(64);
+        let next_id = &mut self.next_id;
+        let stats = &mut self.stats;
+        let flow = self.flows.entry(key).or_insert_with(|| {
+            let id = FlowId(*next_id);
+            *next_id += 1;
+            stats.flows += 1;
+            Flow {
+                id,
+                ports: PortHint { server: Some(key.server.port()), client: Some(key.client.port()) },
+                dirs: [
+                    DirState { rejected: vec![0; words], ..DirState::default() },
+                    DirState { rejected: vec![0; words], ..DirState::default() },
+                ],
+                first: None,
+                locked: None,
+                emitted: None,
+                best: None,
+                pending_requests: VecDeque::new(),
+                last_ts: ts_ns,
+            }
+        });
+        flow.id
+    }
+
+    /// Feeds bytes of one direction of a flow and appends what they produced to `out`.
+    /// Flows evicted to make room are appended to `evicted`.
+    pub fn on_data(
+        &mut self,
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+        out: &mut Vec<Output>,
+        evicted: &mut Vec<FlowSummary>,
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        self.open(key, ts_ns, evicted);
+        let Some(flow) = self.flows.get_mut(&key) else { return };
+        flow.last_ts = flow.last_ts.max(ts_ns);
+        flow.first.get_or_insert(dir);
+        let d = &mut flow.dirs[dir.index()];
+        d.seen += data.len() as u64;
+        let ctx = Ctx {
+            registry: &self.registry,
+            config: &self.config,
+            window: self.window,
+            stats: &mut self.stats,
+            records: &mut self.records,
+        };
+        ctx.feed(flow, key, dir, ts_ns, data, out);
+    }
+
+    /// Ends a flow (close, FIN/RST, end of capture) and returns its summary, or `None` for a
+    /// flow never seen.
+    pub fn close(&mut self, key: &FlowKey) -> Option<FlowSummary> {
+        let flow = self.flows.remove(key)?;
+        Some(self.summarize(*key, flow))
+    }
+
+    /// Ends every flow (end of a capture file, shutdown), in flow id order.
+    pub fn close_all(&mut self) -> Vec<FlowSummary> {
+        let mut flows: Vec<_> = self.flows.drain().collect();
+        flows.sort_by_key(|(_, f)| f.id);
+        flows.into_iter().map(|(k, f)| self.summarize(k, f)).collect()
+    }
+
+    /// Ends flows idle since before `older_than_ns`.
+    pub fn close_idle(&mut self, older_than_ns: u64) -> Vec<FlowSummary> {
+        let idle: Vec<FlowKey> =
+            self.flows.iter().filter(|(_, f)| f.last_ts < older_than_ns).map(|(k, _)| *k).collect();
+        idle.iter().filter_map(|k| self.close(k)).collect()
+    }
+
+    fn evict_oldest(&mut self, out: &mut Vec<FlowSummary>) {
+        let oldest = self.flows.iter().min_by_key(|(_, f)| f.last_ts).map(|(k, _)| *k);
+        if let Some(key) = oldest {
+            self.stats.evicted_flows += 1;
+            out.extend(self.close(&key));
+        }
+    }
+
+    fn summarize(&self, key: FlowKey, flow: Flow) -> FlowSummary {
+        let bytes = [flow.dirs[0].seen, flow.dirs[1].seen];
+        let verdict = flow.best.clone().or_else(|| self.port_only(&key, &flow)).unwrap_or_else(|| {
+            let reason = if bytes == [0, 0] {
+                "no payload seen".to_owned()
+            } else {
+                format!(
+                    "no classifier matched ({} bytes to server, {} bytes to client)",
+                    bytes[0], bytes[1]
+                )
+            };
+            Classification {
+                flow: flow.id,
+                key,
+                ts_ns: flow.last_ts,
+                protocol: ProtocolId::UNKNOWN,
+                category: Category::UNKNOWN,
+                confidence: Confidence::new(0),
+                reason,
+            }
+        });
+        FlowSummary { verdict, bytes }
+    }
+
+    /// A port-only verdict, unless the port's owner rejected the payload it saw.
+    fn port_only(&self, key: &FlowKey, flow: &Flow) -> Option<Classification> {
+        let port = key.server.port();
+        let owner = self.registry.port_owner(port)?;
+        let index = self.registry.iter().position(|r| r.id == owner.id)?;
+        if flow.dirs.iter().any(|d| d.seen > 0 && d.is_rejected(index)) {
+            return None;
+        }
+        Some(Classification {
+            flow: flow.id,
+            key: *key,
+            ts_ns: flow.last_ts,
+            protocol: owner.id,
+            category: owner.category,
+            confidence: Confidence::PORT_ONLY,
+            reason: format!("port {port} only"),
+        })
+    }
+}
+
+/// Borrowed engine state, so that a flow can be mutated while the rest is read.
+struct Ctx<'a> {
+    registry: &'a Registry,
+    config: &'a EngineConfig,
+    window: usize,
+    stats: &'a mut EngineStats,
+    records: &'a mut Vec<Record>,
+}
+
+impl Ctx<'_> {
+    fn feed(
+        mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+        out: &mut Vec<Output>,
+    ) {
+        if flow.locked.is_some() {
+            let d = &mut flow.dirs[dir.index()];
+            d.buf.extend_from_slice(data);
+            self.run_session(flow, key, dir, ts_ns, out);
+            return;
+        }
+        let d = &mut flow.dirs[dir.index()];
+        if d.exhausted {
+            return;
+        }
+        // Keep the whole chunk: if it locks the flow, the session needs every byte.
+        d.buf.extend_from_slice(data);
+        self.classify(flow, key, dir, ts_ns, out);
+        if flow.locked.is_none() {
+            flow.dirs[dir.index()].buf.truncate(self.window);
+        }
+    }
+
+    /// Probes every live candidate on the buffered bytes of `dir`, updates the flow verdict,
+    /// and locks the flow when it is confident.
+    fn classify(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let ports = flow.ports;
+        let d = &mut flow.dirs[dir.index()];
+        let mut best: Option<(usize, Confidence, &'static str)> = None;
+        let mut undecided = false;
+        // Two passes without allocating: port-hinted candidates first, then the others, so
+        // that on equal scores the port's owner wins.
+        for hinted in [true, false] {
+            for (i, reg) in self.registry.iter().enumerate() {
+                if reg.is_default_port(ports.server) != hinted || d.is_rejected(i) {
+                    continue;
+                }
+                if d.buf.len() < *reg.probe_window.start() {
+                    undecided = true;
+                    continue;
+                }
+                let end = d.buf.len().min(*reg.probe_window.end());
+                match reg.classifier.probe(&d.buf[..end], dir, ports) {
+                    Probe::Match(v) => {
+                        // A verdict that says the bytes travel the other way is weaker
+                        // evidence about this flow's roles; keep it but never prefer it.
+                        let mut conf = score(reg, v.confidence, ports);
+                        if v.observed.is_some_and(|o| o != dir) {
+                            conf = Confidence::new(conf.get().saturating_sub(10));
+                        }
+                        if best.is_none_or(|(_, c, _)| conf > c) {
+                            best = Some((i, conf, v.reason));
+                        }
+                        if *reg.probe_window.end() > d.buf.len() && conf < Confidence::CERTAIN {
+                            undecided = true;
+                        }
+                    }
+                    Probe::NeedMore => undecided = true,
+                    Probe::NoMatch => d.reject(i),
+                }
+            }
+        }
+        d.best = best.or(d.best);
+        let window_full = d.buf.len() >= self.window;
+        if d.best.is_none() && (!undecided || window_full) {
+            // Nothing can match this direction any more: stop buffering it.
+            d.exhausted = true;
+            d.buf = Vec::new();
+            return;
+        }
+        let Some((entry, conf, reason)) = self.flow_verdict(flow) else { return };
+        self.emit_if_better(flow, key, ts_ns, entry, conf, reason, out);
+        let decided = conf >= Confidence::CERTAIN || !undecided || window_full;
+        if decided && conf >= Confidence::REPORT {
+            self.lock(flow, key, entry, ts_ns, out);
+        }
+    }
+
+    /// The flow's verdict from both directions: the better one, or CONFIRMED when both name
+    /// the same protocol strongly.
+    fn flow_verdict(&self, flow: &Flow) -> Option<(usize, Confidence, String)> {
+        let [a, b] = [flow.dirs[0].best, flow.dirs[1].best];
+        match (a, b) {
+            (Some((ia, ca, ra)), Some((ib, cb, rb)))
+                if ia == ib && ca >= Confidence::STRONG && cb >= Confidence::STRONG =>
+            {
+                Some((ia, Confidence::CONFIRMED, format!("{ra}; confirmed by {rb}")))
+            }
+            (Some(x), Some(y)) => {
+                let (i, c, r) = if y.1 > x.1 { y } else { x };
+                Some((i, c, r.to_owned()))
+            }
+            (Some((i, c, r)), None) | (None, Some((i, c, r))) => Some((i, c, r.to_owned())),
+            (None, None) => None,
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "internal helper over split borrows")]
+    fn emit_if_better(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        ts_ns: u64,
+        entry: usize,
+        conf: Confidence,
+        reason: String,
+        out: &mut Vec<Output>,
+    ) {
+        if conf < Confidence::REPORT {
+            return;
+        }
+        if flow.emitted.is_some_and(|(e, c)| e == entry && c >= conf) {
+            return;
+        }
+        // A weaker verdict for another protocol does not replace a stronger one.
+        if flow.emitted.is_some_and(|(e, c)| e != entry && c >= conf) {
+            return;
+        }
+        flow.emitted = Some((entry, conf));
+        let reg = self.registry.nth(entry);
+        let c = Classification {
+            flow: flow.id,
+            key,
+            ts_ns,
+            protocol: reg.id,
+            category: reg.category,
+            confidence: conf,
+            reason,
+        };
+        self.stats.classifications += 1;
+        flow.best = Some(c.clone());
+        out.push(Output::Classified(c));
+    }
+
+    /// Hands the flow to the winner's session and replays the buffered bytes, first speaker
+    /// first.
+    fn lock(&mut self, flow: &mut Flow, key: FlowKey, entry: usize, ts_ns: u64, out: &mut Vec<Output>) {
+        let reg: &Registration = self.registry.nth(entry);
+        flow.locked = Some(Locked { entry, session: reg.classifier.session() });
+        let first = flow.first.unwrap_or(Direction::ToServer);
+        for dir in [first, first.reverse()] {
+            if flow.locked.is_none() {
+                break;
+            }
+            if !flow.dirs[dir.index()].buf.is_empty() {
+                self.run_session(flow, key, dir, ts_ns, out);
+            }
+        }
+    }
+
+    /// Lets the session consume what it can of `dir`'s pending bytes.
+    fn run_session(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(locked) = flow.locked.as_mut() else { return };
+        let protocol = self.registry.nth(locked.entry).id;
+        let mut consumed_total = 0;
+        let mut switched = false;
+        let mut failed = false;
+        loop {
+            let d = &flow.dirs[dir.index()];
+            let rest = &d.buf[consumed_total..];
+            if rest.is_empty() {
+                break;
+            }
+            self.records.clear();
+            match locked.session.parse(rest, dir, self.records) {
+                Ok(0) => break,
+                Ok(n) => consumed_total += n.min(rest.len()),
+                Err(_) => {
+                    self.stats.parse_errors += 1;
+                    failed = true;
+                }
+            }
+            for record in self.records.drain(..) {
+                self.stats.records += 1;
+                let latency_ns = match record.kind {
+                    RecordKind::Request => {
+                        flow.pending_requests.push_back(ts_ns);
+                        None
+                    }
+                    RecordKind::Response => {
+                        flow.pending_requests.pop_front().map(|t| ts_ns.saturating_sub(t))
+                    }
+                    RecordKind::Message => None,
+                    RecordKind::Switch => {
+                        switched = true;
+                        None
+                    }
+                };
+                out.push(Output::Record(FlowRecord {
+                    flow: flow.id,
+                    key,
+                    protocol,
+                    dir,
+                    ts_ns,
+                    latency_ns,
+                    record,
+                }));
+            }
+            if switched || failed {
+                break;
+            }
+        }
+        let d = &mut flow.dirs[dir.index()];
+        d.buf.drain(..consumed_total);
+        if switched || failed {
+            let entry = locked.entry;
+            if switched {
+                self.stats.switches += 1;
+                // A new protocol starts: its verdict is news even if weaker than the old one.
+                flow.emitted = None;
+            }
+            flow.locked = None;
+            flow.pending_requests.clear();
+            for d in &mut flow.dirs {
+                d.reset_detection();
+                d.buf.truncate(self.window);
+            }
+            if failed && !switched {
+                // The session proved these bytes are not its protocol: never pick it again
+                // for them, so re-classification always makes progress.
+                flow.dirs[dir.index()].reject(entry);
+            }
+            for d in [dir, dir.reverse()] {
+                if flow.locked.is_none() && !flow.dirs[d.index()].buf.is_empty() {
+                    self.classify(flow, key, d, ts_ns, out);
+                }
+            }
+            return;
+        }
+        if d.buf.len() > self.config.max_pending {
+            self.stats.overflow_bytes += d.buf.len() as u64;
+            d.buf.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

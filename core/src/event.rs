@@ -1,0 +1,222 @@
+//! Output events: the JSON-lines schema (SPEC section 5). Field names here are the schema,
+//! pinned by golden tests in `sinks/tests/`.
+
+use std::net::SocketAddr;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::classify::{Confidence, Direction};
+use crate::engine::{Classification, FlowRecord};
+use crate::flow::{FlowId, FlowKey, Role};
+use crate::protocol::{Category, ProtocolId};
+use crate::record::RecordKind;
+
+/// One line of the event stream, tagged by `event_type`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum Event {
+    /// One HTTP message.
+    Http(HttpEvent),
+    /// One classified connection (again when its verdict improves).
+    Connection(ConnectionEvent),
+    /// Events a source or the bus could not deliver.
+    Lost(LostEvent),
+}
+
+/// The process that sent or received a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// The kernel's short command name.
+    pub comm: String,
+    /// The command line, arguments joined by spaces.
+    pub cmdline: String,
+}
+
+/// Sender and receiver of one message, in the seeds' terms: `send` when the traced process
+/// wrote it, `recv` when it read it; `source` is always the sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    /// `send` or `recv`, as seen by the traced process.
+    pub direction: &'static str,
+    /// Sender's address.
+    pub source_ip: String,
+    /// Sender's port.
+    pub source_port: u16,
+    /// Receiver's address.
+    pub dest_ip: String,
+    /// Receiver's port.
+    pub dest_port: u16,
+}
+
+impl Endpoints {
+    /// The endpoints of a message travelling `dir` on flow `key`.
+    pub fn of(key: &FlowKey, dir: Direction) -> Self {
+        let (src, dst) = match dir {
+            Direction::ToServer => (key.client, key.server),
+            Direction::ToClient => (key.server, key.client),
+        };
+        // The traced process sends what leaves its own end of the connection.
+        let sent = matches!(
+            (key.role, dir),
+            (Role::Client, Direction::ToServer) | (Role::Server, Direction::ToClient)
+        );
+        Self {
+            direction: if sent { "send" } else { "recv" },
+            source_ip: ip_string(src),
+            source_port: src.port(),
+            dest_ip: ip_string(dst),
+            dest_port: dst.port(),
+        }
+    }
+}
+
+fn ip_string(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().map_or_else(|| v6.ip().to_string(), |v4| v4.to_string()),
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+    }
+}
+
+/// HTTP headers in wire order; serialised as a JSON object whose value is a string, or an
+/// array of strings when the name was repeated (names as sent, first spelling kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl Serialize for Headers {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Group case-insensitively, keeping first-seen order.
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (name, value) in &self.0 {
+            match groups.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some((_, values)) => values.push(value),
+                None => groups.push((name, vec![value])),
+            }
+        }
+        let mut map = s.serialize_map(Some(groups.len()))?;
+        for (name, values) in groups {
+            if let [one] = values.as_slice() {
+                map.serialize_entry(name, one)?;
+            } else {
+                map.serialize_entry(name, &values)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One HTTP request or response.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpEvent {
+    /// RFC 3339 UTC with nanoseconds.
+    pub timestamp: String,
+    /// The traced process.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Direction and addresses.
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    /// The real size of the message on the wire.
+    pub bytes: u64,
+    /// Request method (requests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Request target (requests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Status code (responses only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Every header.
+    pub headers: Headers,
+    /// The decoded body, capped, as UTF-8 (invalid sequences replaced).
+    pub body: String,
+    /// The first bytes of the message as sent, capped.
+    pub raw_payload: String,
+    /// True when the body or raw payload was cut.
+    pub truncated: bool,
+    /// The connection.
+    pub flow_id: FlowId,
+    /// For a response: milliseconds since its request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+impl HttpEvent {
+    /// Builds the event for an HTTP record of the engine.
+    pub fn from_record(rec: &FlowRecord, process: ProcessInfo, timestamp: String) -> Self {
+        let r = &rec.record;
+        let is_request = r.kind == RecordKind::Request;
+        Self {
+            timestamp,
+            process,
+            endpoints: Endpoints::of(&rec.key, rec.dir),
+            bytes: r.wire_len,
+            method: if is_request { r.op.clone() } else { None },
+            url: if is_request { r.resource.clone() } else { None },
+            status_code: if is_request { None } else { r.status },
+            headers: Headers(r.attributes.clone()),
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+            raw_payload: String::from_utf8_lossy(&r.raw).into_owned(),
+            truncated: r.truncated,
+            flow_id: rec.flow,
+            #[expect(clippy::cast_precision_loss, reason = "latencies are far below 2^52 ns")]
+            latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
+        }
+    }
+}
+
+/// One classified connection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionEvent {
+    /// RFC 3339 UTC with nanoseconds.
+    pub timestamp: String,
+    /// The traced process.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Direction and addresses: client to server.
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    /// Protocol id.
+    pub protocol: ProtocolId,
+    /// Category.
+    pub category: Category,
+    /// 60..=100.
+    pub confidence: Confidence,
+    /// The evidence.
+    pub detection_reason: String,
+    /// The connection.
+    pub flow_id: FlowId,
+    /// `client` if the traced process connected, `server` if it accepted.
+    pub role: Role,
+}
+
+impl ConnectionEvent {
+    /// Builds the event for a classification of the engine.
+    pub fn from_classification(c: &Classification, process: ProcessInfo, timestamp: String) -> Self {
+        Self {
+            timestamp,
+            process,
+            endpoints: Endpoints::of(&c.key, Direction::ToServer),
+            protocol: c.protocol,
+            category: c.category,
+            confidence: c.confidence,
+            detection_reason: c.reason.clone(),
+            flow_id: c.flow,
+            role: c.key.role,
+        }
+    }
+}
+
+/// Events that could not be delivered since the last `lost` event of this source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LostEvent {
+    /// RFC 3339 UTC with nanoseconds.
+    pub timestamp: String,
+    /// Where they were lost: `kernel_ringbuf`, `bus:jsonl`, ...
+    pub source: String,
+    /// How many.
+    pub count: u64,
+}

@@ -1,0 +1,59 @@
+//! Flow identity: one TCP connection as seen by one observer.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Serialize, Serializer};
+
+/// Which end of the connection the observing process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The observed process connected (`connect`).
+    Client,
+    /// The observed process accepted (`accept`).
+    Server,
+    /// Seen on the wire (a capture file): no process observes it.
+    Wire,
+}
+
+/// One connection from one point of view. The same loopback connection traced in both the
+/// client and the server process is two flows (same addresses, other `pid` and `role`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The observing process (0 for a capture file).
+    pub pid: u32,
+    /// Which end the observer is.
+    pub role: Role,
+    /// The connecting side.
+    pub client: SocketAddr,
+    /// The accepting side.
+    pub server: SocketAddr,
+}
+
+/// A number naming one flow for its lifetime, unique within one `adi` run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u64);
+
+impl fmt::Display for FlowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for FlowId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+/// Formats an address as `ip:port`, IPv6 as `[ip]:port`, IPv4-mapped IPv6 unmapped first.
+pub fn display_addr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}", v6.port()),
+            None => format!("[{}]:{}", v6.ip(), v6.port()),
+        },
+        SocketAddr::V4(v4) => v4.to_string(),
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Record`]: what a session parser learnt from one message, in protocol-neutral terms.
+
+/// The role of a message within its protocol exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A request; the engine pairs it, in order, with the next [`RecordKind::Response`] of the
+    /// flow (pipelining safe).
+    Request,
+    /// A final response to the oldest unanswered request.
+    Response,
+    /// A message that answers nothing and expects no answer (an interim `100 Continue`, a
+    /// pub/sub push, a greeting).
+    Message,
+    /// The protocol ends here and the bytes after this message are another protocol (HTTP
+    /// `101 Switching Protocols`, Postgres `S` to an SSLRequest): the engine re-classifies.
+    Switch,
+}
+
+/// One parsed message. Sessions fill what their protocol has and leave the rest empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Request, response, message or protocol switch.
+    pub kind: RecordKind,
+    /// The operation: HTTP method, SQL verb, Redis command.
+    pub op: Option<String>,
+    /// What the operation acts on: HTTP request target, query text, key, subject.
+    pub resource: Option<String>,
+    /// A status: HTTP status code, error code.
+    pub status: Option<u16>,
+    /// Name/value pairs in wire order; a repeated name keeps every value (HTTP headers).
+    pub attributes: Vec<(String, String)>,
+    /// The decoded body (HTTP Content-Length or chunked framing removed), capped.
+    pub body: Vec<u8>,
+    /// The first bytes of the message as sent, capped.
+    pub raw: Vec<u8>,
+    /// The real size of the whole message on the wire, whatever was kept.
+    pub wire_len: u64,
+    /// True when `body` or `raw` was cut at its cap, or the message was only partly seen.
+    pub truncated: bool,
+}
+
+impl Record {
+    /// An empty record of the given kind.
+    pub const fn new(kind: RecordKind) -> Self {
+        Self {
+            kind,
+            op: None,
+            resource: None,
+            status: None,
+            attributes: Vec::new(),
+            body: Vec::new(),
+            raw: Vec::new(),
+            wire_len: 0,
+            truncated: false,
+        }
+    }
+
+    /// The first value of attribute `name`, compared ASCII case-insensitively.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,2 @@
+//! Conformance checks for classifier authors (feature `testing`), modelled on Vector's
+//! component compliance tests.

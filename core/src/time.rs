@@ -1,0 +1,55 @@
+//! Timestamps: RFC 3339 with nanoseconds, UTC, formatted without a date library.
+
+/// Formats nanoseconds since the Unix epoch as `2026-04-08T18:30:00.000000000Z`.
+pub fn rfc3339_nanos(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let nanos = unix_ns % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_epoch_and_known_dates() {
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
+        // 2026-04-08T18:30:00Z, from `date -u -d 2026-04-08T18:30:00Z +%s`.
+        assert_eq!(
+            rfc3339_nanos(1_775_673_000 * 1_000_000_000 + 5),
+            "2026-04-08T18:30:00.000000005Z"
+        );
+        // Leap day 2024-02-29T23:59:59Z.
+        assert_eq!(rfc3339_nanos(1_709_251_199_000_000_000), "2024-02-29T23:59:59.000000000Z");
+    }
+}
