@@ -379,8 +379,8 @@ impl Ctx<'_> {
         out: &mut Vec<Output>,
     ) {
         if flow.locked.is_some() {
-            let d = &mut flow.dirs[dir.index()];
-            d.buf.extend_from_slice(data);
+            flow.dirs[dir.index()].buf.extend_from_slice(data);
+            self.confirm(flow, key, dir, ts_ns, out);
             self.run_session(flow, key, dir, ts_ns, out);
             return;
         }
@@ -455,6 +455,32 @@ impl Ctx<'_> {
         let decided = conf >= Confidence::CERTAIN || !undecided || window_full;
         if decided && conf >= Confidence::REPORT {
             self.lock(flow, key, entry, ts_ns, out);
+        }
+    }
+
+    /// On a locked flow, probes the first bytes of a direction that was never probed with the
+    /// winner only: a matching answer (a response to the request) confirms the verdict.
+    fn confirm(&mut self, flow: &mut Flow, key: FlowKey, dir: Direction, ts_ns: u64, out: &mut Vec<Output>) {
+        let Some(entry) = flow.locked.as_ref().map(|l| l.entry) else { return };
+        let d = &mut flow.dirs[dir.index()];
+        // Only while the pending bytes still start at this direction's first byte.
+        if d.best.is_some() || d.exhausted || d.is_rejected(entry) || d.seen != d.buf.len() as u64 {
+            return;
+        }
+        let reg = self.registry.nth(entry);
+        let end = d.buf.len().min(*reg.probe_window.end());
+        match reg.classifier.probe(&d.buf[..end], dir, flow.ports) {
+            Probe::Match(v) if v.observed.is_none_or(|o| o == dir) => {
+                d.best = Some((entry, score(reg, v.confidence, flow.ports), v.reason));
+            }
+            Probe::NeedMore if end < *reg.probe_window.end() => return,
+            _ => {
+                d.exhausted = true;
+                return;
+            }
+        }
+        if let Some((e, conf, reason)) = self.flow_verdict(flow) {
+            self.emit_if_better(flow, key, ts_ns, e, conf, reason, out);
         }
     }
 
@@ -595,9 +621,10 @@ impl Ctx<'_> {
             let entry = locked.entry;
             if switched {
                 self.stats.switches += 1;
-                // A new protocol starts: its verdict is news even if weaker than the old one.
-                flow.emitted = None;
             }
+            // A new protocol starts (or the old one was wrong): its verdict is news even if
+            // weaker than the old one.
+            flow.emitted = None;
             flow.locked = None;
             flow.pending_requests.clear();
             for d in &mut flow.dirs {
