@@ -1,1 +1,117 @@
-//! sinks
+//! `adi-sinks`: where events go. Each sink is a synchronous writer of [`adi_core::event::Event`]s;
+//! the binary runs each one behind its own bounded bus queue, so a slow sink loses (and
+//! counts) events instead of stalling capture.
+//!
+//! Sinks never need root, a kernel or an async runtime.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use adi_core::event::Event;
+
+pub mod jsonl;
+
+pub use jsonl::JsonlSink;
+
+/// A sink could not write.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// Creating or opening the output file failed.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing failed (disk full, closed pipe, read-only filesystem).
+    #[error("cannot write to {target}: {source}")]
+    Write {
+        /// `stdout` or the file path.
+        target: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An event could not be serialised.
+    #[error("cannot serialise an event: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// A destination for events.
+pub trait Sink: Send {
+    /// The sink's name in messages and `lost` events (`jsonl`, `jsonl=/tmp/x`).
+    fn name(&self) -> &str;
+    /// Writes one event.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError`] when the destination refuses it; the caller counts the event as lost.
+    fn write(&mut self, event: &Event) -> Result<(), SinkError>;
+    /// Pushes buffered output to the destination.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when the destination refuses it.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// A `--sink KIND[=PATH]` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// JSON lines to stdout (`None`) or a file.
+    Jsonl(Option<PathBuf>),
+    /// One YAML document per profiled process.
+    EnvYaml(PathBuf),
+    /// The service map YAML.
+    ServiceMap(PathBuf),
+}
+
+/// A `--sink` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkSpecError {
+    /// The kind is not one of ours.
+    #[error("unknown sink `{0}`: use jsonl[=PATH], env-yaml=PATH or service-map=PATH")]
+    UnknownKind(String),
+    /// The kind needs a path.
+    #[error("the {0} sink needs a path: --sink {0}=PATH")]
+    MissingPath(&'static str),
+}
+
+impl FromStr for SinkSpec {
+    type Err = SinkSpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, path) = match s.split_once('=') {
+            Some((k, p)) => (k.trim(), Some(PathBuf::from(p))),
+            None => (s.trim(), None),
+        };
+        let path = path.filter(|p| !p.as_os_str().is_empty());
+        match kind {
+            "jsonl" => Ok(Self::Jsonl(path)),
+            "env-yaml" => path.map(Self::EnvYaml).ok_or(SinkSpecError::MissingPath("env-yaml")),
+            "service-map" => {
+                path.map(Self::ServiceMap).ok_or(SinkSpecError::MissingPath("service-map"))
+            }
+            other => Err(SinkSpecError::UnknownKind(other.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sink_specs() {
+        assert_eq!("jsonl".parse(), Ok(SinkSpec::Jsonl(None)));
+        assert_eq!("jsonl=/tmp/a".parse(), Ok(SinkSpec::Jsonl(Some("/tmp/a".into()))));
+        assert_eq!("env-yaml=e.yaml".parse(), Ok(SinkSpec::EnvYaml("e.yaml".into())));
+        assert_eq!("service-map".parse::<SinkSpec>(), Err(SinkSpecError::MissingPath("service-map")));
+        assert!(matches!("csv".parse::<SinkSpec>(), Err(SinkSpecError::UnknownKind(k)) if k == "csv"));
+    }
+}

@@ -1,0 +1,77 @@
+//! The `jsonl` sink: one JSON object per line, field names as in SPEC section 5, to stdout or
+//! to a file created with mode 0600 (events carry headers and bodies).
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use adi_core::event::Event;
+
+use crate::{Sink, SinkError};
+
+/// Writes events as JSON lines.
+pub struct JsonlSink {
+    name: String,
+    target: String,
+    out: BufWriter<Box<dyn Write + Send>>,
+    line: Vec<u8>,
+}
+
+impl std::fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+impl JsonlSink {
+    /// A sink writing to standard output.
+    pub fn stdout() -> Self {
+        Self::to_writer("jsonl", "stdout", Box::new(io::stdout()))
+    }
+
+    /// A sink appending to `path`, created with mode 0600 if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Open`] when the file cannot be opened for writing.
+    pub fn file(path: &Path) -> Result<Self, SinkError> {
+        let mut opts = OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let file = opts
+            .open(path)
+            .map_err(|source| SinkError::Open { path: path.to_owned(), source })?;
+        let target = path.display().to_string();
+        Ok(Self::to_writer(&format!("jsonl={target}"), &target, Box::new(file)))
+    }
+
+    /// A sink writing to any writer (tests, pipes).
+    pub fn to_writer(name: &str, target: &str, out: Box<dyn Write + Send>) -> Self {
+        Self {
+            name: name.to_owned(),
+            target: target.to_owned(),
+            out: BufWriter::with_capacity(64 * 1024, out),
+            line: Vec::with_capacity(1024),
+        }
+    }
+}
+
+impl Sink for JsonlSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, event: &Event) -> Result<(), SinkError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, event)?;
+        self.line.push(b'\n');
+        self.out
+            .write_all(&self.line)
+            .map_err(|source| SinkError::Write { target: self.target.clone(), source })
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Write { target: self.target.clone(), source })
+    }
+}

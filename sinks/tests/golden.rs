@@ -1,0 +1,131 @@
+//! Pins the JSON-lines schema (SPEC section 5): field names, types and order. Regenerate the
+//! golden file with `UPDATE_GOLDEN=1 cargo test -p adi-sinks --test golden` and review the
+//! diff: a change here is a change of the public output format.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use adi_core::engine::{Classification, FlowRecord};
+use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessInfo};
+use adi_core::flow::{FlowId, FlowKey, Role};
+use adi_core::{Category, Confidence, Direction, ProtocolId, Record, RecordKind};
+use adi_sinks::{JsonlSink, Sink};
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn process() -> ProcessInfo {
+    ProcessInfo { pid: 4242, comm: "curl".into(), cmdline: "curl -s http://[::1]:8080/api".into() }
+}
+
+fn events() -> Vec<Event> {
+    let key = FlowKey {
+        pid: 4242,
+        role: Role::Client,
+        client: "[::ffff:127.0.0.1]:51234".parse().expect("addr"),
+        server: "[::1]:8080".parse().expect("addr"),
+    };
+    let mut req = Record::new(RecordKind::Request);
+    req.op = Some("POST".into());
+    req.resource = Some("/api?x=1".into());
+    req.attributes = vec![
+        ("Host".into(), "[::1]:8080".into()),
+        ("Accept".into(), "text/html".into()),
+        ("accept".into(), "application/json".into()),
+    ];
+    req.body = br#"{"name":"a \"quoted\" value"}"#.to_vec();
+    req.raw = b"POST /api?x=1 HTTP/1.1\r\nHost: [::1]:8080\r\n".to_vec();
+    req.wire_len = 131;
+    let mut rsp = Record::new(RecordKind::Response);
+    rsp.status = Some(201);
+    rsp.attributes = vec![("Content-Length".into(), "2".into())];
+    rsp.body = b"{}".to_vec();
+    rsp.raw = b"HTTP/1.1 201 Created\r\n".to_vec();
+    rsp.wire_len = 60;
+    rsp.truncated = true;
+    let ts = "2026-04-08T18:30:00.000000005Z".to_owned();
+    let rec = |dir, record, latency_ns| FlowRecord {
+        flow: FlowId(7),
+        key,
+        protocol: ProtocolId::new("http1"),
+        dir,
+        ts_ns: 5,
+        latency_ns,
+        record,
+    };
+    vec![
+        Event::Http(HttpEvent::from_record(&rec(Direction::ToServer, req, None), process(), ts.clone())),
+        Event::Http(HttpEvent::from_record(
+            &rec(Direction::ToClient, rsp, Some(1_500_000)),
+            process(),
+            ts.clone(),
+        )),
+        Event::Connection(ConnectionEvent::from_classification(
+            &Classification {
+                flow: FlowId(7),
+                key,
+                ts_ns: 5,
+                protocol: ProtocolId::new("http1"),
+                category: Category::HTTP,
+                confidence: Confidence::CONFIRMED,
+                reason: "request line; confirmed by status line".into(),
+            },
+            process(),
+            ts.clone(),
+        )),
+        Event::Lost(LostEvent { timestamp: ts, source: "bus:jsonl".into(), count: 3 }),
+    ]
+}
+
+#[test]
+fn jsonl_output_matches_golden_file() {
+    let buf = Shared::default();
+    let mut sink = JsonlSink::to_writer("jsonl", "memory", Box::new(buf.clone()));
+    for e in events() {
+        sink.write(&e).expect("write");
+    }
+    sink.flush().expect("flush");
+    let got = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events.jsonl");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &got).expect("update golden");
+    }
+    let want = std::fs::read_to_string(path).expect("golden file");
+    assert_eq!(got, want);
+    for line in got.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(v["event_type"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn file_sink_creates_mode_0600_and_appends() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.jsonl");
+    for _ in 0..2 {
+        let mut sink = JsonlSink::file(&path).expect("open");
+        sink.write(&events()[3]).expect("write");
+        sink.flush().expect("flush");
+    }
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 2);
+}
+
+#[test]
+fn unwritable_path_is_a_clear_error() {
+    let err = JsonlSink::file(std::path::Path::new("/proc/adi-no-such-dir/x.jsonl"))
+        .expect_err("must fail");
+    assert!(err.to_string().starts_with("cannot open /proc/adi-no-such-dir/x.jsonl: "), "{err}");
+}
