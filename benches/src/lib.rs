@@ -1,1 +1,1 @@
-//! Benchmarks live in benches/.
+//! Benchmarks of the hot paths live in `benches/`; this crate has no library code.

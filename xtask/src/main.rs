@@ -1,1 +1,68 @@
-fn main() {}
+//! `cargo xtask <chore>`:
+//! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
+//!   input format each fuzz target expects.
+
+use std::path::{Path, PathBuf};
+
+use adi_core::testing::load_fixtures;
+use adi_core::{Direction, Registry};
+use anyhow::{bail, Context};
+
+use adi_classifiers as _;
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::args().nth(1).as_deref() {
+        Some("fuzz-seed") => fuzz_seed(&root),
+        _ => bail!("usage: cargo xtask fuzz-seed"),
+    }
+}
+
+fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
+    let registry = Registry::from_inventory()?;
+    let corpus = root.join("fuzz/corpus");
+    let probe_dir = corpus.join("probe_all");
+    let engine_dir = corpus.join("engine");
+    let pcap_dir = corpus.join("pcap");
+    for d in [&probe_dir, &engine_dir, &pcap_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut count = 0;
+    for (i, reg) in registry.iter().enumerate() {
+        let fixtures = root.join("classifiers/src").join(reg.id.as_str()).join("fixtures");
+        if !fixtures.is_dir() {
+            continue;
+        }
+        for f in load_fixtures(&fixtures) {
+            let dir_bit = u8::from(f.dir == Direction::ToClient);
+            // probe_all: one byte picks the classifier (bits 1..) and direction (bit 0).
+            let mut input = vec![((i as u8) << 1) | dir_bit];
+            input.extend_from_slice(&f.bytes);
+            let stem = format!("{}_{}", reg.id, file_stem(&f.path));
+            std::fs::write(probe_dir.join(&stem), &input)?;
+            // engine: a port byte, then chunks of at most 63 bytes behind a control byte.
+            let mut input = vec![0u8];
+            for chunk in f.bytes.chunks(63) {
+                input.push(((chunk.len() as u8) << 2) | dir_bit);
+                input.extend_from_slice(chunk);
+            }
+            std::fs::write(engine_dir.join(&stem), &input)?;
+            count += 2;
+        }
+    }
+    for dir in [root.join("testdata/captures"), root.join("probes/tests/captures")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            if matches!(path.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+                std::fs::copy(&path, pcap_dir.join(file_stem(&path)))?;
+                count += 1;
+            }
+        }
+    }
+    println!("seeded {count} inputs under {}", corpus.display());
+    Ok(())
+}
+
+fn file_stem(p: &PathBuf) -> String {
+    p.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned()
+}
