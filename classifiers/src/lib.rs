@@ -1,1 +1,19 @@
-//! classifiers
+//! `adi-classifiers`: the built-in protocol classifiers, one folder per protocol.
+//!
+//! Each folder registers itself with [`adi_core::register_classifier!`]; nothing else in the
+//! workspace names a protocol. The binary links this crate with `use adi_classifiers as _;`.
+//! To add a protocol, see "Adding a protocol" in the README.
+#![forbid(unsafe_code)]
+
+mod amqp;
+mod http1;
+mod http2;
+mod kafka;
+mod memcached;
+mod mongodb;
+mod mssql;
+mod mysql;
+mod nats;
+mod postgres;
+mod redis;
+mod tls;

@@ -1,0 +1,1 @@
+//! `amqp`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `http2`: not written yet (issue 3).

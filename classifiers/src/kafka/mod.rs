@@ -1,0 +1,1 @@
+//! `kafka`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `memcached`: not written yet (issue 3).

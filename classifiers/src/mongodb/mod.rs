@@ -1,0 +1,1 @@
+//! `mongodb`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `mssql`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `mysql`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `nats`: not written yet (issue 3).

@@ -1,0 +1,1 @@
+//! `postgres`: not written yet (issue 3).
