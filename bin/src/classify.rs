@@ -151,7 +151,8 @@ fn classify_capture(
     let mut outputs: Vec<Output> = Vec::new();
     let mut summaries: Vec<FlowSummary> = Vec::new();
     let mut failure = None;
-    for event in CaptureReader::new(BufReader::with_capacity(256 * 1024, reader)) {
+    let capture = CaptureReader::new(BufReader::with_capacity(256 * 1024, reader))?;
+    for event in capture {
         match event {
             Ok(CaptureEvent::Data { key, dir, ts_ns, payload }) => {
                 engine.on_data(key, dir, ts_ns, &payload, &mut outputs, &mut summaries);

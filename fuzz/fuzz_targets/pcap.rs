@@ -5,7 +5,8 @@ use adi_probes::pcap::CaptureReader;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for event in CaptureReader::new(data) {
+    let Ok(capture) = CaptureReader::new(data) else { return };
+    for event in capture {
         if event.is_err() {
             break;
         }

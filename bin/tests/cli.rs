@@ -1,0 +1,199 @@
+//! The `adi` binary end to end, without root: `adi classify` on real captures and payloads,
+//! bad input, `adi classifiers`, and the main command's message while live capture is missing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn adi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adi")).args(args).output().expect("run adi")
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+fn lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every capture in testdata/captures against its tshark-derived expectation file, with the
+/// HTTP classifier alone (the expectations name HTTP or unknown).
+#[test]
+fn classify_real_captures_matches_expectations() {
+    let dir = repo("testdata/captures");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("captures dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        let Some(stem) = name.strip_suffix(".pcap").or_else(|| name.strip_suffix(".pcapng")) else {
+            continue;
+        };
+        let expected = std::fs::read_to_string(dir.join(format!("{stem}.expected.jsonl")))
+            .expect("expectation file");
+        let out = adi(&["classify", "--classifiers", "http1", path.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let got = lines(&out.stdout);
+        let want = lines(expected.as_bytes());
+        assert_eq!(got.len(), want.len(), "{name}: connection count\n{got:#?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g["file"], path.to_str().expect("utf8"));
+            for field in ["client", "server", "protocol"] {
+                assert_eq!(g[field], w[field], "{name}: {field} of {g}");
+            }
+            let conf = g["confidence"].as_u64().expect("integer confidence");
+            if g["protocol"] == "unknown" {
+                assert_eq!((conf, g["category"].as_str()), (0, Some("unknown")), "{g}");
+            } else {
+                assert!(conf >= 90, "a whole HTTP exchange is at least 90: {g}");
+                assert_eq!(g["category"], "http");
+            }
+            assert!(g["reason"].as_str().is_some_and(|r| !r.is_empty()), "{g}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} connections checked");
+}
+
+/// The third-party SSH plugin is linked and classifies the SSH banner flow of a real capture.
+#[test]
+fn example_plugin_classifies_ssh_in_real_capture() {
+    let list = adi(&["classifiers", "--json"]);
+    assert!(list.status.success());
+    let ids: Vec<String> =
+        lines(&list.stdout).iter().map(|v| v["id"].as_str().expect("id").to_owned()).collect();
+    assert!(ids.contains(&"http1".to_owned()) && ids.contains(&"ssh".to_owned()), "{ids:?}");
+
+    let pcap = repo("testdata/captures/non_http.pcap");
+    let out = adi(&["classify", pcap.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = lines(&out.stdout);
+    let ssh: Vec<_> = got.iter().filter(|v| v["protocol"] == "ssh").collect();
+    assert_eq!(ssh.len(), 1, "{got:#?}");
+    assert_eq!(ssh[0]["category"], "remote_access");
+    assert_eq!(ssh[0]["confidence"], 99, "both banners seen: {}", ssh[0]);
+    assert!(got.iter().all(|v| v["protocol"] != "http1"), "nothing here is HTTP: {got:#?}");
+}
+
+#[test]
+fn classifiers_table_lists_ports_and_descriptions() {
+    let out = adi(&["classifiers"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let http = text.lines().find(|l| l.starts_with("http1 ")).expect("http1 row");
+    assert!(http.contains("80,8080,8000,8001,8443") && http.contains("http"), "{http}");
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write");
+    p
+}
+
+#[test]
+fn classify_payload_files_with_port_and_direction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let req = write_file(dir.path(), "req.bin", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let rsp = write_file(dir.path(), "rsp.bin", b"HTTP/1.1 204 No Content\r\nServer: t\r\n\r\n");
+    let out = adi(&[
+        "classify",
+        "--port",
+        "9999",
+        req.to_str().expect("utf8"),
+        rsp.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = lines(&out.stdout);
+    assert_eq!(got.len(), 2);
+    for g in &got {
+        assert_eq!(g["protocol"], "http1", "{g}");
+        assert!(g.get("client").is_none(), "payload lines have no addresses: {g}");
+        assert!(g["confidence"].as_u64().expect("int") >= 90, "{g}");
+    }
+    // A response claimed to travel to the server is still HTTP, but with less confidence.
+    let out = adi(&["classify", "--direction", "to-server", rsp.to_str().expect("utf8")]);
+    let got = lines(&out.stdout);
+    assert_eq!(got[0]["protocol"], "http1");
+    assert!(got[0]["confidence"].as_u64().expect("int") < 90, "{}", got[0]);
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line_each_and_the_rest_still_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = write_file(dir.path(), "empty.bin", b"");
+    let good = write_file(dir.path(), "good.bin", b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}");
+    let missing = dir.path().join("missing.pcap");
+    // A 1 GiB file of pseudo-random bytes: read only up to the payload limit, never whole.
+    let big = dir.path().join("random_1g.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).expect("create"));
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            for chunk in block.chunks_exact_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                chunk.copy_from_slice(&state.to_le_bytes());
+            }
+            f.write_all(&block).expect("write");
+        }
+    }
+    let truncated = repo("testdata/bad/truncated.pcap");
+    let corrupt = repo("testdata/bad/corrupt_record.pcap");
+    let args: Vec<String> = [&empty, &truncated, &corrupt, &big, &dir.path().to_path_buf(), &missing, &good]
+        .iter()
+        .map(|p| p.to_str().expect("utf8").to_owned())
+        .collect();
+    let mut cmd = vec!["classify"];
+    cmd.extend(args.iter().map(String::as_str));
+    let started = std::time::Instant::now();
+    let out = adi(&cmd);
+    assert!(started.elapsed().as_secs() < 20, "the 1 GiB file must not be read whole");
+    assert_eq!(out.status.code(), Some(1), "bad files make the exit status non-zero");
+    let err = stderr(&out);
+    let err_lines: Vec<&str> = err.lines().collect();
+    assert_eq!(err_lines.len(), 5, "one line per bad file:\n{err}");
+    assert!(err_lines[0].contains("empty.bin: empty file"), "{err}");
+    assert!(err_lines[1].contains("truncated.pcap: "), "{err}");
+    assert!(err_lines[2].contains("corrupt_record.pcap: "), "{err}");
+    assert!(err_lines[3].contains("is a directory"), "{err}");
+    assert!(err_lines[4].contains("missing.pcap: cannot read: No such file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let got = lines(&out.stdout);
+    let files: Vec<&str> = got.iter().map(|v| v["file"].as_str().expect("file")).collect();
+    assert!(files.iter().any(|f| f.ends_with("random_1g.bin")), "{files:?}");
+    let random = got.iter().find(|v| v["file"].as_str().is_some_and(|f| f.ends_with("random_1g.bin")));
+    assert_eq!(random.expect("random line")["protocol"], "unknown");
+    let good_line = got.last().expect("good line");
+    assert_eq!((good_line["file"].as_str(), &good_line["protocol"]), (Some(args[6].as_str()), &Value::from("http1")));
+}
+
+#[test]
+fn main_command_says_live_capture_is_not_there_yet() {
+    let out = adi(&["--classifiers", "http1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("live capture is not available") && err.contains("adi classify"), "{err}");
+    let out = adi(&["--classifiers", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no classifier has the id `nosuch`"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_and_version() {
+    for args in [&["--help"][..], &["classify", "--help"], &["classifiers", "--help"], &["--version"]] {
+        let out = adi(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+}
