@@ -37,7 +37,9 @@ fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
 fn fixtures() -> Vec<(String, adi_core::testing::Fixture)> {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../classifiers/src"));
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else { return out };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return out;
+    };
     let mut dirs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
     for dir in dirs {
@@ -45,7 +47,11 @@ fn fixtures() -> Vec<(String, adi_core::testing::Fixture)> {
         if !fx.is_dir() {
             continue;
         }
-        let proto = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
+        let proto = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
         for f in load_fixtures(&fx) {
             out.push((proto.clone(), f));
         }
@@ -56,7 +62,12 @@ fn fixtures() -> Vec<(String, adi_core::testing::Fixture)> {
 fn key(i: u64) -> FlowKey {
     let client = SocketAddr::from(([127, 0, 0, 1], 30_000 + (i % 30_000) as u16));
     let server = SocketAddr::from(([127, 0, 0, 2], 9));
-    FlowKey { pid: (i / 30_000) as u32, role: Role::Wire, client, server }
+    FlowKey {
+        pid: (i / 30_000) as u32,
+        role: Role::Wire,
+        client,
+        server,
+    }
 }
 
 fn bench_probes(c: &mut Criterion) {
@@ -68,16 +79,28 @@ fn bench_probes(c: &mut Criterion) {
             let bytes = &f.bytes[..f.bytes.len().min(*reg.probe_window.end())];
             g.throughput(Throughput::Bytes(bytes.len() as u64));
             g.bench_function(BenchmarkId::new(format!("hit/{proto}"), &f.name), |b| {
-                b.iter(|| reg.classifier.probe(black_box(bytes), f.dir, PortHint::NONE));
+                b.iter(|| {
+                    reg.classifier
+                        .probe(black_box(bytes), f.dir, PortHint::NONE)
+                });
             });
         }
         for n in [16usize, 256] {
             let random = random_bytes(n, 0x9e37_79b9_7f4a_7c15 ^ n as u64);
             let bytes = &random[..n.min(*reg.probe_window.end())];
             g.throughput(Throughput::Bytes(bytes.len() as u64));
-            g.bench_function(BenchmarkId::new(format!("miss/{}", reg.id), format!("random_{n}")), |b| {
-                b.iter(|| reg.classifier.probe(black_box(bytes), adi_core::Direction::ToServer, PortHint::NONE));
-            });
+            g.bench_function(
+                BenchmarkId::new(format!("miss/{}", reg.id), format!("random_{n}")),
+                |b| {
+                    b.iter(|| {
+                        reg.classifier.probe(
+                            black_box(bytes),
+                            adi_core::Direction::ToServer,
+                            PortHint::NONE,
+                        )
+                    });
+                },
+            );
         }
     }
     g.finish();
@@ -103,10 +126,20 @@ fn bench_engine(c: &mut Criterion) {
         });
     };
     for (proto, f) in fixtures() {
-        run(format!("first_payload/{proto}/{}", f.name), f.bytes.clone(), f.dir, &mut g);
+        run(
+            format!("first_payload/{proto}/{}", f.name),
+            f.bytes.clone(),
+            f.dir,
+            &mut g,
+        );
     }
     for n in [64usize, 1024] {
-        run(format!("miss/random_{n}"), random_bytes(n, n as u64), adi_core::Direction::ToServer, &mut g);
+        run(
+            format!("miss/random_{n}"),
+            random_bytes(n, n as u64),
+            adi_core::Direction::ToServer,
+            &mut g,
+        );
     }
     g.finish();
 }

@@ -64,7 +64,7 @@ struct PayloadLine<'a> {
 pub fn run(
     registry: &Arc<Registry>,
     files: &[impl AsRef<Path>],
-    opts: &Options,
+    opts: Options,
     out: &mut impl Write,
 ) -> anyhow::Result<usize> {
     let mut failures = 0;
@@ -96,13 +96,14 @@ impl std::error::Error for OutputError {}
 fn emit(out: &mut impl Write, line: &impl Serialize) -> anyhow::Result<()> {
     let mut buf = serde_json::to_vec(line)?;
     buf.push(b'\n');
-    out.write_all(&buf).map_err(|e| anyhow::Error::new(OutputError(e)))
+    out.write_all(&buf)
+        .map_err(|e| anyhow::Error::new(OutputError(e)))
 }
 
 fn classify_file(
     registry: &Arc<Registry>,
     path: &Path,
-    opts: &Options,
+    opts: Options,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
@@ -154,12 +155,21 @@ fn classify_capture(
     let capture = CaptureReader::new(BufReader::with_capacity(256 * 1024, reader))?;
     for event in capture {
         match event {
-            Ok(CaptureEvent::Data { key, dir, ts_ns, payload }) => {
+            Ok(CaptureEvent::Data {
+                key,
+                dir,
+                ts_ns,
+                payload,
+            }) => {
                 engine.on_data(key, dir, ts_ns, &payload, &mut outputs, &mut summaries);
                 // Offline, only the final verdict per connection is printed.
                 outputs.clear();
             }
-            Ok(CaptureEvent::Closed { key, .. }) => summaries.extend(engine.close(&key)),
+            Ok(CaptureEvent::Closed { key, ts_ns }) => {
+                // A connection that closed without payload still gets its line.
+                engine.open(key, ts_ns, &mut summaries);
+                summaries.extend(engine.close(&key));
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -196,7 +206,7 @@ fn classify_payload(
     registry: &Arc<Registry>,
     name: &str,
     payload: &[u8],
-    opts: &Options,
+    opts: Options,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let key = FlowKey {
@@ -214,12 +224,19 @@ fn classify_payload(
     for &dir in dirs {
         let mut engine = Engine::new(Arc::clone(registry));
         engine.on_data(key, dir, 0, payload, &mut Vec::new(), &mut Vec::new());
-        let Some(summary) = engine.close(&key) else { continue };
-        if best.as_ref().is_none_or(|b| summary.verdict.confidence > b.verdict.confidence) {
+        let Some(summary) = engine.close(&key) else {
+            continue;
+        };
+        if best
+            .as_ref()
+            .is_none_or(|b| summary.verdict.confidence > b.verdict.confidence)
+        {
             best = Some(summary);
         }
     }
-    let Some(best) = best else { anyhow::bail!("no direction to classify") };
+    let Some(best) = best else {
+        anyhow::bail!("no direction to classify")
+    };
     let v = &best.verdict;
     emit(
         out,

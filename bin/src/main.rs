@@ -14,9 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 // Link the classifier crates: their registrations exist only if something references them
 // (rust-lang/rust#64731). One line per crate, built-in or third-party.
-use adi_classifiers as _;
 #[cfg(feature = "example-plugin")]
 use adi_classifier_ssh as _;
+use adi_classifiers as _;
 
 mod classify;
 
@@ -108,7 +108,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(
-        Registry::from_inventory()?.select(&cli.live.classifiers).context("--classifiers")?,
+        Registry::from_inventory()?
+            .select(&cli.live.classifiers)
+            .context("--classifiers")?,
     );
     match cli.command {
         Some(Command::Classify(args)) => {
@@ -116,18 +118,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DirectionArg::ToServer => adi_core::Direction::ToServer,
                 DirectionArg::ToClient => adi_core::Direction::ToClient,
             });
-            let opts = classify::Options { port: args.port, direction };
+            let opts = classify::Options {
+                port: args.port,
+                direction,
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let failures = classify::run(&registry, &args.files, &opts, &mut out)?;
+            let failures = classify::run(&registry, &args.files, opts, &mut out)?;
             out.flush().context("writing to stdout")?;
-            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some(Command::Classifiers(args)) => {
             list_classifiers(&registry, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        None => live(&cli.live, &registry),
+        None => Ok(live(&cli.live, &registry)),
     }
 }
 
@@ -143,21 +152,35 @@ fn list_classifiers(registry: &Registry, json: bool) -> anyhow::Result<()> {
             writeln!(out, "{line}")?;
         }
     } else {
-        writeln!(out, "{:<12} {:<14} {:<28} DESCRIPTION", "ID", "CATEGORY", "PORTS")?;
+        writeln!(
+            out,
+            "{:<12} {:<14} {:<28} DESCRIPTION",
+            "ID", "CATEGORY", "PORTS"
+        )?;
         for r in registry.iter() {
             let ports: Vec<String> = r.default_ports.iter().map(u16::to_string).collect();
-            let ports = if ports.is_empty() { "(any)".to_owned() } else { ports.join(",") };
-            writeln!(out, "{:<12} {:<14} {:<28} {}", r.id, r.category, ports, r.description)?;
+            let ports = if ports.is_empty() {
+                "(any)".to_owned()
+            } else {
+                ports.join(",")
+            };
+            writeln!(
+                out,
+                "{:<12} {:<14} {:<28} {}",
+                r.id, r.category, ports, r.description
+            )?;
         }
     }
     out.flush().context("writing to stdout")
 }
 
 /// The main job. Live eBPF capture is not built yet: validate the flags, then say so.
-fn live(args: &LiveArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+fn live(args: &LiveArgs, registry: &Registry) -> ExitCode {
     let mut sinks = args.sinks.clone();
     if sinks.is_empty() {
-        let path = std::env::var_os("OUTPUT_PATH").filter(|p| !p.is_empty()).map(PathBuf::from);
+        let path = std::env::var_os("OUTPUT_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
         sinks.push(SinkSpec::Jsonl(path));
     }
     let who = if args.all {
@@ -174,5 +197,5 @@ fn live(args: &LiveArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         registry.len(),
         sinks.len()
     );
-    Ok(ExitCode::from(2))
+    ExitCode::from(2)
 }

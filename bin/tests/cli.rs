@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn adi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adi")).args(args).output().expect("run adi")
+    Command::new(env!("CARGO_BIN_EXE_adi"))
+        .args(args)
+        .output()
+        .expect("run adi")
 }
 
 fn repo(p: &str) -> PathBuf {
@@ -34,13 +37,25 @@ fn classify_real_captures_matches_expectations() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).expect("captures dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
-        let Some(stem) = name.strip_suffix(".pcap").or_else(|| name.strip_suffix(".pcapng")) else {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        let Some(stem) = name
+            .strip_suffix(".pcap")
+            .or_else(|| name.strip_suffix(".pcapng"))
+        else {
             continue;
         };
         let expected = std::fs::read_to_string(dir.join(format!("{stem}.expected.jsonl")))
             .expect("expectation file");
-        let out = adi(&["classify", "--classifiers", "http1", path.to_str().expect("utf8")]);
+        let out = adi(&[
+            "classify",
+            "--classifiers",
+            "http1",
+            path.to_str().expect("utf8"),
+        ]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let got = lines(&out.stdout);
         let want = lines(expected.as_bytes());
@@ -69,9 +84,14 @@ fn classify_real_captures_matches_expectations() {
 fn example_plugin_classifies_ssh_in_real_capture() {
     let list = adi(&["classifiers", "--json"]);
     assert!(list.status.success());
-    let ids: Vec<String> =
-        lines(&list.stdout).iter().map(|v| v["id"].as_str().expect("id").to_owned()).collect();
-    assert!(ids.contains(&"http1".to_owned()) && ids.contains(&"ssh".to_owned()), "{ids:?}");
+    let ids: Vec<String> = lines(&list.stdout)
+        .iter()
+        .map(|v| v["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(
+        ids.contains(&"http1".to_owned()) && ids.contains(&"ssh".to_owned()),
+        "{ids:?}"
+    );
 
     let pcap = repo("testdata/captures/non_http.pcap");
     let out = adi(&["classify", pcap.to_str().expect("utf8")]);
@@ -81,7 +101,10 @@ fn example_plugin_classifies_ssh_in_real_capture() {
     assert_eq!(ssh.len(), 1, "{got:#?}");
     assert_eq!(ssh[0]["category"], "remote_access");
     assert_eq!(ssh[0]["confidence"], 99, "both banners seen: {}", ssh[0]);
-    assert!(got.iter().all(|v| v["protocol"] != "http1"), "nothing here is HTTP: {got:#?}");
+    assert!(
+        got.iter().all(|v| v["protocol"] != "http1"),
+        "nothing here is HTTP: {got:#?}"
+    );
 }
 
 #[test]
@@ -89,8 +112,14 @@ fn classifiers_table_lists_ports_and_descriptions() {
     let out = adi(&["classifiers"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let http = text.lines().find(|l| l.starts_with("http1 ")).expect("http1 row");
-    assert!(http.contains("80,8080,8000,8001,8443") && http.contains("http"), "{http}");
+    let http = text
+        .lines()
+        .find(|l| l.starts_with("http1 "))
+        .expect("http1 row");
+    assert!(
+        http.contains("80,8080,8000,8001,8443") && http.contains("http"),
+        "{http}"
+    );
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -102,8 +131,16 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 #[test]
 fn classify_payload_files_with_port_and_direction() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let req = write_file(dir.path(), "req.bin", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-    let rsp = write_file(dir.path(), "rsp.bin", b"HTTP/1.1 204 No Content\r\nServer: t\r\n\r\n");
+    let req = write_file(
+        dir.path(),
+        "req.bin",
+        b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let rsp = write_file(
+        dir.path(),
+        "rsp.bin",
+        b"HTTP/1.1 204 No Content\r\nServer: t\r\n\r\n",
+    );
     let out = adi(&[
         "classify",
         "--port",
@@ -116,21 +153,37 @@ fn classify_payload_files_with_port_and_direction() {
     assert_eq!(got.len(), 2);
     for g in &got {
         assert_eq!(g["protocol"], "http1", "{g}");
-        assert!(g.get("client").is_none(), "payload lines have no addresses: {g}");
+        assert!(
+            g.get("client").is_none(),
+            "payload lines have no addresses: {g}"
+        );
         assert!(g["confidence"].as_u64().expect("int") >= 90, "{g}");
     }
     // A response claimed to travel to the server is still HTTP, but with less confidence.
-    let out = adi(&["classify", "--direction", "to-server", rsp.to_str().expect("utf8")]);
+    let out = adi(&[
+        "classify",
+        "--direction",
+        "to-server",
+        rsp.to_str().expect("utf8"),
+    ]);
     let got = lines(&out.stdout);
     assert_eq!(got[0]["protocol"], "http1");
-    assert!(got[0]["confidence"].as_u64().expect("int") < 90, "{}", got[0]);
+    assert!(
+        got[0]["confidence"].as_u64().expect("int") < 90,
+        "{}",
+        got[0]
+    );
 }
 
 #[test]
 fn bad_inputs_get_one_clear_line_each_and_the_rest_still_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = write_file(dir.path(), "empty.bin", b"");
-    let good = write_file(dir.path(), "good.bin", b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}");
+    let good = write_file(
+        dir.path(),
+        "good.bin",
+        b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+    );
     let missing = dir.path().join("missing.pcap");
     // A 1 GiB file of pseudo-random bytes: read only up to the payload limit, never whole.
     let big = dir.path().join("random_1g.bin");
@@ -150,16 +203,31 @@ fn bad_inputs_get_one_clear_line_each_and_the_rest_still_runs() {
     }
     let truncated = repo("testdata/bad/truncated.pcap");
     let corrupt = repo("testdata/bad/corrupt_record.pcap");
-    let args: Vec<String> = [&empty, &truncated, &corrupt, &big, &dir.path().to_path_buf(), &missing, &good]
-        .iter()
-        .map(|p| p.to_str().expect("utf8").to_owned())
-        .collect();
+    let args: Vec<String> = [
+        &empty,
+        &truncated,
+        &corrupt,
+        &big,
+        &dir.path().to_path_buf(),
+        &missing,
+        &good,
+    ]
+    .iter()
+    .map(|p| p.to_str().expect("utf8").to_owned())
+    .collect();
     let mut cmd = vec!["classify"];
     cmd.extend(args.iter().map(String::as_str));
     let started = std::time::Instant::now();
     let out = adi(&cmd);
-    assert!(started.elapsed().as_secs() < 20, "the 1 GiB file must not be read whole");
-    assert_eq!(out.status.code(), Some(1), "bad files make the exit status non-zero");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "the 1 GiB file must not be read whole"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad files make the exit status non-zero"
+    );
     let err = stderr(&out);
     let err_lines: Vec<&str> = err.lines().collect();
     assert_eq!(err_lines.len(), 5, "one line per bad file:\n{err}");
@@ -167,15 +235,31 @@ fn bad_inputs_get_one_clear_line_each_and_the_rest_still_runs() {
     assert!(err_lines[1].contains("truncated.pcap: "), "{err}");
     assert!(err_lines[2].contains("corrupt_record.pcap: "), "{err}");
     assert!(err_lines[3].contains("is a directory"), "{err}");
-    assert!(err_lines[4].contains("missing.pcap: cannot read: No such file"), "{err}");
+    assert!(
+        err_lines[4].contains("missing.pcap: cannot read: No such file"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let got = lines(&out.stdout);
-    let files: Vec<&str> = got.iter().map(|v| v["file"].as_str().expect("file")).collect();
-    assert!(files.iter().any(|f| f.ends_with("random_1g.bin")), "{files:?}");
-    let random = got.iter().find(|v| v["file"].as_str().is_some_and(|f| f.ends_with("random_1g.bin")));
+    let files: Vec<&str> = got
+        .iter()
+        .map(|v| v["file"].as_str().expect("file"))
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("random_1g.bin")),
+        "{files:?}"
+    );
+    let random = got.iter().find(|v| {
+        v["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("random_1g.bin"))
+    });
     assert_eq!(random.expect("random line")["protocol"], "unknown");
     let good_line = got.last().expect("good line");
-    assert_eq!((good_line["file"].as_str(), &good_line["protocol"]), (Some(args[6].as_str()), &Value::from("http1")));
+    assert_eq!(
+        (good_line["file"].as_str(), &good_line["protocol"]),
+        (Some(args[6].as_str()), &Value::from("http1"))
+    );
 }
 
 #[test]
@@ -183,15 +267,27 @@ fn main_command_says_live_capture_is_not_there_yet() {
     let out = adi(&["--classifiers", "http1"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("live capture is not available") && err.contains("adi classify"), "{err}");
+    assert!(
+        err.contains("live capture is not available") && err.contains("adi classify"),
+        "{err}"
+    );
     let out = adi(&["--classifiers", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no classifier has the id `nosuch`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no classifier has the id `nosuch`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn help_and_version() {
-    for args in [&["--help"][..], &["classify", "--help"], &["classifiers", "--help"], &["--version"]] {
+    for args in [
+        &["--help"][..],
+        &["classify", "--help"],
+        &["classifiers", "--help"],
+        &["--version"],
+    ] {
         let out = adi(args);
         assert!(out.status.success(), "{args:?}");
         assert!(!out.stdout.is_empty());

@@ -33,7 +33,10 @@ pub struct Bus<T> {
 impl<T> std::fmt::Debug for Bus<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bus")
-            .field("subscribers", &self.subs.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field(
+                "subscribers",
+                &self.subs.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .field("capacity", &self.capacity)
             .finish()
     }
@@ -48,14 +51,19 @@ pub struct Subscriber<T> {
 
 impl<T> std::fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Subscriber")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> Bus<T> {
     /// A bus whose subscribers each queue at most `capacity` events.
     pub fn new(capacity: usize) -> Self {
-        Self { subs: Vec::new(), capacity: capacity.max(1) }
+        Self {
+            subs: Vec::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Adds a subscriber named `name` (used in `lost` events: `bus:<name>`).
@@ -90,7 +98,10 @@ impl<T> Bus<T> {
 
     /// Events dropped so far, per subscriber name.
     pub fn lost_totals(&self) -> Vec<(String, u64)> {
-        self.subs.iter().map(|s| (s.name.clone(), s.lost_total.load(Ordering::Relaxed))).collect()
+        self.subs
+            .iter()
+            .map(|s| (s.name.clone(), s.lost_total.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -146,7 +157,10 @@ mod tests {
             }
         }
         assert_eq!(got_fast, (0..10).collect::<Vec<_>>());
-        assert_eq!(bus.lost_totals(), vec![("fast".into(), 0), ("slow".into(), 6)]);
+        assert_eq!(
+            bus.lost_totals(),
+            vec![("fast".into(), 0), ("slow".into(), 6)]
+        );
         drop(bus);
         let mut slow_seen = Vec::new();
         let mut lost = 0;

@@ -61,11 +61,17 @@ pub struct PortHint {
 
 impl PortHint {
     /// No port known (a raw payload file, a fuzz input).
-    pub const NONE: Self = Self { server: None, client: None };
+    pub const NONE: Self = Self {
+        server: None,
+        client: None,
+    };
 
     /// Only the server port is known.
     pub const fn server(port: u16) -> Self {
-        Self { server: Some(port), client: None }
+        Self {
+            server: Some(port),
+            client: None,
+        }
     }
 }
 
@@ -143,7 +149,13 @@ impl Verdict {
         confidence: Confidence,
         reason: &'static str,
     ) -> Self {
-        Self { protocol, category, confidence, reason, observed: None }
+        Self {
+            protocol,
+            category,
+            confidence,
+            reason,
+            observed: None,
+        }
     }
 
     /// The same verdict, noting that the bytes travel in direction `dir`.

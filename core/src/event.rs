@@ -75,7 +75,10 @@ impl Endpoints {
 
 fn ip_string(addr: SocketAddr) -> String {
     match addr {
-        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().map_or_else(|| v6.ip().to_string(), |v4| v4.to_string()),
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.ip().to_string(), |v4| v4.to_string()),
         SocketAddr::V4(v4) => v4.ip().to_string(),
     }
 }
@@ -90,7 +93,10 @@ impl Serialize for Headers {
         // Group case-insensitively, keeping first-seen order.
         let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
         for (name, value) in &self.0 {
-            match groups.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            match groups
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
                 Some((_, values)) => values.push(value),
                 None => groups.push((name, vec![value])),
             }
@@ -162,7 +168,10 @@ impl HttpEvent {
             raw_payload: String::from_utf8_lossy(&r.raw).into_owned(),
             truncated: r.truncated,
             flow_id: rec.flow,
-            #[expect(clippy::cast_precision_loss, reason = "latencies are far below 2^52 ns")]
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "latencies are far below 2^52 ns"
+            )]
             latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
         }
     }
@@ -195,7 +204,11 @@ pub struct ConnectionEvent {
 
 impl ConnectionEvent {
     /// Builds the event for a classification of the engine.
-    pub fn from_classification(c: &Classification, process: ProcessInfo, timestamp: String) -> Self {
+    pub fn from_classification(
+        c: &Classification,
+        process: ProcessInfo,
+        timestamp: String,
+    ) -> Self {
         Self {
             timestamp,
             process,

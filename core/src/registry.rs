@@ -115,10 +115,16 @@ impl Registry {
     pub fn select(&self, selection: &str) -> Result<Self, RegistryError> {
         let selection = selection.trim();
         if selection == "all" {
-            return Ok(Self { entries: self.entries.clone() });
+            return Ok(Self {
+                entries: self.entries.clone(),
+            });
         }
         let mut picked = Vec::new();
-        for id in selection.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for id in selection
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let entry = self
                 .entries
                 .iter()
@@ -163,13 +169,20 @@ impl Registry {
     /// The largest probe window end: how many bytes per direction the engine buffers before
     /// it gives up on classifying a flow.
     pub fn max_window(&self) -> usize {
-        self.entries.iter().map(|r| *r.probe_window.end()).max().unwrap_or(0)
+        self.entries
+            .iter()
+            .map(|r| *r.probe_window.end())
+            .max()
+            .unwrap_or(0)
     }
 
     /// The single protocol whose default ports include `port`, for a port-only verdict; `None`
     /// when no protocol or several claim it.
     pub fn port_owner(&self, port: u16) -> Option<&'static Registration> {
-        let mut owners = self.entries.iter().filter(|r| r.default_ports.contains(&port));
+        let mut owners = self
+            .entries
+            .iter()
+            .filter(|r| r.default_ports.contains(&port));
         let first = owners.next()?;
         owners.next().is_none().then_some(*first)
     }

@@ -15,7 +15,12 @@ use crate::registry::Registration;
 #[macro_export]
 macro_rules! fixtures_dir {
     ($proto:literal) => {
-        ::std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/", $proto, "/fixtures"))
+        ::std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/",
+            $proto,
+            "/fixtures"
+        ))
     };
 }
 
@@ -46,7 +51,9 @@ pub fn load_fixtures(dir: &Path) -> Vec<Fixture> {
         let Some(file) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
-        let Some(stem) = file.strip_suffix(".bin") else { continue };
+        let Some(stem) = file.strip_suffix(".bin") else {
+            continue;
+        };
         let (dir, name) = if let Some(n) = stem.strip_prefix("to_server_") {
             (Direction::ToServer, n)
         } else if let Some(n) = stem.strip_prefix("to_client_") {
@@ -56,7 +63,12 @@ pub fn load_fixtures(dir: &Path) -> Vec<Fixture> {
         };
         let bytes = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()));
-        out.push(Fixture { path, dir, name: name.to_owned(), bytes });
+        out.push(Fixture {
+            path,
+            dir,
+            name: name.to_owned(),
+            bytes,
+        });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
@@ -80,7 +92,10 @@ pub fn check_classifier(reg: &Registration, fixtures: &Path, min: Confidence) {
         for len in 1..=window {
             match reg.classifier.probe(&fx.bytes[..len], fx.dir, ports) {
                 Probe::NoMatch => {
-                    panic!("{}: prefix of {len} bytes answered NoMatch", fx.path.display())
+                    panic!(
+                        "{}: prefix of {len} bytes answered NoMatch",
+                        fx.path.display()
+                    )
                 }
                 Probe::Match(v) => assert_eq!(
                     v.protocol,
@@ -114,7 +129,10 @@ pub fn check_classifier(reg: &Registration, fixtures: &Path, min: Confidence) {
                     match session.parse(&fx.bytes[consumed..], dir, &mut records) {
                         Ok(0) => break,
                         Ok(n) => consumed += n,
-                        Err(e) => panic!("{}: session error at byte {consumed}: {e}", fx.path.display()),
+                        Err(e) => panic!(
+                            "{}: session error at byte {consumed}: {e}",
+                            fx.path.display()
+                        ),
                     }
                 }
                 assert_eq!(

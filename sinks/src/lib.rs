@@ -93,10 +93,12 @@ impl FromStr for SinkSpec {
         let path = path.filter(|p| !p.as_os_str().is_empty());
         match kind {
             "jsonl" => Ok(Self::Jsonl(path)),
-            "env-yaml" => path.map(Self::EnvYaml).ok_or(SinkSpecError::MissingPath("env-yaml")),
-            "service-map" => {
-                path.map(Self::ServiceMap).ok_or(SinkSpecError::MissingPath("service-map"))
-            }
+            "env-yaml" => path
+                .map(Self::EnvYaml)
+                .ok_or(SinkSpecError::MissingPath("env-yaml")),
+            "service-map" => path
+                .map(Self::ServiceMap)
+                .ok_or(SinkSpecError::MissingPath("service-map")),
             other => Err(SinkSpecError::UnknownKind(other.to_owned())),
         }
     }
@@ -109,9 +111,20 @@ mod tests {
     #[test]
     fn parses_sink_specs() {
         assert_eq!("jsonl".parse(), Ok(SinkSpec::Jsonl(None)));
-        assert_eq!("jsonl=/tmp/a".parse(), Ok(SinkSpec::Jsonl(Some("/tmp/a".into()))));
-        assert_eq!("env-yaml=e.yaml".parse(), Ok(SinkSpec::EnvYaml("e.yaml".into())));
-        assert_eq!("service-map".parse::<SinkSpec>(), Err(SinkSpecError::MissingPath("service-map")));
-        assert!(matches!("csv".parse::<SinkSpec>(), Err(SinkSpecError::UnknownKind(k)) if k == "csv"));
+        assert_eq!(
+            "jsonl=/tmp/a".parse(),
+            Ok(SinkSpec::Jsonl(Some("/tmp/a".into())))
+        );
+        assert_eq!(
+            "env-yaml=e.yaml".parse(),
+            Ok(SinkSpec::EnvYaml("e.yaml".into()))
+        );
+        assert_eq!(
+            "service-map".parse::<SinkSpec>(),
+            Err(SinkSpecError::MissingPath("service-map"))
+        );
+        assert!(
+            matches!("csv".parse::<SinkSpec>(), Err(SinkSpecError::UnknownKind(k)) if k == "csv")
+        );
     }
 }

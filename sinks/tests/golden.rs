@@ -25,7 +25,11 @@ impl Write for Shared {
 }
 
 fn process() -> ProcessInfo {
-    ProcessInfo { pid: 4242, comm: "curl".into(), cmdline: "curl -s http://[::1]:8080/api".into() }
+    ProcessInfo {
+        pid: 4242,
+        comm: "curl".into(),
+        cmdline: "curl -s http://[::1]:8080/api".into(),
+    }
 }
 
 fn events() -> Vec<Event> {
@@ -64,7 +68,11 @@ fn events() -> Vec<Event> {
         record,
     };
     vec![
-        Event::Http(HttpEvent::from_record(&rec(Direction::ToServer, req, None), process(), ts.clone())),
+        Event::Http(HttpEvent::from_record(
+            &rec(Direction::ToServer, req, None),
+            process(),
+            ts.clone(),
+        )),
         Event::Http(HttpEvent::from_record(
             &rec(Direction::ToClient, rsp, Some(1_500_000)),
             process(),
@@ -83,7 +91,11 @@ fn events() -> Vec<Event> {
             process(),
             ts.clone(),
         )),
-        Event::Lost(LostEvent { timestamp: ts, source: "bus:jsonl".into(), count: 3 }),
+        Event::Lost(LostEvent {
+            timestamp: ts,
+            source: "bus:jsonl".into(),
+            count: 3,
+        }),
     ]
 }
 
@@ -104,7 +116,10 @@ fn jsonl_output_matches_golden_file() {
     assert_eq!(got, want);
     for line in got.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
-        assert!(v["event_type"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v["event_type"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
 }
 
@@ -120,12 +135,22 @@ fn file_sink_creates_mode_0600_and_appends() {
     }
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .count(),
+        2
+    );
 }
 
 #[test]
 fn unwritable_path_is_a_clear_error() {
     let err = JsonlSink::file(std::path::Path::new("/proc/adi-no-such-dir/x.jsonl"))
         .expect_err("must fail");
-    assert!(err.to_string().starts_with("cannot open /proc/adi-no-such-dir/x.jsonl: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot open /proc/adi-no-such-dir/x.jsonl: "),
+        "{err}"
+    );
 }

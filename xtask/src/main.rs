@@ -2,7 +2,7 @@
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
 //!   input format each fuzz target expects.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use adi_core::testing::load_fixtures;
 use adi_core::{Direction, Registry};
@@ -29,7 +29,10 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
     }
     let mut count = 0;
     for (i, reg) in registry.iter().enumerate() {
-        let fixtures = root.join("classifiers/src").join(reg.id.as_str()).join("fixtures");
+        let fixtures = root
+            .join("classifiers/src")
+            .join(reg.id.as_str())
+            .join("fixtures");
         if !fixtures.is_dir() {
             continue;
         }
@@ -50,10 +53,18 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
             count += 2;
         }
     }
-    for dir in [root.join("testdata/captures"), root.join("probes/tests/captures")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    for dir in [
+        root.join("testdata/captures"),
+        root.join("probes/tests/captures"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for path in entries.filter_map(Result::ok).map(|e| e.path()) {
-            if matches!(path.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+            if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
                 std::fs::copy(&path, pcap_dir.join(file_stem(&path)))?;
                 count += 1;
             }
@@ -63,6 +74,9 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn file_stem(p: &PathBuf) -> String {
-    p.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned()
+fn file_stem(p: &Path) -> String {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("input")
+        .to_owned()
 }

@@ -36,7 +36,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_pending: 256 * 1024, max_flows: 65_536 }
+        Self {
+            max_pending: 256 * 1024,
+            max_flows: 65_536,
+        }
     }
 }
 
@@ -240,10 +243,19 @@ impl Engine {
             stats.flows += 1;
             Flow {
                 id,
-                ports: PortHint { server: Some(key.server.port()), client: Some(key.client.port()) },
+                ports: PortHint {
+                    server: Some(key.server.port()),
+                    client: Some(key.client.port()),
+                },
                 dirs: [
-                    DirState { rejected: vec![0; words], ..DirState::default() },
-                    DirState { rejected: vec![0; words], ..DirState::default() },
+                    DirState {
+                        rejected: vec![0; words],
+                        ..DirState::default()
+                    },
+                    DirState {
+                        rejected: vec![0; words],
+                        ..DirState::default()
+                    },
                 ],
                 first: None,
                 locked: None,
@@ -271,7 +283,9 @@ impl Engine {
             return;
         }
         self.open(key, ts_ns, evicted);
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
         flow.last_ts = flow.last_ts.max(ts_ns);
         flow.first.get_or_insert(dir);
         let d = &mut flow.dirs[dir.index()];
@@ -297,18 +311,29 @@ impl Engine {
     pub fn close_all(&mut self) -> Vec<FlowSummary> {
         let mut flows: Vec<_> = self.flows.drain().collect();
         flows.sort_by_key(|(_, f)| f.id);
-        flows.into_iter().map(|(k, f)| self.summarize(k, f)).collect()
+        flows
+            .into_iter()
+            .map(|(k, f)| self.summarize(k, f))
+            .collect()
     }
 
     /// Ends flows idle since before `older_than_ns`.
     pub fn close_idle(&mut self, older_than_ns: u64) -> Vec<FlowSummary> {
-        let idle: Vec<FlowKey> =
-            self.flows.iter().filter(|(_, f)| f.last_ts < older_than_ns).map(|(k, _)| *k).collect();
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.last_ts < older_than_ns)
+            .map(|(k, _)| *k)
+            .collect();
         idle.iter().filter_map(|k| self.close(k)).collect()
     }
 
     fn evict_oldest(&mut self, out: &mut Vec<FlowSummary>) {
-        let oldest = self.flows.iter().min_by_key(|(_, f)| f.last_ts).map(|(k, _)| *k);
+        let oldest = self
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_ts)
+            .map(|(k, _)| *k);
         if let Some(key) = oldest {
             self.stats.evicted_flows += 1;
             out.extend(self.close(&key));
@@ -317,25 +342,29 @@ impl Engine {
 
     fn summarize(&self, key: FlowKey, flow: Flow) -> FlowSummary {
         let bytes = [flow.dirs[0].seen, flow.dirs[1].seen];
-        let verdict = flow.best.clone().or_else(|| self.port_only(&key, &flow)).unwrap_or_else(|| {
-            let reason = if bytes == [0, 0] {
-                "no payload seen".to_owned()
-            } else {
-                format!(
-                    "no classifier matched ({} bytes to server, {} bytes to client)",
-                    bytes[0], bytes[1]
-                )
-            };
-            Classification {
-                flow: flow.id,
-                key,
-                ts_ns: flow.last_ts,
-                protocol: ProtocolId::UNKNOWN,
-                category: Category::UNKNOWN,
-                confidence: Confidence::new(0),
-                reason,
-            }
-        });
+        let verdict = flow
+            .best
+            .clone()
+            .or_else(|| self.port_only(&key, &flow))
+            .unwrap_or_else(|| {
+                let reason = if bytes == [0, 0] {
+                    "no payload seen".to_owned()
+                } else {
+                    format!(
+                        "no classifier matched ({} bytes to server, {} bytes to client)",
+                        bytes[0], bytes[1]
+                    )
+                };
+                Classification {
+                    flow: flow.id,
+                    key,
+                    ts_ns: flow.last_ts,
+                    protocol: ProtocolId::UNKNOWN,
+                    category: Category::UNKNOWN,
+                    confidence: Confidence::new(0),
+                    reason,
+                }
+            });
         FlowSummary { verdict, bytes }
     }
 
@@ -450,7 +479,9 @@ impl Ctx<'_> {
             d.buf = Vec::new();
             return;
         }
-        let Some((entry, conf, reason)) = self.flow_verdict(flow) else { return };
+        let Some((entry, conf, reason)) = self.flow_verdict(flow) else {
+            return;
+        };
         self.emit_if_better(flow, key, ts_ns, entry, conf, reason, out);
         let decided = conf >= Confidence::CERTAIN || !undecided || window_full;
         if decided && conf >= Confidence::REPORT {
@@ -460,8 +491,17 @@ impl Ctx<'_> {
 
     /// On a locked flow, probes the first bytes of a direction that was never probed with the
     /// winner only: a matching answer (a response to the request) confirms the verdict.
-    fn confirm(&mut self, flow: &mut Flow, key: FlowKey, dir: Direction, ts_ns: u64, out: &mut Vec<Output>) {
-        let Some(entry) = flow.locked.as_ref().map(|l| l.entry) else { return };
+    fn confirm(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(entry) = flow.locked.as_ref().map(|l| l.entry) else {
+            return;
+        };
         let d = &mut flow.dirs[dir.index()];
         // Only while the pending bytes still start at this direction's first byte.
         if d.best.is_some() || d.exhausted || d.is_rejected(entry) || d.seen != d.buf.len() as u64 {
@@ -492,7 +532,11 @@ impl Ctx<'_> {
             (Some((ia, ca, ra)), Some((ib, cb, rb)))
                 if ia == ib && ca >= Confidence::STRONG && cb >= Confidence::STRONG =>
             {
-                Some((ia, Confidence::CONFIRMED, format!("{ra}; confirmed by {rb}")))
+                Some((
+                    ia,
+                    Confidence::CONFIRMED,
+                    format!("{ra}; confirmed by {rb}"),
+                ))
             }
             (Some(x), Some(y)) => {
                 let (i, c, r) = if y.1 > x.1 { y } else { x };
@@ -503,7 +547,10 @@ impl Ctx<'_> {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "internal helper over split borrows")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal helper over split borrows"
+    )]
     fn emit_if_better(
         &mut self,
         flow: &mut Flow,
@@ -542,9 +589,19 @@ impl Ctx<'_> {
 
     /// Hands the flow to the winner's session and replays the buffered bytes, first speaker
     /// first.
-    fn lock(&mut self, flow: &mut Flow, key: FlowKey, entry: usize, ts_ns: u64, out: &mut Vec<Output>) {
+    fn lock(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        entry: usize,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
         let reg: &Registration = self.registry.nth(entry);
-        flow.locked = Some(Locked { entry, session: reg.classifier.session() });
+        flow.locked = Some(Locked {
+            entry,
+            session: reg.classifier.session(),
+        });
         let first = flow.first.unwrap_or(Direction::ToServer);
         for dir in [first, first.reverse()] {
             if flow.locked.is_none() {
@@ -565,7 +622,9 @@ impl Ctx<'_> {
         ts_ns: u64,
         out: &mut Vec<Output>,
     ) {
-        let Some(locked) = flow.locked.as_mut() else { return };
+        let Some(locked) = flow.locked.as_mut() else {
+            return;
+        };
         let protocol = self.registry.nth(locked.entry).id;
         let mut consumed_total = 0;
         let mut switched = false;
@@ -592,9 +651,10 @@ impl Ctx<'_> {
                         flow.pending_requests.push_back(ts_ns);
                         None
                     }
-                    RecordKind::Response => {
-                        flow.pending_requests.pop_front().map(|t| ts_ns.saturating_sub(t))
-                    }
+                    RecordKind::Response => flow
+                        .pending_requests
+                        .pop_front()
+                        .map(|t| ts_ns.saturating_sub(t)),
                     RecordKind::Message => None,
                     RecordKind::Switch => {
                         switched = true;

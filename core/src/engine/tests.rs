@@ -31,7 +31,11 @@ impl Classifier for ToyReq {
         if buf.len() < magic.len() {
             return Probe::NeedMore;
         }
-        let conf = if buf.contains(&b'\n') { Confidence::CERTAIN } else { Confidence::STRONG };
+        let conf = if buf.contains(&b'\n') {
+            Confidence::CERTAIN
+        } else {
+            Confidence::STRONG
+        };
         Probe::Match(Verdict::new(TOY_REQ, Category::CACHE, conf, "toy line"))
     }
 
@@ -43,8 +47,15 @@ impl Classifier for ToyReq {
 struct ToySession;
 
 impl Session for ToySession {
-    fn parse(&mut self, buf: &[u8], _dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
-        let Some(end) = buf.iter().position(|&b| b == b'\n') else { return Ok(0) };
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        _dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
+        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+            return Ok(0);
+        };
         let line = &buf[..end];
         let kind = if line.starts_with(b"REQ ") {
             RecordKind::Request
@@ -53,10 +64,15 @@ impl Session for ToySession {
         } else if line == b"SWITCH" {
             RecordKind::Switch
         } else {
-            return Err(ParseError::Malformed { protocol: TOY_REQ, what: "line" });
+            return Err(ParseError::Malformed {
+                protocol: TOY_REQ,
+                what: "line",
+            });
         };
         let mut r = Record::new(kind);
-        r.op = line.get(4..).map(|op| String::from_utf8_lossy(op).into_owned());
+        r.op = line
+            .get(4..)
+            .map(|op| String::from_utf8_lossy(op).into_owned());
         r.wire_len = (end + 1) as u64;
         out.push(r);
         Ok(end + 1)
@@ -68,7 +84,12 @@ struct ToyR;
 impl Classifier for ToyR {
     fn probe(&self, buf: &[u8], _dir: Direction, _ports: PortHint) -> Probe {
         if buf.first() == Some(&b'X') {
-            Probe::Match(Verdict::new(TOY_R, Category::DATABASE, Confidence::WEAK, "starts with X"))
+            Probe::Match(Verdict::new(
+                TOY_R,
+                Category::DATABASE,
+                Confidence::WEAK,
+                "starts with X",
+            ))
         } else {
             Probe::NoMatch
         }
@@ -98,13 +119,20 @@ static R_REG: Registration = Registration {
 };
 
 fn engine() -> Engine {
-    Engine::new(Arc::new(Registry::from_entries(vec![&REQ_REG, &R_REG]).expect("registry")))
+    Engine::new(Arc::new(
+        Registry::from_entries(vec![&REQ_REG, &R_REG]).expect("registry"),
+    ))
 }
 
 fn key(server_port: u16) -> FlowKey {
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let server: SocketAddr = format!("127.0.0.1:{server_port}").parse().expect("addr");
-    FlowKey { pid: 0, role: Role::Wire, client, server }
+    FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server,
+    }
 }
 
 fn feed(e: &mut Engine, k: FlowKey, dir: Direction, ts: u64, data: &[u8]) -> Vec<Output> {
@@ -140,7 +168,10 @@ fn request_then_response_is_confirmed_and_paired() {
     let out = feed(&mut e, k, Direction::ToServer, 1_000, b"REQ get\n");
     let c = classified(&out);
     assert_eq!(c.len(), 1);
-    assert_eq!((c[0].protocol, c[0].confidence), (TOY_REQ, Confidence::CERTAIN));
+    assert_eq!(
+        (c[0].protocol, c[0].confidence),
+        (TOY_REQ, Confidence::CERTAIN)
+    );
     assert_eq!(records(&out)[0].record.kind, RecordKind::Request);
 
     let out = feed(&mut e, k, Direction::ToClient, 4_000, b"RSP ok\n");
@@ -187,12 +218,21 @@ fn split_writes_need_more_then_match_and_keep_every_byte() {
 fn random_bytes_are_unknown_even_on_a_claimed_port() {
     let mut e = engine();
     let k = key(7000);
-    let out = feed(&mut e, k, Direction::ToServer, 1, &[0x17, 0x03, 0x03, 0x00, 0x20, 0xfe]);
+    let out = feed(
+        &mut e,
+        k,
+        Direction::ToServer,
+        1,
+        &[0x17, 0x03, 0x03, 0x00, 0x20, 0xfe],
+    );
     assert!(out.is_empty());
     let s = e.close(&k).expect("flow");
     assert_eq!(s.verdict.protocol, ProtocolId::UNKNOWN);
     assert_eq!(s.verdict.confidence.get(), 0);
-    assert_eq!(s.verdict.reason, "no classifier matched (6 bytes to server, 0 bytes to client)");
+    assert_eq!(
+        s.verdict.reason,
+        "no classifier matched (6 bytes to server, 0 bytes to client)"
+    );
 }
 
 #[test]
@@ -201,7 +241,10 @@ fn port_only_verdict_when_nothing_was_said() {
     let k = key(7000);
     e.open(k, 5, &mut Vec::new());
     let s = e.close(&k).expect("flow");
-    assert_eq!((s.verdict.protocol, s.verdict.confidence), (TOY_R, Confidence::PORT_ONLY));
+    assert_eq!(
+        (s.verdict.protocol, s.verdict.confidence),
+        (TOY_R, Confidence::PORT_ONLY)
+    );
     assert_eq!(s.verdict.reason, "port 7000 only");
 }
 
@@ -212,7 +255,10 @@ fn payload_beats_port_bonus() {
     let out = feed(&mut e, k, Direction::ToServer, 1, b"REQ a\n");
     let c = classified(&out);
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].protocol, TOY_REQ, "CERTAIN payload evidence beats WEAK + port");
+    assert_eq!(
+        c[0].protocol, TOY_REQ,
+        "CERTAIN payload evidence beats WEAK + port"
+    );
 }
 
 #[test]
@@ -222,7 +268,10 @@ fn look_alike_gets_port_bonus_when_alone() {
     let out = feed(&mut e, k, Direction::ToServer, 1, b"Xyz");
     let c = classified(&out);
     assert_eq!(c[0].protocol, TOY_R);
-    assert_eq!(c[0].confidence.get(), Confidence::WEAK.get() + Confidence::PORT_BONUS);
+    assert_eq!(
+        c[0].confidence.get(),
+        Confidence::WEAK.get() + Confidence::PORT_BONUS
+    );
 }
 
 #[test]
@@ -231,7 +280,10 @@ fn protocol_switch_reclassifies_the_rest() {
     let k = key(9000);
     let out = feed(&mut e, k, Direction::ToServer, 1, b"REQ a\nSWITCH\nXabc");
     let c = classified(&out);
-    assert_eq!(c.iter().map(|c| c.protocol).collect::<Vec<_>>(), vec![TOY_REQ, TOY_R]);
+    assert_eq!(
+        c.iter().map(|c| c.protocol).collect::<Vec<_>>(),
+        vec![TOY_REQ, TOY_R]
+    );
     assert_eq!(e.stats().switches, 1);
 }
 
@@ -250,11 +302,24 @@ fn parse_error_reclassifies_without_looping() {
 #[test]
 fn max_flows_evicts_the_oldest_and_reports_it() {
     let reg = Arc::new(Registry::from_entries(vec![&REQ_REG, &R_REG]).expect("registry"));
-    let mut e = Engine::with_config(reg, EngineConfig { max_flows: 2, ..EngineConfig::default() });
+    let mut e = Engine::with_config(
+        reg,
+        EngineConfig {
+            max_flows: 2,
+            ..EngineConfig::default()
+        },
+    );
     let mut evicted = Vec::new();
     let mut out = Vec::new();
     for (i, port) in [9001u16, 9002, 9003].into_iter().enumerate() {
-        e.on_data(key(port), Direction::ToServer, i as u64, b"REQ a\n", &mut out, &mut evicted);
+        e.on_data(
+            key(port),
+            Direction::ToServer,
+            i as u64,
+            b"REQ a\n",
+            &mut out,
+            &mut evicted,
+        );
     }
     assert_eq!(e.flow_count(), 2);
     assert_eq!(evicted.len(), 1);
@@ -265,8 +330,13 @@ fn max_flows_evicts_the_oldest_and_reports_it() {
 #[test]
 fn unconsumed_bytes_beyond_max_pending_are_counted() {
     let reg = Arc::new(Registry::from_entries(vec![&REQ_REG, &R_REG]).expect("registry"));
-    let mut e =
-        Engine::with_config(reg, EngineConfig { max_pending: 16, ..EngineConfig::default() });
+    let mut e = Engine::with_config(
+        reg,
+        EngineConfig {
+            max_pending: 16,
+            ..EngineConfig::default()
+        },
+    );
     let k = key(9000);
     feed(&mut e, k, Direction::ToServer, 1, b"REQ a\n");
     // A line without its newline is never consumed.

@@ -54,7 +54,10 @@ impl Classifier for Ssh {
             return Probe::NeedMore;
         }
         // protoversion: "2.0", or "1.99" from servers that also speak SSH 1.
-        if !(buf.starts_with(b"SSH-2.0-") || buf.starts_with(b"SSH-1.99-") || buf.starts_with(b"SSH-1.9")) {
+        if !(buf.starts_with(b"SSH-2.0-")
+            || buf.starts_with(b"SSH-1.99-")
+            || buf.starts_with(b"SSH-1.9"))
+        {
             return Probe::NoMatch;
         }
         match banner_end(buf) {
@@ -64,14 +67,26 @@ impl Classifier for Ssh {
                 Confidence::CERTAIN,
                 "SSH version banner",
             )),
-            Some(_) => Probe::Match(Verdict::new(SSH, REMOTE_ACCESS, Confidence::STRONG, "SSH banner without CR")),
+            Some(_) => Probe::Match(Verdict::new(
+                SSH,
+                REMOTE_ACCESS,
+                Confidence::STRONG,
+                "SSH banner without CR",
+            )),
             None if buf.len() >= MAX_BANNER => Probe::NoMatch,
-            None => Probe::Match(Verdict::new(SSH, REMOTE_ACCESS, Confidence::WEAK, "SSH banner prefix")),
+            None => Probe::Match(Verdict::new(
+                SSH,
+                REMOTE_ACCESS,
+                Confidence::WEAK,
+                "SSH banner prefix",
+            )),
         }
     }
 
     fn session(&self) -> Box<dyn Session> {
-        Box::new(SshSession { banners_seen: [false; 2] })
+        Box::new(SshSession {
+            banners_seen: [false; 2],
+        })
     }
 }
 
@@ -83,13 +98,23 @@ pub struct SshSession {
 }
 
 impl Session for SshSession {
-    fn parse(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
         if self.banners_seen[dir.index()] {
             return Ok(buf.len());
         }
         let Some(end) = banner_end(buf) else {
             if buf.len() >= MAX_BANNER {
-                return Err(ParseError::TooLarge { protocol: SSH, what: "banner", len: buf.len(), max: MAX_BANNER });
+                return Err(ParseError::TooLarge {
+                    protocol: SSH,
+                    what: "banner",
+                    len: buf.len(),
+                    max: MAX_BANNER,
+                });
             }
             return Ok(0);
         };
@@ -114,7 +139,9 @@ mod tests {
     #[test]
     fn probe_matches_banner_in_both_directions() {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let Probe::Match(v) = Ssh.probe(SERVER, dir, PortHint::NONE) else { panic!("no match") };
+            let Probe::Match(v) = Ssh.probe(SERVER, dir, PortHint::NONE) else {
+                panic!("no match")
+            };
             assert_eq!((v.protocol, v.confidence), (SSH, Confidence::CERTAIN));
         }
     }
@@ -122,14 +149,27 @@ mod tests {
     #[test]
     fn every_prefix_needs_more_or_matches() {
         for len in 1..SERVER.len() {
-            assert_ne!(Ssh.probe(&SERVER[..len], Direction::ToClient, PortHint::NONE), Probe::NoMatch, "{len}");
+            assert_ne!(
+                Ssh.probe(&SERVER[..len], Direction::ToClient, PortHint::NONE),
+                Probe::NoMatch,
+                "{len}"
+            );
         }
     }
 
     #[test]
     fn rejects_look_alikes() {
-        for bytes in [&b"SSH-3.0-x\r\n"[..], b"GET / HTTP/1.1\r\n", b"SSHX", &[0x16, 3, 1]] {
-            assert_eq!(Ssh.probe(bytes, Direction::ToServer, PortHint::NONE), Probe::NoMatch, "{bytes:?}");
+        for bytes in [
+            &b"SSH-3.0-x\r\n"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"SSHX",
+            &[0x16, 3, 1],
+        ] {
+            assert_eq!(
+                Ssh.probe(bytes, Direction::ToServer, PortHint::NONE),
+                Probe::NoMatch,
+                "{bytes:?}"
+            );
         }
     }
 
@@ -139,10 +179,19 @@ mod tests {
         let mut out = Vec::new();
         let mut bytes = SERVER.to_vec();
         bytes.extend_from_slice(&[0, 0, 1, 0x14, 0x0a]);
-        let n = s.parse(&bytes, Direction::ToClient, &mut out).expect("parse");
+        let n = s
+            .parse(&bytes, Direction::ToClient, &mut out)
+            .expect("parse");
         assert_eq!(n, SERVER.len());
-        assert_eq!(out[0].resource.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"));
-        assert_eq!(s.parse(&bytes[n..], Direction::ToClient, &mut out).expect("parse"), 5);
+        assert_eq!(
+            out[0].resource.as_deref(),
+            Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
+        );
+        assert_eq!(
+            s.parse(&bytes[n..], Direction::ToClient, &mut out)
+                .expect("parse"),
+            5
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub struct JsonlSink {
 
 impl std::fmt::Debug for JsonlSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonlSink").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("JsonlSink")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,11 +41,16 @@ impl JsonlSink {
         opts.create(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let file = opts
-            .open(path)
-            .map_err(|source| SinkError::Open { path: path.to_owned(), source })?;
+        let file = opts.open(path).map_err(|source| SinkError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let target = path.display().to_string();
-        Ok(Self::to_writer(&format!("jsonl={target}"), &target, Box::new(file)))
+        Ok(Self::to_writer(
+            &format!("jsonl={target}"),
+            &target,
+            Box::new(file),
+        ))
     }
 
     /// A sink writing to any writer (tests, pipes).
@@ -68,10 +75,16 @@ impl Sink for JsonlSink {
         self.line.push(b'\n');
         self.out
             .write_all(&self.line)
-            .map_err(|source| SinkError::Write { target: self.target.clone(), source })
+            .map_err(|source| SinkError::Write {
+                target: self.target.clone(),
+                source,
+            })
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write { target: self.target.clone(), source })
+        self.out.flush().map_err(|source| SinkError::Write {
+            target: self.target.clone(),
+            source,
+        })
     }
 }
