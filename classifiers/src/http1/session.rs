@@ -1,0 +1,512 @@
+//! Per-connection HTTP/1.x parsing: message heads, bodies and pipelining (RFC 9112).
+//!
+//! Both directions share one session. Each direction is a stream of messages; a message is a
+//! head (start line and fields, at most [`MAX_HEAD_LEN`]) and a body framed as RFC 9112
+//! section 6.3 says: none, Content-Length, chunked (extensions skipped, trailers kept as
+//! attributes) or, for a response, until the connection closes. Body bytes are consumed as
+//! they arrive, whatever their size; the record keeps at most [`MAX_BODY_KEPT`] of them and
+//! is emitted when the message ends.
+//!
+//! Framing a response needs its request's method (a HEAD response has no body, a 2xx to
+//! CONNECT ends HTTP), so the session keeps the methods of unanswered requests in order
+//! (pipelining safe). `1xx` responses become [`RecordKind::Message`]s; `101 Switching
+//! Protocols` and a 2xx to CONNECT become [`RecordKind::Switch`]: parsing stops right after
+//! their head. A response delimited by the close of the connection is emitted as soon as its
+//! head is read, marked `truncated`, because a session never learns about the close.
+//!
+//! Whether a head is a request or a response is decided from its bytes (`HTTP/` starts a
+//! status line), not from the direction, so a flow whose roles were guessed wrong still
+//! parses.
+
+use std::collections::VecDeque;
+
+use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use nom::Err;
+
+use super::parser::{
+    find_head_end, parse_chunk_data_end, parse_chunk_size_line, parse_field_line,
+    parse_request_line, parse_status_line, Field, FramingFields, StatusCode, MAX_CHUNK_LINE_LEN,
+    MAX_HEAD_LEN, MAX_TRAILER_LEN,
+};
+use super::HTTP1;
+
+/// Most body bytes kept per message in [`Record::body`]; the rest is counted, not kept.
+pub(crate) const MAX_BODY_KEPT: usize = 64 * 1024;
+/// Most bytes of a message kept as sent in [`Record::raw`].
+pub(crate) const MAX_RAW_KEPT: usize = 4096;
+/// Most unanswered requests remembered; beyond it the oldest is forgotten (its response is
+/// then framed without knowing its method).
+pub(crate) const MAX_PENDING_REQUESTS: usize = 1024;
+
+/// What a response's framing needs to know about its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Head,
+    Connect,
+    Other,
+}
+
+/// The state of a chunked body (RFC 9112 section 7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting `chunk-size [ chunk-ext ] CRLF`.
+    Size,
+    /// Inside chunk data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// Expecting the trailer section, ended by an empty line.
+    Trailers,
+}
+
+/// How the rest of the current body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Body {
+    /// This many bytes left (Content-Length).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked(Chunk),
+    /// Until the connection closes (a response without length).
+    UntilClose,
+}
+
+/// A message whose head is parsed and whose body is still arriving.
+#[derive(Debug)]
+struct InFlight {
+    record: Record,
+    body: Body,
+    /// The record was already emitted (close-delimited responses).
+    emitted: bool,
+}
+
+impl InFlight {
+    /// Counts `bytes` of the message as sent, keeping the first [`MAX_RAW_KEPT`].
+    fn wire(&mut self, bytes: &[u8]) {
+        self.record.wire_len += bytes.len() as u64;
+        keep(
+            &mut self.record.raw,
+            &mut self.record.truncated,
+            bytes,
+            MAX_RAW_KEPT,
+        );
+    }
+
+    /// Adds decoded body bytes, keeping the first [`MAX_BODY_KEPT`].
+    fn content(&mut self, bytes: &[u8]) {
+        keep(
+            &mut self.record.body,
+            &mut self.record.truncated,
+            bytes,
+            MAX_BODY_KEPT,
+        );
+    }
+}
+
+fn keep(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
+    let room = cap.saturating_sub(dst.len());
+    if bytes.len() > room {
+        *truncated = true;
+    }
+    dst.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+}
+
+/// One direction's progress.
+#[derive(Debug, Default)]
+struct Stream {
+    /// Bytes of an incomplete head already searched for its end.
+    scanned: usize,
+    /// The message whose body is being read.
+    in_flight: Option<InFlight>,
+}
+
+/// What one parsing step did.
+enum Step {
+    /// Nothing more can be parsed from these bytes.
+    NeedMore,
+    /// This many bytes were consumed; go on.
+    Consumed(usize),
+    /// This many bytes were consumed and HTTP ends there.
+    Switched(usize),
+}
+
+/// The per-connection HTTP/1.x parser.
+#[derive(Debug, Default)]
+pub(crate) struct Http1Session {
+    /// Methods of requests without a final response yet, oldest first.
+    pending: VecDeque<Method>,
+    /// A CONNECT or Upgrade request waits for its response: the bytes after it may be another
+    /// protocol already, so no further request is parsed until the response says.
+    awaiting_switch: bool,
+    streams: [Stream; 2],
+}
+
+fn malformed(what: &'static str) -> ParseError {
+    ParseError::Malformed {
+        protocol: HTTP1,
+        what,
+    }
+}
+
+fn too_large(what: &'static str, len: usize, max: usize) -> ParseError {
+    ParseError::TooLarge {
+        protocol: HTTP1,
+        what,
+        len,
+        max,
+    }
+}
+
+/// A field value with obs-fold line breaks replaced by one SP (RFC 9112 section 5.2).
+fn unfold(value: &[u8]) -> String {
+    if !value.contains(&b'\n') {
+        return String::from_utf8_lossy(value).into_owned();
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut in_break = false;
+    for &c in value {
+        match c {
+            b'\r' | b'\n' => in_break = true,
+            b' ' | b'\t' if in_break => {}
+            _ => {
+                if in_break {
+                    out.push(b' ');
+                    in_break = false;
+                }
+                out.push(c);
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Parses the field lines of a complete section into `attributes`, noting the framing fields.
+fn parse_fields(
+    mut rest: &[u8],
+    attributes: &mut Vec<(String, String)>,
+    framing: &mut FramingFields,
+) -> Result<usize, ParseError> {
+    let start = rest.len();
+    loop {
+        match parse_field_line(rest) {
+            Ok((r, Some(field))) => {
+                let Field { name, value } = field;
+                framing.note(&field);
+                attributes.push((text(name), unfold(value)));
+                rest = r;
+            }
+            Ok((r, None)) => return Ok(start - r.len()),
+            Err(_) => return Err(malformed("header field")),
+        }
+    }
+}
+
+impl Http1Session {
+    /// Parses a message head at the start of `rest` (a request or a response, by its bytes).
+    fn parse_head(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        let is_response = rest.starts_with(b"HTTP/");
+        if !is_response && self.awaiting_switch {
+            return Ok(Step::NeedMore);
+        }
+        let stream = &mut self.streams[dir.index()];
+        let Some(end) = find_head_end(rest, stream.scanned) else {
+            if rest.len() > MAX_HEAD_LEN {
+                return Err(too_large("message head", rest.len(), MAX_HEAD_LEN));
+            }
+            // Fail early on a start line that can never parse, instead of waiting for 64 KiB.
+            let start = if is_response || "HTTP/".as_bytes().starts_with(rest) {
+                parse_status_line(rest).map(|_| ())
+            } else {
+                parse_request_line(rest).map(|_| ())
+            };
+            if matches!(start, Err(Err::Error(_) | Err::Failure(_))) {
+                return Err(malformed(if is_response {
+                    "status line"
+                } else {
+                    "request line"
+                }));
+            }
+            stream.scanned = rest.len();
+            return Ok(Step::NeedMore);
+        };
+        stream.scanned = 0;
+        if end > MAX_HEAD_LEN {
+            return Err(too_large("message head", end, MAX_HEAD_LEN));
+        }
+        let head = rest.get(..end).unwrap_or_default();
+        let mut framing = FramingFields::default();
+        let (mut record, body) = if is_response {
+            let (fields, line) = parse_status_line(head).map_err(|_| malformed("status line"))?;
+            let mut record = Record::new(RecordKind::Response);
+            record.status = Some(line.status.0);
+            parse_fields(fields, &mut record.attributes, &mut framing)?;
+            let body = self.response_body(line.status, &framing, &mut record)?;
+            (record, body)
+        } else {
+            let (fields, line) = parse_request_line(head).map_err(|_| malformed("request line"))?;
+            let mut record = Record::new(RecordKind::Request);
+            record.op = Some(text(line.method));
+            record.resource = Some(text(line.target));
+            parse_fields(fields, &mut record.attributes, &mut framing)?;
+            let body = self.request_body(line.method, &framing, &record)?;
+            (record, body)
+        };
+        record.wire_len = end as u64;
+        keep(&mut record.raw, &mut record.truncated, head, MAX_RAW_KEPT);
+        match body {
+            None if record.kind == RecordKind::Switch => {
+                out.push(record);
+                Ok(Step::Switched(end))
+            }
+            None | Some(Body::Length(0)) => {
+                out.push(record);
+                Ok(Step::Consumed(end))
+            }
+            Some(body) => {
+                let emitted = body == Body::UntilClose;
+                if emitted {
+                    // The end of the body is the close, which a session never sees.
+                    record.truncated = true;
+                    out.push(record.clone());
+                }
+                self.streams[dir.index()].in_flight = Some(InFlight {
+                    record,
+                    body,
+                    emitted,
+                });
+                Ok(Step::Consumed(end))
+            }
+        }
+    }
+
+    /// Body framing of a request (RFC 9112 section 6.3 items 4 to 7), and remembers its
+    /// method for the response.
+    fn request_body(
+        &mut self,
+        method: &[u8],
+        framing: &FramingFields,
+        record: &Record,
+    ) -> Result<Option<Body>, ParseError> {
+        let body = if framing.has_transfer_encoding {
+            // Item 4: a request whose final coding is not chunked has no reliable length.
+            if !framing.chunked {
+                return Err(malformed("transfer-encoding"));
+            }
+            Some(Body::Chunked(Chunk::Size))
+        } else if framing.bad_content_length {
+            return Err(malformed("content-length"));
+        } else {
+            framing.content_length.map(Body::Length)
+        };
+        let method = match method {
+            b"HEAD" => Method::Head,
+            b"CONNECT" => Method::Connect,
+            _ => Method::Other,
+        };
+        if method == Method::Connect || record.attribute("upgrade").is_some() {
+            self.awaiting_switch = true;
+        }
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(method);
+        Ok(body)
+    }
+
+    /// Body framing of a response (RFC 9112 section 6.3 items 1 to 8); sets the record kind.
+    fn response_body(
+        &mut self,
+        status: StatusCode,
+        framing: &FramingFields,
+        record: &mut Record,
+    ) -> Result<Option<Body>, ParseError> {
+        if status.is_informational() {
+            // Item 2: 1xx has no content. 101 ends HTTP on this connection.
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                record.kind = RecordKind::Switch;
+                self.awaiting_switch = false;
+            } else {
+                record.kind = RecordKind::Message;
+            }
+            return Ok(None);
+        }
+        self.awaiting_switch = false;
+        let method = self.pending.pop_front().unwrap_or(Method::Other);
+        if method == Method::Connect && status.is_success() {
+            // Item 3: a 2xx to CONNECT turns the connection into a tunnel.
+            record.kind = RecordKind::Switch;
+            return Ok(None);
+        }
+        if method == Method::Head
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(None);
+        }
+        if framing.has_transfer_encoding {
+            return Ok(Some(if framing.chunked {
+                Body::Chunked(Chunk::Size)
+            } else {
+                Body::UntilClose
+            }));
+        }
+        if framing.bad_content_length {
+            return Err(malformed("content-length"));
+        }
+        Ok(Some(
+            framing
+                .content_length
+                .map_or(Body::UntilClose, Body::Length),
+        ))
+    }
+
+    /// Reads body bytes of the in-flight message of `dir`.
+    fn parse_body(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        let stream = &mut self.streams[dir.index()];
+        let Some(msg) = stream.in_flight.as_mut() else {
+            return Ok(Step::NeedMore);
+        };
+        let (used, done) = match msg.body {
+            Body::UntilClose => {
+                msg.wire(rest);
+                (rest.len(), false)
+            }
+            Body::Length(left) => {
+                let n = take_len(left, rest.len());
+                let data = rest.get(..n).unwrap_or_default();
+                msg.wire(data);
+                msg.content(data);
+                let left = left - n as u64;
+                msg.body = Body::Length(left);
+                (n, left == 0)
+            }
+            Body::Chunked(Chunk::Size) => match parse_chunk_size_line(rest) {
+                Ok((r, size)) => {
+                    let n = rest.len() - r.len();
+                    msg.wire(rest.get(..n).unwrap_or_default());
+                    msg.body = Body::Chunked(if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    });
+                    (n, false)
+                }
+                Err(Err::Incomplete(_)) if rest.len() > MAX_CHUNK_LINE_LEN => {
+                    return Err(too_large("chunk-size line", rest.len(), MAX_CHUNK_LINE_LEN));
+                }
+                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+                Err(_) => return Err(malformed("chunk size")),
+            },
+            Body::Chunked(Chunk::Data(left)) => {
+                let n = take_len(left, rest.len());
+                let data = rest.get(..n).unwrap_or_default();
+                msg.wire(data);
+                msg.content(data);
+                let left = left - n as u64;
+                msg.body = Body::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                (n, false)
+            }
+            Body::Chunked(Chunk::DataEnd) => match parse_chunk_data_end(rest) {
+                Ok((r, ())) => {
+                    let n = rest.len() - r.len();
+                    msg.wire(rest.get(..n).unwrap_or_default());
+                    msg.body = Body::Chunked(Chunk::Size);
+                    (n, false)
+                }
+                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+                Err(_) => return Err(malformed("chunk data end")),
+            },
+            Body::Chunked(Chunk::Trailers) => {
+                let mut trailers = Vec::new();
+                let mut framing = FramingFields::default();
+                match parse_fields_streaming(rest, &mut trailers, &mut framing)? {
+                    Some(n) => {
+                        msg.wire(rest.get(..n).unwrap_or_default());
+                        msg.record.attributes.extend(trailers);
+                        (n, true)
+                    }
+                    None if rest.len() > MAX_TRAILER_LEN => {
+                        return Err(too_large("trailer section", rest.len(), MAX_TRAILER_LEN));
+                    }
+                    None => return Ok(Step::NeedMore),
+                }
+            }
+        };
+        if done {
+            if let Some(msg) = stream.in_flight.take() {
+                if !msg.emitted {
+                    out.push(msg.record);
+                }
+            }
+        }
+        Ok(if used == 0 {
+            Step::NeedMore
+        } else {
+            Step::Consumed(used)
+        })
+    }
+}
+
+/// How many of `available` bytes belong to a body part with `left` bytes to go.
+fn take_len(left: u64, available: usize) -> usize {
+    usize::try_from(left).map_or(available, |l| l.min(available))
+}
+
+/// Like [`parse_fields`] on a section that may be incomplete: `Ok(None)` asks for more.
+fn parse_fields_streaming(
+    rest: &[u8],
+    attributes: &mut Vec<(String, String)>,
+    framing: &mut FramingFields,
+) -> Result<Option<usize>, ParseError> {
+    match super::parser::parse_field_section_len(rest) {
+        Ok((_, len)) => {
+            parse_fields(rest.get(..len).unwrap_or_default(), attributes, framing).map(Some)
+        }
+        Err(Err::Incomplete(_)) => Ok(None),
+        Err(_) => Err(malformed("trailer field")),
+    }
+}
+
+impl Session for Http1Session {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
+        let mut consumed = 0;
+        while let Some(rest) = buf.get(consumed..).filter(|r| !r.is_empty()) {
+            let step = if self.streams[dir.index()].in_flight.is_some() {
+                self.parse_body(rest, dir, out)?
+            } else {
+                self.parse_head(rest, dir, out)?
+            };
+            match step {
+                Step::NeedMore => break,
+                Step::Consumed(n) => consumed += n,
+                Step::Switched(n) => {
+                    consumed += n;
+                    break;
+                }
+            }
+        }
+        Ok(consumed)
+    }
+}

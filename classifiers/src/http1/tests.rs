@@ -1,0 +1,869 @@
+//! http1 tests: the probe and the session on real captures (see `fixtures/README.md`), on
+//! hand-written edge cases, on look-alike protocols and on random bytes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adi_core::engine::{Engine, Output};
+use adi_core::flow::Role;
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
+    RecordKind, Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::session::{Http1Session, MAX_BODY_KEPT};
+use super::{Http1, HTTP1, PROBE_WINDOW};
+
+const TO_SERVER_NGINX_GET: &[u8] = include_bytes!("fixtures/to_server_nginx_get.bin");
+const TO_CLIENT_NGINX_GET: &[u8] = include_bytes!("fixtures/to_client_nginx_get.bin");
+const TO_SERVER_PIPELINED: &[u8] = include_bytes!("fixtures/to_server_pipelined.bin");
+const TO_CLIENT_PIPELINED: &[u8] = include_bytes!("fixtures/to_client_pipelined.bin");
+
+/// The index.html nginx and Python served in the captures.
+const INDEX_HTML: &[u8] = b"<!doctype html>\n<title>adi</title>\n<p>hello from nginx</p>\n";
+
+fn registration() -> &'static Registration {
+    let registry = Registry::from_inventory().expect("registry");
+    registry.get("http1").expect("http1 is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    Http1.probe(buf, dir, PortHint::NONE)
+}
+
+/// The confidence of a match in the given direction, 0 for anything else.
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, HTTP1);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+/// Feeds a connection's two directions whole, to-server first, and returns every record.
+fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
+    let mut session = Http1Session::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let n = session.parse(bytes, dir, &mut out).expect("parse");
+        assert_eq!(n, bytes.len(), "{dir:?}: every byte consumed");
+    }
+    out
+}
+
+/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = Http1Session::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
+    r.attributes
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let all = load_fixtures(fixtures_dir!("http1"));
+    let get = |dir| {
+        all.iter()
+            .find(|f| f.name == name && f.dir == dir)
+            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
+            .bytes
+            .clone()
+    };
+    (get(Direction::ToServer), get(Direction::ToClient))
+}
+
+// ---- probe ----
+
+#[test]
+fn conformance() {
+    check_classifier(registration(), fixtures_dir!("http1"), Confidence::CERTAIN);
+}
+
+#[test]
+fn probe_matches_every_fixture_at_certain_in_its_direction() {
+    for fx in load_fixtures(fixtures_dir!("http1")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.protocol, HTTP1);
+        assert!(
+            v.confidence >= Confidence::CERTAIN,
+            "{}: {v:?}",
+            fx.path.display()
+        );
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn probe_notes_the_other_direction() {
+    for fx in load_fixtures(fixtures_dir!("http1")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn every_prefix_needs_more_or_matches() {
+    for fx in load_fixtures(fixtures_dir!("http1")) {
+        let mut last = 0;
+        for len in 0..=fx.bytes.len().min(PROBE_WINDOW) {
+            let p = probe(&fx.bytes[..len], fx.dir);
+            assert_ne!(p, Probe::NoMatch, "{} prefix {len}", fx.path.display());
+            let now = score(&fx.bytes[..len], fx.dir);
+            assert!(
+                now >= last,
+                "{} prefix {len}: confidence fell {last} -> {now}",
+                fx.path.display()
+            );
+            last = now;
+        }
+    }
+}
+
+#[test]
+fn probe_bands() {
+    let s = |b: &[u8]| score(b, Direction::ToServer);
+    let c = |b: &[u8]| score(b, Direction::ToClient);
+    assert_eq!(probe(b"G", Direction::ToServer), Probe::NeedMore);
+    assert_eq!(probe(b"GET", Direction::ToServer), Probe::NeedMore);
+    assert_eq!(s(b"GET /"), Confidence::WEAK.get());
+    assert_eq!(s(b"GET /a HTTP/1."), Confidence::WEAK.get());
+    assert_eq!(s(b"GET /a HTTP/1.1\r\n"), Confidence::STRONG.get());
+    assert_eq!(
+        s(b"GET /a HTTP/1.1\r\nHost: x\r\n"),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        s(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        Confidence::CERTAIN.get()
+    );
+    // Framing that contradicts itself is not a whole message.
+    assert_eq!(
+        s(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        s(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        Confidence::STRONG.get()
+    );
+    // WebDAV: one band lower, and no WEAK guess on the method alone.
+    assert_eq!(probe(b"PROPFIND /", Direction::ToServer), Probe::NeedMore);
+    assert_eq!(s(b"PROPFIND /d HTTP/1.1\r\n"), Confidence::WEAK.get());
+    assert_eq!(
+        s(b"PROPFIND /d HTTP/1.1\r\nDepth: 1\r\n\r\n"),
+        Confidence::STRONG.get()
+    );
+    // Absolute and authority forms are only believed with a version.
+    assert_eq!(
+        probe(b"GET http://x/", Direction::ToServer),
+        Probe::NeedMore
+    );
+    assert_eq!(
+        s(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
+        Confidence::CERTAIN.get()
+    );
+    assert_eq!(
+        s(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+        Confidence::CERTAIN.get()
+    );
+    // Responses.
+    assert_eq!(probe(b"HTTP/1", Direction::ToClient), Probe::NeedMore);
+    assert_eq!(c(b"HTTP/1.1 "), Confidence::WEAK.get());
+    assert_eq!(c(b"HTTP/1.1 200 OK\r\n"), Confidence::STRONG.get());
+    assert_eq!(c(b"HTTP/1.0 204\r\n\r\n"), Confidence::CERTAIN.get());
+}
+
+#[test]
+fn probe_rejects_on_the_first_bytes() {
+    for buf in [
+        &b"get / HTTP/1.1\r\n"[..],
+        b"\x16\x03\x01",
+        b"{\"a\":1}",
+        b" GET /",
+        b"\0\0\0\x08",
+    ] {
+        assert_eq!(probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
+        assert_eq!(probe(buf, Direction::ToClient), Probe::NoMatch, "{buf:?}");
+    }
+    assert_eq!(probe(b"GETX", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(probe(b"GET\t/", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(probe(b"HTTP/2", Direction::ToClient), Probe::NoMatch);
+    assert_eq!(
+        probe(b"HTTP/1.1 999 X\r\n", Direction::ToClient),
+        Probe::NoMatch
+    );
+}
+
+#[test]
+fn look_alikes_stay_below_report() {
+    let cases: &[&[u8]] = &[
+        b"GET foo\r\n",                        // Redis inline command
+        b"GET /foo\r\n",                       // Redis inline, key with a slash
+        b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n",   // RESP array
+        b"SET key value\r\n",                  // Redis inline
+        b"COPY src dst\r\n",                   // Redis COPY looks like WebDAV COPY
+        b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n", // RTSP response
+        b"OPTIONS rtsp://cam/stream RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        b"DESCRIBE rtsp://cam/stream RTSP/1.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x\r\n\r\n", // SIP response
+        b"INVITE sip:bob@example.com SIP/2.0\r\n\r\n",
+        b"OPTIONS sip:bob@example.com SIP/2.0\r\n\r\n",
+        b"REQMOD icap://proxy/req ICAP/1.0\r\n\r\n", // ICAP
+        b"OPTIONS icap://proxy/req ICAP/1.0\r\n\r\n",
+        b"ICAP/1.0 200 OK\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", // HTTP/2 preface
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\n\r\n",
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+    ];
+    for &case in cases {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let s = score(case, dir);
+            assert!(
+                s < Confidence::REPORT.get(),
+                "{:?} {dir:?}: {s}",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
+    assert_eq!(
+        probe(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::ToServer),
+        Probe::NoMatch
+    );
+    assert_eq!(probe(b"GET foo\r\n", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(
+        probe(b"RTSP/1.0 200 OK\r\n", Direction::ToClient),
+        Probe::NoMatch
+    );
+    assert_eq!(
+        probe(b"SIP/2.0 200 OK\r\n", Direction::ToClient),
+        Probe::NoMatch
+    );
+}
+
+#[test]
+fn probe_reads_at_most_its_window() {
+    // A head longer than the window: still a STRONG request line, never a panic.
+    let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+    big.extend(
+        std::iter::repeat_n(&b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"[..], 200).flatten(),
+    );
+    big.extend_from_slice(b"\r\n");
+    assert_eq!(score(&big, Direction::ToServer), Confidence::STRONG.get());
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+fn random_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    (0..count).map(move |_| {
+        let len = (next() % 600) as usize;
+        (0..len).map(|_| (next() >> 56) as u8).collect()
+    })
+}
+
+#[test]
+fn random_bytes_never_reach_report() {
+    for buf in random_buffers(0x5eed, 20_000) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            assert!(score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
+            let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn proptest_http_prefix_then_noise_never_panics(
+        prefix in prop::sample::select(vec![
+            &b"GET / HTTP/1.1\r\n"[..], b"HTTP/1.1 200 OK\r\n", b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+        ]),
+        noise in proptest::collection::vec(any::<u8>(), 0..512),
+        split in 1usize..64,
+    ) {
+        let mut buf = prefix.to_vec();
+        buf.extend_from_slice(&noise);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = Http1.probe(&buf, dir, PortHint::NONE);
+            let mut session = Http1Session::default();
+            let mut pending = Vec::new();
+            let mut out = Vec::new();
+            for piece in buf.chunks(split) {
+                pending.extend_from_slice(piece);
+                match session.parse(&pending, dir, &mut out) {
+                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+// ---- session on the captures ----
+
+#[test]
+fn session_nginx_get() {
+    let r = parse_all(TO_SERVER_NGINX_GET, TO_CLIENT_NGINX_GET);
+    assert_eq!(r.len(), 2);
+    let (req, rsp) = (&r[0], &r[1]);
+    assert_eq!(req.kind, RecordKind::Request);
+    assert_eq!(req.op.as_deref(), Some("GET"));
+    assert_eq!(req.resource.as_deref(), Some("/index.html?q=1"));
+    assert_eq!(values(req, "User-Agent"), ["curl/7.88.1"]);
+    assert_eq!(values(req, "X-Multi"), ["1", "2"]);
+    assert_eq!(
+        req.attributes.first().map(|(n, _)| n.as_str()),
+        Some("Host")
+    );
+    assert!(req.body.is_empty());
+    assert_eq!(req.raw, TO_SERVER_NGINX_GET);
+    assert_eq!(req.wire_len, TO_SERVER_NGINX_GET.len() as u64);
+    assert_eq!(rsp.kind, RecordKind::Response);
+    assert_eq!(rsp.status, Some(200));
+    assert_eq!(rsp.attribute("content-length"), Some("59"));
+    assert_eq!(values(rsp, "Set-Cookie"), ["a=1; Path=/", "b=2; Path=/"]);
+    assert_eq!(rsp.body, INDEX_HTML);
+    assert_eq!(rsp.raw, TO_CLIENT_NGINX_GET);
+    assert_eq!(rsp.wire_len, TO_CLIENT_NGINX_GET.len() as u64);
+    assert!(!req.truncated && !rsp.truncated);
+}
+
+#[test]
+fn session_head_has_no_body_despite_content_length() {
+    let (s, c) = fixture("nginx_head");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].op.as_deref(), Some("HEAD"));
+    assert_eq!(
+        (r[1].status, r[1].attribute("Content-Length")),
+        (Some(200), Some("59"))
+    );
+    assert!(r[1].body.is_empty());
+    assert_eq!(r[1].wire_len, c.len() as u64);
+}
+
+#[test]
+fn session_304_has_no_body() {
+    let (s, c) = fixture("nginx_304");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert!(r[0].attribute("If-None-Match").is_some());
+    assert_eq!(r[1].status, Some(304));
+    assert!(r[1].body.is_empty());
+}
+
+#[test]
+fn session_nginx_gzip_chunked() {
+    let (s, c) = fixture("nginx_gzip_chunked");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    let rsp = &r[1];
+    assert_eq!(rsp.attribute("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(rsp.attribute("Content-Encoding"), Some("gzip"));
+    // The decoded body is the whole gzip member: magic first, ISIZE (RFC 1952) last, which
+    // is the size of the 2111-byte file nginx compressed (its ETag says 0x83f).
+    assert_eq!(rsp.body.get(..2), Some(&[0x1f, 0x8b][..]));
+    let isize_bytes: [u8; 4] = rsp.body[rsp.body.len() - 4..].try_into().expect("4 bytes");
+    assert_eq!(u32::from_le_bytes(isize_bytes), 0x83f);
+    assert_eq!(rsp.wire_len, c.len() as u64);
+}
+
+#[test]
+fn session_100_continue_then_final_response() {
+    let (s, c) = fixture("nginx_100_continue");
+    let r = parse_all(&s, &c);
+    let kinds: Vec<_> = r.iter().map(|r| (r.kind, r.status)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (RecordKind::Request, None),
+            (RecordKind::Message, Some(100)),
+            (RecordKind::Response, Some(201))
+        ]
+    );
+    assert_eq!(r[0].attribute("Expect"), Some("100-continue"));
+    assert_eq!(r[0].body, br#"{"name":"adi","tags":["http1","continue"]}"#);
+    assert_eq!(
+        r[2].body,
+        br#"{"received": {"name": "adi", "tags": ["http1", "continue"]}}"#
+    );
+}
+
+#[test]
+fn session_go_client_repeated_headers() {
+    let (s, c) = fixture("go_client");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(values(&r[0], "User-Agent"), ["Go-http-client/1.1"]);
+    assert_eq!(values(&r[0], "X-Trace"), ["one", "two"]);
+    assert_eq!(r[1].body, INDEX_HTML);
+}
+
+#[test]
+fn session_python_http_server_http10() {
+    let (s, c) = fixture("python_http_server");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].status, Some(200));
+    assert!(r[1].raw.starts_with(b"HTTP/1.0 200 OK\r\n"));
+    assert_eq!(
+        values(&r[1], "Content-type"),
+        ["text/html"],
+        "names kept as sent"
+    );
+    assert_eq!(r[1].body, INDEX_HTML);
+}
+
+#[test]
+fn session_python_chunked_with_trailer() {
+    let (s, c) = fixture("python_chunked");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].body, b"hello chunked world\n");
+    assert_eq!(r[1].attribute("Trailer"), Some("X-Checksum"));
+    assert_eq!(
+        r[1].attributes.last(),
+        Some(&("X-Checksum".to_owned(), "42".to_owned()))
+    );
+    assert_eq!(r[1].wire_len, c.len() as u64);
+}
+
+#[test]
+fn session_python_post_json() {
+    let (s, c) = fixture("python_post_json");
+    let r = parse_all(&s, &c);
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].op.as_deref(), r[0].resource.as_deref()),
+        (Some("POST"), Some("/echo"))
+    );
+    assert_eq!(r[0].attribute("Content-Type"), Some("application/json"));
+    assert_eq!(r[0].body, br#"{"user": "adi", "ids": [1, 2, 3]}"#);
+    assert_eq!(r[1].status, Some(201));
+    assert_eq!(
+        r[1].body,
+        br#"{"received": {"user": "adi", "ids": [1, 2, 3]}}"#
+    );
+}
+
+#[test]
+fn session_pipelined_requests_pair_in_order() {
+    let r = parse_all(TO_SERVER_PIPELINED, TO_CLIENT_PIPELINED);
+    let summary: Vec<_> = r
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.as_deref(),
+                r.resource.as_deref(),
+                r.status,
+                r.body.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                RecordKind::Request,
+                Some("GET"),
+                Some("/index.html"),
+                None,
+                0
+            ),
+            (
+                RecordKind::Request,
+                Some("HEAD"),
+                Some("/index.html"),
+                None,
+                0
+            ),
+            (RecordKind::Request, Some("GET"), Some("/missing"), None, 0),
+            (RecordKind::Response, None, None, Some(200), 59),
+            // The HEAD response says Content-Length: 59 and has no body.
+            (RecordKind::Response, None, None, Some(200), 0),
+            (RecordKind::Response, None, None, Some(404), 153),
+        ]
+    );
+    let total: u64 = r.iter().map(|r| r.wire_len).sum();
+    assert_eq!(
+        total,
+        (TO_SERVER_PIPELINED.len() + TO_CLIENT_PIPELINED.len()) as u64
+    );
+}
+
+#[test]
+fn one_byte_writes_give_the_same_records() {
+    let all = load_fixtures(fixtures_dir!("http1"));
+    let mut names: Vec<_> = all.iter().map(|f| f.name.clone()).collect();
+    names.dedup();
+    for name in names {
+        let (s, c) = fixture(&name);
+        let whole = parse_all(&s, &c);
+        for size in [1, 2, 7, 64] {
+            assert_eq!(
+                parse_split(&s, &c, size),
+                whole,
+                "{name} in {size}-byte writes"
+            );
+        }
+    }
+}
+
+// ---- session edge cases (hand-written) ----
+
+fn parse_one_dir(bytes: &[u8], dir: Direction) -> (Result<usize, ParseError>, Vec<Record>) {
+    let mut out = Vec::new();
+    let r = Http1Session::default().parse(bytes, dir, &mut out);
+    (r, out)
+}
+
+#[test]
+fn chunk_extensions_and_obs_fold() {
+    let req = b"POST /up HTTP/1.1\r\n\
+        X-Folded: first\r\n  second\r\n\
+        Transfer-Encoding: gzip, chunked\r\n\
+        \r\n\
+        4;name=value;other\r\nWiki\r\n\
+        5 ; ext\r\npedia\r\n\
+        0\r\nExpires: never\r\n\r\n";
+    let (n, r) = parse_one_dir(req, Direction::ToServer);
+    assert_eq!(n, Ok(req.len()));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].body, b"Wikipedia");
+    assert_eq!(r[0].attribute("X-Folded"), Some("first second"));
+    assert_eq!(r[0].attribute("Expires"), Some("never"));
+}
+
+#[test]
+fn lf_only_lines_are_tolerated() {
+    let (n, r) = parse_one_dir(b"GET / HTTP/1.0\nHost: x\n\n", Direction::ToServer);
+    assert_eq!(n, Ok(24));
+    assert_eq!(r[0].attribute("host"), Some("x"));
+}
+
+#[test]
+fn incomplete_head_consumes_nothing() {
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    assert_eq!(
+        s.parse(
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            Direction::ToServer,
+            &mut out
+        ),
+        Ok(0)
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn large_body_is_streamed_and_capped() {
+    const SIZE: usize = 10 * 1024 * 1024;
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    let head = format!("PUT /blob HTTP/1.1\r\nContent-Length: {SIZE}\r\n\r\n");
+    assert_eq!(
+        s.parse(head.as_bytes(), Direction::ToServer, &mut out),
+        Ok(head.len())
+    );
+    let block = vec![b'z'; 64 * 1024 + 3];
+    let mut sent = 0;
+    while sent < SIZE {
+        let n = block.len().min(SIZE - sent);
+        assert_eq!(s.parse(&block[..n], Direction::ToServer, &mut out), Ok(n));
+        sent += n;
+        assert_eq!(out.is_empty(), sent < SIZE);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].body.len(), MAX_BODY_KEPT);
+    assert!(out[0].truncated);
+    assert_eq!(out[0].wire_len, (head.len() + SIZE) as u64);
+    assert_eq!(out[0].raw.len(), 4096);
+}
+
+#[test]
+fn response_without_length_is_emitted_at_its_head_and_reads_to_close() {
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    s.parse(b"GET / HTTP/1.0\r\n\r\n", Direction::ToServer, &mut out)
+        .expect("request");
+    let rsp = b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nsome body";
+    assert_eq!(s.parse(rsp, Direction::ToClient, &mut out), Ok(rsp.len()));
+    assert_eq!(s.parse(b"more", Direction::ToClient, &mut out), Ok(4));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].status, Some(200));
+    assert!(out[1].truncated);
+}
+
+#[test]
+fn switching_protocols_stops_at_the_head() {
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    let req = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    assert_eq!(s.parse(req, Direction::ToServer, &mut out), Ok(req.len()));
+    // Client bytes after an Upgrade request wait for the answer.
+    assert_eq!(
+        s.parse(b"\x81\x85abcd", Direction::ToServer, &mut out),
+        Ok(0)
+    );
+    let rsp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+    let mut buf = rsp.to_vec();
+    buf.extend_from_slice(b"\x81\x05hello");
+    assert_eq!(s.parse(&buf, Direction::ToClient, &mut out), Ok(rsp.len()));
+    assert_eq!(
+        out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [RecordKind::Request, RecordKind::Switch]
+    );
+}
+
+#[test]
+fn connect_2xx_switches() {
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    let req = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    s.parse(req, Direction::ToServer, &mut out)
+        .expect("request");
+    let rsp = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+    let mut buf = rsp.to_vec();
+    buf.extend_from_slice(b"\x16\x03\x01\x00\x05");
+    assert_eq!(s.parse(&buf, Direction::ToClient, &mut out), Ok(rsp.len()));
+    assert_eq!(out[1].kind, RecordKind::Switch);
+    assert_eq!(out[1].status, Some(200));
+}
+
+#[test]
+fn errors() {
+    let malformed = |what| {
+        Err(ParseError::Malformed {
+            protocol: HTTP1,
+            what,
+        })
+    };
+    let cases: &[(&[u8], Result<usize, ParseError>)] = &[
+        (b"GET foo\r\n", malformed("request line")),
+        (b"\x16\x03\x01\x02\x00", malformed("request line")),
+        (
+            b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+            malformed("header field"),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            malformed("header field"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
+            malformed("content-length"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            malformed("content-length"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            malformed("transfer-encoding"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            malformed("chunk size"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+            malformed("chunk data end"),
+        ),
+    ];
+    for (bytes, want) in cases {
+        let (got, _) = parse_one_dir(bytes, Direction::ToServer);
+        // A malformed request may still report how far it got before the bad bytes.
+        match (want, &got) {
+            (Err(_), Err(_)) => assert_eq!(&got, want, "{:?}", String::from_utf8_lossy(bytes)),
+            _ => panic!("{:?}: {got:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
+    let mut huge = b"GET / HTTP/1.1\r\n".to_vec();
+    huge.extend(
+        std::iter::repeat_n(&b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"[..], 2000).flatten(),
+    );
+    let (got, _) = parse_one_dir(&huge, Direction::ToServer);
+    assert!(
+        matches!(
+            got,
+            Err(ParseError::TooLarge {
+                what: "message head",
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    let (got, _) = parse_one_dir(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
+        Direction::ToServer,
+    );
+    assert!(
+        matches!(
+            got,
+            Err(ParseError::Malformed {
+                what: "chunk size",
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+}
+
+// ---- the real engine ----
+
+fn engine_key() -> FlowKey {
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let server: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+    FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server,
+    }
+}
+
+#[test]
+fn engine_confirms_and_pairs_with_latency() {
+    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
+    let key = engine_key();
+    let mut out = Vec::new();
+    let mut evicted = Vec::new();
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        1_000,
+        TO_SERVER_PIPELINED,
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        5_000,
+        TO_CLIENT_PIPELINED,
+        &mut out,
+        &mut evicted,
+    );
+    assert!(evicted.is_empty());
+    let confirmed: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Classified(c) if c.confidence == Confidence::CONFIRMED => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirmed.len(), 1, "{out:#?}");
+    assert_eq!(confirmed[0].protocol, HTTP1);
+    let records: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some((r.record.kind, r.record.status, r.latency_ns)),
+            Output::Classified(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            (RecordKind::Request, None, None),
+            (RecordKind::Request, None, None),
+            (RecordKind::Request, None, None),
+            (RecordKind::Response, Some(200), Some(4_000)),
+            (RecordKind::Response, Some(200), Some(4_000)),
+            (RecordKind::Response, Some(404), Some(4_000)),
+        ]
+    );
+    assert_eq!(engine.stats().parse_errors, 0);
+}
+
+#[test]
+fn engine_single_exchange() {
+    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
+    let key = engine_key();
+    let mut out = Vec::new();
+    let mut evicted = Vec::new();
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        10,
+        TO_SERVER_NGINX_GET,
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        25,
+        TO_CLIENT_NGINX_GET,
+        &mut out,
+        &mut evicted,
+    );
+    let classified: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Classified(c) => Some((c.protocol, c.confidence)),
+            Output::Record(_) => None,
+        })
+        .collect();
+    assert_eq!(classified.last(), Some(&(HTTP1, Confidence::CONFIRMED)));
+    assert_eq!(
+        classified
+            .iter()
+            .filter(|c| c.1 == Confidence::CONFIRMED)
+            .count(),
+        1
+    );
+    let latency = out.iter().find_map(|o| match o {
+        Output::Record(r) if r.record.kind == RecordKind::Response => Some(r.latency_ns),
+        _ => None,
+    });
+    assert_eq!(latency, Some(Some(15)));
+}
