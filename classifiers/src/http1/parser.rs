@@ -192,7 +192,7 @@ pub(crate) fn parse_field_line(i: &[u8]) -> PResult<'_, Option<Field<'_>>> {
             Some(b' ' | b'\t') => rest = after,
             Some(_) => {
                 let len = value_start.len() - before_eol.len();
-                let value = trim_trailing_ws(&value_start[..len]);
+                let value = trim_trailing_ws(value_start.get(..len).unwrap_or_default());
                 return Ok((after, Some(Field { name, value })));
             }
             None => return Err(Err::Incomplete(Needed::new(1))),
@@ -205,19 +205,6 @@ fn trim_trailing_ws(mut v: &[u8]) -> &[u8] {
         v = head;
     }
     v
-}
-
-/// The length of a complete field section at the start of `i` (through its empty line),
-/// checking every line, without allocating.
-pub(crate) fn parse_field_section_len(i: &[u8]) -> PResult<'_, usize> {
-    let mut rest = i;
-    loop {
-        let (r, field) = parse_field_line(rest)?;
-        rest = r;
-        if field.is_none() {
-            return Ok((rest, i.len() - rest.len()));
-        }
-    }
 }
 
 /// `chunk-size [ chunk-ext ] CRLF` (RFC 9112 section 7.1): the size, extensions skipped.

@@ -37,6 +37,9 @@ pub(crate) const MAX_RAW_KEPT: usize = 4096;
 /// Most unanswered requests remembered; beyond it the oldest is forgotten (its response is
 /// then framed without knowing its method).
 pub(crate) const MAX_PENDING_REQUESTS: usize = 1024;
+/// Up to this many bytes of an incomplete head, its start line is checked on every call so
+/// that garbage fails fast; beyond, only the end of the head is searched for.
+const MAX_EARLY_CHECK_LEN: usize = 1024;
 
 /// What a response's framing needs to know about its request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +224,12 @@ impl Http1Session {
             if rest.len() > MAX_HEAD_LEN {
                 return Err(too_large("message head", rest.len(), MAX_HEAD_LEN));
             }
-            // Fail early on a start line that can never parse, instead of waiting for 64 KiB.
+            // Fail early on a start line that can never parse, instead of waiting for 64 KiB
+            // (only while the head is short, so that trickling bytes stay linear).
+            if stream.scanned > MAX_EARLY_CHECK_LEN {
+                stream.scanned = rest.len();
+                return Ok(Step::NeedMore);
+            }
             let start = if is_response || "HTTP/".as_bytes().starts_with(rest) {
                 parse_status_line(rest).map(|_| ())
             } else {
@@ -436,7 +444,7 @@ impl Http1Session {
             Body::Chunked(Chunk::Trailers) => {
                 let mut trailers = Vec::new();
                 let mut framing = FramingFields::default();
-                match parse_fields_streaming(rest, &mut trailers, &mut framing)? {
+                match parse_trailers(rest, &mut stream.scanned, &mut trailers, &mut framing)? {
                     Some(n) => {
                         msg.wire(rest.get(..n).unwrap_or_default());
                         msg.record.attributes.extend(trailers);
@@ -469,19 +477,29 @@ fn take_len(left: u64, available: usize) -> usize {
     usize::try_from(left).map_or(available, |l| l.min(available))
 }
 
-/// Like [`parse_fields`] on a section that may be incomplete: `Ok(None)` asks for more.
-fn parse_fields_streaming(
+/// The trailer section at the start of `rest` (RFC 9112 section 7.1.2), which may be
+/// incomplete: `Ok(None)` asks for more. `scanned` remembers how far its end was searched.
+fn parse_trailers(
     rest: &[u8],
+    scanned: &mut usize,
     attributes: &mut Vec<(String, String)>,
     framing: &mut FramingFields,
 ) -> Result<Option<usize>, ParseError> {
-    match super::parser::parse_field_section_len(rest) {
-        Ok((_, len)) => {
-            parse_fields(rest.get(..len).unwrap_or_default(), attributes, framing).map(Some)
-        }
-        Err(Err::Incomplete(_)) => Ok(None),
-        Err(_) => Err(malformed("trailer field")),
-    }
+    // An empty section is just the line ending; otherwise it ends like a head.
+    let end = match rest {
+        [b'\n', ..] => Some(1),
+        [b'\r', b'\n', ..] => Some(2),
+        [b'\r'] => None,
+        _ => find_head_end(rest, *scanned),
+    };
+    let Some(end) = end else {
+        *scanned = rest.len();
+        return Ok(None);
+    };
+    *scanned = 0;
+    parse_fields(rest.get(..end).unwrap_or_default(), attributes, framing)
+        .map_err(|_| malformed("trailer field"))
+        .map(Some)
 }
 
 impl Session for Http1Session {

@@ -867,3 +867,30 @@ fn engine_single_exchange() {
     });
     assert_eq!(latency, Some(Some(15)));
 }
+
+#[test]
+fn trickled_long_head_and_trailers_stay_linear() {
+    // 60 KiB of header fields and 60 KiB of trailer fields, one byte per call: each call must
+    // look only at the new bytes, or this takes minutes.
+    let pad: Vec<u8> =
+        std::iter::repeat_n(&b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"[..], 1500)
+            .flatten()
+            .copied()
+            .collect();
+    let mut msg = b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n".to_vec();
+    msg.extend_from_slice(&pad);
+    msg.extend_from_slice(b"\r\n3\r\nabc\r\n0\r\n");
+    msg.extend_from_slice(&pad);
+    msg.extend_from_slice(b"\r\n");
+    let started = std::time::Instant::now();
+    let r = parse_split(&msg, b"", 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].body, b"abc");
+    assert_eq!(r[0].attributes.len(), 1 + 2 * 1500);
+    assert_eq!(r[0].wire_len, msg.len() as u64);
+}
