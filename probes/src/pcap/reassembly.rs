@@ -158,7 +158,7 @@ impl Stream {
             let fits = self.pending_bytes + data.len() <= limits.max_buffered_bytes
                 && self.pending.len() < limits.max_buffered_segments;
             if fits {
-                self.insert(start, data, missing);
+                self.insert(start, data, missing, em.stats);
                 return;
             }
             // The buffer is full: give up on the oldest hole, deliver what follows it, retry.
@@ -176,13 +176,16 @@ impl Stream {
         }
     }
 
-    fn insert(&mut self, start: u64, data: &[u8], missing: u32) {
+    /// Buffers an early segment. Of two with the same start the longer is kept; the other's
+    /// bytes count as retransmitted.
+    fn insert(&mut self, start: u64, data: &[u8], missing: u32, stats: &mut CaptureStats) {
         let end = start + data.len() as u64 + u64::from(missing);
         if let Some(old) = self.pending.get(&start) {
-            // Same start: keep the longer of the two.
             if start + old.data.len() as u64 + u64::from(old.missing) >= end {
+                stats.retransmitted_bytes += data.len() as u64;
                 return;
             }
+            stats.retransmitted_bytes += old.data.len() as u64;
             self.pending_bytes = self.pending_bytes.saturating_sub(old.data.len());
         }
         self.pending_bytes += data.len();
