@@ -1,8 +1,15 @@
 //! `adi-probes`: where `adi`'s bytes come from.
 //!
+//! - [`live`]: the eBPF syscall probes (tracepoints, CO-RE, ring buffer), loaded with aya 0.14
+//!   from the object committed in `probes/bpf/`;
+//! - [`raw`]: the kernel wire format and its checked decoding;
+//! - [`proc`]: process context from `/proc` (comm, cmdline, start time, listening ports);
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
 //!   `adi classify FILE`).
 //!
-//! The eBPF probes will live here too; they are the only place `unsafe` is allowed.
+//! This is the only crate where `unsafe` appears, each block with a `// SAFETY:` comment.
 
+pub mod live;
 pub mod pcap;
+pub mod proc;
+pub mod raw;

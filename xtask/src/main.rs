@@ -1,4 +1,7 @@
 //! `cargo xtask <chore>`:
+//! - `bpf`: rebuilds `probes/bpf/adi.bpf.o` from its C source with clang (needs Debian's
+//!   `clang libbpf-dev llvm`); `bpf --check` rebuilds into a temp file and fails when the
+//!   committed object differs (CI runs it).
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
 //!   input format each fuzz target expects.
 
@@ -14,8 +17,65 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     match std::env::args().nth(1).as_deref() {
         Some("fuzz-seed") => fuzz_seed(&root),
-        _ => bail!("usage: cargo xtask fuzz-seed"),
+        Some("bpf") => bpf(&root, std::env::args().nth(2).as_deref() == Some("--check")),
+        _ => bail!("usage: cargo xtask bpf [--check] | fuzz-seed"),
     }
+}
+
+/// The one command that builds the BPF object. Relative paths only, run from `probes/bpf`, so
+/// the object (its BTF line info names the source file) is byte-for-byte reproducible.
+fn bpf(root: &Path, check: bool) -> anyhow::Result<()> {
+    let dir = root.join("probes/bpf");
+    let out = if check {
+        "adi.bpf.o.check"
+    } else {
+        "adi.bpf.o"
+    };
+    let run = |cmd: &str, args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new(cmd)
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .with_context(|| format!("running {cmd} (apt-get install -y clang libbpf-dev llvm)"))?;
+        anyhow::ensure!(
+            status.success(),
+            "{cmd} {} failed: {status}",
+            args.join(" ")
+        );
+        Ok(())
+    };
+    run(
+        "clang",
+        &[
+            "-target",
+            "bpf",
+            "-O2",
+            "-g",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+            "-I.",
+            "-c",
+            "adi.bpf.c",
+            "-o",
+            out,
+        ],
+    )?;
+    // Keep .BTF/.BTF.ext (CO-RE needs them), drop DWARF: 2 MB -> 70 KB.
+    run("llvm-strip", &["-g", out])?;
+    if check {
+        let fresh = std::fs::read(dir.join(out))?;
+        std::fs::remove_file(dir.join(out))?;
+        let committed =
+            std::fs::read(dir.join("adi.bpf.o")).context("reading probes/bpf/adi.bpf.o")?;
+        if fresh != committed {
+            bail!("probes/bpf/adi.bpf.o is stale: run `cargo xtask bpf` and commit the object");
+        }
+        println!("probes/bpf/adi.bpf.o is fresh");
+    } else {
+        println!("wrote probes/bpf/adi.bpf.o");
+    }
+    Ok(())
 }
 
 fn fuzz_seed(root: &Path) -> anyhow::Result<()> {

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0
+/* adi's syscall capture: every socket read and write of watched processes.
+ *
+ * At sys_enter_* the arguments are stashed per thread; at sys_exit_* the real byte count is
+ * known, the fd is resolved to its kernel socket (task->files->fdt->fd[fd]->private_data->sk,
+ * which also covers connections opened before adi started), non-TCP and non-socket fds are
+ * dropped, and at most a per-connection cap of payload is copied into the ring buffer.
+ * Unwatched processes return at the first map lookup: nothing of theirs is ever copied.
+ * kprobes and fentry do not exist on the target kernel, so only tracepoints are used.
+ */
+#include "adi_kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "adi_events.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+/* Knobs set by the loader (EbpfLoader::override_global). */
+const volatile __u32 watch_all = 0;       /* 1: every process (--all) */
+const volatile __u32 self_tgid = 0;       /* adi itself: never traced */
+const volatile __u32 capture_bytes = 4096; /* default per-message cap (--capture-bytes) */
+
+/* How a stashed syscall passes its buffer. */
+#define VEC_PLAIN 0  /* (buf, count) */
+#define VEC_IOV 1    /* (iovec *, iovcnt) */
+#define VEC_MSG 2    /* (user_msghdr *) */
+#define VEC_MMSG 3   /* (mmsghdr *, vlen) */
+#define VEC_NONE 4   /* connect, accept: no payload */
+
+struct adi_args {
+	__u64 ptr;
+	__u64 count;
+	__s32 fd;
+	__u32 vec;
+	__u32 dir;
+	__u32 kind;
+};
+
+struct adi_scratch {
+	struct adi_event_hdr hdr;
+	/* Twice the cap, so that `data + off` with off < MAX and len <= MAX is provably in
+	 * bounds for the verifier. */
+	__u8 data[2 * ADI_MAX_PAYLOAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} watched SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct adi_args);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct adi_conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct adi_scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ADI_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} events SEC(".maps");
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_watched(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (watch_all)
+		return true;
+	return bpf_map_lookup_elem(&watched, &tgid) != 0;
+}
+
+static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
+{
+	return ((__u64)tgid << 32) | (__u32)fd;
+}
+
+/* The TCP socket behind `fd` of the current task, or NULL. */
+static __always_inline struct sock *tcp_sock_of(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0)
+		return 0;
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max_fds)
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return sk;
+}
+
+static __always_inline void fill_tuple(struct adi_event_hdr *h, struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	h->family = family;
+	h->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	h->rport = (__u16)((dport >> 8) | (dport << 8));
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(h->laddr, &l, 4);
+		__builtin_memcpy(h->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&h->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&h->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32 syscall)
+{
+	__u32 zero = 0;
+	struct adi_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct adi_event_hdr *h = &s->hdr;
+	/* The scratch buffer is reused: clear every header field so nothing stale leaks. */
+	__builtin_memset(h, 0, sizeof(*h));
+	h->kind = kind;
+	h->tgid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->fd = fd;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->syscall = syscall;
+	bpf_get_current_comm(&h->comm, sizeof(h->comm));
+	return s;
+}
+
+static __always_inline void submit(struct adi_scratch *s, __u32 payload)
+{
+	__u64 len = payload;
+	if (len > ADI_MAX_PAYLOAD)
+		len = ADI_MAX_PAYLOAD;
+	/* Re-check on the very register passed to the helper, so the verifier sees the bound
+	 * (barrier_var stops clang from reusing a copy taken before the first check). */
+	barrier_var(len);
+	if (len > ADI_MAX_PAYLOAD)
+		return;
+	payload = len;
+	s->hdr.cap_len = payload;
+	if (bpf_ringbuf_output(&events, s, sizeof(struct adi_event_hdr) + len, 0))
+		count(ADI_STAT_RINGBUF_FULL);
+	else
+		count(ADI_STAT_EVENTS);
+}
+
+/* Copies up to `want` bytes from `src` to data[off..]; returns the bytes copied. */
+static __always_inline __u32 copy_user(struct adi_scratch *s, __u32 off, const void *src, __u64 want)
+{
+	if (off >= ADI_MAX_PAYLOAD)
+		return 0;
+	__u64 room = ADI_MAX_PAYLOAD - off;
+	__u64 n = want > room ? room : want;
+	barrier_var(n);
+	if (n == 0 || n > ADI_MAX_PAYLOAD)
+		return 0;
+	if (bpf_probe_read_user(&s->data[off], n, src)) {
+		count(ADI_STAT_READ_FAILED);
+		return 0;
+	}
+	return n;
+}
+
+/* Walks an iovec array, copying at most `limit` bytes in order. */
+static __always_inline __u32 copy_iov(struct adi_scratch *s, const struct iovec *iov, __u64 iovcnt, __u64 limit)
+{
+	__u32 off = 0;
+#pragma unroll
+	for (int i = 0; i < ADI_MAX_IOV; i++) {
+		if (i >= iovcnt || off >= limit)
+			break;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		__u64 want = v.iov_len;
+		if (want > limit - off)
+			want = limit - off;
+		__u32 got = copy_user(s, off, v.iov_base, want);
+		if (got < want)
+			break;
+		off += got;
+	}
+	return off;
+}
+
+static __always_inline int stash(__u32 kind, __u32 vec, __u32 dir, __s32 fd, __u64 ptr, __u64 count_)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_watched(pid_tgid >> 32))
+		return 0;
+	struct adi_args a = {.ptr = ptr, .count = count_, .fd = fd, .vec = vec, .dir = dir, .kind = kind};
+	if (bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY))
+		count(ADI_STAT_STASH_FULL);
+	return 0;
+}
+
+/* What one data event is made of. */
+struct adi_emit {
+	const void *ptr; /* the buffer (VEC_PLAIN) or the iovec array (VEC_IOV) */
+	__u64 iovcnt;
+	__s64 moved;     /* bytes the syscall really moved */
+	__u32 vec;
+	__u32 syscall;
+	__s32 fd;
+	__u32 dir;
+};
+
+/* Emits one data event on a TCP socket. A real subprogram, not inlined: sendmmsg/recvmmsg
+ * call it per message and unrolled copies would be large. */
+static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi_conn *conn)
+{
+	struct adi_scratch *s = new_event(ADI_EV_DATA, e->fd, e->syscall);
+	if (!s)
+		return;
+	fill_tuple(&s->hdr, sk);
+	s->hdr.dir = e->dir;
+	s->hdr.real_len = e->moved;
+	s->hdr.role = conn ? conn->role : ADI_ROLE_UNKNOWN;
+	__u64 cap = conn && conn->cap ? conn->cap : capture_bytes;
+	if (cap > ADI_MAX_PAYLOAD)
+		cap = ADI_MAX_PAYLOAD;
+	__u64 moved = e->moved;
+	__u64 want = moved < cap ? moved : cap;
+	if (moved > cap)
+		count(ADI_STAT_TRUNCATED);
+	__u32 got;
+	if (e->vec == VEC_PLAIN)
+		got = copy_user(s, 0, e->ptr, want);
+	else
+		got = copy_iov(s, (const struct iovec *)e->ptr, e->iovcnt, want);
+	submit(s, got);
+}
+
+/* One program for every sys_exit_* tracepoint of interest: their records share a layout, so
+ * the loader attaches this single program to each of them. */
+SEC("tracepoint/syscalls/sys_exit")
+int adi_sys_exit(struct adi_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct adi_args *ap = bpf_map_lookup_elem(&active, &pid_tgid);
+	if (!ap)
+		return 0;
+	struct adi_args a = *ap;
+	bpf_map_delete_elem(&active, &pid_tgid);
+	__s64 ret = ctx->ret;
+	__u32 tgid = pid_tgid >> 32;
+	__u32 syscall = ctx->syscall_nr;
+
+	if (a.kind == ADI_EV_CONNECT || a.kind == ADI_EV_ACCEPT) {
+		if (a.kind == ADI_EV_CONNECT && ret != 0 && ret != -EINPROGRESS)
+			return 0;
+		if (a.kind == ADI_EV_ACCEPT) {
+			if (ret < 0)
+				return 0;
+			a.fd = ret;
+		}
+		struct sock *sk = tcp_sock_of(a.fd);
+		if (!sk)
+			return 0;
+		struct adi_conn c = {.role = a.kind == ADI_EV_CONNECT ? ADI_ROLE_CLIENT : ADI_ROLE_SERVER};
+		__u64 key = conn_key(tgid, a.fd);
+		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+		struct adi_scratch *s = new_event(a.kind, a.fd, syscall);
+		if (!s)
+			return 0;
+		fill_tuple(&s->hdr, sk);
+		s->hdr.role = c.role;
+		submit(s, 0);
+		return 0;
+	}
+
+	if (ret <= 0)
+		return 0;
+	struct sock *sk = tcp_sock_of(a.fd);
+	if (!sk)
+		return 0;
+	__u64 key = conn_key(tgid, a.fd);
+	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn) {
+		/* A connection opened before adi started, or by an untraced syscall: remember it
+		 * so that its close is reported. User space works out its role. */
+		struct adi_conn c = {.role = ADI_ROLE_UNKNOWN};
+		bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
+		conn = bpf_map_lookup_elem(&conns, &key);
+	}
+
+	struct adi_emit e = {.ptr = (const void *)a.ptr, .iovcnt = a.count, .moved = ret,
+			     .vec = a.vec, .syscall = syscall, .fd = a.fd, .dir = a.dir};
+	if (a.vec == VEC_PLAIN || a.vec == VEC_IOV) {
+		emit_data(&e, sk, conn);
+	} else if (a.vec == VEC_MSG) {
+		struct user_msghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)a.ptr))
+			return 0;
+		e.ptr = m.msg_iov;
+		e.iovcnt = m.msg_iovlen;
+		e.vec = VEC_IOV;
+		emit_data(&e, sk, conn);
+	} else if (a.vec == VEC_MMSG) {
+		/* ret is the number of messages; each has its own length. */
+#pragma unroll
+		for (int i = 0; i < ADI_MAX_MMSG; i++) {
+			if (i >= ret)
+				break;
+			struct mmsghdr mm = {};
+			if (bpf_probe_read_user(&mm, sizeof(mm), (const struct mmsghdr *)a.ptr + i))
+				break;
+			if (mm.msg_len == 0)
+				continue;
+			e.ptr = mm.msg_hdr.msg_iov;
+			e.iovcnt = mm.msg_hdr.msg_iovlen;
+			e.moved = mm.msg_len;
+			e.vec = VEC_IOV;
+			emit_data(&e, sk, conn);
+		}
+	}
+	return 0;
+}
+
+/* One small program per sys_enter_* tracepoint: each knows where its arguments are. */
+#define ENTER_EXIT(name, body)                                                   \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                              \
+	int adi_enter_##name(struct adi_sys_enter *ctx) { body; }
+
+/* (fd, buf, count) */
+ENTER_EXIT(read, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
+ENTER_EXIT(write, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
+ENTER_EXIT(recvfrom, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
+ENTER_EXIT(sendto, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
+/* (fd, iov, iovcnt) */
+ENTER_EXIT(readv, return stash(ADI_EV_DATA, VEC_IOV, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
+ENTER_EXIT(writev, return stash(ADI_EV_DATA, VEC_IOV, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
+/* (fd, msghdr, flags) */
+ENTER_EXIT(recvmsg, return stash(ADI_EV_DATA, VEC_MSG, ADI_DIR_RECV, ctx->args[0], ctx->args[1], 0))
+ENTER_EXIT(sendmsg, return stash(ADI_EV_DATA, VEC_MSG, ADI_DIR_SEND, ctx->args[0], ctx->args[1], 0))
+/* (fd, mmsghdr, vlen, ...) */
+ENTER_EXIT(recvmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
+ENTER_EXIT(sendmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
+/* (fd, addr, addrlen) / (fd, addr, addrlen[, flags]): the new fd is the return value */
+ENTER_EXIT(connect, return stash(ADI_EV_CONNECT, VEC_NONE, ADI_DIR_SEND, ctx->args[0], 0, 0))
+ENTER_EXIT(accept, return stash(ADI_EV_ACCEPT, VEC_NONE, ADI_DIR_RECV, ctx->args[0], 0, 0))
+ENTER_EXIT(accept4, return stash(ADI_EV_ACCEPT, VEC_NONE, ADI_DIR_RECV, ctx->args[0], 0, 0))
+
+/* close(fd): report and forget a known connection. Entry is enough: the fd is gone after. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int adi_enter_close(struct adi_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!is_watched(tgid))
+		return 0;
+	__s32 fd = ctx->args[0];
+	__u64 key = conn_key(tgid, fd);
+	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
+	if (!conn)
+		return 0;
+	__u16 role = conn->role;
+	bpf_map_delete_elem(&conns, &key);
+	struct adi_scratch *s = new_event(ADI_EV_CLOSE, fd, ctx->syscall_nr);
+	if (!s)
+		return 0;
+	struct sock *sk = tcp_sock_of(fd);
+	if (sk)
+		fill_tuple(&s->hdr, sk);
+	s->hdr.role = role;
+	submit(s, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,65 @@
+/* The wire format between adi's BPF programs and user space. Mirrored by
+ * probes/src/raw.rs, which pins the sizes with compile-time asserts: change both together.
+ * No implicit padding: every field is explicitly sized and the struct is a multiple of 8.
+ */
+#ifndef ADI_EVENTS_H
+#define ADI_EVENTS_H
+
+/* Hard cap of payload bytes per event; --capture-bytes picks a smaller per-message cap.
+ * Twice this plus the header must fit a per-CPU map value (32 KiB). */
+#define ADI_MAX_PAYLOAD 8192
+/* Most iovec entries walked per readv/writev/sendmsg/recvmsg. */
+#define ADI_MAX_IOV 8
+/* Most messages reported per sendmmsg/recvmmsg call. */
+#define ADI_MAX_MMSG 4
+
+/* Event kinds: never reuse a value. */
+#define ADI_EV_DATA 1
+#define ADI_EV_CONNECT 2
+#define ADI_EV_ACCEPT 3
+#define ADI_EV_CLOSE 4
+
+/* Direction, as seen by the traced process. */
+#define ADI_DIR_SEND 0
+#define ADI_DIR_RECV 1
+
+/* Connection role, as known by the kernel side. */
+#define ADI_ROLE_UNKNOWN 0
+#define ADI_ROLE_CLIENT 1
+#define ADI_ROLE_SERVER 2
+
+/* Per-CPU counters in the `stats` map. */
+#define ADI_STAT_RINGBUF_FULL 0 /* events lost: ring buffer reserve/output failed */
+#define ADI_STAT_TRUNCATED 1    /* data events whose payload was cut to the cap */
+#define ADI_STAT_READ_FAILED 2  /* payload copies from user memory that failed */
+#define ADI_STAT_EVENTS 3       /* events submitted */
+#define ADI_STAT_STASH_FULL 4   /* syscalls not followed: the enter/exit stash was full */
+#define ADI_STAT_MAX 8
+
+struct adi_event_hdr {
+	__u32 kind;      /* ADI_EV_* */
+	__u32 tgid;      /* process id */
+	__u32 tid;       /* thread id */
+	__s32 fd;        /* socket fd in that process */
+	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 real_len;  /* bytes the syscall really moved (data events) */
+	__u32 cap_len;   /* payload bytes following this header */
+	__u32 dir;       /* ADI_DIR_* */
+	__u32 syscall;   /* syscall number */
+	__u16 family;    /* AF_INET (2) or AF_INET6 (10) */
+	__u16 lport;     /* local port, host order */
+	__u16 rport;     /* remote port, host order */
+	__u16 role;      /* ADI_ROLE_* */
+	__u32 pad;       /* zero */
+	__u8 laddr[16];  /* local address: IPv4 in the first 4 bytes, network order */
+	__u8 raddr[16];  /* remote address */
+	char comm[16];   /* task comm */
+};
+
+/* Per-connection state shared with user space, keyed by (tgid << 32 | fd). */
+struct adi_conn {
+	__u32 role;      /* ADI_ROLE_* */
+	__u32 cap;       /* per-message payload cap for this connection; 0 = the default */
+};
+
+#endif

@@ -1,0 +1,324 @@
+//! The live source: adi's syscall tracepoint programs (`probes/bpf/adi.bpf.c`), loaded with
+//! aya 0.14 from the committed CO-RE object, and the ring buffer they fill.
+//!
+//! [`SyscallProbes::load`] loads and attaches everything; dropping it detaches every program
+//! (aya's links detach on drop). [`EventStream`] reads the ring buffer asynchronously.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use tokio::io::unix::AsyncFd;
+
+use crate::raw::{RawConn, RawEvent};
+
+/// The compiled BPF object, committed next to its source (`cargo xtask bpf` rebuilds it).
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/adi.bpf.o");
+
+/// Syscalls whose exit is traced by the shared exit program.
+const EXIT_SYSCALLS: &[&str] = &[
+    "read", "write", "recvfrom", "sendto", "readv", "writev", "recvmsg", "sendmsg", "recvmmsg",
+    "sendmmsg", "connect", "accept", "accept4",
+];
+
+/// Counters kept per CPU by the kernel side (`ADI_STAT_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Data events whose payload was cut to the cap (not a loss: the real length is kept).
+    pub truncated: u64,
+    /// Payload copies from user memory that failed (the event was sent without payload).
+    pub read_failed: u64,
+    /// Events submitted.
+    pub events: u64,
+    /// Syscalls not followed because the enter/exit stash was full.
+    pub stash_full: u64,
+}
+
+/// Loading or attaching failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// Not root and without CAP_BPF + CAP_PERFMON.
+    #[error("adi needs root or CAP_BPF+CAP_PERFMON: run it with sudo")]
+    NotPrivileged,
+    /// The kernel has no BTF, so CO-RE relocation is impossible.
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): adi needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf,
+    /// The object could not be loaded (the verifier log is in the source).
+    #[error("loading the BPF object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program could not be loaded or attached.
+    #[error("{what} failed for program {program}: {source}")]
+    Program {
+        /// The program.
+        program: String,
+        /// "loading" or "attaching to sys_exit_read", ...
+        what: String,
+        /// Why (for loads, includes the verifier log).
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// A map is missing or of the wrong type.
+    #[error("map {name}: {source}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The object lacks a program or map this build expects.
+    #[error("the BPF object has no {0}: rebuild it with `cargo xtask bpf`")]
+    Missing(&'static str),
+    /// Registering the ring buffer with the async runtime failed.
+    #[error("polling the ring buffer: {0}")]
+    Poll(#[source] io::Error),
+}
+
+/// Load options.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeConfig {
+    /// Trace every process (`--all`); otherwise only pids added with
+    /// [`SyscallProbes::watch`].
+    pub watch_all: bool,
+    /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
+    pub capture_bytes: u32,
+}
+
+/// Loaded and attached syscall probes. Dropping this detaches them.
+pub struct SyscallProbes {
+    ebpf: Ebpf,
+    watched: BpfHashMap<MapData, u32, u32>,
+    conns: BpfHashMap<MapData, u64, RawConn>,
+    stats: PerCpuArray<MapData, u64>,
+    attached: usize,
+}
+
+impl std::fmt::Debug for SyscallProbes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyscallProbes")
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_privileged() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl SyscallProbes {
+    /// Loads the BPF object (CO-RE relocated against this kernel) and attaches every program.
+    /// Returns the probes and the ring buffer stream.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeError`] naming the missing privilege, the missing kernel feature, or the program
+    /// the verifier rejected (with its log).
+    pub fn load(config: ProbeConfig) -> Result<(Self, EventStream), ProbeError> {
+        if !is_privileged() {
+            return Err(ProbeError::NotPrivileged);
+        }
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(ProbeError::NoBtf);
+        }
+        let watch_all = u32::from(config.watch_all);
+        let self_tgid = std::process::id();
+        let capture = config.capture_bytes.min(crate::raw::MAX_PAYLOAD as u32);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("watch_all", &watch_all, true)
+            .override_global("self_tgid", &self_tgid, true)
+            .override_global("capture_bytes", &capture, true)
+            .load(OBJECT)
+            .map_err(|e| match &e {
+                aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                    if io_error.kind() == io::ErrorKind::PermissionDenied =>
+                {
+                    ProbeError::NotPrivileged
+                }
+                _ => ProbeError::Load(Box::new(e)),
+            })?;
+        let mut attached = 0;
+        attached += attach(
+            &mut ebpf,
+            "adi_sys_exit",
+            EXIT_SYSCALLS.iter().map(|s| format!("sys_exit_{s}")),
+        )?;
+        for name in EXIT_SYSCALLS
+            .iter()
+            .copied()
+            .chain(std::iter::once("close"))
+        {
+            let program = format!("adi_enter_{name}");
+            attached += attach(
+                &mut ebpf,
+                &program,
+                std::iter::once(format!("sys_enter_{name}")),
+            )?;
+        }
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(ProbeError::Missing(name))
+        };
+        let map_err = |name: &'static str| move |source| ProbeError::Map { name, source };
+        let watched =
+            BpfHashMap::try_from(take(&mut ebpf, "watched")?).map_err(map_err("watched"))?;
+        let conns = BpfHashMap::try_from(take(&mut ebpf, "conns")?).map_err(map_err("conns"))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?).map_err(map_err("stats"))?;
+        let ring = RingBuf::try_from(take(&mut ebpf, "events")?).map_err(map_err("events"))?;
+        let stream = EventStream::new(ring)?;
+        Ok((
+            Self {
+                ebpf,
+                watched,
+                conns,
+                stats,
+                attached,
+            },
+            stream,
+        ))
+    }
+
+    /// Number of attached tracepoints.
+    pub fn attached(&self) -> usize {
+        self.attached
+    }
+
+    /// Starts tracing process `tgid` (no effect with `watch_all`).
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeError::Map`] when the map is full.
+    pub fn watch(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        self.watched
+            .insert(tgid, 1, 0)
+            .map_err(|source| ProbeError::Map {
+                name: "watched",
+                source,
+            })
+    }
+
+    /// Stops tracing process `tgid`.
+    pub fn unwatch(&mut self, tgid: u32) {
+        // Absent keys are fine: the process may never have been watched.
+        let _ = self.watched.remove(&tgid);
+    }
+
+    /// Sets the per-message payload cap of one connection (0 = the default): after a
+    /// connection is classified as a non-HTTP protocol only its first bytes per message need
+    /// to reach user space.
+    pub fn set_connection_cap(&mut self, tgid: u32, fd: i32, role: u32, cap: u32) {
+        let key = (u64::from(tgid) << 32) | u64::from(fd.cast_unsigned());
+        // The connection may have closed meanwhile: then there is nothing to limit.
+        let _ = self.conns.insert(key, RawConn { role, cap }, 0);
+    }
+
+    /// The kernel's counters, summed over CPUs.
+    pub fn kernel_stats(&self) -> KernelStats {
+        let sum = |i: u32| self.stats.get(&i, 0).map_or(0, |v| v.iter().sum::<u64>());
+        KernelStats {
+            ringbuf_full: sum(0),
+            truncated: sum(1),
+            read_failed: sum(2),
+            events: sum(3),
+            stash_full: sum(4),
+        }
+    }
+
+    /// The loaded object (for tests and diagnostics).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &str,
+    tracepoints: impl Iterator<Item = String>,
+) -> Result<usize, ProbeError> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Missing("program"))?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            program: program.to_owned(),
+            what: "typing".into(),
+            source: Box::new(source),
+        })?;
+    prog.load().map_err(|source| ProbeError::Program {
+        program: program.to_owned(),
+        what: "loading".into(),
+        source: Box::new(source),
+    })?;
+    let mut n = 0;
+    for tp in tracepoints {
+        prog.attach("syscalls", &tp)
+            .map_err(|source| ProbeError::Program {
+                program: program.to_owned(),
+                what: format!("attaching to {tp}"),
+                source: Box::new(source),
+            })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The ring buffer, read asynchronously.
+pub struct EventStream {
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Records that did not decode (counted, never silently dropped).
+    pub decode_errors: u64,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("fd", &self.ring.get_ref().as_raw_fd())
+            .field("decode_errors", &self.decode_errors)
+            .finish()
+    }
+}
+
+impl EventStream {
+    fn new(ring: RingBuf<MapData>) -> Result<Self, ProbeError> {
+        // SAFETY: the ring buffer owns its map fd and keeps it open, unchanged, until it is
+        // dropped, which happens only when this AsyncFd is dropped.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| ProbeError::Poll(io::Error::other(e.to_string())))?;
+        Ok(Self {
+            ring,
+            decode_errors: 0,
+        })
+    }
+
+    /// Waits until records are available, then appends every available one to `out`
+    /// (at most `max`). Records that fail to decode are counted in `decode_errors`.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from polling the ring buffer's fd.
+    pub async fn next_batch(&mut self, out: &mut Vec<RawEvent>, max: usize) -> io::Result<()> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let mut got = 0;
+            while got < max {
+                let Some(item) = ring.next() else { break };
+                match RawEvent::decode(&item) {
+                    Ok(ev) => out.push(ev),
+                    Err(_) => self.decode_errors += 1,
+                }
+                got += 1;
+            }
+            if got < max {
+                guard.clear_ready();
+            }
+            if got > 0 {
+                return Ok(());
+            }
+        }
+    }
+}

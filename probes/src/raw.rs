@@ -1,0 +1,299 @@
+//! The kernel wire format (`probes/bpf/adi_events.h`), mirrored field for field, and its
+//! decoding with size checks into [`RawEvent`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Hard cap of payload bytes per event (`ADI_MAX_PAYLOAD`).
+pub const MAX_PAYLOAD: usize = 8192;
+
+/// `struct adi_event_hdr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawEventHdr {
+    /// `ADI_EV_*`.
+    pub kind: u32,
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The socket's fd.
+    pub fd: i32,
+    /// `bpf_ktime_get_ns()`.
+    pub ts_ns: u64,
+    /// Bytes the syscall moved.
+    pub real_len: u64,
+    /// Payload bytes following.
+    pub cap_len: u32,
+    /// `ADI_DIR_*`.
+    pub dir: u32,
+    /// Syscall number.
+    pub syscall: u32,
+    /// Address family.
+    pub family: u16,
+    /// Local port.
+    pub lport: u16,
+    /// Remote port.
+    pub rport: u16,
+    /// `ADI_ROLE_*`.
+    pub role: u16,
+    /// Zero.
+    pub pad: u32,
+    /// Local address.
+    pub laddr: [u8; 16],
+    /// Remote address.
+    pub raddr: [u8; 16],
+    /// Task comm, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+// The layout is the ABI with the BPF side: pin it.
+const _: () = assert!(size_of::<RawEventHdr>() == 104);
+const _: () = assert!(std::mem::offset_of!(RawEventHdr, laddr) == 56);
+const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 88);
+
+/// `struct adi_conn`: per-connection state in the `conns` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawConn {
+    /// `ADI_ROLE_*`.
+    pub role: u32,
+    /// Per-message payload cap; 0 = the default.
+    pub cap: u32,
+}
+const _: () = assert!(size_of::<RawConn>() == 8);
+
+// SAFETY: both are plain `repr(C)` structs of integers and byte arrays, without padding (the
+// asserts above pin the sizes), so every bit pattern is a valid value.
+unsafe impl aya::Pod for RawConn {}
+
+/// What kind of event the kernel sent (`ADI_EV_*`; values never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum EventKind {
+    /// Bytes read or written on a socket.
+    Data = 1,
+    /// A `connect` succeeded (or is in progress).
+    Connect = 2,
+    /// An `accept` returned a connection.
+    Accept = 3,
+    /// A known connection's fd was closed.
+    Close = 4,
+}
+
+/// Which way data went, as seen by the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDir {
+    /// The process wrote it.
+    Send,
+    /// The process read it.
+    Recv,
+}
+
+/// Which end of the connection the process is, as far as the kernel side knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRole {
+    /// Opened before adi started or by an untraced path: user space decides.
+    Unknown,
+    /// The process connected.
+    Client,
+    /// The process accepted.
+    Server,
+}
+
+/// A decoded kernel event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// The kind.
+    pub kind: EventKind,
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The fd.
+    pub fd: i32,
+    /// Monotonic nanoseconds.
+    pub ts_ns: u64,
+    /// Bytes the syscall moved.
+    pub real_len: u64,
+    /// Direction (data events).
+    pub dir: DataDir,
+    /// Syscall number.
+    pub syscall: u32,
+    /// Local address of the socket (unspecified when unknown, e.g. a close after shutdown).
+    pub local: SocketAddr,
+    /// Remote address.
+    pub remote: SocketAddr,
+    /// Role as the kernel knows it.
+    pub role: KernelRole,
+    /// Task comm.
+    pub comm: String,
+    /// The captured payload (at most the cap).
+    pub payload: Vec<u8>,
+}
+
+/// A kernel record that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Shorter than the header.
+    #[error("event of {len} bytes is shorter than its {need}-byte header")]
+    Short {
+        /// Bytes received.
+        len: usize,
+        /// Header size.
+        need: usize,
+    },
+    /// The payload length does not match the record size.
+    #[error("event says {cap_len} payload bytes but carries {actual}")]
+    SizeMismatch {
+        /// What the header says.
+        cap_len: usize,
+        /// What arrived.
+        actual: usize,
+    },
+    /// An event kind this build does not know.
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    /// An address family other than IPv4/IPv6.
+    #[error("unknown address family {0}")]
+    UnknownFamily(u16),
+}
+
+fn addr(family: u16, bytes: [u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
+    let ip = match family {
+        0 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        2 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        10 => {
+            let v6 = Ipv6Addr::from(bytes);
+            // A dual-stack socket talking IPv4: report the IPv4 address.
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        other => return Err(DecodeError::UnknownFamily(other)),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl RawEvent {
+    /// Decodes one ring buffer record.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] when the record is short, inconsistent or of an unknown kind.
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let need = size_of::<RawEventHdr>();
+        if buf.len() < need {
+            return Err(DecodeError::Short {
+                len: buf.len(),
+                need,
+            });
+        }
+        // SAFETY: `buf` holds at least `size_of::<RawEventHdr>()` bytes (checked above), the
+        // struct is `repr(C)` plain old data valid for any bit pattern, and
+        // `read_unaligned` does not require alignment.
+        let h: RawEventHdr = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+        let payload = &buf[need..];
+        let cap_len = h.cap_len as usize;
+        if cap_len > MAX_PAYLOAD || payload.len() < cap_len {
+            return Err(DecodeError::SizeMismatch {
+                cap_len,
+                actual: payload.len(),
+            });
+        }
+        let kind = match h.kind {
+            1 => EventKind::Data,
+            2 => EventKind::Connect,
+            3 => EventKind::Accept,
+            4 => EventKind::Close,
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
+        Ok(Self {
+            kind,
+            tgid: h.tgid,
+            tid: h.tid,
+            fd: h.fd,
+            ts_ns: h.ts_ns,
+            real_len: h.real_len,
+            dir: if h.dir == 1 {
+                DataDir::Recv
+            } else {
+                DataDir::Send
+            },
+            syscall: h.syscall,
+            local: addr(h.family, h.laddr, h.lport)?,
+            remote: addr(h.family, h.raddr, h.rport)?,
+            role: match h.role {
+                1 => KernelRole::Client,
+                2 => KernelRole::Server,
+                _ => KernelRole::Unknown,
+            },
+            comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
+            payload: payload[..cap_len].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: u32, cap_len: u32) -> Vec<u8> {
+        let h = RawEventHdr {
+            kind,
+            tgid: 42,
+            tid: 43,
+            fd: 7,
+            ts_ns: 1_000,
+            real_len: 10,
+            cap_len,
+            dir: 1,
+            syscall: 0,
+            family: 2,
+            lport: 8080,
+            rport: 51_000,
+            role: 2,
+            pad: 0,
+            laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        // SAFETY: a repr(C) POD struct viewed as its bytes, for the length of the struct.
+        unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), size_of::<RawEventHdr>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_a_data_event() {
+        let mut b = header(1, 4);
+        b.extend_from_slice(b"GET ");
+        let e = RawEvent::decode(&b).expect("decode");
+        assert_eq!(e.kind, EventKind::Data);
+        assert_eq!(e.local, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(e.remote, "127.0.0.2:51000".parse().expect("addr"));
+        assert_eq!(
+            (e.dir, e.role, e.comm.as_str()),
+            (DataDir::Recv, KernelRole::Server, "curl")
+        );
+        assert_eq!(e.payload, b"GET ");
+    }
+
+    #[test]
+    fn rejects_short_inconsistent_and_unknown() {
+        assert!(matches!(
+            RawEvent::decode(&[0; 10]),
+            Err(DecodeError::Short { len: 10, .. })
+        ));
+        let b = header(1, 4);
+        assert!(matches!(
+            RawEvent::decode(&b),
+            Err(DecodeError::SizeMismatch {
+                cap_len: 4,
+                actual: 0
+            })
+        ));
+        assert_eq!(
+            RawEvent::decode(&header(99, 0)),
+            Err(DecodeError::UnknownKind(99))
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! Root-only: load the real BPF object into this kernel and watch real processes talk over
+//! loopback. Without root or BPF these print `SKIPPED (needs root + BPF)` and pass, except
+//! when `CI` is set, where a missing capability is a failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use adi_probes::live::{ProbeConfig, SyscallProbes};
+use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
+
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    if root && btf {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the root-only tests as root with BTF"
+    );
+    eprintln!("SKIPPED (needs root + BPF)");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Collects events for `dur` or until `done` says enough.
+async fn collect(
+    stream: &mut adi_probes::live::EventStream,
+    dur: Duration,
+    mut done: impl FnMut(&[RawEvent]) -> bool,
+) -> Vec<RawEvent> {
+    let mut all = Vec::new();
+    let end = Instant::now() + dur;
+    while Instant::now() < end && !done(&all) {
+        let mut batch = Vec::new();
+        let left = end.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, stream.next_batch(&mut batch, 1024))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        all.extend(batch);
+    }
+    all
+}
+
+const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+print("ready", flush=True)
+c, _ = s.accept()
+data = b""
+while not data.endswith(b"\r\n\r\n"):
+    data += c.recv(4096)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+c.close()
+"#;
+
+const CLIENT: &str = r#"
+import socket, sys, time
+sys.stdin.readline()  # wait until adi watches us
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"GET /probe?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+got = b""
+while len(got) < 43:
+    chunk = c.recv(4096)
+    if not chunk: break
+    got += chunk
+c.close()
+print(len(got), flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_a_loopback_exchange_of_watched_processes_only() {
+    if !can_run() {
+        return;
+    }
+    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
+        watch_all: false,
+        capture_bytes: 4096,
+    })
+    .expect("load");
+    assert_eq!(probes.attached(), 27, "13 exit + 14 enter tracepoints");
+
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-c", SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let mut ready = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready");
+    let mut client = Command::new("python3")
+        .args(["-c", CLIENT, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    // Watch only the client: the server's events must never arrive.
+    probes.watch(client.id()).expect("watch");
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+
+    let client_pid = client.id();
+    let events = collect(&mut stream, Duration::from_secs(10), |evs| {
+        evs.iter()
+            .any(|e| e.kind == EventKind::Close && e.tgid == client_pid)
+    })
+    .await;
+    let mut out = String::new();
+    client
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert_eq!(out.trim(), "43");
+    client.wait().expect("client exit");
+    server.wait().expect("server exit");
+
+    assert!(
+        events.iter().all(|e| e.tgid == client_pid),
+        "only the watched pid: {events:#?}"
+    );
+    let connect = events
+        .iter()
+        .find(|e| e.kind == EventKind::Connect)
+        .expect("connect event");
+    assert_eq!(connect.role, KernelRole::Client);
+    assert_eq!(connect.remote.port(), port);
+    assert_eq!(connect.local.ip().to_string(), "127.0.0.1");
+    let sent = events
+        .iter()
+        .find(|e| e.kind == EventKind::Data && e.dir == DataDir::Send)
+        .expect("send event");
+    assert_eq!(sent.payload, b"GET /probe?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(sent.real_len, sent.payload.len() as u64);
+    assert_eq!((sent.local, sent.remote), (connect.local, connect.remote));
+    assert_eq!(sent.comm, "python3");
+    let recv: Vec<u8> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Data && e.dir == DataDir::Recv)
+        .flat_map(|e| e.payload.clone())
+        .collect();
+    assert_eq!(recv, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    let stats = probes.kernel_stats();
+    assert_eq!(stats.ringbuf_full, 0);
+    assert!(stats.events >= 4, "{stats:?}");
+}
