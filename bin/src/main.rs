@@ -19,6 +19,8 @@ use adi_classifier_ssh as _;
 use adi_classifiers as _;
 
 mod classify;
+mod live;
+mod profile;
 
 /// adi watches running services with eBPF and tells you what they really depend on: the HTTP
 /// APIs they call and serve and the databases, caches and message buses they talk to, each
@@ -54,6 +56,19 @@ struct LiveArgs {
     /// Watch every process.
     #[arg(long)]
     all: bool,
+    /// Most bytes copied from the kernel per message (each read or write); the real size is
+    /// always reported. At most 8192.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=8192))]
+    capture_bytes: u32,
+    /// Profiles allowed to opt in (comma-separated): a process is watched when its
+    /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE.
+    #[arg(
+        long,
+        env = "ADI_PROFILE_ALLOWED",
+        default_value = "",
+        hide_env_values = true
+    )]
+    profile_allowed: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,7 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             list_classifiers(&registry, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        None => Ok(live(&cli.live, &registry)),
+        None => live(&cli.live, registry),
     }
 }
 
@@ -174,8 +189,8 @@ fn list_classifiers(registry: &Registry, json: bool) -> anyhow::Result<()> {
     out.flush().context("writing to stdout")
 }
 
-/// The main job. Live eBPF capture is not built yet: validate the flags, then say so.
-fn live(args: &LiveArgs, registry: &Registry) -> ExitCode {
+/// The main job: live capture until SIGINT/SIGTERM.
+fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     let mut sinks = args.sinks.clone();
     if sinks.is_empty() {
         let path = std::env::var_os("OUTPUT_PATH")
@@ -183,19 +198,12 @@ fn live(args: &LiveArgs, registry: &Registry) -> ExitCode {
             .map(PathBuf::from);
         sinks.push(SinkSpec::Jsonl(path));
     }
-    let who = if args.all {
-        "every process".to_owned()
-    } else if args.pids.is_empty() {
-        "processes with ADI_PROFILE set".to_owned()
-    } else {
-        format!("pids {:?}", args.pids)
+    let opts = live::LiveOptions {
+        watch_all: args.all,
+        pids: args.pids.clone(),
+        capture_bytes: args.capture_bytes,
+        sinks,
+        allowed: args.profile_allowed.clone(),
     };
-    eprintln!(
-        "adi: live capture is not available in this build yet; it would watch {who} with {} \
-         classifiers into {} sink(s). Use `adi classify FILE...` to classify pcap/pcapng \
-         captures or payload files offline.",
-        registry.len(),
-        sinks.len()
-    );
-    ExitCode::from(2)
+    live::run(&opts, registry)
 }

@@ -207,4 +207,23 @@ pub trait Session: Send {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError>;
+
+    /// `len` bytes of direction `dir` were not captured (a live probe copies at most a cap
+    /// of each message) and come right after everything parsed so far. A session that can
+    /// step over them (inside a body of known length, say) counts them and returns `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// The default: [`ParseError::Gap`], and the engine restarts the session at the next
+    /// bytes of that direction.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        let _ = (dir, out);
+        Err(ParseError::Gap { len })
+    }
+
+    /// The connection ended: emit what only the end delimits (an HTTP response body read
+    /// until close). The default does nothing.
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        let _ = (dir, out);
+    }
 }

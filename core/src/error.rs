@@ -26,6 +26,12 @@ pub enum ParseError {
         /// The limit.
         max: usize,
     },
+    /// Bytes were not captured and the parser cannot step over them.
+    #[error("{len} bytes were not captured")]
+    Gap {
+        /// How many.
+        len: u64,
+    },
 }
 
 /// The registry could not be built.

@@ -11,8 +11,13 @@
 //! CONNECT ends HTTP), so the session keeps the methods of unanswered requests in order
 //! (pipelining safe). `1xx` responses become [`RecordKind::Message`]s; `101 Switching
 //! Protocols` and a 2xx to CONNECT become [`RecordKind::Switch`]: parsing stops right after
-//! their head. A response delimited by the close of the connection is emitted as soon as its
-//! head is read, marked `truncated`, because a session never learns about the close.
+//! their head. A response delimited by the close of the connection is emitted when the engine
+//! reports the close ([`Session::finish`]), with its whole body.
+//!
+//! Live capture copies at most a cap of each write: the rest arrives as a gap
+//! ([`Session::gap`]). Inside a body of known length (Content-Length or a chunk) or a body
+//! read until close, the gap is counted in `wire_len` and the record is marked `truncated`;
+//! anywhere else the session gives up and the engine restarts it at the next write.
 //!
 //! Whether a head is a request or a response is decided from its bytes (`HTTP/` starts a
 //! status line), not from the direction, so a flow whose roles were guessed wrong still
@@ -279,16 +284,10 @@ impl Http1Session {
                 Ok(Step::Consumed(end))
             }
             Some(body) => {
-                let emitted = body == Body::UntilClose;
-                if emitted {
-                    // The end of the body is the close, which a session never sees.
-                    record.truncated = true;
-                    out.push(record.clone());
-                }
                 self.streams[dir.index()].in_flight = Some(InFlight {
                     record,
                     body,
-                    emitted,
+                    emitted: false,
                 });
                 Ok(Step::Consumed(end))
             }
@@ -502,7 +501,65 @@ fn parse_trailers(
         .map(Some)
 }
 
+impl Http1Session {
+    /// Steps over `len` uncaptured body bytes of `dir`, if the framing allows it.
+    fn skip_body(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> bool {
+        let stream = &mut self.streams[dir.index()];
+        let Some(msg) = stream.in_flight.as_mut() else {
+            return false;
+        };
+        let done = match msg.body {
+            Body::Length(left) if len <= left => {
+                msg.body = Body::Length(left - len);
+                left == len
+            }
+            Body::Chunked(Chunk::Data(left)) if len <= left => {
+                msg.body = Body::Chunked(if left == len {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - len)
+                });
+                false
+            }
+            Body::UntilClose => false,
+            _ => return false,
+        };
+        msg.record.wire_len += len;
+        msg.record.truncated = true;
+        if done {
+            if let Some(msg) = stream.in_flight.take() {
+                if !msg.emitted {
+                    out.push(msg.record);
+                }
+            }
+        }
+        true
+    }
+}
+
 impl Session for Http1Session {
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        if self.skip_body(dir, len, out) {
+            Ok(())
+        } else {
+            Err(ParseError::Gap { len })
+        }
+    }
+
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        if let Some(msg) = self.streams[dir.index()].in_flight.take() {
+            if msg.emitted {
+                return;
+            }
+            let mut record = msg.record;
+            // Only a body read until close is complete now; any other was cut short.
+            if msg.body != Body::UntilClose {
+                record.truncated = true;
+            }
+            out.push(record);
+        }
+    }
+
     fn parse(
         &mut self,
         buf: &[u8],

@@ -630,17 +630,49 @@ fn large_body_is_streamed_and_capped() {
 }
 
 #[test]
-fn response_without_length_is_emitted_at_its_head_and_reads_to_close() {
+fn response_without_length_reads_to_close_and_is_emitted_at_finish() {
     let mut s = Http1Session::default();
     let mut out = Vec::new();
     s.parse(b"GET / HTTP/1.0\r\n\r\n", Direction::ToServer, &mut out)
         .expect("request");
     let rsp = b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nsome body";
     assert_eq!(s.parse(rsp, Direction::ToClient, &mut out), Ok(rsp.len()));
-    assert_eq!(s.parse(b"more", Direction::ToClient, &mut out), Ok(4));
+    assert_eq!(s.parse(b" more", Direction::ToClient, &mut out), Ok(5));
+    assert_eq!(out.len(), 1, "the body ends only at the close");
+    s.finish(Direction::ToClient, &mut out);
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].status, Some(200));
-    assert!(out[1].truncated);
+    assert_eq!(out[1].body, b"some body more");
+    assert!(!out[1].truncated);
+    assert_eq!(out[1].wire_len, (rsp.len() + 5) as u64);
+}
+
+#[test]
+fn gaps_inside_known_length_bodies_are_stepped_over() {
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    // A 10-byte body of which only 4 bytes were captured, then the next request.
+    let head = b"POST /u HTTP/1.1\r\nContent-Length: 10\r\n\r\nabcd";
+    assert_eq!(s.parse(head, Direction::ToServer, &mut out), Ok(head.len()));
+    assert_eq!(s.gap(Direction::ToServer, 6, &mut out), Ok(()));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].body, b"abcd");
+    assert!(out[0].truncated);
+    assert_eq!(out[0].wire_len, (head.len() + 6) as u64);
+    let next = b"GET /n HTTP/1.1\r\n\r\n";
+    assert_eq!(s.parse(next, Direction::ToServer, &mut out), Ok(next.len()));
+    assert_eq!(out[1].resource.as_deref(), Some("/n"));
+    // A gap in the middle of a head cannot be stepped over.
+    assert_eq!(s.parse(b"GET /x HT", Direction::ToServer, &mut out), Ok(0));
+    assert_eq!(
+        s.gap(Direction::ToServer, 3, &mut out),
+        Err(ParseError::Gap { len: 3 })
+    );
+    // Nor a gap longer than the body.
+    let mut s = Http1Session::default();
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+    s.parse(head, Direction::ToClient, &mut out).expect("head");
+    assert!(s.gap(Direction::ToClient, 3, &mut out).is_err());
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub struct EngineStats {
     pub overflow_bytes: u64,
     /// Flows finished early because `max_flows` was reached.
     pub evicted_flows: u64,
+    /// Bytes reported as not captured ([`Engine::on_gap`]).
+    pub gap_bytes: u64,
+    /// Sessions restarted because they could not step over a gap.
+    pub resyncs: u64,
 }
 
 /// A verdict about a flow, as emitted.
@@ -133,6 +137,9 @@ struct DirState {
     best: Option<(usize, Confidence, &'static str)>,
     /// Bytes seen, whatever was kept.
     seen: u64,
+    /// The session lost its place in this direction (a gap it could not step over): it is
+    /// restarted at the next bytes.
+    desynced: bool,
 }
 
 impl DirState {
@@ -328,6 +335,83 @@ impl Engine {
         idle.iter().filter_map(|k| self.close(k)).collect()
     }
 
+    /// Reports that `len` bytes of `dir` were not captured right after the last bytes fed
+    /// (a live probe copies at most a cap of each message; `len` is the rest).
+    pub fn on_gap(&mut self, key: &FlowKey, dir: Direction, len: u64, out: &mut Vec<Output>) {
+        if len == 0 {
+            return;
+        }
+        self.stats.gap_bytes += len;
+        let Some(flow) = self.flows.get_mut(key) else {
+            return;
+        };
+        let d = &mut flow.dirs[dir.index()];
+        d.seen += len;
+        let Some(locked) = flow.locked.as_mut() else {
+            // While classifying, the buffer must stay contiguous: classify on what we have,
+            // and if the flow locks later, start its session at the next bytes.
+            d.exhausted = true;
+            d.desynced = true;
+            return;
+        };
+        if !d.buf.is_empty() {
+            // An incomplete message is cut: nothing can step over that.
+            self.stats.overflow_bytes += d.buf.len() as u64;
+            d.buf.clear();
+            d.desynced = true;
+            return;
+        }
+        self.records.clear();
+        let result = locked.session.gap(dir, len, &mut self.records);
+        let protocol = self.registry.nth(locked.entry).id;
+        let id = flow.id;
+        for record in self.records.drain(..) {
+            self.stats.records += 1;
+            let latency_ns = pair(&mut flow.pending_requests, record.kind, flow.last_ts);
+            out.push(Output::Record(FlowRecord {
+                flow: id,
+                key: *key,
+                protocol,
+                dir,
+                ts_ns: flow.last_ts,
+                latency_ns,
+                record,
+            }));
+        }
+        if result.is_err() {
+            flow.dirs[dir.index()].desynced = true;
+        }
+    }
+
+    /// Lets the flow's session emit what only the end of the connection delimits. Call it
+    /// before [`Engine::close`] when the connection really ended (not on eviction).
+    pub fn finish(&mut self, key: &FlowKey, ts_ns: u64, out: &mut Vec<Output>) {
+        let Some(flow) = self.flows.get_mut(key) else {
+            return;
+        };
+        let Some(locked) = flow.locked.as_mut() else {
+            return;
+        };
+        let protocol = self.registry.nth(locked.entry).id;
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            self.records.clear();
+            locked.session.finish(dir, &mut self.records);
+            for record in self.records.drain(..) {
+                self.stats.records += 1;
+                let latency_ns = pair(&mut flow.pending_requests, record.kind, ts_ns);
+                out.push(Output::Record(FlowRecord {
+                    flow: flow.id,
+                    key: *key,
+                    protocol,
+                    dir,
+                    ts_ns,
+                    latency_ns,
+                    record,
+                }));
+            }
+        }
+    }
+
     fn evict_oldest(&mut self, out: &mut Vec<FlowSummary>) {
         let oldest = self
             .flows
@@ -388,6 +472,18 @@ impl Engine {
     }
 }
 
+/// Pairs responses with requests in order; returns a response's latency.
+fn pair(pending: &mut VecDeque<u64>, kind: RecordKind, ts_ns: u64) -> Option<u64> {
+    match kind {
+        RecordKind::Request => {
+            pending.push_back(ts_ns);
+            None
+        }
+        RecordKind::Response => pending.pop_front().map(|t| ts_ns.saturating_sub(t)),
+        RecordKind::Message | RecordKind::Switch => None,
+    }
+}
+
 /// Borrowed engine state, so that a flow can be mutated while the rest is read.
 struct Ctx<'a> {
     registry: &'a Registry,
@@ -407,7 +503,18 @@ impl Ctx<'_> {
         data: &[u8],
         out: &mut Vec<Output>,
     ) {
-        if flow.locked.is_some() {
+        if let Some(locked) = flow.locked.as_mut() {
+            if flow.dirs[dir.index()].desynced {
+                // Start over at these bytes with a fresh session: captures of later messages
+                // usually begin at a message boundary (one write per message).
+                locked.session = self.registry.nth(locked.entry).classifier.session();
+                flow.pending_requests.clear();
+                for d in &mut flow.dirs {
+                    d.desynced = false;
+                    d.buf.clear();
+                }
+                self.stats.resyncs += 1;
+            }
             flow.dirs[dir.index()].buf.extend_from_slice(data);
             self.confirm(flow, key, dir, ts_ns, out);
             self.run_session(flow, key, dir, ts_ns, out);

@@ -343,3 +343,36 @@ fn unconsumed_bytes_beyond_max_pending_are_counted() {
     feed(&mut e, k, Direction::ToServer, 2, &[b'x'; 40]);
     assert_eq!(e.stats().overflow_bytes, 40);
 }
+
+#[test]
+fn gap_the_session_cannot_cross_restarts_it_at_the_next_bytes() {
+    let mut e = engine();
+    let k = key(9000);
+    let mut out = feed(&mut e, k, Direction::ToServer, 1, b"REQ a\n");
+    // 100 bytes of the next message were not captured: the toy session cannot step over them.
+    e.on_gap(&k, Direction::ToServer, 100, &mut out);
+    assert_eq!(e.stats().gap_bytes, 100);
+    // The next capture starts a new message: parsed by a fresh session.
+    let out = feed(&mut e, k, Direction::ToServer, 3, b"REQ b\n");
+    assert_eq!(
+        records(&out)
+            .iter()
+            .map(|r| r.record.op.clone())
+            .collect::<Vec<_>>(),
+        vec![Some("b".into())]
+    );
+    assert_eq!(e.stats().resyncs, 1);
+    assert_eq!(e.close(&k).expect("flow").bytes[0], 112);
+}
+
+#[test]
+fn gap_while_classifying_stops_buffering_that_direction() {
+    let mut e = engine();
+    let k = key(9000);
+    feed(&mut e, k, Direction::ToServer, 1, b"RE");
+    e.on_gap(&k, Direction::ToServer, 10, &mut Vec::new());
+    assert!(
+        feed(&mut e, k, Direction::ToServer, 2, b"Q a\n").is_empty(),
+        "not glued across a gap"
+    );
+}

@@ -1,0 +1,548 @@
+//! The main job: live capture. Kernel events → connection tracker → engine → events → bus →
+//! sinks, until SIGINT or SIGTERM.
+//!
+//! - The tracker maps each (pid, fd) to a flow: its role comes from the `connect`/`accept`
+//!   the kernel saw, or, for a connection opened before adi started, from whether its local
+//!   port is a listening port.
+//! - Once a connection is classified as something other than HTTP, the kernel is told to copy
+//!   only the first bytes of each of its messages (enough for the protocol summaries).
+//! - Every loss is counted and reported: kernel ring buffer overflows, undecodable records,
+//!   bus queues of slow sinks, failed sink writes; as `lost` events every 10 s while
+//!   non-zero, and in the exit summary.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adi_core::bus::{Bus, Delivery, Subscriber};
+use adi_core::engine::{Engine, Output};
+use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessInfo};
+use adi_core::flow::{FlowKey, Role};
+use adi_core::time::rfc3339_nanos;
+use adi_core::{Category, Direction, Registry};
+use adi_probes::live::{KernelStats, ProbeConfig, SyscallProbes};
+use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
+use adi_sinks::{JsonlSink, Sink, SinkSpec};
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Bytes per message the kernel copies once a connection is known not to be HTTP.
+const NON_HTTP_CAP: u32 = 256;
+/// Events queued per sink before the slowest sink starts losing (and counting) them.
+const BUS_CAPACITY: usize = 65_536;
+/// How often `lost` events are emitted while there are losses.
+const LOST_EVERY: Duration = Duration::from_secs(10);
+/// How often the ADI_PROFILE opt-in scan and the listening-port table are refreshed.
+const RESCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// What the main command was asked to do.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// `--all`.
+    pub watch_all: bool,
+    /// `--pid`.
+    pub pids: Vec<u32>,
+    /// `--capture-bytes`.
+    pub capture_bytes: u32,
+    /// `--sink`, with the `OUTPUT_PATH` default applied.
+    pub sinks: Vec<SinkSpec>,
+    /// `ADI_PROFILE_ALLOWED`.
+    pub allowed: String,
+}
+
+/// Runs live capture until a signal; returns the exit status.
+///
+/// # Errors
+///
+/// When the probes cannot be loaded or a sink cannot be opened: one sentence naming the fix.
+pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(opts, registry))
+}
+
+fn open_sinks(specs: &[SinkSpec]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for spec in specs {
+        match spec {
+            SinkSpec::Jsonl(None) => sinks.push(Box::new(JsonlSink::stdout())),
+            SinkSpec::Jsonl(Some(path)) => sinks.push(Box::new(JsonlSink::file(path)?)),
+            SinkSpec::EnvYaml(_) | SinkSpec::ServiceMap(_) => {
+                anyhow::bail!(
+                    "the {spec:?} sink is not available in this build yet; use --sink jsonl[=PATH]"
+                )
+            }
+        }
+    }
+    Ok(sinks)
+}
+
+/// Counts what sinks could not write, per sink.
+#[derive(Default)]
+struct SinkCounters {
+    written: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn sink_loop(
+    mut sink: Box<dyn Sink>,
+    mut sub: Subscriber<Event>,
+    counters: Arc<SinkCounters>,
+    rt: tokio::runtime::Handle,
+) {
+    let source = format!("bus:{}", sub.name());
+    let mut reported = false;
+    // The first failure is said once on stderr; every failed event is counted.
+    let mut failed = |sink: &dyn Sink, e: &adi_sinks::SinkError| {
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        if !reported {
+            eprintln!(
+                "adi: sink {}: {e}; its events are counted as lost from now on",
+                sink.name()
+            );
+            reported = true;
+        }
+    };
+    loop {
+        // Drain what is ready, flush, then wait: output appears promptly without a flush per
+        // event under load.
+        let delivery = if let Some(d) = sub.try_recv() {
+            d
+        } else {
+            if let Err(e) = sink.flush() {
+                failed(sink.as_ref(), &e);
+            }
+            match rt.block_on(sub.recv()) {
+                Some(d) => d,
+                None => break,
+            }
+        };
+        let event = match delivery {
+            Delivery::Event(e) => e,
+            Delivery::Lost(count) => Arc::new(Event::Lost(LostEvent {
+                timestamp: rfc3339_nanos(adi_core::time::now_unix_ns()),
+                source: source.clone(),
+                count,
+            })),
+        };
+        match sink.write(&event) {
+            Ok(()) => {
+                counters.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => failed(sink.as_ref(), &e),
+        }
+    }
+    if let Err(e) = sink.flush() {
+        failed(sink.as_ref(), &e);
+    }
+}
+
+/// CLOCK_MONOTONIC (what `bpf_ktime_get_ns` reads) to Unix time, measured once.
+fn monotonic_to_unix_offset() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let mono = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+    i128::from(adi_core::time::now_unix_ns()) - mono
+}
+
+struct Conn {
+    key: FlowKey,
+    /// Already told the kernel to copy less.
+    capped: bool,
+}
+
+/// Tracks connections and turns engine output into events.
+struct Pipeline {
+    engine: Engine,
+    conns: HashMap<(u32, i32), Conn>,
+    processes: HashMap<u32, ProcessInfo>,
+    listening: HashSet<u16>,
+    clock_offset: i128,
+    outputs: Vec<Output>,
+    evicted: Vec<adi_core::engine::FlowSummary>,
+    published: u64,
+    http_events: u64,
+    connection_events: u64,
+}
+
+impl Pipeline {
+    fn wall(&self, mono_ns: u64) -> u64 {
+        u64::try_from(i128::from(mono_ns) + self.clock_offset).unwrap_or(0)
+    }
+
+    fn process(&mut self, pid: u32, comm: &str) -> ProcessInfo {
+        if let Some(p) = self.processes.get(&pid) {
+            // A pid whose comm changed has exec'd or been reused: read it again.
+            if p.comm == comm || comm.is_empty() {
+                return p.clone();
+            }
+        }
+        let info = adi_probes::proc::read_process(pid).map_or_else(
+            || ProcessInfo {
+                pid,
+                comm: comm.to_owned(),
+                cmdline: String::new(),
+            },
+            |p| ProcessInfo {
+                pid,
+                comm: p.comm,
+                cmdline: p.cmdline,
+            },
+        );
+        self.processes.insert(pid, info.clone());
+        info
+    }
+
+    fn flow_key(&self, ev: &RawEvent, role: KernelRole) -> FlowKey {
+        let role = match role {
+            KernelRole::Client => Role::Client,
+            KernelRole::Server => Role::Server,
+            KernelRole::Unknown if self.listening.contains(&ev.local.port()) => Role::Server,
+            KernelRole::Unknown => Role::Client,
+        };
+        let (client, server) = match role {
+            Role::Server => (ev.remote, ev.local),
+            Role::Client | Role::Wire => (ev.local, ev.remote),
+        };
+        FlowKey {
+            pid: ev.tgid,
+            role,
+            client,
+            server,
+        }
+    }
+
+    fn handle(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
+        let ts = self.wall(ev.ts_ns);
+        let id = (ev.tgid, ev.fd);
+        match ev.kind {
+            EventKind::Connect | EventKind::Accept => {
+                // A close we never saw (the fd was reused): end the old flow first.
+                self.end(id, ts, bus);
+                let key = self.flow_key(ev, ev.role);
+                let mut evicted = std::mem::take(&mut self.evicted);
+                self.engine.open(key, ts, &mut evicted);
+                self.evicted = evicted;
+                self.conns.insert(id, Conn { key, capped: false });
+            }
+            EventKind::Data => {
+                let key = match self.conns.get(&id) {
+                    Some(c) if same_tuple(&c.key, ev) => c.key,
+                    _ => {
+                        self.end(id, ts, bus);
+                        let key = self.flow_key(ev, ev.role);
+                        self.conns.insert(id, Conn { key, capped: false });
+                        key
+                    }
+                };
+                let dir = match (key.role, ev.dir) {
+                    (Role::Server, DataDir::Send) | (Role::Client | Role::Wire, DataDir::Recv) => {
+                        Direction::ToClient
+                    }
+                    _ => Direction::ToServer,
+                };
+                let mut out = std::mem::take(&mut self.outputs);
+                let mut evicted = std::mem::take(&mut self.evicted);
+                self.engine
+                    .on_data(key, dir, ts, &ev.payload, &mut out, &mut evicted);
+                let missing = ev.real_len.saturating_sub(ev.payload.len() as u64);
+                self.engine.on_gap(&key, dir, missing, &mut out);
+                self.publish(&mut out, ev, probes, bus);
+                self.outputs = out;
+                evicted.clear();
+                self.evicted = evicted;
+            }
+            EventKind::Close => self.end(id, ts, bus),
+        }
+    }
+
+    /// Ends the flow of (pid, fd): emits what only the close delimits and a port-only
+    /// verdict for a flow that said nothing.
+    fn end(&mut self, id: (u32, i32), ts: u64, bus: &Bus<Event>) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.outputs);
+        self.engine.finish(&conn.key, ts, &mut out);
+        for o in out.drain(..) {
+            if let Output::Record(r) = o {
+                if r.protocol.as_str() == "http1" {
+                    let p = self.process(id.0, "");
+                    let e = HttpEvent::from_record(&r, p, rfc3339_nanos(r.ts_ns));
+                    self.send(bus, Event::Http(e));
+                }
+            }
+        }
+        self.outputs = out;
+        if let Some(summary) = self.engine.close(&conn.key) {
+            let v = &summary.verdict;
+            if v.confidence == adi_core::Confidence::PORT_ONLY {
+                let p = self.process(id.0, "");
+                let e = ConnectionEvent::from_classification(v, p, rfc3339_nanos(ts));
+                self.send(bus, Event::Connection(e));
+            }
+        }
+    }
+
+    fn send(&mut self, bus: &Bus<Event>, e: Event) {
+        match &e {
+            Event::Http(_) => self.http_events += 1,
+            Event::Connection(_) => self.connection_events += 1,
+            Event::Lost(_) => {}
+        }
+        self.published += 1;
+        bus.publish(e);
+    }
+
+    fn publish(
+        &mut self,
+        out: &mut Vec<Output>,
+        ev: &RawEvent,
+        probes: &mut SyscallProbes,
+        bus: &Bus<Event>,
+    ) {
+        for o in out.drain(..) {
+            match o {
+                Output::Classified(c) => {
+                    if c.category != Category::HTTP {
+                        if let Some(conn) = self.conns.get_mut(&(ev.tgid, ev.fd)) {
+                            if !conn.capped {
+                                conn.capped = true;
+                                let role = match conn.key.role {
+                                    Role::Server => 2,
+                                    Role::Client | Role::Wire => 1,
+                                };
+                                probes.set_connection_cap(ev.tgid, ev.fd, role, NON_HTTP_CAP);
+                            }
+                        }
+                    }
+                    let p = self.process(ev.tgid, &ev.comm);
+                    let e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
+                    self.send(bus, Event::Connection(e));
+                }
+                Output::Record(r) if r.protocol.as_str() == "http1" => {
+                    let p = self.process(ev.tgid, &ev.comm);
+                    let e = HttpEvent::from_record(&r, p, rfc3339_nanos(r.ts_ns));
+                    self.send(bus, Event::Http(e));
+                }
+                Output::Record(_) => {}
+            }
+        }
+    }
+}
+
+fn same_tuple(key: &FlowKey, ev: &RawEvent) -> bool {
+    let (local, remote): (SocketAddr, SocketAddr) = match key.role {
+        Role::Server => (key.server, key.client),
+        Role::Client | Role::Wire => (key.client, key.server),
+    };
+    local == ev.local && remote == ev.remote
+}
+
+/// Loss counters already reported, to emit deltas.
+#[derive(Default)]
+struct LostSoFar {
+    kernel: KernelStats,
+    decode_errors: u64,
+}
+
+async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
+    let sinks = open_sinks(&opts.sinks)?;
+    let config = ProbeConfig {
+        watch_all: opts.watch_all,
+        capture_bytes: opts.capture_bytes,
+    };
+    let (mut probes, mut stream) = SyscallProbes::load(config)?;
+
+    let default_selection = !opts.watch_all && opts.pids.is_empty();
+    let mut watched: HashSet<u32> = HashSet::new();
+    if opts.watch_all {
+        eprintln!(
+            "adi: watching every process (--all); {} classifiers",
+            registry.len()
+        );
+    } else if !opts.pids.is_empty() {
+        for &pid in &opts.pids {
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                eprintln!(
+                    "adi: --pid {pid}: no such process (watching it anyway, in case it is reused)"
+                );
+            }
+            probes.watch(pid)?;
+            watched.insert(pid);
+        }
+        eprintln!(
+            "adi: watching {} process(es) given with --pid",
+            watched.len()
+        );
+    } else {
+        for pid in crate::profile::scan(&opts.allowed) {
+            probes.watch(pid)?;
+            watched.insert(pid);
+        }
+        eprintln!(
+            "adi: watching {} processes with ADI_PROFILE set; --all watches every process",
+            watched.len()
+        );
+    }
+
+    let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
+    let mut tasks = Vec::new();
+    let mut counters = Vec::new();
+    for sink in sinks {
+        let sub = bus.subscribe(sink.name());
+        let c = Arc::new(SinkCounters::default());
+        counters.push((sink.name().to_owned(), Arc::clone(&c)));
+        let handle = tokio::runtime::Handle::current();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            sink_loop(sink, sub, c, handle)
+        }));
+    }
+
+    let mut pipeline = Pipeline {
+        engine: Engine::new(registry),
+        conns: HashMap::new(),
+        processes: HashMap::new(),
+        listening: adi_probes::proc::listening_ports(),
+        clock_offset: monotonic_to_unix_offset(),
+        outputs: Vec::new(),
+        evicted: Vec::new(),
+        published: 0,
+        http_events: 0,
+        connection_events: 0,
+    };
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_rescan = Instant::now();
+    let mut last_lost = Instant::now();
+    let mut lost = LostSoFar::default();
+    let mut batch = Vec::with_capacity(4096);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            r = stream.next_batch(&mut batch, 4096) => {
+                r.context("reading the ring buffer")?;
+                for ev in batch.drain(..) {
+                    pipeline.handle(&ev, &mut probes, &bus);
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = tick.tick() => {
+                if last_rescan.elapsed() >= RESCAN_EVERY {
+                    last_rescan = Instant::now();
+                    pipeline.listening = adi_probes::proc::listening_ports();
+                    if default_selection {
+                        for pid in crate::profile::scan(&opts.allowed) {
+                            if watched.insert(pid) {
+                                probes.watch(pid)?;
+                            }
+                        }
+                    }
+                }
+                if last_lost.elapsed() >= LOST_EVERY {
+                    last_lost = Instant::now();
+                    report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+                }
+            }
+        }
+    }
+    // Drain what the kernel already delivered, then end every flow.
+    let mut drained = Vec::new();
+    while let Ok(Ok(())) = tokio::time::timeout(
+        Duration::from_millis(50),
+        stream.next_batch(&mut drained, 4096),
+    )
+    .await
+    {
+        for ev in drained.drain(..) {
+            pipeline.handle(&ev, &mut probes, &bus);
+        }
+    }
+    let ids: Vec<(u32, i32)> = pipeline.conns.keys().copied().collect();
+    let now = adi_core::time::now_unix_ns();
+    for id in ids {
+        pipeline.end(id, now, &bus);
+    }
+    report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+    let bus_lost = bus.lost_totals();
+    drop(bus);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let k = probes.kernel_stats();
+    let stats = pipeline.engine.stats();
+    eprintln!(
+        "adi: stopped after {:.1}s: {} events ({} http, {} connection) from {} kernel events; \
+         lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {}; \
+         {} payloads cut to the capture cap, {} bytes not captured, {} bytes dropped by sessions",
+        started.elapsed().as_secs_f64(),
+        pipeline.published,
+        pipeline.http_events,
+        pipeline.connection_events,
+        k.events,
+        k.ringbuf_full,
+        stream.decode_errors,
+        k.stash_full,
+        bus_lost
+            .iter()
+            .zip(&counters)
+            .map(|((name, n), (_, c))| format!(
+                "{n} queued for {name}, {} failed writes to {name}",
+                c.failed.load(Ordering::Relaxed)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        k.truncated,
+        stats.gap_bytes,
+        stats.overflow_bytes,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_lost(
+    probes: &SyscallProbes,
+    decode_errors: u64,
+    so_far: &mut LostSoFar,
+    bus: &Bus<Event>,
+) {
+    let k = probes.kernel_stats();
+    let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
+    let deltas = [
+        (
+            "kernel_ringbuf",
+            k.ringbuf_full.saturating_sub(so_far.kernel.ringbuf_full),
+        ),
+        (
+            "kernel_decode",
+            decode_errors.saturating_sub(so_far.decode_errors),
+        ),
+        (
+            "kernel_stash",
+            k.stash_full.saturating_sub(so_far.kernel.stash_full),
+        ),
+    ];
+    for (source, count) in deltas {
+        if count > 0 {
+            bus.publish(Event::Lost(LostEvent {
+                timestamp: ts.clone(),
+                source: source.to_owned(),
+                count,
+            }));
+        }
+    }
+    so_far.kernel = k;
+    so_far.decode_errors = decode_errors;
+}
