@@ -1,0 +1,345 @@
+//! kafka tests: the probe and the session on real kafka-python captures (see
+//! `fixtures/README.md`), on hand-written edge cases, on look-alikes and on random bytes.
+
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::session::KafkaSession;
+use super::{Kafka, KAFKA};
+
+const TO_SERVER_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_server_kafka_default_0.bin");
+const TO_CLIENT_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_client_kafka_default_0.bin");
+const TO_SERVER_PRODUCE: &[u8] = include_bytes!("fixtures/to_server_kafka_default_1.bin");
+const TO_CLIENT_PRODUCE: &[u8] = include_bytes!("fixtures/to_client_kafka_default_1.bin");
+
+fn registration() -> &'static Registration {
+    let registry = Registry::from_inventory().expect("registry");
+    registry.get("kafka").expect("kafka is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    Kafka.probe(buf, dir, PortHint::NONE)
+}
+
+/// The confidence of a match, 0 for `NeedMore`/`NoMatch`.
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, KAFKA);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = KafkaSession::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+/// (kind, op, status, attributes) of one record.
+type Summary = (RecordKind, String, Option<u16>, Vec<(String, String)>);
+
+fn summary(records: &[Record]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.clone().unwrap_or_default(),
+                r.status,
+                r.attributes.clone(),
+            )
+        })
+        .collect()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn conformance() {
+    check_classifier(registration(), fixtures_dir!("kafka"), Confidence::CERTAIN);
+}
+
+#[test]
+fn requests_are_certain_to_server() {
+    for fx in load_fixtures(fixtures_dir!("kafka")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(
+            v.confidence,
+            Confidence::CERTAIN,
+            "{}: {v:?}",
+            fx.path.display()
+        );
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+    }
+    // The 14-byte request header (up to an 11-byte client id) is not enough yet: the id
+    // must be read whole before anything is claimed.
+    assert_eq!(
+        probe(&TO_SERVER_BOOTSTRAP[..14], Direction::ToServer),
+        Probe::NeedMore
+    );
+    assert_eq!(
+        score(&TO_SERVER_BOOTSTRAP[..25], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    // ApiVersions response: three entries read is STRONG (v3 layout: 2 + 1 + 3 * 7 bytes).
+    assert_eq!(
+        probe(&TO_CLIENT_BOOTSTRAP[..12], Direction::ToClient),
+        Probe::NeedMore
+    );
+    assert_eq!(
+        score(&TO_CLIENT_BOOTSTRAP[..32], Direction::ToClient),
+        Confidence::STRONG.get()
+    );
+}
+
+#[test]
+fn a_request_sent_to_the_client_is_observed_to_server() {
+    let Probe::Match(v) = probe(TO_SERVER_PRODUCE, Direction::ToClient) else {
+        panic!()
+    };
+    assert_eq!(v.observed, Some(Direction::ToServer));
+}
+
+#[test]
+fn session_names_every_request_and_pairs_responses() {
+    let client = ("client_id", "adi-fixture");
+    let expected = vec![
+        (
+            RecordKind::Request,
+            "ApiVersions".to_owned(),
+            None,
+            attrs(&[client, ("api_version", "3"), ("correlation_id", "1")]),
+        ),
+        (
+            RecordKind::Request,
+            "Metadata".to_owned(),
+            None,
+            attrs(&[client, ("api_version", "1"), ("correlation_id", "2")]),
+        ),
+        (
+            RecordKind::Request,
+            "Produce".to_owned(),
+            None,
+            attrs(&[client, ("api_version", "2"), ("correlation_id", "3")]),
+        ),
+        (
+            RecordKind::Response,
+            "ApiVersions".to_owned(),
+            Some(0),
+            attrs(&[("correlation_id", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            "Metadata".to_owned(),
+            None,
+            attrs(&[("correlation_id", "2")]),
+        ),
+        (
+            RecordKind::Response,
+            "Produce".to_owned(),
+            None,
+            attrs(&[("correlation_id", "3")]),
+        ),
+    ];
+    for size in [usize::MAX, 1, 3, 7] {
+        let records = parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, size.min(4096));
+        assert_eq!(summary(&records), expected, "pieces of {size}");
+    }
+    let records = parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, 4096);
+    assert_eq!(records[2].wire_len, 0x65 + 4);
+    assert_eq!(records[0].raw, TO_SERVER_PRODUCE[..47]);
+}
+
+#[test]
+fn bootstrap_connection_sends_api_versions_v4() {
+    let records = parse_split(TO_SERVER_BOOTSTRAP, TO_CLIENT_BOOTSTRAP, 4096);
+    let ops: Vec<_> = records
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref(), r.attribute("api_version")))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (RecordKind::Request, Some("ApiVersions"), Some("4")),
+            (RecordKind::Request, Some("Metadata"), Some("1")),
+            (RecordKind::Response, Some("ApiVersions"), None),
+            (RecordKind::Response, Some("Metadata"), None),
+        ]
+    );
+}
+
+/// A Produce v2 request with `acks = 0`, hand-written.
+const PRODUCE_ACKS_0: &[u8] = &[
+    0x00, 0x00, 0x00, 0x15, // size 21
+    0x00, 0x00, // api_key 0 (Produce)
+    0x00, 0x02, // api_version 2
+    0x00, 0x00, 0x00, 0x07, // correlation_id 7
+    0x00, 0x01, b'p', // client_id "p"
+    0x00, 0x00, // acks 0
+    0x00, 0x00, 0x03, 0xe8, // timeout_ms 1000
+    0x00, 0x00, 0x00, 0x00, // topic_data: empty array
+];
+
+#[test]
+fn produce_with_acks_0_expects_no_response() {
+    assert_eq!(
+        score(PRODUCE_ACKS_0, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+    let mut out = Vec::new();
+    let n = KafkaSession::default()
+        .parse(PRODUCE_ACKS_0, Direction::ToServer, &mut out)
+        .expect("parse");
+    assert_eq!(n, PRODUCE_ACKS_0.len());
+    assert_eq!(out[0].kind, RecordKind::Message);
+    assert_eq!(out[0].op.as_deref(), Some("Produce"));
+}
+
+#[test]
+fn header_fields_are_checked() {
+    let ok = |b: &[u8]| score(b, Direction::ToServer) >= Confidence::STRONG.get();
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    assert!(ok(&b));
+    b[4..6].copy_from_slice(&93i16.to_be_bytes()); // api_key 93: unknown
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[6..8].copy_from_slice(&14i16.to_be_bytes()); // Produce v14: beyond the known range
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[8] = 0x80; // correlation_id negative
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[12..14].copy_from_slice(&11i16.to_be_bytes()); // client_id of 11 bytes: past the frame
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[14] = 0x01; // client_id holds a control byte
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[0..4].copy_from_slice(&104_857_601i32.to_be_bytes()); // size above socket.request.max.bytes
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = PRODUCE_ACKS_0.to_vec();
+    b[0..4].copy_from_slice(&9i32.to_be_bytes()); // size below the smallest header
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    // A null client_id (length -1) is allowed.
+    let null_id: &[u8] = &[
+        0x00, 0x00, 0x00, 0x0a, // size 10
+        0x00, 0x12, // api_key 18 (ApiVersions)
+        0x00, 0x00, // api_version 0
+        0x00, 0x00, 0x00, 0x00, // correlation_id 0
+        0xff, 0xff, // client_id null
+    ];
+    assert_eq!(
+        score(null_id, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+}
+
+#[test]
+fn api_versions_response_v0_is_recognised() {
+    let v0: &[u8] = &[
+        0x00, 0x00, 0x00, 0x12, // size 18
+        0x00, 0x00, 0x00, 0x00, // correlation_id 0
+        0x00, 0x00, // error_code 0
+        0x00, 0x00, 0x00, 0x01, // 1 entry
+        0x00, 0x12, 0x00, 0x00, 0x00, 0x03, // ApiVersions 0..=3
+        0x00, 0x00, // 2 bytes too many for v0, too few for v1: inconsistent
+    ];
+    assert_eq!(probe(v0, Direction::ToClient), Probe::NoMatch);
+    let mut fixed = v0[..20].to_vec();
+    fixed[3] = 0x10; // size 16: exactly v0
+    assert_eq!(
+        score(&fixed, Direction::ToClient),
+        Confidence::CERTAIN.get()
+    );
+    fixed[9] = 0x05; // error_code 5: not 0 or 35
+    assert_eq!(probe(&fixed, Direction::ToClient), Probe::NoMatch);
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    // Postgres StartupMessage: reads as Metadata v0 until the "client id".
+    let startup = b"\x00\x00\x00\x54\x00\x03\x00\x00user\x00postgres\x00database\x00postgres\x00application_name\x00psql\x00client_encoding\x00UTF8\x00\x00";
+    assert!(score(startup, Direction::ToServer) < Confidence::REPORT.get());
+    // A MongoDB OP_MSG header (little-endian length).
+    let mongo = b"\x3a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\xdd\x07\x00\x00";
+    assert_eq!(probe(mongo, Direction::ToServer), Probe::NoMatch);
+    // A TDS PRELOGIN header.
+    let tds = b"\x12\x01\x00\x3a\x00\x00\x01\x00\x00\x00\x1a\x00\x06\x01";
+    assert_eq!(probe(tds, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(
+        probe(b"GET / HTTP/1.1\r\n", Direction::ToServer),
+        Probe::NoMatch
+    );
+}
+
+#[test]
+fn hostile_lengths_never_panic() {
+    let mut session = KafkaSession::default();
+    let mut out = Vec::new();
+    assert!(session
+        .parse(b"\x7f\xff\xff\xff\x00\x00", Direction::ToServer, &mut out)
+        .is_err());
+    assert!(session
+        .parse(b"\xff\xff\xff\xff\x00\x00", Direction::ToClient, &mut out)
+        .is_err());
+    assert!(session
+        .parse(b"\x00\x00\x00\x02\x00\x00", Direction::ToClient, &mut out)
+        .is_err());
+    // A truncated request header whose frame claims to be complete.
+    assert!(session
+        .parse(
+            b"\x00\x00\x00\x0a\x00\x03\x00\x01\x00\x00\x00\x01\x00\x05ab",
+            Direction::ToServer,
+            &mut out
+        )
+        .is_err());
+    for fx in load_fixtures(fixtures_dir!("kafka")) {
+        for len in 0..fx.bytes.len() {
+            let _ = Kafka.probe(&fx.bytes[..len], fx.dir, PortHint::NONE);
+            let _ = KafkaSession::default().parse(&fx.bytes[..len], fx.dir, &mut out);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_nor_report(bytes in proptest::collection::vec(any::<u8>(), 0..256), to_client: bool) {
+        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
+        if let Probe::Match(v) = Kafka.probe(&bytes, dir, PortHint::NONE) {
+            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
+        }
+        let _ = KafkaSession::default().parse(&bytes, dir, &mut Vec::new());
+    }
+}
