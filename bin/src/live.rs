@@ -485,29 +485,33 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let k = probes.kernel_stats();
     let stats = pipeline.engine.stats();
     eprintln!(
-        "adi: stopped after {:.1}s: {} events ({} http, {} connection) from {} kernel events; \
-         lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {}; \
-         {} payloads cut to the capture cap, {} bytes not captured, {} bytes dropped by sessions",
+        "adi: stopped after {:.1}s: {} events ({} http, {} connection) from {} kernel events",
         started.elapsed().as_secs_f64(),
         pipeline.published,
         pipeline.http_events,
         pipeline.connection_events,
         k.events,
+    );
+    let sinks: Vec<String> = bus_lost
+        .iter()
+        .zip(&counters)
+        .map(|((name, queued), (_, c))| {
+            format!(
+                "{queued} queued for {name}, {} failed writes to {name}",
+                c.failed.load(Ordering::Relaxed)
+            )
+        })
+        .collect();
+    eprintln!(
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.stash_full,
-        bus_lost
-            .iter()
-            .zip(&counters)
-            .map(|((name, n), (_, c))| format!(
-                "{n} queued for {name}, {} failed writes to {name}",
-                c.failed.load(Ordering::Relaxed)
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
-        k.truncated,
-        stats.gap_bytes,
-        stats.overflow_bytes,
+        sinks.join(", "),
+    );
+    eprintln!(
+        "adi: partial: {} payloads cut to the capture cap ({} bytes not captured), {} bytes dropped by sessions",
+        k.truncated, stats.gap_bytes, stats.overflow_bytes,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,631 @@
+//! Root-only: the real `adi` binary capturing real clients and servers on loopback with eBPF.
+//! Without root and BTF these print `SKIPPED (needs root + BPF)` and pass, except under `CI`,
+//! where that is a failure. Every server is started here, on a free port, and stopped by pid.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the root-only tests as root with BTF"
+    );
+    eprintln!("SKIPPED (needs root + BPF)");
+    false
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
+        eprintln!("SKIPPED ({tool} not installed)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child killed on drop, so a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `adi` writing JSON lines to a file.
+struct Adi {
+    child: Child,
+    out: PathBuf,
+    stderr: std::sync::mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Adi {
+    fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("events.jsonl");
+        let sink = format!("jsonl={}", out.display());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
+            .args(args)
+            .args(["--sink", &sink])
+            .env_remove("ADI_PROFILE_ALLOWED")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start adi");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("adi says what it watches");
+        assert!(first.starts_with("adi: watching"), "{first}");
+        Self {
+            child,
+            out,
+            stderr: rx,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, wait, and return (events, stderr lines).
+    fn stop(mut self) -> (Vec<Value>, Vec<String>) {
+        // Let the last events reach the ring buffer before asking adi to stop.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait adi");
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        assert!(status.success(), "adi exited with {status}: {err:#?}");
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        (events, err)
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event_type"] == t).collect()
+}
+
+fn nginx(root: &Path, port: u16) -> Proc {
+    std::fs::create_dir_all(root.join("www")).expect("www");
+    std::fs::create_dir_all(root.join("tmp")).expect("tmp");
+    std::fs::write(root.join("www/index.html"), "<p>hello from nginx</p>\n").expect("index");
+    std::fs::write(root.join("www/data.json"), r#"{"id":7,"name":"widget"}"#).expect("json");
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {r}/nginx.pid; error_log {r}/error.log;
+         events {{ worker_connections 256; }}
+         http {{ access_log off; client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
+           fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
+           default_type application/octet-stream; types {{ text/html html; application/json json; }}
+           server {{ listen 127.0.0.1:{port}; root {r}/www; }} }}",
+        r = root.display()
+    );
+    std::fs::write(root.join("nginx.conf"), conf).expect("conf");
+    let p = Proc(
+        Command::new("nginx")
+            .args([
+                "-p",
+                &root.display().to_string(),
+                "-c",
+                &root.join("nginx.conf").display().to_string(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+    );
+    wait_port(port);
+    p
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nginx_server_side_http_events_are_exact() {
+    if !can_run() || !have("nginx") || !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = nginx(dir.path(), port);
+    let adi = Adi::start(&["--pid", &server.0.id().to_string()]);
+    let url = format!("http://127.0.0.1:{port}");
+    assert_eq!(
+        curl(&[
+            "-H",
+            "X-Multi: a",
+            "-H",
+            "X-Multi: b",
+            &format!("{url}/data.json?x=1")
+        ]),
+        r#"{"id":7,"name":"widget"}"#
+    );
+    curl(&["-o", "/dev/null", &format!("{url}/missing")]);
+    let (events, _) = adi.stop();
+
+    let http = of_type(&events, "http");
+    assert_eq!(http.len(), 4, "{http:#?}");
+    let req = http[0];
+    assert_eq!(req["direction"], "recv");
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["url"], "/data.json?x=1");
+    assert_eq!(req["dest_port"], port);
+    assert_eq!(req["headers"]["X-Multi"], serde_json::json!(["a", "b"]));
+    assert!(req["headers"]["User-Agent"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("curl/")));
+    assert_eq!(req["pid"], server.0.id());
+    let rsp = http[1];
+    assert_eq!(rsp["direction"], "send");
+    assert_eq!(rsp["status_code"], 200);
+    assert_eq!(rsp["body"], r#"{"id":7,"name":"widget"}"#);
+    assert_eq!(rsp["headers"]["Content-Type"], "application/json");
+    assert_eq!(rsp["source_port"], port);
+    assert_eq!(rsp["flow_id"], req["flow_id"]);
+    assert!(
+        rsp["latency_ms"]
+            .as_f64()
+            .is_some_and(|l| l > 0.0 && l < 5_000.0),
+        "{rsp}"
+    );
+    assert_eq!(http[2]["url"], "/missing");
+    assert_eq!(http[3]["status_code"], 404);
+    let conns = of_type(&events, "connection");
+    let best: Vec<_> = conns.iter().filter(|c| c["confidence"] == 99).collect();
+    assert_eq!(
+        best.len(),
+        2,
+        "each connection confirmed by its response: {conns:#?}"
+    );
+    for c in best {
+        assert_eq!(
+            (
+                c["protocol"].as_str(),
+                c["category"].as_str(),
+                c["role"].as_str()
+            ),
+            (Some("http1"), Some("http"), Some("server"))
+        );
+        assert_eq!(c["dest_port"], port);
+    }
+}
+
+const GO_CLIENT: &str = r#"package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+)
+
+func main() {
+	c := &http.Client{}
+	req, _ := http.NewRequest("POST", os.Args[1]+"/api/items?id=3", strings.NewReader(`{"name":"a"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("X-Two", "1")
+	req.Header.Add("X-Two", "2")
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, len(b))
+}
+"#;
+
+const PY_SERVER: &str = r#"
+import http.server, sys, json
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        out = json.dumps({"got": len(body)}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def do_GET(self):
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in [b"hello ", b"chunked ", b"world"]:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        size = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/bytes/") else 2
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"x" * 65536
+        left = size
+        while left:
+            n = min(left, len(chunk)); self.wfile.write(chunk[:n]); left -= n
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+fn py_server(port: u16) -> Proc {
+    let p = Proc(
+        Command::new("python3")
+            .args(["-c", PY_SERVER, &port.to_string()])
+            .spawn()
+            .expect("python server"),
+    );
+    wait_port(port);
+    p
+}
+
+fn build_go(dir: &Path, src: &str) -> PathBuf {
+    std::fs::write(dir.join("main.go"), src).expect("go source");
+    let bin = dir.join("client");
+    let out = Command::new("go")
+        .args(["build", "-o", &bin.display().to_string(), "main.go"])
+        .current_dir(dir)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .output()
+        .expect("go build");
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+#[test]
+fn client_side_go_and_curl_calls_with_bodies_and_chunked_responses() {
+    if !can_run() || !have("go") || !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go_client = build_go(dir.path(), GO_CLIENT);
+    let port = free_port();
+    let _server = py_server(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let adi = Adi::start(&["--all"]);
+    let go = Command::new(&go_client)
+        .arg(&url)
+        .output()
+        .expect("go client");
+    assert_eq!(String::from_utf8_lossy(&go.stdout).trim(), "201 11");
+    assert_eq!(curl(&[&format!("{url}/chunked")]), "hello chunked world");
+    let (events, _) = adi.stop();
+
+    let http = of_type(&events, "http");
+    let go_req = http
+        .iter()
+        .find(|e| e["comm"] == "client" && e["method"] == "POST")
+        .unwrap_or_else(|| panic!("Go request: {http:#?}"));
+    assert_eq!(go_req["direction"], "send");
+    assert_eq!(go_req["url"], "/api/items?id=3");
+    assert_eq!(go_req["body"], r#"{"name":"a"}"#);
+    assert_eq!(go_req["headers"]["X-Two"], serde_json::json!(["1", "2"]));
+    assert_eq!(go_req["dest_port"], port);
+    let go_rsp = http
+        .iter()
+        .find(|e| e["comm"] == "client" && e["status_code"] == 201)
+        .expect("Go response");
+    assert_eq!(go_rsp["direction"], "recv");
+    assert_eq!(go_rsp["body"], r#"{"got": 12}"#);
+    assert_eq!(go_rsp["source_port"], port);
+    // The server process is watched too (--all): it saw the same request arrive.
+    assert!(http.iter().any(|e| e["comm"] == "python3"
+        && e["direction"] == "recv"
+        && e["url"] == "/api/items?id=3"));
+    let chunked = http
+        .iter()
+        .find(|e| e["comm"] == "curl" && e["status_code"] == 200)
+        .unwrap_or_else(|| panic!("curl response: {http:#?}"));
+    assert_eq!(chunked["body"], "hello chunked world");
+    assert_eq!(chunked["headers"]["Transfer-Encoding"], "chunked");
+    let roles: Vec<_> = of_type(&events, "connection")
+        .into_iter()
+        .filter(|c| c["comm"] == "client")
+        .map(|c| c["role"].clone())
+        .collect();
+    assert!(
+        !roles.is_empty() && roles.iter().all(|r| r == "client"),
+        "{roles:?}"
+    );
+}
+
+const KEEPALIVE_CLIENT: &str = r#"
+import http.client, sys
+port = int(sys.argv[1])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for i in range(1000):
+    c.request("GET", f"/n/{i}")
+    r = c.getresponse(); r.read()
+big = b"u" * (10 * 1024 * 1024)
+c.request("POST", "/upload", body=big, headers={"Content-Type": "application/octet-stream"})
+r = c.getresponse(); print(r.read().decode(), flush=True)
+c.request("GET", f"/bytes/{10 * 1024 * 1024}")
+r = c.getresponse(); print(len(r.read()), flush=True)
+"#;
+
+#[test]
+fn keepalive_1000_requests_and_10mb_up_and_down_on_one_connection() {
+    if !can_run() {
+        return;
+    }
+    let port = free_port();
+    let _server = py_server(port);
+    let mut client = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import sys; sys.stdin.readline()\n{KEEPALIVE_CLIENT}"),
+            &port.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let adi = Adi::start(&["--pid", &client.id().to_string()]);
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let mut out = String::new();
+    client
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("client output");
+    assert!(client.wait().expect("client").success());
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![r#"{"got": 10485760}"#, "10485760"]
+    );
+    let (events, err) = adi.stop();
+
+    let http = of_type(&events, "http");
+    let flows: HashMap<String, usize> = http.iter().fold(HashMap::new(), |mut m, e| {
+        *m.entry(e["flow_id"].to_string()).or_default() += 1;
+        m
+    });
+    assert_eq!(flows.len(), 1, "one keep-alive connection: {flows:?}");
+    let requests: Vec<_> = http.iter().filter(|e| e["method"].is_string()).collect();
+    let responses: Vec<_> = http
+        .iter()
+        .filter(|e| e["status_code"].is_number())
+        .collect();
+    assert_eq!(
+        (requests.len(), responses.len()),
+        (1002, 1002),
+        "stderr: {err:#?}"
+    );
+    for (i, r) in requests.iter().take(1000).enumerate() {
+        assert_eq!(r["url"], format!("/n/{i}"));
+    }
+    assert!(responses.iter().all(|r| r["latency_ms"].is_number()));
+    let upload = requests[1000];
+    assert_eq!(upload["method"], "POST");
+    let head = upload["bytes"].as_u64().expect("bytes") - 10 * 1024 * 1024;
+    assert!(
+        head > 50 && head < 400,
+        "real size = head + 10 MiB body: {}",
+        upload["bytes"]
+    );
+    assert_eq!(upload["truncated"], true);
+    let download = responses[1001];
+    assert!(download["bytes"].as_u64().expect("bytes") > 10 * 1024 * 1024);
+    assert_eq!(download["truncated"], true);
+    assert!(err.iter().any(|l| l.contains("stopped after")), "{err:#?}");
+}
+
+const EARLY_CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print(c.getsockname()[1], flush=True)
+sys.stdin.readline()  # adi starts meanwhile
+c.sendall(b"GET /early HTTP/1.1\r\nHost: x\r\n\r\n")
+print(len(c.recv(65536)), flush=True)
+"#;
+
+#[test]
+fn connection_opened_before_adi_started_has_the_right_tuple() {
+    if !can_run() {
+        return;
+    }
+    let port = free_port();
+    let _server = py_server(port);
+    let mut client = Command::new("python3")
+        .args(["-c", EARLY_CLIENT, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let mut lines = BufReader::new(client.stdout.take().expect("stdout")).lines();
+    let local_port: u16 = lines
+        .next()
+        .expect("port line")
+        .expect("read")
+        .parse()
+        .expect("port");
+    let adi = Adi::start(&["--pid", &client.id().to_string()]);
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let _ = lines.next();
+    client.wait().expect("client");
+    let (events, _) = adi.stop();
+    let req = of_type(&events, "http")
+        .into_iter()
+        .find(|e| e["url"] == "/early")
+        .expect("request event");
+    assert_eq!(req["direction"], "send");
+    assert_eq!(req["source_port"], local_port);
+    assert_eq!(req["dest_port"], port);
+    assert_eq!(req["source_ip"], "127.0.0.1");
+    let conn = of_type(&events, "connection")
+        .into_iter()
+        .next()
+        .expect("connection event");
+    assert_eq!(
+        conn["role"], "client",
+        "not a listening port: the process connected"
+    );
+}
+
+#[test]
+fn nothing_watched_says_so_and_exits_cleanly() {
+    if !can_run() {
+        return;
+    }
+    let adi = Adi::start(&[]);
+    let (events, err) = adi.stop();
+    assert!(events.is_empty());
+    assert!(err.iter().any(|l| l.contains("stopped after")), "{err:#?}");
+}
+
+#[test]
+fn unwritable_sink_is_one_clear_sentence() {
+    if !can_run() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_adi"))
+        .args([
+            "--all",
+            "--sink",
+            "jsonl=/proc/adi-no-such-dir/events.jsonl",
+        ])
+        .output()
+        .expect("adi");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("adi: cannot open /proc/adi-no-such-dir/events.jsonl:"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn full_disk_sink_counts_failed_writes_and_adi_keeps_going() {
+    if !can_run() || !have("curl") {
+        return;
+    }
+    let mnt = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16k",
+            "tmpfs",
+            &mnt.path().display().to_string(),
+        ])
+        .status()
+        .expect("mount");
+    assert!(ok.success());
+    let port = free_port();
+    let server = py_server(port);
+    let sink = format!("jsonl={}", mnt.path().join("events.jsonl").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
+        .args(["--pid", &server.0.id().to_string(), "--sink", &sink])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("adi");
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..40 {
+        curl(&[
+            "-o",
+            "/dev/null",
+            &format!("http://127.0.0.1:{port}/bytes/3000"),
+        ]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    let status = child.wait().expect("adi");
+    let _ = Command::new("umount").arg(mnt.path()).status();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.starts_with("adi: lost: "))
+        .expect("loss summary");
+    let failed: u64 = summary
+        .split(", ")
+        .find_map(|p| {
+            p.strip_suffix(&format!(" failed writes to {sink}"))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("failed-writes count in {summary}"));
+    assert!(failed > 0, "{summary}");
+}
