@@ -1,0 +1,417 @@
+//! mongodb tests: the probe and the session on real pymongo captures (see
+//! `fixtures/README.md`), on hand-written OP_QUERY / OP_REPLY / OP_COMPRESSED messages, on
+//! look-alikes and on random bytes.
+
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::parser::{validate_document, MAX_BSON_DEPTH};
+use super::session::MongoSession;
+use super::{MongoDb, MONGODB};
+
+const TO_SERVER_APP: &[u8] = include_bytes!("fixtures/to_server_mongodb_default_1.bin");
+const TO_CLIENT_APP: &[u8] = include_bytes!("fixtures/to_client_mongodb_default_1.bin");
+const TO_SERVER_ZLIB: &[u8] = include_bytes!("fixtures/to_server_mongodb_nondefault_zlib_1.bin");
+const TO_CLIENT_ZLIB: &[u8] = include_bytes!("fixtures/to_client_mongodb_nondefault_zlib_1.bin");
+
+fn registration() -> &'static Registration {
+    let registry = Registry::from_inventory().expect("registry");
+    registry.get("mongodb").expect("mongodb is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    MongoDb.probe(buf, dir, PortHint::NONE)
+}
+
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, MONGODB);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = MongoSession::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+/// (kind, op, resource, attributes) of one record.
+type Summary = (
+    RecordKind,
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+);
+
+fn summary(records: &[Record]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.clone(),
+                r.resource.clone(),
+                r.attributes.clone(),
+            )
+        })
+        .collect()
+}
+
+fn s(x: &str) -> Option<String> {
+    Some(x.to_owned())
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn conformance() {
+    check_classifier(
+        registration(),
+        fixtures_dir!("mongodb"),
+        Confidence::CERTAIN,
+    );
+}
+
+#[test]
+fn every_fixture_is_certain_in_its_direction() {
+    for fx in load_fixtures(fixtures_dir!("mongodb")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.confidence, Confidence::CERTAIN, "{}", fx.path.display());
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+        // Given the wrong way, the bytes still name their direction.
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+            panic!()
+        };
+        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn bands_grow_with_the_prefix() {
+    // The header alone claims nothing.
+    assert_eq!(
+        probe(&TO_SERVER_APP[..16], Direction::ToServer),
+        Probe::NeedMore
+    );
+    // flagBits, section kind 0, document length, then the first element `ismaster`.
+    assert_eq!(
+        probe(&TO_SERVER_APP[..26], Direction::ToServer),
+        Probe::NeedMore
+    );
+    assert_eq!(
+        score(&TO_SERVER_APP[..35], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&TO_SERVER_APP[..388], Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+}
+
+#[test]
+fn session_summarises_commands_and_pairs_replies() {
+    let op_msg = ("op_code", "OP_MSG");
+    let expected = vec![
+        (
+            RecordKind::Request,
+            s("ismaster"),
+            s("admin"),
+            attrs(&[op_msg, ("database", "admin")]),
+        ),
+        (
+            RecordKind::Request,
+            s("ping"),
+            s("shop"),
+            attrs(&[op_msg, ("database", "shop")]),
+        ),
+        (
+            RecordKind::Request,
+            s("insert"),
+            s("shop.orders"),
+            attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
+        ),
+        (
+            RecordKind::Request,
+            s("find"),
+            s("shop.orders"),
+            attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
+        ),
+        (
+            RecordKind::Response,
+            s("ismaster"),
+            None,
+            attrs(&[op_msg, ("ok", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            s("ping"),
+            None,
+            attrs(&[op_msg, ("ok", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            s("insert"),
+            None,
+            attrs(&[op_msg, ("ok", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            s("find"),
+            None,
+            attrs(&[op_msg, ("ok", "1")]),
+        ),
+    ];
+    for size in [4096, 1, 5, 17] {
+        assert_eq!(
+            summary(&parse_split(TO_SERVER_APP, TO_CLIENT_APP, size)),
+            expected,
+            "pieces of {size}"
+        );
+    }
+}
+
+#[test]
+fn zlib_compressed_commands_are_named_by_their_reply_pairing() {
+    let records = parse_split(TO_SERVER_ZLIB, TO_CLIENT_ZLIB, 4096);
+    let got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.as_deref(),
+                r.attribute("op_code"),
+                r.attribute("compressor"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (RecordKind::Request, Some("ismaster"), Some("OP_MSG"), None),
+            (
+                RecordKind::Request,
+                None,
+                Some("OP_COMPRESSED"),
+                Some("zlib")
+            ),
+            (
+                RecordKind::Request,
+                None,
+                Some("OP_COMPRESSED"),
+                Some("zlib")
+            ),
+            (
+                RecordKind::Request,
+                None,
+                Some("OP_COMPRESSED"),
+                Some("zlib")
+            ),
+            (RecordKind::Response, Some("ismaster"), Some("OP_MSG"), None),
+            (RecordKind::Response, None, Some("OP_MSG"), None),
+            (RecordKind::Response, None, Some("OP_MSG"), None),
+            (RecordKind::Response, None, Some("OP_MSG"), None),
+        ]
+    );
+}
+
+/// A legacy `isMaster` OP_QUERY on `admin.$cmd`, hand-written from the spec.
+const OP_QUERY_ISMASTER: &[u8] = &[
+    0x3a, 0x00, 0x00, 0x00, // messageLength 58
+    0x01, 0x00, 0x00, 0x00, // requestID 1
+    0x00, 0x00, 0x00, 0x00, // responseTo 0
+    0xd4, 0x07, 0x00, 0x00, // opCode 2004 OP_QUERY
+    0x00, 0x00, 0x00, 0x00, // flags 0
+    b'a', b'd', b'm', b'i', b'n', b'.', b'$', b'c', b'm', b'd', 0x00, // fullCollectionName
+    0x00, 0x00, 0x00, 0x00, // numberToSkip 0
+    0xff, 0xff, 0xff, 0xff, // numberToReturn -1
+    0x13, 0x00, 0x00, 0x00, // document length 19
+    0x10, b'i', b's', b'M', b'a', b's', b't', b'e', b'r', 0x00, // int32 "isMaster"
+    0x01, 0x00, 0x00, 0x00, // 1
+    0x00, // end of document
+];
+
+/// Its OP_REPLY: `{ok: 0, code: 13}`.
+const OP_REPLY_ERROR: &[u8] = &[
+    0x3f, 0x00, 0x00, 0x00, // messageLength 63
+    0x02, 0x00, 0x00, 0x00, // requestID 2
+    0x01, 0x00, 0x00, 0x00, // responseTo 1
+    0x01, 0x00, 0x00, 0x00, // opCode 1 OP_REPLY
+    0x00, 0x00, 0x00, 0x00, // responseFlags 0
+    0, 0, 0, 0, 0, 0, 0, 0, // cursorID 0
+    0x00, 0x00, 0x00, 0x00, // startingFrom 0
+    0x01, 0x00, 0x00, 0x00, // numberReturned 1
+    0x1b, 0x00, 0x00, 0x00, // document length 27
+    0x01, b'o', b'k', 0x00, 0, 0, 0, 0, 0, 0, 0, 0, // double ok 0.0
+    0x10, b'c', b'o', b'd', b'e', 0x00, 0x0d, 0x00, 0x00, 0x00, // int32 code 13
+    0x00, // end of document
+];
+
+#[test]
+fn legacy_op_query_and_op_reply() {
+    assert_eq!(
+        score(OP_QUERY_ISMASTER, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+    assert_eq!(
+        score(OP_REPLY_ERROR, Direction::ToClient),
+        Confidence::CERTAIN.get()
+    );
+    let Probe::Match(v) = probe(OP_REPLY_ERROR, Direction::ToServer) else {
+        panic!()
+    };
+    assert_eq!(v.observed, Some(Direction::ToClient));
+    let records = parse_split(OP_QUERY_ISMASTER, OP_REPLY_ERROR, 4096);
+    assert_eq!(
+        summary(&records),
+        [
+            (
+                RecordKind::Request,
+                s("isMaster"),
+                s("admin"),
+                attrs(&[("op_code", "OP_QUERY"), ("database", "admin")])
+            ),
+            (
+                RecordKind::Response,
+                s("isMaster"),
+                None,
+                attrs(&[("op_code", "OP_REPLY"), ("ok", "0"), ("code", "13")])
+            ),
+        ]
+    );
+    assert_eq!(records[1].status, Some(13));
+}
+
+#[test]
+fn op_msg_fields_are_checked() {
+    let first = &TO_SERVER_APP[..388];
+    let mut b = first.to_vec();
+    b[16] = 0x04; // flagBits bit 2: undefined
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = first.to_vec();
+    b[20] = 0x02; // section kind 2: not a wire section
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = first.to_vec();
+    b[21..25].copy_from_slice(&400i32.to_le_bytes()); // document longer than the message
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = first.to_vec();
+    b[25] = 0x42; // element type 0x42: undefined
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = first.to_vec();
+    b[12..16].copy_from_slice(&2010i32.to_le_bytes()); // opCode 2010 (OP_COMMAND, removed)
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = first.to_vec();
+    b[0..4].copy_from_slice(&48_000_001i32.to_le_bytes()); // beyond maxMessageSizeBytes
+    assert_eq!(probe(&b[..4], Direction::ToServer), Probe::NoMatch);
+}
+
+#[test]
+fn nesting_is_bounded() {
+    // {a: {a: {a: ... {}}}}: 150 levels, deeper than MAX_BSON_DEPTH.
+    let mut doc = vec![5, 0, 0, 0, 0];
+    for _ in 0..150 {
+        let mut outer = Vec::new();
+        let len = i32::try_from(4 + 1 + 2 + doc.len() + 1).expect("small");
+        outer.extend_from_slice(&len.to_le_bytes());
+        outer.extend_from_slice(&[0x03, b'a', 0]);
+        outer.extend_from_slice(&doc);
+        outer.push(0);
+        doc = outer;
+    }
+    assert!(!validate_document(&doc, MAX_BSON_DEPTH));
+    assert!(validate_document(&doc, 200));
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    // Kafka ApiVersions request (big-endian size 43).
+    let kafka = b"\x00\x00\x00\x2b\x00\x12\x00\x04\x00\x00\x00\x01\x00\x0badi-fixture";
+    assert_eq!(probe(kafka, Direction::ToServer), Probe::NoMatch);
+    // TDS PRELOGIN.
+    let tds = b"\x12\x01\x00\x3a\x00\x00\x01\x00\x00\x00\x1a\x00\x06\x01\x00\x20";
+    assert_eq!(probe(tds, Direction::ToServer), Probe::NoMatch);
+    // MySQL server greeting: 3-byte length 74, sequence 0, protocol 10.
+    let mysql = b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00";
+    assert_eq!(probe(mysql, Direction::ToClient), Probe::NoMatch);
+}
+
+#[test]
+fn hostile_lengths_never_panic() {
+    let mut out = Vec::new();
+    assert!(MongoSession::default()
+        .parse(
+            b"\xff\xff\xff\x7f\0\0\0\0\0\0\0\0\xdd\x07\0\0",
+            Direction::ToServer,
+            &mut out
+        )
+        .is_err());
+    assert!(MongoSession::default()
+        .parse(
+            b"\x0f\0\0\0\0\0\0\0\0\0\0\0\xdd\x07\0\0",
+            Direction::ToServer,
+            &mut out
+        )
+        .is_err());
+    // A whole 20-byte OP_MSG whose document is missing.
+    assert!(MongoSession::default()
+        .parse(
+            b"\x14\0\0\0\0\0\0\0\0\0\0\0\xdd\x07\0\0\0\0\0\0",
+            Direction::ToServer,
+            &mut out
+        )
+        .is_ok());
+    for fx in load_fixtures(fixtures_dir!("mongodb")) {
+        for len in 0..fx.bytes.len() {
+            let _ = MongoDb.probe(&fx.bytes[..len], fx.dir, PortHint::NONE);
+            let mut b = fx.bytes[..len].to_vec();
+            if let Some(x) = b.get_mut(len / 2) {
+                *x ^= 0xff;
+            }
+            let _ = MongoDb.probe(&b, fx.dir, PortHint::NONE);
+            let _ = MongoSession::default().parse(&b, fx.dir, &mut out);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_nor_report(bytes in proptest::collection::vec(any::<u8>(), 0..256), to_client: bool) {
+        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
+        if let Probe::Match(v) = MongoDb.probe(&bytes, dir, PortHint::NONE) {
+            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
+        }
+        let _ = MongoSession::default().parse(&bytes, dir, &mut Vec::new());
+    }
+}
