@@ -205,6 +205,34 @@ impl NatsSession {
 }
 
 impl Session for NatsSession {
+    /// Steps over uncaptured bytes inside a payload (the record is marked truncated); any
+    /// other gap is an error and the engine restarts the session.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        let Some(f) = self.in_flight[dir.index()].as_mut() else {
+            return Err(ParseError::Gap { len });
+        };
+        let left = f.header_left + f.body_left + f.crlf_left;
+        let Ok(mut n) = usize::try_from(len) else {
+            return Err(ParseError::Gap { len });
+        };
+        if n > left {
+            return Err(ParseError::Gap { len });
+        }
+        f.record.truncated = true;
+        f.record.wire_len += len;
+        for part in [&mut f.header_left, &mut f.body_left, &mut f.crlf_left] {
+            let step = n.min(*part);
+            *part -= step;
+            n -= step;
+        }
+        if n == 0 && left == usize::try_from(len).unwrap_or(usize::MAX) {
+            if let Some(f) = self.in_flight[dir.index()].take() {
+                out.push(Self::finish(f));
+            }
+        }
+        Ok(())
+    }
+
     fn parse(
         &mut self,
         buf: &[u8],

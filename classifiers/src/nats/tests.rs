@@ -274,17 +274,17 @@ fn probe_rejects_on_the_first_bytes() {
 #[test]
 fn probe_reads_at_most_its_window() {
     // A PUB whose payload lies past the window stays STRONG: the probe never looks there.
+    const _: () = assert!(PROBE_WINDOW < 5000);
     let mut buf = b"PUB big 5000\r\n".to_vec();
     buf.resize(6000, b'x');
     let (conf, _) = verdict(&buf, Direction::ToServer, PortHint::NONE).expect("match");
     assert_eq!(conf, Confidence::STRONG.get());
-    assert!(PROBE_WINDOW < 5000);
 }
 
 fn random_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
     let mut x = seed;
     (0..count).map(move |i| {
-        (0..(i % 300) + 1)
+        (0..=(i % 300))
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -335,10 +335,10 @@ proptest! {
 
 #[test]
 fn session_nats_py() {
+    use RecordKind::{Message, Request, Response};
     let records = parse_all(TO_SERVER_NATS_PY, TO_CLIENT_NATS_PY);
     let inbox = "_INBOX.cWCjwMlVxsXYrUATRHVxLS";
     let reply = format!("{inbox}.cWCjwMlVxsXYrUATRHVxNL82c7");
-    use RecordKind::{Message, Request, Response};
     let mut want = vec![
         s(
             Message,
@@ -412,8 +412,8 @@ fn session_nats_py() {
 
 #[test]
 fn session_nc_raw() {
-    let records = parse_all(TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW);
     use RecordKind::{Message, Request, Response};
+    let records = parse_all(TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW);
     let want = vec![
         s(
             Message,
@@ -473,8 +473,8 @@ fn session_nc_raw() {
 
 #[test]
 fn session_verbose_mode_pairs_ok_with_each_operation() {
-    let records = parse_all(TO_SERVER_SPLIT, TO_CLIENT_SPLIT);
     use RecordKind::{Message, Request, Response};
+    let records = parse_all(TO_SERVER_SPLIT, TO_CLIENT_SPLIT);
     let ops: Vec<(RecordKind, &str)> = records
         .iter()
         .map(|r| (r.kind, r.op.as_deref().unwrap_or("")))
@@ -624,4 +624,41 @@ fn errors_and_hostile_lengths() {
         NatsSession::default().parse(b"PUB a 1", Direction::ToServer, &mut Vec::new()),
         Ok(0)
     );
+}
+
+#[test]
+fn gaps_inside_a_payload_are_stepped_over() {
+    let mut session = NatsSession::default();
+    let mut out = Vec::new();
+    // The control line and 3 payload bytes captured, 5 not, then the rest.
+    let n = session
+        .parse(b"PUB a 10\r\nabc", Direction::ToServer, &mut out)
+        .expect("parse");
+    assert_eq!(n, 13);
+    assert_eq!(session.gap(Direction::ToServer, 5, &mut out), Ok(()));
+    let n = session
+        .parse(b"ij\r\nPING\r\n", Direction::ToServer, &mut out)
+        .expect("parse");
+    assert_eq!(n, 10);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].body, b"abcij");
+    assert!(out[0].truncated);
+    assert_eq!(out[0].wire_len, b"PUB a 10\r\nabcdefghij\r\n".len() as u64);
+    // A gap running past the payload, or outside any payload, is an error.
+    let mut session = NatsSession::default();
+    session
+        .parse(b"PUB a 2\r\n", Direction::ToServer, &mut out)
+        .expect("parse");
+    assert!(session.gap(Direction::ToServer, 5, &mut out).is_err());
+    assert!(NatsSession::default()
+        .gap(Direction::ToServer, 1, &mut out)
+        .is_err());
+    // A gap that ends the payload exactly emits the record.
+    let mut session = NatsSession::default();
+    out.clear();
+    session
+        .parse(b"MSG a 1 4\r\n", Direction::ToClient, &mut out)
+        .expect("parse");
+    assert_eq!(session.gap(Direction::ToClient, 6, &mut out), Ok(()));
+    assert_eq!(out.len(), 1);
 }
