@@ -338,7 +338,8 @@ impl PostgresSession {
                 (Direction::ToServer, Encryption::Ssl, 0x16) => {
                     self.encryption = None;
                     self.opaque = true;
-                    out.push(record(RecordKind::Switch, "tls", rest.len()));
+                    // The TLS record's size is the TLS classifier's business.
+                    out.push(record(RecordKind::Switch, "tls", 0));
                     return Ok(Step::Switched(rest.len()));
                 }
                 _ => {}
@@ -378,7 +379,7 @@ impl PostgresSession {
         // Only these bodies feed records; the others (rows, copy data, bind parameters) are
         // consumed as they arrive, so that a capture gap inside them can be stepped over.
         let needs_body = match dir {
-            Direction::ToServer => matches!(first, b'Q' | b'P'),
+            Direction::ToServer => matches!(first, b'Q' | b'P' | b'B'),
             Direction::ToClient => matches!(first, b'R' | b'S' | b'K' | b'C' | b'E' | b'N' | b'A' | b'Z' | b'v'),
         };
         let (body, truncated) = match after.get(..len) {
