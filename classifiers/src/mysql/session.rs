@@ -247,6 +247,11 @@ impl MysqlSession {
     fn to_client(&mut self, h: Header, payload: &[u8], wire: usize, out: &mut Vec<Record>) {
         let first = payload.first().copied();
         match self.server {
+            // A response in a connection joined mid-way (the greeting is sequence 0).
+            Phase::Handshake if h.seq != 0 => {
+                self.server = Phase::Command;
+                self.reply(payload, wire, out);
+            }
             Phase::Handshake => {
                 if first == Some(ERR_HEADER) {
                     out.push(err_record(RecordKind::Message, payload, wire));
@@ -261,11 +266,6 @@ impl MysqlSession {
                     if let Some(p) = g.auth_plugin {
                         r.attributes.push(("auth_plugin".to_owned(), value(p)));
                     }
-                } else if h.seq != 0 {
-                    // A response in a connection joined mid-way.
-                    self.server = Phase::Command;
-                    self.to_client(h, payload, wire, out);
-                    return;
                 } else {
                     r.truncated = true;
                 }

@@ -14,6 +14,7 @@ use adi_core::{
 use proptest::prelude::*;
 
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
+use super::parser::{parse_greeting, parse_handshake_response};
 use super::{Mysql, MYSQL, PROBE_WINDOW};
 
 fn registration() -> &'static Registration {
@@ -77,11 +78,12 @@ fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
     out
 }
 
-/// A compact view of a record: kind, op, resource, attributes.
+/// A compact view of a record: kind, op, resource, status, attributes.
 fn view(r: &Record) -> String {
     let attrs: Vec<String> = r.attributes.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let status = r.status.map_or(String::new(), |s| format!(" {s}"));
     format!(
-        "{:?} {} {} [{}]",
+        "{:?} {} {}{status} [{}]",
         r.kind,
         r.op.as_deref().unwrap_or("-"),
         r.resource.as_deref().unwrap_or("-"),
@@ -91,16 +93,6 @@ fn view(r: &Record) -> String {
 
 fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
-}
-
-#[test]
-fn dump() {
-    for name in ["pymysql_query", "mariadb_cli", "raw_binary_protocol", "pymysql_bad_password", "mariadb_cli_ssl"] {
-        let (s, c) = fixture(name);
-        for v in views(&parse_all(&s, &c)) {
-            eprintln!("{v}");
-        }
-    }
 }
 
 #[test]
@@ -121,4 +113,359 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
             fx.path.display()
         );
     }
+}
+
+// ---- the session on real captures ----
+
+const GREETING: &str = "Message greeting - [server_version=5.5.5-10.11.19-MariaDB-0+deb12u1, connection_id=";
+const LOGIN: &str = "Request login - [user=adi, schema=adidb, auth_plugin=mysql_native_password]";
+
+#[test]
+fn session_pymysql_login_queries_and_error() {
+    let (s, c) = fixture("pymysql_query");
+    let records = parse_all(&s, &c);
+    let v = views(&records);
+    assert_eq!(
+        v[..8],
+        [
+            LOGIN,
+            "Request query SET NAMES utf8mb4 []",
+            "Request query SET AUTOCOMMIT = 0 []",
+            "Request query SELECT id, name FROM items WHERE id < 3 ORDER BY id []",
+            "Request query INSERT INTO log (msg) VALUES ('hello from pymysql') []",
+            "Request query COMMIT []",
+            "Request query SELECT * FROM missing_table []",
+            "Message quit - []",
+        ]
+    );
+    assert!(v[8].starts_with(GREETING) && v[8].ends_with(", auth_plugin=mysql_native_password]"), "{}", v[8]);
+    assert_eq!(
+        v[9..],
+        [
+            "Response ok - []",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+            "Response result_set - [columns=2]",
+            "Response ok - [affected_rows=1, last_insert_id=1, warnings=0]",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+            "Response error - 1146 [sqlstate=42S02, message=Table 'adidb.missing_table' doesn't exist]",
+        ]
+    );
+}
+
+#[test]
+fn session_bad_password_is_the_login_response() {
+    let (s, c) = fixture("pymysql_bad_password");
+    let v = views(&parse_all(&s, &c));
+    assert_eq!(v.len(), 3, "{v:#?}");
+    assert_eq!(v[0], LOGIN);
+    assert_eq!(
+        v[2],
+        "Response error - 1045 [sqlstate=28000, message=Access denied for user 'adi'@'127.0.0.1' (using password: YES)]"
+    );
+}
+
+#[test]
+fn session_mariadb_cli_result_sets_and_error() {
+    let (s, c) = fixture("mariadb_cli");
+    let v = views(&parse_all(&s, &c));
+    assert_eq!(
+        v.iter().filter(|l| !l.starts_with("Message greeting")).cloned().collect::<Vec<_>>(),
+        [
+            LOGIN,
+            "Request query SELECT id, name FROM items ORDER BY id []",
+            "Request query SHOW TABLES []",
+            "Request query SELECT nope FROM items []",
+            "Message quit - []",
+            "Response ok - []",
+            "Response result_set - [columns=2]",
+            "Response result_set - [columns=1]",
+            "Response error - 1054 [sqlstate=42S22, message=Unknown column 'nope' in 'SELECT']",
+        ]
+    );
+}
+
+#[test]
+fn session_binary_protocol() {
+    let (s, c) = fixture("raw_binary_protocol");
+    let v = views(&parse_all(&s, &c));
+    assert_eq!(
+        v.iter().filter(|l| !l.starts_with("Message greeting")).cloned().collect::<Vec<_>>(),
+        [
+            LOGIN,
+            "Request stmt_prepare SELECT name FROM items WHERE id = ? []",
+            "Request stmt_execute - [statement_id=1]",
+            "Message stmt_close - [statement_id=1]",
+            "Request ping - []",
+            "Request init_db adidb []",
+            "Message quit - []",
+            "Response ok - []",
+            "Response prepare_ok - [statement_id=1, columns=1, params=1]",
+            "Response result_set - [columns=1]",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+        ]
+    );
+}
+
+#[test]
+fn session_ssl_request_switches() {
+    let (s, c) = fixture("mariadb_cli_ssl");
+    let mut session = MysqlSession::default();
+    let mut out = Vec::new();
+    // Wire order: greeting, SSLRequest (36 bytes), then TLS.
+    let greeting_len = 4 + usize::from(c[0]);
+    assert_eq!(session.parse(&c[..greeting_len], Direction::ToClient, &mut out), Ok(greeting_len));
+    assert_eq!(session.parse(&s, Direction::ToServer, &mut out), Ok(36), "stops after the SSLRequest");
+    assert_eq!(out[1].kind, RecordKind::Switch);
+    assert_eq!(view(&out[1]), "Switch ssl_request - []");
+    out.clear();
+    assert_eq!(session.parse(&s[36..], Direction::ToServer, &mut out), Ok(s.len() - 36));
+    assert_eq!(session.parse(&c[greeting_len..], Direction::ToClient, &mut out), Ok(c.len() - greeting_len));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn one_byte_writes_give_the_same_records() {
+    let mut names: Vec<String> = load_fixtures(fixtures_dir!("mysql")).into_iter().map(|f| f.name).collect();
+    names.dedup();
+    for name in names {
+        let (s, c) = fixture(&name);
+        assert_eq!(parse_split(&s, &c, 1), parse_all(&s, &c), "{name}");
+        assert_eq!(parse_split(&s, &c, 5), parse_all(&s, &c), "{name}");
+    }
+}
+
+#[test]
+fn parsed_greeting_and_handshake_fields() {
+    let (s, c) = fixture("pymysql_query");
+    let g = parse_greeting(&c[4..4 + usize::from(c[0])]).expect("greeting");
+    assert_eq!(g.server_version, b"5.5.5-10.11.19-MariaDB-0+deb12u1");
+    assert_eq!(g.auth_plugin, Some(b"mysql_native_password".as_slice()));
+    let hr = parse_handshake_response(&s[4..4 + usize::from(s[0])]).expect("handshake response");
+    assert_eq!((hr.user, hr.schema), (b"adi".as_slice(), Some(b"adidb".as_slice())));
+    // The mariadb CLI sets MariaDB's extended capabilities in the last filler bytes.
+    let (s, _) = fixture("mariadb_cli");
+    let hr = parse_handshake_response(&s[4..4 + usize::from(s[0])]).expect("handshake response");
+    assert_ne!(hr.mariadb_capabilities, 0);
+}
+
+// ---- hand-written packets ----
+
+/// COM_QUERY: length 9, sequence 0, 0x03, "SELECT 1".
+const QUERY: &[u8] = b"\x09\x00\x00\x00\x03SELECT 1";
+/// COM_PING: length 1, sequence 0, 0x0e.
+const PING: &[u8] = b"\x01\x00\x00\x00\x0e";
+/// OK: length 7, sequence 1, 0x00, affected 0, insert id 0, status 0x0002 (autocommit), 0 warnings.
+const OK: &[u8] = b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00";
+/// ERR: length 23, sequence 1, 0xff, code 1064, '#', SQLSTATE 42000, message.
+const ERR: &[u8] = b"\x17\x00\x00\x01\xff\x28\x04#42000syntax error x";
+/// ERR instead of a greeting: sequence 0, code 1130, no SQLSTATE.
+const ERR_GREETING: &[u8] = b"\x0f\x00\x00\x00\xff\x6a\x04Host blocked";
+/// Result-set header (1 column, sequence 1) and the start of its definition (sequence 2, "def").
+const RESULT_SET: &[u8] = b"\x01\x00\x00\x01\x01\x1a\x00\x00\x02\x03def";
+
+#[test]
+fn probe_bands() {
+    let certain = (Confidence::CERTAIN.get(), false);
+    let strong = (Confidence::STRONG.get(), false);
+    let weak = (Confidence::WEAK.get(), false);
+    let (s, c) = fixture("pymysql_query");
+    assert_eq!(score(&c[..4 + usize::from(c[0])], Direction::ToClient), certain, "whole greeting");
+    assert_eq!(score(&c[..45], Direction::ToClient), strong, "version string complete");
+    assert_eq!(probe(&c[..10], Direction::ToClient), Probe::NeedMore);
+    assert_eq!(score(&s[..4 + usize::from(s[0])], Direction::ToServer), certain, "whole handshake response");
+    assert_eq!(score(&s[..40], Direction::ToServer), strong, "fixed part");
+    let (s, _) = fixture("mariadb_cli_ssl");
+    assert_eq!(score(&s[..36], Direction::ToServer), certain, "SSLRequest");
+    assert_eq!(score(QUERY, Direction::ToServer), certain, "a pooled connection joined mid-way");
+    assert_eq!(score(PING, Direction::ToServer), weak);
+    assert_eq!(score(OK, Direction::ToClient), strong);
+    assert_eq!(score(ERR, Direction::ToClient), certain);
+    assert_eq!(score(ERR_GREETING, Direction::ToClient), certain);
+    assert_eq!(score(RESULT_SET, Direction::ToClient), certain);
+    assert_eq!(probe(&RESULT_SET[..8], Direction::ToClient), Probe::NeedMore);
+    // A query longer than the window: its start is all there is.
+    let mut long = b"\x00\x10\x00\x00\x03SELECT * FROM t WHERE id IN (".to_vec();
+    long.resize(PROBE_WINDOW, b'1');
+    assert_eq!(score(&long, Direction::ToServer), weak);
+    // Packets of the other direction are recognised, and say so.
+    assert_eq!(score(&c[..4 + usize::from(c[0])], Direction::ToServer), (Confidence::CERTAIN.get(), true));
+    assert_eq!(score(QUERY, Direction::ToClient), (Confidence::CERTAIN.get(), true));
+}
+
+#[test]
+fn probe_rejects_broken_packets() {
+    let no = |buf: &[u8], dir| assert_eq!(probe(buf, dir), Probe::NoMatch, "{buf:?}");
+    // Payload length 0.
+    no(b"\x00\x00\x00\x00", Direction::ToServer);
+    // A greeting with protocol version 9.
+    no(b"\x50\x00\x00\x00\x09", Direction::ToClient);
+    // A greeting whose version does not start with a digit.
+    no(b"\x50\x00\x00\x00\x0aMariaDB", Direction::ToClient);
+    // A handshake response without CLIENT_PROTOCOL_41.
+    no(b"\x40\x00\x00\x01\x05\x00\x00\x00", Direction::ToServer);
+    // A command with sequence id 3.
+    no(b"\x09\x00\x00\x03\x03SELECT 1", Direction::ToServer);
+    // An unknown command.
+    no(b"\x05\x00\x00\x00\x99abcd", Direction::ToServer);
+    // COM_QUERY whose text has control bytes.
+    no(b"\x05\x00\x00\x00\x03\x01\x02\x03\x04", Direction::ToServer);
+    // ERR after the handshake without '#'.
+    no(b"\x17\x00\x00\x01\xff\x28\x04x42000syntax error x", Direction::ToClient);
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("http request".into(), b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".to_vec()),
+        ("http response".into(), b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec()),
+        ("redis array".into(), b"*1\r\n$4\r\nPING\r\n".to_vec()),
+        ("redis inline".into(), b"PING\r\n".to_vec()),
+        ("redis reply".into(), b"+PONG\r\n".to_vec()),
+        ("tls client hello".into(), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()),
+        ("kafka api versions".into(), b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec()),
+    ];
+    for fx in load_fixtures(fixtures_dir!("postgres")) {
+        cases.push((fx.path.display().to_string(), fx.bytes));
+    }
+    for (name, bytes) in cases {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            for len in 1..=bytes.len().min(PROBE_WINDOW) {
+                assert_eq!(score(&bytes[..len], dir).0, 0, "{name} {dir:?} prefix {len}");
+            }
+        }
+    }
+}
+
+#[test]
+fn session_mid_connection_and_hand_written_replies() {
+    let mut session = MysqlSession::default();
+    let mut out = Vec::new();
+    let to_server = [QUERY, PING].concat();
+    assert_eq!(session.parse(&to_server, Direction::ToServer, &mut out), Ok(to_server.len()));
+    let to_client = [ERR, OK].concat();
+    assert_eq!(session.parse(&to_client, Direction::ToClient, &mut out), Ok(to_client.len()));
+    assert_eq!(
+        views(&out),
+        [
+            "Request query SELECT 1 []",
+            "Request ping - []",
+            "Response error - 1064 [sqlstate=42000, message=syntax error x]",
+            "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]",
+        ]
+    );
+    // An ERR instead of a greeting.
+    out.clear();
+    let mut session = MysqlSession::default();
+    assert_eq!(session.parse(ERR_GREETING, Direction::ToClient, &mut out), Ok(ERR_GREETING.len()));
+    assert_eq!(views(&out), ["Message error - 1130 [message=Host blocked]"]);
+}
+
+#[test]
+fn multi_results_and_big_rows() {
+    let mut session = MysqlSession::default();
+    let mut out = Vec::new();
+    assert_eq!(session.parse(QUERY, Direction::ToServer, &mut out), Ok(QUERY.len()));
+    // Result set: 1 column, its definition, EOF, a 1 MiB row (gap inside), EOF with
+    // SERVER_MORE_RESULTS_EXISTS, then an OK for the second statement.
+    let column = b"\x17\x00\x00\x02\x03def\x00\x00\x00\x01x\x00\x0c\x3f\x00\x01\x00\x00\x00\xfd\x00\x00\x00\x00\x00";
+    let eof = b"\x05\x00\x00\x03\xfe\x00\x00\x02\x00";
+    let mut row = vec![0x00, 0x00, 0x10, 4, 0xfd, 0xfc, 0xff, 0x0f];
+    row.extend_from_slice(&[b'r'; 100]);
+    let more = b"\x05\x00\x00\x05\xfe\x00\x00\x0a\x00";
+    let ok = b"\x07\x00\x00\x06\x00\x01\x00\x02\x00\x00\x00";
+    let head = [&b"\x01\x00\x00\x01\x01"[..], column, eof, &row].concat();
+    assert_eq!(session.parse(&head, Direction::ToClient, &mut out), Ok(head.len()));
+    let missing = (1u64 << 20) - 104;
+    assert_eq!(session.gap(Direction::ToClient, missing, &mut out), Ok(()));
+    let tail = [&more[..], ok].concat();
+    assert_eq!(session.parse(&tail, Direction::ToClient, &mut out), Ok(tail.len()));
+    assert_eq!(views(&out), ["Request query SELECT 1 []", "Response result_set - [columns=1]"]);
+    // The next command's answer is its own response.
+    out.clear();
+    assert_eq!(session.parse(PING, Direction::ToServer, &mut out), Ok(PING.len()));
+    assert_eq!(session.parse(&OK[..], Direction::ToClient, &mut out), Ok(OK.len()));
+    assert_eq!(views(&out)[1], "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]");
+    // A long query is capped.
+    out.clear();
+    let sql = "SELECT '".to_owned() + &"x".repeat(MAX_QUERY_KEPT * 2) + "'";
+    let mut q = u32::try_from(sql.len() + 1).expect("small").to_le_bytes()[..3].to_vec();
+    q.push(0);
+    q.push(3);
+    q.extend_from_slice(sql.as_bytes());
+    assert_eq!(session.parse(&q, Direction::ToServer, &mut out), Ok(q.len()));
+    assert_eq!(out[0].resource.as_ref().map(String::len), Some(MAX_QUERY_KEPT));
+    assert!(out[0].truncated);
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    let mut out = Vec::new();
+    for fx in load_fixtures(fixtures_dir!("mysql")) {
+        for len in 0..fx.bytes.len().min(300) {
+            let mut session = MysqlSession::default();
+            if let Ok(n) = session.parse(&fx.bytes[..len], fx.dir, &mut out) {
+                assert!(n <= len);
+            }
+        }
+    }
+    // Maximum-length packets announce continuations; lenenc counts of 2^64 - 1.
+    let mut session = MysqlSession::default();
+    let _ = session.parse(b"\xff\xff\xff\x00\x03SELECT", Direction::ToServer, &mut out);
+    let _ = session.parse(b"\x09\x00\x00\x01\xfe\xff\xff\xff\xff\xff\xff\xff\xff", Direction::ToClient, &mut out);
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1200), to_client: bool) {
+        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
+        if let Probe::Match(v) = probe(&buf, dir) {
+            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
+        }
+        let _ = MysqlSession::default().parse(&buf, dir, &mut Vec::new());
+    }
+
+    #[test]
+    fn valid_header_then_noise_never_panics(len in 0u32..64, seq in 0u8..4, noise in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let mut buf = len.to_le_bytes()[..3].to_vec();
+        buf.push(seq);
+        buf.extend_from_slice(&noise);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = probe(&buf, dir);
+            let mut session = MysqlSession::default();
+            let mut out = Vec::new();
+            let _ = session.parse(&buf, dir, &mut out);
+            let _ = session.parse(&buf, dir.reverse(), &mut out);
+        }
+    }
+}
+
+// ---- the real engine ----
+
+#[test]
+fn engine_confirms_greeting_and_login() {
+    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let key = FlowKey { pid: 0, role: Role::Wire, client, server: "127.0.0.1:3306".parse().expect("addr") };
+    let (s, c) = fixture("pymysql_query");
+    let mut out = Vec::new();
+    let mut evicted = Vec::new();
+    // The server speaks first.
+    engine.on_data(key, Direction::ToClient, 1_000, &c[..4 + usize::from(c[0])], &mut out, &mut evicted);
+    engine.on_data(key, Direction::ToServer, 2_000, &s[..4 + usize::from(s[0])], &mut out, &mut evicted);
+    let last = out.iter().rev().find_map(|o| match o {
+        Output::Classified(c) => Some((c.protocol, c.confidence)),
+        Output::Record(_) => None,
+    });
+    assert_eq!(last, Some((MYSQL, Confidence::CONFIRMED)), "{out:#?}");
+    let kinds: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some(r.record.kind),
+            Output::Classified(_) => None,
+        })
+        .collect();
+    assert_eq!(kinds, [RecordKind::Message, RecordKind::Request]);
+    assert_eq!(engine.stats().parse_errors, 0);
 }
