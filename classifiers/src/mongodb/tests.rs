@@ -83,10 +83,6 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-fn s(x: &str) -> Option<String> {
-    Some(x.to_owned())
-}
-
 fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -147,49 +143,49 @@ fn session_summarises_commands_and_pairs_replies() {
     let expected = vec![
         (
             RecordKind::Request,
-            s("ismaster"),
-            s("admin"),
+            Some("ismaster".into()),
+            Some("admin".into()),
             attrs(&[op_msg, ("database", "admin")]),
         ),
         (
             RecordKind::Request,
-            s("ping"),
-            s("shop"),
+            Some("ping".into()),
+            Some("shop".into()),
             attrs(&[op_msg, ("database", "shop")]),
         ),
         (
             RecordKind::Request,
-            s("insert"),
-            s("shop.orders"),
+            Some("insert".into()),
+            Some("shop.orders".into()),
             attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
         ),
         (
             RecordKind::Request,
-            s("find"),
-            s("shop.orders"),
+            Some("find".into()),
+            Some("shop.orders".into()),
             attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
         ),
         (
             RecordKind::Response,
-            s("ismaster"),
+            Some("ismaster".into()),
             None,
             attrs(&[op_msg, ("ok", "1")]),
         ),
         (
             RecordKind::Response,
-            s("ping"),
+            Some("ping".into()),
             None,
             attrs(&[op_msg, ("ok", "1")]),
         ),
         (
             RecordKind::Response,
-            s("insert"),
+            Some("insert".into()),
             None,
             attrs(&[op_msg, ("ok", "1")]),
         ),
         (
             RecordKind::Response,
-            s("find"),
+            Some("find".into()),
             None,
             attrs(&[op_msg, ("ok", "1")]),
         ),
@@ -299,13 +295,13 @@ fn legacy_op_query_and_op_reply() {
         [
             (
                 RecordKind::Request,
-                s("isMaster"),
-                s("admin"),
+                Some("isMaster".into()),
+                Some("admin".into()),
                 attrs(&[("op_code", "OP_QUERY"), ("database", "admin")])
             ),
             (
                 RecordKind::Response,
-                s("isMaster"),
+                Some("isMaster".into()),
                 None,
                 attrs(&[("op_code", "OP_REPLY"), ("ok", "0"), ("code", "13")])
             ),

@@ -1,0 +1,420 @@
+//! mssql (TDS) tests: the probe and the session on real python-tds captures (see
+//! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
+//! messages), on look-alikes and on random bytes.
+
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::session::TdsSession;
+use super::{Mssql, MSSQL};
+
+const TO_SERVER_DEFAULT: &[u8] = include_bytes!("fixtures/to_server_mssql_default_0.bin");
+const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_default_0.bin");
+const TO_SERVER_RPC: &[u8] = include_bytes!("fixtures/to_server_mssql_nondefault_rpc_0.bin");
+const TO_CLIENT_RPC: &[u8] = include_bytes!("fixtures/to_client_mssql_nondefault_rpc_0.bin");
+
+fn registration() -> &'static Registration {
+    let registry = Registry::from_inventory().expect("registry");
+    registry.get("mssql").expect("mssql is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    Mssql.probe(buf, dir, PortHint::NONE)
+}
+
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, MSSQL);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = TdsSession::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+/// (kind, op, resource, status, attributes) of one record.
+type Summary = (
+    RecordKind,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+    Vec<(String, String)>,
+);
+
+fn summary(records: &[Record]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.clone(),
+                r.resource.clone(),
+                r.status,
+                r.attributes.clone(),
+            )
+        })
+        .collect()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[test]
+fn conformance() {
+    check_classifier(registration(), fixtures_dir!("mssql"), Confidence::CERTAIN);
+}
+
+#[test]
+fn every_fixture_is_certain_in_its_direction() {
+    for fx in load_fixtures(fixtures_dir!("mssql")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.confidence, Confidence::CERTAIN, "{}", fx.path.display());
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+            panic!()
+        };
+        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn bands_grow_with_the_prefix() {
+    // Header only: nothing claimed.
+    assert_eq!(
+        probe(&TO_SERVER_DEFAULT[..8], Direction::ToServer),
+        Probe::NeedMore
+    );
+    // The option table read up to its terminator (5 options * 5 bytes + 0xFF).
+    assert_eq!(
+        probe(&TO_SERVER_DEFAULT[..20], Direction::ToServer),
+        Probe::NeedMore
+    );
+    assert_eq!(
+        score(&TO_SERVER_DEFAULT[..34], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&TO_SERVER_DEFAULT[..58], Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+    // The LOGIN7 packet alone: Length and TDSVersion are STRONG, the whole packet CERTAIN.
+    let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
+    assert_eq!(probe(&login[..15], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(
+        score(&login[..16], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(score(login, Direction::ToServer), Confidence::CERTAIN.get());
+}
+
+#[test]
+fn session_summarises_login_batches_and_rpc() {
+    let expected = vec![
+        (
+            RecordKind::Request,
+            Some("PRELOGIN".into()),
+            None,
+            None,
+            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
+        ),
+        (
+            RecordKind::Request,
+            Some("LOGIN7".into()),
+            None,
+            None,
+            attrs(&[
+                ("tds_version", "7.4"),
+                ("host", "vmadi_user"),
+                ("user", "adi_user"),
+                ("app", "adi-fixture"),
+                ("server", "127.0.0.1"),
+                ("database", "shop"),
+            ]),
+        ),
+        (
+            RecordKind::Request,
+            Some("SQL_BATCH".into()),
+            Some("use [shop]".into()),
+            None,
+            vec![],
+        ),
+        (
+            RecordKind::Request,
+            Some("SQL_BATCH".into()),
+            Some("SELECT 1 AS one".into()),
+            None,
+            vec![],
+        ),
+        (
+            RecordKind::Request,
+            Some("RPC".into()),
+            Some("sp_executesql".into()),
+            None,
+            vec![],
+        ),
+        (
+            RecordKind::Response,
+            Some("PRELOGIN".into()),
+            None,
+            None,
+            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
+        ),
+        (
+            RecordKind::Response,
+            Some("LOGIN7".into()),
+            None,
+            None,
+            attrs(&[
+                ("database", "master"),
+                ("tds_version", "7.4"),
+                ("server_program", "adi-listener"),
+            ]),
+        ),
+        (
+            RecordKind::Response,
+            Some("SQL_BATCH".into()),
+            None,
+            None,
+            attrs(&[("rows", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            Some("SQL_BATCH".into()),
+            None,
+            None,
+            attrs(&[("rows", "1")]),
+        ),
+        (
+            RecordKind::Response,
+            Some("RPC".into()),
+            None,
+            None,
+            attrs(&[("rows", "1")]),
+        ),
+    ];
+    let mut got = summary(&parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
+    // The host name is the capturing machine's: check it is there, then pin the rest.
+    assert_eq!(got[1].4[1].0, "host");
+    got[1].4[1].1 = "vmadi_user".into();
+    assert_eq!(got, expected);
+    for size in [1, 7, 100] {
+        let split = parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, size);
+        assert_eq!(
+            summary(&split),
+            summary(&parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
+        );
+    }
+}
+
+/// An attention packet (2.2.1.7): header only.
+const ATTENTION: &[u8] = &[
+    0x06, // type ATTENTION
+    0x01, // status EOM
+    0x00, 0x08, // length 8
+    0x00, 0x00, // SPID
+    0x01, // packet id
+    0x00, // window
+];
+
+/// A PRELOGIN packet carrying a TLS ClientHello's first bytes (TDS 7.x encryption).
+const PRELOGIN_TLS: &[u8] = &[
+    0x12, 0x01, 0x00, 0x11, 0x00, 0x00, 0x01, 0x00, // PRELOGIN, EOM, length 17
+    0x16, 0x03, 0x01, 0x00, 0x04, // TLS handshake record, TLS 1.0 legacy version, 4 bytes
+    0x01, 0x00, 0x00, 0x00, // ClientHello, length 0 (cut short for the test)
+];
+
+#[test]
+fn attention_and_tls_in_prelogin() {
+    assert_eq!(
+        score(ATTENTION, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+    assert_eq!(
+        score(PRELOGIN_TLS, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+    // TLS in PRELOGIN travels both ways: no direction is proven.
+    let Probe::Match(v) = probe(PRELOGIN_TLS, Direction::ToClient) else {
+        panic!()
+    };
+    assert_eq!(v.observed, None);
+    // After the handshake, raw TLS records are skipped as one TLS message.
+    let mut to_server = PRELOGIN_TLS.to_vec();
+    to_server.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x02, 0xaa, 0xbb]);
+    to_server.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x01, 0xcc]);
+    to_server.extend_from_slice(ATTENTION);
+    let records = parse_split(&to_server, &[], 3);
+    let ops: Vec<_> = records.iter().map(|r| (r.kind, r.op.as_deref())).collect();
+    assert_eq!(
+        ops,
+        [
+            (RecordKind::Message, Some("TLS")),
+            (RecordKind::Message, Some("TLS")),
+            (RecordKind::Request, Some("ATTENTION")),
+        ]
+    );
+}
+
+#[test]
+fn a_message_in_two_packets_is_one_record() {
+    // SQL batch "SELECT 1" without ALL_HEADERS (TDS 7.1), split after "SELE".
+    let mut b = vec![0x01, 0x00, 0x00, 0x10, 0x00, 0x00, 0x01, 0x00]; // no EOM, length 16
+    b.extend("SELE".encode_utf16().flat_map(u16::to_le_bytes));
+    b.extend_from_slice(&[0x01, 0x01, 0x00, 0x10, 0x00, 0x00, 0x02, 0x00]); // EOM, length 16
+    b.extend("CT 1".encode_utf16().flat_map(u16::to_le_bytes));
+    let records = parse_split(&b, &[], 5);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].resource.as_deref(), Some("SELECT 1"));
+    assert_eq!(records[0].wire_len, 32);
+}
+
+#[test]
+fn header_and_body_fields_are_checked() {
+    let prelogin = &TO_SERVER_DEFAULT[..58];
+    let mut b = prelogin.to_vec();
+    b[0] = 0x05; // type 0x05: undefined
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[1] = 0x21; // status bit 0x20: undefined
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[2..4].copy_from_slice(&0x8001u16.to_be_bytes()); // length above 32768
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[7] = 1; // window must be 0
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[8] = 0x01; // first option ENCRYPTION: VERSION must come first
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[10..12].copy_from_slice(&0x0100u16.to_be_bytes()); // VERSION offset past the packet
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = prelogin.to_vec();
+    b[8 + 0x20] = 0x09; // ENCRYPTION value 9: undefined
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
+    let mut b = login.to_vec();
+    b[12..16].copy_from_slice(&0x7500_0000u32.to_le_bytes()); // TDSVersion 0x75: unknown
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    let mut b = login.to_vec();
+    b[8 + 38..8 + 40].copy_from_slice(&0x0400u16.to_le_bytes()); // host name past Length
+    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    // MySQL COM_QUERY packet: length 1 (3 bytes), sequence 0: reads as a 1-byte SQL batch.
+    assert_eq!(
+        probe(b"\x01\x00\x00\x00\x0e", Direction::ToServer),
+        Probe::NoMatch
+    );
+    // A TLS ClientHello record.
+    assert_eq!(
+        probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", Direction::ToServer),
+        Probe::NoMatch
+    );
+    // Kafka ApiVersions request and MongoDB OP_MSG.
+    assert_eq!(
+        probe(
+            b"\x00\x00\x00\x2b\x00\x12\x00\x04\x00\x00",
+            Direction::ToServer
+        ),
+        Probe::NoMatch
+    );
+    assert_eq!(
+        probe(b"\x84\x01\x00\x00\xc6\x23\x7b\x32", Direction::ToServer),
+        Probe::NoMatch
+    );
+    // 0x10 0x01 ... with a plausible header but no LOGIN7 inside.
+    let fake_login = b"\x10\x01\x00\x20\x00\x00\x01\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(probe(fake_login, Direction::ToServer), Probe::NoMatch);
+    // 0x12 0x01 ... followed by text.
+    let fake_prelogin = b"\x12\x01\x00\x20\x00\x00\x00\x00hello world, not tds at all!";
+    assert_eq!(probe(fake_prelogin, Direction::ToServer), Probe::NoMatch);
+}
+
+#[test]
+fn hostile_lengths_never_panic() {
+    let mut out = Vec::new();
+    assert!(TdsSession::default()
+        .parse(
+            b"\x12\x01\x00\x04\x00\x00\x00\x00",
+            Direction::ToServer,
+            &mut out
+        )
+        .is_err());
+    // A LOGIN7 whose Length is absurd.
+    let mut login = TO_SERVER_DEFAULT[58..58 + 0xdc].to_vec();
+    login[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(TdsSession::default()
+        .parse(&login, Direction::ToServer, &mut out)
+        .is_err());
+    for fx in load_fixtures(fixtures_dir!("mssql")) {
+        for len in 0..fx.bytes.len() {
+            let mut b = fx.bytes[..len].to_vec();
+            let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
+            if let Some(x) = b.get_mut(len * 2 / 3) {
+                *x ^= 0x5a;
+            }
+            let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
+            let _ = TdsSession::default().parse(&b, fx.dir, &mut out);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_nor_report(bytes in proptest::collection::vec(any::<u8>(), 0..256), to_client: bool) {
+        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
+        if let Probe::Match(v) = Mssql.probe(&bytes, dir, PortHint::NONE) {
+            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
+        }
+        let _ = TdsSession::default().parse(&bytes, dir, &mut Vec::new());
+    }
+
+    #[test]
+    fn random_bodies_behind_a_valid_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200), t in prop::sample::select(vec![1u8, 3, 4, 6, 7, 8, 14, 16, 17, 18])) {
+        let len = u16::try_from(body.len() + 8).expect("small");
+        let mut b = vec![t, 1];
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(&[0, 0, 1, 0]);
+        b.extend_from_slice(&body);
+        let _ = Mssql.probe(&b, Direction::ToServer, PortHint::NONE);
+        let _ = TdsSession::default().parse(&b, Direction::ToServer, &mut Vec::new());
+        let _ = TdsSession::default().parse(&b, Direction::ToClient, &mut Vec::new());
+    }
+}
