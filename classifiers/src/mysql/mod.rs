@@ -35,9 +35,9 @@ use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, Pro
 use nom::Err;
 
 use self::parser::{
-    greeting_version, handshake_fixed_ok, is_ssl_request, is_text, lenenc, parse_err, parse_greeting,
-    parse_handshake_response, parse_header, parse_ok, Command, Header, ERR_HEADER, HANDSHAKE_FIXED_LEN,
-    MAX_GREETING_LEN, OK_HEADER, PROTOCOL_VERSION_10,
+    greeting_version, handshake_fixed_ok, is_ssl_request, is_text, lenenc, parse_err,
+    parse_greeting, parse_handshake_response, parse_header, parse_ok, Command, Header, Version,
+    ERR_HEADER, HANDSHAKE_FIXED_LEN, MAX_GREETING_LEN, OK_HEADER, PROTOCOL_VERSION_10,
 };
 
 /// The protocol id.
@@ -99,7 +99,9 @@ fn looks_like_server(buf: &[u8]) -> Evidence {
         Err(e) => return e,
     };
     let whole = payload.len() == h.len;
-    let Some(&first) = payload.first() else { return Evidence::More };
+    let Some(&first) = payload.first() else {
+        return Evidence::More;
+    };
     match (h.seq, first) {
         (0, PROTOCOL_VERSION_10) => {
             if !(18..=MAX_GREETING_LEN).contains(&h.len) {
@@ -107,9 +109,11 @@ fn looks_like_server(buf: &[u8]) -> Evidence {
             }
             match greeting_version(payload) {
                 None => Evidence::No,
-                Some(Err(())) => Evidence::More,
-                Some(Ok(_)) if !whole => Evidence::Yes(Confidence::STRONG, "server greeting version string"),
-                Some(Ok(_)) => match parse_greeting(payload) {
+                Some(Version::Partial) => Evidence::More,
+                Some(Version::Done(..)) if !whole => {
+                    Evidence::Yes(Confidence::STRONG, "server greeting version string")
+                }
+                Some(Version::Done(..)) => match parse_greeting(payload) {
                     Some(_) => Evidence::Yes(Confidence::CERTAIN, "server greeting (HandshakeV10)"),
                     None => Evidence::No,
                 },
@@ -128,8 +132,12 @@ fn looks_like_server(buf: &[u8]) -> Evidence {
                 };
             }
             match parse_err(payload) {
-                Some(e) if e.sqlstate.is_some() => Evidence::Yes(Confidence::CERTAIN, "ERR packet with SQLSTATE"),
-                Some(_) if seq == 0 => Evidence::Yes(Confidence::CERTAIN, "ERR packet instead of a greeting"),
+                Some(e) if e.sqlstate.is_some() => {
+                    Evidence::Yes(Confidence::CERTAIN, "ERR packet with SQLSTATE")
+                }
+                Some(_) if seq == 0 => {
+                    Evidence::Yes(Confidence::CERTAIN, "ERR packet instead of a greeting")
+                }
                 _ => Evidence::No,
             }
         }
@@ -158,7 +166,11 @@ fn looks_like_result_set(h: Header, payload: &[u8], buf: &[u8]) -> Evidence {
         return Evidence::No;
     }
     let Some((n, rest)) = lenenc(payload) else {
-        return if payload.len() < h.len { Evidence::More } else { Evidence::No };
+        return if payload.len() < h.len {
+            Evidence::More
+        } else {
+            Evidence::No
+        };
     };
     if payload.len() < h.len {
         return Evidence::More;
@@ -167,14 +179,19 @@ fn looks_like_result_set(h: Header, payload: &[u8], buf: &[u8]) -> Evidence {
         return Evidence::No;
     }
     let next = buf.get(4 + h.len..).unwrap_or_default();
-    let head = next.get(3..next.len().min(3 + COLUMN_DEF_START.len())).unwrap_or_default();
+    let head = next
+        .get(3..next.len().min(3 + COLUMN_DEF_START.len()))
+        .unwrap_or_default();
     if head != COLUMN_DEF_START.get(..head.len()).unwrap_or_default() {
         return Evidence::No;
     }
     if head.len() < COLUMN_DEF_START.len() {
         return Evidence::More;
     }
-    Evidence::Yes(Confidence::CERTAIN, "result-set header and column definition")
+    Evidence::Yes(
+        Confidence::CERTAIN,
+        "result-set header and column definition",
+    )
 }
 
 /// What the client sends: a handshake response, an SSLRequest, or a command.
@@ -186,14 +203,19 @@ fn looks_like_client(buf: &[u8]) -> Evidence {
     let whole = payload.len() == h.len;
     match h.seq {
         1 => {
-            if !(HANDSHAKE_FIXED_LEN..=MAX_HANDSHAKE_LEN).contains(&h.len) || handshake_fixed_ok(payload).is_none() {
+            if !(HANDSHAKE_FIXED_LEN..=MAX_HANDSHAKE_LEN).contains(&h.len)
+                || handshake_fixed_ok(payload).is_none()
+            {
                 return Evidence::No;
             }
             if payload.len() < HANDSHAKE_FIXED_LEN {
                 return Evidence::More;
             }
             if is_ssl_request(payload) {
-                return Evidence::Yes(Confidence::CERTAIN, "SSLRequest (handshake response with CLIENT_SSL)");
+                return Evidence::Yes(
+                    Confidence::CERTAIN,
+                    "SSLRequest (handshake response with CLIENT_SSL)",
+                );
             }
             if !whole {
                 return Evidence::Yes(Confidence::STRONG, "HandshakeResponse41 fixed part");
@@ -210,7 +232,9 @@ fn looks_like_client(buf: &[u8]) -> Evidence {
 
 /// A command packet at sequence 0.
 fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
-    let Some((&cmd, body)) = payload.split_first() else { return Evidence::More };
+    let Some((&cmd, body)) = payload.split_first() else {
+        return Evidence::More;
+    };
     let whole = payload.len() == h.len;
     let cmd = Command(cmd);
     match cmd {
@@ -221,18 +245,28 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
                 }
                 return match body.get(..TEXT_PREFIX) {
                     None => Evidence::More,
-                    Some(p) if p.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) => {
+                    Some(p)
+                        if p.iter()
+                            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+                    {
                         Evidence::Yes(Confidence::WEAK, "start of a long COM_QUERY")
                     }
                     Some(_) => Evidence::No,
                 };
             }
             // MySQL 8 query attributes: parameter count 0, parameter set count 1.
-            let text = body.strip_prefix(b"\x00\x01").filter(|_| cmd == Command::QUERY).unwrap_or(body);
+            let text = body
+                .strip_prefix(b"\x00\x01")
+                .filter(|_| cmd == Command::QUERY)
+                .unwrap_or(body);
             if !text.is_empty() && is_text(text) && text.iter().any(u8::is_ascii_alphabetic) {
                 Evidence::Yes(
                     Confidence::CERTAIN,
-                    if cmd == Command::QUERY { "COM_QUERY with SQL text" } else { "COM_STMT_PREPARE with SQL text" },
+                    if cmd == Command::QUERY {
+                        "COM_QUERY with SQL text"
+                    } else {
+                        "COM_STMT_PREPARE with SQL text"
+                    },
                 )
             } else {
                 Evidence::No
@@ -240,7 +274,11 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
         }
         Command::INIT_DB => {
             if !whole {
-                return if h.len <= 257 { Evidence::More } else { Evidence::No };
+                return if h.len <= 257 {
+                    Evidence::More
+                } else {
+                    Evidence::No
+                };
             }
             if !body.is_empty() && body.len() <= 256 && body.iter().all(u8::is_ascii_graphic) {
                 Evidence::Yes(Confidence::CERTAIN, "COM_INIT_DB with a schema name")

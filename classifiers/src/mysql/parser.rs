@@ -112,7 +112,10 @@ impl Command {
 
     /// Commands the server never answers.
     pub(crate) fn has_no_response(self) -> bool {
-        matches!(self, Self::QUIT | Self::STMT_CLOSE | Self::STMT_SEND_LONG_DATA)
+        matches!(
+            self,
+            Self::QUIT | Self::STMT_CLOSE | Self::STMT_SEND_LONG_DATA
+        )
     }
 }
 
@@ -142,7 +145,13 @@ type PResult<'a, T> = IResult<&'a [u8], T>;
 pub(crate) fn parse_header(i: &[u8]) -> PResult<'_, Header> {
     let (rest, len) = le_u24(i)?;
     let (rest, seq) = le_u8(rest)?;
-    Ok((rest, Header { len: len as usize, seq }))
+    Ok((
+        rest,
+        Header {
+            len: len as usize,
+            seq,
+        },
+    ))
 }
 
 /// A NUL-terminated string: `(string, rest)`.
@@ -189,7 +198,8 @@ pub(crate) fn lenenc_bytes(i: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Text a human or a driver wrote: no control bytes except whitespace (UTF-8 allowed).
 pub(crate) fn is_text(s: &[u8]) -> bool {
-    s.iter().all(|&b| b >= 0x20 || b == b'\t' || b == b'\n' || b == b'\r')
+    s.iter()
+        .all(|&b| b >= 0x20 || b == b'\t' || b == b'\n' || b == b'\r')
 }
 
 /// A name (user, schema, plugin): non-empty printable text, bounded.
@@ -206,31 +216,46 @@ pub(crate) struct Greeting<'a> {
     pub(crate) auth_plugin: Option<&'a [u8]>,
 }
 
-/// The server version at the start of a greeting payload: `Some(Ok(version, rest))` when
-/// its NUL arrived, `Some(Err(()))` while it is plausible but unfinished, `None` when the
-/// payload cannot be a greeting.
-pub(crate) fn greeting_version(payload: &[u8]) -> Option<Result<(&[u8], &[u8]), ()>> {
+/// How far the server version at the start of a greeting payload got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Version<'a> {
+    /// Its NUL arrived: the version and the bytes after the NUL.
+    Done(&'a [u8], &'a [u8]),
+    /// Plausible so far, unfinished.
+    Partial,
+}
+
+/// The server version at the start of a greeting payload, `None` when the payload cannot be
+/// a greeting.
+pub(crate) fn greeting_version(payload: &[u8]) -> Option<Version<'_>> {
     let (&proto, rest) = payload.split_first()?;
     if proto != PROTOCOL_VERSION_10 {
         return None;
     }
-    let window = rest.get(..rest.len().min(MAX_SERVER_VERSION_LEN + 1)).unwrap_or_default();
+    let window = rest
+        .get(..rest.len().min(MAX_SERVER_VERSION_LEN + 1))
+        .unwrap_or_default();
     let end = window.iter().position(|&b| b == 0);
-    let version = window.get(..end.unwrap_or(window.len())).unwrap_or_default();
+    let version = window
+        .get(..end.unwrap_or(window.len()))
+        .unwrap_or_default();
     // Versions start with a digit ("8.0.36", "5.5.5-10.11.6-MariaDB-0+deb12u1").
-    let ok = version.first().is_none_or(u8::is_ascii_digit) && version.iter().all(u8::is_ascii_graphic);
+    let ok =
+        version.first().is_none_or(u8::is_ascii_digit) && version.iter().all(u8::is_ascii_graphic);
     match end {
         _ if !ok => None,
         Some(0) => None,
-        Some(end) => Some(Ok((version, rest.get(end + 1..)?))),
+        Some(end) => Some(Version::Done(version, rest.get(end + 1..)?)),
         None if window.len() > MAX_SERVER_VERSION_LEN => None,
-        None => Some(Err(())),
+        None => Some(Version::Partial),
     }
 }
 
 /// A whole greeting payload.
 pub(crate) fn parse_greeting(payload: &[u8]) -> Option<Greeting<'_>> {
-    let Ok((server_version, rest)) = greeting_version(payload)? else { return None };
+    let Version::Done(server_version, rest) = greeting_version(payload)? else {
+        return None;
+    };
     let (connection_id, rest) = u32_le(rest)?;
     // auth-plugin-data-part-1 (8), filler (1, always 0)
     let (&filler, rest) = rest.get(8..)?.split_first()?;
@@ -240,7 +265,12 @@ pub(crate) fn parse_greeting(payload: &[u8]) -> Option<Greeting<'_>> {
     let (lower, rest) = u16_le(rest)?;
     let mut caps = u32::from(lower);
     if rest.is_empty() {
-        return Some(Greeting { server_version, connection_id, capabilities: Capabilities(caps), auth_plugin: None });
+        return Some(Greeting {
+            server_version,
+            connection_id,
+            capabilities: Capabilities(caps),
+            auth_plugin: None,
+        });
     }
     // character set (1), status flags (2)
     let rest = rest.get(3..)?;
@@ -268,7 +298,12 @@ pub(crate) fn parse_greeting(payload: &[u8]) -> Option<Greeting<'_>> {
     } else if !rest.is_empty() {
         return None;
     }
-    Some(Greeting { server_version, connection_id, capabilities: caps, auth_plugin })
+    Some(Greeting {
+        server_version,
+        connection_id,
+        capabilities: caps,
+        auth_plugin,
+    })
 }
 
 /// A HandshakeResponse41 ("Protocol::HandshakeResponse41") or, when it stops after the
@@ -290,7 +325,9 @@ pub(crate) const HANDSHAKE_FIXED_LEN: usize = 32;
 /// Checks the fixed part of a HandshakeResponse41 prefix: `Some(caps)` when it is plausible
 /// so far (`caps` known once 4 bytes are there), `None` when it cannot be one.
 pub(crate) fn handshake_fixed_ok(payload: &[u8]) -> Option<Capabilities> {
-    let caps = u32_le(payload).map_or(Capabilities(Capabilities::PROTOCOL_41), |(c, _)| Capabilities(c));
+    let caps = u32_le(payload).map_or(Capabilities(Capabilities::PROTOCOL_41), |(c, _)| {
+        Capabilities(c)
+    });
     if payload.len() >= 2 && !caps.has(Capabilities::PROTOCOL_41) {
         return None;
     }
@@ -337,10 +374,18 @@ pub(crate) fn parse_handshake_response(payload: &[u8]) -> Option<HandshakeRespon
             attrs = lenenc_bytes(attrs)?.1;
         }
     }
-    if schema.is_some_and(|s| !s.is_empty() && !is_name(s)) || auth_plugin.is_some_and(|p| !is_name(p)) {
+    if schema.is_some_and(|s| !s.is_empty() && !is_name(s))
+        || auth_plugin.is_some_and(|p| !is_name(p))
+    {
         return None;
     }
-    Some(HandshakeResponse { capabilities: caps, mariadb_capabilities, user, schema, auth_plugin })
+    Some(HandshakeResponse {
+        capabilities: caps,
+        mariadb_capabilities,
+        user,
+        schema,
+        auth_plugin,
+    })
 }
 
 /// An SSLRequest: the fixed part alone, with `CLIENT_SSL`.
@@ -360,7 +405,9 @@ pub(crate) struct ErrPacket<'a> {
 /// A whole ERR payload (first byte 0xff). Error codes are 1000..=65535 (MySQL's
 /// `mysqld_error.h` and `errmsg.h` ranges); message text only.
 pub(crate) fn parse_err(payload: &[u8]) -> Option<ErrPacket<'_>> {
-    let (&ERR_HEADER, rest) = payload.split_first()? else { return None };
+    let (&ERR_HEADER, rest) = payload.split_first()? else {
+        return None;
+    };
     let (code, rest) = u16_le(rest)?;
     if code < 1000 {
         return None;
@@ -375,7 +422,11 @@ pub(crate) fn parse_err(payload: &[u8]) -> Option<ErrPacket<'_>> {
         }
         _ => (None, rest),
     };
-    is_text(message).then_some(ErrPacket { code, sqlstate, message })
+    is_text(message).then_some(ErrPacket {
+        code,
+        sqlstate,
+        message,
+    })
 }
 
 /// An OK packet (first byte 0x00, or 0xfe when it ends a result set with
@@ -390,12 +441,19 @@ pub(crate) struct OkPacket {
 
 /// A whole OK payload. The info / session-state tail is not checked.
 pub(crate) fn parse_ok(payload: &[u8]) -> Option<OkPacket> {
-    let (&(OK_HEADER | EOF_HEADER), rest) = payload.split_first()? else { return None };
+    let (&(OK_HEADER | EOF_HEADER), rest) = payload.split_first()? else {
+        return None;
+    };
     let (affected_rows, rest) = lenenc(rest)?;
     let (last_insert_id, rest) = lenenc(rest)?;
     let (status, rest) = u16_le(rest)?;
     let (warnings, _) = u16_le(rest)?;
-    Some(OkPacket { affected_rows, last_insert_id, status, warnings })
+    Some(OkPacket {
+        affected_rows,
+        last_insert_id,
+        status,
+        warnings,
+    })
 }
 
 /// The status flags of a result-set terminator: an EOF packet (`0xfe`, warnings, status) or

@@ -29,8 +29,8 @@ use nom::Err;
 
 use super::parser::{
     lenenc, parse_err, parse_greeting, parse_handshake_response, parse_header, parse_ok,
-    terminator_status, u16_le, u32_le, Capabilities, Command, Header, EOF_HEADER,
-    ERR_HEADER, LOCAL_INFILE_HEADER, MAX_PAYLOAD_LEN, OK_HEADER, SERVER_MORE_RESULTS_EXISTS,
+    terminator_status, u16_le, u32_le, Capabilities, Command, Header, EOF_HEADER, ERR_HEADER,
+    LOCAL_INFILE_HEADER, MAX_PAYLOAD_LEN, OK_HEADER, SERVER_MORE_RESULTS_EXISTS,
 };
 use super::MYSQL;
 
@@ -98,7 +98,10 @@ pub(crate) struct MysqlSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: MYSQL, what }
+    ParseError::Malformed {
+        protocol: MYSQL,
+        what,
+    }
 }
 
 /// Lossy UTF-8, cut at `cap` bytes.
@@ -147,7 +150,9 @@ enum Step {
 impl MysqlSession {
     fn deprecate_eof(&self) -> bool {
         match (self.server_caps, self.client_caps) {
-            (Some(s), Some(c)) => s.has(Capabilities::DEPRECATE_EOF) && c.has(Capabilities::DEPRECATE_EOF),
+            (Some(s), Some(c)) => {
+                s.has(Capabilities::DEPRECATE_EOF) && c.has(Capabilities::DEPRECATE_EOF)
+            }
             // Unknown (joined mid-connection): EOF packets are recognised by shape below.
             _ => false,
         }
@@ -171,7 +176,14 @@ impl MysqlSession {
     }
 
     /// A to-server packet; true when it switches the connection to TLS.
-    fn to_server(&mut self, h: Header, payload: &[u8], wire: usize, truncated: bool, out: &mut Vec<Record>) -> bool {
+    fn client_packet(
+        &mut self,
+        h: Header,
+        payload: &[u8],
+        wire: usize,
+        truncated: bool,
+        out: &mut Vec<Record>,
+    ) -> bool {
         match self.client {
             Phase::Handshake if h.seq == 1 => {
                 if payload.len() == 32 && !truncated {
@@ -210,27 +222,45 @@ impl MysqlSession {
     }
 
     fn command(&mut self, payload: &[u8], wire: usize, truncated: bool, out: &mut Vec<Record>) {
-        let Some((&byte, body)) = payload.split_first() else { return };
+        let Some((&byte, body)) = payload.split_first() else {
+            return;
+        };
         let cmd = Command(byte);
         let name = cmd.name().unwrap_or("unknown");
-        let kind = if cmd.has_no_response() { RecordKind::Message } else { RecordKind::Request };
+        let kind = if cmd.has_no_response() {
+            RecordKind::Message
+        } else {
+            RecordKind::Request
+        };
         let mut r = record(kind, name, wire);
         match cmd {
             Command::QUERY | Command::STMT_PREPARE => {
                 // MySQL 8 query attributes prefix (no attributes): 0x00 0x01.
-                let sql = body.strip_prefix(b"\x00\x01").filter(|_| cmd == Command::QUERY).unwrap_or(body);
+                let sql = body
+                    .strip_prefix(b"\x00\x01")
+                    .filter(|_| cmd == Command::QUERY)
+                    .unwrap_or(body);
                 let (sql, cut) = text(sql, MAX_QUERY_KEPT);
                 r.resource = Some(sql);
                 r.truncated = cut || truncated;
             }
-            Command::INIT_DB | Command::CREATE_DB | Command::DROP_DB => r.resource = Some(value(body)),
+            Command::INIT_DB | Command::CREATE_DB | Command::DROP_DB => {
+                r.resource = Some(value(body));
+            }
             Command::FIELD_LIST => {
-                let table = body.iter().position(|&b| b == 0).map_or(body, |end| body.get(..end).unwrap_or(body));
+                let table = body
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(body, |end| body.get(..end).unwrap_or(body));
                 r.resource = Some(value(table));
             }
-            Command::STMT_EXECUTE | Command::STMT_CLOSE | Command::STMT_RESET | Command::STMT_FETCH => {
+            Command::STMT_EXECUTE
+            | Command::STMT_CLOSE
+            | Command::STMT_RESET
+            | Command::STMT_FETCH => {
                 if let Some((id, _)) = u32_le(body) {
-                    r.attributes.push(("statement_id".to_owned(), id.to_string()));
+                    r.attributes
+                        .push(("statement_id".to_owned(), id.to_string()));
                 }
             }
             _ => {}
@@ -244,7 +274,7 @@ impl MysqlSession {
         out.push(r);
     }
 
-    fn to_client(&mut self, h: Header, payload: &[u8], wire: usize, out: &mut Vec<Record>) {
+    fn server_packet(&mut self, h: Header, payload: &[u8], wire: usize, out: &mut Vec<Record>) {
         let first = payload.first().copied();
         match self.server {
             // A response in a connection joined mid-way (the greeting is sequence 0).
@@ -261,8 +291,10 @@ impl MysqlSession {
                 if let Some(g) = parse_greeting(payload) {
                     self.server = Phase::Auth;
                     self.server_caps = Some(g.capabilities);
-                    r.attributes.push(("server_version".to_owned(), value(g.server_version)));
-                    r.attributes.push(("connection_id".to_owned(), g.connection_id.to_string()));
+                    r.attributes
+                        .push(("server_version".to_owned(), value(g.server_version)));
+                    r.attributes
+                        .push(("connection_id".to_owned(), g.connection_id.to_string()));
                     if let Some(p) = g.auth_plugin {
                         r.attributes.push(("auth_plugin".to_owned(), value(p)));
                     }
@@ -288,7 +320,8 @@ impl MysqlSession {
                 }
                 Some(EOF_HEADER) => {
                     let mut r = record(RecordKind::Message, "auth_switch", wire);
-                    if let Some(plugin) = payload.get(1..).and_then(|p| p.split(|&b| b == 0).next()) {
+                    if let Some(plugin) = payload.get(1..).and_then(|p| p.split(|&b| b == 0).next())
+                    {
                         r.attributes.push(("auth_plugin".to_owned(), value(plugin)));
                     }
                     out.push(r);
@@ -297,6 +330,94 @@ impl MysqlSession {
                 _ => {}
             },
             Phase::Command => self.reply(payload, wire, out),
+        }
+    }
+
+    /// The first packet of a response (or of a follow-up result set): the record it makes,
+    /// and the state for the packets after it.
+    fn first_packet(&mut self, payload: &[u8], wire: usize, is_terminator: bool) -> Record {
+        match payload.first().copied() {
+            Some(OK_HEADER) if self.command == Some(Command::STMT_PREPARE) => {
+                let mut r = record(RecordKind::Response, "prepare_ok", wire);
+                // statement id (4), columns (2), params (2)
+                let body = payload.get(1..).unwrap_or_default();
+                let id = u32_le(body);
+                let cols = body.get(4..).and_then(u16_le).map_or(0, |(c, _)| c);
+                let params = body.get(6..).and_then(u16_le).map_or(0, |(p, _)| p);
+                if let Some((id, _)) = id {
+                    r.attributes
+                        .push(("statement_id".to_owned(), id.to_string()));
+                }
+                r.attributes.push(("columns".to_owned(), cols.to_string()));
+                r.attributes.push(("params".to_owned(), params.to_string()));
+                let eof = u32::from(!self.deprecate_eof());
+                let defs = |n: u16| if n > 0 { u32::from(n) + eof } else { 0 };
+                let left = defs(params) + defs(cols);
+                self.reply = if left > 0 {
+                    Reply::Definitions { left, rows: false }
+                } else {
+                    Reply::First
+                };
+                r
+            }
+            Some(OK_HEADER) => {
+                let mut r = record(RecordKind::Response, "ok", wire);
+                if let Some(ok) = parse_ok(payload) {
+                    r.attributes
+                        .push(("affected_rows".to_owned(), ok.affected_rows.to_string()));
+                    r.attributes
+                        .push(("last_insert_id".to_owned(), ok.last_insert_id.to_string()));
+                    r.attributes
+                        .push(("warnings".to_owned(), ok.warnings.to_string()));
+                    self.reply = more(ok.status);
+                } else {
+                    self.reply = Reply::First;
+                }
+                r
+            }
+            Some(ERR_HEADER) => {
+                self.reply = Reply::First;
+                err_record(RecordKind::Response, payload, wire)
+            }
+            Some(EOF_HEADER) if is_terminator => {
+                self.reply = more(terminator_status(payload));
+                record(RecordKind::Response, "eof", wire)
+            }
+            Some(LOCAL_INFILE_HEADER) => {
+                self.reply = Reply::First;
+                let mut r = record(RecordKind::Response, "local_infile", wire);
+                r.resource = Some(value(payload.get(1..).unwrap_or_default()));
+                r
+            }
+            _ if self.command == Some(Command::STATISTICS) => {
+                self.reply = Reply::First;
+                let mut r = record(RecordKind::Response, "statistics", wire);
+                r.resource = Some(value(payload));
+                r
+            }
+            _ if self.command == Some(Command::FIELD_LIST) => {
+                // Column definitions until EOF.
+                self.reply = Reply::Rows;
+                record(RecordKind::Response, "field_list", wire)
+            }
+            _ => {
+                let mut r = record(RecordKind::Response, "result_set", wire);
+                // column count, then MariaDB's "metadata follows" byte when
+                // MARIADB_CLIENT_CACHE_METADATA is on (0: no definitions sent).
+                let (n, rest) = lenenc(payload).unwrap_or((0, &[]));
+                let metadata = rest.first().is_none_or(|&m| m != 0);
+                r.attributes.push(("columns".to_owned(), n.to_string()));
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                self.reply = if metadata && n > 0 {
+                    Reply::Definitions {
+                        left: n,
+                        rows: true,
+                    }
+                } else {
+                    Reply::AfterColumns
+                };
+                r
+            }
         }
     }
 
@@ -311,78 +432,7 @@ impl MysqlSession {
                 if emit {
                     self.command = self.commands.pop_front();
                 }
-                let r = match first {
-                    Some(OK_HEADER) if self.command == Some(Command::STMT_PREPARE) => {
-                        let mut r = record(RecordKind::Response, "prepare_ok", wire);
-                        // statement id (4), columns (2), params (2)
-                        let body = payload.get(1..).unwrap_or_default();
-                        let id = u32_le(body);
-                        let cols = body.get(4..).and_then(u16_le).map_or(0, |(c, _)| c);
-                        let params = body.get(6..).and_then(u16_le).map_or(0, |(p, _)| p);
-                        if let Some((id, _)) = id {
-                            r.attributes.push(("statement_id".to_owned(), id.to_string()));
-                        }
-                        r.attributes.push(("columns".to_owned(), cols.to_string()));
-                        r.attributes.push(("params".to_owned(), params.to_string()));
-                        let eof = u32::from(!self.deprecate_eof());
-                        let defs = |n: u16| if n > 0 { u32::from(n) + eof } else { 0 };
-                        let left = defs(params) + defs(cols);
-                        self.reply = if left > 0 { Reply::Definitions { left, rows: false } } else { Reply::First };
-                        r
-                    }
-                    Some(OK_HEADER) => {
-                        let mut r = record(RecordKind::Response, "ok", wire);
-                        if let Some(ok) = parse_ok(payload) {
-                            r.attributes.push(("affected_rows".to_owned(), ok.affected_rows.to_string()));
-                            r.attributes.push(("last_insert_id".to_owned(), ok.last_insert_id.to_string()));
-                            r.attributes.push(("warnings".to_owned(), ok.warnings.to_string()));
-                            self.reply = more(ok.status);
-                        } else {
-                            self.reply = Reply::First;
-                        }
-                        r
-                    }
-                    Some(ERR_HEADER) => {
-                        self.reply = Reply::First;
-                        err_record(RecordKind::Response, payload, wire)
-                    }
-                    Some(EOF_HEADER) if is_terminator => {
-                        self.reply = more(terminator_status(payload));
-                        record(RecordKind::Response, "eof", wire)
-                    }
-                    Some(LOCAL_INFILE_HEADER) => {
-                        self.reply = Reply::First;
-                        let mut r = record(RecordKind::Response, "local_infile", wire);
-                        r.resource = Some(value(payload.get(1..).unwrap_or_default()));
-                        r
-                    }
-                    _ if self.command == Some(Command::STATISTICS) => {
-                        self.reply = Reply::First;
-                        let mut r = record(RecordKind::Response, "statistics", wire);
-                        r.resource = Some(value(payload));
-                        r
-                    }
-                    _ if self.command == Some(Command::FIELD_LIST) => {
-                        // Column definitions until EOF.
-                        self.reply = Reply::Rows;
-                        record(RecordKind::Response, "field_list", wire)
-                    }
-                    _ => {
-                        let mut r = record(RecordKind::Response, "result_set", wire);
-                        // column count, then MariaDB's "metadata follows" byte when
-                        // MARIADB_CLIENT_CACHE_METADATA is on (0: no definitions sent).
-                        let (n, rest) = lenenc(payload).unwrap_or((0, &[]));
-                        let metadata = rest.first().is_none_or(|&m| m != 0);
-                        r.attributes.push(("columns".to_owned(), n.to_string()));
-                        let n = u32::try_from(n).unwrap_or(u32::MAX);
-                        self.reply = if metadata && n > 0 {
-                            Reply::Definitions { left: n, rows: true }
-                        } else {
-                            Reply::AfterColumns
-                        };
-                        r
-                    }
-                };
+                let r = self.first_packet(payload, wire, is_terminator);
                 if emit {
                     out.push(r);
                 }
@@ -421,7 +471,12 @@ impl MysqlSession {
         }
     }
 
-    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<Step, ParseError> {
+    fn step(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
         let (after, h) = match parse_header(rest) {
             Ok(x) => x,
             Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
@@ -436,7 +491,9 @@ impl MysqlSession {
         }
         let (payload, truncated) = match after.get(..h.len) {
             Some(p) => (p, false),
-            None if continued || !self.needs_payload(dir, h, first) || h.len > MAX_BUFFERED => (after, true),
+            None if continued || !self.needs_payload(dir, h, first) || h.len > MAX_BUFFERED => {
+                (after, true)
+            }
             None => {
                 // Not consumed yet: the flag is set again when the packet is whole.
                 self.continued[d] = continued;
@@ -450,11 +507,11 @@ impl MysqlSession {
         } else {
             match dir {
                 Direction::ToServer => {
-                    if self.to_server(h, payload, wire, truncated, out) {
+                    if self.client_packet(h, payload, wire, truncated, out) {
                         return Ok(Step::Switched(wire));
                     }
                 }
-                Direction::ToClient => self.to_client(h, payload, wire, out),
+                Direction::ToClient => self.server_packet(h, payload, wire, out),
             }
         }
         if truncated {
@@ -468,11 +525,20 @@ impl MysqlSession {
 
 /// After a response or a result set: another result set follows when the server says so.
 fn more(status: u16) -> Reply {
-    if status & SERVER_MORE_RESULTS_EXISTS != 0 { Reply::Next } else { Reply::First }
+    if status & SERVER_MORE_RESULTS_EXISTS != 0 {
+        Reply::Next
+    } else {
+        Reply::First
+    }
 }
 
 impl Session for MysqlSession {
-    fn parse(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
         if self.opaque {
             return Ok(buf.len());
         }

@@ -13,8 +13,8 @@ use adi_core::{
 };
 use proptest::prelude::*;
 
-use super::session::{MysqlSession, MAX_QUERY_KEPT};
 use super::parser::{parse_greeting, parse_handshake_response};
+use super::session::{MysqlSession, MAX_QUERY_KEPT};
 use super::{Mysql, MYSQL, PROBE_WINDOW};
 
 fn registration() -> &'static Registration {
@@ -41,7 +41,8 @@ fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = fixtures_dir!("mysql");
     let read = |d: &str| {
-        std::fs::read(dir.join(format!("to_{d}_{name}.bin"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+        std::fs::read(dir.join(format!("to_{d}_{name}.bin")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     (read("server"), read("client"))
 }
@@ -51,7 +52,10 @@ fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
     let mut session = MysqlSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut done = 0;
         while done < bytes.len() {
             let n = session.parse(&bytes[done..], dir, &mut out).expect("parse");
@@ -66,7 +70,10 @@ fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
     let mut session = MysqlSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut pending = Vec::new();
         for piece in bytes.chunks(size) {
             pending.extend_from_slice(piece);
@@ -80,7 +87,11 @@ fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
 
 /// A compact view of a record: kind, op, resource, status, attributes.
 fn view(r: &Record) -> String {
-    let attrs: Vec<String> = r.attributes.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let attrs: Vec<String> = r
+        .attributes
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     let status = r.status.map_or(String::new(), |s| format!(" {s}"));
     format!(
         "{:?} {} {}{status} [{}]",
@@ -117,7 +128,8 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 
 // ---- the session on real captures ----
 
-const GREETING: &str = "Message greeting - [server_version=5.5.5-10.11.19-MariaDB-0+deb12u1, connection_id=";
+const GREETING: &str =
+    "Message greeting - [server_version=5.5.5-10.11.19-MariaDB-0+deb12u1, connection_id=";
 const LOGIN: &str = "Request login - [user=adi, schema=adidb, auth_plugin=mysql_native_password]";
 
 #[test]
@@ -138,7 +150,11 @@ fn session_pymysql_login_queries_and_error() {
             "Message quit - []",
         ]
     );
-    assert!(v[8].starts_with(GREETING) && v[8].ends_with(", auth_plugin=mysql_native_password]"), "{}", v[8]);
+    assert!(
+        v[8].starts_with(GREETING) && v[8].ends_with(", auth_plugin=mysql_native_password]"),
+        "{}",
+        v[8]
+    );
     assert_eq!(
         v[9..],
         [
@@ -170,7 +186,10 @@ fn session_mariadb_cli_result_sets_and_error() {
     let (s, c) = fixture("mariadb_cli");
     let v = views(&parse_all(&s, &c));
     assert_eq!(
-        v.iter().filter(|l| !l.starts_with("Message greeting")).cloned().collect::<Vec<_>>(),
+        v.iter()
+            .filter(|l| !l.starts_with("Message greeting"))
+            .cloned()
+            .collect::<Vec<_>>(),
         [
             LOGIN,
             "Request query SELECT id, name FROM items ORDER BY id []",
@@ -190,7 +209,10 @@ fn session_binary_protocol() {
     let (s, c) = fixture("raw_binary_protocol");
     let v = views(&parse_all(&s, &c));
     assert_eq!(
-        v.iter().filter(|l| !l.starts_with("Message greeting")).cloned().collect::<Vec<_>>(),
+        v.iter()
+            .filter(|l| !l.starts_with("Message greeting"))
+            .cloned()
+            .collect::<Vec<_>>(),
         [
             LOGIN,
             "Request stmt_prepare SELECT name FROM items WHERE id = ? []",
@@ -215,19 +237,35 @@ fn session_ssl_request_switches() {
     let mut out = Vec::new();
     // Wire order: greeting, SSLRequest (36 bytes), then TLS.
     let greeting_len = 4 + usize::from(c[0]);
-    assert_eq!(session.parse(&c[..greeting_len], Direction::ToClient, &mut out), Ok(greeting_len));
-    assert_eq!(session.parse(&s, Direction::ToServer, &mut out), Ok(36), "stops after the SSLRequest");
+    assert_eq!(
+        session.parse(&c[..greeting_len], Direction::ToClient, &mut out),
+        Ok(greeting_len)
+    );
+    assert_eq!(
+        session.parse(&s, Direction::ToServer, &mut out),
+        Ok(36),
+        "stops after the SSLRequest"
+    );
     assert_eq!(out[1].kind, RecordKind::Switch);
     assert_eq!(view(&out[1]), "Switch ssl_request - []");
     out.clear();
-    assert_eq!(session.parse(&s[36..], Direction::ToServer, &mut out), Ok(s.len() - 36));
-    assert_eq!(session.parse(&c[greeting_len..], Direction::ToClient, &mut out), Ok(c.len() - greeting_len));
+    assert_eq!(
+        session.parse(&s[36..], Direction::ToServer, &mut out),
+        Ok(s.len() - 36)
+    );
+    assert_eq!(
+        session.parse(&c[greeting_len..], Direction::ToClient, &mut out),
+        Ok(c.len() - greeting_len)
+    );
     assert!(out.is_empty());
 }
 
 #[test]
 fn one_byte_writes_give_the_same_records() {
-    let mut names: Vec<String> = load_fixtures(fixtures_dir!("mysql")).into_iter().map(|f| f.name).collect();
+    let mut names: Vec<String> = load_fixtures(fixtures_dir!("mysql"))
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     names.dedup();
     for name in names {
         let (s, c) = fixture(&name);
@@ -243,7 +281,10 @@ fn parsed_greeting_and_handshake_fields() {
     assert_eq!(g.server_version, b"5.5.5-10.11.19-MariaDB-0+deb12u1");
     assert_eq!(g.auth_plugin, Some(b"mysql_native_password".as_slice()));
     let hr = parse_handshake_response(&s[4..4 + usize::from(s[0])]).expect("handshake response");
-    assert_eq!((hr.user, hr.schema), (b"adi".as_slice(), Some(b"adidb".as_slice())));
+    assert_eq!(
+        (hr.user, hr.schema),
+        (b"adi".as_slice(), Some(b"adidb".as_slice()))
+    );
     // The mariadb CLI sets MariaDB's extended capabilities in the last filler bytes.
     let (s, _) = fixture("mariadb_cli");
     let hr = parse_handshake_response(&s[4..4 + usize::from(s[0])]).expect("handshake response");
@@ -271,27 +312,52 @@ fn probe_bands() {
     let strong = (Confidence::STRONG.get(), false);
     let weak = (Confidence::WEAK.get(), false);
     let (s, c) = fixture("pymysql_query");
-    assert_eq!(score(&c[..4 + usize::from(c[0])], Direction::ToClient), certain, "whole greeting");
-    assert_eq!(score(&c[..45], Direction::ToClient), strong, "version string complete");
+    assert_eq!(
+        score(&c[..4 + usize::from(c[0])], Direction::ToClient),
+        certain,
+        "whole greeting"
+    );
+    assert_eq!(
+        score(&c[..45], Direction::ToClient),
+        strong,
+        "version string complete"
+    );
     assert_eq!(probe(&c[..10], Direction::ToClient), Probe::NeedMore);
-    assert_eq!(score(&s[..4 + usize::from(s[0])], Direction::ToServer), certain, "whole handshake response");
+    assert_eq!(
+        score(&s[..4 + usize::from(s[0])], Direction::ToServer),
+        certain,
+        "whole handshake response"
+    );
     assert_eq!(score(&s[..40], Direction::ToServer), strong, "fixed part");
     let (s, _) = fixture("mariadb_cli_ssl");
     assert_eq!(score(&s[..36], Direction::ToServer), certain, "SSLRequest");
-    assert_eq!(score(QUERY, Direction::ToServer), certain, "a pooled connection joined mid-way");
+    assert_eq!(
+        score(QUERY, Direction::ToServer),
+        certain,
+        "a pooled connection joined mid-way"
+    );
     assert_eq!(score(PING, Direction::ToServer), weak);
     assert_eq!(score(OK, Direction::ToClient), strong);
     assert_eq!(score(ERR, Direction::ToClient), certain);
     assert_eq!(score(ERR_GREETING, Direction::ToClient), certain);
     assert_eq!(score(RESULT_SET, Direction::ToClient), certain);
-    assert_eq!(probe(&RESULT_SET[..8], Direction::ToClient), Probe::NeedMore);
+    assert_eq!(
+        probe(&RESULT_SET[..8], Direction::ToClient),
+        Probe::NeedMore
+    );
     // A query longer than the window: its start is all there is.
     let mut long = b"\x00\x10\x00\x00\x03SELECT * FROM t WHERE id IN (".to_vec();
     long.resize(PROBE_WINDOW, b'1');
     assert_eq!(score(&long, Direction::ToServer), weak);
     // Packets of the other direction are recognised, and say so.
-    assert_eq!(score(&c[..4 + usize::from(c[0])], Direction::ToServer), (Confidence::CERTAIN.get(), true));
-    assert_eq!(score(QUERY, Direction::ToClient), (Confidence::CERTAIN.get(), true));
+    assert_eq!(
+        score(&c[..4 + usize::from(c[0])], Direction::ToServer),
+        (Confidence::CERTAIN.get(), true)
+    );
+    assert_eq!(
+        score(QUERY, Direction::ToClient),
+        (Confidence::CERTAIN.get(), true)
+    );
 }
 
 #[test]
@@ -312,19 +378,34 @@ fn probe_rejects_broken_packets() {
     // COM_QUERY whose text has control bytes.
     no(b"\x05\x00\x00\x00\x03\x01\x02\x03\x04", Direction::ToServer);
     // ERR after the handshake without '#'.
-    no(b"\x17\x00\x00\x01\xff\x28\x04x42000syntax error x", Direction::ToClient);
+    no(
+        b"\x17\x00\x00\x01\xff\x28\x04x42000syntax error x",
+        Direction::ToClient,
+    );
 }
 
 #[test]
 fn look_alikes_are_rejected() {
     let mut cases: Vec<(String, Vec<u8>)> = vec![
-        ("http request".into(), b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".to_vec()),
-        ("http response".into(), b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec()),
+        (
+            "http request".into(),
+            b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".to_vec(),
+        ),
+        (
+            "http response".into(),
+            b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec(),
+        ),
         ("redis array".into(), b"*1\r\n$4\r\nPING\r\n".to_vec()),
         ("redis inline".into(), b"PING\r\n".to_vec()),
         ("redis reply".into(), b"+PONG\r\n".to_vec()),
-        ("tls client hello".into(), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()),
-        ("kafka api versions".into(), b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec()),
+        (
+            "tls client hello".into(),
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        ),
+        (
+            "kafka api versions".into(),
+            b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec(),
+        ),
     ];
     for fx in load_fixtures(fixtures_dir!("postgres")) {
         cases.push((fx.path.display().to_string(), fx.bytes));
@@ -332,7 +413,11 @@ fn look_alikes_are_rejected() {
     for (name, bytes) in cases {
         for dir in [Direction::ToServer, Direction::ToClient] {
             for len in 1..=bytes.len().min(PROBE_WINDOW) {
-                assert_eq!(score(&bytes[..len], dir).0, 0, "{name} {dir:?} prefix {len}");
+                assert_eq!(
+                    score(&bytes[..len], dir).0,
+                    0,
+                    "{name} {dir:?} prefix {len}"
+                );
             }
         }
     }
@@ -343,9 +428,15 @@ fn session_mid_connection_and_hand_written_replies() {
     let mut session = MysqlSession::default();
     let mut out = Vec::new();
     let to_server = [QUERY, PING].concat();
-    assert_eq!(session.parse(&to_server, Direction::ToServer, &mut out), Ok(to_server.len()));
+    assert_eq!(
+        session.parse(&to_server, Direction::ToServer, &mut out),
+        Ok(to_server.len())
+    );
     let to_client = [ERR, OK].concat();
-    assert_eq!(session.parse(&to_client, Direction::ToClient, &mut out), Ok(to_client.len()));
+    assert_eq!(
+        session.parse(&to_client, Direction::ToClient, &mut out),
+        Ok(to_client.len())
+    );
     assert_eq!(
         views(&out),
         [
@@ -358,7 +449,10 @@ fn session_mid_connection_and_hand_written_replies() {
     // An ERR instead of a greeting.
     out.clear();
     let mut session = MysqlSession::default();
-    assert_eq!(session.parse(ERR_GREETING, Direction::ToClient, &mut out), Ok(ERR_GREETING.len()));
+    assert_eq!(
+        session.parse(ERR_GREETING, Direction::ToClient, &mut out),
+        Ok(ERR_GREETING.len())
+    );
     assert_eq!(views(&out), ["Message error - 1130 [message=Host blocked]"]);
 }
 
@@ -366,7 +460,10 @@ fn session_mid_connection_and_hand_written_replies() {
 fn multi_results_and_big_rows() {
     let mut session = MysqlSession::default();
     let mut out = Vec::new();
-    assert_eq!(session.parse(QUERY, Direction::ToServer, &mut out), Ok(QUERY.len()));
+    assert_eq!(
+        session.parse(QUERY, Direction::ToServer, &mut out),
+        Ok(QUERY.len())
+    );
     // Result set: 1 column, its definition, EOF, a 1 MiB row (gap inside), EOF with
     // SERVER_MORE_RESULTS_EXISTS, then an OK for the second statement.
     let column = b"\x17\x00\x00\x02\x03def\x00\x00\x00\x01x\x00\x0c\x3f\x00\x01\x00\x00\x00\xfd\x00\x00\x00\x00\x00";
@@ -376,17 +473,38 @@ fn multi_results_and_big_rows() {
     let more = b"\x05\x00\x00\x05\xfe\x00\x00\x0a\x00";
     let ok = b"\x07\x00\x00\x06\x00\x01\x00\x02\x00\x00\x00";
     let head = [&b"\x01\x00\x00\x01\x01"[..], column, eof, &row].concat();
-    assert_eq!(session.parse(&head, Direction::ToClient, &mut out), Ok(head.len()));
+    assert_eq!(
+        session.parse(&head, Direction::ToClient, &mut out),
+        Ok(head.len())
+    );
     let missing = (1u64 << 20) - 104;
     assert_eq!(session.gap(Direction::ToClient, missing, &mut out), Ok(()));
     let tail = [&more[..], ok].concat();
-    assert_eq!(session.parse(&tail, Direction::ToClient, &mut out), Ok(tail.len()));
-    assert_eq!(views(&out), ["Request query SELECT 1 []", "Response result_set - [columns=1]"]);
+    assert_eq!(
+        session.parse(&tail, Direction::ToClient, &mut out),
+        Ok(tail.len())
+    );
+    assert_eq!(
+        views(&out),
+        [
+            "Request query SELECT 1 []",
+            "Response result_set - [columns=1]"
+        ]
+    );
     // The next command's answer is its own response.
     out.clear();
-    assert_eq!(session.parse(PING, Direction::ToServer, &mut out), Ok(PING.len()));
-    assert_eq!(session.parse(&OK[..], Direction::ToClient, &mut out), Ok(OK.len()));
-    assert_eq!(views(&out)[1], "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]");
+    assert_eq!(
+        session.parse(PING, Direction::ToServer, &mut out),
+        Ok(PING.len())
+    );
+    assert_eq!(
+        session.parse(OK, Direction::ToClient, &mut out),
+        Ok(OK.len())
+    );
+    assert_eq!(
+        views(&out)[1],
+        "Response ok - [affected_rows=0, last_insert_id=0, warnings=0]"
+    );
     // A long query is capped.
     out.clear();
     let sql = "SELECT '".to_owned() + &"x".repeat(MAX_QUERY_KEPT * 2) + "'";
@@ -394,8 +512,14 @@ fn multi_results_and_big_rows() {
     q.push(0);
     q.push(3);
     q.extend_from_slice(sql.as_bytes());
-    assert_eq!(session.parse(&q, Direction::ToServer, &mut out), Ok(q.len()));
-    assert_eq!(out[0].resource.as_ref().map(String::len), Some(MAX_QUERY_KEPT));
+    assert_eq!(
+        session.parse(&q, Direction::ToServer, &mut out),
+        Ok(q.len())
+    );
+    assert_eq!(
+        out[0].resource.as_ref().map(String::len),
+        Some(MAX_QUERY_KEPT)
+    );
     assert!(out[0].truncated);
 }
 
@@ -413,7 +537,11 @@ fn hostile_input_never_panics() {
     // Maximum-length packets announce continuations; lenenc counts of 2^64 - 1.
     let mut session = MysqlSession::default();
     let _ = session.parse(b"\xff\xff\xff\x00\x03SELECT", Direction::ToServer, &mut out);
-    let _ = session.parse(b"\x09\x00\x00\x01\xfe\xff\xff\xff\xff\xff\xff\xff\xff", Direction::ToClient, &mut out);
+    let _ = session.parse(
+        b"\x09\x00\x00\x01\xfe\xff\xff\xff\xff\xff\xff\xff\xff",
+        Direction::ToClient,
+        &mut out,
+    );
 }
 
 proptest! {
@@ -447,13 +575,32 @@ proptest! {
 fn engine_confirms_greeting_and_login() {
     let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let key = FlowKey { pid: 0, role: Role::Wire, client, server: "127.0.0.1:3306".parse().expect("addr") };
+    let key = FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server: "127.0.0.1:3306".parse().expect("addr"),
+    };
     let (s, c) = fixture("pymysql_query");
     let mut out = Vec::new();
     let mut evicted = Vec::new();
     // The server speaks first.
-    engine.on_data(key, Direction::ToClient, 1_000, &c[..4 + usize::from(c[0])], &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToServer, 2_000, &s[..4 + usize::from(s[0])], &mut out, &mut evicted);
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        1_000,
+        &c[..4 + usize::from(c[0])],
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        2_000,
+        &s[..4 + usize::from(s[0])],
+        &mut out,
+        &mut evicted,
+    );
     let last = out.iter().rev().find_map(|o| match o {
         Output::Classified(c) => Some((c.protocol, c.confidence)),
         Output::Record(_) => None,

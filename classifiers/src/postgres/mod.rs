@@ -111,12 +111,16 @@ fn looks_like_startup(buf: &[u8]) -> Evidence {
             StartupCode::CANCEL_REQUEST if buf.len() >= len => {
                 Evidence::Yes(Confidence::CERTAIN, "CancelRequest")
             }
-            StartupCode::CANCEL_REQUEST => Evidence::Yes(Confidence::STRONG, "CancelRequest header"),
+            StartupCode::CANCEL_REQUEST => {
+                Evidence::Yes(Confidence::STRONG, "CancelRequest header")
+            }
             _ => {
                 let complete = buf.len() >= len;
                 let body = rest.get(..rest.len().min(len - 8)).unwrap_or_default();
                 match startup_params_ok(body, complete) {
-                    Some(true) => Evidence::Yes(Confidence::CERTAIN, "StartupMessage 3.x with parameters"),
+                    Some(true) => {
+                        Evidence::Yes(Confidence::CERTAIN, "StartupMessage 3.x with parameters")
+                    }
                     Some(false) => Evidence::Yes(Confidence::STRONG, "StartupMessage 3.x header"),
                     None => Evidence::No,
                 }
@@ -154,7 +158,10 @@ fn incomplete_typed(ty: u8, body: &[u8], len: usize, text_types: &[u8]) -> Evide
     }
     match body.get(..TEXT_PREFIX) {
         None => Evidence::More,
-        Some(p) if p.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) => {
+        Some(p)
+            if p.iter()
+                .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+        {
             Evidence::Yes(Confidence::WEAK, "start of a long Query/Parse message")
         }
         Some(_) => Evidence::No,
@@ -236,11 +243,16 @@ fn looks_like_backend(buf: &[u8]) -> Evidence {
             } else if n < 2 {
                 Evidence::More
             } else {
-                Evidence::Yes(Confidence::CERTAIN, "SSLRequest accepted ('S'), TLS record follows")
+                Evidence::Yes(
+                    Confidence::CERTAIN,
+                    "SSLRequest accepted ('S'), TLS record follows",
+                )
             }
         }
         Some((b'N', rest)) => match looks_like_backend_typed(rest) {
-            Evidence::Yes(c, _) => Evidence::Yes(c, "SSLRequest refused ('N'), backend message follows"),
+            Evidence::Yes(c, _) => {
+                Evidence::Yes(c, "SSLRequest refused ('N'), backend message follows")
+            }
             other => other,
         },
         _ => Evidence::No,

@@ -224,7 +224,11 @@ pub(crate) fn parse_untyped_header(i: &[u8]) -> PResult<'_, (usize, StartupCode)
         c if c.is_protocol_3() => len >= 9,
         _ => false,
     };
-    if ok { Ok((rest, (len, code))) } else { fail(i) }
+    if ok {
+        Ok((rest, (len, code)))
+    } else {
+        fail(i)
+    }
 }
 
 /// A whole untyped message.
@@ -239,14 +243,19 @@ pub(crate) fn parse_untyped(i: &[u8]) -> PResult<'_, Untyped<'_>> {
         StartupCode::SSL_REQUEST => Untyped::SslRequest,
         StartupCode::GSSENC_REQUEST => Untyped::GssEncRequest,
         StartupCode::CANCEL_REQUEST => {
-            let pid = body.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let pid = body
+                .get(..4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             Untyped::Cancel { pid }
         }
         c => {
             if startup_params_ok(body, true) != Some(true) {
                 return fail(i);
             }
-            Untyped::Startup { version: c.0, params: body }
+            Untyped::Startup {
+                version: c.0,
+                params: body,
+            }
         }
     };
     Ok((rest, msg))
@@ -307,7 +316,8 @@ fn is_name(s: &[u8]) -> bool {
 
 /// Text a human or a driver wrote: no control bytes except whitespace (UTF-8 allowed).
 pub(crate) fn is_text(s: &[u8]) -> bool {
-    s.iter().all(|&b| b >= 0x20 || b == b'\t' || b == b'\n' || b == b'\r')
+    s.iter()
+        .all(|&b| b >= 0x20 || b == b'\t' || b == b'\n' || b == b'\r')
 }
 
 /// Checks a StartupMessage parameter list (`name\0value\0 ... \0`): `Some(true)` when
@@ -380,7 +390,9 @@ fn error_fields_ok(body: &[u8]) -> bool {
         match rest.split_first() {
             Some((0, [])) => return fields > 0,
             Some((&code, after)) if code.is_ascii_alphabetic() => {
-                let Some((value, after)) = cstring(after) else { return false };
+                let Some((value, after)) = cstring(after) else {
+                    return false;
+                };
                 if !is_text(value) {
                     return false;
                 }
@@ -395,7 +407,7 @@ fn error_fields_ok(body: &[u8]) -> bool {
 /// Checks a whole frontend message body of type `ty`.
 pub(crate) fn frontend_body_ok(ty: FrontendType, body: &[u8]) -> bool {
     match ty {
-        FrontendType::QUERY => single_text(body),
+        FrontendType::QUERY | FrontendType::COPY_FAIL => single_text(body),
         FrontendType::PARSE => parse_body_ok(body),
         FrontendType::BIND => bind_body_ok(body).is_some(),
         FrontendType::EXECUTE => {
@@ -404,10 +416,10 @@ pub(crate) fn frontend_body_ok(ty: FrontendType, body: &[u8]) -> bool {
         FrontendType::DESCRIBE | FrontendType::CLOSE => {
             matches!(body.split_first(), Some((b'S' | b'P', rest)) if single_text(rest))
         }
-        FrontendType::SYNC | FrontendType::FLUSH | FrontendType::TERMINATE | FrontendType::COPY_DONE => {
-            body.is_empty()
-        }
-        FrontendType::COPY_FAIL => single_text(body),
+        FrontendType::SYNC
+        | FrontendType::FLUSH
+        | FrontendType::TERMINATE
+        | FrontendType::COPY_DONE => body.is_empty(),
         FrontendType::PASSWORD => password_body_ok(body),
         FrontendType::COPY_DATA => true,
         FrontendType::FUNCTION_CALL => function_call_ok(body).is_some(),
@@ -425,7 +437,8 @@ fn password_body_ok(body: &[u8]) -> bool {
     if let Some((mech, rest)) = cstring(body) {
         if is_name(mech) {
             if let Some((len, data)) = int32(rest) {
-                return usize::try_from(len).map_or(len == -1 && data.is_empty(), |l| l == data.len());
+                return usize::try_from(len)
+                    .map_or(len == -1 && data.is_empty(), |l| l == data.len());
             }
         }
     }
@@ -456,9 +469,15 @@ fn value(i: &[u8]) -> Option<&[u8]> {
 
 /// Parse: statement name, query, parameter type OIDs.
 fn parse_body_ok(body: &[u8]) -> bool {
-    let Some((name, rest)) = cstring(body) else { return false };
-    let Some((query, rest)) = cstring(rest) else { return false };
-    let Some((n, rest)) = count(rest, usize::from(u16::MAX)) else { return false };
+    let Some((name, rest)) = cstring(body) else {
+        return false;
+    };
+    let Some((query, rest)) = cstring(rest) else {
+        return false;
+    };
+    let Some((n, rest)) = count(rest, usize::from(u16::MAX)) else {
+        return false;
+    };
     is_text(name) && is_text(query) && rest.len() == n * 4
 }
 
@@ -502,17 +521,19 @@ pub(crate) fn backend_body_ok(ty: BackendType, body: &[u8]) -> bool {
         }
         BackendType::NEGOTIATE_PROTOCOL_VERSION => negotiate_ok(body).is_some(),
         BackendType::NOTIFICATION_RESPONSE => {
-            let Some((_, rest)) = int32(body) else { return false };
+            let Some((_, rest)) = int32(body) else {
+                return false;
+            };
             matches!(cstring(rest), Some((channel, rest)) if is_text(channel) && single_text(rest))
         }
-        BackendType::COPY_IN_RESPONSE | BackendType::COPY_OUT_RESPONSE | BackendType::COPY_BOTH_RESPONSE => {
-            match body.split_first() {
-                Some((0 | 1, rest)) => {
-                    matches!(count(rest, MAX_COLUMNS), Some((n, rest)) if rest.len() == n * 2)
-                }
-                _ => false,
+        BackendType::COPY_IN_RESPONSE
+        | BackendType::COPY_OUT_RESPONSE
+        | BackendType::COPY_BOTH_RESPONSE => match body.split_first() {
+            Some((0 | 1, rest)) => {
+                matches!(count(rest, MAX_COLUMNS), Some((n, rest)) if rest.len() == n * 2)
             }
-        }
+            _ => false,
+        },
         BackendType::COPY_DATA => true,
         BackendType::FUNCTION_CALL_RESPONSE => value(body).is_some_and(<[u8]>::is_empty),
         _ => false,
@@ -521,11 +542,15 @@ pub(crate) fn backend_body_ok(ty: BackendType, body: &[u8]) -> bool {
 
 /// Authentication request: the code and the data its code implies.
 fn auth_body_ok(body: &[u8]) -> bool {
-    let Some((code, rest)) = uint32(body) else { return false };
+    let Some((code, rest)) = uint32(body) else {
+        return false;
+    };
     match AuthCode(code) {
-        AuthCode::OK | AuthCode::KERBEROS_V5 | AuthCode::CLEARTEXT_PASSWORD | AuthCode::GSS | AuthCode::SSPI => {
-            rest.is_empty()
-        }
+        AuthCode::OK
+        | AuthCode::KERBEROS_V5
+        | AuthCode::CLEARTEXT_PASSWORD
+        | AuthCode::GSS
+        | AuthCode::SSPI => rest.is_empty(),
         AuthCode::MD5_PASSWORD => rest.len() == 4,
         // SASL: mechanism names, each NUL-terminated, then an empty one.
         AuthCode::SASL => sasl_mechanisms(rest).is_some(),

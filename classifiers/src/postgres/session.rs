@@ -69,7 +69,10 @@ pub(crate) struct PostgresSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: POSTGRES, what }
+    ParseError::Malformed {
+        protocol: POSTGRES,
+        what,
+    }
 }
 
 /// Lossy UTF-8, cut at `cap` bytes (on a character boundary).
@@ -137,7 +140,11 @@ impl PostgresSession {
         match msg {
             Untyped::Startup { version, params } => {
                 let mut r = record(RecordKind::Request, "startup", len);
-                push_attr(&mut r.attributes, "protocol", format!("{}.{}", version >> 16, version & 0xffff));
+                push_attr(
+                    &mut r.attributes,
+                    "protocol",
+                    format!("{}.{}", version >> 16, version & 0xffff),
+                );
                 for (name, v) in startup_params(params) {
                     push_attr(&mut r.attributes, &String::from_utf8_lossy(name), value(v));
                 }
@@ -162,7 +169,14 @@ impl PostgresSession {
     }
 
     /// A frontend message; `body` may be a prefix when `truncated`.
-    fn frontend(&mut self, ty: FrontendType, body: &[u8], wire: usize, truncated: bool, out: &mut Vec<Record>) {
+    fn frontend(
+        &mut self,
+        ty: FrontendType,
+        body: &[u8],
+        wire: usize,
+        truncated: bool,
+        out: &mut Vec<Record>,
+    ) {
         let op = match ty {
             FrontendType::QUERY => {
                 let mut r = record(RecordKind::Request, "query", wire);
@@ -174,7 +188,11 @@ impl PostgresSession {
                 return;
             }
             FrontendType::PARSE => {
-                let kind = if self.batch { RecordKind::Message } else { RecordKind::Request };
+                let kind = if self.batch {
+                    RecordKind::Message
+                } else {
+                    RecordKind::Request
+                };
                 self.batch = true;
                 let mut r = record(kind, "parse", wire);
                 let (name, rest) = cstring(body).unwrap_or((b"", body));
@@ -226,16 +244,26 @@ impl PostgresSession {
     }
 
     /// A backend message; `body` may be a prefix when `truncated`.
-    fn backend(&mut self, ty: BackendType, body: &[u8], wire: usize, truncated: bool, out: &mut Vec<Record>) {
+    fn backend(
+        &mut self,
+        ty: BackendType,
+        body: &[u8],
+        wire: usize,
+        truncated: bool,
+        out: &mut Vec<Record>,
+    ) {
         match ty {
             BackendType::AUTHENTICATION => {
-                let Some((code, rest)) = uint32(body) else { return };
+                let Some((code, rest)) = uint32(body) else {
+                    return;
+                };
                 let name = AuthCode(code).name().unwrap_or("unknown");
                 if self.startup {
                     push_attr(&mut self.pending, "auth", name.to_owned());
                     if AuthCode(code) == AuthCode::SASL && sasl_mechanisms(rest).is_some() {
                         let mut rest = rest;
-                        while let Some((mech, after)) = cstring(rest).filter(|(m, _)| !m.is_empty()) {
+                        while let Some((mech, after)) = cstring(rest).filter(|(m, _)| !m.is_empty())
+                        {
                             push_attr(&mut self.pending, "sasl_mechanism", value(mech));
                             rest = after;
                         }
@@ -247,7 +275,9 @@ impl PostgresSession {
                 }
             }
             BackendType::PARAMETER_STATUS => {
-                let Some((name, rest)) = cstring(body) else { return };
+                let Some((name, rest)) = cstring(body) else {
+                    return;
+                };
                 let v = cstring(rest).map_or(rest, |(v, _)| v);
                 if self.startup {
                     if name == b"server_version" {
@@ -292,7 +322,8 @@ impl PostgresSession {
                     Some(b'E') => "failed_transaction",
                     _ => "unknown",
                 };
-                r.attributes.push(("transaction_status".to_owned(), status.to_owned()));
+                r.attributes
+                    .push(("transaction_status".to_owned(), status.to_owned()));
                 out.push(r);
             }
             BackendType::NOTICE_RESPONSE => {
@@ -309,28 +340,48 @@ impl PostgresSession {
                 out.push(r);
             }
             BackendType::NEGOTIATE_PROTOCOL_VERSION => {
-                out.push(record(RecordKind::Message, "negotiate_protocol_version", wire));
+                out.push(record(
+                    RecordKind::Message,
+                    "negotiate_protocol_version",
+                    wire,
+                ));
             }
             // Row descriptions, rows, completions of extended-protocol steps, copy: no record.
             _ => {}
         }
     }
 
-    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<Step, ParseError> {
-        let Some(&first) = rest.first() else { return Ok(Step::NeedMore) };
+    fn step(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        let Some(&first) = rest.first() else {
+            return Ok(Step::NeedMore);
+        };
         if let Some(enc) = self.encryption {
             match (dir, enc, first) {
                 // The single-byte answer to an SSLRequest / GSSENCRequest.
                 (Direction::ToClient, _, b'N') => {
                     self.encryption = None;
-                    let op = if enc == Encryption::Ssl { "ssl_refused" } else { "gssenc_refused" };
+                    let op = if enc == Encryption::Ssl {
+                        "ssl_refused"
+                    } else {
+                        "gssenc_refused"
+                    };
                     out.push(record(RecordKind::Response, op, 1));
                     return Ok(Step::Consumed(1));
                 }
-                (Direction::ToClient, Encryption::Ssl, b'S') | (Direction::ToClient, Encryption::Gss, b'G') => {
+                (Direction::ToClient, Encryption::Ssl, b'S')
+                | (Direction::ToClient, Encryption::Gss, b'G') => {
                     self.encryption = None;
                     self.opaque = true;
-                    let op = if enc == Encryption::Ssl { "ssl_accepted" } else { "gssenc_accepted" };
+                    let op = if enc == Encryption::Ssl {
+                        "ssl_accepted"
+                    } else {
+                        "gssenc_accepted"
+                    };
                     out.push(record(RecordKind::Switch, op, 1));
                     return Ok(Step::Switched(1));
                 }
@@ -367,7 +418,9 @@ impl PostgresSession {
             Ok((after, (_, len))) => (after, len),
             Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
             Err(_) => {
-                let raw = rest.get(1..5).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let raw = rest
+                    .get(1..5)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 return Err(ParseError::TooLarge {
                     protocol: POSTGRES,
                     what: "message length",
@@ -380,7 +433,10 @@ impl PostgresSession {
         // consumed as they arrive, so that a capture gap inside them can be stepped over.
         let needs_body = match dir {
             Direction::ToServer => matches!(first, b'Q' | b'P' | b'B'),
-            Direction::ToClient => matches!(first, b'R' | b'S' | b'K' | b'C' | b'E' | b'N' | b'A' | b'Z' | b'v'),
+            Direction::ToClient => matches!(
+                first,
+                b'R' | b'S' | b'K' | b'C' | b'E' | b'N' | b'A' | b'Z' | b'v'
+            ),
         };
         let (body, truncated) = match after.get(..len) {
             Some(body) => (body, false),
@@ -418,7 +474,12 @@ impl Session for PostgresSession {
         }
     }
 
-    fn parse(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
         if self.opaque {
             return Ok(buf.len());
         }

@@ -40,7 +40,8 @@ fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = fixtures_dir!("postgres");
     let read = |d: &str| {
-        std::fs::read(dir.join(format!("to_{d}_{name}.bin"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+        std::fs::read(dir.join(format!("to_{d}_{name}.bin")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     (read("server"), read("client"))
 }
@@ -50,7 +51,10 @@ fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
     let mut session = PostgresSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut done = 0;
         while done < bytes.len() {
             let n = session.parse(&bytes[done..], dir, &mut out).expect("parse");
@@ -65,7 +69,10 @@ fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
     let mut session = PostgresSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut pending = Vec::new();
         for piece in bytes.chunks(size) {
             pending.extend_from_slice(piece);
@@ -79,7 +86,11 @@ fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
 
 /// A compact view of a record: kind, op, resource, attributes.
 fn view(r: &Record) -> String {
-    let attrs: Vec<String> = r.attributes.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let attrs: Vec<String> = r
+        .attributes
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     format!(
         "{:?} {} {} [{}]",
         r.kind,
@@ -95,7 +106,11 @@ fn views(records: &[Record]) -> Vec<String> {
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("postgres"), Confidence::CERTAIN);
+    check_classifier(
+        registration(),
+        fixtures_dir!("postgres"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -121,7 +136,12 @@ fn probe_never_says_no_to_a_fixture_prefix_and_reads_only_its_window() {
         // Bytes past the window never change the verdict.
         let window = &long[..PROBE_WINDOW.min(fx.bytes.len())];
         if fx.bytes.len() >= PROBE_WINDOW {
-            assert_eq!(probe(window, fx.dir), probe(&long, fx.dir), "{}", fx.path.display());
+            assert_eq!(
+                probe(window, fx.dir),
+                probe(&long, fx.dir),
+                "{}",
+                fx.path.display()
+            );
         }
     }
 }
@@ -145,7 +165,9 @@ fn session_psql_scram_login_and_query() {
         ]
     );
     // The SCRAM client messages (`p`) leave no trace: no record carries a password proof.
-    assert!(records.iter().all(|r| r.attributes.iter().all(|(_, v)| !v.contains("p="))));
+    assert!(records
+        .iter()
+        .all(|r| r.attributes.iter().all(|(_, v)| !v.contains("p="))));
     assert_eq!(records[0].wire_len, 0x3b);
     assert_eq!(records[1].wire_len, 1 + 0x33);
 }
@@ -187,24 +209,43 @@ fn session_ssl_accepted_switches_and_stops_reading() {
     let mut session = PostgresSession::default();
     let mut out = Vec::new();
     assert_eq!(session.parse(&s[..8], Direction::ToServer, &mut out), Ok(8));
-    assert_eq!(session.parse(&c, Direction::ToClient, &mut out), Ok(1), "only the 'S'");
-    assert_eq!(views(&out), ["Request ssl_request - []", "Switch ssl_accepted - []"]);
+    assert_eq!(
+        session.parse(&c, Direction::ToClient, &mut out),
+        Ok(1),
+        "only the 'S'"
+    );
+    assert_eq!(
+        views(&out),
+        ["Request ssl_request - []", "Switch ssl_accepted - []"]
+    );
     // After the switch everything is opaque (the engine re-classifies it as TLS).
     out.clear();
-    assert_eq!(session.parse(&s[8..], Direction::ToServer, &mut out), Ok(s.len() - 8));
-    assert_eq!(session.parse(&c[1..], Direction::ToClient, &mut out), Ok(c.len() - 1));
+    assert_eq!(
+        session.parse(&s[8..], Direction::ToServer, &mut out),
+        Ok(s.len() - 8)
+    );
+    assert_eq!(
+        session.parse(&c[1..], Direction::ToClient, &mut out),
+        Ok(c.len() - 1)
+    );
     assert!(out.is_empty());
     // The client's TLS bytes arriving before the answer switch too.
     let records = parse_all(&s, &c);
-    assert_eq!(views(&records), ["Request ssl_request - []", "Switch tls - []"]);
+    assert_eq!(
+        views(&records),
+        ["Request ssl_request - []", "Switch tls - []"]
+    );
 }
 
 #[test]
 fn session_extended_protocol_one_request_per_batch() {
     let (s, c) = fixture("psycopg_extended");
     let records = parse_all(&s, &c);
-    let requests: Vec<String> =
-        records.iter().filter(|r| r.kind != RecordKind::Response).map(view).collect();
+    let requests: Vec<String> = records
+        .iter()
+        .filter(|r| r.kind != RecordKind::Response)
+        .map(view)
+        .collect();
     assert_eq!(
         requests,
         [
@@ -219,8 +260,12 @@ fn session_extended_protocol_one_request_per_batch() {
             "Message terminate - []",
         ]
     );
-    let responses: Vec<String> =
-        records.iter().filter(|r| r.kind == RecordKind::Response).skip(1).map(view).collect();
+    let responses: Vec<String> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Response)
+        .skip(1)
+        .map(view)
+        .collect();
     assert_eq!(
         responses,
         [
@@ -240,11 +285,26 @@ fn session_extended_protocol_one_request_per_batch() {
 fn session_pgbench_prepared_pairs_every_request() {
     let (s, c) = fixture("pgbench_prepared");
     let records = parse_all(&s, &c);
-    let requests = records.iter().filter(|r| r.kind == RecordKind::Request).count();
-    let responses = records.iter().filter(|r| r.kind == RecordKind::Response).count();
+    let requests = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Request)
+        .count();
+    let responses = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Response)
+        .count();
     assert_eq!((requests, responses), (7, 7));
-    assert_eq!(view(&records[1]), "Request parse SELECT name FROM items WHERE id = 7; [statement=P_0]");
-    assert_eq!(records.iter().filter(|r| view(r) == "Request bind - [statement=P_0]").count(), 5);
+    assert_eq!(
+        view(&records[1]),
+        "Request parse SELECT name FROM items WHERE id = 7; [statement=P_0]"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| view(r) == "Request bind - [statement=P_0]")
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -265,8 +325,10 @@ fn session_raw_client_split_writes() {
 
 #[test]
 fn one_byte_writes_give_the_same_records() {
-    let mut names: Vec<String> =
-        load_fixtures(fixtures_dir!("postgres")).into_iter().map(|f| f.name).collect();
+    let mut names: Vec<String> = load_fixtures(fixtures_dir!("postgres"))
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
     names.dedup();
     for name in names {
         let (s, c) = fixture(&name);
@@ -282,7 +344,9 @@ const SSL_REQUEST: &[u8] = &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// GSSENCRequest: length 8, code 80877104 (0x04d21630).
 const GSSENC_REQUEST: &[u8] = &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
 /// CancelRequest: length 16, code 80877102 (0x04d2162e), pid 4242, secret key.
-const CANCEL_REQUEST: &[u8] = &[0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0x10, 0x92, 1, 2, 3, 4];
+const CANCEL_REQUEST: &[u8] = &[
+    0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0x10, 0x92, 1, 2, 3, 4,
+];
 /// StartupMessage: length 30, protocol 3.0, user=bob, database=db, terminating NUL.
 const STARTUP: &[u8] = b"\x00\x00\x00\x1e\x00\x03\x00\x00user\x00bob\x00database\x00db\x00\x00";
 /// Query 'Q', length 13, "SELECT 1" NUL.
@@ -302,11 +366,23 @@ fn probe_bands() {
     assert_eq!(score(SSL_REQUEST, to_server), certain);
     assert_eq!(score(GSSENC_REQUEST, to_server), certain);
     assert_eq!(score(CANCEL_REQUEST, to_server), certain);
-    assert_eq!(score(&CANCEL_REQUEST[..10], to_server), strong, "header checked, key missing");
+    assert_eq!(
+        score(&CANCEL_REQUEST[..10], to_server),
+        strong,
+        "header checked, key missing"
+    );
     assert_eq!(score(STARTUP, to_server), certain);
-    assert_eq!(score(&STARTUP[..20], to_server), strong, "parameters unfinished");
+    assert_eq!(
+        score(&STARTUP[..20], to_server),
+        strong,
+        "parameters unfinished"
+    );
     assert_eq!(probe(&STARTUP[..7], to_server), Probe::NeedMore);
-    assert_eq!(score(QUERY, to_server), certain, "a pooled connection joined mid-way");
+    assert_eq!(
+        score(QUERY, to_server),
+        certain,
+        "a pooled connection joined mid-way"
+    );
     assert_eq!(probe(&QUERY[..8], to_server), Probe::NeedMore);
     assert_eq!(score(AUTH_OK, to_client), certain);
     assert_eq!(score(READY, to_client), certain);
@@ -315,7 +391,10 @@ fn probe_bands() {
     assert_eq!(probe(b"S", to_client), Probe::NeedMore);
     assert_eq!(probe(b"S\x16", to_client), Probe::NeedMore);
     // 'N' refuses it and the server goes on in clear text.
-    assert_eq!(score(&[b"N".as_slice(), AUTH_OK].concat(), to_client), certain);
+    assert_eq!(
+        score(&[b"N".as_slice(), AUTH_OK].concat(), to_client),
+        certain
+    );
     // A query longer than the window: its start is all there is.
     let mut long = b"Q\x00\x00\x10\x00SELECT * FROM t WHERE id IN (".to_vec();
     long.resize(PROBE_WINDOW, b'1');
@@ -329,13 +408,19 @@ fn probe_bands() {
 fn probe_rejects_broken_messages() {
     let no = |buf: &[u8], dir| assert_eq!(probe(buf, dir), Probe::NoMatch, "{buf:?}");
     // StartupMessage with protocol 2.0.
-    no(b"\x00\x00\x00\x1e\x00\x02\x00\x00user\x00bob\x00database\x00db\x00\x00", Direction::ToServer);
+    no(
+        b"\x00\x00\x00\x1e\x00\x02\x00\x00user\x00bob\x00database\x00db\x00\x00",
+        Direction::ToServer,
+    );
     // A length above MAX_STARTUP_LEN (10000) is rejected from its first two bytes.
     no(b"\x00\x01", Direction::ToServer);
     // SSLRequest with the wrong length.
     no(&[0, 0, 0, 9, 0x04, 0xd2, 0x16, 0x2f], Direction::ToServer);
     // Startup parameters that do not end where the length says.
-    no(b"\x00\x00\x00\x1f\x00\x03\x00\x00user\x00bob\x00database\x00db\x00\x00\x00", Direction::ToServer);
+    no(
+        b"\x00\x00\x00\x1f\x00\x03\x00\x00user\x00bob\x00database\x00db\x00\x00\x00",
+        Direction::ToServer,
+    );
     // A Query whose text is not NUL-terminated at its end.
     no(b"Q\x00\x00\x00\x0dSELECT 1X", Direction::ToServer);
     // ReadyForQuery with an unknown status.
@@ -350,14 +435,26 @@ fn probe_rejects_broken_messages() {
 fn look_alikes_are_rejected() {
     let mysql = fixtures_dir!("mysql");
     let mut cases: Vec<(String, Vec<u8>)> = vec![
-        ("http request".into(), b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n".to_vec()),
-        ("http response".into(), b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec()),
+        (
+            "http request".into(),
+            b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n".to_vec(),
+        ),
+        (
+            "http response".into(),
+            b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec(),
+        ),
         ("redis array".into(), b"*1\r\n$4\r\nPING\r\n".to_vec()),
         ("redis inline".into(), b"PING\r\n".to_vec()),
         ("redis reply".into(), b"+PONG\r\n".to_vec()),
         ("redis error".into(), b"-ERR unknown command\r\n".to_vec()),
-        ("tls client hello".into(), b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()),
-        ("kafka api versions".into(), b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec()),
+        (
+            "tls client hello".into(),
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        ),
+        (
+            "kafka api versions".into(),
+            b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec(),
+        ),
     ];
     for fx in load_fixtures(mysql) {
         cases.push((fx.path.display().to_string(), fx.bytes));
@@ -365,7 +462,11 @@ fn look_alikes_are_rejected() {
     for (name, bytes) in cases {
         for dir in [Direction::ToServer, Direction::ToClient] {
             for len in 1..=bytes.len().min(PROBE_WINDOW) {
-                assert_eq!(score(&bytes[..len], dir).0, 0, "{name} {dir:?} prefix {len}");
+                assert_eq!(
+                    score(&bytes[..len], dir).0,
+                    0,
+                    "{name} {dir:?} prefix {len}"
+                );
             }
         }
     }
@@ -376,11 +477,17 @@ fn session_records_hand_written_messages() {
     let mut session = PostgresSession::default();
     let mut out = Vec::new();
     let to_server = [CANCEL_REQUEST, GSSENC_REQUEST].concat();
-    assert_eq!(session.parse(&to_server, Direction::ToServer, &mut out), Ok(to_server.len()));
+    assert_eq!(
+        session.parse(&to_server, Direction::ToServer, &mut out),
+        Ok(to_server.len())
+    );
     // 'N' refuses GSS encryption; then a NoticeResponse (severity, SQLSTATE, message).
     let notice = b"N\x00\x00\x00\x21SWARNING\x00C01000\x00Mbe careful\x00\x00";
     let to_client = [b"N".as_slice(), notice].concat();
-    assert_eq!(session.parse(&to_client, Direction::ToClient, &mut out), Ok(to_client.len()));
+    assert_eq!(
+        session.parse(&to_client, Direction::ToClient, &mut out),
+        Ok(to_client.len())
+    );
     assert_eq!(
         views(&out),
         [
@@ -401,8 +508,14 @@ fn long_queries_are_capped_and_big_rows_stepped_over() {
     q.extend_from_slice(&u32::try_from(sql.len() + 5).expect("small").to_be_bytes());
     q.extend_from_slice(sql.as_bytes());
     q.push(0);
-    assert_eq!(session.parse(&q, Direction::ToServer, &mut out), Ok(q.len()));
-    assert_eq!(out[0].resource.as_ref().map(String::len), Some(MAX_QUERY_KEPT));
+    assert_eq!(
+        session.parse(&q, Direction::ToServer, &mut out),
+        Ok(q.len())
+    );
+    assert_eq!(
+        out[0].resource.as_ref().map(String::len),
+        Some(MAX_QUERY_KEPT)
+    );
     assert!(out[0].truncated);
     // A 1 MiB DataRow: consumed as it arrives, a capture gap inside it is stepped over.
     let mut row = b"D".to_vec();
@@ -411,12 +524,24 @@ fn long_queries_are_capped_and_big_rows_stepped_over() {
     row.extend_from_slice(&(1u32 << 20).to_be_bytes());
     row.extend_from_slice(&[b'r'; 100]);
     out.clear();
-    assert_eq!(session.parse(&row, Direction::ToClient, &mut out), Ok(row.len()));
+    assert_eq!(
+        session.parse(&row, Direction::ToClient, &mut out),
+        Ok(row.len())
+    );
     let missing = (1u64 << 20) - 100 - 10;
     assert_eq!(session.gap(Direction::ToClient, missing, &mut out), Ok(()));
-    assert_eq!(session.parse(&[0u8; 10], Direction::ToClient, &mut out), Ok(10));
-    assert_eq!(session.parse(READY, Direction::ToClient, &mut out), Ok(READY.len()));
-    assert_eq!(views(&out), ["Response ready_for_query - [transaction_status=idle]"]);
+    assert_eq!(
+        session.parse(&[0u8; 10], Direction::ToClient, &mut out),
+        Ok(10)
+    );
+    assert_eq!(
+        session.parse(READY, Direction::ToClient, &mut out),
+        Ok(READY.len())
+    );
+    assert_eq!(
+        views(&out),
+        ["Response ready_for_query - [transaction_status=idle]"]
+    );
     // A gap outside any message cannot be stepped over.
     assert!(session.gap(Direction::ToClient, 5, &mut out).is_err());
 }
@@ -426,11 +551,18 @@ fn hostile_input_errors_without_panicking() {
     let mut out = Vec::new();
     // Typed length above 1 GiB.
     let e = PostgresSession::default().parse(b"Q\x7f\xff\xff\xff", Direction::ToServer, &mut out);
-    assert!(matches!(e, Err(adi_core::ParseError::TooLarge { .. })), "{e:?}");
+    assert!(
+        matches!(e, Err(adi_core::ParseError::TooLarge { .. })),
+        "{e:?}"
+    );
     // Unknown message type.
-    assert!(PostgresSession::default().parse(b"@\x00\x00\x00\x04", Direction::ToClient, &mut out).is_err());
+    assert!(PostgresSession::default()
+        .parse(b"@\x00\x00\x00\x04", Direction::ToClient, &mut out)
+        .is_err());
     // Untyped message with an unknown code.
-    assert!(PostgresSession::default().parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out).is_err());
+    assert!(PostgresSession::default()
+        .parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out)
+        .is_err());
     // Every prefix of every fixture: no panic, nothing consumed past the input.
     for fx in load_fixtures(fixtures_dir!("postgres")) {
         for len in 0..fx.bytes.len().min(300) {
@@ -469,7 +601,12 @@ proptest! {
 fn engine_key(server_port: u16) -> FlowKey {
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], server_port));
-    FlowKey { pid: 0, role: Role::Wire, client, server }
+    FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server,
+    }
 }
 
 #[test]
@@ -480,19 +617,40 @@ fn engine_confirms_login_and_switches_on_ssl() {
     // A clear-text login: the StartupMessage and the server's answer confirm each other.
     let key = engine_key(5432);
     let (s, c) = fixture("psql_scram_query");
-    engine.on_data(key, Direction::ToServer, 1_000, &s[..0x3b], &mut out, &mut evicted);
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        1_000,
+        &s[..0x3b],
+        &mut out,
+        &mut evicted,
+    );
     engine.on_data(key, Direction::ToClient, 2_000, &c, &mut out, &mut evicted);
-    let best = out.iter().filter_map(|o| match o {
+    let best = out.iter().rev().find_map(|o| match o {
         Output::Classified(c) => Some((c.protocol, c.confidence)),
         Output::Record(_) => None,
     });
-    assert_eq!(best.last(), Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
+    assert_eq!(best, Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
     // SSLRequest then 'S': the session announces the switch, in wire order.
     out.clear();
     let key = engine_key(15432);
     let (s, c) = fixture("psycopg_ssl_require");
-    engine.on_data(key, Direction::ToServer, 1_000, &s[..8], &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToClient, 2_000, &c[..1], &mut out, &mut evicted);
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        1_000,
+        &s[..8],
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        2_000,
+        &c[..1],
+        &mut out,
+        &mut evicted,
+    );
     let kinds: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
