@@ -35,9 +35,9 @@ use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, Pro
 use nom::Err;
 
 use self::parser::{
-    greeting_version, handshake_fixed_ok, is_ssl_request, is_text, lenenc, parse_err,
-    parse_greeting, parse_handshake_response, parse_header, parse_ok, Command, Header, Version,
-    ERR_HEADER, HANDSHAKE_FIXED_LEN, MAX_GREETING_LEN, OK_HEADER, PROTOCOL_VERSION_10,
+    greeting_version, handshake_fixed_ok, is_ssl_request, is_text, lenenc, lenenc_bytes, ok_tail,
+    parse_err, parse_greeting, parse_handshake_response, parse_header, parse_ok, Command, Header,
+    Version, ERR_HEADER, HANDSHAKE_FIXED_LEN, MAX_GREETING_LEN, OK_HEADER, PROTOCOL_VERSION_10,
 };
 
 /// The protocol id.
@@ -141,22 +141,33 @@ fn looks_like_server(buf: &[u8]) -> Evidence {
                 _ => Evidence::No,
             }
         }
-        (0, _) => Evidence::No,
-        (_, OK_HEADER) => {
+        // An OK answers a command at sequence 1 (2-4 after a login with an auth switch).
+        (1..=4, OK_HEADER) => {
             if !(7..=MAX_SMALL_PACKET_LEN).contains(&h.len) {
                 return Evidence::No;
             }
             if !whole {
                 return Evidence::More;
             }
+            // The tail is empty or an info text ("Rows matched: 1  Changed: 1"); session
+            // state changes (binary) are not judged and count as no evidence.
+            let plain_tail =
+                ok_tail(payload).is_some_and(|t| t.is_empty() || lenenc_text(t) || is_text(t));
             match parse_ok(payload) {
-                Some(ok) if ok.status < 0x8000 => Evidence::Yes(Confidence::STRONG, "OK packet"),
+                Some(ok) if ok.status < 0x8000 && plain_tail => {
+                    Evidence::Yes(Confidence::STRONG, "OK packet")
+                }
                 _ => Evidence::No,
             }
         }
         (1, _) => looks_like_result_set(h, payload, buf),
         _ => Evidence::No,
     }
+}
+
+/// A length-encoded info string that fills `t` exactly and is text.
+fn lenenc_text(t: &[u8]) -> bool {
+    matches!(lenenc_bytes(t), Some((text, [])) if is_text(text))
 }
 
 /// A result-set header (column count, maybe MariaDB's metadata-follows byte) followed by a

@@ -456,6 +456,15 @@ pub(crate) fn parse_ok(payload: &[u8]) -> Option<OkPacket> {
     })
 }
 
+/// What follows the fixed part of a whole OK payload (the human-readable info, and session
+/// state changes with `CLIENT_SESSION_TRACK`).
+pub(crate) fn ok_tail(payload: &[u8]) -> Option<&[u8]> {
+    let (_, rest) = payload.split_first()?;
+    let (_, rest) = lenenc(rest)?;
+    let (_, rest) = lenenc(rest)?;
+    rest.get(4..)
+}
+
 /// The status flags of a result-set terminator: an EOF packet (`0xfe`, warnings, status) or
 /// an OK packet with the `0xfe` header.
 pub(crate) fn terminator_status(payload: &[u8]) -> u16 {
