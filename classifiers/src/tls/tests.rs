@@ -1,0 +1,635 @@
+//! tls tests: the probe and the session on real captures (see `fixtures/README.md`), on
+//! hand-written edge cases, on look-alike protocols and on hostile bytes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adi_core::engine::{Engine, Output};
+use adi_core::flow::Role;
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
+    Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::parser::HELLO_RETRY_REQUEST_RANDOM;
+use super::session::TlsSession;
+use super::{Tls, ID, PROBE_WINDOW};
+
+fn registration() -> &'static Registration {
+    let registry = Registry::from_inventory().expect("registry");
+    registry.get("tls").expect("tls is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    Tls.probe(buf, dir, PortHint::NONE)
+}
+
+/// The confidence of a match, 0 for anything else.
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, ID);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let all = load_fixtures(fixtures_dir!("tls"));
+    let get = |dir| {
+        all.iter()
+            .find(|f| f.name == name && f.dir == dir)
+            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
+            .bytes
+            .clone()
+    };
+    (get(Direction::ToServer), get(Direction::ToClient))
+}
+
+/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = TlsSession::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
+    parse_split(to_server, to_client, usize::MAX)
+}
+
+/// (kind, op, resource, attributes) of a record, for exact comparisons.
+fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
+    (
+        r.kind,
+        r.op.as_deref().unwrap_or_default(),
+        r.resource.as_deref(),
+        r.attributes
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
+    )
+}
+
+// ---- probe on real captures ----
+
+#[test]
+fn conformance() {
+    check_classifier(registration(), fixtures_dir!("tls"), Confidence::CERTAIN);
+}
+
+#[test]
+fn probe_matches_every_fixture_at_certain_in_its_direction() {
+    for fx in load_fixtures(fixtures_dir!("tls")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert!(
+            v.confidence >= Confidence::CERTAIN,
+            "{}: {v:?}",
+            fx.path.display()
+        );
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+        let expected = if fx.dir == Direction::ToServer {
+            "TLS ClientHello"
+        } else {
+            "TLS ServerHello"
+        };
+        assert_eq!(v.reason, expected, "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn probe_notes_the_other_direction() {
+    for fx in load_fixtures(fixtures_dir!("tls")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn probe_bands_on_a_split_client_hello() {
+    // The Python client wrote its ClientHello as 3 + 4 + rest bytes.
+    let (hello, _) = fixture("python_split_hello");
+    // Part of the record header, then the record header and part of the handshake header.
+    assert_eq!(probe(&hello[..3], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(probe(&hello[..7], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(probe(&hello[..10], Direction::ToServer), Probe::NeedMore);
+    // Record header + handshake header + legacy_version: STRONG.
+    assert_eq!(
+        score(&hello[..11], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&hello[..200], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&hello, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+}
+
+#[test]
+fn probe_reads_at_most_the_window() {
+    let (hello, _) = fixture("go_client_h2");
+    let mut long = hello.clone();
+    long.resize(PROBE_WINDOW * 4, 0xee);
+    assert_eq!(score(&long, Direction::ToServer), Confidence::CERTAIN.get());
+}
+
+// ---- session on real captures ----
+
+#[test]
+fn session_summarises_curl_tls13_h2_without_sni() {
+    let (c, s) = fixture("curl_h2_tls13_443");
+    let out = parse_all(&c, &s);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RecordKind::Request,
+                "ClientHello",
+                None, // curl sends no SNI for an IP address (RFC 6066 section 3)
+                vec![
+                    ("version", "TLS 1.3"),
+                    ("alpn", "h2"),
+                    ("alpn", "http/1.1"),
+                    ("cipher_suites", "4")
+                ]
+            ),
+            (
+                RecordKind::Response,
+                "ServerHello",
+                None,
+                vec![("version", "TLS 1.3"), ("cipher", "TLS_AES_256_GCM_SHA384")]
+            ),
+        ]
+    );
+    assert_eq!(out[0].wire_len, 238);
+    assert_eq!(out[1].wire_len, 122);
+}
+
+#[test]
+fn session_summarises_openssl_tls12_with_server_alpn() {
+    let (c, s) = fixture("openssl_tls12");
+    let got = parse_all(&c, &s);
+    let got: Vec<_> = got.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RecordKind::Request,
+                "ClientHello",
+                Some("ossl.example"),
+                vec![
+                    ("version", "TLS 1.2"),
+                    ("alpn", "http/1.1"),
+                    ("cipher_suites", "28")
+                ]
+            ),
+            (
+                RecordKind::Response,
+                "ServerHello",
+                None,
+                vec![
+                    ("version", "TLS 1.2"),
+                    ("cipher", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+                    ("alpn", "http/1.1")
+                ]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn session_summarises_every_fixture() {
+    let expect: &[(&str, Option<&str>, &str, &str)] = &[
+        // name, SNI, offered version, selected cipher
+        (
+            "curl_http11_tls12_8443",
+            None,
+            "TLS 1.2",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            "go_client_h2",
+            Some("go.example"),
+            "TLS 1.3",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            "openssl_decoy",
+            Some("ossl.example"),
+            "TLS 1.3",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            "openssl_tls13",
+            Some("ossl.example"),
+            "TLS 1.3",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            "python_split_hello",
+            Some("split.example"),
+            "TLS 1.3",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+    ];
+    for &(name, sni, version, cipher) in expect {
+        let (c, s) = fixture(name);
+        let out = parse_all(&c, &s);
+        assert_eq!(out.len(), 2, "{name}: {out:?}");
+        assert_eq!(out[0].kind, RecordKind::Request, "{name}");
+        assert_eq!(out[0].resource.as_deref(), sni, "{name}");
+        assert_eq!(out[0].attribute("version"), Some(version), "{name}");
+        assert_eq!(out[1].kind, RecordKind::Response, "{name}");
+        assert_eq!(out[1].attribute("cipher"), Some(cipher), "{name}");
+        // Split writes give the same records.
+        for size in [1, 3, 7, 100] {
+            assert_eq!(
+                parse_split(&c, &s, size),
+                out,
+                "{name} in {size}-byte writes"
+            );
+        }
+    }
+}
+
+#[test]
+fn session_survives_every_truncation() {
+    for fx in load_fixtures(fixtures_dir!("tls")) {
+        for len in 0..fx.bytes.len().min(700) {
+            let n = TlsSession::default()
+                .parse(&fx.bytes[..len], fx.dir, &mut Vec::new())
+                .expect("a prefix of a real capture is never an error");
+            assert!(n <= len);
+        }
+    }
+}
+
+// ---- the real engine ----
+
+#[test]
+fn engine_confirms_and_pairs_the_hellos() {
+    let (c, s) = fixture("curl_h2_tls13_443");
+    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let server: SocketAddr = "127.0.0.1:443".parse().expect("addr");
+    let key = FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server,
+    };
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    engine.on_data(key, Direction::ToServer, 1_000, &c, &mut out, &mut evicted);
+    engine.on_data(key, Direction::ToClient, 5_000, &s, &mut out, &mut evicted);
+    let classified: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Classified(c) => Some(c),
+            Output::Record(_) => None,
+        })
+        .collect();
+    let last = classified.last().expect("classified");
+    assert_eq!(last.protocol, ID);
+    assert_eq!(last.confidence, Confidence::CONFIRMED);
+    let records: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some(r),
+            Output::Classified(_) => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].latency_ns, Some(4_000));
+}
+
+// ---- hand-written edge cases ----
+
+/// A minimal TLS 1.3 ServerHello record whose random is `random`.
+fn server_hello(random: [u8; 32]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x03]; // legacy_version TLS 1.2
+    body.extend_from_slice(&random); // random
+    body.push(0); // legacy_session_id_echo: empty
+    body.extend_from_slice(&[0x13, 0x02]); // cipher_suite TLS_AES_256_GCM_SHA384
+    body.push(0); // legacy_compression_method: null
+    body.extend_from_slice(&[0x00, 0x06]); // extensions length 6
+    body.extend_from_slice(&[0x00, 0x2b, 0x00, 0x02, 0x03, 0x04]); // supported_versions: TLS 1.3
+    let mut record = vec![22, 0x03, 0x03]; // handshake, TLS 1.2 record version
+    record.extend_from_slice(&u16::try_from(body.len() + 4).expect("short").to_be_bytes());
+    record.push(2); // msg_type ServerHello
+    record.extend_from_slice(&u32::try_from(body.len()).expect("short").to_be_bytes()[1..]);
+    record.extend_from_slice(&body);
+    record
+}
+
+#[test]
+fn hello_retry_request_then_second_client_hello() {
+    let (hello, _) = fixture("openssl_tls13");
+    let first_record = 5 + usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+    let client_hello = &hello[..first_record];
+    // ClientHello, then ChangeCipherSpec (a TLS 1.3 compatibility dummy), then ClientHello.
+    let mut to_server = client_hello.to_vec();
+    to_server.extend_from_slice(&[20, 0x03, 0x03, 0x00, 0x01, 0x01]);
+    to_server.extend_from_slice(client_hello);
+    let mut to_client = server_hello(HELLO_RETRY_REQUEST_RANDOM);
+    to_client.extend_from_slice(&server_hello([7; 32]));
+    let mut session = TlsSession::default();
+    let mut out = Vec::new();
+    // In wire order: CH1, HRR, CCS + CH2, SH.
+    let n = session
+        .parse(client_hello, Direction::ToServer, &mut out)
+        .expect("ch1");
+    assert_eq!(n, client_hello.len());
+    let hrr_len = server_hello(HELLO_RETRY_REQUEST_RANDOM).len();
+    let n = session
+        .parse(&to_client[..hrr_len], Direction::ToClient, &mut out)
+        .expect("hrr");
+    assert_eq!(n, hrr_len);
+    let rest = &to_server[client_hello.len()..];
+    assert_eq!(
+        session
+            .parse(rest, Direction::ToServer, &mut out)
+            .expect("ch2"),
+        rest.len()
+    );
+    let rest = &to_client[hrr_len..];
+    assert_eq!(
+        session
+            .parse(rest, Direction::ToClient, &mut out)
+            .expect("sh"),
+        rest.len()
+    );
+    let ops: Vec<_> = out
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (RecordKind::Request, "ClientHello"),
+            (RecordKind::Response, "HelloRetryRequest"),
+            (RecordKind::Request, "ClientHello"),
+            (RecordKind::Response, "ServerHello"),
+        ]
+    );
+    assert_eq!(out[3].attribute("version"), Some("TLS 1.3"));
+    assert_eq!(
+        score(&server_hello([7; 32]), Direction::ToClient),
+        Confidence::CERTAIN.get()
+    );
+}
+
+#[test]
+fn plaintext_alert_is_a_message() {
+    let (hello, _) = fixture("openssl_tls12");
+    // alert record: type 21, TLS 1.2, length 2, level fatal (2), handshake_failure (40)
+    let alert = [21, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
+    let out = parse_all(&hello, &alert);
+    let last = out.last().expect("alert");
+    assert_eq!(last.kind, RecordKind::Message);
+    assert_eq!(last.op.as_deref(), Some("Alert"));
+    assert_eq!(last.status, Some(40));
+    assert_eq!(last.attribute("level"), Some("fatal"));
+    assert_eq!(last.attribute("description"), Some("handshake_failure"));
+}
+
+/// An SSL 2.0-compatible CLIENT-HELLO (RFC 5246 appendix E.2).
+const V2_HELLO: &[u8] = &[
+    0x80, 0x2e, // length 46, high bit set (2-byte header)
+    0x01, // msg_type CLIENT-HELLO
+    0x03, 0x01, // version TLS 1.0
+    0x00, 0x15, // cipher_spec_length 21 (7 specs of 3 bytes)
+    0x00, 0x00, // session_id_length 0
+    0x00, 0x10, // challenge_length 16
+    0x00, 0x00, 0x39, 0x00, 0x00, 0x38, 0x00, 0x00, 0x35, 0x00, 0x00, 0x33, 0x00, 0x00, 0x32, 0x00,
+    0x00, 0x2f, 0x01, 0x00, 0x80, // cipher specs
+    0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+    0xb0, // challenge
+];
+
+#[test]
+fn sslv2_compatible_hello_is_weak() {
+    assert_eq!(score(V2_HELLO, Direction::ToServer), Confidence::WEAK.get());
+    for len in 1..V2_HELLO.len().min(11) {
+        assert_eq!(
+            probe(&V2_HELLO[..len], Direction::ToServer),
+            Probe::NeedMore,
+            "{len}"
+        );
+    }
+    // The lengths must add up: a challenge of 15 bytes is not allowed.
+    let mut bad = V2_HELLO.to_vec();
+    bad[10] = 0x0f;
+    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+    // Followed by TLS records, the session reads both.
+    let mut stream = V2_HELLO.to_vec();
+    stream.extend_from_slice(&[22, 0x03, 0x01, 0x00, 0x04, 16, 0, 0, 0]); // ClientKeyExchange
+    stream.extend_from_slice(&[20, 0x03, 0x01, 0x00, 0x01, 0x01]); // ChangeCipherSpec
+    let out = parse_all(&stream, &[]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].op.as_deref(), Some("ClientHello"));
+    assert_eq!(out[0].attribute("version"), Some("SSL 2.0-compatible"));
+    assert_eq!(out[0].attribute("legacy_version"), Some("TLS 1.0"));
+}
+
+#[test]
+fn mid_stream_records_are_weak() {
+    let mut records = vec![23, 0x03, 0x03, 0x00, 0x03, 1, 2, 3]; // application data, 3 bytes
+    assert_eq!(probe(&records, Direction::ToClient), Probe::NeedMore);
+    records.extend_from_slice(&[23, 0x03, 0x03, 0x00, 0x02, 4, 5]); // another one
+    assert_eq!(score(&records, Direction::ToClient), Confidence::WEAK.get());
+    // A version change between records is not TLS.
+    let mut mixed = records.clone();
+    mixed[8 + 2] = 0x01; // the second record's version: 0x0301
+    assert_eq!(probe(&mixed, Direction::ToClient), Probe::NoMatch);
+    // One record longer than the window: WEAK once the window is full.
+    let mut big = vec![23, 0x03, 0x03, 0x40, 0x00];
+    big.resize(PROBE_WINDOW, 0x5a);
+    assert_eq!(score(&big, Direction::ToServer), Confidence::WEAK.get());
+    assert_eq!(probe(&big[..100], Direction::ToServer), Probe::NeedMore);
+    // The session consumes them unread.
+    assert!(parse_all(&records, &big).is_empty());
+}
+
+#[test]
+fn inconsistent_handshake_headers_stay_below_report() {
+    let cases: &[(&[u8], &str)] = &[
+        // record ok, handshake length 1: shorter than any ClientHello
+        (&[22, 3, 1, 0, 5, 1, 0, 0, 1, 3, 3], "tiny hello"),
+        // handshake type 11 (Certificate) cannot start a connection
+        (
+            &[22, 3, 1, 0, 0x40, 11, 0, 0, 0x3c, 3, 3],
+            "certificate first",
+        ),
+        // record length 0x5000 > 2^14 for a plaintext record
+        (
+            &[22, 3, 1, 0x50, 0, 1, 0, 0x4f, 0xfc, 3, 3],
+            "record too long",
+        ),
+        // legacy_version 0x0304 in the hello (TLS 1.3 puts 0x0303 there)
+        (
+            &[22, 3, 1, 0, 0x40, 1, 0, 0, 0x3c, 3, 4],
+            "hello version 1.3",
+        ),
+        // record version 0x0307
+        (&[22, 3, 7, 0, 0x40, 1, 0, 0, 0x3c, 3, 3], "record version"),
+        // uint24 length 0x030000: larger than any hello
+        (&[22, 3, 1, 0, 0x40, 1, 3, 0, 0, 3, 3], "hello too long"),
+    ];
+    for (bytes, what) in cases {
+        assert_eq!(probe(bytes, Direction::ToServer), Probe::NoMatch, "{what}");
+    }
+    // A consistent header with a body that does not parse (session id length 33).
+    let (hello, _) = fixture("openssl_tls13");
+    let mut bad = hello.clone();
+    bad[5 + 4 + 2 + 32] = 33;
+    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+    // An extensions block length one byte longer than the body.
+    let mut bad = hello.clone();
+    let sid = 5 + 4 + 2 + 32;
+    let suites = sid + 1 + usize::from(bad[sid]);
+    let compression = suites + 2 + usize::from(u16::from_be_bytes([bad[suites], bad[suites + 1]]));
+    let ext = compression + 1 + usize::from(bad[compression]);
+    let len = u16::from_be_bytes([bad[ext], bad[ext + 1]]) + 1;
+    bad[ext..ext + 2].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2 preface"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1"),
+        // TDS PRELOGIN: type 0x12, status 1, length 0x002f, spid, packet id, window
+        (
+            &[
+                0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x1a,
+            ],
+            "TDS prelogin",
+        ),
+        // MongoDB OP_MSG header: length 0x16 little endian, request id, response to, 2013
+        (
+            &[
+                0x16, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0,
+            ],
+            "mongo",
+        ),
+        // Kafka request: size, api_key 18, api_version 3, correlation id
+        (&[0, 0, 0, 0x16, 0, 0x12, 0, 3, 0, 0, 0, 1], "kafka"),
+        // memcached binary GET request header
+        (
+            &[0x80, 0x00, 0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
+            "memcached binary",
+        ),
+        // Postgres SSLRequest
+        (&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], "postgres SSLRequest"),
+        // MySQL packet of length 0x000316, sequence 0
+        (
+            &[0x16, 0x03, 0x00, 0x00, 0x0a, 0x35, 0x2e, 0x37],
+            "mysql length 0x316",
+        ),
+    ];
+    for (bytes, what) in cases {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            assert_eq!(probe(bytes, dir), Probe::NoMatch, "{what} {dir:?}");
+        }
+    }
+}
+
+#[test]
+fn session_rejects_non_tls() {
+    assert!(TlsSession::default()
+        .parse(b"GET / HTTP/1.1\r\n", Direction::ToServer, &mut Vec::new())
+        .is_err());
+    // A bad record after a good one: the good one is consumed first, the error comes next.
+    let mut bytes = vec![23, 3, 3, 0, 1, 0];
+    bytes.extend_from_slice(&[99, 3, 3, 0, 1, 0]);
+    let mut session = TlsSession::default();
+    assert_eq!(
+        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
+        Ok(6)
+    );
+    assert!(session
+        .parse(&bytes[6..], Direction::ToClient, &mut Vec::new())
+        .is_err());
+}
+
+#[test]
+fn hostile_lengths_do_not_panic() {
+    // A handshake record claiming a 2^24-1 byte message: an error, not a huge allocation.
+    let bytes = [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff];
+    assert!(TlsSession::default()
+        .parse(&bytes, Direction::ToServer, &mut Vec::new())
+        .is_err());
+    assert_eq!(probe(&bytes, Direction::ToServer), Probe::NoMatch);
+    // Record length 0xffff: over 2^14 + 2048.
+    let bytes = [23, 3, 3, 0xff, 0xff];
+    assert!(TlsSession::default()
+        .parse(&bytes, Direction::ToServer, &mut Vec::new())
+        .is_err());
+    assert_eq!(probe(&bytes, Direction::ToServer), Probe::NoMatch);
+}
+
+proptest! {
+    #[test]
+    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            let _ = TlsSession::default().parse(&buf, dir, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn proptest_tls_prefix_then_noise_never_panics(
+        prefix in prop::sample::select(vec![
+            &[22u8, 3, 1, 0x02, 0x00, 1, 0, 1, 0xfc, 3, 3][..],
+            &[22, 3, 3, 0x00, 0x7a, 2, 0, 0, 0x76, 3, 3],
+            &[0x80, 0x2e, 1, 3, 1, 0, 0x15, 0, 0, 0, 0x10],
+            &[23, 3, 3, 0, 0x10],
+        ]),
+        noise in proptest::collection::vec(any::<u8>(), 0..600),
+        split in 1usize..64,
+    ) {
+        let mut buf = prefix.to_vec();
+        buf.extend_from_slice(&noise);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = Tls.probe(&buf, dir, PortHint::NONE);
+            let mut session = TlsSession::default();
+            let mut pending = Vec::new();
+            let mut out = Vec::new();
+            for piece in buf.chunks(split) {
+                pending.extend_from_slice(piece);
+                match session.parse(&pending, dir, &mut out) {
+                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
