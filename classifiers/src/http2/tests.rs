@@ -1,0 +1,681 @@
+//! http2 tests: the probe and the session on real h2c captures (see `fixtures/README.md`),
+//! on hand-written frames, on look-alike protocols and on hostile bytes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adi_core::engine::{Engine, Output};
+use adi_core::flow::Role;
+use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
+    Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::parser::PREFACE;
+use super::session::Http2Session;
+use super::{Http2, ID, PROBE_WINDOW};
+
+fn registry() -> Registry {
+    Registry::from_inventory().expect("registry")
+}
+
+fn registration() -> &'static Registration {
+    registry().get("http2").expect("http2 is registered")
+}
+
+fn probe(buf: &[u8], dir: Direction) -> Probe {
+    Http2.probe(buf, dir, PortHint::NONE)
+}
+
+/// The confidence of a match, 0 for anything else.
+fn score(buf: &[u8], dir: Direction) -> u8 {
+    match probe(buf, dir) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, ID);
+            v.confidence.get()
+        }
+        Probe::NeedMore | Probe::NoMatch => 0,
+    }
+}
+
+fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let all = load_fixtures(fixtures_dir!("http2"));
+    let get = |dir| {
+        all.iter()
+            .find(|f| f.name == name && f.dir == dir)
+            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
+            .bytes
+            .clone()
+    };
+    (get(Direction::ToServer), get(Direction::ToClient))
+}
+
+/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
+fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+    let mut session = Http2Session::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(size) {
+            pending.extend_from_slice(piece);
+            loop {
+                let n = session.parse(&pending, dir, &mut out).expect("parse");
+                pending.drain(..n);
+                if n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
+    parse_split(to_server, to_client, usize::MAX)
+}
+
+/// (kind, op, resource, status, attributes) of a record, for exact comparisons.
+type Summary<'a> = (
+    RecordKind,
+    &'a str,
+    Option<&'a str>,
+    Option<u16>,
+    Vec<(&'a str, &'a str)>,
+);
+
+fn summary(r: &Record) -> Summary<'_> {
+    (
+        r.kind,
+        r.op.as_deref().unwrap_or_default(),
+        r.resource.as_deref(),
+        r.status,
+        r.attributes
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
+    )
+}
+
+/// A frame: length u24, type, flags, stream id.
+fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = u32::try_from(payload.len()).expect("short").to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[frame_type, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+// ---- probe on real captures ----
+
+#[test]
+fn conformance() {
+    check_classifier(registration(), fixtures_dir!("http2"), Confidence::CERTAIN);
+}
+
+#[test]
+fn probe_matches_every_fixture_at_certain_in_its_direction() {
+    for fx in load_fixtures(fixtures_dir!("http2")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(
+            v.confidence,
+            Confidence::CERTAIN,
+            "{}: {v:?}",
+            fx.path.display()
+        );
+        assert_eq!(v.observed, None, "{}", fx.path.display());
+        let expected = if fx.dir == Direction::ToServer {
+            "HTTP/2 client preface and SETTINGS"
+        } else {
+            "HTTP/2 server SETTINGS and next frame"
+        };
+        assert_eq!(v.reason, expected);
+    }
+}
+
+#[test]
+fn probe_notes_the_other_direction() {
+    for fx in load_fixtures(fixtures_dir!("http2")) {
+        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+            panic!("{}: no match", fx.path.display())
+        };
+        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+    }
+}
+
+#[test]
+fn probe_needs_more_on_every_prefix_of_the_preface() {
+    for len in 1..PREFACE.len() {
+        assert_eq!(
+            probe(&PREFACE[..len], Direction::ToServer),
+            Probe::NeedMore,
+            "{len}"
+        );
+    }
+    // The preface alone: STRONG; with a frame header that is not SETTINGS: WEAK.
+    assert_eq!(
+        score(PREFACE, Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    let mut ping = PREFACE.to_vec();
+    ping.extend_from_slice(&frame(6, 0, 0, &[0; 8]));
+    assert_eq!(score(&ping, Direction::ToServer), Confidence::WEAK.get());
+    // The split-preface client's bands as its writes arrived: 10, 24 + 5, 33 + 12 bytes.
+    let (c, _) = fixture("python_split_preface");
+    assert_eq!(probe(&c[..10], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(
+        score(&c[..29], Direction::ToServer),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&c[..45], Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
+}
+
+#[test]
+fn probe_bands_on_server_settings() {
+    let (_, s) = fixture("curl_get");
+    for len in 1..9 {
+        assert_eq!(
+            probe(&s[..len], Direction::ToClient),
+            Probe::NeedMore,
+            "{len}"
+        );
+    }
+    // Header only: WEAK; whole SETTINGS (MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE,
+    // MAX_FRAME_SIZE): STRONG; with the WINDOW_UPDATE header after it: CERTAIN.
+    assert_eq!(score(&s[..9], Direction::ToClient), Confidence::WEAK.get());
+    assert_eq!(
+        score(&s[..27], Direction::ToClient),
+        Confidence::STRONG.get()
+    );
+    assert_eq!(
+        score(&s[..36], Direction::ToClient),
+        Confidence::CERTAIN.get()
+    );
+    // An empty SETTINGS frame alone: WEAK; followed by a SETTINGS ACK: STRONG.
+    let mut empty = frame(4, 0, 0, &[]);
+    assert_eq!(score(&empty, Direction::ToClient), Confidence::WEAK.get());
+    empty.extend_from_slice(&frame(4, 1, 0, &[]));
+    assert_eq!(score(&empty, Direction::ToClient), Confidence::STRONG.get());
+}
+
+#[test]
+fn server_settings_checks_are_strict() {
+    let settings = [0, 3, 0, 0, 0, 100]; // MAX_CONCURRENT_STREAMS 100
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (frame(4, 0, 1, &settings), "stream 1"),
+        (frame(4, 0, 0x8000_0000, &settings), "reserved bit set"),
+        (frame(4, 1, 0, &settings), "ACK with a payload"),
+        (frame(4, 0, 0, &settings[..5]), "length not a multiple of 6"),
+        (frame(1, 4, 0, &settings), "HEADERS type"),
+        (frame(4, 0, 0, &[0, 2, 0, 0, 0, 7]), "ENABLE_PUSH 7"),
+        (frame(4, 0, 0, &[0, 0, 0, 0, 0, 1]), "identifier 0"),
+        (
+            [frame(4, 0, 0, &settings), frame(6, 0, 0, &[0; 4])].concat(),
+            "PING of 4 bytes next",
+        ),
+        (
+            [frame(4, 0, 0, &settings), frame(8, 0, 0, &[0; 5])].concat(),
+            "WINDOW_UPDATE of 5 next",
+        ),
+        (
+            vec![0x00, 0x41, 0x00, 4, 0, 0, 0, 0, 0],
+            "length 0x4100 > 2^14",
+        ),
+    ];
+    for (bytes, what) in cases {
+        assert_eq!(probe(&bytes, Direction::ToClient), Probe::NoMatch, "{what}");
+    }
+    // Unknown identifiers are allowed (RFC 9113 section 6.5.2) but weaker evidence.
+    let unknown = frame(4, 0, 0, &[0x0a, 0x0a, 0, 0, 0, 1]);
+    assert_eq!(score(&unknown, Direction::ToClient), Confidence::WEAK.get());
+}
+
+#[test]
+fn look_alikes_are_rejected() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1"),
+        (b"PRI * HTTP/1.1\r\n\r\n", "PRI with a 1.1 version"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 status line",
+        ),
+        // TLS ClientHello record header
+        (&[22, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3], "TLS"),
+        // TDS PRELOGIN: type 0x12, status 1, length 0x002f
+        (
+            &[0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00],
+            "TDS prelogin",
+        ),
+        // TDS tabular result: type 4, status 1, length 0x0030
+        (
+            &[0x04, 0x01, 0x00, 0x30, 0x00, 0x00, 0x01, 0x00, 0xaa],
+            "TDS reply",
+        ),
+        // MongoDB reply header: length 0x24 little endian, ids, opCode 1
+        (
+            &[0x24, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0],
+            "mongo",
+        ),
+        // Kafka response: size 0x0604, correlation id 0, then an i16 error code 0
+        (
+            &[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            "kafka size 0x604, correlation 0",
+        ),
+        // Kafka response: size 0x0c, correlation id 7
+        (
+            &[0, 0, 0, 0x0c, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0],
+            "kafka",
+        ),
+        // Postgres StartupMessage: length 0x0000004f, protocol 3.0
+        (
+            &[0, 0, 0, 0x4f, 0, 3, 0, 0, b'u', b's', b'e', b'r', 0],
+            "postgres startup",
+        ),
+        // Redis RESP array
+        (b"*1\r\n$4\r\nPING\r\n", "redis"),
+    ];
+    for (bytes, what) in cases {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            assert!(
+                score(bytes, dir) < Confidence::REPORT.get(),
+                "{what} {dir:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn http1_does_not_take_the_preface() {
+    let http1 = registry().get("http1").expect("http1");
+    let (c, _) = fixture("curl_get");
+    for len in 1..=c.len() {
+        assert!(
+            !matches!(
+                http1
+                    .classifier
+                    .probe(&c[..len], Direction::ToServer, PortHint::NONE),
+                Probe::Match(_)
+            ),
+            "http1 matched {len} bytes of the h2 preface"
+        );
+    }
+}
+
+// ---- session on real captures ----
+
+#[test]
+fn session_summarises_curl_get() {
+    let (c, s) = fixture("curl_get");
+    let out = parse_all(&c, &s);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RecordKind::Request,
+                "HEADERS",
+                Some("/index.html"), // static table index 5
+                None,
+                vec![
+                    ("stream", "1"),
+                    (":method", "GET"),
+                    (":path", "/index.html"),
+                    (":scheme", "http"),
+                    ("end_stream", "true")
+                ]
+            ),
+            (
+                RecordKind::Response,
+                "HEADERS",
+                None,
+                Some(200),
+                vec![("stream", "1"), (":status", "200")]
+            ),
+        ]
+    );
+    assert_eq!(out[0].wire_len, 40);
+}
+
+#[test]
+fn session_summarises_curl_post_and_rst_stream() {
+    let (c, s) = fixture("curl_post");
+    let got = parse_all(&c, &s);
+    let got: Vec<_> = got.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            // :path /echo is Huffman-coded by curl: not decoded
+            (
+                RecordKind::Request,
+                "HEADERS",
+                None,
+                None,
+                vec![("stream", "1"), (":method", "POST"), (":scheme", "http")]
+            ),
+            // nginx sends :status 201 as a plain literal (name index 8)
+            (
+                RecordKind::Response,
+                "HEADERS",
+                None,
+                Some(201),
+                vec![("stream", "1"), (":status", "201")]
+            ),
+            (
+                RecordKind::Message,
+                "RST_STREAM",
+                None,
+                Some(0),
+                vec![("stream", "1"), ("error", "NO_ERROR")]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn session_summarises_two_streams_and_goaway() {
+    let (c, s) = fixture("python_split_preface");
+    let out = parse_all(&c, &s);
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RecordKind::Request,
+                "HEADERS",
+                Some("/"),
+                None,
+                vec![
+                    ("stream", "1"),
+                    (":method", "GET"),
+                    (":scheme", "http"),
+                    (":path", "/"),
+                    (":authority", "127.0.0.1:56367"),
+                    ("end_stream", "true")
+                ]
+            ),
+            (
+                RecordKind::Request,
+                "HEADERS",
+                Some("/missing"), // a literal without indexing, then the dynamic :authority
+                None,
+                vec![
+                    ("stream", "3"),
+                    (":method", "GET"),
+                    (":scheme", "http"),
+                    (":path", "/missing"),
+                    ("end_stream", "true")
+                ]
+            ),
+            (
+                RecordKind::Message,
+                "GOAWAY",
+                None,
+                Some(0),
+                vec![
+                    ("last_stream_id", "3"),
+                    ("error", "NO_ERROR"),
+                    ("streams", "2")
+                ]
+            ),
+            (
+                RecordKind::Response,
+                "HEADERS",
+                None,
+                Some(200),
+                vec![("stream", "1"), (":status", "200")]
+            ),
+            (
+                RecordKind::Response,
+                "HEADERS",
+                None,
+                Some(404),
+                vec![("stream", "3"), (":status", "404")]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn session_is_the_same_in_any_write_size() {
+    for name in [
+        "curl_decoy_8080",
+        "curl_get",
+        "curl_post",
+        "python_split_preface",
+    ] {
+        let (c, s) = fixture(name);
+        let whole = parse_all(&c, &s);
+        assert!(!whole.is_empty(), "{name}");
+        for size in [1, 5, 9, 24, 100] {
+            assert_eq!(
+                parse_split(&c, &s, size),
+                whole,
+                "{name} in {size}-byte writes"
+            );
+        }
+    }
+}
+
+#[test]
+fn session_survives_every_truncation() {
+    for fx in load_fixtures(fixtures_dir!("http2")) {
+        for len in 0..=fx.bytes.len() {
+            let n = Http2Session::default()
+                .parse(&fx.bytes[..len], fx.dir, &mut Vec::new())
+                .expect("a prefix of a real capture is never an error");
+            assert!(n <= len);
+        }
+    }
+}
+
+// ---- the real engine ----
+
+#[test]
+fn engine_prefers_http2_on_http1s_port() {
+    let (c, s) = fixture("curl_decoy_8080");
+    let mut engine = Engine::new(Arc::new(registry()));
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let server: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+    let key = FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client,
+        server,
+    };
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    engine.on_data(key, Direction::ToServer, 1_000, &c, &mut out, &mut evicted);
+    engine.on_data(key, Direction::ToClient, 3_000, &s, &mut out, &mut evicted);
+    let classified: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Classified(c) => Some(c),
+            Output::Record(_) => None,
+        })
+        .collect();
+    assert!(
+        classified.iter().all(|c| c.protocol == ID),
+        "{classified:?}"
+    );
+    assert_eq!(
+        classified.last().expect("classified").confidence,
+        Confidence::CONFIRMED
+    );
+    let records: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some(r),
+            Output::Classified(_) => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].record.status, Some(404));
+    assert_eq!(records[1].latency_ns, Some(2_000));
+}
+
+// ---- hand-written edge cases ----
+
+#[test]
+fn trailers_informational_and_push_are_messages() {
+    let mut to_server = PREFACE.to_vec();
+    to_server.extend_from_slice(&frame(4, 0, 0, &[])); // empty SETTINGS
+    to_server.extend_from_slice(&frame(1, 0x4, 1, &[0x83, 0x86, 0x84])); // POST http / (END_HEADERS)
+    to_server.extend_from_slice(&frame(0, 0, 1, b"body")); // DATA
+    to_server.extend_from_slice(&frame(1, 0x5, 1, &[0x40, 1, b'x', 1, b'y'])); // trailers x: y
+    let mut to_client = frame(4, 0, 0, &[]);
+    // :status 100 as a literal without indexing (name index 8), END_HEADERS
+    to_client.extend_from_slice(&frame(1, 0x4, 1, &[0x08, 3, b'1', b'0', b'0']));
+    // PUSH_PROMISE on stream 1 promising stream 2 with :path /style.css (literal, name index 4)
+    let mut promise = vec![0, 0, 0, 2, 0x82, 0x04, 10];
+    promise.extend_from_slice(b"/style.css");
+    to_client.extend_from_slice(&frame(5, 0x4, 1, &promise));
+    // PADDED | PRIORITY HEADERS: pad length 2, dependency + weight, :status 200, padding
+    to_client.extend_from_slice(&frame(
+        1,
+        0x4 | 0x8 | 0x20,
+        1,
+        &[2, 0, 0, 0, 0, 16, 0x88, 0, 0],
+    ));
+    // the pushed response on stream 2: :status 200
+    to_client.extend_from_slice(&frame(1, 0x5, 2, &[0x88]));
+    // RST_STREAM CANCEL (8) on stream 2; GOAWAY last stream 1, ENHANCE_YOUR_CALM with debug data
+    to_client.extend_from_slice(&frame(3, 0, 2, &[0, 0, 0, 8]));
+    to_client.extend_from_slice(&frame(
+        7,
+        0,
+        0,
+        &[0, 0, 0, 1, 0, 0, 0, 0x0b, b'c', b'a', b'l', b'm'],
+    ));
+    let out = parse_all(&to_server, &to_client);
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref().unwrap_or_default(), r.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (RecordKind::Request, "HEADERS", None),
+            (RecordKind::Message, "HEADERS", None), // trailers
+            (RecordKind::Message, "HEADERS", Some(100)), // informational
+            (RecordKind::Message, "PUSH_PROMISE", None),
+            (RecordKind::Response, "HEADERS", Some(200)), // the real response, padded
+            (RecordKind::Message, "HEADERS", Some(200)),  // pushed response (even stream)
+            (RecordKind::Message, "RST_STREAM", Some(8)),
+            (RecordKind::Message, "GOAWAY", Some(11)),
+        ]
+    );
+    assert_eq!(out[0].attribute(":method"), Some("POST"));
+    assert_eq!(out[3].resource.as_deref(), Some("/style.css"));
+    assert_eq!(out[3].attribute("promised_stream"), Some("2"));
+    assert_eq!(out[6].attribute("error"), Some("CANCEL"));
+    assert_eq!(out[7].attribute("error"), Some("ENHANCE_YOUR_CALM"));
+    assert_eq!(out[7].resource.as_deref(), Some("calm"));
+    assert_eq!(out[7].attribute("streams"), Some("1"));
+}
+
+#[test]
+fn large_data_frames_are_consumed_as_they_arrive() {
+    let mut to_client = frame(4, 0, 0, &[]);
+    let big = vec![0x61; 100_000];
+    // A 100 000-byte DATA frame (allowed after SETTINGS_MAX_FRAME_SIZE was raised).
+    to_client.extend_from_slice(&frame(0, 1, 1, &big));
+    let mut session = Http2Session::default();
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    for piece in to_client.chunks(4096) {
+        // Every piece is consumed entirely: nothing is buffered.
+        let n = session
+            .parse(piece, Direction::ToClient, &mut out)
+            .expect("parse");
+        assert_eq!(n, piece.len());
+        consumed += n;
+    }
+    assert_eq!(consumed, to_client.len());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn session_rejects_non_http2() {
+    let mut session = Http2Session::default();
+    // A SETTINGS frame on stream 5 breaks RFC 9113 section 6.5.
+    assert!(session
+        .parse(&frame(4, 0, 5, &[]), Direction::ToClient, &mut Vec::new())
+        .is_err());
+    // Bad padding: pad length 200 in a 3-byte HEADERS payload.
+    let mut session = Http2Session::default();
+    let bytes = frame(1, 0x8 | 0x4, 1, &[200, 0x82, 0x84]);
+    assert!(session
+        .parse(&bytes, Direction::ToServer, &mut Vec::new())
+        .is_err());
+    // A good frame then a bad one: the good one is consumed first.
+    let mut bytes = frame(8, 0, 0, &[0, 0, 1, 0]);
+    bytes.extend_from_slice(&frame(6, 0, 0, &[0; 3]));
+    let mut session = Http2Session::default();
+    assert_eq!(
+        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
+        Ok(13)
+    );
+    assert!(session
+        .parse(&bytes[13..], Direction::ToClient, &mut Vec::new())
+        .is_err());
+}
+
+#[test]
+fn probe_reads_at_most_the_window() {
+    let (c, _) = fixture("curl_get");
+    let mut long = c.clone();
+    long.resize(PROBE_WINDOW * 8, 0xee);
+    assert_eq!(score(&long, Direction::ToServer), Confidence::CERTAIN.get());
+}
+
+proptest! {
+    #[test]
+    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            let _ = Http2Session::default().parse(&buf, dir, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn proptest_frames_then_noise_never_panic(
+        prefix in prop::sample::select(vec![
+            PREFACE.to_vec(),
+            frame(4, 0, 0, &[0, 3, 0, 0, 0, 100]),
+            frame(1, 0x4, 1, &[0x82, 0x84]),
+            [PREFACE.to_vec(), frame(1, 0x2c, 1, &[])].concat(),
+        ]),
+        noise in proptest::collection::vec(any::<u8>(), 0..600),
+        split in 1usize..64,
+    ) {
+        let mut buf = prefix.clone();
+        buf.extend_from_slice(&noise);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = Http2.probe(&buf, dir, PortHint::NONE);
+            let mut session = Http2Session::default();
+            let mut pending = Vec::new();
+            let mut out = Vec::new();
+            for piece in buf.chunks(split) {
+                pending.extend_from_slice(piece);
+                match session.parse(&pending, dir, &mut out) {
+                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn proptest_hpack_never_panics(block in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = super::parser::pseudo_headers(&block);
+    }
+}
