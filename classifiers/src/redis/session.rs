@@ -6,7 +6,8 @@
 //! - to the server, each command array or inline command is a [`RecordKind::Request`]: `op`
 //!   the upper-case command name (`CONFIG GET` for container commands), `resource` its first
 //!   key as the command table places it (the channel for pub/sub commands; never an `AUTH` or
-//!   `HELLO` password), attributes `words` and, for inline commands, `inline`;
+//!   `HELLO` password, and `raw` is left empty for `AUTH`, `HELLO`, `MIGRATE`, `CONFIG SET`,
+//!   `ACL SETUSER`), attributes `words` and, for inline commands, `inline`;
 //!   subscribe-family commands are [`RecordKind::Message`]s, because their confirmations are
 //!   one per channel (RESP3: pushes), not one reply;
 //! - to the client, each reply is a [`RecordKind::Response`] with attribute `type` (RESP type
@@ -140,6 +141,13 @@ impl RedisSession {
                     record.attributes.push(("protocol".to_owned(), v));
                 }
             }
+        }
+        // Commands that may carry passwords: keep none of their bytes.
+        if matches!(
+            op.as_str(),
+            "AUTH" | "HELLO" | "MIGRATE" | "CONFIG SET" | "ACL SETUSER" | "MASTERAUTH"
+        ) {
+            record.raw.clear();
         }
         record.op = Some(op);
         record.attributes.push(("words".to_owned(), count.to_string()));

@@ -1,15 +1,89 @@
 //! redis tests: the probe and the session on real captures (see `fixtures/README.md`), on
-//! hand-written edge cases, on look-alikes (NATS, memcached, HTTP) and on hostile input.
+//! hand-written edge cases, on look-alikes (NATS, memcached, HTTP), on hostile input and
+//! through the real engine (port tie-breaks).
 
-use adi_core::testing::{check_classifier, load_fixtures};
-use adi_core::{fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Registration, Registry};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use super::Redis;
+use adi_core::engine::Engine;
+use adi_core::flow::Role;
+use adi_core::testing::{check_classifier, load_fixtures, Fixture};
+use adi_core::{
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, ProtocolId, Record,
+    RecordKind, Registration, Registry, Session,
+};
+use proptest::prelude::*;
+
+use super::session::RedisSession;
+use super::{Redis, AMBIGUOUS, ID};
 
 fn registration() -> &'static Registration {
     let registry = Registry::from_inventory().expect("registry");
     registry.get("redis").expect("redis is registered")
 }
+
+fn fixture(dir: Direction, name: &str) -> Vec<u8> {
+    let prefix = match dir {
+        Direction::ToServer => "to_server",
+        Direction::ToClient => "to_client",
+    };
+    let path = fixtures_dir!("redis").join(format!("{prefix}_{name}.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
+fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(Confidence, Option<Direction>)> {
+    match Redis.probe(buf, dir, ports) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, ID);
+            Some((v.confidence, v.observed))
+        }
+        Probe::NeedMore | Probe::NoMatch => None,
+    }
+}
+
+fn to_server(buf: &[u8]) -> Probe {
+    Redis.probe(buf, Direction::ToServer, PortHint::NONE)
+}
+
+/// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
+fn never_reported(buf: &[u8]) {
+    for dir in [Direction::ToServer, Direction::ToClient] {
+        for len in 1..=buf.len() {
+            if let Some((c, _)) = verdict(&buf[..len], dir, PortHint::NONE) {
+                assert!(c < Confidence::REPORT, "{dir:?} prefix {len} of {buf:?}: {c}");
+            }
+        }
+    }
+}
+
+/// Parses a connection (to-server bytes, then to-client bytes) in `chunk`-byte writes,
+/// keeping unconsumed bytes like the engine does.
+fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
+    let mut session = RedisSession::default();
+    let mut out = Vec::new();
+    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+        let mut pending = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let n = session.parse(&pending, dir, &mut out).expect("parse");
+            pending.drain(..n);
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+fn connection(name: &str) -> Vec<Record> {
+    parse_chunked(&fixture(Direction::ToServer, name), &fixture(Direction::ToClient, name), usize::MAX)
+}
+
+/// (kind, op, resource) of each record.
+fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> {
+    records.iter().map(|r| (r.kind, r.op.as_deref(), r.resource.as_deref())).collect()
+}
+
+// ---- real captures ----
 
 #[test]
 fn conformance() {
@@ -17,9 +91,399 @@ fn conformance() {
 }
 
 #[test]
-fn dump_fixture_verdicts() {
-    for fx in load_fixtures(fixtures_dir!("redis")) {
-        let p = Redis.probe(&fx.bytes, fx.dir, PortHint::NONE);
-        eprintln!("{:?} {}: {:?}", fx.dir, fx.name, p);
+fn fixtures_match_at_their_band() {
+    use Direction::{ToClient, ToServer};
+    let cases: &[(Direction, &str, Confidence)] = &[
+        // Command arrays with known commands, whole: CERTAIN.
+        (ToServer, "cli_resp2_0", Confidence::CERTAIN),
+        (ToServer, "benchmark_1", Confidence::CERTAIN),
+        (ToServer, "redis_py_resp3", Confidence::CERTAIN),
+        (ToServer, "split", Confidence::CERTAIN),
+        // Inline commands: WEAK (NATS sends `PING` too).
+        (ToServer, "inline_ping", Confidence::WEAK),
+        (ToServer, "inline_set", Confidence::WEAK),
+        (ToServer, "decoy_5432_inline", Confidence::WEAK),
+        // `+OK` / `+PONG` alone: WEAK; `:1`: STRONG; bulk strings and maps: CERTAIN.
+        (ToClient, "cli_resp2_0", Confidence::WEAK),
+        (ToClient, "inline_ping", Confidence::WEAK),
+        (ToClient, "default_cli_2", Confidence::STRONG),
+        (ToClient, "cli_resp2_2", Confidence::CERTAIN),
+        (ToClient, "cli_resp3_0", Confidence::CERTAIN),
+        (ToClient, "resp3_types", Confidence::CERTAIN),
+        (ToClient, "pubsub_0", Confidence::CERTAIN),
+        (ToClient, "decoy_5432_cli_2", Confidence::CERTAIN),
+    ];
+    for &(dir, name, want) in cases {
+        let got = verdict(&fixture(dir, name), dir, PortHint::NONE);
+        assert_eq!(got, Some((want, None)), "{dir:?} {name}");
+    }
+}
+
+#[test]
+fn every_request_gets_one_response() {
+    let all = load_fixtures(fixtures_dir!("redis"));
+    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let records = connection(name);
+        let count = |k| records.iter().filter(|r| r.kind == k).count();
+        assert_eq!(count(RecordKind::Request), count(RecordKind::Response), "{name}: {:#?}", summary(&records));
+        assert!(!records.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn split_writes_give_the_same_records() {
+    let all = load_fixtures(fixtures_dir!("redis"));
+    let pick = |f: &Fixture, name: &str, dir| f.name == name && f.dir == dir;
+    for fx in all.iter().filter(|f| f.dir == Direction::ToServer) {
+        let client = all
+            .iter()
+            .find(|f| pick(f, &fx.name, Direction::ToClient))
+            .map_or(&[][..], |f| f.bytes.as_slice());
+        let whole = parse_chunked(&fx.bytes, client, usize::MAX);
+        for chunk in [1, 2, 3, 7, 64] {
+            assert_eq!(parse_chunked(&fx.bytes, client, chunk), whole, "{} in {chunk}-byte writes", fx.name);
+        }
+    }
+}
+
+#[test]
+fn session_summaries_resp2_and_inline() {
+    use RecordKind::{Request, Response};
+    let r = connection("cli_resp2_1");
+    assert_eq!(summary(&r), [(Request, Some("INCR"), Some("greeting")), (Response, Some("ERR"), None)]);
+    assert_eq!(r[0].attributes, [("words".to_owned(), "2".to_owned())]);
+    assert_eq!(r[0].wire_len, 28);
+    assert_eq!(
+        r[1].attributes,
+        [
+            ("type".to_owned(), "error".to_owned()),
+            ("error".to_owned(), "ERR value is not an integer or out of range".to_owned()),
+        ]
+    );
+    let r = connection("cli_resp2_2");
+    assert_eq!(summary(&r), [(Request, Some("MGET"), Some("greeting")), (Response, None, None)]);
+    assert_eq!(r[1].attribute("type"), Some("array"));
+    // Inline commands: quoted words, the key as resource.
+    let r = connection("inline_set");
+    assert_eq!(
+        summary(&r),
+        [
+            (Request, Some("SET"), Some("inline")),
+            (Request, Some("GET"), Some("inline")),
+            (Response, None, None),
+            (Response, None, None),
+        ]
+    );
+    assert_eq!(r[0].attribute("words"), Some("3"));
+    assert_eq!(r[0].attribute("inline"), Some("true"));
+    assert_eq!(r[3].attribute("type"), Some("bulk_string"));
+    // Containers: the subcommand joins the name, no key.
+    let r = connection("cli_resp3_2");
+    assert_eq!(summary(&r)[1], (Request, Some("CONFIG GET"), None));
+    // The `MULTI` / `EXEC` pipeline of redis-py.
+    let ops: Vec<_> = connection("redis_py_resp2").iter().filter_map(|r| r.op.clone()).collect();
+    let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+    assert_eq!(
+        ops,
+        [
+            "CLIENT SETINFO", "CLIENT SETINFO", "SET", "GET", "HSET", "HGETALL", "MULTI", "INCRBY", "LPUSH",
+            "LRANGE", "EXEC", "ZADD", "ZSCORE", "DEL", "ERR", "ERR",
+        ]
+    );
+}
+
+#[test]
+fn session_summaries_resp3() {
+    use RecordKind::{Message, Request, Response};
+    // HELLO 3: the map's server and version.
+    let r = connection("cli_resp3_0");
+    assert_eq!(r[0].attribute("protocol"), Some("3"));
+    assert_eq!(r[0].raw, b"", "HELLO may carry AUTH: raw bytes are not kept");
+    let hello = r.iter().find(|r| r.kind == Response).expect("HELLO reply");
+    assert_eq!(hello.attribute("type"), Some("map"));
+    assert_eq!(hello.attribute("server"), Some("redis"));
+    assert_eq!(hello.attribute("version"), Some("7.0.15"));
+    // Every RESP3 type; the attribute belongs to the reply it precedes, the push is a message.
+    let r = connection("resp3_types");
+    let replies: Vec<(RecordKind, &str)> = r
+        .iter()
+        .filter(|r| r.kind != Request)
+        .map(|r| (r.kind, r.attribute("type").expect("type")))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            (Response, "map"),
+            (Response, "bulk_string"), // |1 key-popularity ... then the real reply
+            (Response, "big_number"),
+            (Response, "boolean"),
+            (Response, "boolean"),
+            (Response, "verbatim_string"),
+            (Response, "double"),
+            (Response, "null"),
+            (Message, "push"),
+            (Response, "bulk_string"),
+            (Response, "map"),
+            (Response, "set"),
+            (Response, "array"),
+            (Response, "error"),
+        ]
+    );
+    // Pub/sub: SUBSCRIBE / UNSUBSCRIBE and their pushes are unpaired messages.
+    let r = connection("pubsub_0");
+    assert_eq!(
+        summary(&r),
+        [
+            (Request, Some("HELLO"), None),
+            (Message, Some("SUBSCRIBE"), Some("news")),
+            (Message, Some("UNSUBSCRIBE"), Some("news")),
+            (Response, None, None),
+            (Message, None, None),
+            (Message, None, None),
+            (Message, None, None),
+        ]
+    );
+    assert_eq!(summary(&connection("pubsub_1")), [(Request, Some("PUBLISH"), Some("news")), (Response, None, None)]);
+}
+
+#[test]
+fn resp2_pubsub_messages_are_messages() {
+    let to_server = b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n*1\r\n$4\r\nPING\r\n";
+    let to_client = concat!(
+        "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",  // confirmation
+        "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n", // a message
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",                // PING's reply in subscribed mode
+    );
+    let kinds: Vec<_> = parse_chunked(to_server, to_client.as_bytes(), usize::MAX).iter().map(|r| r.kind).collect();
+    use RecordKind::{Message, Request, Response};
+    assert_eq!(kinds, [Message, Request, Message, Message, Response]);
+}
+
+// ---- look-alikes ----
+
+#[test]
+fn nats_is_told_apart() {
+    // A bare PING is WEAK at most: the port decides between Redis and NATS.
+    assert_eq!(verdict(b"PING\r\n", Direction::ToServer, PortHint::NONE), Some((Confidence::WEAK, None)));
+    // The NATS handshake carries JSON and CONNECT is no Redis command.
+    never_reported(b"INFO {\"server_id\":\"NABC\",\"version\":\"2.10.0\"}\r\n");
+    never_reported(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n");
+    never_reported(b"PUB foo 5\r\nhello\r\n");
+    never_reported(b"SUB foo 1\r\n");
+    // NATS quotes its errors; `+OK` alone is only WEAK.
+    assert_eq!(to_server(b"-ERR 'Unknown Protocol Operation'\r\n"), Probe::NoMatch);
+    assert_eq!(
+        verdict(b"+OK\r\n", Direction::ToClient, PortHint::NONE),
+        Some((Confidence::WEAK, None))
+    );
+}
+
+#[test]
+fn memcached_is_told_apart() {
+    // Lower-case inline commands are memcached's too: below REPORT off Redis ports...
+    assert_eq!(verdict(b"get k\r\n", Direction::ToServer, PortHint::NONE), Some((AMBIGUOUS, None)));
+    never_reported(b"set k 0 0 5\r\nhello\r\n");
+    // ...and WEAK on them.
+    assert_eq!(verdict(b"get k\r\n", Direction::ToServer, PortHint::server(6379)), Some((Confidence::WEAK, None)));
+    // memcached's own shapes fail Redis arities or are no Redis command.
+    for buf in [&b"incr counter 5\r\n"[..], b"delete k noreply\r\n", b"gets k\r\n", b"mg k v\r\n", b"stats\r\n"] {
+        assert_eq!(to_server(buf), Probe::NoMatch, "{buf:?}");
+    }
+    // Replies: `EXISTS` alone is no EXISTS command (it needs a key).
+    for buf in [&b"VALUE k 0 5\r\nhello\r\nEND\r\n"[..], b"STORED\r\n", b"EXISTS\r\n", b"HD\r\n", b"END\r\n"] {
+        assert_eq!(Redis.probe(buf, Direction::ToClient, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+    }
+    // Binary protocol.
+    never_reported(&[0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'k']);
+    for fx in load_fixtures(fixtures_dir!("memcached")) {
+        let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
+        if let Some((c, _)) = verdict(window, fx.dir, PortHint::NONE) {
+            assert!(c < Confidence::REPORT, "{}: {c}", fx.path.display());
+        }
+    }
+}
+
+#[test]
+fn http_is_not_redis() {
+    never_reported(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    never_reported(b"GET /index.html?q=1 HTTP/1.1\r\n");
+    never_reported(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
+    never_reported(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(to_server(b"GET / HTTP/1.1\r\n"), Probe::NoMatch);
+}
+
+// ---- hand-written edge cases ----
+
+#[test]
+fn edge_cases() {
+    let cases: &[(&[u8], Direction, Option<(Confidence, Option<Direction>)>)] = &[
+        // *2 words, $3 "get" (lower case is fine in arrays), $1 key: whole, known.
+        (b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n", Direction::ToServer, Some((Confidence::CERTAIN, None))),
+        // The same with the key's body still arriving: STRONG.
+        (b"*2\r\n$3\r\nGET\r\n$5\r\nab", Direction::ToServer, Some((Confidence::STRONG, None))),
+        // A module command (unknown name) in a well-formed array: one band lower.
+        (
+            b"*3\r\n$9\r\nFT.SEARCH\r\n$3\r\nidx\r\n$1\r\n*\r\n",
+            Direction::ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
+        // GET with two keys breaks GET's arity (2): treated like an unknown command.
+        (b"*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n", Direction::ToServer, Some((Confidence::STRONG, None))),
+        // A bulk reply seen "to the server": the bytes prove the other direction.
+        (b"$5\r\nhello\r\n", Direction::ToServer, Some((Confidence::CERTAIN, Some(Direction::ToClient)))),
+        // An inline command seen "to the client".
+        (b"PING\r\n", Direction::ToClient, Some((Confidence::WEAK, Some(Direction::ToServer)))),
+        // RESP2 nulls: `$-1` bulk, `*-1` array, typed evidence.
+        (b"$-1\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (b"*-1\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        // RESP3 double with exponent, boolean, big number.
+        (b",1.5e-3\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (b"#t\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (b"(-12345678901234567890123\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        // Verbatim string: `=` len, 3-byte format, `:`, text.
+        (b"=8\r\ntxt:abcd\r\n", Direction::ToClient, Some((Confidence::CERTAIN, None))),
+        // An empty array header waiting for its elements: not evidence yet.
+        (b"*2\r\n", Direction::ToClient, None),
+        // A bulk header whose body is on its way: STRONG.
+        (b"$10\r\nabc", Direction::ToClient, Some((Confidence::STRONG, None))),
+        // A bare PING prefix before the line ends: undecided.
+        (b"PIN", Direction::ToServer, None),
+    ];
+    for (buf, dir, want) in cases {
+        assert_eq!(verdict(buf, *dir, PortHint::NONE), *want, "{:?}", String::from_utf8_lossy(buf));
+    }
+    assert_eq!(to_server(b"PIN"), Probe::NeedMore);
+    assert_eq!(to_server(b"*"), Probe::NeedMore);
+}
+
+#[test]
+fn auth_password_is_never_kept() {
+    // AUTH user secret / HELLO 3 AUTH user secret: no resource, no raw bytes.
+    let r = parse_chunked(
+        b"*3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$6\r\nsecret\r\n*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$6\r\nsecret\r\n",
+        b"+OK\r\n%0\r\n",
+        usize::MAX,
+    );
+    for rec in r.iter().filter(|r| r.kind == RecordKind::Request) {
+        assert_eq!(rec.resource, None);
+        assert!(rec.raw.is_empty());
+        assert!(!format!("{:?}", rec.attributes).contains("secret"));
+    }
+}
+
+// ---- hostile input ----
+
+#[test]
+fn hostile_lengths_are_refused() {
+    for buf in [
+        &b"*99999999999999999999999\r\n"[..], // more digits than any i64
+        b"*2147483648\r\n",                   // above INT_MAX elements
+        b"$536870913\r\n",                    // above proto-max-bulk-len (512 MiB)
+        b"$-2\r\n",                           // only -1 is null
+        b"#x\r\n",                            // booleans are t or f
+        b"=3\r\nabc\r\n",                     // verbatim shorter than its format
+        b"+OK\x01\r\n",                       // control bytes in a simple string
+    ] {
+        assert_eq!(Redis.probe(buf, Direction::ToClient, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+        assert_eq!(to_server(buf), Probe::NoMatch, "{buf:?}");
+    }
+    // Not commands (a 65-byte name, a NUL in a name), though valid as replies.
+    for buf in [&b"*1\r\n$65\r\n"[..], b"*1\r\n$4\r\nPI\0G\r\n"] {
+        let got = verdict(buf, Direction::ToServer, PortHint::NONE);
+        assert!(got.is_some_and(|(_, o)| o == Some(Direction::ToClient)), "{buf:?}: {got:?}");
+    }
+    // Nesting deeper than MAX_DEPTH: refused by the probe, an error in the session.
+    let deep = b"*1\r\n".repeat(40);
+    assert_eq!(Redis.probe(&deep, Direction::ToClient, PortHint::NONE), Probe::NoMatch);
+    let err = RedisSession::default().parse(&deep, Direction::ToClient, &mut Vec::new());
+    assert!(matches!(err, Err(ParseError::TooLarge { .. })), "{err:?}");
+    // A bulk body announced large and cut short: the session waits, never over-reads.
+    let mut s = RedisSession::default();
+    let mut out = Vec::new();
+    assert_eq!(s.parse(b"$1000000\r\nabc", Direction::ToClient, &mut out), Ok(13));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn gap_inside_a_bulk_body_is_skipped() {
+    let mut s = RedisSession::default();
+    let mut out = Vec::new();
+    // A 1 MB value: the header and 10 bytes arrive, the rest was not captured.
+    assert_eq!(s.parse(b"$1000000\r\n0123456789", Direction::ToClient, &mut out), Ok(20));
+    assert_eq!(s.gap(Direction::ToClient, 999_990, &mut out), Ok(()));
+    assert_eq!(s.parse(b"\r\n+OK\r\n", Direction::ToClient, &mut out), Ok(7));
+    assert_eq!(out.len(), 2);
+    assert!(out[0].truncated);
+    assert_eq!(out[0].wire_len, 1_000_012);
+    // A gap outside a body cannot be stepped over.
+    assert!(s.gap(Direction::ToClient, 5, &mut out).is_err());
+}
+
+// ---- through the engine: the port breaks ties between look-alikes ----
+
+fn classify(server_port: u16, to_server: &[u8], to_client: &[u8]) -> (ProtocolId, Confidence) {
+    let registry = Registry::from_inventory().expect("registry");
+    let mut engine = Engine::new(Arc::new(registry));
+    let key = FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client: "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
+        server: SocketAddr::from(([127, 0, 0, 1], server_port)),
+    };
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    engine.on_data(key, Direction::ToServer, 1, to_server, &mut out, &mut evicted);
+    engine.on_data(key, Direction::ToClient, 2, to_client, &mut out, &mut evicted);
+    let summary = engine.close(&key).expect("flow");
+    (summary.verdict.protocol, summary.verdict.confidence)
+}
+
+#[test]
+fn engine_port_breaks_the_ping_and_get_ties() {
+    let redis = ProtocolId::new("redis");
+    assert_eq!(classify(6379, b"PING\r\n", b"+PONG\r\n").0, redis);
+    assert_eq!(classify(23456, b"PING\r\n", b"+PONG\r\n").0, redis);
+    if Registry::from_inventory().expect("registry").get("nats").is_some() {
+        assert_eq!(classify(4222, b"PING\r\n", b"PONG\r\n").0, ProtocolId::new("nats"));
+    }
+    assert_eq!(classify(6379, b"get k\r\n", b"$-1\r\n").0, redis);
+    // Redis on Postgres's port: payload wins, both directions confirm.
+    let (p, c) = classify(
+        5432,
+        &fixture(Direction::ToServer, "decoy_5432_cli_1"),
+        &fixture(Direction::ToClient, "decoy_5432_cli_1"),
+    );
+    assert_eq!((p, c), (redis, Confidence::CONFIRMED));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes never panic the probe or the session, in any split.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0_usize..600) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = Redis.probe(&bytes, dir, PortHint::NONE);
+            let mut s = RedisSession::default();
+            let cut = cut.min(bytes.len());
+            if let Ok(n) = s.parse(&bytes[..cut], dir, &mut Vec::new()) {
+                let _ = s.parse(&bytes[n..], dir, &mut Vec::new());
+            }
+        }
+    }
+
+    /// RESP-shaped noise (type bytes, digits, CRLF) never panics and never over-consumes.
+    #[test]
+    fn resp_noise_never_panics(parts in proptest::collection::vec(
+        prop_oneof![Just(&b"*"[..]), Just(&b"$"[..]), Just(&b"%"[..]), Just(&b"|"[..]), Just(&b">"[..]),
+                    Just(&b"1"[..]), Just(&b"-1"[..]), Just(&b"\r\n"[..]), Just(&b"OK"[..]), Just(&b"GET"[..])], 0..60)) {
+        let bytes = parts.concat();
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let _ = Redis.probe(&bytes, dir, PortHint::NONE);
+            if let Ok(n) = RedisSession::default().parse(&bytes, dir, &mut Vec::new()) {
+                prop_assert!(n <= bytes.len());
+            }
+        }
     }
 }
