@@ -48,10 +48,8 @@ impl Magic {
 pub(crate) struct Opcode(pub(crate) u8);
 
 impl Opcode {
-    /// 0x00 GET.
-    pub(crate) const GET: Self = Self(0x00);
-    /// 0x0a NOOP.
-    pub(crate) const NOOP: Self = Self(0x0a);
+    /// 0x10 STAT: one response per statistic, then one with an empty key.
+    pub(crate) const STAT: Self = Self(0x10);
 
     /// The command's name, lower case like the text protocol's, or `None` when unknown.
     pub(crate) const fn name(self) -> Option<&'static str> {
@@ -96,6 +94,11 @@ impl Opcode {
         })
     }
 
+    /// SASL commands (0x20-0x22): their bodies carry mechanisms and credentials.
+    pub(crate) const fn is_sasl(self) -> bool {
+        matches!(self.0, 0x20..=0x22)
+    }
+
     /// Quiet commands: the server answers only some outcomes (a `getq` miss, a `setq`
     /// success get no reply), so they are never paired with a response.
     pub(crate) const fn is_quiet(self) -> bool {
@@ -108,9 +111,6 @@ impl Opcode {
 pub(crate) struct Status(pub(crate) u16);
 
 impl Status {
-    /// 0x0000 success.
-    pub(crate) const SUCCESS: Self = Self(0);
-
     /// The status's name, or `None` when unknown.
     pub(crate) const fn name(self) -> Option<&'static str> {
         Some(match self.0 {

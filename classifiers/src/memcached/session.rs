@@ -8,16 +8,17 @@
 //!   and binary quiet commands, which may get no answer, are [`RecordKind::Message`]s;
 //! - to the client: each reply is a [`RecordKind::Response`]: the `VALUE`/`STAT` lines up to
 //!   `END` form one reply (attributes `hits`, `items`), attribute `status` is the closing word
-//!   (`STORED`, `NOT_FOUND`, `HD`, `EN`, `END`) and `error` the text of `CLIENT_ERROR` /
-//!   `SERVER_ERROR`; binary responses carry the status code as `status` and its name as the
-//!   `status` attribute; responses to quiet binary commands are messages.
+//!   (`STORED`, `NOT_FOUND`, `HD`, `EN`, `END`), `error` the text of `CLIENT_ERROR` /
+//!   `SERVER_ERROR` and `version` that of `VERSION`; binary responses carry the status code
+//!   as `status` and its name as the `status` attribute; responses to quiet binary commands
+//!   and the per-statistic responses of a binary `stat` are messages.
 
 use adi_core::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::parser::{
     parse_binary_header, parse_text_command, parse_text_line, parse_text_reply, words, Magic,
-    Status, TextCommand, TextReply, BINARY_HEADER_LEN,
+    Opcode, Status, TextCommand, TextReply, BINARY_HEADER_LEN,
 };
 use super::ID;
 
@@ -59,6 +60,8 @@ struct Reader {
     /// `VALUE` blocks and `STAT`/`ITEM` lines in the open reply.
     hits: u64,
     items: u64,
+    /// The body holds credentials (binary SASL): count it, keep none of it.
+    redact: bool,
 }
 
 impl Reader {
@@ -79,13 +82,17 @@ impl Reader {
         self.items = 0;
         self.key.clear();
         self.binary = false;
+        self.redact = false;
         self.emit_after_block = false;
     }
 
     /// A binary header: starts its record.
     fn binary_header(&mut self, h: super::parser::BinaryHeader, wire: &[u8], out: &mut Vec<Record>) {
         let request = h.magic == Magic::REQUEST;
-        let kind = match (request, h.opcode.is_quiet()) {
+        // A binary `stat` is answered by one response per statistic and a last one with no
+        // key: only that one pairs with the request.
+        let stat_item = !request && h.opcode == Opcode::STAT && h.key_len > 0;
+        let kind = match (request, h.opcode.is_quiet() || stat_item) {
             (_, true) => RecordKind::Message,
             (true, false) => RecordKind::Request,
             (false, false) => RecordKind::Response,
@@ -100,6 +107,8 @@ impl Reader {
         }
         record.attributes.push(("binary".to_owned(), "true".to_owned()));
         keep_raw(&mut record, wire);
+        // SASL bodies carry credentials: keep none of them.
+        self.redact = h.opcode.is_sasl();
         self.record = Some(record);
         self.binary = true;
         self.extras_left = u64::from(h.extras_len);
@@ -177,9 +186,13 @@ impl Reader {
             Some(TextReply::ListItem) => self.items += 1,
             Some(TextReply::End { status, .. }) => {
                 record.attributes.push(("status".to_owned(), text(status)));
-                if matches!(status, b"CLIENT_ERROR" | b"SERVER_ERROR") {
-                    let msg = line.get(status.len() + 1..).unwrap_or_default();
-                    record.attributes.push(("error".to_owned(), text(msg)));
+                let rest = line.get(status.len() + 1..).unwrap_or_default();
+                match status {
+                    b"CLIENT_ERROR" | b"SERVER_ERROR" => {
+                        record.attributes.push(("error".to_owned(), text(rest)));
+                    }
+                    b"VERSION" => record.attributes.push(("version".to_owned(), text(rest))),
+                    _ => {}
                 }
                 self.emit(out);
             }
@@ -214,7 +227,11 @@ impl Session for MemcachedSession {
                     r.binary_body(bytes);
                 }
                 if let Some(record) = r.record.as_mut() {
-                    keep_raw(record, bytes);
+                    if r.redact {
+                        record.wire_len += n as u64;
+                    } else {
+                        keep_raw(record, bytes);
+                    }
                 }
                 r.body_left -= n as u64;
                 pos += n;
