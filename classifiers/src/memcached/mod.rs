@@ -52,9 +52,30 @@ pub(crate) const MAX_PROBE_LINES: usize = 8;
 
 /// Reply keywords (protocol.txt), for prefixes in the probe.
 const REPLY_WORDS: &[&[u8]] = &[
-    b"VALUE", b"VA", b"STAT", b"ITEM", b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND",
-    b"DELETED", b"TOUCHED", b"HD", b"EN", b"NF", b"NS", b"EX", b"MN", b"ME", b"CLIENT_ERROR",
-    b"SERVER_ERROR", b"VERSION", b"END", b"OK", b"ERROR", b"RESET",
+    b"VALUE",
+    b"VA",
+    b"STAT",
+    b"ITEM",
+    b"STORED",
+    b"NOT_STORED",
+    b"EXISTS",
+    b"NOT_FOUND",
+    b"DELETED",
+    b"TOUCHED",
+    b"HD",
+    b"EN",
+    b"NF",
+    b"NS",
+    b"EX",
+    b"MN",
+    b"ME",
+    b"CLIENT_ERROR",
+    b"SERVER_ERROR",
+    b"VERSION",
+    b"END",
+    b"OK",
+    b"ERROR",
+    b"RESET",
 ];
 
 /// The memcached classifier.
@@ -81,9 +102,18 @@ enum Evidence {
 /// Is the partial first word of `buf` (up to a space or the end) a prefix of one of `names`,
 /// or one of them followed by a space?
 fn word_prefix_ok(buf: &[u8], names: &[&[u8]]) -> bool {
-    let word = buf.split(|&c| c == b' ' || c == b'\r' || c == b'\n').next().unwrap_or_default();
+    let word = buf
+        .split(|&c| c == b' ' || c == b'\r' || c == b'\n')
+        .next()
+        .unwrap_or_default();
     let complete = word.len() < buf.len();
-    names.iter().any(|n| if complete { *n == word } else { n.starts_with(word) })
+    names.iter().any(|n| {
+        if complete {
+            *n == word
+        } else {
+            n.starts_with(word)
+        }
+    })
 }
 
 /// A binary packet at the start of `buf`, and whether it is a request.
@@ -99,7 +129,10 @@ fn looks_like_binary(buf: &[u8]) -> (Evidence, bool) {
     };
     let body_len = usize::try_from(header.body_len).unwrap_or(usize::MAX);
     let evidence = if rest.len() >= body_len {
-        Evidence::Yes(Confidence::CERTAIN, "memcached binary packet with consistent lengths")
+        Evidence::Yes(
+            Confidence::CERTAIN,
+            "memcached binary packet with consistent lengths",
+        )
     } else {
         Evidence::Yes(Confidence::STRONG, "memcached binary header")
     };
@@ -115,16 +148,22 @@ fn looks_like_text_command(buf: &[u8]) -> Evidence {
     };
     match parse_text_command(line) {
         Some(TextCommand::Storage { data_len, .. }) => match parse_data_block(rest, data_len) {
-            Ok(_) => Evidence::Yes(Confidence::CERTAIN, "memcached storage command and data block"),
-            Err(Err::Incomplete(_)) => Evidence::Yes(Confidence::STRONG, "memcached storage command line"),
+            Ok(_) => Evidence::Yes(
+                Confidence::CERTAIN,
+                "memcached storage command and data block",
+            ),
+            Err(Err::Incomplete(_)) => {
+                Evidence::Yes(Confidence::STRONG, "memcached storage command line")
+            }
             Err(_) => Evidence::No,
         },
         Some(TextCommand::Line { unique: true, .. }) => {
             Evidence::Yes(Confidence::STRONG, "memcached command line")
         }
-        Some(TextCommand::Line { unique: false, .. }) => {
-            Evidence::Yes(Confidence::WEAK, "memcached get/quit line (Redis look-alike)")
-        }
+        Some(TextCommand::Line { unique: false, .. }) => Evidence::Yes(
+            Confidence::WEAK,
+            "memcached get/quit line (Redis look-alike)",
+        ),
         None => Evidence::No,
     }
 }
@@ -139,7 +178,11 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
             Err(Err::Incomplete(_)) if best.is_some() => break,
             Err(Err::Incomplete(_)) => {
                 let digits = rest.iter().all(u8::is_ascii_digit);
-                return if digits || word_prefix_ok(rest, REPLY_WORDS) { Evidence::More } else { Evidence::No };
+                return if digits || word_prefix_ok(rest, REPLY_WORDS) {
+                    Evidence::More
+                } else {
+                    Evidence::No
+                };
             }
             Err(_) => return Evidence::No,
         };
@@ -147,7 +190,10 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
             Some(TextReply::Value { data_len, .. }) => match parse_data_block(after, data_len) {
                 Ok((after, _)) => {
                     rest = after;
-                    (Confidence::CERTAIN, "memcached VALUE block with matching length")
+                    (
+                        Confidence::CERTAIN,
+                        "memcached VALUE block with matching length",
+                    )
                 }
                 Err(Err::Incomplete(_)) => {
                     best = best.max(Some((Confidence::STRONG, "memcached VALUE line")));
@@ -180,12 +226,18 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
 impl Classifier for Memcached {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = &buf[..buf.len().min(PROBE_WINDOW)];
-        let Some(&first) = buf.first() else { return Probe::NeedMore };
+        let Some(&first) = buf.first() else {
+            return Probe::NeedMore;
+        };
         // (request evidence, response evidence)
         let (request, response) = match first {
             0x80 | 0x81 => {
                 let (e, is_request) = looks_like_binary(buf);
-                if is_request { (e, Evidence::No) } else { (Evidence::No, e) }
+                if is_request {
+                    (e, Evidence::No)
+                } else {
+                    (Evidence::No, e)
+                }
             }
             b'a'..=b'z' => (looks_like_text_command(buf), Evidence::No),
             b'A'..=b'Z' | b'0'..=b'9' => (Evidence::No, looks_like_text_replies(buf)),

@@ -122,10 +122,9 @@ impl Status {
             0x05 => "item_not_stored",
             0x06 => "non_numeric_value",
             0x07 => "wrong_vbucket",
-            0x08 => "auth_error",
-            0x09 => "auth_continue",
-            0x20 => "auth_error",
-            0x21 => "auth_continue",
+            // 0x08/0x09 in protocol_binary.h, 0x20/0x21 in the SASL extension.
+            0x08 | 0x20 => "auth_error",
+            0x09 | 0x21 => "auth_continue",
             0x81 => "unknown_command",
             0x82 => "out_of_memory",
             0x83 => "not_supported",
@@ -222,7 +221,9 @@ pub(crate) fn parse_text_line(input: &[u8]) -> PResult<'_, &[u8]> {
 
 /// A data block of `len` bytes and its `\r\n`.
 pub(crate) fn parse_data_block(input: &[u8], len: u64) -> PResult<'_, &[u8]> {
-    let Ok(len) = usize::try_from(len) else { return fail(input) };
+    let Ok(len) = usize::try_from(len) else {
+        return fail(input);
+    };
     let (rest, data) = take(len).parse(input)?;
     let (rest, end) = take(2_usize).parse(rest)?;
     if end != b"\r\n" {
@@ -246,7 +247,9 @@ pub(crate) fn number(word: &[u8]) -> Option<u64> {
     if word.is_empty() || word.len() > 20 || !word.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    word.iter().try_fold(0_u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    word.iter().try_fold(0_u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// A signed decimal (exptime may be negative: "expire immediately").
@@ -264,56 +267,138 @@ pub(crate) fn meta_flag_ok(word: &[u8]) -> bool {
 pub(crate) enum TextCommand<'a> {
     /// A command line and nothing more; `unique` when no other protocol sends it (not a Redis
     /// command name, or a memcached-only shape), `reply` false for `noreply`/`quit`.
-    Line { name: &'a [u8], key: Option<&'a [u8]>, unique: bool, reply: bool },
+    Line {
+        name: &'a [u8],
+        key: Option<&'a [u8]>,
+        unique: bool,
+        reply: bool,
+    },
     /// A storage command (`set`/`add`/`replace`/`append`/`prepend`/`cas`, meta `ms`):
     /// `data_len` bytes and `\r\n` follow.
-    Storage { name: &'a [u8], key: &'a [u8], data_len: u64, reply: bool },
+    Storage {
+        name: &'a [u8],
+        key: &'a [u8],
+        data_len: u64,
+        reply: bool,
+    },
 }
 
 /// Classic storage commands (protocol.txt "Storage commands").
 const STORAGE: &[&[u8]] = &[b"set", b"add", b"replace", b"append", b"prepend", b"cas"];
 /// Every text command name memcached 1.6 knows (for prefixes in the probe).
 pub(crate) const TEXT_COMMANDS: &[&[u8]] = &[
-    b"get", b"gets", b"gat", b"gats", b"set", b"add", b"replace", b"append", b"prepend", b"cas",
-    b"incr", b"decr", b"delete", b"touch", b"stats", b"version", b"verbosity", b"flush_all",
-    b"quit", b"mg", b"ms", b"md", b"ma", b"mn", b"me", b"shutdown", b"cache_memlimit",
-    b"lru_crawler", b"slabs", b"watch", b"lru", b"misbehave",
+    b"get",
+    b"gets",
+    b"gat",
+    b"gats",
+    b"set",
+    b"add",
+    b"replace",
+    b"append",
+    b"prepend",
+    b"cas",
+    b"incr",
+    b"decr",
+    b"delete",
+    b"touch",
+    b"stats",
+    b"version",
+    b"verbosity",
+    b"flush_all",
+    b"quit",
+    b"mg",
+    b"ms",
+    b"md",
+    b"ma",
+    b"mn",
+    b"me",
+    b"shutdown",
+    b"cache_memlimit",
+    b"lru_crawler",
+    b"slabs",
+    b"watch",
+    b"lru",
+    b"misbehave",
 ];
+
+/// Up to 8 words after a command name.
+type Args<'a> = [Option<&'a [u8]>; 8];
+
+/// `[noreply]` as the last word at index `i`: `Some(true)` when a reply is expected,
+/// `Some(false)` for `noreply`, `None` for anything else there or after it.
+fn reply_expected(args: &Args<'_>, i: usize) -> Option<bool> {
+    let arg = |i: usize| args.get(i).copied().flatten();
+    match arg(i) {
+        None => Some(true),
+        Some(b"noreply") if arg(i + 1).is_none() => Some(false),
+        Some(_) => None,
+    }
+}
+
+/// Meta flags (after a meta command's fixed words): `Some(quiet)` when all are well-formed.
+fn meta_flags_quiet<'a>(flags: impl Iterator<Item = &'a [u8]>) -> Option<bool> {
+    let mut quiet = false;
+    for f in flags {
+        if !meta_flag_ok(f) {
+            return None;
+        }
+        quiet |= f == b"q";
+    }
+    Some(quiet)
+}
+
+/// `<cmd> <key> <flags> <exptime> <bytes> [<cas unique>] [noreply]` (protocol.txt "Storage
+/// commands").
+fn parse_storage<'a>(name: &'a [u8], args: &Args<'a>) -> Option<TextCommand<'a>> {
+    let arg = |i: usize| args.get(i).copied().flatten();
+    let key = arg(0).filter(|k| key_ok(k))?;
+    let flags = number(arg(1)?)?;
+    let data_len = number(arg(3)?)?;
+    if flags > u64::from(u32::MAX) || !signed_number(arg(2)?) || data_len > MAX_VALUE_LEN {
+        return None;
+    }
+    let next = if name == b"cas" {
+        number(arg(4)?)?;
+        5
+    } else {
+        4
+    };
+    let reply = reply_expected(args, next)?;
+    Some(TextCommand::Storage {
+        name,
+        key,
+        data_len,
+        reply,
+    })
+}
 
 /// Interprets a whole text command line; `None` when memcached would not accept it as a
 /// well-formed command of its grammar.
 pub(crate) fn parse_text_command(line: &[u8]) -> Option<TextCommand<'_>> {
     let mut it = words(line);
     let name = it.next()?;
-    let args: [Option<&[u8]>; 8] = std::array::from_fn(|_| it.next());
-    if it.next().is_some() && !matches!(name, b"get" | b"gets" | b"gat" | b"gats" | b"mg" | b"ms" | b"md" | b"ma") {
+    let args: Args<'_> = std::array::from_fn(|_| it.next());
+    let many_words = matches!(
+        name,
+        b"get" | b"gets" | b"gat" | b"gats" | b"mg" | b"ms" | b"md" | b"ma"
+    );
+    if it.next().is_some() && !many_words {
         return None;
+    }
+    if STORAGE.contains(&name) {
+        return parse_storage(name, &args);
     }
     let argc = args.iter().take_while(|a| a.is_some()).count();
     let arg = |i: usize| args.get(i).copied().flatten();
-    let noreply = |i: usize| match arg(i) {
-        None => Some(true),
-        Some(b"noreply") if arg(i + 1).is_none() => Some(false),
-        Some(_) => None,
+    let key = || arg(0).filter(|k| key_ok(k));
+    let line_cmd = |key, unique, reply| {
+        Some(TextCommand::Line {
+            name,
+            key,
+            unique,
+            reply,
+        })
     };
-    let line_cmd = |key, unique, reply| Some(TextCommand::Line { name, key, unique, reply });
-    if STORAGE.contains(&name) {
-        // <cmd> <key> <flags> <exptime> <bytes> [<cas unique>] [noreply]
-        let key = arg(0).filter(|k| key_ok(k))?;
-        let flags = number(arg(1)?)?;
-        let data_len = number(arg(3)?)?;
-        if flags > u64::from(u32::MAX) || !signed_number(arg(2)?) || data_len > MAX_VALUE_LEN {
-            return None;
-        }
-        let next = if name == b"cas" {
-            number(arg(4)?)?;
-            5
-        } else {
-            4
-        };
-        let reply = noreply(next)?;
-        return Some(TextCommand::Storage { name, key, data_len, reply });
-    }
     match name {
         b"get" | b"gets" => {
             if argc == 0 || !args.iter().flatten().all(|k| key_ok(k)) {
@@ -323,64 +408,59 @@ pub(crate) fn parse_text_command(line: &[u8]) -> Option<TextCommand<'_>> {
             line_cmd(arg(0), name == b"gets" || argc > 1, true)
         }
         b"gat" | b"gats" => {
-            if argc < 2 || !signed_number(arg(0)?) || !args.iter().skip(1).flatten().all(|k| key_ok(k)) {
+            let keys_ok = args.iter().skip(1).flatten().all(|k| key_ok(k));
+            if argc < 2 || !signed_number(arg(0)?) || !keys_ok {
                 return None;
             }
             line_cmd(arg(1), true, true)
         }
         b"incr" | b"decr" => {
             number(arg(1)?)?;
-            line_cmd(Some(arg(0).filter(|k| key_ok(k))?), true, noreply(2)?)
+            line_cmd(Some(key()?), true, reply_expected(&args, 2)?)
         }
         b"delete" => {
-            let key = arg(0).filter(|k| key_ok(k))?;
             // `delete <key> [0] [noreply]`: a legacy time of 0 is still accepted.
             let next = if arg(1) == Some(b"0") { 2 } else { 1 };
-            line_cmd(Some(key), true, noreply(next)?)
+            line_cmd(Some(key()?), true, reply_expected(&args, next)?)
         }
         b"touch" => {
-            let key = arg(0).filter(|k| key_ok(k))?;
             if !signed_number(arg(1)?) {
                 return None;
             }
-            line_cmd(Some(key), true, noreply(2)?)
+            line_cmd(Some(key()?), true, reply_expected(&args, 2)?)
         }
-        b"stats" | b"version" | b"quit" | b"shutdown" | b"misbehave" | b"mn" if argc <= 2 => {
+        b"stats" | b"lru_crawler" | b"slabs" | b"watch" | b"lru" => line_cmd(None, true, true),
+        b"version" | b"quit" | b"shutdown" | b"misbehave" | b"mn" if argc <= 1 => {
+            // Redis has QUIT and SHUTDOWN too.
             let unique = !matches!(name, b"quit" | b"shutdown");
             line_cmd(None, unique, name != b"quit")
         }
         b"verbosity" | b"flush_all" | b"cache_memlimit" => {
-            if let Some(n) = arg(0).filter(|&a| a != b"noreply") {
+            let value = arg(0).filter(|&a| a != b"noreply");
+            if let Some(n) = value {
                 number(n)?;
             }
-            let next = usize::from(arg(0).is_some_and(|a| a != b"noreply"));
-            line_cmd(None, true, noreply(next)?)
+            line_cmd(
+                None,
+                true,
+                reply_expected(&args, usize::from(value.is_some()))?,
+            )
         }
-        b"lru_crawler" | b"slabs" | b"watch" | b"lru" => line_cmd(None, true, true),
+        // mg/md/ma/me <key> <flags>*
         b"mg" | b"md" | b"ma" | b"me" => {
-            let key = arg(0).filter(|k| key_ok(k))?;
-            let flags = words(line).skip(2);
-            let mut quiet = false;
-            for f in flags {
-                if !meta_flag_ok(f) {
-                    return None;
-                }
-                quiet |= f == b"q";
-            }
-            line_cmd(Some(key), true, !quiet)
+            let quiet = meta_flags_quiet(words(line).skip(2))?;
+            line_cmd(Some(key()?), true, !quiet)
         }
+        // ms <key> <datalen> <flags>*
         b"ms" => {
-            // ms <key> <datalen> <flags>*
-            let key = arg(0).filter(|k| key_ok(k))?;
             let data_len = number(arg(1)?).filter(|&n| n <= MAX_VALUE_LEN)?;
-            let mut quiet = false;
-            for f in words(line).skip(3) {
-                if !meta_flag_ok(f) {
-                    return None;
-                }
-                quiet |= f == b"q";
-            }
-            Some(TextCommand::Storage { name, key, data_len, reply: !quiet })
+            let quiet = meta_flags_quiet(words(line).skip(3))?;
+            Some(TextCommand::Storage {
+                name,
+                key: key()?,
+                data_len,
+                reply: !quiet,
+            })
         }
         _ => None,
     }
@@ -391,7 +471,11 @@ pub(crate) fn parse_text_command(line: &[u8]) -> Option<TextCommand<'_>> {
 pub(crate) enum TextReply<'a> {
     /// `VALUE <key> <flags> <bytes> [<cas>]` or meta `VA <bytes> <flags>*`: a data block of
     /// `data_len` bytes follows; `VALUE` lines continue until `END`, `VA` ends the reply.
-    Value { key: Option<&'a [u8]>, data_len: u64, last: bool },
+    Value {
+        key: Option<&'a [u8]>,
+        data_len: u64,
+        last: bool,
+    },
     /// `STAT <name> <value>` / `ITEM ...`: one line of a list that `END` closes.
     ListItem,
     /// A line that ends the reply; `unique` when only memcached sends it.
@@ -402,7 +486,12 @@ pub(crate) enum TextReply<'a> {
 pub(crate) fn parse_text_reply(line: &[u8]) -> Option<TextReply<'_>> {
     let mut it = words(line);
     let first = it.next()?;
-    let end = |unique| Some(TextReply::End { status: first, unique });
+    let end = |unique| {
+        Some(TextReply::End {
+            status: first,
+            unique,
+        })
+    };
     match first {
         b"VALUE" => {
             let key = it.next().filter(|k| key_ok(k))?;
@@ -411,14 +500,22 @@ pub(crate) fn parse_text_reply(line: &[u8]) -> Option<TextReply<'_>> {
             if let Some(cas) = it.next() {
                 number(cas)?;
             }
-            Some(TextReply::Value { key: Some(key), data_len, last: false })
+            Some(TextReply::Value {
+                key: Some(key),
+                data_len,
+                last: false,
+            })
         }
         b"VA" => {
             let data_len = number(it.next()?).filter(|&n| n <= MAX_VALUE_LEN)?;
             if !it.all(meta_flag_ok) {
                 return None;
             }
-            Some(TextReply::Value { key: None, data_len, last: true })
+            Some(TextReply::Value {
+                key: None,
+                data_len,
+                last: true,
+            })
         }
         b"STAT" | b"ITEM" => Some(TextReply::ListItem),
         b"STORED" | b"NOT_STORED" | b"EXISTS" | b"NOT_FOUND" | b"DELETED" | b"TOUCHED"

@@ -35,7 +35,9 @@ fn text(bytes: &[u8]) -> String {
 
 fn keep_raw(record: &mut Record, bytes: &[u8]) {
     let room = MAX_RAW_KEPT.saturating_sub(record.raw.len());
-    record.raw.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    record
+        .raw
+        .extend_from_slice(&bytes[..room.min(bytes.len())]);
     record.wire_len += bytes.len() as u64;
 }
 
@@ -46,8 +48,8 @@ struct Reader {
     body_left: u64,
     /// A text data block was read: its `\r\n` comes next.
     crlf_next: bool,
-    /// The message being read is binary.
-    binary: bool,
+    /// How the message being read is framed.
+    framing: Framing,
     /// Binary: extras bytes still to skip, then key bytes still to keep.
     extras_left: u64,
     key_left: u64,
@@ -60,20 +62,40 @@ struct Reader {
     /// `VALUE` blocks and `STAT`/`ITEM` lines in the open reply.
     hits: u64,
     items: u64,
-    /// The body holds credentials (binary SASL): count it, keep none of it.
-    redact: bool,
+}
+
+/// How the message being read is framed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// Text or meta protocol.
+    #[default]
+    Text,
+    /// Binary protocol.
+    Binary,
+    /// Binary, with credentials in the body (SASL): count it, keep none of it.
+    BinarySecret,
+}
+
+impl Framing {
+    const fn is_binary(self) -> bool {
+        matches!(self, Self::Binary | Self::BinarySecret)
+    }
 }
 
 impl Reader {
     fn emit(&mut self, out: &mut Vec<Record>) {
         if let Some(mut record) = self.record.take() {
             if self.hits > 0 {
-                record.attributes.push(("hits".to_owned(), self.hits.to_string()));
+                record
+                    .attributes
+                    .push(("hits".to_owned(), self.hits.to_string()));
             }
             if self.items > 0 {
-                record.attributes.push(("items".to_owned(), self.items.to_string()));
+                record
+                    .attributes
+                    .push(("items".to_owned(), self.items.to_string()));
             }
-            if self.binary && !self.key.is_empty() {
+            if self.framing.is_binary() && !self.key.is_empty() {
                 record.resource = Some(text(&self.key));
             }
             out.push(record);
@@ -81,13 +103,17 @@ impl Reader {
         self.hits = 0;
         self.items = 0;
         self.key.clear();
-        self.binary = false;
-        self.redact = false;
+        self.framing = Framing::Text;
         self.emit_after_block = false;
     }
 
     /// A binary header: starts its record.
-    fn binary_header(&mut self, h: super::parser::BinaryHeader, wire: &[u8], out: &mut Vec<Record>) {
+    fn binary_header(
+        &mut self,
+        h: super::parser::BinaryHeader,
+        wire: &[u8],
+        out: &mut Vec<Record>,
+    ) {
         let request = h.magic == Magic::REQUEST;
         // A binary `stat` is answered by one response per statistic and a last one with no
         // key: only that one pairs with the request.
@@ -98,19 +124,30 @@ impl Reader {
             (false, false) => RecordKind::Response,
         };
         let mut record = Record::new(kind);
-        record.op = Some(h.opcode.name().map_or_else(|| format!("0x{:02x}", h.opcode.0), str::to_owned));
+        record.op = Some(
+            h.opcode
+                .name()
+                .map_or_else(|| format!("0x{:02x}", h.opcode.0), str::to_owned),
+        );
         if !request {
             let status = Status(h.vbucket_or_status);
             record.status = Some(status.0);
             let name = status.name().unwrap_or("unknown");
-            record.attributes.push(("status".to_owned(), name.to_owned()));
+            record
+                .attributes
+                .push(("status".to_owned(), name.to_owned()));
         }
-        record.attributes.push(("binary".to_owned(), "true".to_owned()));
+        record
+            .attributes
+            .push(("binary".to_owned(), "true".to_owned()));
         keep_raw(&mut record, wire);
-        // SASL bodies carry credentials: keep none of them.
-        self.redact = h.opcode.is_sasl();
         self.record = Some(record);
-        self.binary = true;
+        // SASL bodies carry credentials: keep none of them.
+        self.framing = if h.opcode.is_sasl() {
+            Framing::BinarySecret
+        } else {
+            Framing::Binary
+        };
         self.extras_left = u64::from(h.extras_len);
         self.key_left = u64::from(h.key_len);
         self.body_left = u64::from(h.body_len);
@@ -121,26 +158,44 @@ impl Reader {
 
     /// Body bytes of a binary message: the key is kept after the extras.
     fn binary_body(&mut self, mut bytes: &[u8]) {
-        let skip = usize::try_from(self.extras_left).unwrap_or(usize::MAX).min(bytes.len());
+        let skip = usize::try_from(self.extras_left)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         self.extras_left -= skip as u64;
         bytes = &bytes[skip..];
-        let take = usize::try_from(self.key_left).unwrap_or(usize::MAX).min(bytes.len());
+        let take = usize::try_from(self.key_left)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         self.key.extend_from_slice(&bytes[..take]);
         self.key_left -= take as u64;
     }
 
     /// A text command line (to the server).
     fn command(&mut self, line: &[u8], wire: &[u8], out: &mut Vec<Record>) {
-        let kind = |reply: bool| if reply { RecordKind::Request } else { RecordKind::Message };
+        let kind = |reply: bool| {
+            if reply {
+                RecordKind::Request
+            } else {
+                RecordKind::Message
+            }
+        };
         let (mut record, block) = match parse_text_command(line) {
-            Some(TextCommand::Storage { name, key, data_len, reply }) => {
+            Some(TextCommand::Storage {
+                name,
+                key,
+                data_len,
+                reply,
+            }) => {
                 let mut r = Record::new(kind(reply));
                 r.op = Some(text(name));
                 r.resource = Some(text(key));
-                r.attributes.push(("bytes".to_owned(), data_len.to_string()));
+                r.attributes
+                    .push(("bytes".to_owned(), data_len.to_string()));
                 (r, Some(data_len))
             }
-            Some(TextCommand::Line { name, key, reply, .. }) => {
+            Some(TextCommand::Line {
+                name, key, reply, ..
+            }) => {
                 let mut r = Record::new(kind(reply));
                 r.op = Some(text(name));
                 r.resource = key.map(text);
@@ -150,7 +205,8 @@ impl Reader {
                 // memcached answers `ERROR` or `CLIENT_ERROR` and carries on.
                 let mut r = Record::new(RecordKind::Request);
                 r.op = words(line).next().map(text);
-                r.attributes.push(("malformed".to_owned(), "true".to_owned()));
+                r.attributes
+                    .push(("malformed".to_owned(), "true".to_owned()));
                 (r, None)
             }
         };
@@ -168,16 +224,24 @@ impl Reader {
 
     /// A text reply line (to the client).
     fn reply(&mut self, line: &[u8], wire: &[u8], out: &mut Vec<Record>) {
-        let record = self.record.get_or_insert_with(|| Record::new(RecordKind::Response));
+        let record = self
+            .record
+            .get_or_insert_with(|| Record::new(RecordKind::Response));
         keep_raw(record, wire);
         match parse_text_reply(line) {
-            Some(TextReply::Value { key, data_len, last }) => {
+            Some(TextReply::Value {
+                key,
+                data_len,
+                last,
+            }) => {
                 self.hits += 1;
                 if record.resource.is_none() {
                     record.resource = key.map(text);
                 }
                 if last {
-                    record.attributes.push(("status".to_owned(), "VA".to_owned()));
+                    record
+                        .attributes
+                        .push(("status".to_owned(), "VA".to_owned()));
                 }
                 self.body_left = data_len;
                 self.crlf_next = data_len == 0;
@@ -215,19 +279,26 @@ pub(crate) struct MemcachedSession {
 }
 
 impl Session for MemcachedSession {
-    fn parse(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
         let r = &mut self.readers[dir.index()];
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
             if r.body_left > 0 {
-                let n = usize::try_from(r.body_left).unwrap_or(usize::MAX).min(rest.len());
+                let n = usize::try_from(r.body_left)
+                    .unwrap_or(usize::MAX)
+                    .min(rest.len());
                 let bytes = &rest[..n];
-                if r.binary {
+                if r.framing.is_binary() {
                     r.binary_body(bytes);
                 }
                 if let Some(record) = r.record.as_mut() {
-                    if r.redact {
+                    if r.framing == Framing::BinarySecret {
                         record.wire_len += n as u64;
                     } else {
                         keep_raw(record, bytes);
@@ -236,7 +307,7 @@ impl Session for MemcachedSession {
                 r.body_left -= n as u64;
                 pos += n;
                 if r.body_left == 0 {
-                    if r.binary {
+                    if r.framing.is_binary() {
                         r.emit(out);
                     } else {
                         r.crlf_next = true;
@@ -300,7 +371,7 @@ impl Session for MemcachedSession {
             record.truncated = true;
         }
         if r.body_left == 0 {
-            if r.binary {
+            if r.framing.is_binary() {
                 r.emit(out);
             } else {
                 r.crlf_next = true;

@@ -9,8 +9,8 @@ use adi_core::engine::Engine;
 use adi_core::flow::Role;
 use adi_core::testing::{check_classifier, load_fixtures, Fixture};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, ProtocolId, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, ProtocolId, Record,
+    RecordKind, Registration, Registry, Session,
 };
 use proptest::prelude::*;
 
@@ -31,8 +31,18 @@ fn fixture(dir: Direction, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// (confidence, observed direction) of a match.
+type Band = (Confidence, Option<Direction>);
+/// (kind, op, resource, `status` attribute) of a record.
+type Summary<'a> = (
+    RecordKind,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
-fn verdict(buf: &[u8], dir: Direction) -> Option<(Confidence, Option<Direction>)> {
+fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
     match Memcached.probe(buf, dir, PortHint::NONE) {
         Probe::Match(v) => {
             assert_eq!(v.protocol, ID);
@@ -47,7 +57,10 @@ fn never_reported(buf: &[u8]) {
     for dir in [Direction::ToServer, Direction::ToClient] {
         for len in 1..=buf.len() {
             if let Some((c, _)) = verdict(&buf[..len], dir) {
-                assert!(c < Confidence::REPORT, "{dir:?} prefix {len} of {buf:?}: {c}");
+                assert!(
+                    c < Confidence::REPORT,
+                    "{dir:?} prefix {len} of {buf:?}: {c}"
+                );
             }
         }
     }
@@ -57,7 +70,10 @@ fn never_reported(buf: &[u8]) {
 fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
     let mut session = MemcachedSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut pending = Vec::new();
         for piece in bytes.chunks(chunk) {
             pending.extend_from_slice(piece);
@@ -70,14 +86,25 @@ fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record
 }
 
 fn connection(name: &str) -> Vec<Record> {
-    parse_chunked(&fixture(Direction::ToServer, name), &fixture(Direction::ToClient, name), usize::MAX)
+    parse_chunked(
+        &fixture(Direction::ToServer, name),
+        &fixture(Direction::ToClient, name),
+        usize::MAX,
+    )
 }
 
 /// (kind, op, resource, `status` attribute) of each record.
-fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>, Option<&str>)> {
+fn summary(records: &[Record]) -> Vec<Summary<'_>> {
     records
         .iter()
-        .map(|r| (r.kind, r.op.as_deref(), r.resource.as_deref(), r.attribute("status")))
+        .map(|r| {
+            (
+                r.kind,
+                r.op.as_deref(),
+                r.resource.as_deref(),
+                r.attribute("status"),
+            )
+        })
         .collect()
 }
 
@@ -85,7 +112,11 @@ fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>, O
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("memcached"), Confidence::STRONG);
+    check_classifier(
+        registration(),
+        fixtures_dir!("memcached"),
+        Confidence::STRONG,
+    );
 }
 
 #[test]
@@ -119,7 +150,11 @@ fn fixtures_match_at_their_band() {
         (ToClient, "pymemcache_big", Confidence::STRONG),
     ];
     for &(dir, name, want) in cases {
-        assert_eq!(verdict(&fixture(dir, name), dir), Some((want, None)), "{dir:?} {name}");
+        assert_eq!(
+            verdict(&fixture(dir, name), dir),
+            Some((want, None)),
+            "{dir:?} {name}"
+        );
     }
 }
 
@@ -131,7 +166,12 @@ fn every_request_gets_one_response() {
     for name in names {
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
-        assert_eq!(count(RecordKind::Request), count(RecordKind::Response), "{name}: {:#?}", summary(&records));
+        assert_eq!(
+            count(RecordKind::Request),
+            count(RecordKind::Response),
+            "{name}: {:#?}",
+            summary(&records)
+        );
     }
 }
 
@@ -146,7 +186,12 @@ fn split_writes_give_the_same_records() {
             .map_or(&[][..], |f| f.bytes.as_slice());
         let whole = parse_chunked(&fx.bytes, client, usize::MAX);
         for chunk in [1, 3, 7, 500] {
-            assert_eq!(parse_chunked(&fx.bytes, client, chunk), whole, "{} in {chunk}-byte writes", fx.name);
+            assert_eq!(
+                parse_chunked(&fx.bytes, client, chunk),
+                whole,
+                "{} in {chunk}-byte writes",
+                fx.name
+            );
         }
     }
 }
@@ -155,7 +200,10 @@ fn split_writes_give_the_same_records() {
 fn session_summaries_text() {
     use RecordKind::{Message, Request, Response};
     let r = connection("pymemcache");
-    let requests: Vec<_> = summary(&r).into_iter().filter(|s| s.0 != Response).collect();
+    let requests: Vec<_> = summary(&r)
+        .into_iter()
+        .filter(|s| s.0 != Response)
+        .collect();
     assert_eq!(
         requests,
         [
@@ -179,19 +227,50 @@ fn session_summaries_text() {
     );
     assert_eq!(r[0].attribute("bytes"), Some("5"));
     let responses: Vec<_> = r.iter().filter(|r| r.kind == Response).collect();
-    let statuses: Vec<_> = responses.iter().map(|r| r.attribute("status").expect("status")).collect();
-    assert_eq!(statuses, ["END", "END", "END", "STORED", "STORED", "15", "13", "NOT_FOUND", "VERSION"]);
+    let statuses: Vec<_> = responses
+        .iter()
+        .map(|r| r.attribute("status").expect("status"))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "END",
+            "END",
+            "END",
+            "STORED",
+            "STORED",
+            "15",
+            "13",
+            "NOT_FOUND",
+            "VERSION"
+        ]
+    );
     assert_eq!(responses[0].resource.as_deref(), Some("user:1"));
     assert_eq!(responses[0].attribute("hits"), Some("1"));
     assert_eq!(responses[8].attribute("version"), Some("1.6.18"));
     // Errors: the text of CLIENT_ERROR; malformed commands are still requests.
     let r = connection("errors");
-    let client_error = r.iter().find(|r| r.attribute("status") == Some("CLIENT_ERROR")).expect("CLIENT_ERROR");
-    assert_eq!(client_error.attribute("error"), Some("bad command line format"));
-    assert_eq!(r.iter().filter(|r| r.attribute("malformed") == Some("true")).count(), 3);
+    let client_error = r
+        .iter()
+        .find(|r| r.attribute("status") == Some("CLIENT_ERROR"))
+        .expect("CLIENT_ERROR");
+    assert_eq!(
+        client_error.attribute("error"),
+        Some("bad command line format")
+    );
+    assert_eq!(
+        r.iter()
+            .filter(|r| r.attribute("malformed") == Some("true"))
+            .count(),
+        3
+    );
     // stats: STAT lines up to END are one reply.
     let r = connection("nc_text");
-    assert_eq!(r.last().map(|r| (r.attribute("status"), r.attribute("items"))), Some((Some("END"), Some("32"))));
+    assert_eq!(
+        r.last()
+            .map(|r| (r.attribute("status"), r.attribute("items"))),
+        Some((Some("END"), Some("32")))
+    );
 }
 
 #[test]
@@ -239,9 +318,14 @@ fn session_summaries_meta_and_binary() {
     assert_eq!(r[0].wire_len, 42);
     // Binary stat: one message per statistic, the empty-key terminator answers the request.
     let r = connection("memcstat_binary");
-    let stats = r.iter().filter(|r| r.kind == Message && r.op.as_deref() == Some("stat")).count();
+    let stats = r
+        .iter()
+        .filter(|r| r.kind == Message && r.op.as_deref() == Some("stat"))
+        .count();
     assert!(stats > 50, "{stats}");
-    assert!(r.iter().any(|r| r.kind == Message && r.resource.as_deref() == Some("pid")));
+    assert!(r
+        .iter()
+        .any(|r| r.kind == Message && r.resource.as_deref() == Some("pid")));
 }
 
 // ---- look-alikes ----
@@ -249,21 +333,36 @@ fn session_summaries_meta_and_binary() {
 #[test]
 fn redis_nats_http_are_told_apart() {
     // Redis inline commands are upper case; memcached is case-sensitive.
-    for buf in [&b"GET k\r\n"[..], b"SET k v\r\n", b"PING\r\n", b"EXISTS k\r\n", b"INFO server\r\n"] {
-        assert_eq!(Memcached.probe(buf, Direction::ToServer, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+    for buf in [
+        &b"GET k\r\n"[..],
+        b"SET k v\r\n",
+        b"PING\r\n",
+        b"EXISTS k\r\n",
+        b"INFO server\r\n",
+    ] {
+        assert_eq!(
+            Memcached.probe(buf, Direction::ToServer, PortHint::NONE),
+            Probe::NoMatch,
+            "{buf:?}"
+        );
     }
     never_reported(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     never_reported(b"+OK\r\n$5\r\nhello\r\n:1\r\n");
     never_reported(b"-ERR unknown command\r\n");
     // Redis and memcached share `get k` in lower case: WEAK here, the port decides.
-    assert_eq!(verdict(b"get k\r\n", Direction::ToServer), Some((Confidence::WEAK, None)));
+    assert_eq!(
+        verdict(b"get k\r\n", Direction::ToServer),
+        Some((Confidence::WEAK, None))
+    );
     // NATS and HTTP: upper-case verbs, none of them memcached's.
     never_reported(b"INFO {\"server_id\":\"x\"}\r\n");
     never_reported(b"CONNECT {\"verbose\":false}\r\nPING\r\nPUB a 1\r\nx\r\n");
     never_reported(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     never_reported(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     // SSLv2-compatible ClientHello: 0x80, length, 0x01: a "key length" of 259 > 250.
-    never_reported(&[0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0]);
+    never_reported(&[
+        0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0,
+    ]);
     for fx in load_fixtures(fixtures_dir!("redis")) {
         let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
         if let Some((c, _)) = verdict(window, fx.dir) {
@@ -276,7 +375,15 @@ fn redis_nats_http_are_told_apart() {
 
 /// A binary header: magic, opcode, key length, extras length, data type, vbucket/status,
 /// total body, opaque 0, cas 0.
-fn binary(magic: u8, opcode: u8, key: u16, extras: u8, dtype: u8, status: u16, body: u32) -> Vec<u8> {
+fn binary(
+    magic: u8,
+    opcode: u8,
+    key: u16,
+    extras: u8,
+    dtype: u8,
+    status: u16,
+    body: u32,
+) -> Vec<u8> {
     let mut h = vec![magic, opcode];
     h.extend_from_slice(&key.to_be_bytes());
     h.extend_from_slice(&[extras, dtype]);
@@ -291,36 +398,96 @@ fn edge_cases() {
     use Direction::{ToClient, ToServer};
     let mut get_k = binary(0x80, 0x00, 1, 0, 0, 0, 1); // GET, key "k"
     get_k.push(b'k');
-    let cases: Vec<(Vec<u8>, Direction, Option<(Confidence, Option<Direction>)>)> = vec![
+    let cases: Vec<(Vec<u8>, Direction, Option<Band>)> = vec![
         // set <key> <flags> <exptime> <bytes>, then exactly 5 bytes and CRLF.
-        (b"set k 0 0 5\r\nhello\r\n".to_vec(), ToServer, Some((Confidence::CERTAIN, None))),
+        (
+            b"set k 0 0 5\r\nhello\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::CERTAIN, None)),
+        ),
         // The data block still arriving.
-        (b"set k 0 0 5\r\nhel".to_vec(), ToServer, Some((Confidence::STRONG, None))),
+        (
+            b"set k 0 0 5\r\nhel".to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         // cas needs its unique; with noreply.
-        (b"cas k 1 -1 2 77 noreply\r\nhi\r\n".to_vec(), ToServer, Some((Confidence::CERTAIN, None))),
+        (
+            b"cas k 1 -1 2 77 noreply\r\nhi\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::CERTAIN, None)),
+        ),
         // Meta commands: flags are a letter and a token.
-        (b"mg key v t f\r\n".to_vec(), ToServer, Some((Confidence::STRONG, None))),
-        (b"ms key 2 T0 I\r\nab\r\n".to_vec(), ToServer, Some((Confidence::CERTAIN, None))),
-        (b"gets a b c\r\n".to_vec(), ToServer, Some((Confidence::STRONG, None))),
+        (
+            b"mg key v t f\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
+        (
+            b"ms key 2 T0 I\r\nab\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::CERTAIN, None)),
+        ),
+        (
+            b"gets a b c\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         // Several keys: no Redis GET has that arity.
-        (b"get a b\r\n".to_vec(), ToServer, Some((Confidence::STRONG, None))),
+        (
+            b"get a b\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         // A reply seen "to the server": observed the other way.
-        (b"STORED\r\n".to_vec(), ToServer, Some((Confidence::STRONG, Some(ToClient)))),
-        (b"VALUE k 0 5\r\nhello\r\nEND\r\n".to_vec(), ToClient, Some((Confidence::CERTAIN, None))),
-        (b"VA 2 t-1\r\nhi\r\n".to_vec(), ToClient, Some((Confidence::CERTAIN, None))),
-        (b"END\r\n".to_vec(), ToClient, Some((Confidence::WEAK, None))),
+        (
+            b"STORED\r\n".to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, Some(ToClient))),
+        ),
+        (
+            b"VALUE k 0 5\r\nhello\r\nEND\r\n".to_vec(),
+            ToClient,
+            Some((Confidence::CERTAIN, None)),
+        ),
+        (
+            b"VA 2 t-1\r\nhi\r\n".to_vec(),
+            ToClient,
+            Some((Confidence::CERTAIN, None)),
+        ),
+        (
+            b"END\r\n".to_vec(),
+            ToClient,
+            Some((Confidence::WEAK, None)),
+        ),
         (b"42\r\n".to_vec(), ToClient, Some((Confidence::WEAK, None))),
         // Binary GET request, whole; seen "to the client" it is observed to the server.
         (get_k.clone(), ToServer, Some((Confidence::CERTAIN, None))),
-        (get_k.clone(), ToClient, Some((Confidence::CERTAIN, Some(ToServer)))),
+        (
+            get_k.clone(),
+            ToClient,
+            Some((Confidence::CERTAIN, Some(ToServer))),
+        ),
         // The header alone: STRONG; fewer than 24 bytes: undecided.
-        (get_k[..24].to_vec(), ToServer, Some((Confidence::STRONG, None))),
+        (
+            get_k[..24].to_vec(),
+            ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         (get_k[..10].to_vec(), ToServer, None),
     ];
     for (buf, dir, want) in cases {
-        assert_eq!(verdict(&buf, dir), want, "{:?}", String::from_utf8_lossy(&buf));
+        assert_eq!(
+            verdict(&buf, dir),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
     }
-    assert_eq!(Memcached.probe(b"se", Direction::ToServer, PortHint::NONE), Probe::NeedMore);
+    assert_eq!(
+        Memcached.probe(b"se", Direction::ToServer, PortHint::NONE),
+        Probe::NeedMore
+    );
 }
 
 // ---- hostile input ----
@@ -328,25 +495,32 @@ fn edge_cases() {
 #[test]
 fn hostile_lengths_are_refused() {
     let refused: Vec<Vec<u8>> = vec![
-        binary(0x80, 0x00, 10, 0, 0, 0, 5),       // body shorter than the key
+        binary(0x80, 0x00, 10, 0, 0, 0, 5), // body shorter than the key
         binary(0x80, 0x00, 0xffff, 0, 0, 0, 0xffff_ffff), // key above 250 bytes
-        binary(0x80, 0x00, 1, 0, 1, 0, 1),        // data type other than raw bytes
-        binary(0x80, 0x00, 1, 200, 0, 0, 201),    // extras above 20 bytes
-        binary(0x80, 0x7f, 1, 0, 0, 0, 1),        // unknown opcode
-        binary(0x81, 0x00, 0, 0, 0, 0x4242, 0),   // unknown status
+        binary(0x80, 0x00, 1, 0, 1, 0, 1),  // data type other than raw bytes
+        binary(0x80, 0x00, 1, 200, 0, 0, 201), // extras above 20 bytes
+        binary(0x80, 0x7f, 1, 0, 0, 0, 1),  // unknown opcode
+        binary(0x81, 0x00, 0, 0, 0, 0x4242, 0), // unknown status
         b"set k 0 0 99999999999999999999999\r\n".to_vec(), // length above u64
-        b"set k 0 0 2000000000\r\n".to_vec(),     // above the 1 GiB item limit
-        b"set k 0 0 5\r\nhelloXX\r\n".to_vec(),   // data block longer than announced
+        b"set k 0 0 2000000000\r\n".to_vec(), // above the 1 GiB item limit
+        b"set k 0 0 5\r\nhelloXX\r\n".to_vec(), // data block longer than announced
         format!("get {}\r\n", "k".repeat(251)).into_bytes(), // key above 250 bytes
-        b"get k\x01\r\n".to_vec(),                // control byte
+        b"get k\x01\r\n".to_vec(),          // control byte
     ];
     for buf in refused {
-        assert_eq!(Memcached.probe(&buf, Direction::ToServer, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+        assert_eq!(
+            Memcached.probe(&buf, Direction::ToServer, PortHint::NONE),
+            Probe::NoMatch,
+            "{buf:?}"
+        );
     }
     // A session never over-reads a body announced larger than what arrived.
     let mut s = MemcachedSession::default();
     let mut out = Vec::new();
-    assert_eq!(s.parse(b"set k 0 0 1000000\r\nabc", Direction::ToServer, &mut out), Ok(22));
+    assert_eq!(
+        s.parse(b"set k 0 0 1000000\r\nabc", Direction::ToServer, &mut out),
+        Ok(22)
+    );
     assert!(out.is_empty());
 }
 
@@ -357,7 +531,10 @@ fn gap_inside_a_value_is_skipped() {
     // A 1 MB binary GET response: the header and a few bytes arrive, the rest was not captured.
     let header = binary(0x81, 0x00, 0, 4, 0, 0, 1_000_004);
     assert_eq!(s.parse(&header, Direction::ToClient, &mut out), Ok(24));
-    assert_eq!(s.parse(b"\0\0\0\0abc", Direction::ToClient, &mut out), Ok(7));
+    assert_eq!(
+        s.parse(b"\0\0\0\0abc", Direction::ToClient, &mut out),
+        Ok(7)
+    );
     assert_eq!(s.gap(Direction::ToClient, 999_997, &mut out), Ok(()));
     assert_eq!(out.len(), 1);
     assert!(out[0].truncated);
@@ -366,9 +543,15 @@ fn gap_inside_a_value_is_skipped() {
     // Text: a 1 MB VALUE cut short, then the rest of the reply.
     let mut s = MemcachedSession::default();
     let mut out = Vec::new();
-    assert_eq!(s.parse(b"VALUE k 0 1000000\r\nab", Direction::ToClient, &mut out), Ok(21));
+    assert_eq!(
+        s.parse(b"VALUE k 0 1000000\r\nab", Direction::ToClient, &mut out),
+        Ok(21)
+    );
     assert_eq!(s.gap(Direction::ToClient, 999_998, &mut out), Ok(()));
-    assert_eq!(s.parse(b"\r\nEND\r\n", Direction::ToClient, &mut out), Ok(7));
+    assert_eq!(
+        s.parse(b"\r\nEND\r\n", Direction::ToClient, &mut out),
+        Ok(7)
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attribute("hits"), Some("1"));
 }
@@ -379,7 +562,9 @@ fn sasl_credentials_are_not_kept() {
     let mut req = binary(0x80, 0x21, 5, 0, 0, 0, 5 + 12);
     req.extend_from_slice(b"PLAIN\0user\0secret");
     let mut out = Vec::new();
-    MemcachedSession::default().parse(&req, Direction::ToServer, &mut out).expect("parse");
+    MemcachedSession::default()
+        .parse(&req, Direction::ToServer, &mut out)
+        .expect("parse");
     assert_eq!(out.len(), 1);
     assert!(!out[0].raw.windows(6).any(|w| w == b"secret"));
     assert_eq!(out[0].wire_len, 41);
@@ -396,8 +581,22 @@ fn classify(server_port: u16, to_server: &[u8], to_client: &[u8]) -> ProtocolId 
         server: SocketAddr::from(([127, 0, 0, 1], server_port)),
     };
     let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(key, Direction::ToServer, 1, to_server, &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToClient, 2, to_client, &mut out, &mut evicted);
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        1,
+        to_server,
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        2,
+        to_client,
+        &mut out,
+        &mut evicted,
+    );
     engine.close(&key).expect("flow").verdict.protocol
 }
 
@@ -406,10 +605,17 @@ fn engine_tells_memcached_from_redis() {
     let memcached = ProtocolId::new("memcached");
     // `get k` + a memcached reply: the reply decides, whatever the port.
     assert_eq!(classify(11211, b"get k\r\n", b"END\r\n"), memcached);
-    assert_eq!(classify(6379, b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n"), memcached);
+    assert_eq!(
+        classify(6379, b"get k\r\n", b"VALUE k 0 1\r\nx\r\nEND\r\n"),
+        memcached
+    );
     // memcached on Redis's port, real bytes.
     for name in ["decoy_6379_text", "decoy_6379_meta", "decoy_6379_binary"] {
-        let got = classify(6379, &fixture(Direction::ToServer, name), &fixture(Direction::ToClient, name));
+        let got = classify(
+            6379,
+            &fixture(Direction::ToServer, name),
+            &fixture(Direction::ToClient, name),
+        );
         assert_eq!(got, memcached, "{name}");
     }
 }

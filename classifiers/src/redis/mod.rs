@@ -94,12 +94,18 @@ fn looks_like_command_array(buf: &[u8]) -> Evidence {
     let known = commands::lookup(head.name)
         .is_some_and(|c| usize::try_from(head.words).is_ok_and(|w| c.arity_ok(w)));
     match (skip_bulk_args(rest, head.words - 1), known) {
-        (Ok(_), true) => Evidence::Yes(Confidence::CERTAIN, "RESP command array with a known command"),
+        (Ok(_), true) => Evidence::Yes(
+            Confidence::CERTAIN,
+            "RESP command array with a known command",
+        ),
         (Ok(_), false) => Evidence::Yes(Confidence::STRONG, "RESP command array"),
-        (Err(Err::Incomplete(_)), true) => {
-            Evidence::Yes(Confidence::STRONG, "RESP command array header with a known command")
+        (Err(Err::Incomplete(_)), true) => Evidence::Yes(
+            Confidence::STRONG,
+            "RESP command array header with a known command",
+        ),
+        (Err(Err::Incomplete(_)), false) => {
+            Evidence::Yes(Confidence::WEAK, "RESP command array header")
         }
-        (Err(Err::Incomplete(_)), false) => Evidence::Yes(Confidence::WEAK, "RESP command array header"),
         (Err(_), _) => Evidence::No,
     }
 }
@@ -115,7 +121,9 @@ fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
         };
     };
     let name = &head[..end];
-    let Some(command) = commands::lookup(name) else { return Evidence::No };
+    let Some(command) = commands::lookup(name) else {
+        return Evidence::No;
+    };
     if !matches!(head[end], b' ' | b'\t' | b'\r' | b'\n') {
         return Evidence::No;
     }
@@ -126,7 +134,10 @@ fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
         Err(_) => return Evidence::No,
     };
     // Printable text only (quoted binary is escaped by clients).
-    if !line.iter().all(|&c| c == b'\t' || (b' '..=b'~').contains(&c)) {
+    if !line
+        .iter()
+        .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))
+    {
         return Evidence::No;
     }
     let mut words = 0_usize;
@@ -145,7 +156,10 @@ fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
     if upper || ports.server.is_some_and(|p| REDIS_PORTS.contains(&p)) {
         Evidence::Yes(Confidence::WEAK, "Redis inline command")
     } else {
-        Evidence::Yes(AMBIGUOUS, "lower-case inline command (memcached look-alike)")
+        Evidence::Yes(
+            AMBIGUOUS,
+            "lower-case inline command (memcached look-alike)",
+        )
     }
 }
 
@@ -173,7 +187,9 @@ fn looks_like_replies(buf: &[u8]) -> Evidence {
         }
     }
     match best {
-        Some(Strength::Framed) => Evidence::Yes(Confidence::CERTAIN, "RESP reply with checked lengths"),
+        Some(Strength::Framed) => {
+            Evidence::Yes(Confidence::CERTAIN, "RESP reply with checked lengths")
+        }
         Some(Strength::Typed) => Evidence::Yes(Confidence::STRONG, "RESP typed reply"),
         Some(Strength::Plain) => Evidence::Yes(Confidence::WEAK, "RESP simple string or error"),
         Some(Strength::Nothing) | None => Evidence::More,
@@ -183,7 +199,9 @@ fn looks_like_replies(buf: &[u8]) -> Evidence {
 impl Classifier for Redis {
     fn probe(&self, buf: &[u8], dir: Direction, ports: PortHint) -> Probe {
         let buf = &buf[..buf.len().min(PROBE_WINDOW)];
-        let Some(&first) = buf.first() else { return Probe::NeedMore };
+        let Some(&first) = buf.first() else {
+            return Probe::NeedMore;
+        };
         let command = if first == TypeByte::ARRAY.0 {
             looks_like_command_array(buf)
         } else if first.is_ascii_alphabetic() {

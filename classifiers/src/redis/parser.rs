@@ -126,15 +126,21 @@ pub(crate) enum Header<'a> {
 /// Is `partial` (a header line without its CRLF, perhaps still arriving) possible for `ty`?
 fn partial_line_ok(ty: TypeByte, partial: &[u8]) -> bool {
     let digits_upto = |s: &[u8], signed: bool, max: usize| {
-        let s = if signed { s.strip_prefix(b"-").or_else(|| s.strip_prefix(b"+")).unwrap_or(s) } else { s };
+        let s = if signed {
+            s.strip_prefix(b"-")
+                .or_else(|| s.strip_prefix(b"+"))
+                .unwrap_or(s)
+        } else {
+            s
+        };
         s.len() <= max && s.iter().all(u8::is_ascii_digit)
     };
     let digits = |s: &[u8], signed: bool| digits_upto(s, signed, MAX_DIGITS);
     match ty {
         // Lengths: digits, or `-1` for RESP2 nulls.
-        TypeByte::BULK | TypeByte::ARRAY => {
-            partial.strip_prefix(b"-").map_or_else(|| digits(partial, false), |r| r.is_empty() || r == b"1")
-        }
+        TypeByte::BULK | TypeByte::ARRAY => partial
+            .strip_prefix(b"-")
+            .map_or_else(|| digits(partial, false), |r| r.is_empty() || r == b"1"),
         TypeByte::BLOB_ERROR
         | TypeByte::VERBATIM
         | TypeByte::MAP
@@ -148,17 +154,24 @@ fn partial_line_ok(ty: TypeByte, partial: &[u8]) -> bool {
         TypeByte::BOOLEAN => matches!(partial, b"" | b"t" | b"f"),
         TypeByte::DOUBLE => {
             partial.len() <= 64
-                && partial.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
+                && partial
+                    .iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
         }
         // Simple strings and errors: any text, but real servers send printable ASCII (the spec
         // forbids CR and LF; control bytes are how random data is told apart).
-        _ => partial.iter().all(|&c| c == b'\t' || (b' '..=b'~').contains(&c) || c >= 0x80),
+        _ => partial
+            .iter()
+            .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c) || c >= 0x80),
     }
 }
 
 /// Is `line` (complete) a valid RESP3 double (`,1.23`, `,inf`, `,-inf`, `,nan`, `,1e10`)?
 fn double_ok(line: &[u8]) -> bool {
-    let s = line.strip_prefix(b"-").or_else(|| line.strip_prefix(b"+")).unwrap_or(line);
+    let s = line
+        .strip_prefix(b"-")
+        .or_else(|| line.strip_prefix(b"+"))
+        .unwrap_or(line);
     if matches!(s, b"inf" | b"nan") {
         return true;
     }
@@ -169,10 +182,13 @@ fn double_ok(line: &[u8]) -> bool {
     let mut parts = mantissa.splitn(2, |&c| c == b'.');
     let int = parts.next().unwrap_or_default();
     let frac = parts.next().unwrap_or_default();
-    let num_ok = !(int.is_empty() && frac.is_empty())
-        && int.iter().chain(frac).all(u8::is_ascii_digit);
+    let num_ok =
+        !(int.is_empty() && frac.is_empty()) && int.iter().chain(frac).all(u8::is_ascii_digit);
     let exp_ok = exponent.is_none_or(|e| {
-        let e = e.strip_prefix(b"-").or_else(|| e.strip_prefix(b"+")).unwrap_or(e);
+        let e = e
+            .strip_prefix(b"-")
+            .or_else(|| e.strip_prefix(b"+"))
+            .unwrap_or(e);
         !e.is_empty() && e.len() <= 4 && e.iter().all(u8::is_ascii_digit)
     });
     num_ok && exp_ok
@@ -187,7 +203,9 @@ fn parse_len(line: &[u8], allow_null: bool, max: u64) -> Result<Option<u64>, ()>
     if line.is_empty() || line.len() > MAX_DIGITS || !line.iter().all(u8::is_ascii_digit) {
         return Err(());
     }
-    let n = line.iter().try_fold(0_u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+    let n = line.iter().try_fold(0_u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
     match n {
         Some(n) if n <= max => Ok(Some(n)),
         _ => Err(()),
@@ -220,13 +238,18 @@ pub(crate) fn parse_line(input: &[u8], ok: impl Fn(&[u8]) -> bool) -> PResult<'_
 pub(crate) fn parse_header(input: &[u8]) -> PResult<'_, Header<'_>> {
     let (rest, first) = take(1_usize).parse(input)?;
     let ty = TypeByte(first[0]);
-    let Some(shape) = ty.shape() else { return fail(input) };
+    let Some(shape) = ty.shape() else {
+        return fail(input);
+    };
     let (rest, line) = parse_line(rest, |p| partial_line_ok(ty, p))?;
     let header = match shape {
         Shape::Line => {
             let ok = match ty {
                 TypeByte::INTEGER | TypeByte::BIG_NUMBER => {
-                    let d = line.strip_prefix(b"-").or_else(|| line.strip_prefix(b"+")).unwrap_or(line);
+                    let d = line
+                        .strip_prefix(b"-")
+                        .or_else(|| line.strip_prefix(b"+"))
+                        .unwrap_or(line);
                     !d.is_empty()
                 }
                 TypeByte::BOOLEAN => matches!(line, b"t" | b"f"),
@@ -242,7 +265,9 @@ pub(crate) fn parse_header(input: &[u8]) -> PResult<'_, Header<'_>> {
             Header::Line(ty, line)
         }
         Shape::Bulk => {
-            let Ok(len) = parse_len(line, ty == TypeByte::BULK, MAX_BULK_LEN) else { return fail(input) };
+            let Ok(len) = parse_len(line, ty == TypeByte::BULK, MAX_BULK_LEN) else {
+                return fail(input);
+            };
             // A verbatim string starts with a 3-byte format and `:` (`txt:`).
             if ty == TypeByte::VERBATIM && len.is_some_and(|n| n < 4) {
                 return fail(input);
@@ -261,7 +286,9 @@ pub(crate) fn parse_header(input: &[u8]) -> PResult<'_, Header<'_>> {
 
 /// The body of a bulk value of `len` bytes and its closing CRLF.
 pub(crate) fn parse_bulk_body(input: &[u8], len: u64) -> PResult<'_, &[u8]> {
-    let Ok(len) = usize::try_from(len) else { return fail(input) };
+    let Ok(len) = usize::try_from(len) else {
+        return fail(input);
+    };
     let (rest, body) = take(len).parse(input)?;
     let (rest, _) = tag(&b"\r\n"[..]).parse(rest)?;
     Ok((rest, body))
@@ -382,7 +409,9 @@ pub(crate) fn parse_command_head(input: &[u8]) -> PResult<'_, CommandHead<'_>> {
         _ => return fail(input),
     };
     let (rest, len) = match parse_header(rest)? {
-        (rest, Header::Bulk(TypeByte::BULK, Some(n))) if n > 0 && n <= MAX_COMMAND_NAME_LEN as u64 => {
+        (rest, Header::Bulk(TypeByte::BULK, Some(n)))
+            if n > 0 && n <= MAX_COMMAND_NAME_LEN as u64 =>
+        {
             (rest, n)
         }
         _ => return fail(input),
@@ -400,9 +429,8 @@ pub(crate) fn parse_command_head(input: &[u8]) -> PResult<'_, CommandHead<'_>> {
 /// Skips `count` bulk-string arguments of a command array.
 pub(crate) fn skip_bulk_args(mut input: &[u8], count: u64) -> PResult<'_, ()> {
     for _ in 0..count {
-        let (rest, len) = match parse_header(input)? {
-            (rest, Header::Bulk(TypeByte::BULK, Some(n))) => (rest, n),
-            _ => return fail(input),
+        let (rest, Header::Bulk(TypeByte::BULK, Some(len))) = parse_header(input)? else {
+            return fail(input);
         };
         (input, _) = parse_bulk_body(rest, len)?;
     }
@@ -457,7 +485,10 @@ impl<'a> Iterator for InlineWords<'a> {
                     }
                 }
             }
-            _ => s.iter().position(|&c| matches!(c, b' ' | b'\t')).unwrap_or(s.len()),
+            _ => s
+                .iter()
+                .position(|&c| matches!(c, b' ' | b'\t'))
+                .unwrap_or(s.len()),
         };
         if end > s.len() || s.get(end).is_some_and(|&c| !matches!(c, b' ' | b'\t')) {
             self.rest = &[];

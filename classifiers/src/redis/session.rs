@@ -56,12 +56,20 @@ struct Value {
 
 impl Value {
     fn new(kind: RecordKind) -> Self {
-        Self { record: Record::new(kind), top: None, top_count: 0, words: Default::default(), capturing: None }
+        Self {
+            record: Record::new(kind),
+            top: None,
+            top_count: 0,
+            words: Default::default(),
+            capturing: None,
+        }
     }
 
     fn keep_raw(&mut self, bytes: &[u8]) {
         let room = MAX_RAW_KEPT.saturating_sub(self.record.raw.len());
-        self.record.raw.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.record
+            .raw
+            .extend_from_slice(&bytes[..room.min(bytes.len())]);
         self.record.wire_len += bytes.len() as u64;
     }
 
@@ -112,7 +120,12 @@ const PUBSUB_KINDS: &[&[u8]] = &[
 
 impl RedisSession {
     /// Builds the record of a whole command from its first words.
-    fn command_record(&mut self, mut record: Record, words: &[Option<&[u8]>], count: usize) -> Record {
+    fn command_record(
+        &mut self,
+        mut record: Record,
+        words: &[Option<&[u8]>],
+        count: usize,
+    ) -> Record {
         let name = words.first().copied().flatten().unwrap_or_default();
         let mut op = text(name).to_ascii_uppercase();
         let command: Option<&Command> = commands::lookup(name);
@@ -123,7 +136,9 @@ impl RedisSession {
                     op = format!("{op} {}", sub.to_ascii_uppercase());
                 }
                 // `OBJECT ENCODING key`, `MEMORY USAGE key`, `XINFO STREAM key`.
-                matches!(c.name, b"OBJECT" | b"MEMORY" | b"XINFO" | b"XGROUP").then(|| word(2)).flatten()
+                matches!(c.name, b"OBJECT" | b"MEMORY" | b"XINFO" | b"XGROUP")
+                    .then(|| word(2))
+                    .flatten()
             }
             Some(c) if c.is_pubsub() => word(1),
             Some(c) if c.first_key > 0 => word(usize::from(c.first_key)),
@@ -150,7 +165,9 @@ impl RedisSession {
             record.raw.clear();
         }
         record.op = Some(op);
-        record.attributes.push(("words".to_owned(), count.to_string()));
+        record
+            .attributes
+            .push(("words".to_owned(), count.to_string()));
         record
     }
 
@@ -165,7 +182,9 @@ impl RedisSession {
                 self.command_record(record, &words, count)
             }
             Direction::ToClient => {
-                record.attributes.push(("type".to_owned(), top.name().to_owned()));
+                record
+                    .attributes
+                    .push(("type".to_owned(), top.name().to_owned()));
                 let first = value.word(0);
                 match top {
                     TypeByte::ERROR | TypeByte::BLOB_ERROR => {
@@ -180,7 +199,9 @@ impl RedisSession {
                     {
                         record.kind = RecordKind::Message;
                     }
-                    TypeByte::MAP if first == Some(b"server") && value.word(2) == Some(b"version") => {
+                    TypeByte::MAP
+                        if first == Some(b"server") && value.word(2) == Some(b"version") =>
+                    {
                         for (name, i) in [("server", 1), ("version", 3)] {
                             if let Some(v) = value.word(i) {
                                 record.attributes.push((name.to_owned(), text(v)));
@@ -196,7 +217,12 @@ impl RedisSession {
     }
 
     /// One inline command line.
-    fn inline(&mut self, line: &[u8], wire: &[u8], out: &mut Vec<Record>) -> Result<(), ParseError> {
+    fn inline(
+        &mut self,
+        line: &[u8],
+        wire: &[u8],
+        out: &mut Vec<Record>,
+    ) -> Result<(), ParseError> {
         let mut words: Vec<&[u8]> = Vec::new();
         let mut count = 0;
         for w in InlineWords::new(line) {
@@ -219,21 +245,30 @@ impl RedisSession {
         record.wire_len = wire.len() as u64;
         let words: Vec<Option<&[u8]>> = words.into_iter().map(Some).collect();
         let mut record = self.command_record(record, &words, count);
-        record.attributes.push(("inline".to_owned(), "true".to_owned()));
+        record
+            .attributes
+            .push(("inline".to_owned(), "true".to_owned()));
         out.push(record);
         Ok(())
     }
 }
 
 impl Session for RedisSession {
-    fn parse(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> Result<usize, ParseError> {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
             let reader = &mut self.readers[dir.index()];
             // Inside a bulk body: take what has arrived.
             if reader.body_left > 0 {
-                let n = usize::try_from(reader.body_left).unwrap_or(usize::MAX).min(rest.len());
+                let n = usize::try_from(reader.body_left)
+                    .unwrap_or(usize::MAX)
+                    .min(rest.len());
                 let bytes = &rest[..n];
                 if let Some(v) = reader.value.as_mut() {
                     v.keep_raw(bytes);
@@ -262,7 +297,8 @@ impl Session for RedisSession {
                 continue;
             }
             // A new top-level command that is not an array: an inline command.
-            if reader.value.is_none() && dir == Direction::ToServer && rest[0] != TypeByte::ARRAY.0 {
+            if reader.value.is_none() && dir == Direction::ToServer && rest[0] != TypeByte::ARRAY.0
+            {
                 let (after, line) = match parse_inline_line(rest) {
                     Ok(r) => r,
                     Err(Err::Incomplete(_)) => break,
@@ -280,67 +316,7 @@ impl Session for RedisSession {
             };
             let used = rest.len() - after.len();
             pos += used;
-            let kind = match dir {
-                Direction::ToServer => RecordKind::Request,
-                Direction::ToClient => RecordKind::Response,
-            };
-            let reader = &mut self.readers[dir.index()];
-            let depth = reader.stack.len();
-            let value = reader.value.get_or_insert_with(|| Value::new(kind));
-            value.keep_raw(&rest[..used]);
-            let ty = match header {
-                Header::Line(ty, _) | Header::Bulk(ty, _) | Header::Aggregate(ty, _) => ty,
-            };
-            // Which kept word this element is: the top-level value itself, or one of the
-            // first elements of a top-level aggregate.
-            let slot = match depth {
-                0 => Some(0),
-                1 => {
-                    let index = value.top_count.checked_sub(reader.stack[0]);
-                    index.and_then(|i| usize::try_from(i).ok()).filter(|&i| i < WORDS_KEPT)
-                }
-                _ => None,
-            };
-            if depth == 0 && ty != TypeByte::ATTRIBUTE {
-                value.top = Some(ty);
-            }
-            match header {
-                Header::Line(_, line) => {
-                    if let Some(i) = slot {
-                        keep_word(&mut value.words[i], line);
-                    }
-                    self.element_done(dir, out);
-                }
-                Header::Bulk(_, None) | Header::Aggregate(_, None | Some(0)) => {
-                    self.element_done(dir, out);
-                }
-                Header::Bulk(_, Some(len)) => {
-                    if let Some(i) = slot {
-                        value.words[i].get_or_insert_with(Vec::new);
-                    }
-                    value.capturing = slot;
-                    reader.body_left = len;
-                    reader.crlf_next = len == 0;
-                }
-                Header::Aggregate(_, Some(n)) => {
-                    if depth >= MAX_DEPTH {
-                        return Err(ParseError::TooLarge {
-                            protocol: ID,
-                            what: "aggregate nesting",
-                            len: depth + 1,
-                            max: MAX_DEPTH,
-                        });
-                    }
-                    if depth == 0 {
-                        if ty == TypeByte::ATTRIBUTE {
-                            value.top_count = 0;
-                        } else {
-                            value.top_count = n;
-                        }
-                    }
-                    reader.stack.push(n);
-                }
-            }
+            self.on_header(dir, header, &rest[..used], out)?;
         }
         Ok(pos)
     }
@@ -362,12 +338,85 @@ impl Session for RedisSession {
 }
 
 impl RedisSession {
+    /// A header line of direction `dir` (its bytes `wire`): starts or continues the value.
+    fn on_header(
+        &mut self,
+        dir: Direction,
+        header: Header<'_>,
+        wire: &[u8],
+        out: &mut Vec<Record>,
+    ) -> Result<(), ParseError> {
+        let kind = match dir {
+            Direction::ToServer => RecordKind::Request,
+            Direction::ToClient => RecordKind::Response,
+        };
+        let reader = &mut self.readers[dir.index()];
+        let depth = reader.stack.len();
+        let value = reader.value.get_or_insert_with(|| Value::new(kind));
+        value.keep_raw(wire);
+        let ty = match header {
+            Header::Line(ty, _) | Header::Bulk(ty, _) | Header::Aggregate(ty, _) => ty,
+        };
+        // Which kept word this element is: the top-level value itself, or one of the
+        // first elements of a top-level aggregate.
+        let slot = match depth {
+            0 => Some(0),
+            1 => {
+                let index = value.top_count.checked_sub(reader.stack[0]);
+                index
+                    .and_then(|i| usize::try_from(i).ok())
+                    .filter(|&i| i < WORDS_KEPT)
+            }
+            _ => None,
+        };
+        if depth == 0 && ty != TypeByte::ATTRIBUTE {
+            value.top = Some(ty);
+        }
+        match header {
+            Header::Line(_, line) => {
+                if let Some(i) = slot {
+                    keep_word(&mut value.words[i], line);
+                }
+                self.element_done(dir, out);
+            }
+            Header::Bulk(_, None) | Header::Aggregate(_, None | Some(0)) => {
+                self.element_done(dir, out);
+            }
+            Header::Bulk(_, Some(len)) => {
+                if let Some(i) = slot {
+                    value.words[i].get_or_insert_with(Vec::new);
+                }
+                value.capturing = slot;
+                reader.body_left = len;
+                reader.crlf_next = len == 0;
+            }
+            Header::Aggregate(_, Some(n)) => {
+                if depth >= MAX_DEPTH {
+                    return Err(ParseError::TooLarge {
+                        protocol: ID,
+                        what: "aggregate nesting",
+                        len: depth + 1,
+                        max: MAX_DEPTH,
+                    });
+                }
+                if depth == 0 {
+                    if ty == TypeByte::ATTRIBUTE {
+                        value.top_count = 0;
+                    } else {
+                        value.top_count = n;
+                    }
+                }
+                reader.stack.push(n);
+            }
+        }
+        Ok(())
+    }
+
     /// One element (a line, a bulk, a finished aggregate) of direction `dir` is complete:
     /// close the aggregates it completes and, at the top level, finish the value.
     fn element_done(&mut self, dir: Direction, out: &mut Vec<Record>) {
         let reader = &mut self.readers[dir.index()];
-        loop {
-            let Some(left) = reader.stack.last_mut() else { break };
+        while let Some(left) = reader.stack.last_mut() {
             *left = left.saturating_sub(1);
             if *left > 0 {
                 return;
@@ -376,7 +425,9 @@ impl RedisSession {
         }
         // The stack is empty: a top-level value is complete. An attribute only describes the
         // value that follows, which belongs to the same record.
-        let Some(value) = reader.value.as_mut() else { return };
+        let Some(value) = reader.value.as_mut() else {
+            return;
+        };
         if value.top.is_none() {
             return;
         }

@@ -9,8 +9,8 @@ use adi_core::engine::Engine;
 use adi_core::flow::Role;
 use adi_core::testing::{check_classifier, load_fixtures, Fixture};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, ProtocolId, Record,
-    RecordKind, Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe,
+    ProtocolId, Record, RecordKind, Registration, Registry, Session,
 };
 use proptest::prelude::*;
 
@@ -31,8 +31,11 @@ fn fixture(dir: Direction, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// (confidence, observed direction) of a match.
+type Band = (Confidence, Option<Direction>);
+
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
-fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(Confidence, Option<Direction>)> {
+fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<Band> {
     match Redis.probe(buf, dir, ports) {
         Probe::Match(v) => {
             assert_eq!(v.protocol, ID);
@@ -51,7 +54,10 @@ fn never_reported(buf: &[u8]) {
     for dir in [Direction::ToServer, Direction::ToClient] {
         for len in 1..=buf.len() {
             if let Some((c, _)) = verdict(&buf[..len], dir, PortHint::NONE) {
-                assert!(c < Confidence::REPORT, "{dir:?} prefix {len} of {buf:?}: {c}");
+                assert!(
+                    c < Confidence::REPORT,
+                    "{dir:?} prefix {len} of {buf:?}: {c}"
+                );
             }
         }
     }
@@ -62,7 +68,10 @@ fn never_reported(buf: &[u8]) {
 fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
     let mut session = RedisSession::default();
     let mut out = Vec::new();
-    for (dir, bytes) in [(Direction::ToServer, to_server), (Direction::ToClient, to_client)] {
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
         let mut pending = Vec::new();
         for piece in bytes.chunks(chunk) {
             pending.extend_from_slice(piece);
@@ -75,12 +84,19 @@ fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record
 }
 
 fn connection(name: &str) -> Vec<Record> {
-    parse_chunked(&fixture(Direction::ToServer, name), &fixture(Direction::ToClient, name), usize::MAX)
+    parse_chunked(
+        &fixture(Direction::ToServer, name),
+        &fixture(Direction::ToClient, name),
+        usize::MAX,
+    )
 }
 
 /// (kind, op, resource) of each record.
 fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> {
-    records.iter().map(|r| (r.kind, r.op.as_deref(), r.resource.as_deref())).collect()
+    records
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref(), r.resource.as_deref()))
+        .collect()
 }
 
 // ---- real captures ----
@@ -127,7 +143,12 @@ fn every_request_gets_one_response() {
     for name in names {
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
-        assert_eq!(count(RecordKind::Request), count(RecordKind::Response), "{name}: {:#?}", summary(&records));
+        assert_eq!(
+            count(RecordKind::Request),
+            count(RecordKind::Response),
+            "{name}: {:#?}",
+            summary(&records)
+        );
         assert!(!records.is_empty(), "{name}");
     }
 }
@@ -143,7 +164,12 @@ fn split_writes_give_the_same_records() {
             .map_or(&[][..], |f| f.bytes.as_slice());
         let whole = parse_chunked(&fx.bytes, client, usize::MAX);
         for chunk in [1, 2, 3, 7, 64] {
-            assert_eq!(parse_chunked(&fx.bytes, client, chunk), whole, "{} in {chunk}-byte writes", fx.name);
+            assert_eq!(
+                parse_chunked(&fx.bytes, client, chunk),
+                whole,
+                "{} in {chunk}-byte writes",
+                fx.name
+            );
         }
     }
 }
@@ -152,18 +178,33 @@ fn split_writes_give_the_same_records() {
 fn session_summaries_resp2_and_inline() {
     use RecordKind::{Request, Response};
     let r = connection("cli_resp2_1");
-    assert_eq!(summary(&r), [(Request, Some("INCR"), Some("greeting")), (Response, Some("ERR"), None)]);
+    assert_eq!(
+        summary(&r),
+        [
+            (Request, Some("INCR"), Some("greeting")),
+            (Response, Some("ERR"), None)
+        ]
+    );
     assert_eq!(r[0].attributes, [("words".to_owned(), "2".to_owned())]);
     assert_eq!(r[0].wire_len, 28);
     assert_eq!(
         r[1].attributes,
         [
             ("type".to_owned(), "error".to_owned()),
-            ("error".to_owned(), "ERR value is not an integer or out of range".to_owned()),
+            (
+                "error".to_owned(),
+                "ERR value is not an integer or out of range".to_owned()
+            ),
         ]
     );
     let r = connection("cli_resp2_2");
-    assert_eq!(summary(&r), [(Request, Some("MGET"), Some("greeting")), (Response, None, None)]);
+    assert_eq!(
+        summary(&r),
+        [
+            (Request, Some("MGET"), Some("greeting")),
+            (Response, None, None)
+        ]
+    );
     assert_eq!(r[1].attribute("type"), Some("array"));
     // Inline commands: quoted words, the key as resource.
     let r = connection("inline_set");
@@ -183,13 +224,30 @@ fn session_summaries_resp2_and_inline() {
     let r = connection("cli_resp3_2");
     assert_eq!(summary(&r)[1], (Request, Some("CONFIG GET"), None));
     // The `MULTI` / `EXEC` pipeline of redis-py.
-    let ops: Vec<_> = connection("redis_py_resp2").iter().filter_map(|r| r.op.clone()).collect();
+    let ops: Vec<_> = connection("redis_py_resp2")
+        .iter()
+        .filter_map(|r| r.op.clone())
+        .collect();
     let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
     assert_eq!(
         ops,
         [
-            "CLIENT SETINFO", "CLIENT SETINFO", "SET", "GET", "HSET", "HGETALL", "MULTI", "INCRBY", "LPUSH",
-            "LRANGE", "EXEC", "ZADD", "ZSCORE", "DEL", "ERR", "ERR",
+            "CLIENT SETINFO",
+            "CLIENT SETINFO",
+            "SET",
+            "GET",
+            "HSET",
+            "HGETALL",
+            "MULTI",
+            "INCRBY",
+            "LPUSH",
+            "LRANGE",
+            "EXEC",
+            "ZADD",
+            "ZSCORE",
+            "DEL",
+            "ERR",
+            "ERR",
         ]
     );
 }
@@ -200,7 +258,10 @@ fn session_summaries_resp3() {
     // HELLO 3: the map's server and version.
     let r = connection("cli_resp3_0");
     assert_eq!(r[0].attribute("protocol"), Some("3"));
-    assert_eq!(r[0].raw, b"", "HELLO may carry AUTH: raw bytes are not kept");
+    assert_eq!(
+        r[0].raw, b"",
+        "HELLO may carry AUTH: raw bytes are not kept"
+    );
     let hello = r.iter().find(|r| r.kind == Response).expect("HELLO reply");
     assert_eq!(hello.attribute("type"), Some("map"));
     assert_eq!(hello.attribute("server"), Some("redis"));
@@ -245,19 +306,28 @@ fn session_summaries_resp3() {
             (Message, None, None),
         ]
     );
-    assert_eq!(summary(&connection("pubsub_1")), [(Request, Some("PUBLISH"), Some("news")), (Response, None, None)]);
+    assert_eq!(
+        summary(&connection("pubsub_1")),
+        [
+            (Request, Some("PUBLISH"), Some("news")),
+            (Response, None, None)
+        ]
+    );
 }
 
 #[test]
 fn resp2_pubsub_messages_are_messages() {
+    use RecordKind::{Message, Request, Response};
     let to_server = b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n*1\r\n$4\r\nPING\r\n";
     let to_client = concat!(
-        "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n",  // confirmation
+        "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n", // confirmation
         "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n", // a message
-        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",                // PING's reply in subscribed mode
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",             // PING's reply in subscribed mode
     );
-    let kinds: Vec<_> = parse_chunked(to_server, to_client.as_bytes(), usize::MAX).iter().map(|r| r.kind).collect();
-    use RecordKind::{Message, Request, Response};
+    let kinds: Vec<_> = parse_chunked(to_server, to_client.as_bytes(), usize::MAX)
+        .iter()
+        .map(|r| r.kind)
+        .collect();
     assert_eq!(kinds, [Message, Request, Message, Message, Response]);
 }
 
@@ -266,14 +336,20 @@ fn resp2_pubsub_messages_are_messages() {
 #[test]
 fn nats_is_told_apart() {
     // A bare PING is WEAK at most: the port decides between Redis and NATS.
-    assert_eq!(verdict(b"PING\r\n", Direction::ToServer, PortHint::NONE), Some((Confidence::WEAK, None)));
+    assert_eq!(
+        verdict(b"PING\r\n", Direction::ToServer, PortHint::NONE),
+        Some((Confidence::WEAK, None))
+    );
     // The NATS handshake carries JSON and CONNECT is no Redis command.
     never_reported(b"INFO {\"server_id\":\"NABC\",\"version\":\"2.10.0\"}\r\n");
     never_reported(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n");
     never_reported(b"PUB foo 5\r\nhello\r\n");
     never_reported(b"SUB foo 1\r\n");
     // NATS quotes its errors; `+OK` alone is only WEAK.
-    assert_eq!(to_server(b"-ERR 'Unknown Protocol Operation'\r\n"), Probe::NoMatch);
+    assert_eq!(
+        to_server(b"-ERR 'Unknown Protocol Operation'\r\n"),
+        Probe::NoMatch
+    );
     assert_eq!(
         verdict(b"+OK\r\n", Direction::ToClient, PortHint::NONE),
         Some((Confidence::WEAK, None))
@@ -283,20 +359,45 @@ fn nats_is_told_apart() {
 #[test]
 fn memcached_is_told_apart() {
     // Lower-case inline commands are memcached's too: below REPORT off Redis ports...
-    assert_eq!(verdict(b"get k\r\n", Direction::ToServer, PortHint::NONE), Some((AMBIGUOUS, None)));
+    assert_eq!(
+        verdict(b"get k\r\n", Direction::ToServer, PortHint::NONE),
+        Some((AMBIGUOUS, None))
+    );
     never_reported(b"set k 0 0 5\r\nhello\r\n");
     // ...and WEAK on them.
-    assert_eq!(verdict(b"get k\r\n", Direction::ToServer, PortHint::server(6379)), Some((Confidence::WEAK, None)));
+    assert_eq!(
+        verdict(b"get k\r\n", Direction::ToServer, PortHint::server(6379)),
+        Some((Confidence::WEAK, None))
+    );
     // memcached's own shapes fail Redis arities or are no Redis command.
-    for buf in [&b"incr counter 5\r\n"[..], b"delete k noreply\r\n", b"gets k\r\n", b"mg k v\r\n", b"stats\r\n"] {
+    for buf in [
+        &b"incr counter 5\r\n"[..],
+        b"delete k noreply\r\n",
+        b"gets k\r\n",
+        b"mg k v\r\n",
+        b"stats\r\n",
+    ] {
         assert_eq!(to_server(buf), Probe::NoMatch, "{buf:?}");
     }
     // Replies: `EXISTS` alone is no EXISTS command (it needs a key).
-    for buf in [&b"VALUE k 0 5\r\nhello\r\nEND\r\n"[..], b"STORED\r\n", b"EXISTS\r\n", b"HD\r\n", b"END\r\n"] {
-        assert_eq!(Redis.probe(buf, Direction::ToClient, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+    for buf in [
+        &b"VALUE k 0 5\r\nhello\r\nEND\r\n"[..],
+        b"STORED\r\n",
+        b"EXISTS\r\n",
+        b"HD\r\n",
+        b"END\r\n",
+    ] {
+        assert_eq!(
+            Redis.probe(buf, Direction::ToClient, PortHint::NONE),
+            Probe::NoMatch,
+            "{buf:?}"
+        );
     }
     // Binary protocol.
-    never_reported(&[0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'k']);
+    never_reported(&[
+        0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, b'k',
+    ]);
     for fx in load_fixtures(fixtures_dir!("memcached")) {
         let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
         if let Some((c, _)) = verdict(window, fx.dir, PortHint::NONE) {
@@ -318,11 +419,19 @@ fn http_is_not_redis() {
 
 #[test]
 fn edge_cases() {
-    let cases: &[(&[u8], Direction, Option<(Confidence, Option<Direction>)>)] = &[
+    let cases: &[(&[u8], Direction, Option<Band>)] = &[
         // *2 words, $3 "get" (lower case is fine in arrays), $1 key: whole, known.
-        (b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n", Direction::ToServer, Some((Confidence::CERTAIN, None))),
+        (
+            b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n",
+            Direction::ToServer,
+            Some((Confidence::CERTAIN, None)),
+        ),
         // The same with the key's body still arriving: STRONG.
-        (b"*2\r\n$3\r\nGET\r\n$5\r\nab", Direction::ToServer, Some((Confidence::STRONG, None))),
+        (
+            b"*2\r\n$3\r\nGET\r\n$5\r\nab",
+            Direction::ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         // A module command (unknown name) in a well-formed array: one band lower.
         (
             b"*3\r\n$9\r\nFT.SEARCH\r\n$3\r\nidx\r\n$1\r\n*\r\n",
@@ -330,29 +439,74 @@ fn edge_cases() {
             Some((Confidence::STRONG, None)),
         ),
         // GET with two keys breaks GET's arity (2): treated like an unknown command.
-        (b"*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n", Direction::ToServer, Some((Confidence::STRONG, None))),
+        (
+            b"*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n",
+            Direction::ToServer,
+            Some((Confidence::STRONG, None)),
+        ),
         // A bulk reply seen "to the server": the bytes prove the other direction.
-        (b"$5\r\nhello\r\n", Direction::ToServer, Some((Confidence::CERTAIN, Some(Direction::ToClient)))),
+        (
+            b"$5\r\nhello\r\n",
+            Direction::ToServer,
+            Some((Confidence::CERTAIN, Some(Direction::ToClient))),
+        ),
         // An inline command seen "to the client".
-        (b"PING\r\n", Direction::ToClient, Some((Confidence::WEAK, Some(Direction::ToServer)))),
+        (
+            b"PING\r\n",
+            Direction::ToClient,
+            Some((Confidence::WEAK, Some(Direction::ToServer))),
+        ),
         // RESP2 nulls: `$-1` bulk, `*-1` array, typed evidence.
-        (b"$-1\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
-        (b"*-1\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (
+            b"$-1\r\n",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
+        (
+            b"*-1\r\n",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
         // RESP3 double with exponent, boolean, big number.
-        (b",1.5e-3\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
-        (b"#t\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
-        (b"(-12345678901234567890123\r\n", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (
+            b",1.5e-3\r\n",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
+        (
+            b"#t\r\n",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
+        (
+            b"(-12345678901234567890123\r\n",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
         // Verbatim string: `=` len, 3-byte format, `:`, text.
-        (b"=8\r\ntxt:abcd\r\n", Direction::ToClient, Some((Confidence::CERTAIN, None))),
+        (
+            b"=8\r\ntxt:abcd\r\n",
+            Direction::ToClient,
+            Some((Confidence::CERTAIN, None)),
+        ),
         // An empty array header waiting for its elements: not evidence yet.
         (b"*2\r\n", Direction::ToClient, None),
         // A bulk header whose body is on its way: STRONG.
-        (b"$10\r\nabc", Direction::ToClient, Some((Confidence::STRONG, None))),
+        (
+            b"$10\r\nabc",
+            Direction::ToClient,
+            Some((Confidence::STRONG, None)),
+        ),
         // A bare PING prefix before the line ends: undecided.
         (b"PIN", Direction::ToServer, None),
     ];
     for (buf, dir, want) in cases {
-        assert_eq!(verdict(buf, *dir, PortHint::NONE), *want, "{:?}", String::from_utf8_lossy(buf));
+        assert_eq!(
+            verdict(buf, *dir, PortHint::NONE),
+            *want,
+            "{:?}",
+            String::from_utf8_lossy(buf)
+        );
     }
     assert_eq!(to_server(b"PIN"), Probe::NeedMore);
     assert_eq!(to_server(b"*"), Probe::NeedMore);
@@ -386,23 +540,36 @@ fn hostile_lengths_are_refused() {
         b"=3\r\nabc\r\n",                     // verbatim shorter than its format
         b"+OK\x01\r\n",                       // control bytes in a simple string
     ] {
-        assert_eq!(Redis.probe(buf, Direction::ToClient, PortHint::NONE), Probe::NoMatch, "{buf:?}");
+        assert_eq!(
+            Redis.probe(buf, Direction::ToClient, PortHint::NONE),
+            Probe::NoMatch,
+            "{buf:?}"
+        );
         assert_eq!(to_server(buf), Probe::NoMatch, "{buf:?}");
     }
     // Not commands (a 65-byte name, a NUL in a name), though valid as replies.
     for buf in [&b"*1\r\n$65\r\n"[..], b"*1\r\n$4\r\nPI\0G\r\n"] {
         let got = verdict(buf, Direction::ToServer, PortHint::NONE);
-        assert!(got.is_some_and(|(_, o)| o == Some(Direction::ToClient)), "{buf:?}: {got:?}");
+        assert!(
+            got.is_some_and(|(_, o)| o == Some(Direction::ToClient)),
+            "{buf:?}: {got:?}"
+        );
     }
     // Nesting deeper than MAX_DEPTH: refused by the probe, an error in the session.
     let deep = b"*1\r\n".repeat(40);
-    assert_eq!(Redis.probe(&deep, Direction::ToClient, PortHint::NONE), Probe::NoMatch);
+    assert_eq!(
+        Redis.probe(&deep, Direction::ToClient, PortHint::NONE),
+        Probe::NoMatch
+    );
     let err = RedisSession::default().parse(&deep, Direction::ToClient, &mut Vec::new());
     assert!(matches!(err, Err(ParseError::TooLarge { .. })), "{err:?}");
     // A bulk body announced large and cut short: the session waits, never over-reads.
     let mut s = RedisSession::default();
     let mut out = Vec::new();
-    assert_eq!(s.parse(b"$1000000\r\nabc", Direction::ToClient, &mut out), Ok(13));
+    assert_eq!(
+        s.parse(b"$1000000\r\nabc", Direction::ToClient, &mut out),
+        Ok(13)
+    );
     assert!(out.is_empty());
 }
 
@@ -411,9 +578,15 @@ fn gap_inside_a_bulk_body_is_skipped() {
     let mut s = RedisSession::default();
     let mut out = Vec::new();
     // A 1 MB value: the header and 10 bytes arrive, the rest was not captured.
-    assert_eq!(s.parse(b"$1000000\r\n0123456789", Direction::ToClient, &mut out), Ok(20));
+    assert_eq!(
+        s.parse(b"$1000000\r\n0123456789", Direction::ToClient, &mut out),
+        Ok(20)
+    );
     assert_eq!(s.gap(Direction::ToClient, 999_990, &mut out), Ok(()));
-    assert_eq!(s.parse(b"\r\n+OK\r\n", Direction::ToClient, &mut out), Ok(7));
+    assert_eq!(
+        s.parse(b"\r\n+OK\r\n", Direction::ToClient, &mut out),
+        Ok(7)
+    );
     assert_eq!(out.len(), 2);
     assert!(out[0].truncated);
     assert_eq!(out[0].wire_len, 1_000_012);
@@ -433,8 +606,22 @@ fn classify(server_port: u16, to_server: &[u8], to_client: &[u8]) -> (ProtocolId
         server: SocketAddr::from(([127, 0, 0, 1], server_port)),
     };
     let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(key, Direction::ToServer, 1, to_server, &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToClient, 2, to_client, &mut out, &mut evicted);
+    engine.on_data(
+        key,
+        Direction::ToServer,
+        1,
+        to_server,
+        &mut out,
+        &mut evicted,
+    );
+    engine.on_data(
+        key,
+        Direction::ToClient,
+        2,
+        to_client,
+        &mut out,
+        &mut evicted,
+    );
     let summary = engine.close(&key).expect("flow");
     (summary.verdict.protocol, summary.verdict.confidence)
 }
@@ -444,8 +631,15 @@ fn engine_port_breaks_the_ping_and_get_ties() {
     let redis = ProtocolId::new("redis");
     assert_eq!(classify(6379, b"PING\r\n", b"+PONG\r\n").0, redis);
     assert_eq!(classify(23456, b"PING\r\n", b"+PONG\r\n").0, redis);
-    if Registry::from_inventory().expect("registry").get("nats").is_some() {
-        assert_eq!(classify(4222, b"PING\r\n", b"PONG\r\n").0, ProtocolId::new("nats"));
+    if Registry::from_inventory()
+        .expect("registry")
+        .get("nats")
+        .is_some()
+    {
+        assert_eq!(
+            classify(4222, b"PING\r\n", b"PONG\r\n").0,
+            ProtocolId::new("nats")
+        );
     }
     assert_eq!(classify(6379, b"get k\r\n", b"$-1\r\n").0, redis);
     // Redis on Postgres's port: payload wins, both directions confirm.
