@@ -620,6 +620,30 @@ fn engine_tells_memcached_from_redis() {
     }
 }
 
+#[test]
+fn engine_classifies_every_captured_connection() {
+    // Each connection of the pcaps, on the port it was captured on: payload decides.
+    let all = load_fixtures(fixtures_dir!("memcached"));
+    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+    names.dedup();
+    for name in names {
+        let port = if name.starts_with("default_") {
+            11211
+        } else if name.starts_with("decoy_6379") {
+            6379
+        } else {
+            40123
+        };
+        let bytes = |dir| {
+            all.iter()
+                .find(|f| f.name == name && f.dir == dir)
+                .map_or(&[][..], |f| f.bytes.as_slice())
+        };
+        let got = classify(port, bytes(Direction::ToServer), bytes(Direction::ToClient));
+        assert_eq!(got, ID, "{name} on port {port}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
