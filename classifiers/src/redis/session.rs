@@ -87,8 +87,9 @@ fn keep_word(slot: &mut Option<Vec<u8>>, bytes: &[u8]) {
 /// One direction's reader state.
 #[derive(Debug, Default)]
 struct Reader {
-    /// Elements still to come in each open aggregate, outermost first.
-    stack: Vec<u64>,
+    /// Elements still to come in each open aggregate, outermost first, and whether it is an
+    /// attribute (which describes the value after it and is no element of its parent).
+    stack: Vec<(u64, bool)>,
     /// Bytes of the current bulk body still to come.
     body_left: u64,
     /// The bulk body is read: its CRLF comes next.
@@ -362,7 +363,7 @@ impl RedisSession {
         let slot = match depth {
             0 => Some(0),
             1 => {
-                let index = value.top_count.checked_sub(reader.stack[0]);
+                let index = value.top_count.checked_sub(reader.stack[0].0);
                 index
                     .and_then(|i| usize::try_from(i).ok())
                     .filter(|&i| i < WORDS_KEPT)
@@ -406,7 +407,7 @@ impl RedisSession {
                         value.top_count = n;
                     }
                 }
-                reader.stack.push(n);
+                reader.stack.push((n, ty == TypeByte::ATTRIBUTE));
             }
         }
         Ok(())
@@ -416,12 +417,16 @@ impl RedisSession {
     /// close the aggregates it completes and, at the top level, finish the value.
     fn element_done(&mut self, dir: Direction, out: &mut Vec<Record>) {
         let reader = &mut self.readers[dir.index()];
-        while let Some(left) = reader.stack.last_mut() {
+        while let Some((left, _)) = reader.stack.last_mut() {
             *left = left.saturating_sub(1);
             if *left > 0 {
                 return;
             }
-            reader.stack.pop();
+            let attribute = reader.stack.pop().is_some_and(|(_, attribute)| attribute);
+            if attribute && !reader.stack.is_empty() {
+                // A nested attribute: the value it describes is the parent's element.
+                return;
+            }
         }
         // The stack is empty: a top-level value is complete. An attribute only describes the
         // value that follows, which belongs to the same record.

@@ -331,6 +331,23 @@ fn resp2_pubsub_messages_are_messages() {
     assert_eq!(kinds, [Message, Request, Message, Message, Response]);
 }
 
+#[test]
+fn nested_attribute_is_not_an_element() {
+    // *2 [ |1 {ttl: 3600} "a" , :1 ]: the attribute describes "a" and is no element itself.
+    let to_client = b"*2\r\n|1\r\n+ttl\r\n:3600\r\n$1\r\na\r\n:1\r\n+OK\r\n";
+    let mut out = Vec::new();
+    let n = RedisSession::default()
+        .parse(to_client, Direction::ToClient, &mut out)
+        .expect("parse");
+    assert_eq!(n, to_client.len());
+    let types: Vec<_> = out.iter().map(|r| r.attribute("type")).collect();
+    assert_eq!(types, [Some("array"), Some("simple_string")]);
+    assert_eq!(
+        verdict(to_client, Direction::ToClient, PortHint::NONE),
+        Some((Confidence::CERTAIN, None))
+    );
+}
+
 // ---- look-alikes ----
 
 #[test]
