@@ -206,10 +206,9 @@ impl Pipeline {
 
     fn flow_key(&self, ev: &RawEvent, role: KernelRole) -> FlowKey {
         let role = match role {
-            KernelRole::Client => Role::Client,
             KernelRole::Server => Role::Server,
             KernelRole::Unknown if self.listening.contains(&ev.local.port()) => Role::Server,
-            KernelRole::Unknown => Role::Client,
+            KernelRole::Client | KernelRole::Unknown => Role::Client,
         };
         let (client, server) = match role {
             Role::Server => (ev.remote, ev.local),
@@ -357,21 +356,16 @@ struct LostSoFar {
     decode_errors: u64,
 }
 
-async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
-    let sinks = open_sinks(&opts.sinks)?;
-    let config = ProbeConfig {
-        watch_all: opts.watch_all,
-        capture_bytes: opts.capture_bytes,
-    };
-    let (mut probes, mut stream) = SyscallProbes::load(config)?;
-
-    let default_selection = !opts.watch_all && opts.pids.is_empty();
+/// Watches what the flags ask for and says so on stderr, so a new user never stares at
+/// silence.
+fn select_processes(
+    opts: &LiveOptions,
+    probes: &mut SyscallProbes,
+    classifiers: usize,
+) -> anyhow::Result<HashSet<u32>> {
     let mut watched: HashSet<u32> = HashSet::new();
     if opts.watch_all {
-        eprintln!(
-            "adi: watching every process (--all); {} classifiers",
-            registry.len()
-        );
+        eprintln!("adi: watching every process (--all); {classifiers} classifiers");
     } else if !opts.pids.is_empty() {
         for &pid in &opts.pids {
             if !PathBuf::from(format!("/proc/{pid}")).exists() {
@@ -396,7 +390,19 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             watched.len()
         );
     }
+    Ok(watched)
+}
 
+async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
+    let sinks = open_sinks(&opts.sinks)?;
+    let config = ProbeConfig {
+        watch_all: opts.watch_all,
+        capture_bytes: opts.capture_bytes,
+    };
+    let (mut probes, mut stream) = SyscallProbes::load(config)?;
+
+    let default_selection = !opts.watch_all && opts.pids.is_empty();
+    let mut watched = select_processes(opts, &mut probes, registry.len())?;
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let mut tasks = Vec::new();
     let mut counters = Vec::new();
@@ -406,7 +412,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         counters.push((sink.name().to_owned(), Arc::clone(&c)));
         let handle = tokio::runtime::Handle::current();
         tasks.push(tokio::task::spawn_blocking(move || {
-            sink_loop(sink, sub, c, handle)
+            sink_loop(sink, sub, c, handle);
         }));
     }
 
@@ -482,6 +488,19 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     for t in tasks {
         let _ = t.await;
     }
+    print_summary(&probes, &stream, &pipeline, &bus_lost, &counters, started);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit summary: what was produced and everything that was lost or cut.
+fn print_summary(
+    probes: &SyscallProbes,
+    stream: &adi_probes::live::EventStream,
+    pipeline: &Pipeline,
+    bus_lost: &[(String, u64)],
+    counters: &[(String, Arc<SinkCounters>)],
+    started: Instant,
+) {
     let k = probes.kernel_stats();
     let stats = pipeline.engine.stats();
     eprintln!(
@@ -494,7 +513,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     );
     let sinks: Vec<String> = bus_lost
         .iter()
-        .zip(&counters)
+        .zip(counters)
         .map(|((name, queued), (_, c))| {
             format!(
                 "{queued} queued for {name}, {} failed writes to {name}",
@@ -513,7 +532,6 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         "adi: partial: {} payloads cut to the capture cap ({} bytes not captured), {} bytes dropped by sessions",
         k.truncated, stats.gap_bytes, stats.overflow_bytes,
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn report_lost(

@@ -107,7 +107,7 @@ impl Adi {
         // Let the last events reach the ring buffer before asking adi to stop.
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
         let status = self.child.wait().expect("wait adi");
         let err: Vec<String> = self.stderr.try_iter().collect();
         assert!(status.success(), "adi exited with {status}: {err:#?}");
@@ -602,7 +602,7 @@ fn full_disk_sink_counts_failed_writes_and_adi_keeps_going() {
     }
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGTERM) };
     let mut err = String::new();
     child
         .stderr

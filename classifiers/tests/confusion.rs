@@ -19,7 +19,9 @@ fn registry() -> Registry {
 
 /// Prefix lengths to try: all up to 64 bytes, then every 16th, then the whole window.
 fn prefix_lengths(len: usize) -> impl Iterator<Item = usize> {
-    (1..=len.min(64)).chain((80..len).step_by(16)).chain(std::iter::once(len))
+    (1..=len.min(64))
+        .chain((80..len).step_by(16))
+        .chain(std::iter::once(len))
 }
 
 #[test]
@@ -38,7 +40,11 @@ fn no_classifier_claims_another_protocols_fixture() {
                 let window = fx.bytes.len().min(*other.probe_window.end());
                 for len in prefix_lengths(window) {
                     checked += 1;
-                    if let Probe::Match(v) = other.classifier.probe(&fx.bytes[..len], fx.dir, PortHint::NONE) {
+                    if let Probe::Match(v) =
+                        other
+                            .classifier
+                            .probe(&fx.bytes[..len], fx.dir, PortHint::NONE)
+                    {
                         if v.confidence >= Confidence::REPORT {
                             failures.push(format!(
                                 "{} claims {} (prefix {len}) at {}: {}",
@@ -55,7 +61,12 @@ fn no_classifier_claims_another_protocols_fixture() {
         }
     }
     assert!(checked > 0, "no fixtures found under {}", root.display());
-    assert!(failures.is_empty(), "{} confusions:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} confusions:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 proptest! {

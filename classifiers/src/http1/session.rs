@@ -389,6 +389,7 @@ impl Http1Session {
         let (used, done) = match msg.body {
             Body::UntilClose => {
                 msg.wire(rest);
+                msg.content(rest);
                 (rest.len(), false)
             }
             Body::Length(left) => {

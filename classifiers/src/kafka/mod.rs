@@ -74,12 +74,27 @@ fn looks_like_request(buf: &[u8]) -> Evidence {
     };
     let frame = rest.get(..size.min(rest.len())).unwrap_or_default();
     match parse_request_header(frame, size) {
+        Ok((body, header)) if !plausible_body(&header, body) => Evidence::No,
         Ok(_) if rest.len() >= size => {
             Evidence::Yes(Confidence::CERTAIN, "Kafka request header in a whole frame")
         }
         Ok(_) => Evidence::Yes(Confidence::STRONG, "Kafka request header"),
         Err(Err::Incomplete(_)) if frame.len() < size => Evidence::More,
         Err(_) => Evidence::No,
+    }
+}
+
+/// Checks the first field of the request body where it is cheap and decisive: `acks` of a
+/// Produce v0-v2 request (protocol guide, Produce Request v0: `acks => INT16`) is -1, 0 or 1.
+/// An HTTP/2 SETTINGS frame header reads as a Produce v0 header with an empty client id; its
+/// first setting then gives an impossible `acks`.
+fn plausible_body(header: &parser::RequestHeader<'_>, body: &[u8]) -> bool {
+    if header.api_key != parser::ApiKey::PRODUCE || header.api_version > 2 {
+        return true;
+    }
+    match body {
+        [hi, lo, ..] => matches!(i16::from_be_bytes([*hi, *lo]), -1..=1),
+        _ => true,
     }
 }
 

@@ -174,6 +174,9 @@ struct Flow {
     emitted: Option<(usize, Confidence)>,
     /// The best classification ever emitted, for the summary.
     best: Option<Classification>,
+    /// The verdict before the last protocol switch: a flow that goes on in TLS (Postgres
+    /// SSLRequest, STARTTLS) is still summarised as the protocol that started it.
+    before_switch: Option<Classification>,
     /// Arrival times of unanswered requests, oldest first (pipelining safe pairing).
     pending_requests: VecDeque<u64>,
     last_ts: u64,
@@ -268,6 +271,7 @@ impl Engine {
                 locked: None,
                 emitted: None,
                 best: None,
+                before_switch: None,
                 pending_requests: VecDeque::new(),
                 last_ts: ts_ns,
             }
@@ -426,9 +430,18 @@ impl Engine {
 
     fn summarize(&self, key: FlowKey, flow: Flow) -> FlowSummary {
         let bytes = [flow.dirs[0].seen, flow.dirs[1].seen];
-        let verdict = flow
-            .best
-            .clone()
+        let best = match (flow.best.clone(), flow.before_switch.clone()) {
+            // Encryption after an in-band switch: the application protocol names the flow.
+            (Some(after), Some(mut before))
+                if after.category == Category::TLS && after.protocol != before.protocol =>
+            {
+                before.reason = format!("{}; then TLS ({})", before.reason, after.reason);
+                Some(before)
+            }
+            (Some(after), _) => Some(after),
+            (None, before) => before,
+        };
+        let verdict = best
             .or_else(|| self.port_only(&key, &flow))
             .unwrap_or_else(|| {
                 let reason = if bytes == [0, 0] {
@@ -788,6 +801,9 @@ impl Ctx<'_> {
             let entry = locked.entry;
             if switched {
                 self.stats.switches += 1;
+                if let Some(best) = flow.best.clone() {
+                    flow.before_switch = Some(best);
+                }
             }
             // A new protocol starts (or the old one was wrong): its verdict is news even if
             // weaker than the old one.
