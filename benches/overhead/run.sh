@@ -55,15 +55,22 @@ HZ=$(getconf CLK_TCK)
 
 REQS=$(reqs adi)
 EVENTS=$(grep -c "\"pid\":$NGINX,.*\"method\":\"GET\"" "$WORK/events.jsonl" || true)
-python3 - "$(rps base)" "$(rps adi)" "$(p99 base)" "$(p99 adi)" "$REQS" "$EVENTS" "$CPU_TICKS" "$HZ" "$RSS_KB" "$DUR" <<'PY'
+HTTP_EVENTS=$(grep -c '"event_type":"http"' "$WORK/events.jsonl" || true)
+# Every loss adi reported, from its `lost` events (kernel ring buffer, bus queues).
+LOST=$(python3 -c 'import json,sys; print(sum(json.loads(l)["count"] for l in open(sys.argv[1]) if "\"event_type\":\"lost\"" in l))' "$WORK/events.jsonl")
+python3 - "$(rps base)" "$(rps adi)" "$(p99 base)" "$(p99 adi)" "$REQS" "$EVENTS" "$CPU_TICKS" "$HZ" "$RSS_KB" "$DUR" "$HTTP_EVENTS" "$LOST" <<'PY'
 import sys
-rb, ra, pb, pa, reqs, events, ticks, hz, rss, dur = sys.argv[1:]
+rb, ra, pb, pa, reqs, events, ticks, hz, rss, dur, http_events, lost = sys.argv[1:]
 rb, ra, pb, pa = map(float, (rb, ra, pb, pa))
 cpu = int(ticks) / int(hz)
 print(f"throughput: {rb:.0f} req/s without adi, {ra:.0f} with: ratio {ra / rb:.3f}")
 print(f"p99 latency: {pb:.2f} ms without adi, {pa:.2f} ms with: ratio {pa / pb:.3f}")
 print(f"adi: {cpu:.1f} s CPU over {dur} s of load ({100 * cpu / float(dur):.0f}% of one core), peak RSS {int(rss) / 1024:.1f} MiB")
 print(f"accounting: wrk completed {reqs} requests; nginx request events: {events}")
+# --all sees each exchange four times: wrk's request and response, nginx's request and response.
+msgs = 4 * int(reqs)
+print(f"  {msgs} HTTP messages crossed watched sockets; {http_events} http events + {lost} counted losses"
+      f" = {int(http_events) + int(lost)} ({'every message accounted for' if int(http_events) + int(lost) >= msgs else 'UNACCOUNTED messages'})")
 PY
 echo "adi's own summary:"
 sed 's/^/  /' "$WORK/adi.err"

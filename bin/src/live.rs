@@ -184,21 +184,13 @@ impl Pipeline {
     fn process(&mut self, pid: u32, comm: &str) -> ProcessInfo {
         if let Some(p) = self.processes.get(&pid) {
             // A pid whose comm changed has exec'd or been reused: read it again.
-            if p.comm == comm || comm.is_empty() {
+            if &*p.comm == comm || comm.is_empty() {
                 return p.clone();
             }
         }
         let info = adi_probes::proc::read_process(pid).map_or_else(
-            || ProcessInfo {
-                pid,
-                comm: comm.to_owned(),
-                cmdline: String::new(),
-            },
-            |p| ProcessInfo {
-                pid,
-                comm: p.comm,
-                cmdline: p.cmdline,
-            },
+            || ProcessInfo::new(pid, comm, ""),
+            |p| ProcessInfo::new(pid, &p.comm, &p.cmdline),
         );
         self.processes.insert(pid, info.clone());
         info
@@ -278,7 +270,10 @@ impl Pipeline {
             if let Output::Record(r) = o {
                 if r.protocol.as_str() == "http1" {
                     let p = self.process(id.0, "");
-                    let e = HttpEvent::from_record(&r, p, rfc3339_nanos(r.ts_ns));
+                    let e = {
+                        let ts = rfc3339_nanos(r.ts_ns);
+                        HttpEvent::from_record(r, p, ts)
+                    };
                     self.send(bus, Event::Http(e));
                 }
             }
@@ -332,7 +327,10 @@ impl Pipeline {
                 }
                 Output::Record(r) if r.protocol.as_str() == "http1" => {
                     let p = self.process(ev.tgid, &ev.comm);
-                    let e = HttpEvent::from_record(&r, p, rfc3339_nanos(r.ts_ns));
+                    let e = {
+                        let ts = rfc3339_nanos(r.ts_ns);
+                        HttpEvent::from_record(r, p, ts)
+                    };
                     self.send(bus, Event::Http(e));
                 }
                 Output::Record(_) => {}

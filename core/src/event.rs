@@ -2,6 +2,7 @@
 //! pinned by golden tests in `sinks/tests/`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -24,16 +25,38 @@ pub enum Event {
     Lost(LostEvent),
 }
 
-/// The process that sent or received a message.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The process that sent or received a message. Cheap to clone: one per event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {
     /// Process id (tgid).
     pub pid: u32,
     /// The kernel's short command name.
-    pub comm: String,
+    pub comm: Arc<str>,
     /// The command line, arguments joined by spaces.
-    pub cmdline: String,
+    pub cmdline: Arc<str>,
 }
+
+impl ProcessInfo {
+    /// A process description.
+    pub fn new(pid: u32, comm: &str, cmdline: &str) -> Self {
+        Self { pid, comm: Arc::from(comm), cmdline: Arc::from(cmdline) }
+    }
+}
+
+/// Bytes serialised as a JSON string, invalid UTF-8 sequences replaced (U+FFFD); valid UTF-8
+/// is written without a copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LossyText(pub Vec<u8>);
+
+impl Serialize for LossyText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// Most bytes of a message's start kept in `raw_payload`: enough to see the start line and
+/// the first headers; the whole message is in the other fields.
+pub const MAX_RAW_PAYLOAD: usize = 1024;
 
 /// Sender and receiver of one message, in the seeds' terms: `send` when the traced process
 /// wrote it, `recv` when it read it; `source` is always the sender.
@@ -90,26 +113,34 @@ pub struct Headers(pub Vec<(String, String)>);
 
 impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Group case-insensitively, keeping first-seen order.
-        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (name, value) in &self.0 {
-            match groups
-                .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
-                Some((_, values)) => values.push(value),
-                None => groups.push((name, vec![value])),
+        // Group case-insensitively in first-seen order, without allocating: headers are few.
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let mut map = s.serialize_map(None)?;
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if self.0[..i].iter().any(|(n, _)| same(n, name)) {
+                continue;
             }
-        }
-        let mut map = s.serialize_map(Some(groups.len()))?;
-        for (name, values) in groups {
-            if let [one] = values.as_slice() {
-                map.serialize_entry(name, one)?;
+            if self.0[i + 1..].iter().any(|(n, _)| same(n, name)) {
+                map.serialize_entry(name, &Values { headers: &self.0[i..], name })?;
             } else {
-                map.serialize_entry(name, &values)?;
+                map.serialize_entry(name, value)?;
             }
         }
         map.end()
+    }
+}
+
+/// Every value of one header name, as a JSON array.
+struct Values<'a> {
+    headers: &'a [(String, String)],
+    name: &'a str,
+}
+
+impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(self.name)).map(|(_, v)| v),
+        )
     }
 }
 
@@ -138,9 +169,9 @@ pub struct HttpEvent {
     /// Every header.
     pub headers: Headers,
     /// The decoded body, capped, as UTF-8 (invalid sequences replaced).
-    pub body: String,
-    /// The first bytes of the message as sent, capped.
-    pub raw_payload: String,
+    pub body: LossyText,
+    /// The first bytes of the message as sent, at most [`MAX_RAW_PAYLOAD`].
+    pub raw_payload: LossyText,
     /// True when the body or raw payload was cut.
     pub truncated: bool,
     /// The connection.
@@ -151,27 +182,31 @@ pub struct HttpEvent {
 }
 
 impl HttpEvent {
-    /// Builds the event for an HTTP record of the engine.
-    pub fn from_record(rec: &FlowRecord, process: ProcessInfo, timestamp: String) -> Self {
-        let r = &rec.record;
+    /// Builds the event for an HTTP record of the engine, taking its buffers without a copy.
+    pub fn from_record(rec: FlowRecord, process: ProcessInfo, timestamp: String) -> Self {
+        let endpoints = Endpoints::of(&rec.key, rec.dir);
+        let r = rec.record;
         let is_request = r.kind == RecordKind::Request;
+        let mut raw = r.raw;
+        let mut truncated = r.truncated;
+        if raw.len() > MAX_RAW_PAYLOAD {
+            raw.truncate(MAX_RAW_PAYLOAD);
+            truncated = true;
+        }
         Self {
             timestamp,
             process,
-            endpoints: Endpoints::of(&rec.key, rec.dir),
+            endpoints,
             bytes: r.wire_len,
-            method: if is_request { r.op.clone() } else { None },
-            url: if is_request { r.resource.clone() } else { None },
+            method: if is_request { r.op } else { None },
+            url: if is_request { r.resource } else { None },
             status_code: if is_request { None } else { r.status },
-            headers: Headers(r.attributes.clone()),
-            body: String::from_utf8_lossy(&r.body).into_owned(),
-            raw_payload: String::from_utf8_lossy(&r.raw).into_owned(),
-            truncated: r.truncated,
+            headers: Headers(r.attributes),
+            body: LossyText(r.body),
+            raw_payload: LossyText(raw),
+            truncated,
             flow_id: rec.flow,
-            #[expect(
-                clippy::cast_precision_loss,
-                reason = "latencies are far below 2^52 ns"
-            )]
+            #[expect(clippy::cast_precision_loss, reason = "latencies are far below 2^52 ns")]
             latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
         }
     }

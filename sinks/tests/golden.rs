@@ -25,11 +25,7 @@ impl Write for Shared {
 }
 
 fn process() -> ProcessInfo {
-    ProcessInfo {
-        pid: 4242,
-        comm: "curl".into(),
-        cmdline: "curl -s http://[::1]:8080/api".into(),
-    }
+    ProcessInfo::new(4242, "curl", "curl -s http://[::1]:8080/api")
 }
 
 fn events() -> Vec<Event> {
@@ -69,12 +65,12 @@ fn events() -> Vec<Event> {
     };
     vec![
         Event::Http(HttpEvent::from_record(
-            &rec(Direction::ToServer, req, None),
+            rec(Direction::ToServer, req, None),
             process(),
             ts.clone(),
         )),
         Event::Http(HttpEvent::from_record(
-            &rec(Direction::ToClient, rsp, Some(1_500_000)),
+            rec(Direction::ToClient, rsp, Some(1_500_000)),
             process(),
             ts.clone(),
         )),
