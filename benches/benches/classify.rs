@@ -1,11 +1,14 @@
 //! The classification hot path.
 //!
-//! - `probe/hit/<proto>/<fixture>`: one classifier's probe on the first bytes of a real
-//!   fixture (what a new connection costs once its classifier is tried).
-//! - `probe/miss/<proto>/random_<n>`: the same probe on random bytes, which every classifier
-//!   must reject: the common case, since most candidates are wrong for any flow.
-//! - `engine/first_payload/<fixture>`: a new flow through the whole engine (flow creation,
-//!   every candidate, verdict, session start), and `engine/miss/random_<n>` for random bytes.
+//! Each benchmark loops over a set of inputs and reports elements per second, so the time
+//! per classification is 1 / throughput:
+//! - `probe/hit/<proto>`: one classifier's probe on the first bytes of each of its real
+//!   fixtures (what a new connection costs once its classifier is tried);
+//! - `probe/miss/<proto>`: the same probe on 64 random buffers (16..=1024 bytes), which it
+//!   must reject: the common case, since most candidates are wrong for any flow;
+//! - `engine/first_payload/<proto>` and `engine/first_payload/all_fixtures`: a new flow through
+//!   the whole engine (flow creation, every candidate, verdict, session start, close);
+//! - `engine/miss/random`: the same for random bytes (every candidate tried and rejected).
 //!
 //! Run with `cargo bench -p adi-benches`; the README lists the figures.
 
@@ -70,79 +73,113 @@ fn key(i: u64) -> FlowKey {
     }
 }
 
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(30)
+}
+
+/// 64 random buffers of 16..=1024 bytes.
+fn random_set() -> Vec<Vec<u8>> {
+    (0..64u64)
+        .map(|i| random_bytes(16 + (i as usize * 151) % 1009, 0x9e37_79b9_7f4a_7c15 ^ i))
+        .collect()
+}
+
 fn bench_probes(c: &mut Criterion) {
     let registry = Registry::from_inventory().expect("registry");
     let fixtures = fixtures();
+    let random = random_set();
     let mut g = c.benchmark_group("probe");
     for reg in registry.iter() {
-        for (proto, f) in fixtures.iter().filter(|(p, _)| p == reg.id.as_str()) {
-            let bytes = &f.bytes[..f.bytes.len().min(*reg.probe_window.end())];
-            g.throughput(Throughput::Bytes(bytes.len() as u64));
-            g.bench_function(BenchmarkId::new(format!("hit/{proto}"), &f.name), |b| {
+        let window = *reg.probe_window.end();
+        let hits: Vec<_> = fixtures
+            .iter()
+            .filter(|(p, _)| p == reg.id.as_str())
+            .map(|(_, f)| (&f.bytes[..f.bytes.len().min(window)], f.dir))
+            .collect();
+        if !hits.is_empty() {
+            // Every real first message of this protocol, once each: time per classification
+            // is 1 / throughput.
+            g.throughput(Throughput::Elements(hits.len() as u64));
+            g.bench_function(BenchmarkId::new("hit", reg.id), |b| {
                 b.iter(|| {
-                    reg.classifier
-                        .probe(black_box(bytes), f.dir, PortHint::NONE)
+                    for (bytes, dir) in &hits {
+                        black_box(reg.classifier.probe(black_box(bytes), *dir, PortHint::NONE));
+                    }
                 });
             });
         }
-        for n in [16usize, 256] {
-            let random = random_bytes(n, 0x9e37_79b9_7f4a_7c15 ^ n as u64);
-            let bytes = &random[..n.min(*reg.probe_window.end())];
-            g.throughput(Throughput::Bytes(bytes.len() as u64));
-            g.bench_function(
-                BenchmarkId::new(format!("miss/{}", reg.id), format!("random_{n}")),
-                |b| {
-                    b.iter(|| {
-                        reg.classifier.probe(
-                            black_box(bytes),
-                            adi_core::Direction::ToServer,
-                            PortHint::NONE,
-                        )
-                    });
-                },
-            );
-        }
+        g.throughput(Throughput::Elements(random.len() as u64));
+        g.bench_function(BenchmarkId::new("miss", reg.id), |b| {
+            b.iter(|| {
+                for bytes in &random {
+                    let bytes = &bytes[..bytes.len().min(window)];
+                    black_box(reg.classifier.probe(
+                        black_box(bytes),
+                        adi_core::Direction::ToServer,
+                        PortHint::NONE,
+                    ));
+                }
+            });
+        });
     }
     g.finish();
 }
 
 fn bench_engine(c: &mut Criterion) {
     let registry = Arc::new(Registry::from_inventory().expect("registry"));
+    let fixtures = fixtures();
     let mut g = c.benchmark_group("engine");
     let mut engine = Engine::new(Arc::clone(&registry));
-    let mut out = Vec::new();
-    let mut evicted = Vec::new();
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
     let mut i = 0u64;
-    let mut run = |name: String, bytes: Vec<u8>, dir, g: &mut criterion::BenchmarkGroup<'_, _>| {
-        g.throughput(Throughput::Elements(1));
+    // A new flow, its first payload through every candidate, the verdict, the session start
+    // and the close: what each new connection costs.
+    let mut run = |name: &str,
+                   inputs: &[(&[u8], adi_core::Direction)],
+                   g: &mut criterion::BenchmarkGroup<'_, _>| {
+        g.throughput(Throughput::Elements(inputs.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                i += 1;
-                let k = key(i);
-                engine.on_data(k, dir, i, black_box(&bytes), &mut out, &mut evicted);
-                out.clear();
-                black_box(engine.close(&k));
+                for (bytes, dir) in inputs {
+                    i += 1;
+                    let k = key(i);
+                    engine.on_data(k, *dir, i, black_box(bytes), &mut out, &mut evicted);
+                    out.clear();
+                    black_box(engine.close(&k));
+                }
             });
         });
     };
-    for (proto, f) in fixtures() {
-        run(
-            format!("first_payload/{proto}/{}", f.name),
-            f.bytes.clone(),
-            f.dir,
-            &mut g,
-        );
+    let all: Vec<(&[u8], adi_core::Direction)> = fixtures
+        .iter()
+        .map(|(_, f)| (f.bytes.as_slice(), f.dir))
+        .collect();
+    run("first_payload/all_fixtures", &all, &mut g);
+    for reg in registry.iter() {
+        let mine: Vec<(&[u8], adi_core::Direction)> = fixtures
+            .iter()
+            .filter(|(p, _)| p == reg.id.as_str())
+            .map(|(_, f)| (f.bytes.as_slice(), f.dir))
+            .collect();
+        if !mine.is_empty() {
+            run(&format!("first_payload/{}", reg.id), &mine, &mut g);
+        }
     }
-    for n in [64usize, 1024] {
-        run(
-            format!("miss/random_{n}"),
-            random_bytes(n, n as u64),
-            adi_core::Direction::ToServer,
-            &mut g,
-        );
-    }
+    let random = random_set();
+    let misses: Vec<(&[u8], adi_core::Direction)> = random
+        .iter()
+        .map(|r| (r.as_slice(), adi_core::Direction::ToServer))
+        .collect();
+    run("miss/random", &misses, &mut g);
     g.finish();
 }
 
-criterion_group!(benches, bench_probes, bench_engine);
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_probes, bench_engine
+}
 criterion_main!(benches);

@@ -2,127 +2,15 @@
 //! Without root and BTF these print `SKIPPED (needs root + BPF)` and pass, except under `CI`,
 //! where that is a failure. Every server is started here, on a free port, and stopped by pid.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use serde_json::Value;
-
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the root-only tests as root with BTF"
-    );
-    eprintln!("SKIPPED (needs root + BPF)");
-    false
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
-        eprintln!("SKIPPED ({tool} not installed)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child killed on drop, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running `adi` writing JSON lines to a file.
-struct Adi {
-    child: Child,
-    out: PathBuf,
-    stderr: std::sync::mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Adi {
-    fn start(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("events.jsonl");
-        let sink = format!("jsonl={}", out.display());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
-            .args(args)
-            .args(["--sink", &sink])
-            .env_remove("ADI_PROFILE_ALLOWED")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start adi");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("adi says what it watches");
-        assert!(first.starts_with("adi: watching"), "{first}");
-        Self {
-            child,
-            out,
-            stderr: rx,
-            _dir: dir,
-        }
-    }
-
-    /// SIGTERM, wait, and return (events, stderr lines).
-    fn stop(mut self) -> (Vec<Value>, Vec<String>) {
-        // Let the last events reach the ring buffer before asking adi to stop.
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
-        let status = self.child.wait().expect("wait adi");
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        assert!(status.success(), "adi exited with {status}: {err:#?}");
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let events = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
-        (events, err)
-    }
-}
-
-fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event_type"] == t).collect()
-}
+use common::{can_run, free_port, have, of_type, wait_port, Adi, Proc};
 
 fn nginx(root: &Path, port: u16) -> Proc {
     std::fs::create_dir_all(root.join("www")).expect("www");
@@ -374,13 +262,14 @@ fn client_side_go_and_curl_calls_with_bodies_and_chunked_responses() {
         && e["url"] == "/api/items?id=3"));
     let chunked = http
         .iter()
-        .find(|e| e["comm"] == "curl" && e["status_code"] == 200)
+        // Other tests run curl at the same time: only this server's answers count.
+        .find(|e| e["comm"] == "curl" && e["status_code"] == 200 && e["source_port"] == port)
         .unwrap_or_else(|| panic!("curl response: {http:#?}"));
     assert_eq!(chunked["body"], "hello chunked world");
     assert_eq!(chunked["headers"]["Transfer-Encoding"], "chunked");
     let roles: Vec<_> = of_type(&events, "connection")
         .into_iter()
-        .filter(|c| c["comm"] == "client")
+        .filter(|c| c["comm"] == "client" && c["dest_port"] == port)
         .map(|c| c["role"].clone())
         .collect();
     assert!(

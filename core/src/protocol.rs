@@ -33,7 +33,8 @@ impl fmt::Debug for ProtocolId {
 
 impl fmt::Display for ProtocolId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        // `pad` honours width and alignment (`{:<12}` in tables).
+        f.pad(self.0)
     }
 }
 
@@ -81,7 +82,7 @@ impl fmt::Debug for Category {
 
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.pad(self.0)
     }
 }
 
