@@ -4,11 +4,25 @@
 //!
 //! Fixtures are files named `to_server_<name>.bin` or `to_client_<name>.bin`: real bytes of
 //! one direction of one connection, from its first byte.
+//!
+//! Besides the conformance check, this module holds the helpers every classifier's tests
+//! share: loading a connection's fixtures by name ([`fixture_pair`]), feeding a session in
+//! pieces the way the engine does ([`parse_in_pieces`]), probing with the protocol checked
+//! ([`verdict`], [`score`]), deterministic random inputs ([`xorshift_buffers`]) and running
+//! bytes through a real [`Engine`] over every linked classifier ([`engine_from_inventory`],
+//! [`flow_key`], [`feed_engine`]). They are test helpers: they panic loudly, naming what
+//! failed, instead of returning errors.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::classify::{Confidence, Direction, PortHint, Probe};
-use crate::registry::Registration;
+use crate::classify::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
+use crate::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
+use crate::flow::{FlowKey, Role};
+use crate::protocol::ProtocolId;
+use crate::record::Record;
+use crate::registry::{Registration, Registry};
 
 /// The fixture folder of a protocol inside the calling crate:
 /// `<crate>/src/<proto>/fixtures`.
@@ -145,4 +159,324 @@ pub fn check_classifier(reg: &Registration, fixtures: &Path, min: Confidence) {
             }
         }
     }
+}
+
+// ---- fixtures by name ----
+
+/// The file-name prefix of a direction's fixtures: `to_server` or `to_client`.
+fn direction_prefix(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ToServer => "to_server",
+        Direction::ToClient => "to_client",
+    }
+}
+
+/// The bytes of one direction of one captured connection: `<fixtures>/to_<dir>_<name>.bin`.
+///
+/// # Panics
+///
+/// When the file cannot be read, naming its path.
+pub fn fixture_bytes(fixtures: &Path, dir: Direction, name: &str) -> Vec<u8> {
+    let path = fixtures.join(format!("{}_{name}.bin", direction_prefix(dir)));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+}
+
+/// Both directions of one captured connection: `(to_server, to_client)`.
+///
+/// # Panics
+///
+/// When either file cannot be read, naming its path.
+pub fn fixture_pair(fixtures: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        fixture_bytes(fixtures, Direction::ToServer, name),
+        fixture_bytes(fixtures, Direction::ToClient, name),
+    )
+}
+
+/// One captured connection: its name and the bytes of each direction (empty for a direction
+/// that has no fixture).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The fixture name without the direction prefix and extension.
+    pub name: String,
+    /// The `to_server_<name>.bin` bytes, or nothing.
+    pub to_server: Vec<u8>,
+    /// The `to_client_<name>.bin` bytes, or nothing.
+    pub to_client: Vec<u8>,
+}
+
+/// Every connection with at least one fixture in `fixtures`, sorted by name.
+///
+/// # Panics
+///
+/// When the folder or a fixture cannot be read.
+pub fn load_connections(fixtures: &Path) -> Vec<Connection> {
+    let all = load_fixtures(fixtures);
+    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let bytes = |dir| {
+                all.iter()
+                    .find(|f| f.name == name && f.dir == dir)
+                    .map_or_else(Vec::new, |f| f.bytes.clone())
+            };
+            Connection {
+                name: name.to_owned(),
+                to_server: bytes(Direction::ToServer),
+                to_client: bytes(Direction::ToClient),
+            }
+        })
+        .collect()
+}
+
+/// Calls `f` with every proper prefix (lengths `0..len`, the whole fixture excluded) of every
+/// fixture in `fixtures`, up to `max_len` bytes: the "no prefix panics" loops.
+///
+/// # Panics
+///
+/// When the folder cannot be read, or when `f` panics.
+pub fn for_each_prefix(fixtures: &Path, max_len: usize, mut f: impl FnMut(&Fixture, &[u8])) {
+    for fx in load_fixtures(fixtures) {
+        for len in 0..fx.bytes.len().min(max_len) {
+            f(&fx, &fx.bytes[..len]);
+        }
+    }
+}
+
+// ---- sessions ----
+
+/// How [`parse_in_pieces`] calls the session after each piece arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// One `parse` call per piece: a call must consume every whole message it was given.
+    OneCallPerPiece,
+    /// `parse` again while it makes progress and bytes remain, as the engine does.
+    UntilNoProgress,
+}
+
+/// Feeds a connection to a fresh session of `classifier`, the to-server bytes first and then
+/// the to-client bytes, each in `piece`-byte writes, keeping unconsumed bytes for the next
+/// call like the engine does. Returns every record. `usize::MAX` feeds each direction whole.
+///
+/// # Panics
+///
+/// When `piece` is 0, when `parse` returns an error, or when bytes are left unconsumed at
+/// the end of a direction.
+pub fn parse_in_pieces(
+    classifier: &dyn Classifier,
+    to_server: &[u8],
+    to_client: &[u8],
+    piece: usize,
+    feed: Feed,
+) -> Vec<Record> {
+    let mut session = classifier.session();
+    let mut out = Vec::new();
+    for (dir, bytes) in [
+        (Direction::ToServer, to_server),
+        (Direction::ToClient, to_client),
+    ] {
+        let mut pending = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            pending.extend_from_slice(chunk);
+            loop {
+                let n = session
+                    .parse(&pending, dir, &mut out)
+                    .unwrap_or_else(|e| panic!("{dir:?}: parse: {e}"));
+                pending.drain(..n);
+                if feed == Feed::OneCallPerPiece || n == 0 || pending.is_empty() {
+                    break;
+                }
+            }
+        }
+        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
+    }
+    out
+}
+
+// ---- probing ----
+
+/// The classifier's verdict on `buf`, `None` for `NeedMore` and `NoMatch`.
+///
+/// # Panics
+///
+/// When a match names a protocol other than `id`.
+pub fn verdict(
+    classifier: &dyn Classifier,
+    id: ProtocolId,
+    buf: &[u8],
+    dir: Direction,
+    ports: PortHint,
+) -> Option<Verdict> {
+    match classifier.probe(buf, dir, ports) {
+        Probe::Match(v) => {
+            assert_eq!(v.protocol, id, "a match names another protocol");
+            Some(v)
+        }
+        Probe::NeedMore | Probe::NoMatch => None,
+    }
+}
+
+/// The confidence of a match without port hints, 0 for `NeedMore` and `NoMatch`.
+///
+/// # Panics
+///
+/// When a match names a protocol other than `id`.
+pub fn score(classifier: &dyn Classifier, id: ProtocolId, buf: &[u8], dir: Direction) -> u8 {
+    verdict(classifier, id, buf, dir, PortHint::NONE).map_or(0, |v| v.confidence.get())
+}
+
+/// Asserts that no prefix of `buf` (from one byte up) is reported, i.e. matches at
+/// [`Confidence::REPORT`] or more, in either direction.
+///
+/// # Panics
+///
+/// On the first reported prefix, or when a match names a protocol other than `id`.
+pub fn assert_never_reported(classifier: &dyn Classifier, id: ProtocolId, buf: &[u8]) {
+    for dir in [Direction::ToServer, Direction::ToClient] {
+        for len in 1..=buf.len() {
+            if let Some(v) = verdict(classifier, id, &buf[..len], dir, PortHint::NONE) {
+                let c = v.confidence;
+                assert!(
+                    c < Confidence::REPORT,
+                    "{dir:?} prefix {len} of {buf:?}: {c}"
+                );
+            }
+        }
+    }
+}
+
+// ---- random inputs ----
+
+/// `count` deterministic pseudo-random buffers from xorshift64 (13, 7, 17), the i-th
+/// `i % 300 + 1` bytes long, so failures reproduce from the seed.
+pub fn xorshift_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut x = seed;
+    (0..count).map(move |i| {
+        (0..=(i % 300))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    })
+}
+
+/// `count` deterministic pseudo-random buffers from xorshift64*, each of a random length
+/// below 600 (possibly empty), so failures reproduce from the seed.
+pub fn xorshift_star_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    (0..count).map(move |_| {
+        let len = (next() % 600) as usize;
+        (0..len).map(|_| (next() >> 56) as u8).collect()
+    })
+}
+
+// ---- the real engine ----
+
+/// The registration of `id` among the linked classifiers.
+///
+/// # Panics
+///
+/// When the registry cannot be built or `id` is not registered.
+pub fn registration(id: &str) -> &'static Registration {
+    Registry::from_inventory()
+        .expect("building the registry from inventory")
+        .get(id)
+        .unwrap_or_else(|| panic!("{id} is not registered"))
+}
+
+/// An engine over every linked classifier, with the default configuration.
+///
+/// # Panics
+///
+/// When the registry cannot be built (a duplicate protocol id).
+pub fn engine_from_inventory() -> Engine {
+    Engine::new(Arc::new(
+        Registry::from_inventory().expect("building the registry from inventory"),
+    ))
+}
+
+/// The key of a captured (wire) flow from `127.0.0.1:40000` to `127.0.0.1:<server_port>`.
+pub fn flow_key(server_port: u16) -> FlowKey {
+    FlowKey {
+        pid: 0,
+        role: Role::Wire,
+        client: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
+        server: SocketAddr::from((Ipv4Addr::LOCALHOST, server_port)),
+    }
+}
+
+/// Feeds `steps` (direction, timestamp in ns, bytes), in order, to one flow of `engine`.
+/// Returns what they produced and the flows evicted meanwhile.
+pub fn feed_engine(
+    engine: &mut Engine,
+    key: FlowKey,
+    steps: &[(Direction, u64, &[u8])],
+) -> (Vec<Output>, Vec<FlowSummary>) {
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    for &(dir, ts_ns, bytes) in steps {
+        engine.on_data(key, dir, ts_ns, bytes, &mut out, &mut evicted);
+    }
+    (out, evicted)
+}
+
+/// Runs one connection through a fresh engine on `server_port` (the to-server bytes at 1 ns,
+/// then the to-client bytes at 2 ns), closes the flow and returns its summary.
+///
+/// # Panics
+///
+/// When the registry cannot be built, or when the flow is unknown at close (no bytes at all).
+pub fn classify_connection(server_port: u16, to_server: &[u8], to_client: &[u8]) -> FlowSummary {
+    let mut engine = engine_from_inventory();
+    let key = flow_key(server_port);
+    feed_engine(
+        &mut engine,
+        key,
+        &[
+            (Direction::ToServer, 1, to_server),
+            (Direction::ToClient, 2, to_client),
+        ],
+    );
+    engine
+        .close(&key)
+        .expect("the flow was seen, so it closes with a summary")
+}
+
+/// The classifications among `out`, in order.
+pub fn classifications(out: &[Output]) -> Vec<&Classification> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Classified(c) => Some(c),
+            Output::Record(_) => None,
+        })
+        .collect()
+}
+
+/// The records among `out`, in order.
+pub fn flow_records(out: &[Output]) -> Vec<&FlowRecord> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some(r),
+            Output::Classified(_) => None,
+        })
+        .collect()
+}
+
+/// `(name, value)` pairs as owned strings, to compare with [`Record::attributes`].
+pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
 }

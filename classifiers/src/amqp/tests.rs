@@ -1,15 +1,13 @@
 //! amqp tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, flow_key,
+    flow_records, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
-    RecordKind, Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -26,48 +24,18 @@ const TO_CLIENT_RAW_SPLIT: &[u8] = include_bytes!("fixtures/to_client_raw_split.
 const TO_SERVER_LEGACY: &[u8] = include_bytes!("fixtures/to_server_legacy_0_8.bin");
 const TO_CLIENT_LEGACY: &[u8] = include_bytes!("fixtures/to_client_legacy_0_8.bin");
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("amqp").expect("amqp is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Amqp.probe(buf, dir, PortHint::NONE)
 }
 
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            Some((v.confidence.get(), v.observed))
-        }
-        Probe::NeedMore | Probe::NoMatch => None,
-    }
+    testing::verdict(&Amqp, ID, buf, dir, PortHint::NONE).map(|v| (v.confidence.get(), v.observed))
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = AmqpSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Amqp, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
@@ -116,10 +84,7 @@ fn s(
         op.to_owned(),
         resource.map(str::to_owned),
         status,
-        attrs
-            .iter()
-            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
-            .collect(),
+        testing::attrs(attrs),
     )
 }
 
@@ -154,7 +119,11 @@ fn shortstr(s: &[u8]) -> Vec<u8> {
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("amqp"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("amqp"),
+        fixtures_dir!("amqp"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -333,23 +302,9 @@ fn look_alikes_are_told_apart() {
     }
 }
 
-fn random_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut x = seed;
-    (0..count).map(move |i| {
-        (0..=(i % 300))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    })
-}
-
 #[test]
 fn random_bytes_never_reach_report() {
-    for buf in random_buffers(0x00a3_9901, 20_000) {
+    for buf in xorshift_buffers(0x00a3_9901, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             if let Probe::Match(v) = probe(&buf, dir) {
                 assert!(v.confidence < Confidence::REPORT, "{buf:?}: {v:?}");
@@ -846,69 +801,32 @@ fn hostile_tables_and_lengths() {
 
 #[test]
 fn engine_confirms_and_pairs() {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let server: SocketAddr = "127.0.0.1:15672".parse().expect("addr");
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server,
-    };
-    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    let mut engine = engine_from_inventory();
     // Interleaved as on the wire: header, Start, Start-Ok.. (raw_split's order).
     let ts = TO_SERVER_RAW_SPLIT;
     let tc = TO_CLIENT_RAW_SPLIT;
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1_000,
-        &ts[..8],
-        &mut out,
-        &mut evicted,
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(15672),
+        &[
+            (Direction::ToServer, 1_000, &ts[..8]),
+            (Direction::ToClient, 2_000, &tc[..509]),
+            (Direction::ToServer, 3_000, &ts[8..]),
+            (Direction::ToClient, 4_000, &tc[509..]),
+        ],
     );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        2_000,
-        &tc[..509],
-        &mut out,
-        &mut evicted,
-    );
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        3_000,
-        &ts[8..],
-        &mut out,
-        &mut evicted,
-    );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        4_000,
-        &tc[509..],
-        &mut out,
-        &mut evicted,
-    );
-    let classified: Vec<_> = out
+    let classified: Vec<_> = classifications(&out)
         .iter()
-        .filter_map(|o| match o {
-            Output::Classified(c) => Some((c.protocol, c.confidence)),
-            Output::Record(_) => None,
-        })
+        .map(|c| (c.protocol, c.confidence))
         .collect();
     assert_eq!(
         classified.last(),
         Some(&(ID, Confidence::CONFIRMED)),
         "{out:#?}"
     );
-    let records: Vec<_> = out
+    let records: Vec<_> = flow_records(&out)
         .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some((r.record.op.clone().unwrap_or_default(), r.latency_ns)),
-            Output::Classified(_) => None,
-        })
+        .map(|r| (r.record.op.clone().unwrap_or_default(), r.latency_ns))
         .collect();
     assert_eq!(records.len(), 9, "{records:?}");
     assert!(records

@@ -1,15 +1,13 @@
 //! http1 tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on random bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
+    flow_key, flow_records, load_fixtures, parse_in_pieces, xorshift_star_buffers, Feed,
+};
 use adi_core::{
     fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
-    RecordKind, Registration, Registry, Session,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -24,62 +22,30 @@ const TO_CLIENT_PIPELINED: &[u8] = include_bytes!("fixtures/to_client_pipelined.
 /// The index.html nginx and Python served in the captures.
 const INDEX_HTML: &[u8] = b"<!doctype html>\n<title>adi</title>\n<p>hello from nginx</p>\n";
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("http1").expect("http1 is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Http1.probe(buf, dir, PortHint::NONE)
 }
 
 /// The confidence of a match in the given direction, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, HTTP1);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&Http1, HTTP1, buf, dir)
 }
 
 /// Feeds a connection's two directions whole, to-server first, and returns every record.
+/// (One `parse` call per direction, which must consume every byte.)
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    let mut session = Http1Session::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let n = session.parse(bytes, dir, &mut out).expect("parse");
-        assert_eq!(n, bytes.len(), "{dir:?}: every byte consumed");
-    }
-    out
+    parse_in_pieces(
+        &Http1,
+        to_server,
+        to_client,
+        usize::MAX,
+        Feed::OneCallPerPiece,
+    )
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = Http1Session::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Http1, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
@@ -91,22 +57,18 @@ fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let all = load_fixtures(fixtures_dir!("http1"));
-    let get = |dir| {
-        all.iter()
-            .find(|f| f.name == name && f.dir == dir)
-            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
-            .bytes
-            .clone()
-    };
-    (get(Direction::ToServer), get(Direction::ToClient))
+    fixture_pair(fixtures_dir!("http1"), name)
 }
 
 // ---- probe ----
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("http1"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("http1"),
+        fixtures_dir!("http1"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -285,24 +247,9 @@ fn probe_reads_at_most_its_window() {
     assert_eq!(score(&big, Direction::ToServer), Confidence::STRONG.get());
 }
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-fn random_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..count).map(move |_| {
-        let len = (next() % 600) as usize;
-        (0..len).map(|_| (next() >> 56) as u8).collect()
-    })
-}
-
 #[test]
 fn random_bytes_never_reach_report() {
-    for buf in random_buffers(0x5eed, 20_000) {
+    for buf in xorshift_star_buffers(0x5eed, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             assert!(score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
             let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
@@ -793,54 +740,30 @@ fn errors() {
 // ---- the real engine ----
 
 fn engine_key() -> FlowKey {
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let server: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-    FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server,
-    }
+    flow_key(8080)
 }
 
 #[test]
 fn engine_confirms_and_pairs_with_latency() {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let key = engine_key();
-    let mut out = Vec::new();
-    let mut evicted = Vec::new();
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1_000,
-        TO_SERVER_PIPELINED,
-        &mut out,
-        &mut evicted,
-    );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        5_000,
-        TO_CLIENT_PIPELINED,
-        &mut out,
-        &mut evicted,
+    let mut engine = engine_from_inventory();
+    let (out, evicted) = feed_engine(
+        &mut engine,
+        engine_key(),
+        &[
+            (Direction::ToServer, 1_000, TO_SERVER_PIPELINED),
+            (Direction::ToClient, 5_000, TO_CLIENT_PIPELINED),
+        ],
     );
     assert!(evicted.is_empty());
-    let confirmed: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Classified(c) if c.confidence == Confidence::CONFIRMED => Some(c),
-            _ => None,
-        })
+    let confirmed: Vec<_> = classifications(&out)
+        .into_iter()
+        .filter(|c| c.confidence == Confidence::CONFIRMED)
         .collect();
     assert_eq!(confirmed.len(), 1, "{out:#?}");
     assert_eq!(confirmed[0].protocol, HTTP1);
-    let records: Vec<_> = out
+    let records: Vec<_> = flow_records(&out)
         .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some((r.record.kind, r.record.status, r.latency_ns)),
-            Output::Classified(_) => None,
-        })
+        .map(|r| (r.record.kind, r.record.status, r.latency_ns))
         .collect();
     assert_eq!(
         records,
@@ -858,32 +781,18 @@ fn engine_confirms_and_pairs_with_latency() {
 
 #[test]
 fn engine_single_exchange() {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let key = engine_key();
-    let mut out = Vec::new();
-    let mut evicted = Vec::new();
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        10,
-        TO_SERVER_NGINX_GET,
-        &mut out,
-        &mut evicted,
+    let mut engine = engine_from_inventory();
+    let (out, _) = feed_engine(
+        &mut engine,
+        engine_key(),
+        &[
+            (Direction::ToServer, 10, TO_SERVER_NGINX_GET),
+            (Direction::ToClient, 25, TO_CLIENT_NGINX_GET),
+        ],
     );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        25,
-        TO_CLIENT_NGINX_GET,
-        &mut out,
-        &mut evicted,
-    );
-    let classified: Vec<_> = out
+    let classified: Vec<_> = classifications(&out)
         .iter()
-        .filter_map(|o| match o {
-            Output::Classified(c) => Some((c.protocol, c.confidence)),
-            Output::Record(_) => None,
-        })
+        .map(|c| (c.protocol, c.confidence))
         .collect();
     assert_eq!(classified.last(), Some(&(HTTP1, Confidence::CONFIRMED)));
     assert_eq!(
@@ -893,10 +802,10 @@ fn engine_single_exchange() {
             .count(),
         1
     );
-    let latency = out.iter().find_map(|o| match o {
-        Output::Record(r) if r.record.kind == RecordKind::Response => Some(r.latency_ns),
-        _ => None,
-    });
+    let latency = flow_records(&out)
+        .iter()
+        .find(|r| r.record.kind == RecordKind::Response)
+        .map(|r| r.latency_ns);
     assert_eq!(latency, Some(Some(15)));
 }
 

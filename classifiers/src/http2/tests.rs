@@ -1,15 +1,12 @@
 //! http2 tests: the probe and the session on real h2c captures (see `fixtures/README.md`),
 //! on hand-written frames, on look-alike protocols and on hostile bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
+    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed, Fixture,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -17,63 +14,22 @@ use super::parser::PREFACE;
 use super::session::Http2Session;
 use super::{Http2, ID, PROBE_WINDOW};
 
-fn registry() -> Registry {
-    Registry::from_inventory().expect("registry")
-}
-
-fn registration() -> &'static Registration {
-    registry().get("http2").expect("http2 is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Http2.probe(buf, dir, PortHint::NONE)
 }
 
 /// The confidence of a match, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&Http2, ID, buf, dir)
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let all = load_fixtures(fixtures_dir!("http2"));
-    let get = |dir| {
-        all.iter()
-            .find(|f| f.name == name && f.dir == dir)
-            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
-            .bytes
-            .clone()
-    };
-    (get(Direction::ToServer), get(Direction::ToClient))
+    fixture_pair(fixtures_dir!("http2"), name)
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = Http2Session::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Http2, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
@@ -115,7 +71,11 @@ fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("http2"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("http2"),
+        fixtures_dir!("http2"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -296,7 +256,7 @@ fn look_alikes_are_rejected() {
 
 #[test]
 fn http1_does_not_take_the_preface() {
-    let http1 = registry().get("http1").expect("http1");
+    let http1 = testing::registration("http1");
     let (c, _) = fixture("curl_get");
     for len in 1..=c.len() {
         assert!(
@@ -468,13 +428,16 @@ fn session_is_the_same_in_any_write_size() {
 
 #[test]
 fn session_survives_every_truncation() {
+    let survives = |fx: &Fixture, prefix: &[u8]| {
+        let n = Http2Session::default()
+            .parse(prefix, fx.dir, &mut Vec::new())
+            .expect("a prefix of a real capture is never an error");
+        assert!(n <= prefix.len());
+    };
+    for_each_prefix(fixtures_dir!("http2"), usize::MAX, survives);
+    // The whole fixture too.
     for fx in load_fixtures(fixtures_dir!("http2")) {
-        for len in 0..=fx.bytes.len() {
-            let n = Http2Session::default()
-                .parse(&fx.bytes[..len], fx.dir, &mut Vec::new())
-                .expect("a prefix of a real capture is never an error");
-            assert!(n <= len);
-        }
+        survives(&fx, &fx.bytes);
     }
 }
 
@@ -483,25 +446,16 @@ fn session_survives_every_truncation() {
 #[test]
 fn engine_prefers_http2_on_http1s_port() {
     let (c, s) = fixture("curl_decoy_8080");
-    let mut engine = Engine::new(Arc::new(registry()));
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let server: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server,
-    };
-    let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(key, Direction::ToServer, 1_000, &c, &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToClient, 3_000, &s, &mut out, &mut evicted);
-    let classified: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Classified(c) => Some(c),
-            Output::Record(_) => None,
-        })
-        .collect();
+    let mut engine = engine_from_inventory();
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(8080),
+        &[
+            (Direction::ToServer, 1_000, &c),
+            (Direction::ToClient, 3_000, &s),
+        ],
+    );
+    let classified = classifications(&out);
     assert!(
         classified.iter().all(|c| c.protocol == ID),
         "{classified:?}"
@@ -510,13 +464,7 @@ fn engine_prefers_http2_on_http1s_port() {
         classified.last().expect("classified").confidence,
         Confidence::CONFIRMED
     );
-    let records: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some(r),
-            Output::Classified(_) => None,
-        })
-        .collect();
+    let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].record.status, Some(404));
     assert_eq!(records[1].latency_ns, Some(2_000));

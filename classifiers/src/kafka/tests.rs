@@ -1,10 +1,11 @@
 //! kafka tests: the probe and the session on real kafka-python captures (see
 //! `fixtures/README.md`), on hand-written edge cases, on look-alikes and on random bytes.
 
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -16,48 +17,18 @@ const TO_CLIENT_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_client_kafka_defa
 const TO_SERVER_PRODUCE: &[u8] = include_bytes!("fixtures/to_server_kafka_default_1.bin");
 const TO_CLIENT_PRODUCE: &[u8] = include_bytes!("fixtures/to_client_kafka_default_1.bin");
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("kafka").expect("kafka is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Kafka.probe(buf, dir, PortHint::NONE)
 }
 
 /// The confidence of a match, 0 for `NeedMore`/`NoMatch`.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, KAFKA);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&Kafka, KAFKA, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = KafkaSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Kafka, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 /// (kind, op, status, attributes) of one record.
@@ -77,16 +48,13 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
-
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("kafka"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("kafka"),
+        fixtures_dir!("kafka"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -325,12 +293,10 @@ fn hostile_lengths_never_panic() {
             &mut out
         )
         .is_err());
-    for fx in load_fixtures(fixtures_dir!("kafka")) {
-        for len in 0..fx.bytes.len() {
-            let _ = Kafka.probe(&fx.bytes[..len], fx.dir, PortHint::NONE);
-            let _ = KafkaSession::default().parse(&fx.bytes[..len], fx.dir, &mut out);
-        }
-    }
+    for_each_prefix(fixtures_dir!("kafka"), usize::MAX, |fx, prefix| {
+        let _ = Kafka.probe(prefix, fx.dir, PortHint::NONE);
+        let _ = KafkaSession::default().parse(prefix, fx.dir, &mut out);
+    });
 }
 
 proptest! {

@@ -2,33 +2,21 @@
 //! hand-written edge cases, on look-alikes (Redis, NATS, HTTP, SSLv2), on hostile input and
 //! through the real engine (the `get k` tie with Redis).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::Engine;
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures, Fixture};
+use adi_core::testing::{
+    self, assert_never_reported, check_classifier, classify_connection, fixture_bytes,
+    load_connections, load_fixtures, parse_in_pieces, Feed, Fixture,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, ProtocolId, Record,
-    RecordKind, Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::MemcachedSession;
 use super::{Memcached, ID};
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("memcached").expect("memcached is registered")
-}
-
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    let prefix = match dir {
-        Direction::ToServer => "to_server",
-        Direction::ToClient => "to_client",
-    };
-    let path = fixtures_dir!("memcached").join(format!("{prefix}_{name}.bin"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixture_bytes(fixtures_dir!("memcached"), dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -43,46 +31,23 @@ type Summary<'a> = (
 
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
 fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    match Memcached.probe(buf, dir, PortHint::NONE) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            Some((v.confidence, v.observed))
-        }
-        Probe::NeedMore | Probe::NoMatch => None,
-    }
+    testing::verdict(&Memcached, ID, buf, dir, PortHint::NONE).map(|v| (v.confidence, v.observed))
 }
 
 /// No prefix of `buf` is reported in either direction.
 fn never_reported(buf: &[u8]) {
-    for dir in [Direction::ToServer, Direction::ToClient] {
-        for len in 1..=buf.len() {
-            if let Some((c, _)) = verdict(&buf[..len], dir) {
-                assert!(
-                    c < Confidence::REPORT,
-                    "{dir:?} prefix {len} of {buf:?}: {c}"
-                );
-            }
-        }
-    }
+    assert_never_reported(&Memcached, ID, buf);
 }
 
 /// Parses a connection in `chunk`-byte writes, keeping unconsumed bytes like the engine.
 fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
-    let mut session = MemcachedSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(chunk) {
-            pending.extend_from_slice(piece);
-            let n = session.parse(&pending, dir, &mut out).expect("parse");
-            pending.drain(..n);
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(
+        &Memcached,
+        to_server,
+        to_client,
+        chunk,
+        Feed::OneCallPerPiece,
+    )
 }
 
 fn connection(name: &str) -> Vec<Record> {
@@ -113,7 +78,7 @@ fn summary(records: &[Record]) -> Vec<Summary<'_>> {
 #[test]
 fn conformance() {
     check_classifier(
-        registration(),
+        testing::registration("memcached"),
         fixtures_dir!("memcached"),
         Confidence::STRONG,
     );
@@ -160,10 +125,8 @@ fn fixtures_match_at_their_band() {
 
 #[test]
 fn every_request_gets_one_response() {
-    let all = load_fixtures(fixtures_dir!("memcached"));
-    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    names.dedup();
-    for name in names {
+    for conn in load_connections(fixtures_dir!("memcached")) {
+        let name = conn.name.as_str();
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
         assert_eq!(
@@ -573,31 +536,9 @@ fn sasl_credentials_are_not_kept() {
 // ---- through the engine ----
 
 fn classify(server_port: u16, to_server: &[u8], to_client: &[u8]) -> ProtocolId {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client: "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
-        server: SocketAddr::from(([127, 0, 0, 1], server_port)),
-    };
-    let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1,
-        to_server,
-        &mut out,
-        &mut evicted,
-    );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        2,
-        to_client,
-        &mut out,
-        &mut evicted,
-    );
-    engine.close(&key).expect("flow").verdict.protocol
+    classify_connection(server_port, to_server, to_client)
+        .verdict
+        .protocol
 }
 
 #[test]
@@ -623,10 +564,8 @@ fn engine_tells_memcached_from_redis() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    let all = load_fixtures(fixtures_dir!("memcached"));
-    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    names.dedup();
-    for name in names {
+    for conn in load_connections(fixtures_dir!("memcached")) {
+        let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             11211
         } else if name.starts_with("decoy_6379") {
@@ -634,12 +573,7 @@ fn engine_classifies_every_captured_connection() {
         } else {
             40123
         };
-        let bytes = |dir| {
-            all.iter()
-                .find(|f| f.name == name && f.dir == dir)
-                .map_or(&[][..], |f| f.bytes.as_slice())
-        };
-        let got = classify(port, bytes(Direction::ToServer), bytes(Direction::ToClient));
+        let got = classify(port, &conn.to_server, &conn.to_client);
         assert_eq!(got, ID, "{name} on port {port}");
     }
 }

@@ -2,10 +2,11 @@
 //! `fixtures/README.md`), on hand-written OP_QUERY / OP_REPLY / OP_COMPRESSED messages, on
 //! look-alikes and on random bytes.
 
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -18,47 +19,17 @@ const TO_CLIENT_APP: &[u8] = include_bytes!("fixtures/to_client_mongodb_default_
 const TO_SERVER_ZLIB: &[u8] = include_bytes!("fixtures/to_server_mongodb_nondefault_zlib_1.bin");
 const TO_CLIENT_ZLIB: &[u8] = include_bytes!("fixtures/to_client_mongodb_nondefault_zlib_1.bin");
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("mongodb").expect("mongodb is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     MongoDb.probe(buf, dir, PortHint::NONE)
 }
 
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, MONGODB);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&MongoDb, MONGODB, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = MongoSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&MongoDb, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 /// (kind, op, resource, attributes) of one record.
@@ -83,17 +54,10 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
-
 #[test]
 fn conformance() {
     check_classifier(
-        registration(),
+        testing::registration("mongodb"),
         fixtures_dir!("mongodb"),
         Confidence::CERTAIN,
     );
@@ -388,17 +352,15 @@ fn hostile_lengths_never_panic() {
             &mut out
         )
         .is_ok());
-    for fx in load_fixtures(fixtures_dir!("mongodb")) {
-        for len in 0..fx.bytes.len() {
-            let _ = MongoDb.probe(&fx.bytes[..len], fx.dir, PortHint::NONE);
-            let mut b = fx.bytes[..len].to_vec();
-            if let Some(x) = b.get_mut(len / 2) {
-                *x ^= 0xff;
-            }
-            let _ = MongoDb.probe(&b, fx.dir, PortHint::NONE);
-            let _ = MongoSession::default().parse(&b, fx.dir, &mut out);
+    for_each_prefix(fixtures_dir!("mongodb"), usize::MAX, |fx, prefix| {
+        let _ = MongoDb.probe(prefix, fx.dir, PortHint::NONE);
+        let mut b = prefix.to_vec();
+        if let Some(x) = b.get_mut(prefix.len() / 2) {
+            *x ^= 0xff;
         }
-    }
+        let _ = MongoDb.probe(&b, fx.dir, PortHint::NONE);
+        let _ = MongoSession::default().parse(&b, fx.dir, &mut out);
+    });
 }
 
 proptest! {

@@ -2,10 +2,11 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -17,47 +18,17 @@ const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_defaul
 const TO_SERVER_RPC: &[u8] = include_bytes!("fixtures/to_server_mssql_nondefault_rpc_0.bin");
 const TO_CLIENT_RPC: &[u8] = include_bytes!("fixtures/to_client_mssql_nondefault_rpc_0.bin");
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("mssql").expect("mssql is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Mssql.probe(buf, dir, PortHint::NONE)
 }
 
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, MSSQL);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&Mssql, MSSQL, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = TdsSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Mssql, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 /// (kind, op, resource, status, attributes) of one record.
@@ -84,16 +55,13 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
-
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("mssql"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("mssql"),
+        fixtures_dir!("mssql"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -383,17 +351,15 @@ fn hostile_lengths_never_panic() {
     assert!(TdsSession::default()
         .parse(&login, Direction::ToServer, &mut out)
         .is_err());
-    for fx in load_fixtures(fixtures_dir!("mssql")) {
-        for len in 0..fx.bytes.len() {
-            let mut b = fx.bytes[..len].to_vec();
-            let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
-            if let Some(x) = b.get_mut(len * 2 / 3) {
-                *x ^= 0x5a;
-            }
-            let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
-            let _ = TdsSession::default().parse(&b, fx.dir, &mut out);
+    for_each_prefix(fixtures_dir!("mssql"), usize::MAX, |fx, prefix| {
+        let mut b = prefix.to_vec();
+        let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
+        if let Some(x) = b.get_mut(prefix.len() * 2 / 3) {
+            *x ^= 0x5a;
         }
-    }
+        let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
+        let _ = TdsSession::default().parse(&b, fx.dir, &mut out);
+    });
 }
 
 proptest! {

@@ -1,26 +1,18 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
+    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::parser::{parse_greeting, parse_handshake_response};
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
 use super::{Mysql, MYSQL, PROBE_WINDOW};
-
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("mysql").expect("postgres is registered")
-}
 
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Mysql.probe(buf, dir, PortHint::NONE)
@@ -29,60 +21,30 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 /// The confidence of a match in the given direction (0 for anything else) and whether the
 /// probe said the bytes travel the other way.
 fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, MYSQL);
-            (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
-        }
-        Probe::NeedMore | Probe::NoMatch => (0, false),
-    }
+    testing::verdict(&Mysql, MYSQL, buf, dir, PortHint::NONE).map_or((0, false), |v| {
+        (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
+    })
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let dir = fixtures_dir!("mysql");
-    let read = |d: &str| {
-        std::fs::read(dir.join(format!("to_{d}_{name}.bin")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
-    (read("server"), read("client"))
+    fixture_pair(fixtures_dir!("mysql"), name)
 }
 
 /// Feeds a connection's two directions whole, to-server first (as the conformance check
 /// does), and returns every record.
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    let mut session = MysqlSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut done = 0;
-        while done < bytes.len() {
-            let n = session.parse(&bytes[done..], dir, &mut out).expect("parse");
-            assert!(n > 0, "{dir:?}: stuck at {done}");
-            done += n;
-        }
-    }
-    out
+    parse_in_pieces(
+        &Mysql,
+        to_server,
+        to_client,
+        usize::MAX,
+        Feed::UntilNoProgress,
+    )
 }
 
 /// The same, in pieces of `size` bytes, unconsumed bytes carried over as the engine does.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = MysqlSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            let n = session.parse(&pending, dir, &mut out).expect("parse");
-            pending.drain(..n);
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Mysql, to_server, to_client, size, Feed::OneCallPerPiece)
 }
 
 /// A compact view of a record: kind, op, resource, status, attributes.
@@ -108,7 +70,11 @@ fn views(records: &[Record]) -> Vec<String> {
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("mysql"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("mysql"),
+        fixtures_dir!("mysql"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -526,14 +492,12 @@ fn multi_results_and_big_rows() {
 #[test]
 fn hostile_input_never_panics() {
     let mut out = Vec::new();
-    for fx in load_fixtures(fixtures_dir!("mysql")) {
-        for len in 0..fx.bytes.len().min(300) {
-            let mut session = MysqlSession::default();
-            if let Ok(n) = session.parse(&fx.bytes[..len], fx.dir, &mut out) {
-                assert!(n <= len);
-            }
+    for_each_prefix(fixtures_dir!("mysql"), 300, |fx, prefix| {
+        let mut session = MysqlSession::default();
+        if let Ok(n) = session.parse(prefix, fx.dir, &mut out) {
+            assert!(n <= prefix.len());
         }
-    }
+    });
     // Maximum-length packets announce continuations; lenenc counts of 2^64 - 1.
     let mut session = MysqlSession::default();
     let _ = session.parse(b"\xff\xff\xff\x00\x03SELECT", Direction::ToServer, &mut out);
@@ -573,46 +537,22 @@ proptest! {
 
 #[test]
 fn engine_confirms_greeting_and_login() {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server: "127.0.0.1:3306".parse().expect("addr"),
-    };
+    let mut engine = engine_from_inventory();
     let (s, c) = fixture("pymysql_query");
-    let mut out = Vec::new();
-    let mut evicted = Vec::new();
     // The server speaks first.
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        1_000,
-        &c[..4 + usize::from(c[0])],
-        &mut out,
-        &mut evicted,
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(3306),
+        &[
+            (Direction::ToClient, 1_000, &c[..4 + usize::from(c[0])]),
+            (Direction::ToServer, 2_000, &s[..4 + usize::from(s[0])]),
+        ],
     );
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        2_000,
-        &s[..4 + usize::from(s[0])],
-        &mut out,
-        &mut evicted,
-    );
-    let last = out.iter().rev().find_map(|o| match o {
-        Output::Classified(c) => Some((c.protocol, c.confidence)),
-        Output::Record(_) => None,
-    });
+    let last = classifications(&out)
+        .last()
+        .map(|c| (c.protocol, c.confidence));
     assert_eq!(last, Some((MYSQL, Confidence::CONFIRMED)), "{out:#?}");
-    let kinds: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some(r.record.kind),
-            Output::Classified(_) => None,
-        })
-        .collect();
+    let kinds: Vec<_> = flow_records(&out).iter().map(|r| r.record.kind).collect();
     assert_eq!(kinds, [RecordKind::Message, RecordKind::Request]);
     assert_eq!(engine.stats().parse_errors, 0);
 }

@@ -1,10 +1,11 @@
 //! nats tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alikes (Redis, HTTP CONNECT) and on random bytes.
 
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -18,48 +19,18 @@ const TO_CLIENT_NC_RAW: &[u8] = include_bytes!("fixtures/to_client_nc_raw.bin");
 const TO_SERVER_SPLIT: &[u8] = include_bytes!("fixtures/to_server_split_verbose.bin");
 const TO_CLIENT_SPLIT: &[u8] = include_bytes!("fixtures/to_client_split_verbose.bin");
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("nats").expect("nats is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Nats.probe(buf, dir, PortHint::NONE)
 }
 
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(u8, Option<Direction>)> {
-    match Nats.probe(buf, dir, ports) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            Some((v.confidence.get(), v.observed))
-        }
-        Probe::NeedMore | Probe::NoMatch => None,
-    }
+    testing::verdict(&Nats, ID, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = NatsSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Nats, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
@@ -88,10 +59,7 @@ fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)])
         kind,
         op.to_owned(),
         resource.map(str::to_owned),
-        attrs
-            .iter()
-            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
-            .collect(),
+        testing::attrs(attrs),
     )
 }
 
@@ -99,7 +67,11 @@ fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)])
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("nats"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("nats"),
+        fixtures_dir!("nats"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -281,23 +253,9 @@ fn probe_reads_at_most_its_window() {
     assert_eq!(conf, Confidence::STRONG.get());
 }
 
-fn random_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
-    let mut x = seed;
-    (0..count).map(move |i| {
-        (0..=(i % 300))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    })
-}
-
 #[test]
 fn random_bytes_never_reach_report() {
-    for buf in random_buffers(0x5eed_0a75, 20_000) {
+    for buf in xorshift_buffers(0x5eed_0a75, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             if let Probe::Match(v) = probe(&buf, dir) {
                 assert!(v.confidence < Confidence::REPORT, "{buf:?}: {v:?}");

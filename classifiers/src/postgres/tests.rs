@@ -1,25 +1,17 @@
 //! postgres tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
+    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::{PostgresSession, MAX_QUERY_KEPT};
 use super::{Postgres, POSTGRES, PROBE_WINDOW};
-
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("postgres").expect("postgres is registered")
-}
 
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Postgres.probe(buf, dir, PortHint::NONE)
@@ -28,60 +20,30 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 /// The confidence of a match in the given direction (0 for anything else) and whether the
 /// probe said the bytes travel the other way.
 fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, POSTGRES);
-            (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
-        }
-        Probe::NeedMore | Probe::NoMatch => (0, false),
-    }
+    testing::verdict(&Postgres, POSTGRES, buf, dir, PortHint::NONE).map_or((0, false), |v| {
+        (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
+    })
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let dir = fixtures_dir!("postgres");
-    let read = |d: &str| {
-        std::fs::read(dir.join(format!("to_{d}_{name}.bin")))
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
-    (read("server"), read("client"))
+    fixture_pair(fixtures_dir!("postgres"), name)
 }
 
 /// Feeds a connection's two directions whole, to-server first (as the conformance check
 /// does), and returns every record.
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    let mut session = PostgresSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut done = 0;
-        while done < bytes.len() {
-            let n = session.parse(&bytes[done..], dir, &mut out).expect("parse");
-            assert!(n > 0, "{dir:?}: stuck at {done}");
-            done += n;
-        }
-    }
-    out
+    parse_in_pieces(
+        &Postgres,
+        to_server,
+        to_client,
+        usize::MAX,
+        Feed::UntilNoProgress,
+    )
 }
 
 /// The same, in pieces of `size` bytes, unconsumed bytes carried over as the engine does.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = PostgresSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            let n = session.parse(&pending, dir, &mut out).expect("parse");
-            pending.drain(..n);
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Postgres, to_server, to_client, size, Feed::OneCallPerPiece)
 }
 
 /// A compact view of a record: kind, op, resource, attributes.
@@ -107,7 +69,7 @@ fn views(records: &[Record]) -> Vec<String> {
 #[test]
 fn conformance() {
     check_classifier(
-        registration(),
+        testing::registration("postgres"),
         fixtures_dir!("postgres"),
         Confidence::CERTAIN,
     );
@@ -564,14 +526,12 @@ fn hostile_input_errors_without_panicking() {
         .parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out)
         .is_err());
     // Every prefix of every fixture: no panic, nothing consumed past the input.
-    for fx in load_fixtures(fixtures_dir!("postgres")) {
-        for len in 0..fx.bytes.len().min(300) {
-            let mut session = PostgresSession::default();
-            if let Ok(n) = session.parse(&fx.bytes[..len], fx.dir, &mut out) {
-                assert!(n <= len);
-            }
+    for_each_prefix(fixtures_dir!("postgres"), 300, |fx, prefix| {
+        let mut session = PostgresSession::default();
+        if let Ok(n) = session.parse(prefix, fx.dir, &mut out) {
+            assert!(n <= prefix.len());
         }
-    }
+    });
 }
 
 proptest! {
@@ -598,66 +558,34 @@ proptest! {
 
 // ---- the real engine ----
 
-fn engine_key(server_port: u16) -> FlowKey {
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let server: SocketAddr = SocketAddr::from(([127, 0, 0, 1], server_port));
-    FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server,
-    }
-}
-
 #[test]
 fn engine_confirms_login_and_switches_on_ssl() {
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let mut out = Vec::new();
-    let mut evicted = Vec::new();
+    let mut engine = engine_from_inventory();
     // A clear-text login: the StartupMessage and the server's answer confirm each other.
-    let key = engine_key(5432);
     let (s, c) = fixture("psql_scram_query");
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1_000,
-        &s[..0x3b],
-        &mut out,
-        &mut evicted,
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(5432),
+        &[
+            (Direction::ToServer, 1_000, &s[..0x3b]),
+            (Direction::ToClient, 2_000, &c),
+        ],
     );
-    engine.on_data(key, Direction::ToClient, 2_000, &c, &mut out, &mut evicted);
-    let best = out.iter().rev().find_map(|o| match o {
-        Output::Classified(c) => Some((c.protocol, c.confidence)),
-        Output::Record(_) => None,
-    });
+    let best = classifications(&out)
+        .last()
+        .map(|c| (c.protocol, c.confidence));
     assert_eq!(best, Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
     // SSLRequest then 'S': the session announces the switch, in wire order.
-    out.clear();
-    let key = engine_key(15432);
     let (s, c) = fixture("psycopg_ssl_require");
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1_000,
-        &s[..8],
-        &mut out,
-        &mut evicted,
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(15432),
+        &[
+            (Direction::ToServer, 1_000, &s[..8]),
+            (Direction::ToClient, 2_000, &c[..1]),
+        ],
     );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        2_000,
-        &c[..1],
-        &mut out,
-        &mut evicted,
-    );
-    let kinds: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some(r.record.kind),
-            Output::Classified(_) => None,
-        })
-        .collect();
+    let kinds: Vec<_> = flow_records(&out).iter().map(|r| r.record.kind).collect();
     assert_eq!(kinds, [RecordKind::Request, RecordKind::Switch], "{out:#?}");
     assert_eq!(engine.stats().switches, 1);
     assert_eq!(engine.stats().parse_errors, 0);

@@ -2,33 +2,21 @@
 //! hand-written edge cases, on look-alikes (NATS, memcached, HTTP), on hostile input and
 //! through the real engine (port tie-breaks).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::Engine;
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures, Fixture};
+use adi_core::testing::{
+    self, assert_never_reported, check_classifier, classify_connection, fixture_bytes,
+    load_connections, load_fixtures, parse_in_pieces, Feed, Fixture,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe,
-    ProtocolId, Record, RecordKind, Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
+    Record, RecordKind, Registry, Session,
 };
 use proptest::prelude::*;
 
 use super::session::RedisSession;
 use super::{Redis, AMBIGUOUS, ID};
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("redis").expect("redis is registered")
-}
-
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    let prefix = match dir {
-        Direction::ToServer => "to_server",
-        Direction::ToClient => "to_client",
-    };
-    let path = fixtures_dir!("redis").join(format!("{prefix}_{name}.bin"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixture_bytes(fixtures_dir!("redis"), dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -36,13 +24,7 @@ type Band = (Confidence, Option<Direction>);
 
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
 fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<Band> {
-    match Redis.probe(buf, dir, ports) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            Some((v.confidence, v.observed))
-        }
-        Probe::NeedMore | Probe::NoMatch => None,
-    }
+    testing::verdict(&Redis, ID, buf, dir, ports).map(|v| (v.confidence, v.observed))
 }
 
 fn to_server(buf: &[u8]) -> Probe {
@@ -51,36 +33,13 @@ fn to_server(buf: &[u8]) -> Probe {
 
 /// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
 fn never_reported(buf: &[u8]) {
-    for dir in [Direction::ToServer, Direction::ToClient] {
-        for len in 1..=buf.len() {
-            if let Some((c, _)) = verdict(&buf[..len], dir, PortHint::NONE) {
-                assert!(
-                    c < Confidence::REPORT,
-                    "{dir:?} prefix {len} of {buf:?}: {c}"
-                );
-            }
-        }
-    }
+    assert_never_reported(&Redis, ID, buf);
 }
 
 /// Parses a connection (to-server bytes, then to-client bytes) in `chunk`-byte writes,
 /// keeping unconsumed bytes like the engine does.
 fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
-    let mut session = RedisSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(chunk) {
-            pending.extend_from_slice(piece);
-            let n = session.parse(&pending, dir, &mut out).expect("parse");
-            pending.drain(..n);
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Redis, to_server, to_client, chunk, Feed::OneCallPerPiece)
 }
 
 fn connection(name: &str) -> Vec<Record> {
@@ -103,7 +62,11 @@ fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> 
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("redis"), Confidence::WEAK);
+    check_classifier(
+        testing::registration("redis"),
+        fixtures_dir!("redis"),
+        Confidence::WEAK,
+    );
 }
 
 #[test]
@@ -137,10 +100,8 @@ fn fixtures_match_at_their_band() {
 
 #[test]
 fn every_request_gets_one_response() {
-    let all = load_fixtures(fixtures_dir!("redis"));
-    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    names.dedup();
-    for name in names {
+    for conn in load_connections(fixtures_dir!("redis")) {
+        let name = conn.name.as_str();
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
         assert_eq!(
@@ -614,32 +575,7 @@ fn gap_inside_a_bulk_body_is_skipped() {
 // ---- through the engine: the port breaks ties between look-alikes ----
 
 fn classify(server_port: u16, to_server: &[u8], to_client: &[u8]) -> (ProtocolId, Confidence) {
-    let registry = Registry::from_inventory().expect("registry");
-    let mut engine = Engine::new(Arc::new(registry));
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client: "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"),
-        server: SocketAddr::from(([127, 0, 0, 1], server_port)),
-    };
-    let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(
-        key,
-        Direction::ToServer,
-        1,
-        to_server,
-        &mut out,
-        &mut evicted,
-    );
-    engine.on_data(
-        key,
-        Direction::ToClient,
-        2,
-        to_client,
-        &mut out,
-        &mut evicted,
-    );
-    let summary = engine.close(&key).expect("flow");
+    let summary = classify_connection(server_port, to_server, to_client);
     (summary.verdict.protocol, summary.verdict.confidence)
 }
 
@@ -671,10 +607,8 @@ fn engine_port_breaks_the_ping_and_get_ties() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    let all = load_fixtures(fixtures_dir!("redis"));
-    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    names.dedup();
-    for name in names {
+    for conn in load_connections(fixtures_dir!("redis")) {
+        let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             6379
         } else if name.starts_with("decoy_5432") {
@@ -682,12 +616,7 @@ fn engine_classifies_every_captured_connection() {
         } else {
             40123
         };
-        let bytes = |dir| {
-            all.iter()
-                .find(|f| f.name == name && f.dir == dir)
-                .map_or(&[][..], |f| f.bytes.as_slice())
-        };
-        let got = classify(port, bytes(Direction::ToServer), bytes(Direction::ToClient));
+        let got = classify(port, &conn.to_server, &conn.to_client);
         assert_eq!(got.0, ID, "{name} on port {port}");
     }
 }

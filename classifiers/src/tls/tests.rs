@@ -1,15 +1,12 @@
 //! tls tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use adi_core::engine::{Engine, Output};
-use adi_core::flow::Role;
-use adi_core::testing::{check_classifier, load_fixtures};
+use adi_core::testing::{
+    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
+    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+};
 use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, PortHint, Probe, Record, RecordKind,
-    Registration, Registry, Session,
+    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -17,60 +14,22 @@ use super::parser::HELLO_RETRY_REQUEST_RANDOM;
 use super::session::TlsSession;
 use super::{Tls, ID, PROBE_WINDOW};
 
-fn registration() -> &'static Registration {
-    let registry = Registry::from_inventory().expect("registry");
-    registry.get("tls").expect("tls is registered")
-}
-
 fn probe(buf: &[u8], dir: Direction) -> Probe {
     Tls.probe(buf, dir, PortHint::NONE)
 }
 
 /// The confidence of a match, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    match probe(buf, dir) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, ID);
-            v.confidence.get()
-        }
-        Probe::NeedMore | Probe::NoMatch => 0,
-    }
+    testing::score(&Tls, ID, buf, dir)
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let all = load_fixtures(fixtures_dir!("tls"));
-    let get = |dir| {
-        all.iter()
-            .find(|f| f.name == name && f.dir == dir)
-            .unwrap_or_else(|| panic!("fixture {name} {dir:?}"))
-            .bytes
-            .clone()
-    };
-    (get(Direction::ToServer), get(Direction::ToClient))
+    fixture_pair(fixtures_dir!("tls"), name)
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
 fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    let mut session = TlsSession::default();
-    let mut out = Vec::new();
-    for (dir, bytes) in [
-        (Direction::ToServer, to_server),
-        (Direction::ToClient, to_client),
-    ] {
-        let mut pending = Vec::new();
-        for piece in bytes.chunks(size) {
-            pending.extend_from_slice(piece);
-            loop {
-                let n = session.parse(&pending, dir, &mut out).expect("parse");
-                pending.drain(..n);
-                if n == 0 || pending.is_empty() {
-                    break;
-                }
-            }
-        }
-        assert!(pending.is_empty(), "{dir:?}: {} bytes left", pending.len());
-    }
-    out
+    parse_in_pieces(&Tls, to_server, to_client, size, Feed::UntilNoProgress)
 }
 
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
@@ -94,7 +53,11 @@ fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
 
 #[test]
 fn conformance() {
-    check_classifier(registration(), fixtures_dir!("tls"), Confidence::CERTAIN);
+    check_classifier(
+        testing::registration("tls"),
+        fixtures_dir!("tls"),
+        Confidence::CERTAIN,
+    );
 }
 
 #[test]
@@ -281,14 +244,12 @@ fn session_summarises_every_fixture() {
 
 #[test]
 fn session_survives_every_truncation() {
-    for fx in load_fixtures(fixtures_dir!("tls")) {
-        for len in 0..fx.bytes.len().min(700) {
-            let n = TlsSession::default()
-                .parse(&fx.bytes[..len], fx.dir, &mut Vec::new())
-                .expect("a prefix of a real capture is never an error");
-            assert!(n <= len);
-        }
-    }
+    for_each_prefix(fixtures_dir!("tls"), 700, |fx, prefix| {
+        let n = TlsSession::default()
+            .parse(prefix, fx.dir, &mut Vec::new())
+            .expect("a prefix of a real capture is never an error");
+        assert!(n <= prefix.len());
+    });
 }
 
 // ---- the real engine ----
@@ -296,35 +257,20 @@ fn session_survives_every_truncation() {
 #[test]
 fn engine_confirms_and_pairs_the_hellos() {
     let (c, s) = fixture("curl_h2_tls13_443");
-    let mut engine = Engine::new(Arc::new(Registry::from_inventory().expect("registry")));
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-    let server: SocketAddr = "127.0.0.1:443".parse().expect("addr");
-    let key = FlowKey {
-        pid: 0,
-        role: Role::Wire,
-        client,
-        server,
-    };
-    let (mut out, mut evicted) = (Vec::new(), Vec::new());
-    engine.on_data(key, Direction::ToServer, 1_000, &c, &mut out, &mut evicted);
-    engine.on_data(key, Direction::ToClient, 5_000, &s, &mut out, &mut evicted);
-    let classified: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Classified(c) => Some(c),
-            Output::Record(_) => None,
-        })
-        .collect();
+    let mut engine = engine_from_inventory();
+    let (out, _) = feed_engine(
+        &mut engine,
+        flow_key(443),
+        &[
+            (Direction::ToServer, 1_000, &c),
+            (Direction::ToClient, 5_000, &s),
+        ],
+    );
+    let classified = classifications(&out);
     let last = classified.last().expect("classified");
     assert_eq!(last.protocol, ID);
     assert_eq!(last.confidence, Confidence::CONFIRMED);
-    let records: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Record(r) => Some(r),
-            Output::Classified(_) => None,
-        })
-        .collect();
+    let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].latency_ns, Some(4_000));
 }
