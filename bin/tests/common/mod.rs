@@ -1,0 +1,194 @@
+//! The harness of the root-only live tests (`live.rs`, `live_services.rs`): the skip rule, free
+//! ports, listener ownership, children stopped on drop, and a running `adi` whose JSON lines
+//! are read back when it stops. Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Whether the root-only tests can run here (root and BTF). Otherwise prints `SKIPPED` and
+/// returns false, except under `CI`, where that is a failure.
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the root-only tests as root with BTF"
+    );
+    eprintln!("SKIPPED (needs root + BPF)");
+    false
+}
+
+/// Whether `tool` (a command name or a path) is installed; a loud skip otherwise, and a
+/// failure under `CI`.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
+        eprintln!("SKIPPED ({tool} not installed)");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Socket inodes listening on 127.0.0.1:`port` (from /proc/net/tcp, without connecting).
+fn listening_inodes(port: u16) -> HashSet<u64> {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].parse().ok())?
+        })
+        .collect()
+}
+
+/// Pids holding a socket that listens on 127.0.0.1:`port`.
+pub fn listener_pids(port: u16) -> Vec<u32> {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let holds = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| {
+                    t.to_str()
+                        .and_then(|s| s.strip_prefix("socket:["))
+                        .and_then(|s| s.strip_suffix(']'))
+                        .and_then(|s| s.parse().ok())
+                        .is_some_and(|i| inodes.contains(&i))
+                })
+            });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits (without connecting: a probe connection would be traffic) until 127.0.0.1:`port`
+/// listens, and asserts that the listener is `pid` and nobody else.
+pub fn wait_listener(port: u16, pid: u32, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    loop {
+        let pids = listener_pids(port);
+        if !pids.is_empty() {
+            assert_eq!(pids, vec![pid], "port {port} must be ours");
+            return;
+        }
+        assert!(Instant::now() < end, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child killed on drop, so a failing test leaves nothing running.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `adi` writing JSON lines to a file.
+pub struct Adi {
+    child: Child,
+    out: PathBuf,
+    stderr: std::sync::mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Adi {
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("events.jsonl");
+        let sink = format!("jsonl={}", out.display());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
+            .args(args)
+            .args(["--sink", &sink])
+            .env_remove("ADI_PROFILE_ALLOWED")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start adi");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("adi says what it watches");
+        assert!(first.starts_with("adi: watching"), "{first}");
+        Self {
+            child,
+            out,
+            stderr: rx,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, wait, and return (events, stderr lines).
+    pub fn stop(mut self) -> (Vec<Value>, Vec<String>) {
+        // Let the last events reach the ring buffer before asking adi to stop.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
+        let status = self.child.wait().expect("wait adi");
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        assert!(status.success(), "adi exited with {status}: {err:#?}");
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        (events, err)
+    }
+}
+
+pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event_type"] == t).collect()
+}

@@ -1,0 +1,872 @@
+//! Root-only: real clients talking to real servers (PostgreSQL, MariaDB, Redis, memcached,
+//! RabbitMQ, NATS) on loopback, with `adi` watching both ends. Each connection must be
+//! reported exactly twice, once by the client's pid (role `client`) and once by the server's
+//! (role `server`), with the same 4-tuple, the right protocol and a high confidence.
+//!
+//! Same rules as `live.rs`: without root and BTF these print `SKIPPED` and pass, except under
+//! `CI`, where that is a failure, as is a missing server or client. Every server is started
+//! here, in a temp dir, on a free port whose listener is checked to be ours, and only our pids
+//! are stopped. The tests take turns (one server at a time on a small machine).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::{can_run, free_port, have, of_type, wait_listener, Adi};
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One service test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A server stopped on drop with `signal` (its clean shutdown), and killed if it is still
+/// there 10 s later.
+struct Server {
+    child: Child,
+    signal: i32,
+}
+
+impl Server {
+    fn spawn(cmd: &mut Command, signal: i32) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        Self { child, signal }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.child.id().cast_signed(), self.signal) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sh -c 'read go; exec ARGV'`: a client that does nothing before it gets a line on stdin,
+/// so that its pid (exec keeps it) can be given to `adi --pid` first.
+fn held(argv: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "read go; exec \"$@\"", "sh"]).args(argv);
+    cmd
+}
+
+/// A Python client that reads a line from stdin before it runs `script`.
+fn held_python(script: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", &format!("import sys\nsys.stdin.readline()\n{script}")])
+        .args(args);
+    cmd
+}
+
+/// A client started by `held` or `held_python`, killed on drop.
+struct Held {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    what: String,
+}
+
+impl Held {
+    fn spawn(mut cmd: Command) -> Self {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let stdin = child.stdin.take();
+        Self { child, stdin, what }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets it go and waits (at most 20 s) for it to succeed; returns its stdout.
+    fn run(&mut self) -> String {
+        let mut stdin = self.stdin.take().expect("not run yet");
+        stdin.write_all(b"go\n").expect("go");
+        drop(stdin);
+        let read = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = read(self.child.stdout.take().map(|o| Box::new(o) as _));
+        let err = read(self.child.stderr.take().map(|e| Box::new(e) as _));
+        let end = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait client") {
+                break status;
+            }
+            assert!(Instant::now() < end, "{} did not finish in 20 s", self.what);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
+        assert!(
+            status.success(),
+            "{} exited with {status}: {out}{err}",
+            self.what
+        );
+        out
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temp dir that user `owner` can write (servers that drop root run as that user).
+fn owned_tempdir(owner: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("chown")
+        .args([owner, &dir.path().display().to_string()])
+        .status()
+        .expect("chown");
+    assert!(ok.success(), "chown {owner}");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    dir
+}
+
+/// Runs a setup command to completion (bounded by the command itself) and asserts success.
+fn setup(cmd: &mut Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn compact(c: &Value) -> String {
+    format!(
+        "pid {} {} {}: {} {} {} {}:{} -> {}:{} ({})",
+        c["pid"],
+        c["comm"],
+        c["role"],
+        c["protocol"],
+        c["category"],
+        c["confidence"],
+        c["source_ip"],
+        c["source_port"],
+        c["dest_ip"],
+        c["dest_port"],
+        c["detection_reason"]
+    )
+}
+
+/// Both ends of one connection: the client's connection events and the server's, in order
+/// (an end is reported when first classified, then each time its verdict improves).
+struct Ends<'a> {
+    client: Vec<&'a Value>,
+    server: Vec<&'a Value>,
+}
+
+impl Ends<'_> {
+    fn client_pid(&self) -> u64 {
+        self.client[0]["pid"].as_u64().expect("pid")
+    }
+
+    /// The confidences reported for this connection, the same at both ends.
+    fn confidences(&self) -> Vec<u64> {
+        let seq = |evs: &[&Value]| -> Vec<u64> {
+            evs.iter()
+                .map(|c| c["confidence"].as_u64().expect("confidence"))
+                .collect()
+        };
+        let (c, s) = (seq(&self.client), seq(&self.server));
+        assert_eq!(c, s, "both ends agree");
+        c
+    }
+}
+
+/// The connection events of `events`, all of them to `port`, grouped by connection (the
+/// client's port): each connection reported by one client pid with role `client` and by one
+/// server pid with role `server`, with the same loopback 4-tuple, `protocol` and `category`,
+/// at a confidence of at least 92 that only rises, to 99 when confirmed by the other
+/// direction. Prints what it saw.
+fn both_ends<'a>(
+    events: &'a [Value],
+    port: u16,
+    clients: &[u32],
+    is_server: &dyn Fn(u64) -> bool,
+    protocol: &str,
+    category: &str,
+) -> BTreeMap<u64, Ends<'a>> {
+    let conns = of_type(events, "connection");
+    for c in &conns {
+        eprintln!("{}", compact(c));
+    }
+    let mut by_port: BTreeMap<u64, Ends<'a>> = BTreeMap::new();
+    for c in conns {
+        let shown = compact(c);
+        assert_eq!(c["dest_port"], port, "{shown}");
+        assert_eq!(c["source_ip"], "127.0.0.1", "{shown}");
+        assert_eq!(c["dest_ip"], "127.0.0.1", "{shown}");
+        assert_eq!(
+            (c["protocol"].as_str(), c["category"].as_str()),
+            (Some(protocol), Some(category)),
+            "{shown}"
+        );
+        let src = c["source_port"].as_u64().expect("source_port");
+        let ends = by_port.entry(src).or_insert_with(|| Ends {
+            client: Vec::new(),
+            server: Vec::new(),
+        });
+        match c["role"].as_str() {
+            Some("client") => ends.client.push(c),
+            Some("server") => ends.server.push(c),
+            _ => panic!("role: {shown}"),
+        }
+    }
+    let is_client = |pid: u64| clients.iter().any(|&p| u64::from(p) == pid);
+    for ends in by_port.values() {
+        let shown: Vec<String> = ends
+            .client
+            .iter()
+            .chain(&ends.server)
+            .map(|c| compact(c))
+            .collect();
+        check_end(&ends.client, &is_client, &shown);
+        check_end(&ends.server, is_server, &shown);
+    }
+    by_port
+}
+
+/// One end of a connection: reported, always by the same pid (one that `pid_ok` accepts),
+/// at a confidence of at least 92 that only rises, to 99 when confirmed.
+fn check_end(end: &[&Value], pid_ok: &dyn Fn(u64) -> bool, shown: &[String]) {
+    assert!(!end.is_empty(), "both ends reported: {shown:#?}");
+    assert!(
+        end.iter()
+            .all(|c| c["pid"] == end[0]["pid"] && pid_ok(c["pid"].as_u64().expect("pid"))),
+        "one pid of ours per end: {shown:#?}"
+    );
+    let mut last = 91;
+    for c in end {
+        let conf = c["confidence"].as_u64().expect("confidence");
+        assert!(
+            conf > last && conf <= 99,
+            "confidence rises from 92: {shown:#?}"
+        );
+        last = conf;
+        if conf == 99 {
+            assert!(
+                c["detection_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("; confirmed by ")),
+                "99 is a confirmation: {shown:#?}"
+            );
+        }
+    }
+}
+
+/// The confidence sequences of the connections whose client is `pid`, sorted.
+fn verdicts(ends: &BTreeMap<u64, Ends>, pid: u32) -> Vec<Vec<u64>> {
+    let mut v: Vec<Vec<u64>> = ends
+        .values()
+        .filter(|e| e.client_pid() == u64::from(pid))
+        .map(Ends::confidences)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `adi --pid P...` for these pids.
+fn adi_watching(pids: &[u32]) -> Adi {
+    let args: Vec<String> = pids
+        .iter()
+        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Adi::start(&args)
+}
+
+#[test]
+fn redis_cli_and_redis_benchmark_against_redis_server() {
+    if !can_run() || !have("redis-server") || !have("redis-cli") || !have("redis-benchmark") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::spawn(
+        Command::new("redis-server").args([
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.path().display().to_string(),
+        ]),
+        libc::SIGTERM,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(10));
+    let cli = ["redis-cli", "-h", "127.0.0.1", "-p", &p];
+    let mut set = Held::spawn(held(&[&cli[..], &["SET", "adi:key", "hello"]].concat()));
+    let mut get = Held::spawn(held(&[&cli[..], &["GET", "adi:key"]].concat()));
+    let mut bench = Held::spawn(held(&[
+        "redis-benchmark",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-n",
+        "200",
+        "-c",
+        "2",
+        "-P",
+        "4",
+        "-q",
+        "-t",
+        "set,get",
+    ]));
+    let clients = [set.pid(), get.pid(), bench.pid()];
+    let adi = adi_watching(&[clients[0], clients[1], clients[2], server.pid()]);
+    assert_eq!(set.run().trim(), "OK");
+    assert_eq!(get.run().trim(), "hello");
+    let report = bench.run();
+    assert!(
+        report.contains("SET: ") && report.contains("GET: "),
+        "{report}"
+    );
+    let (events, _) = adi.stop();
+
+    let ends = both_ends(
+        &events,
+        port,
+        &clients,
+        &|pid| pid == u64::from(server.pid()),
+        "redis",
+        "cache",
+    );
+    // A reply that is only `+OK` (SET) has no length to check: those stay at 92.
+    assert_eq!(verdicts(&ends, set.pid()), [vec![92]]);
+    assert_eq!(verdicts(&ends, get.pid()), [vec![92, 99]]);
+    // Its CONFIG GET connection, then two connections per test (-c 2): SET, GET.
+    assert_eq!(
+        verdicts(&ends, bench.pid()),
+        [vec![92], vec![92], vec![92, 99], vec![92, 99], vec![92, 99]]
+    );
+    assert_eq!(ends.len(), 7);
+    eprintln!(
+        "redis: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+const MEMCACHED_TEXT: &str = r#"
+import socket
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def until(end):
+    buf = b""
+    while not buf.endswith(end):
+        d = s.recv(65536)
+        if not d: raise SystemExit("closed")
+        buf += d
+    return buf
+s.sendall(b"set adi:text 0 60 5\r\nhello\r\n")
+assert until(b"\r\n") == b"STORED\r\n"
+s.sendall(b"get adi:text\r\n")
+print(until(b"END\r\n").decode().replace("\r\n", "|"))
+s.sendall(b"quit\r\n")
+s.close()
+"#;
+
+const MEMCACHED_BINARY: &str = r#"
+import socket, struct
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def request(opcode, key, extras=b"", value=b"", opaque=0):
+    body = extras + key + value
+    s.sendall(struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras), 0, 0, len(body), opaque, 0) + body)
+    head = b""
+    while len(head) < 24: head += s.recv(24 - len(head))
+    magic, op, keylen, extlen, _, status, total, opq, cas = struct.unpack(">BBHBBHIIQ", head)
+    body = b""
+    while len(body) < total: body += s.recv(total - len(body))
+    assert (magic, op, opq) == (0x81, opcode, opaque), (magic, op, opq)
+    return status, body[extlen + keylen:]
+print(request(0x01, b"adi:bin", struct.pack(">II", 0, 60), b"world", 1))  # SET
+print(request(0x00, b"adi:bin", opaque=2))  # GET
+print(request(0x00, b"adi:missing", opaque=3))  # GET, a miss
+s.close()
+"#;
+
+#[test]
+fn memcached_text_and_binary_protocol_clients_against_memcached() {
+    if !can_run() || !have("memcached") || !have("python3") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::spawn(
+        Command::new("memcached").args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-U",
+            "0",
+            "-u",
+            "nobody",
+            "-m",
+            "16",
+            "-c",
+            "64",
+        ]),
+        libc::SIGTERM,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(10));
+    let mut text = Held::spawn(held_python(MEMCACHED_TEXT, &[&p]));
+    let mut binary = Held::spawn(held_python(MEMCACHED_BINARY, &[&p]));
+    let clients = [text.pid(), binary.pid()];
+    let adi = adi_watching(&[clients[0], clients[1], server.pid()]);
+    assert_eq!(text.run().trim(), "VALUE adi:text 0 5|hello|END|");
+    assert_eq!(
+        binary.run().lines().collect::<Vec<_>>(),
+        ["(0, b'')", "(0, b'world')", "(1, b'Not found')"]
+    );
+    let (events, _) = adi.stop();
+
+    let ends = both_ends(
+        &events,
+        port,
+        &clients,
+        &|pid| pid == u64::from(server.pid()),
+        "memcached",
+        "cache",
+    );
+    assert_eq!(verdicts(&ends, text.pid()), [vec![92, 99]]);
+    assert_eq!(verdicts(&ends, binary.pid()), [vec![92, 99]]);
+    assert_eq!(ends.len(), 2);
+    eprintln!(
+        "memcached: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+const NATS_CLIENT: &str = r#"
+port = int(sys.argv[1])
+try:
+    import asyncio, nats
+except ImportError:
+    nats = None
+if nats:
+    async def main():
+        nc = await nats.connect(f"nats://127.0.0.1:{port}", name="adi-live", connect_timeout=5,
+                                allow_reconnect=False)
+        sub = await nc.subscribe("adi.live")
+        await nc.publish("adi.live", b"hello nats")
+        msg = await sub.next_msg(timeout=5)
+        await nc.flush(timeout=5)
+        await nc.close()
+        print("nats-py", msg.data.decode())
+    asyncio.run(main())
+else:
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    buf = b""
+    def until(marker):
+        global buf
+        while marker not in buf:
+            d = s.recv(65536)
+            if not d: raise SystemExit("closed")
+            buf += d
+    until(b"\r\n")
+    assert buf.startswith(b"INFO "), buf
+    buf = b""
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"name":"adi-live","lang":"python-raw","version":"0.1","protocol":1}\r\n'
+              b"SUB adi.live 1\r\nPUB adi.live 10\r\nhello nats\r\nPING\r\n")
+    until(b"PONG\r\n")
+    until(b"hello nats\r\n")
+    s.close()
+    print("raw", "hello nats")
+"#;
+
+#[test]
+fn nats_client_against_nats_server() {
+    if !can_run() || !have("nats-server") || !have("python3") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::spawn(
+        Command::new("nats-server").args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "--server_name",
+            "adi-live",
+        ]),
+        libc::SIGTERM,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(10));
+    let mut client = Held::spawn(held_python(NATS_CLIENT, &[&p]));
+    let adi = adi_watching(&[client.pid(), server.pid()]);
+    let out = client.run();
+    let (events, _) = adi.stop();
+    assert!(
+        out == "nats-py hello nats\n" || out == "raw hello nats\n",
+        "{out}"
+    );
+
+    let ends = both_ends(
+        &events,
+        port,
+        &[client.pid()],
+        &|pid| pid == u64::from(server.pid()),
+        "nats",
+        "message_bus",
+    );
+    assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
+    assert_eq!(ends.len(), 1);
+    eprintln!(
+        "nats: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn mariadb_cli_against_mariadb() {
+    if !can_run() || !have("mariadbd") || !have("mariadb-install-db") || !have("mariadb") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let dir = owned_tempdir("mysql");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    std::fs::create_dir(dir.path().join("data")).expect("datadir");
+    setup(Command::new("chown").args(["mysql", &d("data")]));
+    setup(Command::new("mariadb-install-db").args([
+        "--no-defaults",
+        &format!("--datadir={}", d("data")),
+        "--user=mysql",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
+    ]));
+    let port = free_port();
+    let p = port.to_string();
+    let server = Server::spawn(
+        Command::new("mariadbd").args([
+            "--no-defaults",
+            &format!("--datadir={}", d("data")),
+            &format!("--port={p}"),
+            &format!("--socket={}", d("sock")),
+            "--bind-address=127.0.0.1",
+            "--user=mysql",
+            &format!("--pid-file={}", d("db.pid")),
+            &format!("--log-error={}", d("db.log")),
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+        ]),
+        libc::SIGTERM,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(20));
+    // Over the unix socket, before adi starts: a user for the TCP client.
+    setup(Command::new("mariadb").args([
+        "--no-defaults",
+        "-S",
+        &d("sock"),
+        "-u",
+        "root",
+        "-e",
+        "CREATE USER 'adi'@'127.0.0.1' IDENTIFIED BY 'adi-secret'",
+    ]));
+    let mut client = Held::spawn(held(&[
+        "mariadb",
+        "--no-defaults",
+        "-h",
+        "127.0.0.1",
+        "-P",
+        &p,
+        "-u",
+        "adi",
+        "-padi-secret",
+        "-e",
+        "select 1",
+    ]));
+    let adi = adi_watching(&[client.pid(), server.pid()]);
+    assert_eq!(client.run(), "1\n1\n");
+    let (events, _) = adi.stop();
+
+    let ends = both_ends(
+        &events,
+        port,
+        &[client.pid()],
+        &|pid| pid == u64::from(server.pid()),
+        "mysql",
+        "database",
+    );
+    assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
+    assert_eq!(ends.len(), 1);
+    eprintln!(
+        "mariadb: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+const PGBIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// PostgreSQL serves each connection from a backend that the postmaster forks after accept,
+/// so the server end's pid does not exist before the client connects, and `--pid` takes
+/// pids at start. Both ends are therefore selected the other way adi offers: the ADI_PROFILE
+/// opt-in, rescanned every 2 s, which the backend inherits from the postmaster; and
+/// `pre_auth_delay` holds the new backend for 3 s before it reads the startup packet, so adi
+/// is watching it by then. Its pid comes back in the query result.
+#[test]
+fn psql_against_postgresql() {
+    let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
+    if !can_run() || !have(&initdb) || !have(&postgres) || !have("psql") || !have("setpriv") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let dir = owned_tempdir("postgres");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let as_postgres = |bin: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
+        cmd
+    };
+    setup(as_postgres(&initdb).args([
+        "-D",
+        &d("data"),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-sync",
+        "--locale=C",
+        "--encoding=UTF8",
+    ]));
+    let profile = format!("adi-live-{}", std::process::id());
+    let port = free_port();
+    let p = port.to_string();
+    // setpriv execs: the pid is the postmaster's.
+    let server = Server::spawn(
+        as_postgres(&postgres)
+            .args(["-D", &d("data"), "-p", &p])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("unix_socket_directories={}", d(""))])
+            .args(["-c", "pre_auth_delay=3", "-c", "fsync=off"])
+            .env("ADI_PROFILE", &profile),
+        libc::SIGINT,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(20));
+    // libpq's default sslmode=prefer (an SSLRequest, refused with 'N', then the startup in
+    // clear), and sslmode=disable (the startup first).
+    let psql = |sslmode: &str| {
+        let mut cmd = held(&[
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-U",
+            "postgres",
+            "-c",
+            "select 1, pg_backend_pid()",
+        ]);
+        cmd.env("ADI_PROFILE", &profile)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGSSLMODE", sslmode);
+        Held::spawn(cmd)
+    };
+    let mut clients = [psql("prefer"), psql("disable")];
+    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let backends: Vec<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            let out = c.run();
+            out.trim()
+                .strip_prefix("1|")
+                .and_then(|pid| pid.parse().ok())
+                .unwrap_or_else(|| panic!("psql: {out}"))
+        })
+        .collect();
+    let (events, _) = adi.stop();
+
+    let ends = both_ends(
+        &events,
+        port,
+        &[clients[0].pid(), clients[1].pid()],
+        &|pid| backends.contains(&pid),
+        "postgres",
+        "database",
+    );
+    // The refused SSLRequest's 'N' confirms nothing, and the verdict is not revisited by the
+    // startup that follows: 92. The startup answered by an Authentication request: 99.
+    let expected: [&[u64]; 2] = [&[92], &[92, 99]];
+    for ((c, b), want) in clients.iter().zip(&backends).zip(expected) {
+        let mine: Vec<_> = ends
+            .values()
+            .filter(|e| e.client_pid() == u64::from(c.pid()))
+            .collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(
+            mine[0].server[0]["pid"], *b,
+            "served by the backend it names"
+        );
+        assert_eq!(mine[0].confidences(), want);
+    }
+    assert_eq!(ends.len(), 2);
+    eprintln!(
+        "postgres: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+const PIKA_CLIENT: &str = r#"
+import pika
+params = pika.ConnectionParameters("127.0.0.1", int(sys.argv[1]), connection_attempts=1,
+                                   socket_timeout=10, blocked_connection_timeout=10,
+                                   client_properties={"connection_name": "adi-live"})
+conn = pika.BlockingConnection(params)
+ch = conn.channel()
+ch.queue_declare("adi.live", durable=False)
+ch.basic_publish("", "adi.live", b"hello rabbit")
+got = []
+def on_message(ch, method, props, body):
+    got.append(body)
+    ch.basic_ack(method.delivery_tag)
+tag = ch.basic_consume("adi.live", on_message)
+for _ in range(100):  # at most 10 s
+    conn.process_data_events(time_limit=0.1)
+    if got:
+        break
+ch.basic_cancel(tag)
+conn.close()
+print(got[0].decode())
+"#;
+
+#[test]
+fn pika_against_rabbitmq() {
+    let rabbit = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+    if !can_run() || !have(rabbit) || !have("epmd") || !have("python3") {
+        return;
+    }
+    let _turn = serial();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    for sub in ["mnesia", "log", "home"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("dir");
+    }
+    let (port, epmd_port, dist_port) = (free_port(), free_port(), free_port());
+    // Our own epmd, so that the node does not start a shared one in the background.
+    let epmd = Server::spawn(
+        Command::new("epmd").args(["-port", &epmd_port.to_string(), "-address", "127.0.0.1"]),
+        libc::SIGTERM,
+    );
+    wait_listener(epmd_port, epmd.pid(), Duration::from_secs(10));
+    std::fs::write(
+        d("rabbitmq.conf"),
+        format!("listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users = none\n"),
+    )
+    .expect("conf");
+    std::fs::write(d("enabled_plugins"), "[].\n").expect("plugins");
+    // RUNNING_UNDER_SYSTEMD: the script execs the VM, so the pid is beam.smp's.
+    let server = Server::spawn(
+        Command::new(rabbit)
+            .env("RUNNING_UNDER_SYSTEMD", "true")
+            .env("HOME", d("home"))
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("adi-live-{}@localhost", std::process::id()),
+            )
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d("advanced.config"))
+            .env("RABBITMQ_CONF_ENV_FILE", d("env.conf"))
+            .env("RABBITMQ_PID_FILE", d("rabbitmq.pid"))
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            ),
+        libc::SIGTERM,
+    );
+    wait_listener(port, server.pid(), Duration::from_secs(30));
+    eprintln!("rabbitmq listening after {:?}", started.elapsed());
+    let mut client = Held::spawn(held_python(PIKA_CLIENT, &[&port.to_string()]));
+    let adi = adi_watching(&[client.pid(), server.pid()]);
+    assert_eq!(client.run().trim(), "hello rabbit");
+    let (events, _) = adi.stop();
+
+    let ends = both_ends(
+        &events,
+        port,
+        &[client.pid()],
+        &|pid| pid == u64::from(server.pid()),
+        "amqp",
+        "message_bus",
+    );
+    assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
+    assert_eq!(ends.len(), 1);
+    eprintln!(
+        "rabbitmq: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
