@@ -39,7 +39,11 @@ pub struct ProcessInfo {
 impl ProcessInfo {
     /// A process description.
     pub fn new(pid: u32, comm: &str, cmdline: &str) -> Self {
-        Self { pid, comm: Arc::from(comm), cmdline: Arc::from(cmdline) }
+        Self {
+            pid,
+            comm: Arc::from(comm),
+            cmdline: Arc::from(cmdline),
+        }
     }
 }
 
@@ -121,7 +125,13 @@ impl Serialize for Headers {
                 continue;
             }
             if self.0[i + 1..].iter().any(|(n, _)| same(n, name)) {
-                map.serialize_entry(name, &Values { headers: &self.0[i..], name })?;
+                map.serialize_entry(
+                    name,
+                    &Values {
+                        headers: &self.0[i..],
+                        name,
+                    },
+                )?;
             } else {
                 map.serialize_entry(name, value)?;
             }
@@ -139,7 +149,10 @@ struct Values<'a> {
 impl Serialize for Values<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(
-            self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(self.name)).map(|(_, v)| v),
+            self.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(self.name))
+                .map(|(_, v)| v),
         )
     }
 }
@@ -206,7 +219,10 @@ impl HttpEvent {
             raw_payload: LossyText(raw),
             truncated,
             flow_id: rec.flow,
-            #[expect(clippy::cast_precision_loss, reason = "latencies are far below 2^52 ns")]
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "latencies are far below 2^52 ns"
+            )]
             latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
         }
     }
