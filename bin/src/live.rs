@@ -375,7 +375,7 @@ fn select_processes(
             watched.insert(pid);
         }
         eprintln!(
-            "adi: watching {} process(es) given with --pid",
+            "adi: watching {} process(es) given with --pid, and their children from now on",
             watched.len()
         );
     } else {
@@ -520,10 +520,11 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.stash_full,
+        k.watch_full,
         sinks.join(", "),
     );
     eprintln!(
@@ -552,6 +553,10 @@ fn report_lost(
         (
             "kernel_stash",
             k.stash_full.saturating_sub(so_far.kernel.stash_full),
+        ),
+        (
+            "kernel_children",
+            k.watch_full.saturating_sub(so_far.kernel.watch_full),
         ),
     ];
     for (source, count) in deltas {

@@ -25,6 +25,7 @@
 const volatile __u32 watch_all = 0;       /* 1: every process (--all) */
 const volatile __u32 self_tgid = 0;       /* adi itself: never traced */
 const volatile __u32 capture_bytes = 4096; /* default per-message cap (--capture-bytes) */
+const volatile __u32 follow_children = 1; /* children of a watched process are watched */
 
 /* How a stashed syscall passes its buffer. */
 #define VEC_PLAIN 0  /* (buf, count) */
@@ -417,6 +418,36 @@ int adi_enter_close(struct adi_sys_enter *ctx)
 		fill_tuple(&s->hdr, sk);
 	s->hdr.role = role;
 	submit(s, 0);
+	return 0;
+}
+
+/* A watched process's children are watched from their first instruction: servers that fork
+ * a worker per connection (PostgreSQL) or at start (nginx) are covered by their parent's pid.
+ * Runs in the parent's context. Threads are clones too: their tid is added and removed at
+ * their exit, and never matches a tgid lookup. */
+SEC("tracepoint/sched/sched_process_fork")
+int adi_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	if (!follow_children || watch_all)
+		return 0;
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&watched, &parent))
+		return 0;
+	__u32 child = BPF_CORE_READ(ctx, child_pid);
+	__u32 one = 1;
+	if (bpf_map_update_elem(&watched, &child, &one, BPF_ANY))
+		count(ADI_STAT_WATCH_FULL);
+	return 0;
+}
+
+/* A task exits: forget its id, so a reused pid is not watched by accident. */
+SEC("tracepoint/sched/sched_process_exit")
+int adi_sched_exit(void *ctx)
+{
+	if (watch_all)
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&watched, &tid);
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #define ADI_STAT_READ_FAILED 2  /* payload copies from user memory that failed */
 #define ADI_STAT_EVENTS 3       /* events submitted */
 #define ADI_STAT_STASH_FULL 4   /* syscalls not followed: the enter/exit stash was full */
+#define ADI_STAT_WATCH_FULL 5   /* children not followed: the watched-process map was full */
 #define ADI_STAT_MAX 8
 
 struct adi_event_hdr {

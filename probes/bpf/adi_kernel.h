@@ -99,6 +99,13 @@ struct task_struct {
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
+/* sched_process_fork's record. Its layout changed across kernels (the comms became
+ * __data_loc in 6.x), so it is read with CO-RE by field name, never by fixed offset. */
+struct trace_event_raw_sched_process_fork {
+	pid_t parent_pid;
+	pid_t child_pid;
+} __attribute__((preserve_access_index));
+
 /* User-space ABI structs: plain layouts, read with bpf_probe_read_user (no CO-RE). */
 struct iovec {
 	void *iov_base;

@@ -36,6 +36,8 @@ pub struct KernelStats {
     pub events: u64,
     /// Syscalls not followed because the enter/exit stash was full.
     pub stash_full: u64,
+    /// Children of watched processes not followed because the watched map was full.
+    pub watch_full: u64,
 }
 
 /// Loading or attaching failed.
@@ -83,7 +85,7 @@ pub enum ProbeError {
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeConfig {
     /// Trace every process (`--all`); otherwise only pids added with
-    /// [`SyscallProbes::watch`].
+    /// [`SyscallProbes::watch`] and, from their creation on, their children.
     pub watch_all: bool,
     /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
     pub capture_bytes: u32,
@@ -145,6 +147,7 @@ impl SyscallProbes {
         let mut attached = 0;
         attached += attach(
             &mut ebpf,
+            "syscalls",
             "adi_sys_exit",
             EXIT_SYSCALLS.iter().map(|s| format!("sys_exit_{s}")),
         )?;
@@ -156,9 +159,18 @@ impl SyscallProbes {
             let program = format!("adi_enter_{name}");
             attached += attach(
                 &mut ebpf,
+                "syscalls",
                 &program,
                 std::iter::once(format!("sys_enter_{name}")),
             )?;
+        }
+        // Children of watched processes are watched too (forking servers), and an exiting
+        // task's id is forgotten.
+        for (program, tp) in [
+            ("adi_sched_fork", "sched_process_fork"),
+            ("adi_sched_exit", "sched_process_exit"),
+        ] {
+            attached += attach(&mut ebpf, "sched", program, std::iter::once(tp.to_owned()))?;
         }
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(ProbeError::Missing(name))
@@ -225,6 +237,7 @@ impl SyscallProbes {
             read_failed: sum(2),
             events: sum(3),
             stash_full: sum(4),
+            watch_full: sum(5),
         }
     }
 
@@ -236,6 +249,7 @@ impl SyscallProbes {
 
 fn attach(
     ebpf: &mut Ebpf,
+    category: &str,
     program: &str,
     tracepoints: impl Iterator<Item = String>,
 ) -> Result<usize, ProbeError> {
@@ -255,7 +269,7 @@ fn attach(
     })?;
     let mut n = 0;
     for tp in tracepoints {
-        prog.attach("syscalls", &tp)
+        prog.attach(category, &tp)
             .map_err(|source| ProbeError::Program {
                 program: program.to_owned(),
                 what: format!("attaching to {tp}"),

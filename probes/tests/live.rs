@@ -92,7 +92,11 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
         capture_bytes: 4096,
     })
     .expect("load");
-    assert_eq!(probes.attached(), 27, "13 exit + 14 enter tracepoints");
+    assert_eq!(
+        probes.attached(),
+        29,
+        "13 exit + 14 enter syscall tracepoints, fork and exit"
+    );
 
     let port = free_port();
     let mut server = Command::new("python3")
@@ -164,4 +168,72 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
     let stats = probes.kernel_stats();
     assert_eq!(stats.ringbuf_full, 0);
     assert!(stats.events >= 4, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_of_a_watched_process_are_watched() {
+    if !can_run() {
+        return;
+    }
+    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
+        watch_all: false,
+        capture_bytes: 4096,
+    })
+    .expect("load");
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-c", SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let mut ready = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready");
+    // The watched shell forks the client (the trailing `echo` keeps it from exec'ing).
+    let script = format!(
+        "read go; echo go | python3 -c '{}' {port}; echo done",
+        CLIENT.replace('\'', "\"")
+    );
+    let mut shell = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shell");
+    probes.watch(shell.id()).expect("watch");
+    shell
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let shell_pid = shell.id();
+    let events = collect(&mut stream, Duration::from_secs(10), |evs| {
+        evs.iter().any(|e| e.kind == EventKind::Close)
+    })
+    .await;
+    let mut out = String::new();
+    shell
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    shell.wait().expect("shell");
+    server.wait().expect("server");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        vec!["43", "done"]
+    );
+    let sent = events
+        .iter()
+        .find(|e| e.kind == EventKind::Data && e.dir == DataDir::Send)
+        .unwrap_or_else(|| panic!("the child's request: {events:#?}"));
+    assert_ne!(
+        sent.tgid, shell_pid,
+        "sent by the forked child, not the shell"
+    );
+    assert_eq!(sent.comm, "python3");
+    assert!(sent.payload.starts_with(b"GET /probe?x=1 HTTP/1.1"));
 }
