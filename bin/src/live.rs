@@ -463,7 +463,9 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             }
         }
     }
-    // Drain what the kernel already delivered, then end every flow.
+    // Stop the kernel side first, so that draining ends even under heavy traffic, then
+    // process what was already queued and end every flow.
+    probes.detach();
     let mut drained = Vec::new();
     while let Ok(Ok(())) = tokio::time::timeout(
         Duration::from_millis(50),

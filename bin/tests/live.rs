@@ -518,3 +518,106 @@ fn full_disk_sink_counts_failed_writes_and_adi_keeps_going() {
         .unwrap_or_else(|| panic!("failed-writes count in {summary}"));
     assert!(failed > 0, "{summary}");
 }
+
+const DYING_CLIENT: &str = r#"
+import os, socket, sys
+sys.stdin.readline()
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+# Half a request: the head promises a body that never comes, then the process dies.
+c.sendall(b"POST /half HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nfirst bytes")
+os._exit(3)
+"#;
+
+#[test]
+fn watched_process_exiting_mid_request_is_handled() {
+    if !can_run() {
+        return;
+    }
+    let port = free_port();
+    let _server = py_server(port);
+    let mut client = Command::new("python3")
+        .args(["-c", DYING_CLIENT, &port.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let adi = Adi::start(&["--pid", &client.id().to_string()]);
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    assert_eq!(client.wait().expect("client").code(), Some(3));
+    let (events, err) = adi.stop();
+    assert!(!err.iter().any(|l| l.contains("panicked")), "{err:#?}");
+    let conn = of_type(&events, "connection");
+    assert!(
+        conn.iter()
+            .any(|c| c["protocol"] == "http1" && c["dest_port"] == port),
+        "{events:#?}"
+    );
+    // The cut request is still reported when its connection ends: its head, the bytes that
+    // came, and `truncated`.
+    let req = of_type(&events, "http")
+        .into_iter()
+        .find(|e| e["url"] == "/half")
+        .expect("request");
+    assert_eq!(req["method"], "POST");
+    assert_eq!(req["body"], "first bytes");
+    assert_eq!(req["truncated"], true);
+}
+
+const FLOOD_CLIENT: &str = r#"
+import http.client, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+end = time.time() + 20
+n = 0
+while time.time() < end and n < 200000:
+    c.request("GET", "/n"); c.getresponse().read(); n += 1
+"#;
+
+#[test]
+fn sigterm_during_heavy_traffic_flushes_and_reports() {
+    if !can_run() {
+        return;
+    }
+    let port = free_port();
+    let server = py_server(port);
+    let mut flood: Vec<Proc> = (0..2)
+        .map(|_| {
+            Proc(
+                Command::new("python3")
+                    .args(["-c", FLOOD_CLIENT, &port.to_string()])
+                    .spawn()
+                    .expect("flood"),
+            )
+        })
+        .collect();
+    let adi = Adi::start(&["--pid", &server.0.id().to_string()]);
+    std::thread::sleep(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let (events, err) = adi.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "adi stops promptly under load"
+    );
+    for f in &mut flood {
+        let _ = f.0.kill();
+    }
+    assert!(!err.iter().any(|l| l.contains("panicked")), "{err:#?}");
+    let http = of_type(&events, "http");
+    assert!(http.len() > 100, "traffic was captured: {}", http.len());
+    // Every line is whole JSON (the harness parsed them all) and the summary counts losses.
+    let lost = err
+        .iter()
+        .find(|l| l.starts_with("adi: lost: "))
+        .expect("loss summary");
+    assert!(
+        lost.contains("kernel ring buffer") && lost.contains("queued for"),
+        "{lost}"
+    );
+    assert!(
+        err.iter().any(|l| l.starts_with("adi: stopped after")),
+        "{err:#?}"
+    );
+}

@@ -241,6 +241,19 @@ impl SyscallProbes {
         }
     }
 
+    /// Detaches and unloads every program: no new events are produced, while the maps (and
+    /// the ring buffer of the [`EventStream`]) stay readable, so what is already queued can
+    /// be drained and the counters read. Used at shutdown.
+    pub fn detach(&mut self) {
+        for (_, program) in self.ebpf.programs_mut() {
+            if let aya::programs::Program::TracePoint(tp) = program {
+                // A program that was never attached has nothing to unload.
+                let _ = tp.unload();
+            }
+        }
+        self.attached = 0;
+    }
+
     /// The loaded object (for tests and diagnostics).
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
