@@ -56,7 +56,8 @@ pub struct EngineStats {
     pub parse_errors: u64,
     /// Protocol switches announced by sessions.
     pub switches: u64,
-    /// Bytes dropped because a session left more than `max_pending` unconsumed.
+    /// Bytes dropped because a session left more than `max_pending` unconsumed, a gap cut a
+    /// message, or the flow's session had already failed on them.
     pub overflow_bytes: u64,
     /// Flows finished early because `max_flows` was reached.
     pub evicted_flows: u64,
@@ -131,6 +132,10 @@ struct DirState {
     buf: Vec<u8>,
     /// Bit `i` set: candidate `i` said `NoMatch` for this direction.
     rejected: Vec<u64>,
+    /// Bit `i` set: candidate `i`'s session failed on `buf` as it now starts, without
+    /// consuming any of it. Cleared whenever the start of `buf` moves. Unlike `rejected`, it
+    /// survives re-classification, so that every retry after a failure makes progress.
+    failed: Vec<u64>,
     /// No candidate is left or the window is full: stop buffering this direction.
     exhausted: bool,
     /// The best match of this direction: (registry index, scored confidence, reason).
@@ -151,8 +156,33 @@ impl DirState {
         self.rejected[i / 64] |= 1 << (i % 64);
     }
 
+    fn has_failed(&self, i: usize) -> bool {
+        self.failed[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Records that candidate `i`'s session failed on `buf` as it now starts.
+    fn fail(&mut self, i: usize) {
+        self.failed[i / 64] |= 1 << (i % 64);
+        self.reject(i);
+    }
+
+    /// Drops the first `n` pending bytes: failures seen at the old start no longer apply.
+    fn consume(&mut self, n: usize) {
+        if n > 0 {
+            self.buf.drain(..n.min(self.buf.len()));
+            self.failed.iter_mut().for_each(|w| *w = 0);
+        }
+    }
+
+    /// Drops every pending byte.
+    fn clear(&mut self) {
+        self.consume(self.buf.len());
+    }
+
+    /// Starts detection over on the pending bytes, except for the candidates whose session
+    /// already failed on them.
     fn reset_detection(&mut self) {
-        self.rejected.iter_mut().for_each(|w| *w = 0);
+        self.rejected.copy_from_slice(&self.failed);
         self.exhausted = false;
         self.best = None;
     }
@@ -260,10 +290,12 @@ impl Engine {
                 dirs: [
                     DirState {
                         rejected: vec![0; words],
+                        failed: vec![0; words],
                         ..DirState::default()
                     },
                     DirState {
                         rejected: vec![0; words],
+                        failed: vec![0; words],
                         ..DirState::default()
                     },
                 ],
@@ -361,7 +393,7 @@ impl Engine {
         if !d.buf.is_empty() {
             // An incomplete message is cut: nothing can step over that.
             self.stats.overflow_bytes += d.buf.len() as u64;
-            d.buf.clear();
+            d.clear();
             d.desynced = true;
             return;
         }
@@ -524,13 +556,14 @@ impl Ctx<'_> {
                 flow.pending_requests.clear();
                 for d in &mut flow.dirs {
                     d.desynced = false;
-                    d.buf.clear();
+                    d.clear();
                 }
                 self.stats.resyncs += 1;
             }
             flow.dirs[dir.index()].buf.extend_from_slice(data);
             self.confirm(flow, key, dir, ts_ns, out);
-            self.run_session(flow, key, dir, ts_ns, out);
+            let retry = self.run_session(flow, key, dir, ts_ns, out);
+            self.reclassify(flow, key, retry, ts_ns, out);
             return;
         }
         let d = &mut flow.dirs[dir.index()];
@@ -539,14 +572,43 @@ impl Ctx<'_> {
         }
         // Keep the whole chunk: if it locks the flow, the session needs every byte.
         d.buf.extend_from_slice(data);
-        self.classify(flow, key, dir, ts_ns, out);
+        let retry = self.classify(flow, key, dir, ts_ns, out);
+        self.reclassify(flow, key, retry, ts_ns, out);
         if flow.locked.is_none() {
             flow.dirs[dir.index()].buf.truncate(self.window);
         }
     }
 
+    /// After a session switched protocols or failed (`retry` names the direction it was
+    /// parsing), classifies the pending bytes again, first that direction, then the other;
+    /// repeats while the newly locked session switches or fails in turn.
+    ///
+    /// A loop rather than recursion, so hostile input cannot grow the stack. It ends: each
+    /// round either consumes or drops pending bytes, or adds a candidate to a direction's
+    /// `failed` set, which only shrinks when bytes are consumed.
+    fn reclassify(
+        &mut self,
+        flow: &mut Flow,
+        key: FlowKey,
+        mut retry: Option<Direction>,
+        ts_ns: u64,
+        out: &mut Vec<Output>,
+    ) {
+        while let Some(first) = retry.take() {
+            for d in [first, first.reverse()] {
+                if flow.locked.is_none() && !flow.dirs[d.index()].buf.is_empty() {
+                    retry = self.classify(flow, key, d, ts_ns, out);
+                    if retry.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// Probes every live candidate on the buffered bytes of `dir`, updates the flow verdict,
-    /// and locks the flow when it is confident.
+    /// and locks the flow when it is confident. Returns the direction to re-classify when
+    /// the new session at once switched or failed (see [`Ctx::run_session`]).
     fn classify(
         &mut self,
         flow: &mut Flow,
@@ -554,7 +616,7 @@ impl Ctx<'_> {
         dir: Direction,
         ts_ns: u64,
         out: &mut Vec<Output>,
-    ) {
+    ) -> Option<Direction> {
         let ports = flow.ports;
         let d = &mut flow.dirs[dir.index()];
         let mut best: Option<(usize, Confidence, &'static str)> = None;
@@ -596,17 +658,26 @@ impl Ctx<'_> {
         if d.best.is_none() && (!undecided || window_full) {
             // Nothing can match this direction any more: stop buffering it.
             d.exhausted = true;
+            d.clear();
             d.buf = Vec::new();
-            return;
+            return None;
         }
-        let Some((entry, conf, reason)) = self.flow_verdict(flow) else {
-            return;
-        };
+        let (entry, conf, reason) = self.flow_verdict(flow)?;
         self.emit_if_better(flow, key, ts_ns, entry, conf, reason, out);
         let decided = conf >= Confidence::CERTAIN || !undecided || window_full;
         if decided && conf >= Confidence::REPORT {
-            self.lock(flow, key, entry, ts_ns, out);
+            for d in &mut flow.dirs {
+                if d.has_failed(entry) {
+                    // The verdict comes from the other direction, but this session already
+                    // failed on these bytes and no other candidate claimed them: drop them
+                    // rather than fail on them again.
+                    self.stats.overflow_bytes += d.buf.len() as u64;
+                    d.clear();
+                }
+            }
+            return self.lock(flow, key, entry, ts_ns, out);
         }
+        None
     }
 
     /// On a locked flow, probes the first bytes of a direction that was never probed with the
@@ -708,7 +779,7 @@ impl Ctx<'_> {
     }
 
     /// Hands the flow to the winner's session and replays the buffered bytes, first speaker
-    /// first.
+    /// first. Returns the direction to re-classify when the session switched or failed.
     fn lock(
         &mut self,
         flow: &mut Flow,
@@ -716,7 +787,7 @@ impl Ctx<'_> {
         entry: usize,
         ts_ns: u64,
         out: &mut Vec<Output>,
-    ) {
+    ) -> Option<Direction> {
         let reg: &Registration = self.registry.nth(entry);
         flow.locked = Some(Locked {
             entry,
@@ -724,16 +795,19 @@ impl Ctx<'_> {
         });
         let first = flow.first.unwrap_or(Direction::ToServer);
         for dir in [first, first.reverse()] {
-            if flow.locked.is_none() {
-                break;
-            }
             if !flow.dirs[dir.index()].buf.is_empty() {
-                self.run_session(flow, key, dir, ts_ns, out);
+                let retry = self.run_session(flow, key, dir, ts_ns, out);
+                if retry.is_some() {
+                    return retry;
+                }
             }
         }
+        None
     }
 
-    /// Lets the session consume what it can of `dir`'s pending bytes.
+    /// Lets the session consume what it can of `dir`'s pending bytes. When it switches
+    /// protocols or fails, unlocks the flow and returns `Some(dir)`: the caller re-classifies
+    /// the rest ([`Ctx::reclassify`]).
     fn run_session(
         &mut self,
         flow: &mut Flow,
@@ -741,10 +815,8 @@ impl Ctx<'_> {
         dir: Direction,
         ts_ns: u64,
         out: &mut Vec<Output>,
-    ) {
-        let Some(locked) = flow.locked.as_mut() else {
-            return;
-        };
+    ) -> Option<Direction> {
+        let locked = flow.locked.as_mut()?;
         let protocol = self.registry.nth(locked.entry).id;
         let mut consumed_total = 0;
         let mut switched = false;
@@ -796,7 +868,7 @@ impl Ctx<'_> {
             }
         }
         let d = &mut flow.dirs[dir.index()];
-        d.buf.drain(..consumed_total);
+        d.consume(consumed_total);
         if switched || failed {
             let entry = locked.entry;
             if switched {
@@ -814,22 +886,18 @@ impl Ctx<'_> {
                 d.reset_detection();
                 d.buf.truncate(self.window);
             }
-            if failed && !switched {
+            if (failed && !switched) || consumed_total == 0 {
                 // The session proved these bytes are not its protocol: never pick it again
                 // for them, so re-classification always makes progress.
-                flow.dirs[dir.index()].reject(entry);
+                flow.dirs[dir.index()].fail(entry);
             }
-            for d in [dir, dir.reverse()] {
-                if flow.locked.is_none() && !flow.dirs[d.index()].buf.is_empty() {
-                    self.classify(flow, key, d, ts_ns, out);
-                }
-            }
-            return;
+            return Some(dir);
         }
         if d.buf.len() > self.config.max_pending {
             self.stats.overflow_bytes += d.buf.len() as u64;
-            d.buf.clear();
+            d.clear();
         }
+        None
     }
 }
 

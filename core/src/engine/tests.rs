@@ -376,3 +376,31 @@ fn gap_while_classifying_stops_buffering_that_direction() {
         "not glued across a gap"
     );
 }
+
+/// From fuzzing (`engine` target; the real-classifier input is in
+/// `classifiers/tests/engine_fuzz.rs`): the client speaks first with bytes only `toy-r`
+/// weakly claims, then the server's request makes `toy-req` certain. `toy-req`'s session
+/// fails on the client's pending bytes without consuming them; re-classification picked
+/// `toy-req` again from the server's bytes, failed again, and recursed until the stack
+/// overflowed.
+#[test]
+fn session_failing_on_the_other_directions_bytes_does_not_loop() {
+    let mut e = engine();
+    let k = key(9000);
+    feed(&mut e, k, Direction::ToClient, 1, b"Xoops\n");
+    let out = feed(&mut e, k, Direction::ToServer, 2, b"REQ a\n");
+    let stats = e.stats();
+    assert_eq!(stats.parse_errors, 1, "{stats:?}");
+    assert_eq!(
+        stats.overflow_bytes, 6,
+        "the client's unparseable bytes are dropped"
+    );
+    let r = records(&out);
+    assert_eq!(r.len(), 1, "{out:?}");
+    assert_eq!(
+        (r[0].protocol, r[0].record.kind),
+        (TOY_REQ, RecordKind::Request)
+    );
+    let out = feed(&mut e, k, Direction::ToClient, 3, b"RSP a\n");
+    assert_eq!(records(&out)[0].latency_ns, Some(1));
+}
