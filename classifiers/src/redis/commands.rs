@@ -93,9 +93,20 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Command> {
     let n = upper(name, &mut buf)?;
     let key = &buf[..n];
     COMMANDS
-        .binary_search_by(|c| c.name.cmp(key))
+        .binary_search_by(|c| cmp_name(c.name, key))
         .ok()
         .map(|i| &COMMANDS[i])
+}
+
+/// Byte-wise order of two short names, the order of `[u8]::cmp`, inlined: names are at most
+/// 20 bytes, too short to pay for a `memcmp` call per probe step.
+fn cmp_name(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Is `partial` (case-insensitively) the start of a known command name?

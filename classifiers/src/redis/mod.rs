@@ -120,13 +120,15 @@ fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
             Evidence::No
         };
     };
+    // The byte after the name is checked first: it rejects most random bytes before the
+    // table lookup.
+    if !matches!(head[end], b' ' | b'\t' | b'\r' | b'\n') {
+        return Evidence::No;
+    }
     let name = &head[..end];
     let Some(command) = commands::lookup(name) else {
         return Evidence::No;
     };
-    if !matches!(head[end], b' ' | b'\t' | b'\r' | b'\n') {
-        return Evidence::No;
-    }
     let line = match parse_inline_line(buf) {
         Ok((_, line)) => line,
         // Only a whole line is evidence: `GET /` may still become `GET / HTTP/1.1`.
@@ -202,27 +204,35 @@ impl Classifier for Redis {
         let Some(&first) = buf.first() else {
             return Probe::NeedMore;
         };
-        let command = if first == TypeByte::ARRAY.0 {
-            looks_like_command_array(buf)
-        } else if first.is_ascii_alphabetic() {
-            looks_like_inline(buf, ports)
-        } else {
-            Evidence::No
+        let command = || {
+            if first == TypeByte::ARRAY.0 {
+                looks_like_command_array(buf)
+            } else if first.is_ascii_alphabetic() {
+                looks_like_inline(buf, ports)
+            } else {
+                Evidence::No
+            }
         };
         // Replies: any RESP value. A command array is also a valid reply, so to the client
-        // only an inline command proves the other direction.
-        let reply = looks_like_replies(buf);
-        let (expected, other) = match dir {
-            Direction::ToServer => (command, reply),
-            Direction::ToClient if first == TypeByte::ARRAY.0 => (reply, Evidence::No),
-            Direction::ToClient => (reply, command),
+        // only an inline command proves the other direction. The other direction is only
+        // looked at when the expected one does not match (each can scan the whole window).
+        let expected = match dir {
+            Direction::ToServer => command(),
+            Direction::ToClient => looks_like_replies(buf),
         };
         let verdict = |c, r| Verdict::new(ID, Category::CACHE, c, r);
+        if let Evidence::Yes(c, r) = expected {
+            return Probe::Match(verdict(c, r));
+        }
+        let other = match dir {
+            Direction::ToServer => looks_like_replies(buf),
+            Direction::ToClient if first == TypeByte::ARRAY.0 => Evidence::No,
+            Direction::ToClient => command(),
+        };
         match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
             (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
             (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
+            _ => Probe::NoMatch,
         }
     }
 

@@ -6,9 +6,8 @@
 //! session share them. A partial header line is checked as it arrives, so random bytes fail on
 //! their first few bytes instead of waiting for a CRLF.
 
-use nom::bytes::streaming::{tag, take};
 use nom::error::{Error, ErrorKind};
-use nom::{Err, IResult, Needed, Parser};
+use nom::{Err, IResult, Needed};
 
 /// Most bytes of one header or simple line. Redis reads at most `PROTO_INLINE_MAX_SIZE`
 /// (64 KiB, `server.h`) before a CRLF, for inline commands and multibulk headers alike.
@@ -213,31 +212,52 @@ fn parse_len(line: &[u8], allow_null: bool, max: u64) -> Result<Option<u64>, ()>
 }
 
 /// One line ended by CRLF, at most [`MAX_LINE`] bytes, whose bytes so far `ok` accepts.
+///
+/// A line holds no CR or LF, so the first of either decides: it must be the CR of the CRLF.
+/// One search finds it, instead of a search for LF and another for a stray CR.
 pub(crate) fn parse_line(input: &[u8], ok: impl Fn(&[u8]) -> bool) -> PResult<'_, &[u8]> {
     let window = &input[..input.len().min(MAX_LINE + 2)];
-    match window.iter().position(|&c| c == b'\n') {
-        Some(end) => {
-            let line = match window[..end].strip_suffix(b"\r") {
-                Some(line) if !line.contains(&b'\r') && ok(line) => line,
-                _ => return fail(input),
-            };
-            Ok((&input[end + 1..], line))
-        }
-        None if window.len() > MAX_LINE => fail(input),
-        None => {
-            let partial = window.strip_suffix(b"\r").unwrap_or(window);
-            if partial.contains(&b'\r') || !ok(partial) {
-                return fail(input);
+    let partial = match find_cr_or_lf(window) {
+        Some(end) if window[end] == b'\r' => match window.get(end + 1) {
+            Some(b'\n') => {
+                let line = &window[..end];
+                if !ok(line) {
+                    return fail(input);
+                }
+                return Ok((&input[end + 2..], line));
             }
-            Err(Err::Incomplete(Needed::Unknown))
-        }
+            // A CR inside the line, or a line ending in a bare CR.
+            Some(_) => return fail(input),
+            // The CR is the last byte: its LF may still come.
+            None => &window[..end],
+        },
+        // An LF without its CR.
+        Some(_) => return fail(input),
+        None => window,
+    };
+    if window.len() > MAX_LINE || !ok(partial) {
+        return fail(input);
+    }
+    Err(Err::Incomplete(Needed::Unknown))
+}
+
+/// The first CR or LF in `hay`: a plain loop over the first bytes (most RESP lines are a few
+/// bytes long, shorter than `memchr2`'s set-up), `memchr2` past them.
+fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let head = &hay[..hay.len().min(SHORT)];
+    match head.iter().position(|&c| c == b'\r' || c == b'\n') {
+        Some(k) => Some(k),
+        None => memchr::memchr2(b'\r', b'\n', &hay[head.len()..]).map(|k| k + head.len()),
     }
 }
 
 /// The header line of a RESP value: its type byte and what the line says.
 pub(crate) fn parse_header(input: &[u8]) -> PResult<'_, Header<'_>> {
-    let (rest, first) = take(1_usize).parse(input)?;
-    let ty = TypeByte(first[0]);
+    let Some((&first, rest)) = input.split_first() else {
+        return Err(Err::Incomplete(Needed::new(1)));
+    };
+    let ty = TypeByte(first);
     let Some(shape) = ty.shape() else {
         return fail(input);
     };
@@ -289,9 +309,14 @@ pub(crate) fn parse_bulk_body(input: &[u8], len: u64) -> PResult<'_, &[u8]> {
     let Ok(len) = usize::try_from(len) else {
         return fail(input);
     };
-    let (rest, body) = take(len).parse(input)?;
-    let (rest, _) = tag(&b"\r\n"[..]).parse(rest)?;
-    Ok((rest, body))
+    let Some(rest) = input.get(len..) else {
+        return Err(Err::Incomplete(Needed::new(len - input.len())));
+    };
+    match rest {
+        [b'\r', b'\n', after @ ..] => Ok((after, &input[..len])),
+        [] | [b'\r'] => Err(Err::Incomplete(Needed::new(2 - rest.len()))),
+        _ => Err(Err::Error(Error::new(rest, ErrorKind::Tag))),
+    }
 }
 
 /// How much a value proves, weakest first.
