@@ -211,17 +211,23 @@ fn looks_like_response(buf: &[u8]) -> Evidence {
 impl Classifier for Http1 {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = buf.get(..buf.len().min(PROBE_WINDOW)).unwrap_or_default();
-        let (request, response) = (looks_like_request(buf), looks_like_response(buf));
-        let (expected, other) = match dir {
-            Direction::ToServer => (request, response),
-            Direction::ToClient => (response, request),
-        };
         let verdict = |c, r| Verdict::new(HTTP1, Category::HTTP, c, r);
+        // The other direction is only looked at when the expected one does not match.
+        let expected = match dir {
+            Direction::ToServer => looks_like_request(buf),
+            Direction::ToClient => looks_like_response(buf),
+        };
+        if let Evidence::Yes(c, r) = expected {
+            return Probe::Match(verdict(c, r));
+        }
+        let other = match dir {
+            Direction::ToServer => looks_like_response(buf),
+            Direction::ToClient => looks_like_request(buf),
+        };
         match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
             (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
             (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
+            _ => Probe::NoMatch,
         }
     }
 
