@@ -9,7 +9,7 @@
 use nom::bytes::streaming::{tag, take, take_till};
 use nom::error::{Error, ErrorKind};
 use nom::number::streaming::{le_i32, le_u32, le_u8};
-use nom::{Err, IResult, Parser};
+use nom::{Err, IResult, Needed, Parser};
 
 /// Largest message: the server's `maxMessageSizeBytes` (48000000, wire protocol "Standard
 /// Message Header" and the `hello` reply).
@@ -185,57 +185,102 @@ pub(crate) fn is_element_kind(kind: u8) -> bool {
     matches!(kind, 0x01..=0x13 | 0x7f | 0xff)
 }
 
+/// A little-endian int32 at the start of `i` (streaming: `Incomplete` when short).
+fn read_i32(i: &[u8]) -> Result<i32, Err<Error<&[u8]>>> {
+    match i.first_chunk::<4>() {
+        Some(&b) => Ok(i32::from_le_bytes(b)),
+        None => Err(Err::Incomplete(Needed::new(4 - i.len()))),
+    }
+}
+
 /// The size of a length-prefixed value: int32 `len` then `len + extra` bytes.
 fn prefixed(i: &[u8], extra: usize, min: usize) -> PResult<'_, usize> {
-    let (_, len) = le_i32(i)?;
+    let len = read_i32(i)?;
     match usize::try_from(len) {
         Ok(n) if n >= min && n <= MAX_DOCUMENT_SIZE => Ok((i, 4 + n + extra)),
         _ => fail(i),
     }
 }
 
+/// A cstring's bytes and the bytes after its NUL (streaming: `Incomplete` without a NUL).
+fn cstring(i: &[u8]) -> PResult<'_, &[u8]> {
+    match find_nul(i) {
+        Some(n) => Ok((&i[n + 1..], &i[..n])),
+        None => Err(Err::Incomplete(Needed::new(1))),
+    }
+}
+
+/// The first NUL in `i`, eight bytes per step (SWAR: the lowest byte of `word - 0x01..01`
+/// that borrowed marks the first zero byte exactly). Element names are a few to a few tens
+/// of bytes: too short for `memchr`'s set-up, long enough for a byte loop to dominate the
+/// probe.
+fn find_nul(i: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let (words, tail) = i.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*word);
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(n * 8 + (zeros.trailing_zeros() / 8) as usize);
+        }
+    }
+    tail.iter()
+        .position(|&b| b == 0)
+        .map(|k| words.len() * 8 + k)
+}
+
 /// The start of an element: a known type byte and its name (any bytes but NUL).
+///
+/// This and [`parse_element`] are hand-written (slice reads, no combinators): the probe
+/// walks every element of a first message's documents with them.
 pub(crate) fn parse_element_head(i: &[u8]) -> PResult<'_, (u8, &[u8])> {
-    let (rest, kind) = le_u8(i)?;
+    let Some((&kind, rest)) = i.split_first() else {
+        return Err(Err::Incomplete(Needed::new(1)));
+    };
     if !is_element_kind(kind) {
         return fail(i);
     }
-    let (rest, name) = take_till(|b| b == 0).parse(rest)?;
-    let (rest, _) = tag(&b"\0"[..]).parse(rest)?;
+    let (rest, name) = cstring(rest)?;
     Ok((rest, (kind, name)))
 }
 
 /// One element: the type byte, the name (any bytes but NUL) and the value.
 pub(crate) fn parse_element(i: &[u8]) -> PResult<'_, Element<'_>> {
     let (rest, (kind, name)) = parse_element_head(i)?;
-    let (_, size) = match kind {
-        0x06 | 0x0a | 0x7f | 0xff => (rest, 0),
-        0x08 => (rest, 1),
-        0x10 => (rest, 4),
-        0x01 | 0x09 | 0x11 | 0x12 => (rest, 8),
-        0x07 => (rest, 12),
-        0x13 => (rest, 16),
+    let size = match kind {
+        0x06 | 0x0a | 0x7f | 0xff => 0,
+        0x08 => 1,
+        0x10 => 4,
+        0x01 | 0x09 | 0x11 | 0x12 => 8,
+        0x07 => 12,
+        0x13 => 16,
         // string, JavaScript code, symbol: int32 length (>= 1, the NUL), bytes.
-        0x02 | 0x0d | 0x0e => prefixed(rest, 0, 1)?,
+        0x02 | 0x0d | 0x0e => prefixed(rest, 0, 1)?.1,
         // DBPointer: string then a 12-byte ObjectId.
-        0x0c => prefixed(rest, 12, 1)?,
+        0x0c => prefixed(rest, 12, 1)?.1,
         // binary: int32 length, subtype byte, bytes.
-        0x05 => prefixed(rest, 1, 0)?,
+        0x05 => prefixed(rest, 1, 0)?.1,
         // document, array, code with scope: int32 total length, prefix included.
-        0x03 | 0x04 | 0x0f => {
-            let (_, n) = prefixed(rest, 0, MIN_DOCUMENT_SIZE)?;
-            (rest, n - 4)
-        }
+        0x03 | 0x04 | 0x0f => prefixed(rest, 0, MIN_DOCUMENT_SIZE)?.1 - 4,
         // regex: two cstrings.
         _ => {
-            let (r, a) = take_till(|b| b == 0).parse(rest)?;
-            let (r, _) = tag(&b"\0"[..]).parse(r)?;
-            let (_, b) = take_till(|b| b == 0).parse(r)?;
-            (rest, a.len() + b.len() + 2)
+            let (r, a) = cstring(rest)?;
+            let (_, b) = cstring(r)?;
+            a.len() + b.len() + 2
         }
     };
-    let (rest, value) = take(size).parse(rest)?;
-    Ok((rest, Element { kind, name, value }))
+    let Some(after) = rest.get(size..) else {
+        return Err(Err::Incomplete(Needed::new(size - rest.len())));
+    };
+    Ok((
+        after,
+        Element {
+            kind,
+            name,
+            value: &rest[..size],
+        },
+    ))
 }
 
 /// The top-level elements of a whole document; stops at the first malformed element.
