@@ -6,11 +6,9 @@
 //! method arguments and field tables are parsed `complete` inside the frame that holds them,
 //! so every length inside a frame is bounded by the frame's own size. Nothing here allocates.
 
-use nom::bytes::complete::take;
 use nom::error::{Error, ErrorKind};
-use nom::multi::length_data;
 use nom::number::complete::{be_u16, be_u32, be_u64, be_u8};
-use nom::{Err, IResult, Needed, Parser as _};
+use nom::{Err, IResult, Needed};
 
 /// `AMQP` : the first four bytes of every protocol header (section 4.2.2).
 pub(crate) const AMQP_MAGIC: &[u8] = b"AMQP";
@@ -290,17 +288,34 @@ pub(crate) fn parse_method_id(i: &[u8]) -> PResult<'_, MethodId> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Table<'a>(pub(crate) &'a [u8]);
 
+/// `n` bytes (complete: too few is an error, the frame holding them is whole).
+fn take(n: usize) -> impl Fn(&[u8]) -> PResult<'_, &[u8]> {
+    move |i| match i.get(n..) {
+        Some(rest) => Ok((rest, &i[..n])),
+        None => fail(i, ErrorKind::Eof),
+    }
+}
+
 fn shortstr(i: &[u8]) -> PResult<'_, &[u8]> {
-    length_data(be_u8).parse_complete(i)
+    match i.split_first() {
+        Some((&n, rest)) => take(usize::from(n))(rest),
+        None => fail(i, ErrorKind::Eof),
+    }
 }
 
 fn longstr(i: &[u8]) -> PResult<'_, &[u8]> {
-    length_data(be_u32).parse_complete(i)
+    match i.first_chunk::<4>() {
+        Some(&n) => take(u32::from_be_bytes(n) as usize)(&i[4..]),
+        None => fail(i, ErrorKind::Eof),
+    }
 }
 
 /// One field value of type `ty`. Types are RabbitMQ's (the 0-9-1 errata, which every broker
 /// and client in use follows): `s` is a 16-bit integer, not a short string. The spec's `U`
 /// and `L` are accepted too.
+///
+/// Hand-written (slice reads, no combinators): the probe checks every entry of a
+/// Connection.Start's server-properties table with it.
 fn parse_field_value(i: &[u8], ty: u8, depth: usize) -> PResult<'_, &[u8]> {
     let fixed: usize = match ty {
         b'V' => 0,
@@ -313,9 +328,9 @@ fn parse_field_value(i: &[u8], ty: u8, depth: usize) -> PResult<'_, &[u8]> {
         b'F' => return parse_table(i, depth).map(|(r, t)| (r, t.0)),
         b'A' => {
             let (rest, body) = longstr(i)?;
-            let next = depth
-                .checked_sub(1)
-                .ok_or(Err::Error(Error::new(i, ErrorKind::TooLarge)))?;
+            let Some(next) = depth.checked_sub(1) else {
+                return fail(i, ErrorKind::TooLarge);
+            };
             let mut items = body;
             while let Some((&t, after)) = items.split_first() {
                 items = parse_field_value(after, t, next)?.0;
@@ -334,14 +349,16 @@ fn parse_field_value(i: &[u8], ty: u8, depth: usize) -> PResult<'_, &[u8]> {
 ///
 /// `Error` on any inconsistent length, unknown type, or nesting beyond `depth`.
 pub(crate) fn parse_table(i: &[u8], depth: usize) -> PResult<'_, Table<'_>> {
-    let next = depth
-        .checked_sub(1)
-        .ok_or(Err::Error(Error::new(i, ErrorKind::TooLarge)))?;
+    let Some(next) = depth.checked_sub(1) else {
+        return fail(i, ErrorKind::TooLarge);
+    };
     let (rest, body) = longstr(i)?;
     let mut entries = body;
     while !entries.is_empty() {
         let (after, _name) = shortstr(entries)?;
-        let (after, ty) = be_u8(after)?;
+        let Some((&ty, after)) = after.split_first() else {
+            return fail(after, ErrorKind::Eof);
+        };
         entries = parse_field_value(after, ty, next)?.0;
     }
     Ok((rest, Table(body)))
