@@ -7,8 +7,6 @@
 //! `SUB subject  1` with an empty queue group). Nothing here allocates except the JSON helpers,
 //! which only the session uses.
 
-use nom::bytes::streaming::take_till;
-use nom::character::streaming::char;
 use nom::error::{Error, ErrorKind};
 use nom::{Err, IResult, Needed};
 
@@ -114,12 +112,29 @@ impl Verb {
     }
 }
 
-/// Looks up a verb token, ASCII case-insensitively.
+/// Looks up a verb token, ASCII case-insensitively: upper-cased into a stack buffer, then
+/// one `match` (no table walk).
 pub(crate) fn verb_of(token: &[u8]) -> Option<Verb> {
-    VERBS
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(token))
-        .map(|&(_, v)| v)
+    let mut upper = [0_u8; MAX_VERB_LEN];
+    let upper = upper.get_mut(..token.len())?;
+    for (u, c) in upper.iter_mut().zip(token) {
+        *u = c.to_ascii_uppercase();
+    }
+    Some(match &*upper {
+        b"INFO" => Verb::Info,
+        b"CONNECT" => Verb::Connect,
+        b"PUB" => Verb::Pub,
+        b"HPUB" => Verb::Hpub,
+        b"SUB" => Verb::Sub,
+        b"UNSUB" => Verb::Unsub,
+        b"MSG" => Verb::Msg,
+        b"HMSG" => Verb::Hmsg,
+        b"PING" => Verb::Ping,
+        b"PONG" => Verb::Pong,
+        b"+OK" => Verb::Ok,
+        b"-ERR" => Verb::Err,
+        _ => return None,
+    })
 }
 
 /// True when `token` starts some verb, ASCII case-insensitively.
@@ -142,17 +157,18 @@ const fn is_blank(c: u8) -> bool {
 /// `Incomplete` while no `\n` arrived within the limit, `Error` past the limit.
 pub(crate) fn parse_control_line(i: &[u8]) -> PResult<'_, &[u8]> {
     let limit = i.len().min(MAX_CONTROL_LINE + 2);
-    let (_, line) = match take_till::<_, _, Error<&[u8]>>(|c| c == b'\n')(&i[..limit]) {
-        Ok(r) => r,
-        Err(Err::Incomplete(n)) if limit < MAX_CONTROL_LINE + 2 => return Err(Err::Incomplete(n)),
-        Err(_) => return Err(Err::Error(Error::new(i, ErrorKind::TooLarge))),
+    let Some(end) = memchr::memchr(b'\n', &i[..limit]) else {
+        if limit < MAX_CONTROL_LINE + 2 {
+            return Err(Err::Incomplete(Needed::new(1)));
+        }
+        return Err(Err::Error(Error::new(i, ErrorKind::TooLarge)));
     };
-    let (rest, _) = char('\n')(&i[line.len()..])?;
+    let line = &i[..end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > MAX_CONTROL_LINE {
         return Err(Err::Error(Error::new(i, ErrorKind::TooLarge)));
     }
-    Ok((rest, line))
+    Ok((&i[end + 1..], line))
 }
 
 /// A control line split into its verb and arguments.
