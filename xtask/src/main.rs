@@ -44,6 +44,9 @@ fn bpf(root: &Path, check: bool) -> anyhow::Result<()> {
         );
         Ok(())
     };
+    // BTF records the source path: map this checkout's path away so any clone builds the
+    // same bytes.
+    let prefix_map = format!("-fdebug-prefix-map={}=.", dir.canonicalize()?.display());
     run(
         "clang",
         &[
@@ -54,6 +57,7 @@ fn bpf(root: &Path, check: bool) -> anyhow::Result<()> {
             "-D__TARGET_ARCH_x86",
             "-Wall",
             "-Werror",
+            &prefix_map,
             "-I.",
             "-c",
             "adi.bpf.c",
