@@ -274,8 +274,13 @@ impl<R: Read> RecordReader<R> {
     /// `start`, the offset of the record being read.
     fn read_into_buf(&mut self, n: usize, start: u64) -> Result<(), CaptureError> {
         self.buf.clear();
-        self.buf.resize(n, 0);
-        if read_full(&mut self.inner, &mut self.buf)? < n {
+        // Grow with the bytes actually read, not with the declared length: a short file that
+        // declares a long record allocates no more than it holds.
+        let got = (&mut self.inner)
+            .take(n as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|error| CaptureError::Io { error })?;
+        if got < n {
             return Err(CaptureError::TruncatedRecord { offset: start });
         }
         Ok(())
@@ -422,6 +427,14 @@ impl<R: Read> RecordReader<R> {
         };
         let len = endian.u32_at(&head, 0).unwrap_or(0);
         check_block_len(start, len, 28)?;
+        if len > MAX_BLOCK_LEN {
+            return Err(CaptureError::RecordTooLong {
+                offset: start,
+                what: "block length",
+                len: u64::from(len),
+                max: u64::from(MAX_BLOCK_LEN),
+            });
+        }
         self.offset = start + 12;
         self.read_into_buf(len as usize - 12, start)?;
         check_trailer(endian, &self.buf, start, len)?;

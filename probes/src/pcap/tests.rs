@@ -1310,3 +1310,55 @@ proptest! {
         prop_assert_eq!(r.closed().len(), 1);
     }
 }
+
+/// From fuzzing (`pcap` target, minimised): a pcapng Section Header Block whose total
+/// length is 0xf900506c. The header block skipped the `MAX_BLOCK_LEN` check and the record
+/// buffer was sized from the declared length before reading: 4 GB for a 12-byte file.
+#[test]
+fn pcapng_huge_section_header_is_refused_before_allocating() {
+    let file: &[u8] = &[
+        0x0a, 0x0d, 0x0d, 0x0a, // block type: Section Header Block
+        0x6c, 0x50, 0x00, 0xf9, // block total length (little endian): 4_177_547_372
+        0x4d, 0x3c, 0x2b, 0x1a, // byte-order magic, little endian
+    ];
+    let Err(err) = CaptureReader::new(file) else {
+        panic!("a 4 GB header block must be refused")
+    };
+    assert!(
+        matches!(
+            err,
+            CaptureError::RecordTooLong {
+                offset: 0,
+                len: 4_177_547_372,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A later section is checked the same way.
+    let mut file2 = shb(false);
+    file2.extend_from_slice(file);
+    let r = run(&file2);
+    assert!(
+        matches!(r.error, Some(CaptureError::RecordTooLong { .. })),
+        "{:?}",
+        r.error
+    );
+}
+
+/// A block within `MAX_BLOCK_LEN` that the file does not hold is reported as truncated,
+/// and the record buffer grows only with the bytes actually read.
+#[test]
+fn pcapng_declared_block_longer_than_file_is_truncated() {
+    let mut file = shb(false);
+    file.extend(idb(false, 1, None));
+    file.extend(6u32.to_le_bytes()); // block type: Enhanced Packet Block
+    file.extend((16u32 * 1024 * 1024).to_le_bytes()); // total length: MAX_BLOCK_LEN
+    file.extend([0u8; 20]); // a few body bytes, then the file ends
+    let r = run(&file);
+    assert!(
+        matches!(r.error, Some(CaptureError::TruncatedRecord { .. })),
+        "{:?}",
+        r.error
+    );
+}
