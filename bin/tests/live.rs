@@ -13,6 +13,12 @@ use std::time::Duration;
 use common::{can_run, free_port, have, of_type, wait_port, Adi, Proc};
 
 fn nginx(root: &Path, port: u16) -> Proc {
+    nginx_with(root, port, "off")
+}
+
+/// nginx with `sendfile` on or off: on, static bodies go from the file to the socket without
+/// passing through user memory.
+fn nginx_with(root: &Path, port: u16, sendfile: &str) -> Proc {
     std::fs::create_dir_all(root.join("www")).expect("www");
     std::fs::create_dir_all(root.join("tmp")).expect("tmp");
     std::fs::write(root.join("www/index.html"), "<p>hello from nginx</p>\n").expect("index");
@@ -23,6 +29,7 @@ fn nginx(root: &Path, port: u16) -> Proc {
          http {{ access_log off; client_body_temp_path {r}/tmp/body; proxy_temp_path {r}/tmp/proxy;
            fastcgi_temp_path {r}/tmp/fcgi; uwsgi_temp_path {r}/tmp/uwsgi; scgi_temp_path {r}/tmp/scgi;
            default_type application/octet-stream; types {{ text/html html; application/json json; }}
+           sendfile {sendfile};
            server {{ listen 127.0.0.1:{port}; root {r}/www; }} }}",
         r = root.display()
     );
@@ -620,4 +627,44 @@ fn sigterm_during_heavy_traffic_flushes_and_reports() {
         err.iter().any(|l| l.starts_with("adi: stopped after")),
         "{err:#?}"
     );
+}
+
+#[test]
+fn sendfile_bodies_are_counted_not_seen_and_keepalive_stays_in_step() {
+    if !can_run() || !have("nginx") || !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = nginx_with(dir.path(), port, "on");
+    std::fs::write(dir.path().join("www/big.bin"), vec![b'z'; 200_000]).expect("big file");
+    let adi = Adi::start(&["--pid", &server.0.id().to_string()]);
+    let url = format!("http://127.0.0.1:{port}");
+    // Two responses on one keep-alive connection: the second is found only if the first
+    // body, sent with sendfile, was stepped over by its real size.
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        &format!("{url}/big.bin"),
+        &format!("{url}/data.json"),
+    ]);
+    let (events, _) = adi.stop();
+    let http = of_type(&events, "http");
+    let responses: Vec<_> = http.iter().filter(|e| e["status_code"] == 200).collect();
+    assert_eq!(responses.len(), 2, "{http:#?}");
+    let big = responses[0];
+    assert!(
+        big["bytes"].as_u64().expect("bytes") > 200_000,
+        "real size: {big}"
+    );
+    assert_eq!(big["truncated"], true);
+    assert_eq!(big["body"], "", "sendfile bytes never reach user memory");
+    // The small file goes by sendfile too: its head is parsed in step, its body counted.
+    assert_eq!(responses[1]["headers"]["Content-Length"], "24");
+    assert!(responses[1]["bytes"].as_u64().expect("bytes") > 24);
+    assert_eq!(responses[0]["flow_id"], responses[1]["flow_id"]);
+    let urls: Vec<_> = http.iter().filter_map(|e| e["url"].as_str()).collect();
+    assert_eq!(urls, vec!["/big.bin", "/data.json"]);
 }

@@ -33,6 +33,7 @@ const volatile __u32 follow_children = 1; /* children of a watched process are w
 #define VEC_MSG 2    /* (user_msghdr *) */
 #define VEC_MMSG 3   /* (mmsghdr *, vlen) */
 #define VEC_NONE 4   /* connect, accept: no payload */
+#define VEC_FILE 5   /* sendfile: bytes from a file, never in user memory: size only */
 
 struct adi_args {
 	__u64 ptr;
@@ -275,10 +276,12 @@ static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi
 		cap = ADI_MAX_PAYLOAD;
 	__u64 moved = e->moved;
 	__u64 want = moved < cap ? moved : cap;
-	if (moved > cap)
+	if (moved > cap && e->vec != VEC_FILE)
 		count(ADI_STAT_TRUNCATED);
 	__u32 got;
-	if (e->vec == VEC_PLAIN)
+	if (e->vec == VEC_FILE)
+		got = 0;
+	else if (e->vec == VEC_PLAIN)
 		got = copy_user(s, 0, e->ptr, want);
 	else
 		got = copy_iov(s, (const struct iovec *)e->ptr, e->iovcnt, want);
@@ -340,7 +343,7 @@ int adi_sys_exit(struct adi_sys_exit *ctx)
 
 	struct adi_emit e = {.ptr = (const void *)a.ptr, .iovcnt = a.count, .moved = ret,
 			     .vec = a.vec, .syscall = syscall, .fd = a.fd, .dir = a.dir};
-	if (a.vec == VEC_PLAIN || a.vec == VEC_IOV) {
+	if (a.vec == VEC_PLAIN || a.vec == VEC_IOV || a.vec == VEC_FILE) {
 		emit_data(&e, sk, conn);
 	} else if (a.vec == VEC_MSG) {
 		struct user_msghdr m = {};
@@ -390,6 +393,9 @@ ENTER_EXIT(sendmsg, return stash(ADI_EV_DATA, VEC_MSG, ADI_DIR_SEND, ctx->args[0
 /* (fd, mmsghdr, vlen, ...) */
 ENTER_EXIT(recvmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
 ENTER_EXIT(sendmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
+/* (out_fd, in_fd, offset, count): the file's bytes go straight to the socket; the event
+ * carries their count only, so the HTTP session can step over a body sent this way. */
+ENTER_EXIT(sendfile64, return stash(ADI_EV_DATA, VEC_FILE, ADI_DIR_SEND, ctx->args[0], 0, 0))
 /* (fd, addr, addrlen) / (fd, addr, addrlen[, flags]): the new fd is the return value */
 ENTER_EXIT(connect, return stash(ADI_EV_CONNECT, VEC_NONE, ADI_DIR_SEND, ctx->args[0], 0, 0))
 ENTER_EXIT(accept, return stash(ADI_EV_ACCEPT, VEC_NONE, ADI_DIR_RECV, ctx->args[0], 0, 0))

@@ -19,8 +19,20 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/adi.bpf.o");
 
 /// Syscalls whose exit is traced by the shared exit program.
 const EXIT_SYSCALLS: &[&str] = &[
-    "read", "write", "recvfrom", "sendto", "readv", "writev", "recvmsg", "sendmsg", "recvmmsg",
-    "sendmmsg", "connect", "accept", "accept4",
+    "read",
+    "write",
+    "recvfrom",
+    "sendto",
+    "readv",
+    "writev",
+    "recvmsg",
+    "sendmsg",
+    "recvmmsg",
+    "sendmmsg",
+    "sendfile64",
+    "connect",
+    "accept",
+    "accept4",
 ];
 
 /// Counters kept per CPU by the kernel side (`ADI_STAT_*`).

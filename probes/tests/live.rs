@@ -94,8 +94,8 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
     .expect("load");
     assert_eq!(
         probes.attached(),
-        29,
-        "13 exit + 14 enter syscall tracepoints, fork and exit"
+        31,
+        "14 exit + 15 enter syscall tracepoints, fork and exit"
     );
 
     let port = free_port();
