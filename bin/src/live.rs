@@ -52,6 +52,8 @@ pub struct LiveOptions {
     pub sinks: Vec<SinkSpec>,
     /// `ADI_PROFILE_ALLOWED`.
     pub allowed: String,
+    /// Replace secrets with `<redacted>` (not `--no-redact`).
+    pub redact: bool,
 }
 
 /// Runs live capture until a signal; returns the exit status.
@@ -174,6 +176,7 @@ struct Pipeline {
     published: u64,
     http_events: u64,
     connection_events: u64,
+    redact: bool,
 }
 
 impl Pipeline {
@@ -289,7 +292,12 @@ impl Pipeline {
         }
     }
 
-    fn send(&mut self, bus: &Bus<Event>, e: Event) {
+    fn send(&mut self, bus: &Bus<Event>, mut e: Event) {
+        if self.redact {
+            if let Event::Http(h) = &mut e {
+                h.redact();
+            }
+        }
         match &e {
             Event::Http(_) => self.http_events += 1,
             Event::Connection(_) => self.connection_events += 1,
@@ -425,6 +433,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         published: 0,
         http_events: 0,
         connection_events: 0,
+        redact: opts.redact,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

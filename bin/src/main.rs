@@ -60,6 +60,11 @@ struct LiveArgs {
     /// always reported. At most 8192.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=8192))]
     capture_bytes: u32,
+    /// Keep secrets in events: by default values of headers, query parameters and JSON or form
+    /// fields whose names contain PASSWORD, PASSWD, SECRET, TOKEN, KEY, CREDENTIAL, AUTH or
+    /// COOKIE (Authorization, Cookie, Set-Cookie, ...) become `<redacted>`.
+    #[arg(long)]
+    no_redact: bool,
     /// Profiles allowed to opt in (comma-separated): a process is watched when its
     /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE.
     #[arg(
@@ -204,6 +209,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         capture_bytes: args.capture_bytes,
         sinks,
         allowed: args.profile_allowed.clone(),
+        redact: !args.no_redact,
     };
     live::run(&opts, registry)
 }

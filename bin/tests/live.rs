@@ -668,3 +668,61 @@ fn sendfile_bodies_are_counted_not_seen_and_keepalive_stays_in_step() {
     let urls: Vec<_> = http.iter().filter_map(|e| e["url"].as_str()).collect();
     assert_eq!(urls, vec!["/big.bin", "/data.json"]);
 }
+
+#[test]
+fn secrets_are_redacted_unless_no_redact() {
+    if !can_run() || !have("curl") {
+        return;
+    }
+    let port = free_port();
+    let server = py_server(port);
+    let url = format!("http://127.0.0.1:{port}/login?token=qtok&x=1");
+    for redact in [true, false] {
+        let pid = server.0.id().to_string();
+        let mut args = vec!["--pid", pid.as_str()];
+        if !redact {
+            args.push("--no-redact");
+        }
+        let adi = Adi::start(&args);
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-H",
+            "Authorization: Bearer topsecret",
+            "-H",
+            "Cookie: sid=cookieval",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"user":"alice","password":"hunter2"}"#,
+            &url,
+        ]);
+        let (events, _) = adi.stop();
+        let req = of_type(&events, "http")
+            .into_iter()
+            .find(|e| e["method"] == "POST")
+            .expect("request");
+        let text = serde_json::to_string(&events).expect("json");
+        let leaked: Vec<_> = ["topsecret", "cookieval", "hunter2", "qtok"]
+            .into_iter()
+            .filter(|s| text.contains(s))
+            .collect();
+        if redact {
+            assert!(
+                leaked.is_empty(),
+                "secrets reached the sink: {leaked:?}\n{req}"
+            );
+            assert_eq!(req["headers"]["Authorization"], "<redacted>");
+            assert_eq!(req["url"], "/login?token=<redacted>&x=1");
+            assert!(
+                req["body"]
+                    .as_str()
+                    .expect("body")
+                    .contains(r#""user":"alice""#),
+                "{req}"
+            );
+        } else {
+            assert_eq!(leaked.len(), 4, "--no-redact keeps them: {req}");
+        }
+    }
+}

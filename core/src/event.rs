@@ -195,6 +195,23 @@ pub struct HttpEvent {
 }
 
 impl HttpEvent {
+    /// Replaces secrets with `<redacted>` (SPEC section 6): secret-named headers, query
+    /// parameters, JSON and form fields, in the parsed fields and in `raw_payload`.
+    pub fn redact(&mut self) {
+        crate::redact::headers(&mut self.headers.0);
+        if let Some(url) = &self.url {
+            self.url = Some(crate::redact::url(url));
+        }
+        let content_type = self
+            .headers
+            .0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        self.body = LossyText(crate::redact::body(&self.body.0, content_type));
+        self.raw_payload = LossyText(crate::redact::raw_head(&self.raw_payload.0));
+    }
+
     /// Builds the event for an HTTP record of the engine, taking its buffers without a copy.
     pub fn from_record(rec: FlowRecord, process: ProcessInfo, timestamp: String) -> Self {
         let endpoints = Endpoints::of(&rec.key, rec.dir);

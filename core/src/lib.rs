@@ -21,6 +21,7 @@ pub mod event;
 pub mod flow;
 pub mod protocol;
 pub mod record;
+pub mod redact;
 pub mod registry;
 pub mod time;
 

@@ -1,0 +1,213 @@
+//! Secret redaction (SPEC section 6), on by default: values whose names look secret become
+//! `<redacted>` before any sink sees them. Names match case-insensitively when they contain
+//! PASSWORD, PASSWD, SECRET, TOKEN, KEY, CREDENTIAL, AUTH or COOKIE (so `Authorization`,
+//! `Cookie`, `Set-Cookie`, `X-Api-Key`, `access_token`, ...).
+
+use serde_json::Value;
+
+/// What replaces a secret value.
+pub const REDACTED: &str = "<redacted>";
+
+const SECRET_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+    "cookie",
+];
+
+/// Whether a header, field or variable named `name` holds a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_PARTS.iter().any(|p| lower.contains(p))
+}
+
+/// Redacts secret header values in place; returns whether anything changed.
+pub fn headers(headers: &mut [(String, String)]) -> bool {
+    let mut changed = false;
+    for (name, value) in headers.iter_mut() {
+        if is_secret_name(name) && value != REDACTED {
+            REDACTED.clone_into(value);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Redacts the values of secret header lines in the raw bytes of a message head (up to the
+/// blank line; a last line cut by the capture is redacted too if its name is secret).
+pub fn raw_head(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    let mut first = true;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let (line, tail) = rest.split_at(end);
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            // End of the head: the body follows unchanged (JSON and form bodies are handled
+            // by `body`; the raw copy of the body is cut here to keep secrets out).
+            out.extend_from_slice(line);
+            if !tail.is_empty() {
+                out.extend_from_slice(&body(tail, None));
+            }
+            return out;
+        }
+        match content.iter().position(|&b| b == b':') {
+            Some(colon)
+                if !first && is_secret_name(&String::from_utf8_lossy(&content[..colon])) =>
+            {
+                out.extend_from_slice(&content[..=colon]);
+                out.extend_from_slice(b" ");
+                out.extend_from_slice(REDACTED.as_bytes());
+                out.extend_from_slice(&line[content.len()..]);
+            }
+            _ if first => out.extend_from_slice(&url_line(line)),
+            _ => out.extend_from_slice(line),
+        }
+        first = false;
+        rest = tail;
+    }
+    out
+}
+
+/// Redacts secret query parameters of a request target (`/login?token=abc` ->
+/// `/login?token=<redacted>`).
+pub fn url(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    format!("{path}?{}", form(query))
+}
+
+fn url_line(line: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(line);
+    let mut parts = text.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(target), Some(rest)) if target.contains('?') => {
+            format!("{method} {} {rest}", url(target)).into_bytes()
+        }
+        _ => line.to_vec(),
+    }
+}
+
+/// `a=1&password=x` -> `a=1&password=<redacted>`.
+fn form(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_name(k) => format!("{k}={REDACTED}"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Redacts a body: secret fields of a JSON document (at any depth) or of a form-encoded body.
+/// Other bodies are returned unchanged. `content_type` helps; without it the bytes decide.
+pub fn body(body: &[u8], content_type: Option<&str>) -> Vec<u8> {
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&body[..0], |i| &body[i..]);
+    if matches!(trimmed.first(), Some(b'{' | b'[')) {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(body) {
+            if json(&mut v, 0) {
+                return serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec());
+            }
+            return body.to_vec();
+        }
+    }
+    let is_form = content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        if let Ok(text) = std::str::from_utf8(body) {
+            return form(text).into_bytes();
+        }
+    }
+    body.to_vec()
+}
+
+/// Most nesting levels walked in a JSON body.
+const MAX_JSON_DEPTH: usize = 32;
+
+fn json(v: &mut Value, depth: usize) -> bool {
+    if depth > MAX_JSON_DEPTH {
+        return false;
+    }
+    let mut changed = false;
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret_name(k) && !val.is_object() && !val.is_array() {
+                    *val = Value::String(REDACTED.to_owned());
+                    changed = true;
+                } else {
+                    changed |= json(val, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                changed |= json(item, depth + 1);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for n in [
+            "Authorization",
+            "Cookie",
+            "Set-Cookie",
+            "X-Api-Key",
+            "access_token",
+            "DB_PASSWORD",
+        ] {
+            assert!(is_secret_name(n), "{n}");
+        }
+        for n in ["Host", "Content-Type", "User-Agent", "Accept"] {
+            assert!(!is_secret_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn raw_heads_bodies_and_urls() {
+        let raw = b"POST /login?token=abc&x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cr3t\r\nCookie: sid=1\r\n\r\n{\"user\":\"a\",\"password\":\"hunter2\"}";
+        let out = String::from_utf8(raw_head(raw)).expect("utf8");
+        assert_eq!(
+            out,
+            "POST /login?token=<redacted>&x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: <redacted>\r\nCookie: <redacted>\r\n\r\n{\"password\":\"<redacted>\",\"user\":\"a\"}"
+        );
+        assert!(!out.contains("s3cr3t") && !out.contains("hunter2") && !out.contains("abc"));
+        let b = body(br#"{"a":[{"apiKey":"k","n":1}]}"#, None);
+        assert_eq!(b, br#"{"a":[{"apiKey":"<redacted>","n":1}]}"#);
+        assert_eq!(
+            body(
+                b"user=a&passwd=x",
+                Some("application/x-www-form-urlencoded")
+            ),
+            b"user=a&passwd=<redacted>"
+        );
+        assert_eq!(body(b"plain text", None), b"plain text");
+        assert_eq!(url("/a"), "/a");
+        // A head cut by the capture inside a secret header still hides the value.
+        assert_eq!(
+            raw_head(b"GET / HTTP/1.1\r\nAuthorization: Bea"),
+            b"GET / HTTP/1.1\r\nAuthorization: <redacted>"
+        );
+    }
+}
