@@ -133,6 +133,11 @@ fn sink_loop(
                 source: source.clone(),
                 count,
             })),
+            Delivery::LostAt(at, count) => Arc::new(Event::Lost(LostEvent {
+                timestamp: rfc3339_nanos(adi_core::time::now_unix_ns()),
+                source: at,
+                count,
+            })),
         };
         match sink.write(&event) {
             Ok(()) => {
@@ -551,7 +556,6 @@ fn report_lost(
     bus: &Bus<Event>,
 ) {
     let k = probes.kernel_stats();
-    let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
     let deltas = [
         (
             "kernel_ringbuf",
@@ -572,11 +576,7 @@ fn report_lost(
     ];
     for (source, count) in deltas {
         if count > 0 {
-            bus.publish(Event::Lost(LostEvent {
-                timestamp: ts.clone(),
-                source: source.to_owned(),
-                count,
-            }));
+            bus.report_loss(source, count);
         }
     }
     so_far.kernel = k;

@@ -198,9 +198,10 @@ impl HttpEvent {
     /// Replaces secrets with `<redacted>` (SPEC section 6): secret-named headers, query
     /// parameters, JSON and form fields, in the parsed fields and in `raw_payload`.
     pub fn redact(&mut self) {
-        crate::redact::headers(&mut self.headers.0);
-        if let Some(url) = &self.url {
-            self.url = Some(crate::redact::url(url));
+        let mut touched = crate::redact::headers(&mut self.headers.0);
+        if let Some(url) = self.url.as_mut().filter(|u| u.contains('?')) {
+            *url = crate::redact::url(url);
+            touched = true;
         }
         let content_type = self
             .headers
@@ -208,8 +209,17 @@ impl HttpEvent {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
             .map(|(_, v)| v.as_str());
-        self.body = LossyText(crate::redact::body(&self.body.0, content_type));
-        self.raw_payload = LossyText(crate::redact::raw_head(&self.raw_payload.0));
+        let structured = content_type.is_some_and(|c| c.contains("json") || c.contains("form"))
+            || matches!(self.body.0.first(), Some(b'{' | b'['));
+        if structured {
+            self.body = LossyText(crate::redact::body(&self.body.0, content_type));
+            touched = true;
+        }
+        // The raw copy repeats the head: rewrite it when something above may be secret, or
+        // when it was cut (a last, partial header line is not among the parsed headers).
+        if touched || self.raw_payload.0.len() >= MAX_RAW_PAYLOAD {
+            self.raw_payload = LossyText(crate::redact::raw_head(&self.raw_payload.0));
+        }
     }
 
     /// Builds the event for an HTTP record of the engine, taking its buffers without a copy.
