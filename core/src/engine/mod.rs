@@ -399,21 +399,20 @@ impl Engine {
         }
         self.records.clear();
         let result = locked.session.gap(dir, len, &mut self.records);
-        let protocol = self.registry.nth(locked.entry).id;
-        let id = flow.id;
-        for record in self.records.drain(..) {
-            self.stats.records += 1;
-            let latency_ns = pair(&mut flow.pending_requests, record.kind, flow.last_ts);
-            out.push(Output::Record(FlowRecord {
-                flow: id,
-                key: *key,
-                protocol,
-                dir,
-                ts_ns: flow.last_ts,
-                latency_ns,
-                record,
-            }));
-        }
+        let origin = Origin {
+            flow: flow.id,
+            key: *key,
+            protocol: self.registry.nth(locked.entry).id,
+            dir,
+            ts_ns: flow.last_ts,
+        };
+        drain_records(
+            &mut self.records,
+            origin,
+            &mut flow.pending_requests,
+            &mut self.stats,
+            out,
+        );
         if result.is_err() {
             flow.dirs[dir.index()].desynced = true;
         }
@@ -432,19 +431,20 @@ impl Engine {
         for dir in [Direction::ToServer, Direction::ToClient] {
             self.records.clear();
             locked.session.finish(dir, &mut self.records);
-            for record in self.records.drain(..) {
-                self.stats.records += 1;
-                let latency_ns = pair(&mut flow.pending_requests, record.kind, ts_ns);
-                out.push(Output::Record(FlowRecord {
-                    flow: flow.id,
-                    key: *key,
-                    protocol,
-                    dir,
-                    ts_ns,
-                    latency_ns,
-                    record,
-                }));
-            }
+            let origin = Origin {
+                flow: flow.id,
+                key: *key,
+                protocol,
+                dir,
+                ts_ns,
+            };
+            drain_records(
+                &mut self.records,
+                origin,
+                &mut flow.pending_requests,
+                &mut self.stats,
+                out,
+            );
         }
     }
 
@@ -517,16 +517,52 @@ impl Engine {
     }
 }
 
-/// Pairs responses with requests in order; returns a response's latency.
-fn pair(pending: &mut VecDeque<u64>, kind: RecordKind, ts_ns: u64) -> Option<u64> {
-    match kind {
-        RecordKind::Request => {
-            pending.push_back(ts_ns);
-            None
-        }
-        RecordKind::Response => pending.pop_front().map(|t| ts_ns.saturating_sub(t)),
-        RecordKind::Message | RecordKind::Switch => None,
+/// Where records a session just produced come from.
+#[derive(Clone, Copy)]
+struct Origin {
+    flow: FlowId,
+    key: FlowKey,
+    protocol: ProtocolId,
+    dir: Direction,
+    ts_ns: u64,
+}
+
+/// Turns the records a session just produced into outputs: counts them and pairs responses
+/// with requests in order (pipelining safe), which gives their latency. Returns whether one
+/// of them announced a protocol switch.
+fn drain_records(
+    records: &mut Vec<Record>,
+    origin: Origin,
+    pending: &mut VecDeque<u64>,
+    stats: &mut EngineStats,
+    out: &mut Vec<Output>,
+) -> bool {
+    let mut switched = false;
+    for record in records.drain(..) {
+        stats.records += 1;
+        let latency_ns = match record.kind {
+            RecordKind::Request => {
+                pending.push_back(origin.ts_ns);
+                None
+            }
+            RecordKind::Response => pending.pop_front().map(|t| origin.ts_ns.saturating_sub(t)),
+            RecordKind::Message => None,
+            RecordKind::Switch => {
+                switched = true;
+                None
+            }
+        };
+        out.push(Output::Record(FlowRecord {
+            flow: origin.flow,
+            key: origin.key,
+            protocol: origin.protocol,
+            dir: origin.dir,
+            ts_ns: origin.ts_ns,
+            latency_ns,
+            record,
+        }));
     }
+    switched
 }
 
 /// Borrowed engine state, so that a flow can be mutated while the rest is read.
@@ -836,33 +872,20 @@ impl Ctx<'_> {
                     failed = true;
                 }
             }
-            for record in self.records.drain(..) {
-                self.stats.records += 1;
-                let latency_ns = match record.kind {
-                    RecordKind::Request => {
-                        flow.pending_requests.push_back(ts_ns);
-                        None
-                    }
-                    RecordKind::Response => flow
-                        .pending_requests
-                        .pop_front()
-                        .map(|t| ts_ns.saturating_sub(t)),
-                    RecordKind::Message => None,
-                    RecordKind::Switch => {
-                        switched = true;
-                        None
-                    }
-                };
-                out.push(Output::Record(FlowRecord {
-                    flow: flow.id,
-                    key,
-                    protocol,
-                    dir,
-                    ts_ns,
-                    latency_ns,
-                    record,
-                }));
-            }
+            let origin = Origin {
+                flow: flow.id,
+                key,
+                protocol,
+                dir,
+                ts_ns,
+            };
+            switched |= drain_records(
+                self.records,
+                origin,
+                &mut flow.pending_requests,
+                self.stats,
+                out,
+            );
             if switched || failed {
                 break;
             }
