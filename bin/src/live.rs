@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adi_core::bus::{Bus, Delivery, Subscriber};
-use adi_core::engine::{Engine, Output};
+use adi_core::engine::{Engine, FlowRecord, Output};
 use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
@@ -93,6 +93,15 @@ struct SinkCounters {
     failed: AtomicU64,
 }
 
+fn lost_event(source: String, count: u64) -> Arc<Event> {
+    let timestamp = rfc3339_nanos(adi_core::time::now_unix_ns());
+    Arc::new(Event::Lost(LostEvent {
+        timestamp,
+        source,
+        count,
+    }))
+}
+
 fn sink_loop(
     mut sink: Box<dyn Sink>,
     mut sub: Subscriber<Event>,
@@ -128,16 +137,9 @@ fn sink_loop(
         };
         let event = match delivery {
             Delivery::Event(e) => e,
-            Delivery::Lost(count) => Arc::new(Event::Lost(LostEvent {
-                timestamp: rfc3339_nanos(adi_core::time::now_unix_ns()),
-                source: source.clone(),
-                count,
-            })),
-            Delivery::LostAt(at, count) => Arc::new(Event::Lost(LostEvent {
-                timestamp: rfc3339_nanos(adi_core::time::now_unix_ns()),
-                source: at,
-                count,
-            })),
+            // Dropped by this sink's own queue, or upstream (the kernel ring buffer).
+            Delivery::Lost(count) => lost_event(source.clone(), count),
+            Delivery::LostAt(at, count) => lost_event(at, count),
         };
         match sink.write(&event) {
             Ok(()) => {
@@ -276,14 +278,7 @@ impl Pipeline {
         self.engine.finish(&conn.key, ts, &mut out);
         for o in out.drain(..) {
             if let Output::Record(r) = o {
-                if r.protocol.as_str() == "http1" {
-                    let p = self.process(id.0, "");
-                    let e = {
-                        let ts = rfc3339_nanos(r.ts_ns);
-                        HttpEvent::from_record(r, p, ts)
-                    };
-                    self.send(bus, Event::Http(e));
-                }
+                self.send_record(bus, r, id.0, "");
             }
         }
         self.outputs = out;
@@ -295,6 +290,17 @@ impl Pipeline {
                 self.send(bus, Event::Connection(e));
             }
         }
+    }
+
+    /// Publishes a parsed message as an `http` event; other protocols' records feed only
+    /// their connection's verdict for now.
+    fn send_record(&mut self, bus: &Bus<Event>, r: FlowRecord, pid: u32, comm: &str) {
+        if r.protocol.as_str() != "http1" {
+            return;
+        }
+        let p = self.process(pid, comm);
+        let ts = rfc3339_nanos(r.ts_ns);
+        self.send(bus, Event::Http(HttpEvent::from_record(r, p, ts)));
     }
 
     fn send(&mut self, bus: &Bus<Event>, mut e: Event) {
@@ -338,15 +344,7 @@ impl Pipeline {
                     let e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
                     self.send(bus, Event::Connection(e));
                 }
-                Output::Record(r) if r.protocol.as_str() == "http1" => {
-                    let p = self.process(ev.tgid, &ev.comm);
-                    let e = {
-                        let ts = rfc3339_nanos(r.ts_ns);
-                        HttpEvent::from_record(r, p, ts)
-                    };
-                    self.send(bus, Event::Http(e));
-                }
-                Output::Record(_) => {}
+                Output::Record(r) => self.send_record(bus, r, ev.tgid, &ev.comm),
             }
         }
     }

@@ -192,18 +192,26 @@ class H(http.server.BaseHTTPRequestHandler):
         left = size
         while left:
             n = min(left, len(chunk)); self.wfile.write(chunk[:n]); left -= n
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
 "#;
 
-fn py_server(port: u16) -> Proc {
-    let p = Proc(
-        Command::new("python3")
-            .args(["-c", PY_SERVER, &port.to_string()])
-            .spawn()
-            .expect("python server"),
-    );
-    wait_port(port);
-    p
+/// The Python test server on a port the kernel picks (no race with other tests picking
+/// ports), listening when this returns.
+fn py_server() -> (Proc, u16) {
+    let mut child = Command::new("python3")
+        .args(["-c", PY_SERVER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let p = Proc(child);
+    let port = line.trim().parse().expect("server port");
+    (p, port)
 }
 
 fn build_go(dir: &Path, src: &str) -> PathBuf {
@@ -234,8 +242,7 @@ fn client_side_go_and_curl_calls_with_bodies_and_chunked_responses() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let go_client = build_go(dir.path(), GO_CLIENT);
-    let port = free_port();
-    let _server = py_server(port);
+    let (_server, port) = py_server();
     let url = format!("http://127.0.0.1:{port}");
     let adi = Adi::start(&["--all"]);
     let go = Command::new(&go_client)
@@ -304,8 +311,7 @@ fn keepalive_1000_requests_and_10mb_up_and_down_on_one_connection() {
     if !can_run() {
         return;
     }
-    let port = free_port();
-    let _server = py_server(port);
+    let (_server, port) = py_server();
     let mut client = Command::new("python3")
         .args([
             "-c",
@@ -386,8 +392,7 @@ fn connection_opened_before_adi_started_has_the_right_tuple() {
     if !can_run() {
         return;
     }
-    let port = free_port();
-    let _server = py_server(port);
+    let (_server, port) = py_server();
     let mut client = Command::new("python3")
         .args(["-c", EARLY_CLIENT, &port.to_string()])
         .stdin(Stdio::piped())
@@ -480,8 +485,7 @@ fn full_disk_sink_counts_failed_writes_and_adi_keeps_going() {
         .status()
         .expect("mount");
     assert!(ok.success());
-    let port = free_port();
-    let server = py_server(port);
+    let (server, port) = py_server();
     let sink = format!("jsonl={}", mnt.path().join("events.jsonl").display());
     let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
         .args(["--pid", &server.0.id().to_string(), "--sink", &sink])
@@ -540,8 +544,7 @@ fn watched_process_exiting_mid_request_is_handled() {
     if !can_run() {
         return;
     }
-    let port = free_port();
-    let _server = py_server(port);
+    let (_server, port) = py_server();
     let mut client = Command::new("python3")
         .args(["-c", DYING_CLIENT, &port.to_string()])
         .stdin(Stdio::piped())
@@ -588,8 +591,7 @@ fn sigterm_during_heavy_traffic_flushes_and_reports() {
     if !can_run() {
         return;
     }
-    let port = free_port();
-    let server = py_server(port);
+    let (server, port) = py_server();
     let mut flood: Vec<Proc> = (0..2)
         .map(|_| {
             Proc(
@@ -674,8 +676,7 @@ fn secrets_are_redacted_unless_no_redact() {
     if !can_run() || !have("curl") {
         return;
     }
-    let port = free_port();
-    let server = py_server(port);
+    let (server, port) = py_server();
     let url = format!("http://127.0.0.1:{port}/login?token=qtok&x=1");
     for redact in [true, false] {
         let pid = server.0.id().to_string();

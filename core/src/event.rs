@@ -101,13 +101,7 @@ impl Endpoints {
 }
 
 fn ip_string(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(v6) => v6
-            .ip()
-            .to_ipv4_mapped()
-            .map_or_else(|| v6.ip().to_string(), |v4| v4.to_string()),
-        SocketAddr::V4(v4) => v4.ip().to_string(),
-    }
+    crate::flow::unmapped_ip(addr).to_string()
 }
 
 /// HTTP headers in wire order; serialised as a JSON object whose value is a string, or an

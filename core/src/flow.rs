@@ -1,7 +1,7 @@
 //! Flow identity: one TCP connection as seen by one observer.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Serialize, Serializer};
 
@@ -49,11 +49,14 @@ impl Serialize for FlowId {
 
 /// Formats an address as `ip:port`, IPv6 as `[ip]:port`, IPv4-mapped IPv6 unmapped first.
 pub fn display_addr(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => format!("{v4}:{}", v6.port()),
-            None => format!("[{}]:{}", v6.ip(), v6.port()),
-        },
-        SocketAddr::V4(v4) => v4.to_string(),
+    // SocketAddr's Display already brackets IPv6.
+    SocketAddr::new(unmapped_ip(addr), addr.port()).to_string()
+}
+
+/// The address's IP, an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) given as IPv4.
+pub fn unmapped_ip(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
