@@ -6,6 +6,10 @@
 //!   port is a listening port.
 //! - Once a connection is classified as something other than HTTP, the kernel is told to copy
 //!   only the first bytes of each of its messages (enough for the protocol summaries).
+//! - Processes are chosen by `--all`, `--pid`, or the ADI_PROFILE opt-in, which the kernel
+//!   applies at every exec (before the new program runs) and a /proc scan applies at start to
+//!   what already runs; user space re-checks each exec from /proc and writes the environment
+//!   inventory (`env-yaml`).
 //! - Every loss is counted and reported: kernel ring buffer overflows, undecodable records,
 //!   bus queues of slow sinks, failed sink writes; as `lost` events every 10 s while
 //!   non-zero, and in the exit summary.
@@ -20,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use adi_core::bus::{Bus, Delivery, Subscriber};
 use adi_core::engine::{Engine, FlowRecord, Output};
-use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessInfo};
+use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
 use adi_probes::live::{KernelStats, ProbeConfig, SyscallProbes};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
-use adi_sinks::{JsonlSink, Sink, SinkSpec};
+use adi_sinks::{EnvYamlSink, JsonlSink, Sink, SinkSpec};
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -36,7 +40,7 @@ const NON_HTTP_CAP: u32 = 256;
 const BUS_CAPACITY: usize = 65_536;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
-/// How often the ADI_PROFILE opt-in scan and the listening-port table are refreshed.
+/// How often the listening-port table is refreshed.
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// What the main command was asked to do.
@@ -52,6 +56,8 @@ pub struct LiveOptions {
     pub sinks: Vec<SinkSpec>,
     /// `ADI_PROFILE_ALLOWED`.
     pub allowed: String,
+    /// `ENV_PREFIX_LIST`, for the env-yaml sink.
+    pub env_prefixes: Vec<String>,
     /// Replace secrets with `<redacted>` (not `--no-redact`).
     pub redact: bool,
 }
@@ -70,17 +76,19 @@ pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCo
     rt.block_on(run_async(opts, registry))
 }
 
-fn open_sinks(specs: &[SinkSpec]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+fn open_sinks(specs: &[SinkSpec], env_prefixes: &[String]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for spec in specs {
         match spec {
             SinkSpec::Jsonl(None) => sinks.push(Box::new(JsonlSink::stdout())),
             SinkSpec::Jsonl(Some(path)) => sinks.push(Box::new(JsonlSink::file(path)?)),
-            SinkSpec::EnvYaml(_) | SinkSpec::ServiceMap(_) => {
-                anyhow::bail!(
-                    "the {spec:?} sink is not available in this build yet; use --sink jsonl[=PATH]"
-                )
+            SinkSpec::EnvYaml(path) => {
+                sinks.push(Box::new(EnvYamlSink::file(path, env_prefixes.to_vec())?));
             }
+            SinkSpec::ServiceMap(path) => eprintln!(
+                "adi: the service-map sink is not in this build yet: {} will not be written",
+                path.display()
+            ),
         }
     }
     Ok(sinks)
@@ -184,6 +192,17 @@ struct Pipeline {
     http_events: u64,
     connection_events: u64,
     redact: bool,
+    /// An env-yaml sink is open: describe each watched process once.
+    env_docs: bool,
+    /// Processes already described: pid -> start time (a reused pid is a new process).
+    documented: HashMap<u32, u64>,
+    /// Descriptions waiting for the next publish.
+    new_docs: Vec<ProcessEvent>,
+    /// `Some(ADI_PROFILE_ALLOWED)` when processes are chosen by the opt-in.
+    opt_in: Option<String>,
+    /// Execs where user space changed the kernel's decision (the kernel could not read the
+    /// whole environment, or disagreed).
+    exec_overrides: u64,
 }
 
 impl Pipeline {
@@ -198,12 +217,81 @@ impl Pipeline {
                 return p.clone();
             }
         }
-        let info = adi_probes::proc::read_process(pid).map_or_else(
+        let proc = adi_probes::proc::read_process(pid);
+        let info = proc.as_ref().map_or_else(
             || ProcessInfo::new(pid, comm, ""),
-            |p| ProcessInfo::new(pid, &p.comm, &p.cmdline),
+            |p| {
+                if self.redact {
+                    ProcessInfo::new(pid, &p.comm, &adi_core::redact::cmdline(&p.cmdline))
+                } else {
+                    ProcessInfo::new(pid, &p.comm, &p.cmdline)
+                }
+            },
         );
+        if let Some(p) = proc {
+            self.describe(pid, p.start_time, &info.cmdline);
+        }
         self.processes.insert(pid, info.clone());
         info
+    }
+
+    /// Queues the environment description of a process seen for the first time (per pid and
+    /// start time) when an env-yaml sink wants it.
+    fn describe(&mut self, pid: u32, start_time: u64, cmdline: &Arc<str>) {
+        if !self.env_docs || self.documented.get(&pid) == Some(&start_time) {
+            return;
+        }
+        self.documented.insert(pid, start_time);
+        let environ = std::fs::read(format!("/proc/{pid}/environ"));
+        let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
+        let mut doc = ProcessEvent::new(pid, Arc::clone(cmdline), environ, ts);
+        if self.redact {
+            doc.redact();
+        }
+        self.new_docs.push(doc);
+    }
+
+    /// A process exec'd. With the opt-in, the kernel already decided; the decision is checked
+    /// here against /proc (authoritative when the kernel could not read the environment) and
+    /// the new program is described.
+    fn exec(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
+        let pid = ev.tgid;
+        // A new program: new comm and cmdline, and a new description.
+        self.processes.remove(&pid);
+        self.documented.remove(&pid);
+        let flags = ev.exec_flags();
+        let mut watched = flags.watched;
+        if let Some(allowed) = &self.opt_in {
+            // The process may be gone already: then the kernel's decision stands.
+            if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+                let decided = crate::profile::opted_in(&env, allowed);
+                if decided != watched || flags.undecided {
+                    if !flags.undecided {
+                        eprintln!(
+                            "adi: pid {pid}: the kernel's opt-in decision ({watched}) differs from /proc's ({decided}); using /proc's"
+                        );
+                    }
+                    self.exec_overrides += 1;
+                    watched = decided;
+                    if decided {
+                        // A full map was already counted by the kernel; nothing more to do.
+                        let _ = probes.watch(pid);
+                    } else {
+                        probes.unwatch(pid);
+                    }
+                }
+            }
+        }
+        if watched {
+            let _ = self.process(pid, &ev.comm);
+            self.flush_docs(bus);
+        }
+    }
+
+    fn flush_docs(&mut self, bus: &Bus<Event>) {
+        for doc in self.new_docs.drain(..) {
+            bus.publish(Event::Process(doc));
+        }
     }
 
     fn flow_key(&self, ev: &RawEvent, role: KernelRole) -> FlowKey {
@@ -265,6 +353,11 @@ impl Pipeline {
                 self.evicted = evicted;
             }
             EventKind::Close => self.end(id, ts, bus),
+            EventKind::Exec => self.exec(ev, probes, bus),
+            EventKind::Exit => {
+                self.processes.remove(&ev.tgid);
+                self.documented.remove(&ev.tgid);
+            }
         }
     }
 
@@ -304,6 +397,7 @@ impl Pipeline {
     }
 
     fn send(&mut self, bus: &Bus<Event>, mut e: Event) {
+        self.flush_docs(bus);
         if self.redact {
             if let Event::Http(h) = &mut e {
                 h.redact();
@@ -312,7 +406,7 @@ impl Pipeline {
         match &e {
             Event::Http(_) => self.http_events += 1,
             Event::Connection(_) => self.connection_events += 1,
-            Event::Lost(_) => {}
+            Event::Lost(_) | Event::Process(_) => {}
         }
         self.published += 1;
         bus.publish(e);
@@ -366,7 +460,7 @@ struct LostSoFar {
 }
 
 /// Watches what the flags ask for and says so on stderr, so a new user never stares at
-/// silence.
+/// silence. Returns the processes selected by pid (none for `--all`).
 fn select_processes(
     opts: &LiveOptions,
     probes: &mut SyscallProbes,
@@ -394,8 +488,9 @@ fn select_processes(
             probes.watch(pid)?;
             watched.insert(pid);
         }
+        // The kernel applies the opt-in to every exec from now on; this covers the rest.
         eprintln!(
-            "adi: watching {} processes with ADI_PROFILE set; --all watches every process",
+            "adi: watching {} processes with ADI_PROFILE set, and every program started with it from now on; --all watches every process",
             watched.len()
         );
     }
@@ -403,15 +498,17 @@ fn select_processes(
 }
 
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
-    let sinks = open_sinks(&opts.sinks)?;
+    let sinks = open_sinks(&opts.sinks, &opts.env_prefixes)?;
+    let env_docs = opts.sinks.iter().any(|s| matches!(s, SinkSpec::EnvYaml(_)));
+    let opt_in = (!opts.watch_all && opts.pids.is_empty()).then(|| opts.allowed.clone());
     let config = ProbeConfig {
         watch_all: opts.watch_all,
         capture_bytes: opts.capture_bytes,
+        opt_in: opt_in.as_deref().map(crate::profile::parse_allowed),
     };
+    // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;
-
-    let default_selection = !opts.watch_all && opts.pids.is_empty();
-    let mut watched = select_processes(opts, &mut probes, registry.len())?;
+    let selected = select_processes(opts, &mut probes, registry.len())?;
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let mut tasks = Vec::new();
     let mut counters = Vec::new();
@@ -437,7 +534,16 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         http_events: 0,
         connection_events: 0,
         redact: opts.redact,
+        env_docs,
+        documented: HashMap::new(),
+        new_docs: Vec::new(),
+        opt_in,
+        exec_overrides: 0,
     };
+    for pid in selected {
+        let _ = pipeline.process(pid, "");
+    }
+    pipeline.flush_docs(&bus);
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -460,13 +566,6 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                 if last_rescan.elapsed() >= RESCAN_EVERY {
                     last_rescan = Instant::now();
                     pipeline.listening = adi_probes::proc::listening_ports();
-                    if default_selection {
-                        for pid in crate::profile::scan(&opts.allowed) {
-                            if watched.insert(pid) {
-                                probes.watch(pid)?;
-                            }
-                        }
-                    }
                 }
                 if last_lost.elapsed() >= LOST_EVERY {
                     last_lost = Instant::now();
@@ -534,11 +633,13 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {} execs decided after start ({} by /proc), {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.stash_full,
         k.watch_full,
+        k.env_unread,
+        pipeline.exec_overrides,
         sinks.join(", "),
     );
     eprintln!(
@@ -570,6 +671,10 @@ fn report_lost(
         (
             "kernel_children",
             k.watch_full.saturating_sub(so_far.kernel.watch_full),
+        ),
+        (
+            "kernel_exec_env",
+            k.env_unread.saturating_sub(so_far.kernel.env_unread),
         ),
     ];
     for (source, count) in deltas {

@@ -46,10 +46,23 @@ struct LiveArgs {
     /// Classifiers to use: `all` or comma-separated ids (see `adi classifiers`).
     #[arg(long, default_value = "all", global = true)]
     classifiers: String,
-    /// Where events go, repeatable: `jsonl` (stdout), `jsonl=PATH`, `env-yaml=PATH`,
-    /// `service-map=PATH`. Default: `jsonl`, or `jsonl=$OUTPUT_PATH` when set.
+    /// Where events go, repeatable: `jsonl` (stdout), `jsonl=PATH`, `env-yaml=PATH` (one YAML
+    /// document per watched process with its environment), `service-map=PATH`. Kinds not
+    /// given come from the seeds' variables: `jsonl=$OUTPUT_PATH`,
+    /// `env-yaml=$ENV_OUTPUT_PATH`, `service-map=$SERVICE_MAP_PATH`; with neither, `jsonl`
+    /// on stdout. Files are created with mode 0600.
     #[arg(long = "sink", value_name = "KIND[=PATH]")]
     sinks: Vec<SinkSpec>,
+    /// Keep only environment variables whose names start with one of these prefixes
+    /// (comma-separated, case-sensitive) in the env-yaml sink. Empty: every variable.
+    #[arg(
+        long,
+        env = "ENV_PREFIX_LIST",
+        default_value = "",
+        value_name = "PREFIX,...",
+        hide_env_values = true
+    )]
+    env_prefixes: String,
     /// Watch this process (repeatable); overrides the ADI_PROFILE opt-in.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
@@ -66,7 +79,9 @@ struct LiveArgs {
     #[arg(long)]
     no_redact: bool,
     /// Profiles allowed to opt in (comma-separated): a process is watched when its
-    /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE.
+    /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE. Without --pid or --all,
+    /// adi watches processes whose environment has ADI_PROFILE set and non-empty, unless
+    /// ADI_PROFILE_DISABLED=1; the kernel decides at every exec, before the program runs.
     #[arg(
         long,
         env = "ADI_PROFILE_ALLOWED",
@@ -194,22 +209,79 @@ fn list_classifiers(registry: &Registry, json: bool) -> anyhow::Result<()> {
     out.flush().context("writing to stdout")
 }
 
+/// The sinks to open: the `--sink` flags, then, for each kind no flag named, the seed's
+/// variable (`OUTPUT_PATH`, `ENV_OUTPUT_PATH`, `SERVICE_MAP_PATH`: a flag beats its
+/// variable), and JSON lines on stdout when that leaves nothing.
+fn resolve_sinks(flags: &[SinkSpec], var: impl Fn(&str) -> Option<PathBuf>) -> Vec<SinkSpec> {
+    let mut sinks = flags.to_vec();
+    let has = |f: fn(&SinkSpec) -> bool| flags.iter().any(f);
+    if !has(|s| matches!(s, SinkSpec::Jsonl(_))) {
+        if let Some(p) = var("OUTPUT_PATH") {
+            sinks.push(SinkSpec::Jsonl(Some(p)));
+        }
+    }
+    if !has(|s| matches!(s, SinkSpec::EnvYaml(_))) {
+        if let Some(p) = var("ENV_OUTPUT_PATH") {
+            sinks.push(SinkSpec::EnvYaml(p));
+        }
+    }
+    if !has(|s| matches!(s, SinkSpec::ServiceMap(_))) {
+        if let Some(p) = var("SERVICE_MAP_PATH") {
+            sinks.push(SinkSpec::ServiceMap(p));
+        }
+    }
+    if sinks.is_empty() {
+        sinks.push(SinkSpec::Jsonl(None));
+    }
+    sinks
+}
+
 /// The main job: live capture until SIGINT/SIGTERM.
 fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
-    let mut sinks = args.sinks.clone();
-    if sinks.is_empty() {
-        let path = std::env::var_os("OUTPUT_PATH")
+    let sinks = resolve_sinks(&args.sinks, |name| {
+        std::env::var_os(name)
             .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        sinks.push(SinkSpec::Jsonl(path));
-    }
+            .map(PathBuf::from)
+    });
     let opts = live::LiveOptions {
         watch_all: args.all,
         pids: args.pids.clone(),
         capture_bytes: args.capture_bytes,
         sinks,
         allowed: args.profile_allowed.clone(),
+        env_prefixes: adi_sinks::env_yaml::parse_prefix_list(&args.env_prefixes),
         redact: !args.no_redact,
     };
     live::run(&opts, registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_seed_variables() {
+        let vars = |name: &str| match name {
+            "OUTPUT_PATH" => Some(PathBuf::from("/v/events.jsonl")),
+            "ENV_OUTPUT_PATH" => Some(PathBuf::from("/v/env.yaml")),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        assert_eq!(resolve_sinks(&[], none), [SinkSpec::Jsonl(None)]);
+        assert_eq!(
+            resolve_sinks(&[], vars),
+            [
+                SinkSpec::Jsonl(Some("/v/events.jsonl".into())),
+                SinkSpec::EnvYaml("/v/env.yaml".into())
+            ]
+        );
+        let flags = [
+            SinkSpec::Jsonl(None),
+            SinkSpec::EnvYaml("/f/env.yaml".into()),
+        ];
+        assert_eq!(resolve_sinks(&flags, vars), flags);
+        // Only env-yaml asked for: no events on stdout.
+        let env_only = [SinkSpec::EnvYaml("/f/env.yaml".into())];
+        assert_eq!(resolve_sinks(&env_only, none), env_only);
+    }
 }

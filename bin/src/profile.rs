@@ -21,12 +21,18 @@ pub fn opted_in(environ: &[u8], allowed: &str) -> bool {
     if disabled {
         return false;
     }
-    let allowed: Vec<&str> = allowed
+    let allowed = parse_allowed(allowed);
+    allowed.is_empty() || allowed.iter().any(|a| a.as_bytes() == profile)
+}
+
+/// ADI_PROFILE_ALLOWED as a list: comma-separated, trimmed, empty entries ignored.
+pub fn parse_allowed(allowed: &str) -> Vec<String> {
+    allowed
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .collect();
-    allowed.is_empty() || allowed.iter().any(|a| a.as_bytes() == profile)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Pids of running processes that opt in (a /proc scan; processes whose environ cannot be

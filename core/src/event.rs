@@ -23,6 +23,9 @@ pub enum Event {
     Connection(ConnectionEvent),
     /// Events a source or the bus could not deliver.
     Lost(LostEvent),
+    /// A process adi watches, with its environment: what the `env-yaml` sink writes (the
+    /// JSON-lines sink leaves these out).
+    Process(ProcessEvent),
 }
 
 /// The process that sent or received a message. Cheap to clone: one per event.
@@ -304,4 +307,85 @@ pub struct LostEvent {
     pub source: String,
     /// How many.
     pub count: u64,
+}
+
+/// One watched process and its environment (SPEC section 6), read from `/proc/PID/environ`
+/// when adi starts watching it. Names and values are bytes: environments need not be UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessEvent {
+    /// When adi read it.
+    pub timestamp: String,
+    /// Process id.
+    pub pid: u32,
+    /// The command line, arguments joined by spaces.
+    pub cmdline: Arc<str>,
+    /// The variables in order, or why they could not be read
+    /// (`open /proc/99999/environ: no such file or directory`).
+    pub environ: Result<Vec<EnvVar>, String>,
+}
+
+/// One environment variable: name and value, as bytes.
+pub type EnvVar = (Vec<u8>, Vec<u8>);
+
+impl ProcessEvent {
+    /// Builds the event from the raw bytes of `/proc/PID/environ` (or the error reading it).
+    pub fn new(
+        pid: u32,
+        cmdline: Arc<str>,
+        environ: std::io::Result<Vec<u8>>,
+        timestamp: String,
+    ) -> Self {
+        let environ = environ
+            .map(|raw| {
+                raw.split(|&b| b == 0)
+                    .filter(|v| !v.is_empty())
+                    .map(|var| match var.iter().position(|&b| b == b'=') {
+                        Some(eq) => (var[..eq].to_vec(), var[eq + 1..].to_vec()),
+                        None => (var.to_vec(), Vec::new()),
+                    })
+                    .collect()
+            })
+            .map_err(|e| format!("open /proc/{pid}/environ: {}", io_reason(&e)));
+        Self {
+            timestamp,
+            pid,
+            cmdline,
+            environ,
+        }
+    }
+
+    /// The value of variable `name` (the last one when it repeats, as the opt-in rule reads it).
+    pub fn var(&self, name: &[u8]) -> Option<&[u8]> {
+        let vars = self.environ.as_ref().ok()?;
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Replaces the values of secret-looking variables (and `NAME=value` arguments of the
+    /// command line) with `<redacted>`.
+    pub fn redact(&mut self) {
+        if let Ok(vars) = &mut self.environ {
+            for (name, value) in vars.iter_mut() {
+                if crate::redact::is_secret_name(&String::from_utf8_lossy(name)) {
+                    crate::redact::REDACTED.as_bytes().clone_into(value);
+                }
+            }
+        }
+        if let std::borrow::Cow::Owned(c) = crate::redact::cmdline(&self.cmdline) {
+            self.cmdline = Arc::from(c);
+        }
+    }
+}
+
+/// An I/O error as Go's `os` package words it (`no such file or directory`), without Rust's
+/// `(os error 2)` suffix: the seed's error strings.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }

@@ -37,6 +37,41 @@ pub fn headers(headers: &mut [(String, String)]) -> bool {
     changed
 }
 
+/// Redacts secret values in a command line: `--password=x`, `--api-key x`, `TOKEN=x`
+/// become `--password=<redacted>`, `--api-key <redacted>`, `TOKEN=<redacted>`. Borrowed
+/// when nothing changed (the common case).
+pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
+    let secret_flag = |word: &str| word.starts_with('-') && is_secret_name(word);
+    let words: Vec<&str> = cmdline.split(' ').collect();
+    let mut changed = false;
+    let mut out = Vec::with_capacity(words.len());
+    let mut redact_next = false;
+    for word in words {
+        if redact_next {
+            out.push(std::borrow::Cow::Borrowed(REDACTED));
+            changed = true;
+            redact_next = false;
+            continue;
+        }
+        match word.split_once('=') {
+            Some((name, value)) if !value.is_empty() && is_secret_name(name) => {
+                out.push(std::borrow::Cow::Owned(format!("{name}={REDACTED}")));
+                changed = true;
+            }
+            None if secret_flag(word) => {
+                redact_next = true;
+                out.push(std::borrow::Cow::Borrowed(word));
+            }
+            _ => out.push(std::borrow::Cow::Borrowed(word)),
+        }
+    }
+    if changed {
+        std::borrow::Cow::Owned(out.join(" "))
+    } else {
+        std::borrow::Cow::Borrowed(cmdline)
+    }
+}
+
 /// Redacts the values of secret header lines in the raw bytes of a message head (up to the
 /// blank line; a last line cut by the capture is redacted too if its name is secret).
 pub fn raw_head(raw: &[u8]) -> Vec<u8> {
@@ -182,6 +217,16 @@ mod tests {
         for n in ["Host", "Content-Type", "User-Agent", "Accept"] {
             assert!(!is_secret_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(
+            cmdline("app --password=hunter2 --api-key k1 --keep x TOKEN=t -v"),
+            "app --password=<redacted> --api-key <redacted> --keep x TOKEN=<redacted> -v"
+        );
+        let plain = "python3 server.py --port 80";
+        assert!(matches!(cmdline(plain), std::borrow::Cow::Borrowed(c) if c == plain));
     }
 
     #[test]

@@ -26,6 +26,8 @@ const volatile __u32 watch_all = 0;       /* 1: every process (--all) */
 const volatile __u32 self_tgid = 0;       /* adi itself: never traced */
 const volatile __u32 capture_bytes = 4096; /* default per-message cap (--capture-bytes) */
 const volatile __u32 follow_children = 1; /* children of a watched process are watched */
+const volatile __u32 opt_in = 0;          /* 1: watch processes that opt in with ADI_PROFILE */
+const volatile __u32 allowed_count = 0;   /* entries used in `allowed_profiles` */
 
 /* How a stashed syscall passes its buffer. */
 #define VEC_PLAIN 0  /* (buf, count) */
@@ -85,6 +87,31 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+/* ADI_PROFILE_ALLOWED, one value per entry (the first `allowed_count`), filled before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ADI_ALLOWED_MAX);
+	__type(key, __u32);
+	__type(value, struct adi_profile);
+} allowed_profiles SEC(".maps");
+
+/* Bytes read per step while scanning a new program's environment. */
+#define ENV_CHUNK 4096
+/* Most steps per scan: one per variable, plus one per extra ENV_CHUNK of a long one. */
+#define ENV_STEPS 4096
+
+struct adi_envscan {
+	__u8 buf[ENV_CHUNK];
+	struct adi_profile profile;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct adi_envscan);
+} envscan SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -446,14 +473,202 @@ int adi_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 	return 0;
 }
 
-/* A task exits: forget its id, so a reused pid is not watched by accident. */
+/* Variable-name prefixes compared as little-endian words, without branches per byte (the
+ * verifier bounds the branches along one path): "ADI_PROF" "ILE=" and "ADI_PROF" "ILE_DISA"
+ * "BLED" "=". */
+#define W_ADI_PROF 0x464f52505f494441ULL /* "ADI_PROF" */
+#define W_ILE_EQ 0x3d454c49U             /* "ILE=" */
+#define W_ILE_DISA 0x415349445f454c49ULL /* "ILE_DISA" */
+#define W_BLED 0x44454c42U               /* "BLED" */
+#define PROFILE_PREFIX 12                /* strlen("ADI_PROFILE=") */
+#define DISABLED_PREFIX 21               /* strlen("ADI_PROFILE_DISABLED=") */
+
+static __always_inline __u64 word64(const __u8 *p)
+{
+	__u64 w;
+	__builtin_memcpy(&w, p, 8);
+	return w;
+}
+
+static __always_inline __u32 word32(const __u8 *p)
+{
+	__u32 w;
+	__builtin_memcpy(&w, p, 4);
+	return w;
+}
+
+/* Copies the value after "ADI_PROFILE=" into `p`, zero-padded to ADI_PROFILE_MAX, one word
+ * at a time (bytes past `len` in the buffer are left over from earlier reads: masked). */
+static __always_inline void copy_profile(struct adi_profile *p, const __u8 *value, __u32 len)
+{
+	__u64 *out = (__u64 *)p->val;
+#pragma unroll
+	for (int w = 0; w < ADI_PROFILE_MAX / 8; w++) {
+		__u64 word = word64(value + 8 * w);
+		__u32 start = 8 * w;
+		if (len <= start)
+			word = 0;
+		else if (len < start + 8)
+			word &= (1ULL << (8 * (len - start))) - 1;
+		out[w] = word;
+	}
+}
+
+/* Whether the allowed list admits `p` (an empty list admits any value). */
+static __always_inline bool profile_allowed(const struct adi_profile *p)
+{
+	if (allowed_count == 0)
+		return true;
+	if (p->len > ADI_PROFILE_MAX)
+		return false;
+#pragma unroll
+	for (__u32 k = 0; k < ADI_ALLOWED_MAX; k++) {
+		if (k >= allowed_count)
+			break;
+		__u32 key = k;
+		const struct adi_profile *a = bpf_map_lookup_elem(&allowed_profiles, &key);
+		if (!a || a->len != p->len)
+			continue;
+		bool same = true;
+		const __u64 *x = (const __u64 *)a->val, *y = (const __u64 *)p->val;
+#pragma unroll
+		for (int w = 0; w < ADI_PROFILE_MAX / 8; w++)
+			if (x[w] != y[w])
+				same = false;
+		if (same)
+			return true;
+	}
+	return false;
+}
+
+/* The state of one environment scan, passed to each bpf_loop step. */
+struct env_scan {
+	__u64 pos;      /* next byte to read */
+	__u64 end;      /* end of the environment */
+	bool found;     /* ADI_PROFILE seen */
+	bool disabled;  /* ADI_PROFILE_DISABLED=1 (the last one seen) */
+	bool mid;       /* pos is inside a variable longer than ENV_CHUNK */
+	bool failed;    /* a read failed */
+};
+
+/* One step: reads the variable at `pos` (or ENV_CHUNK - 1 bytes of it) and notes what it
+ * says. A bpf_loop callback, so the verifier checks it once, not once per step. */
+static long env_step(__u64 index, void *data)
+{
+	struct env_scan *c = data;
+	if (c->pos >= c->end)
+		return 1;
+	__u32 zero = 0;
+	struct adi_envscan *e = bpf_map_lookup_elem(&envscan, &zero);
+	if (!e)
+		return 1;
+	long n = bpf_probe_read_user_str(e->buf, ENV_CHUNK, (const void *)c->pos);
+	if (n <= 0 || n > ENV_CHUNK) {
+		c->failed = true;
+		return 1;
+	}
+	/* n counts the NUL; n == ENV_CHUNK means the variable may go on in the next step. */
+	bool starts = !c->mid;
+	c->mid = n == ENV_CHUNK;
+	c->pos += c->mid ? ENV_CHUNK - 1 : n;
+	if (!starts || n <= PROFILE_PREFIX || word64(e->buf) != W_ADI_PROF)
+		return 0;
+	__u32 rest = word32(e->buf + 8);
+	if (rest == W_ILE_EQ) {
+		c->found = true;
+		/* Value bytes, without the NUL. A value longer than the kernel compares can match
+		 * no allowed entry. */
+		__u32 len = c->mid ? ADI_PROFILE_MAX + 1 : n - 1 - PROFILE_PREFIX;
+		e->profile.len = len;
+		copy_profile(&e->profile, e->buf + PROFILE_PREFIX, len);
+	} else if (rest == (__u32)W_ILE_DISA && word64(e->buf + 8) == W_ILE_DISA &&
+		   word32(e->buf + 16) == W_BLED && e->buf[20] == '=') {
+		c->disabled = n == DISABLED_PREFIX + 2 && e->buf[DISABLED_PREFIX] == '1';
+	}
+	return 0;
+}
+
+/* The seed's opt-in rule (SPEC section 6) on the current task's environment, read where the
+ * kernel put it at exec (mm->env_start..env_end, what /proc/PID/environ shows): 1 when the
+ * process opts in, 0 when it does not, -1 when the environment could not be read whole (user
+ * space then decides from /proc). A repeated variable: the last one counts, as in user space. */
+static __always_inline int env_opts_in(void)
+{
+	__u32 zero = 0;
+	struct adi_envscan *e = bpf_map_lookup_elem(&envscan, &zero);
+	if (!e)
+		return -1;
+	__builtin_memset(&e->profile, 0, sizeof(e->profile));
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct env_scan c = {
+		.pos = BPF_CORE_READ(task, mm, env_start),
+		.end = BPF_CORE_READ(task, mm, env_end),
+	};
+	bpf_loop(ENV_STEPS, env_step, &c, 0);
+	if (c.failed || c.pos < c.end)
+		return -1;
+	return c.found && e->profile.len > 0 && !c.disabled && profile_allowed(&e->profile);
+}
+
+static __always_inline void process_event(__u32 kind, __u64 flags)
+{
+	struct adi_scratch *s = new_event(kind, -1, 0);
+	if (!s)
+		return;
+	s->hdr.real_len = flags;
+	submit(s, 0);
+}
+
+/* A new program starts in this process. With the ADI_PROFILE opt-in, the decision is made
+ * here, before the program's first instruction, so nothing of a process that does not opt in
+ * is ever copied and nothing of one that does is missed; user space is told, re-checks from
+ * /proc and writes the environment inventory. With --pid, a watched process stays watched. */
+SEC("tracepoint/sched/sched_process_exec")
+int adi_sched_exec(void *ctx)
+{
+	if (watch_all)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid == self_tgid)
+		return 0;
+	__u64 flags = bpf_map_lookup_elem(&watched, &tgid) ? ADI_EXEC_WAS_WATCHED : 0;
+	if (!opt_in) {
+		if (flags)
+			process_event(ADI_EV_EXEC, flags | ADI_EXEC_WATCHED);
+		return 0;
+	}
+	int verdict = env_opts_in();
+	if (verdict == 1) {
+		__u32 one = 1;
+		if (bpf_map_update_elem(&watched, &tgid, &one, BPF_ANY)) {
+			count(ADI_STAT_WATCH_FULL);
+			verdict = -1;
+		} else {
+			flags |= ADI_EXEC_WATCHED;
+		}
+	}
+	if (verdict != 1)
+		bpf_map_delete_elem(&watched, &tgid);
+	if (verdict == -1) {
+		count(ADI_STAT_ENV_UNREAD);
+		flags |= ADI_EXEC_UNDECIDED;
+	}
+	if (flags)
+		process_event(ADI_EV_EXEC, flags);
+	return 0;
+}
+
+/* A task exits: forget its id, so a reused pid is not watched by accident; when the last
+ * thread of a watched process goes, user space is told so it can forget the process. */
 SEC("tracepoint/sched/sched_process_exit")
 int adi_sched_exit(void *ctx)
 {
 	if (watch_all)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&watched, &tid);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	if (bpf_map_delete_elem(&watched, &tid) == 0 && tid == pid_tgid >> 32)
+		process_event(ADI_EV_EXIT, 0);
 	return 0;
 }
 

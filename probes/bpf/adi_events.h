@@ -18,6 +18,17 @@
 #define ADI_EV_CONNECT 2
 #define ADI_EV_ACCEPT 3
 #define ADI_EV_CLOSE 4
+#define ADI_EV_EXEC 5  /* a process exec'd: real_len carries ADI_EXEC_* flags */
+#define ADI_EV_EXIT 6  /* a watched process exited (its last thread) */
+
+/* Flags of an ADI_EV_EXEC event, in `real_len`. */
+#define ADI_EXEC_WATCHED 1    /* the kernel now watches the process */
+#define ADI_EXEC_WAS_WATCHED 2 /* it was watched before the exec */
+#define ADI_EXEC_UNDECIDED 4  /* the environment could not be read: user space decides */
+
+/* Longest ADI_PROFILE value compared in the kernel, and most ADI_PROFILE_ALLOWED entries. */
+#define ADI_PROFILE_MAX 64
+#define ADI_ALLOWED_MAX 16
 
 /* Direction, as seen by the traced process. */
 #define ADI_DIR_SEND 0
@@ -35,6 +46,7 @@
 #define ADI_STAT_EVENTS 3       /* events submitted */
 #define ADI_STAT_STASH_FULL 4   /* syscalls not followed: the enter/exit stash was full */
 #define ADI_STAT_WATCH_FULL 5   /* children not followed: the watched-process map was full */
+#define ADI_STAT_ENV_UNREAD 6  /* execs whose environment the kernel could not read whole */
 #define ADI_STAT_MAX 8
 
 struct adi_event_hdr {
@@ -61,6 +73,13 @@ struct adi_event_hdr {
 struct adi_conn {
 	__u32 role;      /* ADI_ROLE_* */
 	__u32 cap;       /* per-message payload cap for this connection; 0 = the default */
+};
+
+/* One ADI_PROFILE value, zero-padded, so values compare as whole words. */
+struct adi_profile {
+	__u32 len;       /* bytes used in val */
+	__u32 pad;       /* zero */
+	__u8 val[ADI_PROFILE_MAX];
 };
 
 #endif

@@ -95,8 +95,14 @@ struct files_struct {
 	struct fdtable *fdt;
 } __attribute__((preserve_access_index));
 
+struct mm_struct {
+	unsigned long env_start; /* the environment strings, in the process's own memory */
+	unsigned long env_end;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct files_struct *files;
+	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
 /* sched_process_fork's record. Its layout changed across kernels (the comms became

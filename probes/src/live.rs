@@ -50,6 +50,9 @@ pub struct KernelStats {
     pub stash_full: u64,
     /// Children of watched processes not followed because the watched map was full.
     pub watch_full: u64,
+    /// Execs whose environment the kernel could not read whole (user space decided; what
+    /// the process did before that is not captured).
+    pub env_unread: u64,
 }
 
 /// Loading or attaching failed.
@@ -91,17 +94,69 @@ pub enum ProbeError {
     /// Registering the ring buffer with the async runtime failed.
     #[error("polling the ring buffer: {0}")]
     Poll(#[source] io::Error),
+    /// An ADI_PROFILE_ALLOWED list the kernel cannot hold.
+    #[error("ADI_PROFILE_ALLOWED: {0}")]
+    Allowed(String),
+}
+
+/// Checks an allowed list and turns it into the kernel's form.
+fn allowed_profiles(allowed: &[String]) -> Result<Vec<RawProfile>, ProbeError> {
+    if allowed.len() > MAX_ALLOWED_PROFILES {
+        return Err(ProbeError::Allowed(format!(
+            "{} values given, at most {MAX_ALLOWED_PROFILES} are supported",
+            allowed.len()
+        )));
+    }
+    allowed
+        .iter()
+        .map(|a| {
+            let bytes = a.as_bytes();
+            if bytes.is_empty() || bytes.len() > MAX_PROFILE_LEN {
+                return Err(ProbeError::Allowed(format!(
+                    "`{a}` must be 1 to {MAX_PROFILE_LEN} bytes long"
+                )));
+            }
+            let mut val = [0; MAX_PROFILE_LEN];
+            val[..bytes.len()].copy_from_slice(bytes);
+            Ok(RawProfile {
+                len: u32::try_from(bytes.len()).unwrap_or(0),
+                pad: 0,
+                val,
+            })
+        })
+        .collect()
 }
 
 /// Load options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ProbeConfig {
     /// Trace every process (`--all`); otherwise only pids added with
     /// [`SyscallProbes::watch`] and, from their creation on, their children.
     pub watch_all: bool,
     /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
     pub capture_bytes: u32,
+    /// The ADI_PROFILE opt-in (SPEC section 6) enforced in the kernel at every exec: `Some`
+    /// with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
+    /// running before the load are not covered: scan /proc and [`SyscallProbes::watch`] them.
+    pub opt_in: Option<Vec<String>>,
 }
+
+/// Most ADI_PROFILE_ALLOWED values the kernel compares.
+pub const MAX_ALLOWED_PROFILES: usize = 16;
+/// Longest ADI_PROFILE_ALLOWED value the kernel compares, in bytes.
+pub const MAX_PROFILE_LEN: usize = 64;
+
+/// One ADI_PROFILE value as the kernel compares it (`struct adi_profile`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct RawProfile {
+    len: u32,
+    pad: u32,
+    val: [u8; MAX_PROFILE_LEN],
+}
+const _: () = assert!(size_of::<RawProfile>() == 72);
+// SAFETY: plain `repr(C)` integers and bytes without padding (size pinned above).
+unsafe impl aya::Pod for RawProfile {}
 
 /// Loaded and attached syscall probes. Dropping this detaches them.
 pub struct SyscallProbes {
@@ -143,10 +198,15 @@ impl SyscallProbes {
         let watch_all = u32::from(config.watch_all);
         let self_tgid = std::process::id();
         let capture = config.capture_bytes.min(crate::raw::MAX_PAYLOAD as u32);
+        let allowed = allowed_profiles(config.opt_in.as_deref().unwrap_or_default())?;
+        let opt_in = u32::from(config.opt_in.is_some() && !config.watch_all);
+        let allowed_count = u32::try_from(allowed.len()).unwrap_or(0);
         let mut ebpf = EbpfLoader::new()
             .override_global("watch_all", &watch_all, true)
             .override_global("self_tgid", &self_tgid, true)
             .override_global("capture_bytes", &capture, true)
+            .override_global("opt_in", &opt_in, true)
+            .override_global("allowed_count", &allowed_count, true)
             .load(OBJECT)
             .map_err(|e| match &e {
                 aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
@@ -156,6 +216,23 @@ impl SyscallProbes {
                 }
                 _ => ProbeError::Load(Box::new(e)),
             })?;
+        // The allowed list is in place before the exec program can run.
+        {
+            let map = ebpf
+                .map_mut("allowed_profiles")
+                .ok_or(ProbeError::Missing("allowed_profiles"))?;
+            let mut array: aya::maps::Array<&mut MapData, RawProfile> =
+                aya::maps::Array::try_from(map).map_err(|source| ProbeError::Map {
+                    name: "allowed_profiles",
+                    source,
+                })?;
+            for (i, p) in (0u32..).zip(allowed) {
+                array.set(i, p, 0).map_err(|source| ProbeError::Map {
+                    name: "allowed_profiles",
+                    source,
+                })?;
+            }
+        }
         let mut attached = 0;
         attached += attach(
             &mut ebpf,
@@ -176,10 +253,11 @@ impl SyscallProbes {
                 std::iter::once(format!("sys_enter_{name}")),
             )?;
         }
-        // Children of watched processes are watched too (forking servers), and an exiting
-        // task's id is forgotten.
+        // Children of watched processes are watched too (forking servers), an exec re-decides
+        // the opt-in, and an exiting task's id is forgotten.
         for (program, tp) in [
             ("adi_sched_fork", "sched_process_fork"),
+            ("adi_sched_exec", "sched_process_exec"),
             ("adi_sched_exit", "sched_process_exit"),
         ] {
             attached += attach(&mut ebpf, "sched", program, std::iter::once(tp.to_owned()))?;
@@ -250,6 +328,7 @@ impl SyscallProbes {
             events: sum(3),
             stash_full: sum(4),
             watch_full: sum(5),
+            env_unread: sum(6),
         }
     }
 

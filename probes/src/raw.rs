@@ -78,6 +78,25 @@ pub enum EventKind {
     Accept = 3,
     /// A known connection's fd was closed.
     Close = 4,
+    /// A process exec'd a new program: [`RawEvent::exec_flags`] says what the kernel decided.
+    Exec = 5,
+    /// The last thread of a watched process exited.
+    Exit = 6,
+}
+
+/// What the kernel decided when a process exec'd (the `ADI_EXEC_*` flags of an
+/// [`EventKind::Exec`] event).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // four independent facts of one decision
+pub struct ExecFlags {
+    /// The kernel now watches the process.
+    pub watched: bool,
+    /// It was watched before the exec.
+    pub was_watched: bool,
+    /// The kernel could not read the whole environment: user space decides from /proc.
+    pub undecided: bool,
+    /// Flags this build does not know were set.
+    pub unknown: bool,
 }
 
 /// Which way data went, as seen by the traced process.
@@ -174,6 +193,20 @@ fn addr(family: u16, bytes: [u8; 16], port: u16) -> Result<SocketAddr, DecodeErr
 }
 
 impl RawEvent {
+    /// The kernel's decision, for an [`EventKind::Exec`] event (all false otherwise).
+    pub fn exec_flags(&self) -> ExecFlags {
+        if self.kind != EventKind::Exec {
+            return ExecFlags::default();
+        }
+        let f = self.real_len;
+        ExecFlags {
+            watched: f & 1 != 0,
+            was_watched: f & 2 != 0,
+            undecided: f & 4 != 0,
+            unknown: f & !7 != 0,
+        }
+    }
+
     /// Decodes one ring buffer record.
     ///
     /// # Errors
@@ -204,6 +237,8 @@ impl RawEvent {
             2 => EventKind::Connect,
             3 => EventKind::Accept,
             4 => EventKind::Close,
+            5 => EventKind::Exec,
+            6 => EventKind::Exit,
             other => return Err(DecodeError::UnknownKind(other)),
         };
         let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());

@@ -10,8 +10,10 @@ use std::str::FromStr;
 
 use adi_core::event::Event;
 
+pub mod env_yaml;
 pub mod jsonl;
 
+pub use env_yaml::EnvYamlSink;
 pub use jsonl::JsonlSink;
 
 /// A sink could not write.
@@ -57,6 +59,23 @@ pub trait Sink: Send {
     ///
     /// [`SinkError::Write`] when the destination refuses it.
     fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Opens `path` for appending, creating it with mode 0600 (events and environments may hold
+/// what redaction cannot recognise); an existing file keeps its mode.
+///
+/// # Errors
+///
+/// [`SinkError::Open`] when the file cannot be opened for writing.
+pub fn open_private(path: &std::path::Path) -> Result<std::fs::File, SinkError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).map_err(|source| SinkError::Open {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A `--sink KIND[=PATH]` value.

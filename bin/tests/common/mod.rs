@@ -189,6 +189,59 @@ impl Adi {
     }
 }
 
+const PY_SERVER: &str = r#"
+import http.server, sys, json
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        out = json.dumps({"got": len(body)}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    def do_GET(self):
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in [b"hello ", b"chunked ", b"world"]:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        size = int(self.path.rsplit("/", 1)[-1]) if self.path.startswith("/bytes/") else 2
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"x" * 65536
+        left = size
+        while left:
+            n = min(left, len(chunk)); self.wfile.write(chunk[:n]); left -= n
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// The Python test server on a port the kernel picks (no race with other tests picking
+/// ports), listening when this returns.
+pub fn py_server() -> (Proc, u16) {
+    let mut child = Command::new("python3")
+        .args(["-c", PY_SERVER])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let p = Proc(child);
+    let port = line.trim().parse().expect("server port");
+    (p, port)
+}
+
 pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event_type"] == t).collect()
 }

@@ -1,7 +1,6 @@
 //! The `jsonl` sink: one JSON object per line, field names as in SPEC section 5, to stdout or
 //! to a file created with mode 0600 (events carry headers and bodies).
 
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -37,14 +36,7 @@ impl JsonlSink {
     ///
     /// [`SinkError::Open`] when the file cannot be opened for writing.
     pub fn file(path: &Path) -> Result<Self, SinkError> {
-        let mut opts = OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let file = opts.open(path).map_err(|source| SinkError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = crate::open_private(path)?;
         let target = path.display().to_string();
         Ok(Self::to_writer(
             &format!("jsonl={target}"),
@@ -70,6 +62,10 @@ impl Sink for JsonlSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
+        // Environments are the env-yaml sink's; the stream keeps SPEC section 5's types.
+        if matches!(event, Event::Process(_)) {
+            return Ok(());
+        }
         self.line.clear();
         serde_json::to_writer(&mut self.line, event)?;
         self.line.push(b'\n');
