@@ -19,6 +19,7 @@ use adi_classifier_ssh as _;
 use adi_classifiers as _;
 
 mod classify;
+mod go_ps;
 mod live;
 mod profile;
 
@@ -98,6 +99,22 @@ enum Command {
     Classify(ClassifyArgs),
     /// List the classifiers linked into this binary, built-in and third-party.
     Classifiers(ClassifiersArgs),
+    /// Go programs: `adi go ps` lists the running ones with their Go version and build info.
+    Go(GoArgs),
+}
+
+/// `adi go` subcommands.
+#[derive(Debug, Args)]
+struct GoArgs {
+    #[command(subcommand)]
+    command: GoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GoCommand {
+    /// List running Go processes: pid, Go version, executable, main package, Go runtime
+    /// variables (GOGC, GOMAXPROCS, ...); non-Go processes are not listed.
+    Ps(go_ps::PsArgs),
 }
 
 /// `adi classify` flags.
@@ -171,6 +188,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             list_classifiers(&registry, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Go(GoArgs {
+            command: GoCommand::Ps(args),
+        })) => go_ps::run(&args),
         None => live(&cli.live, registry),
     }
 }

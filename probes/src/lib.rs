@@ -3,12 +3,15 @@
 //! - [`live`]: the eBPF syscall probes (tracepoints, CO-RE, ring buffer), loaded with aya 0.14
 //!   from the object committed in `probes/bpf/`;
 //! - [`raw`]: the kernel wire format and its checked decoding;
+//! - [`go`]: Go binary inspection: build info, function addresses (`.symtab` or
+//!   `.gopclntab`), return sites, for `adi go ps` and the Go uprobes;
 //! - [`proc`]: process context from `/proc` (comm, cmdline, start time, listening ports);
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
 //!   `adi classify FILE`).
 //!
 //! This is the only crate where `unsafe` appears, each block with a `// SAFETY:` comment.
 
+pub mod go;
 pub mod live;
 pub mod pcap;
 pub mod proc;

@@ -1,0 +1,3 @@
+module adi.invalid/gotargets
+
+go 1.19
