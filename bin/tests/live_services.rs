@@ -662,11 +662,13 @@ fn mariadb_cli_against_mariadb() {
 const PGBIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// PostgreSQL serves each connection from a backend that the postmaster forks after accept,
-/// so the server end's pid does not exist before the client connects, and `--pid` takes
-/// pids at start. Both ends are therefore selected the other way adi offers: the ADI_PROFILE
-/// opt-in, rescanned every 2 s, which the backend inherits from the postmaster; and
-/// `pre_auth_delay` holds the new backend for 3 s before it reads the startup packet, so adi
-/// is watching it by then. Its pid comes back in the query result.
+/// so the server end's pid does not exist before the client connects. Both ends are selected
+/// by the ADI_PROFILE opt-in: the postmaster (running before adi) by the /proc scan at start,
+/// each backend from its fork on (the kernel follows children of watched processes), and the
+/// psql clients by the kernel's decision at their exec. The backend's pid comes back in the
+/// query result. Authentication is by cleartext password, the worst case for secrets: the
+/// password crosses the socket in a PasswordMessage and sits in psql's environment
+/// (PGPASSWORD), and must reach neither the events nor the env-yaml inventory.
 #[test]
 fn psql_against_postgresql() {
     let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
@@ -682,12 +684,15 @@ fn psql_against_postgresql() {
         cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
         cmd
     };
+    let password = format!("pg-secret-{}", std::process::id());
+    std::fs::write(d("pwfile"), &password).expect("pwfile");
     setup(as_postgres(&initdb).args([
         "-D",
         &d("data"),
         "-U",
         "postgres",
-        "--auth=trust",
+        "--auth=password",
+        &format!("--pwfile={}", d("pwfile")),
         "--no-sync",
         "--locale=C",
         "--encoding=UTF8",
@@ -701,7 +706,7 @@ fn psql_against_postgresql() {
             .args(["-D", &d("data"), "-p", &p])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("unix_socket_directories={}", d(""))])
-            .args(["-c", "pre_auth_delay=3", "-c", "fsync=off"])
+            .args(["-c", "fsync=off"])
             .env("ADI_PROFILE", &profile),
         libc::SIGINT,
     );
@@ -724,12 +729,19 @@ fn psql_against_postgresql() {
             "select 1, pg_backend_pid()",
         ]);
         cmd.env("ADI_PROFILE", &profile)
+            .env("PGPASSWORD", &password)
             .env("PGCONNECT_TIMEOUT", "10")
             .env("PGSSLMODE", sslmode);
         Held::spawn(cmd)
     };
     let mut clients = [psql("prefer"), psql("disable")];
-    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let env_yaml = dir.path().join("env.yaml");
+    let adi = Adi::start(&[
+        "--profile-allowed",
+        &profile,
+        "--sink",
+        &format!("env-yaml={}", env_yaml.display()),
+    ]);
     let backends: Vec<u64> = clients
         .iter_mut()
         .map(|c| {
@@ -766,6 +778,22 @@ fn psql_against_postgresql() {
         assert_eq!(mine[0].confidences(), want);
     }
     assert_eq!(ends.len(), 2);
+    // The password reached no sink; psql's environment is inventoried with it redacted.
+    let yaml = std::fs::read_to_string(&env_yaml).expect("env yaml");
+    let jsonl = serde_json::to_string(&events).expect("json");
+    assert!(
+        !yaml.contains(&password) && !jsonl.contains(&password),
+        "the password leaked"
+    );
+    for c in &clients {
+        let doc = format!("adi_profile_pid: {}\n", c.pid());
+        let at = yaml
+            .find(&doc)
+            .unwrap_or_else(|| panic!("no env doc for psql:\n{yaml}"));
+        let rest = &yaml[at..];
+        let rest = &rest[..rest.find("\n---").unwrap_or(rest.len())];
+        assert!(rest.contains("PGPASSWORD: \"<redacted>\""), "{rest}");
+    }
     eprintln!(
         "postgres: {} connections in {:?}",
         ends.len(),
