@@ -2,6 +2,9 @@
 //! - `bpf`: rebuilds `probes/bpf/adi.bpf.o` from its C source with clang (needs Debian's
 //!   `clang libbpf-dev llvm`); `bpf --check` rebuilds into a temp file and fails when the
 //!   committed object differs (CI runs it).
+//! - `go-offsets`: regenerates `probes/src/go/offsets_table.rs` from the DWARF of the Go test
+//!   programs built with every installed toolchain (`testdata/go/install-toolchains.sh`);
+//!   `go-offsets --check` fails when the committed table differs.
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
 //!   input format each fuzz target expects.
 
@@ -18,8 +21,76 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("fuzz-seed") => fuzz_seed(&root),
         Some("bpf") => bpf(&root, std::env::args().nth(2).as_deref() == Some("--check")),
-        _ => bail!("usage: cargo xtask bpf [--check] | fuzz-seed"),
+        Some("go-offsets") => {
+            go_offsets(&root, std::env::args().nth(2).as_deref() == Some("--check"))
+        }
+        _ => bail!("usage: cargo xtask bpf [--check] | go-offsets [--check] | fuzz-seed"),
     }
+}
+
+/// Measures the offsets of `adi_probes::go::offsets::FIELDS` in the DWARF of the client test
+/// program (it has `net/http`, `net/url` and the map types) built by every installed
+/// toolchain, and writes (or checks) the table.
+fn go_offsets(root: &Path, check: bool) -> anyhow::Result<()> {
+    use adi_probes::go::offsets::{from_dwarf, render_table};
+    use adi_probes::go::testing::{toolchains, Variant, VERSIONS};
+    use adi_probes::go::{GoBinary, GoVersion};
+
+    let built = toolchains();
+    anyhow::ensure!(
+        built.len() == VERSIONS.len(),
+        "go-offsets needs every toolchain ({}); run testdata/go/install-toolchains.sh",
+        VERSIONS.join(" ")
+    );
+    let mut measured = Vec::new();
+    for t in built {
+        let version = GoVersion::parse(&t.go_version)
+            .with_context(|| format!("Go version {}", t.go_version))?;
+        // The client has net/http.Response, the server net/http.response: take the union.
+        let mut offsets = adi_probes::go::offsets::Offsets::default();
+        for prog in ["client", "server"] {
+            let path = t.binary(Variant::Default, prog);
+            let bin = GoBinary::open(&path)?;
+            let found = from_dwarf(&bin).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for (field, offset) in found.fields {
+                let known = *offsets.fields.entry(field.clone()).or_insert(offset);
+                anyhow::ensure!(
+                    known == offset,
+                    "{field}: {known} and {offset} in {}",
+                    t.go_version
+                );
+            }
+        }
+        println!("{}: {} fields", t.go_version, offsets.fields.len());
+        measured.push(((version.major, version.minor), offsets));
+    }
+    let table = render_table(&measured);
+    let path = root.join("probes/src/go/offsets_table.rs");
+    // rustfmt decides the layout, so the committed file passes `cargo fmt --check`.
+    let out = if check {
+        root.join("target/offsets_table.check.rs")
+    } else {
+        path.clone()
+    };
+    std::fs::write(&out, table)?;
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021"])
+        .arg(&out)
+        .status()
+        .context("running rustfmt")?;
+    anyhow::ensure!(status.success(), "rustfmt failed: {status}");
+    if check {
+        let fresh = std::fs::read_to_string(&out)?;
+        std::fs::remove_file(&out)?;
+        let committed = std::fs::read_to_string(&path).context("reading offsets_table.rs")?;
+        if committed != fresh {
+            bail!("probes/src/go/offsets_table.rs is stale: run `cargo xtask go-offsets`");
+        }
+        println!("probes/src/go/offsets_table.rs is fresh");
+    } else {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// The one command that builds the BPF object. Relative paths only, run from `probes/bpf`, so

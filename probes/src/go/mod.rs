@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod buildinfo;
+pub mod offsets;
+pub mod offsets_table;
 pub mod ret_sites;
 pub mod symbols;
 #[cfg(any(test, feature = "testing"))]
@@ -64,6 +66,12 @@ pub enum GoError {
     /// The `.go.buildinfo` section is present but malformed.
     #[error("malformed Go build info: {reason}")]
     BadBuildInfo {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The DWARF sections are present but cannot be decompressed or parsed.
+    #[error("unreadable DWARF: {reason}")]
+    BadDwarf {
         /// What was wrong.
         reason: String,
     },

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::buildinfo::{self, compare_versions, uvarint, GoVersion, PreRelease};
+use super::offsets::{self, MapLayout, OffsetsSource};
 use super::symbols::{self, Pclntab, SymbolSource, PCLNTAB_MAGIC_116, PCLNTAB_MAGIC_120};
 use super::testing::{self, Toolchain, Variant};
 use super::{ret_offsets, GoBinary, GoError};
@@ -747,4 +748,163 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field offsets.
+
+#[test]
+fn offsets_table_matches_dwarf_of_every_target() {
+    each_target(|t, variant, _, bin, what| {
+        let version = GoVersion::parse(&t.go_version).expect("version");
+        let table = offsets::from_table(&version);
+        let info = bin.build_info().expect("build info");
+        let (found, source) = offsets::for_binary(bin, &info).expect("offsets");
+        match variant {
+            Variant::Default | Variant::Static => {
+                assert_eq!(source, OffsetsSource::Dwarf, "{what}");
+                assert!(found.fields.len() >= 17, "{what}: {found:?}");
+                for (field, offset) in &found.fields {
+                    assert_eq!(table.fields.get(field), Some(offset), "{what}: {field}");
+                }
+            }
+            Variant::NoDwarf | Variant::Stripped => {
+                assert_eq!(source, OffsetsSource::Table, "{what}");
+                assert_eq!(found, table, "{what}");
+            }
+        }
+        // The offsets the uprobes read (verified-recipes.md), and url.URL's reordering in 1.26.
+        let get = |s, m| found.get(s, m).unwrap_or_else(|| panic!("{what}: {s}.{m}"));
+        assert_eq!(get("net/http.Request", "Method"), 0, "{what}");
+        assert_eq!(get("net/http.Request", "URL"), 16, "{what}");
+        assert_eq!(get("net/http.Request", "Host"), 128, "{what}");
+        assert_eq!(get("net/url.URL", "Host"), 40, "{what}");
+        assert_eq!(get("net/url.URL", "Path"), 56, "{what}");
+        let raw_query = if version.at_least(1, 26) { 88 } else { 96 };
+        assert_eq!(get("net/url.URL", "RawQuery"), raw_query, "{what}");
+        let swiss = offsets::swiss_maps(&info);
+        assert_eq!(swiss, version.at_least(1, 24), "{what}");
+        let map_field = if swiss {
+            ("internal/runtime/maps.Map", "dirPtr")
+        } else {
+            ("runtime.hmap", "buckets")
+        };
+        assert!(found.get(map_field.0, map_field.1).is_some(), "{what}");
+    });
+}
+
+#[test]
+fn header_map_layout_matches_dwarf() {
+    let bucket = "noalg.map.bucket[string][]string";
+    let group = "noalg.map.group[string][]string";
+    let slot = "noalg.struct { key string; elem []string }";
+    let fields = [
+        (bucket, "keys"),
+        (bucket, "elems"),
+        (bucket, "overflow"),
+        (group, "slots"),
+        (slot, "elem"),
+    ];
+    each_toolchain(|t| {
+        let bin = open(t, Variant::Default, "client");
+        let info = bin.build_info().expect("build info");
+        let dwarf = offsets::from_dwarf_fields(&bin, &fields).expect("DWARF");
+        let what = &t.version;
+        match MapLayout::http_header(&info) {
+            MapLayout::Buckets {
+                keys,
+                elems,
+                overflow,
+                size,
+            } => {
+                assert_eq!((keys, elems, overflow, size), (8, 136, 328, 336), "{what}");
+                // Go 1.23's linker does not emit this bucket type; 1.19's does.
+                if let Some(k) = dwarf.get(bucket, "keys") {
+                    assert_eq!(k, keys, "{what}");
+                    assert_eq!(dwarf.get(bucket, "elems"), Some(elems), "{what}");
+                    assert_eq!(dwarf.get(bucket, "overflow"), Some(overflow), "{what}");
+                }
+            }
+            MapLayout::Swiss {
+                slots,
+                slot_size,
+                elem,
+                size,
+            } => {
+                assert_eq!((slots, slot_size, elem, size), (8, 40, 16, 328), "{what}");
+                assert_eq!(dwarf.get(group, "slots"), Some(slots), "{what}");
+                assert_eq!(dwarf.get(slot, "elem"), Some(elem), "{what}");
+            }
+        }
+    });
+}
+
+#[test]
+fn swiss_maps_follow_version_and_goexperiment() {
+    let info = |version: &str, experiment: &str| buildinfo::BuildInfo {
+        go_version: version.into(),
+        settings: vec![buildinfo::BuildSetting {
+            key: "GOEXPERIMENT".into(),
+            value: experiment.into(),
+        }],
+        ..Default::default()
+    };
+    assert!(!offsets::swiss_maps(&info("go1.23.9", "")));
+    assert!(offsets::swiss_maps(&info("go1.23.9", "swissmap")));
+    assert!(offsets::swiss_maps(&info("go1.24.11", "")));
+    assert!(!offsets::swiss_maps(&info("go1.24.11", "noswissmap")));
+    assert!(!offsets::swiss_maps(&info(
+        "go1.25.5",
+        "aliastypeparams,noswissmap"
+    )));
+    assert!(
+        offsets::swiss_maps(&info("go1.26.6", "noswissmap")),
+        "removed in 1.26"
+    );
+    assert!(!offsets::swiss_maps(&info("devel +abc", "")));
+}
+
+#[test]
+fn table_lookup_by_version() {
+    let v = |s: &str| GoVersion::parse(s).expect("version");
+    let raw_query = |s: &str| offsets::from_table(&v(s)).get("net/url.URL", "RawQuery");
+    assert_eq!(raw_query("go1.19.8"), Some(96));
+    assert_eq!(
+        raw_query("go1.20.5"),
+        Some(96),
+        "between measured versions of one range"
+    );
+    assert_eq!(raw_query("go1.25.0"), Some(96));
+    assert_eq!(raw_query("go1.26rc1"), Some(88));
+    assert_eq!(raw_query("go1.18.10"), None, "older than the table");
+    assert_eq!(raw_query("go1.99.0"), None, "newer than the table");
+    // A stripped binary of an unknown version: a clean error, not a guess.
+    let built = inline_buildinfo("go1.99.0", &sentinel_wrapped(MODINFO));
+    let bin = GoBinary::from_bytes(elf(&[(".go.buildinfo", 1, built)]).0).expect("ELF");
+    let info = bin.build_info().expect("build info");
+    assert!(matches!(
+        offsets::for_binary(&bin, &info),
+        Err(GoError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn hostile_dwarf_gives_clean_errors() {
+    // .zdebug_info: "ZLIB", a big-endian size, then zlib bytes.
+    let mut huge = b"ZLIB".to_vec();
+    huge.extend_from_slice(&u64::MAX.to_be_bytes());
+    huge.extend_from_slice(&[0x78, 0x9c, 0, 0]);
+    let mut garbage = b"ZLIB".to_vec();
+    garbage.extend_from_slice(&100u64.to_be_bytes());
+    garbage.extend_from_slice(&[0x13; 32]);
+    for data in [huge, garbage, b"ZLI".to_vec()] {
+        let bin = GoBinary::from_bytes(elf(&[(".zdebug_info", 1, data)]).0).expect("ELF");
+        let r = offsets::from_dwarf(&bin);
+        assert!(matches!(r, Err(GoError::BadDwarf { .. })), "{r:?}");
+    }
+    // Uncompressed but truncated .debug_info: a unit header promising more than is there.
+    let unit = vec![0xff, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8];
+    let bin = GoBinary::from_bytes(elf(&[(".debug_info", 1, unit)]).0).expect("ELF");
+    let r = offsets::from_dwarf(&bin);
+    assert!(matches!(r, Err(GoError::BadDwarf { .. })), "{r:?}");
 }
