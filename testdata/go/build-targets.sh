@@ -37,6 +37,11 @@ exec 9>"$OUT/.lock"
 flock 9
 
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOWORK=off GO111MODULE=on
+# VCS stamping (vcs.* build settings) needs a working git on this checkout: without one (no
+# git, a tarball, another owner's clone) go build would fail, so stamping is turned off.
+if ! git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+  GOFLAGS="$GOFLAGS -buildvcs=false"
+fi
 export GOCACHE=$OUT/.gocache GOPATH=$OUT/.gopath GOENV=off GOTELEMETRY=off
 unset GOROOT GOOS GOARCH GOEXPERIMENT CGO_ENABLED
 
