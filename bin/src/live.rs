@@ -206,6 +206,32 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    fn new(
+        registry: Arc<Registry>,
+        opts: &LiveOptions,
+        env_docs: bool,
+        opt_in: Option<String>,
+    ) -> Self {
+        Self {
+            engine: Engine::new(registry),
+            conns: HashMap::new(),
+            processes: HashMap::new(),
+            listening: adi_probes::proc::listening_ports(),
+            clock_offset: monotonic_to_unix_offset(),
+            outputs: Vec::new(),
+            evicted: Vec::new(),
+            published: 0,
+            http_events: 0,
+            connection_events: 0,
+            redact: opts.redact,
+            env_docs,
+            documented: HashMap::new(),
+            new_docs: Vec::new(),
+            opt_in,
+            exec_overrides: 0,
+        }
+    }
+
     fn wall(&self, mono_ns: u64) -> u64 {
         u64::try_from(i128::from(mono_ns) + self.clock_offset).unwrap_or(0)
     }
@@ -522,24 +548,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         }));
     }
 
-    let mut pipeline = Pipeline {
-        engine: Engine::new(registry),
-        conns: HashMap::new(),
-        processes: HashMap::new(),
-        listening: adi_probes::proc::listening_ports(),
-        clock_offset: monotonic_to_unix_offset(),
-        outputs: Vec::new(),
-        evicted: Vec::new(),
-        published: 0,
-        http_events: 0,
-        connection_events: 0,
-        redact: opts.redact,
-        env_docs,
-        documented: HashMap::new(),
-        new_docs: Vec::new(),
-        opt_in,
-        exec_overrides: 0,
-    };
+    let mut pipeline = Pipeline::new(registry, opts, env_docs, opt_in);
     for pid in selected {
         let _ = pipeline.process(pid, "");
     }

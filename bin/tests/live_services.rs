@@ -661,6 +661,30 @@ fn mariadb_cli_against_mariadb() {
 
 const PGBIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// `bin` run as the postgres user (setpriv execs, so the pid is the program's).
+fn as_postgres(bin: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
+    cmd
+}
+
+/// A new cluster in `d("data")` whose `postgres` superuser logs in with `password`, sent in
+/// clear (`--auth=password`).
+fn initdb_with_password(initdb: &str, d: &dyn Fn(&str) -> String, password: &str) {
+    std::fs::write(d("pwfile"), password).expect("pwfile");
+    setup(as_postgres(initdb).args([
+        "-D",
+        &d("data"),
+        "-U",
+        "postgres",
+        "--auth=password",
+        &format!("--pwfile={}", d("pwfile")),
+        "--no-sync",
+        "--locale=C",
+        "--encoding=UTF8",
+    ]));
+}
+
 /// PostgreSQL serves each connection from a backend that the postmaster forks after accept,
 /// so the server end's pid does not exist before the client connects. Both ends are selected
 /// by the ADI_PROFILE opt-in: the postmaster (running before adi) by the /proc scan at start,
@@ -679,24 +703,8 @@ fn psql_against_postgresql() {
     let started = Instant::now();
     let dir = owned_tempdir("postgres");
     let d = |p: &str| dir.path().join(p).display().to_string();
-    let as_postgres = |bin: &str| {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
-        cmd
-    };
     let password = format!("pg-secret-{}", std::process::id());
-    std::fs::write(d("pwfile"), &password).expect("pwfile");
-    setup(as_postgres(&initdb).args([
-        "-D",
-        &d("data"),
-        "-U",
-        "postgres",
-        "--auth=password",
-        &format!("--pwfile={}", d("pwfile")),
-        "--no-sync",
-        "--locale=C",
-        "--encoding=UTF8",
-    ]));
+    initdb_with_password(&initdb, &d, &password);
     let profile = format!("adi-live-{}", std::process::id());
     let port = free_port();
     let p = port.to_string();
@@ -778,15 +786,30 @@ fn psql_against_postgresql() {
         assert_eq!(mine[0].confidences(), want);
     }
     assert_eq!(ends.len(), 2);
-    // The password reached no sink; psql's environment is inventoried with it redacted.
-    let yaml = std::fs::read_to_string(&env_yaml).expect("env yaml");
-    let jsonl = serde_json::to_string(&events).expect("json");
+    let psql_pids: Vec<u32> = clients.iter().map(Held::pid).collect();
+    assert_password_redacted(&events, &env_yaml, &password, &psql_pids);
+    eprintln!(
+        "postgres: {} connections in {:?}",
+        ends.len(),
+        started.elapsed()
+    );
+}
+
+/// The password reached no sink; each psql's environment is inventoried with it redacted.
+fn assert_password_redacted(
+    events: &[Value],
+    env_yaml: &std::path::Path,
+    password: &str,
+    psql: &[u32],
+) {
+    let yaml = std::fs::read_to_string(env_yaml).expect("env yaml");
+    let jsonl = serde_json::to_string(events).expect("json");
     assert!(
-        !yaml.contains(&password) && !jsonl.contains(&password),
+        !yaml.contains(password) && !jsonl.contains(password),
         "the password leaked"
     );
-    for c in &clients {
-        let doc = format!("adi_profile_pid: {}\n", c.pid());
+    for pid in psql {
+        let doc = format!("adi_profile_pid: {pid}\n");
         let at = yaml
             .find(&doc)
             .unwrap_or_else(|| panic!("no env doc for psql:\n{yaml}"));
@@ -794,11 +817,6 @@ fn psql_against_postgresql() {
         let rest = &rest[..rest.find("\n---").unwrap_or(rest.len())];
         assert!(rest.contains("PGPASSWORD: \"<redacted>\""), "{rest}");
     }
-    eprintln!(
-        "postgres: {} connections in {:?}",
-        ends.len(),
-        started.elapsed()
-    );
 }
 
 const PIKA_CLIENT: &str = r#"

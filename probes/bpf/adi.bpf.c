@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* adi's syscall capture: every socket read and write of watched processes.
  *
- * At sys_enter_* the arguments are stashed per thread; at sys_exit_* the real byte count is
+ * Two raw tracepoints, sys_enter and sys_exit, see every syscall: the syscall number is
+ * checked first, so anything else returns after a compare (raw tracepoints skip the perf
+ * buffer that each syscalls:sys_enter_* tracepoint fills before its program runs, which is
+ * most of what tracing costs the processes adi does not watch). x86_64 syscall numbers.
+ * At entry the arguments are stashed per thread; at exit the real byte count is
  * known, the fd is resolved to its kernel socket (task->files->fdt->fd[fd]->private_data->sk,
  * which also covers connections opened before adi started), non-TCP and non-socket fds are
  * dropped, and at most a per-connection cap of payload is copied into the ring buffer.
@@ -20,6 +24,26 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+
+#ifndef __TARGET_ARCH_x86
+#error "syscall numbers and registers below are x86_64's"
+#endif
+/* x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_connect 42
+#define NR_accept 43
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_accept4 288
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
 
 /* Knobs set by the loader (EbpfLoader::override_global). */
 const volatile __u32 watch_all = 0;       /* 1: every process (--all) */
@@ -265,11 +289,8 @@ static __always_inline __u32 copy_iov(struct adi_scratch *s, const struct iovec 
 	return off;
 }
 
-static __always_inline int stash(__u32 kind, __u32 vec, __u32 dir, __s32 fd, __u64 ptr, __u64 count_)
+static __always_inline int stash(__u64 pid_tgid, __u32 kind, __u32 vec, __u32 dir, __s32 fd, __u64 ptr, __u64 count_)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_watched(pid_tgid >> 32))
-		return 0;
 	struct adi_args a = {.ptr = ptr, .count = count_, .fd = fd, .vec = vec, .dir = dir, .kind = kind};
 	if (bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY))
 		count(ADI_STAT_STASH_FULL);
@@ -317,18 +338,37 @@ static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi
 
 /* One program for every sys_exit_* tracepoint of interest: their records share a layout, so
  * the loader attaches this single program to each of them. */
-SEC("tracepoint/syscalls/sys_exit")
-int adi_sys_exit(struct adi_sys_exit *ctx)
+static __always_inline bool traced_syscall(long id)
 {
+	switch (id) {
+	case NR_read: case NR_write: case NR_readv: case NR_writev: case NR_sendfile:
+	case NR_connect: case NR_accept: case NR_sendto: case NR_recvfrom: case NR_sendmsg:
+	case NR_recvmsg: case NR_accept4: case NR_recvmmsg: case NR_sendmmsg:
+		return true;
+	default:
+		return false;
+	}
+}
+
+SEC("raw_tracepoint/sys_exit")
+int adi_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	/* Unwatched processes leave at the first lookup, before any helper reads memory. */
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_watched(pid_tgid >> 32))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	long id = BPF_CORE_READ(regs, orig_ax);
+	if (!traced_syscall(id))
+		return 0;
 	struct adi_args *ap = bpf_map_lookup_elem(&active, &pid_tgid);
 	if (!ap)
 		return 0;
 	struct adi_args a = *ap;
 	bpf_map_delete_elem(&active, &pid_tgid);
-	__s64 ret = ctx->ret;
+	__s64 ret = ctx->args[1];
 	__u32 tgid = pid_tgid >> 32;
-	__u32 syscall = ctx->syscall_nr;
+	__u32 syscall = id;
 
 	if (a.kind == ADI_EV_CONNECT || a.kind == ADI_EV_ACCEPT) {
 		if (a.kind == ADI_EV_CONNECT && ret != 0 && ret != -EINPROGRESS)
@@ -401,49 +441,16 @@ int adi_sys_exit(struct adi_sys_exit *ctx)
 	return 0;
 }
 
-/* One small program per sys_enter_* tracepoint: each knows where its arguments are. */
-#define ENTER_EXIT(name, body)                                                   \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                              \
-	int adi_enter_##name(struct adi_sys_enter *ctx) { body; }
-
-/* (fd, buf, count) */
-ENTER_EXIT(read, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
-ENTER_EXIT(write, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
-ENTER_EXIT(recvfrom, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
-ENTER_EXIT(sendto, return stash(ADI_EV_DATA, VEC_PLAIN, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
-/* (fd, iov, iovcnt) */
-ENTER_EXIT(readv, return stash(ADI_EV_DATA, VEC_IOV, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
-ENTER_EXIT(writev, return stash(ADI_EV_DATA, VEC_IOV, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
-/* (fd, msghdr, flags) */
-ENTER_EXIT(recvmsg, return stash(ADI_EV_DATA, VEC_MSG, ADI_DIR_RECV, ctx->args[0], ctx->args[1], 0))
-ENTER_EXIT(sendmsg, return stash(ADI_EV_DATA, VEC_MSG, ADI_DIR_SEND, ctx->args[0], ctx->args[1], 0))
-/* (fd, mmsghdr, vlen, ...) */
-ENTER_EXIT(recvmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_RECV, ctx->args[0], ctx->args[1], ctx->args[2]))
-ENTER_EXIT(sendmmsg, return stash(ADI_EV_DATA, VEC_MMSG, ADI_DIR_SEND, ctx->args[0], ctx->args[1], ctx->args[2]))
-/* (out_fd, in_fd, offset, count): the file's bytes go straight to the socket; the event
- * carries their count only, so the HTTP session can step over a body sent this way. */
-ENTER_EXIT(sendfile64, return stash(ADI_EV_DATA, VEC_FILE, ADI_DIR_SEND, ctx->args[0], 0, 0))
-/* (fd, addr, addrlen) / (fd, addr, addrlen[, flags]): the new fd is the return value */
-ENTER_EXIT(connect, return stash(ADI_EV_CONNECT, VEC_NONE, ADI_DIR_SEND, ctx->args[0], 0, 0))
-ENTER_EXIT(accept, return stash(ADI_EV_ACCEPT, VEC_NONE, ADI_DIR_RECV, ctx->args[0], 0, 0))
-ENTER_EXIT(accept4, return stash(ADI_EV_ACCEPT, VEC_NONE, ADI_DIR_RECV, ctx->args[0], 0, 0))
-
 /* close(fd): report and forget a known connection. Entry is enough: the fd is gone after. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int adi_enter_close(struct adi_sys_enter *ctx)
+static __always_inline int on_close(__u32 tgid, __s32 fd)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	if (!is_watched(tgid))
-		return 0;
-	__s32 fd = ctx->args[0];
 	__u64 key = conn_key(tgid, fd);
 	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
 		return 0;
 	__u16 role = conn->role;
 	bpf_map_delete_elem(&conns, &key);
-	struct adi_scratch *s = new_event(ADI_EV_CLOSE, fd, ctx->syscall_nr);
+	struct adi_scratch *s = new_event(ADI_EV_CLOSE, fd, NR_close);
 	if (!s)
 		return 0;
 	struct sock *sk = tcp_sock_of(fd);
@@ -452,6 +459,51 @@ int adi_enter_close(struct adi_sys_enter *ctx)
 	s->hdr.role = role;
 	submit(s, 0);
 	return 0;
+}
+
+/* Every syscall's entry: the number decides, before anything is read. */
+SEC("raw_tracepoint/sys_enter")
+int adi_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	long id = ctx->args[1];
+	__u32 kind = ADI_EV_DATA, vec, dir;
+	switch (id) {
+	/* (fd, buf, count) */
+	case NR_read: case NR_recvfrom: vec = VEC_PLAIN; dir = ADI_DIR_RECV; break;
+	case NR_write: case NR_sendto: vec = VEC_PLAIN; dir = ADI_DIR_SEND; break;
+	/* (fd, iov, iovcnt) */
+	case NR_readv: vec = VEC_IOV; dir = ADI_DIR_RECV; break;
+	case NR_writev: vec = VEC_IOV; dir = ADI_DIR_SEND; break;
+	/* (fd, msghdr, flags) */
+	case NR_recvmsg: vec = VEC_MSG; dir = ADI_DIR_RECV; break;
+	case NR_sendmsg: vec = VEC_MSG; dir = ADI_DIR_SEND; break;
+	/* (fd, mmsghdr, vlen, ...) */
+	case NR_recvmmsg: vec = VEC_MMSG; dir = ADI_DIR_RECV; break;
+	case NR_sendmmsg: vec = VEC_MMSG; dir = ADI_DIR_SEND; break;
+	/* (out_fd, in_fd, offset, count): the file's bytes go straight to the socket; the event
+	 * carries their count only, so the HTTP session can step over a body sent this way. */
+	case NR_sendfile: vec = VEC_FILE; dir = ADI_DIR_SEND; break;
+	/* (fd, addr, addrlen[, flags]): for accept, the new fd is the return value */
+	case NR_connect: kind = ADI_EV_CONNECT; vec = VEC_NONE; dir = ADI_DIR_SEND; break;
+	case NR_accept: case NR_accept4: kind = ADI_EV_ACCEPT; vec = VEC_NONE; dir = ADI_DIR_RECV; break;
+	case NR_close: kind = ADI_EV_CLOSE; vec = VEC_NONE; dir = ADI_DIR_SEND; break;
+	default:
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_watched(pid_tgid >> 32))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__s32 fd = BPF_CORE_READ(regs, di);
+	if (kind == ADI_EV_CLOSE)
+		return on_close(pid_tgid >> 32, fd);
+	__u64 ptr = 0, count_ = 0;
+	if (vec != VEC_NONE && vec != VEC_FILE) {
+		ptr = BPF_CORE_READ(regs, si);
+		if (vec != VEC_MSG)
+			count_ = BPF_CORE_READ(regs, dx);
+	}
+	return stash(pid_tgid, kind, vec, dir, fd, ptr, count_);
 }
 
 /* A watched process's children are watched from their first instruction: servers that fork

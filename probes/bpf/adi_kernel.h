@@ -135,18 +135,20 @@ struct mmsghdr {
 
 /* Syscall tracepoint records (/sys/kernel/tracing/events/syscalls/sys_enter_read/format):
  * 8 bytes of common fields, the syscall number at 8, arguments (or the return value) from 16. */
-struct adi_sys_enter {
-	__u64 common;
-	__s32 syscall_nr;
-	__u32 pad;
-	__u64 args[6];
+/* The context of raw tracepoints: sys_enter gets (struct pt_regs *, long id), sys_exit gets
+ * (struct pt_regs *, long ret). */
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
 };
 
-struct adi_sys_exit {
-	__u64 common;
-	__s32 syscall_nr;
-	__u32 pad;
-	__s64 ret;
-};
+/* x86_64 registers at syscall entry: the arguments are in di, si, dx, r10, r8, r9 and the
+ * syscall number in orig_ax. */
+struct pt_regs {
+	unsigned long r10;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
 
 #endif

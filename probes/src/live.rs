@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 
@@ -16,24 +16,6 @@ use crate::raw::{RawConn, RawEvent};
 
 /// The compiled BPF object, committed next to its source (`cargo xtask bpf` rebuilds it).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/adi.bpf.o");
-
-/// Syscalls whose exit is traced by the shared exit program.
-const EXIT_SYSCALLS: &[&str] = &[
-    "read",
-    "write",
-    "recvfrom",
-    "sendto",
-    "readv",
-    "writev",
-    "recvmsg",
-    "sendmsg",
-    "recvmmsg",
-    "sendmmsg",
-    "sendfile64",
-    "connect",
-    "accept",
-    "accept4",
-];
 
 /// Counters kept per CPU by the kernel side (`ADI_STAT_*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -234,24 +216,13 @@ impl SyscallProbes {
             }
         }
         let mut attached = 0;
-        attached += attach(
-            &mut ebpf,
-            "syscalls",
-            "adi_sys_exit",
-            EXIT_SYSCALLS.iter().map(|s| format!("sys_exit_{s}")),
-        )?;
-        for name in EXIT_SYSCALLS
-            .iter()
-            .copied()
-            .chain(std::iter::once("close"))
-        {
-            let program = format!("adi_enter_{name}");
-            attached += attach(
-                &mut ebpf,
-                "syscalls",
-                &program,
-                std::iter::once(format!("sys_enter_{name}")),
-            )?;
+        // Every syscall's entry and exit; the programs pick the socket ones by number.
+        for (program, tp) in [
+            ("adi_sys_enter", "sys_enter"),
+            ("adi_sys_exit", "sys_exit"),
+        ] {
+            attach_raw(&mut ebpf, program, tp)?;
+            attached += 1;
         }
         // Children of watched processes are watched too (forking servers), an exec re-decides
         // the opt-in, and an exiting task's id is forgotten.
@@ -337,9 +308,15 @@ impl SyscallProbes {
     /// be drained and the counters read. Used at shutdown.
     pub fn detach(&mut self) {
         for (_, program) in self.ebpf.programs_mut() {
-            if let aya::programs::Program::TracePoint(tp) = program {
-                // A program that was never attached has nothing to unload.
-                let _ = tp.unload();
+            // A program that was never attached has nothing to unload.
+            match program {
+                aya::programs::Program::TracePoint(tp) => {
+                    let _ = tp.unload();
+                }
+                aya::programs::Program::RawTracePoint(tp) => {
+                    let _ = tp.unload();
+                }
+                _ => {}
             }
         }
         self.attached = 0;
@@ -382,6 +359,26 @@ fn attach(
         n += 1;
     }
     Ok(n)
+}
+
+fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
+    let error = |what: String| {
+        let program = program.to_owned();
+        move |source| ProbeError::Program {
+            program,
+            what,
+            source: Box::new(source),
+        }
+    };
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Missing("program"))?
+        .try_into()
+        .map_err(error("typing".into()))?;
+    prog.load().map_err(error("loading".into()))?;
+    prog.attach(tracepoint)
+        .map_err(error(format!("attaching to {tracepoint}")))?;
+    Ok(())
 }
 
 /// The ring buffer, read asynchronously.

@@ -95,8 +95,8 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
     .expect("load");
     assert_eq!(
         probes.attached(),
-        32,
-        "14 exit + 15 enter syscall tracepoints, fork, exec and exit"
+        5,
+        "raw sys_enter and sys_exit, sched fork, exec and exit"
     );
 
     let port = free_port();
