@@ -55,7 +55,7 @@ pub enum ProbeError {
     Program {
         /// The program.
         program: String,
-        /// "loading" or "attaching to sys_exit_read", ...
+        /// "loading" or "attaching to sys_exit", ...
         what: String,
         /// Why (for loads, includes the verifier log).
         #[source]
