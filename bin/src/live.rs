@@ -60,6 +60,8 @@ pub struct LiveOptions {
     pub env_prefixes: Vec<String>,
     /// Replace secrets with `<redacted>` (not `--no-redact`).
     pub redact: bool,
+    /// `--idle-priority`: SCHED_IDLE for every thread of adi.
+    pub idle_priority: bool,
 }
 
 /// Runs live capture until a signal; returns the exit status.
@@ -68,6 +70,17 @@ pub struct LiveOptions {
 ///
 /// When the probes cannot be loaded or a sink cannot be opened: one sentence naming the fix.
 pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
+    if opts.idle_priority {
+        // Before the runtime starts: its threads inherit the policy.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) } != 0 {
+            anyhow::bail!(
+                "--idle-priority: cannot switch to SCHED_IDLE: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -79,6 +79,12 @@ struct LiveArgs {
     /// COOKIE (Authorization, Cookie, Set-Cookie, ...) become `<redacted>`.
     #[arg(long)]
     no_redact: bool,
+    /// Run at the lowest CPU priority (SCHED_IDLE): adi then uses only CPU time the watched
+    /// services leave idle. When they saturate the machine, the kernel ring buffer fills and
+    /// events are lost (counted in `lost` events and the exit summary) instead of the services
+    /// slowing down.
+    #[arg(long)]
+    idle_priority: bool,
     /// Profiles allowed to opt in (comma-separated): a process is watched when its
     /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE. Without --pid or --all,
     /// adi watches processes whose environment has ADI_PROFILE set and non-empty, unless
@@ -271,6 +277,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         allowed: args.profile_allowed.clone(),
         env_prefixes: adi_sinks::env_yaml::parse_prefix_list(&args.env_prefixes),
         redact: !args.no_redact,
+        idle_priority: args.idle_priority,
     };
     live::run(&opts, registry)
 }

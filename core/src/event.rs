@@ -57,12 +57,16 @@ pub struct LossyText(pub Vec<u8>);
 
 impl Serialize for LossyText {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&String::from_utf8_lossy(&self.0))
+        // Valid UTF-8 (nearly always) is checked by the fast validator and written as is.
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_str(&String::from_utf8_lossy(&self.0)),
+        }
     }
 }
 
-/// Most bytes of a message's start kept in `raw_payload`: enough to see the start line and
-/// the first headers; the whole message is in the other fields.
+/// Most bytes of a message's head kept in `raw_payload`: the start line and headers as sent
+/// (the body is in `body`, decoded, so it is not repeated).
 pub const MAX_RAW_PAYLOAD: usize = 1024;
 
 /// Sender and receiver of one message, in the seeds' terms: `send` when the traced process
@@ -226,6 +230,10 @@ impl HttpEvent {
         let is_request = r.kind == RecordKind::Request;
         let mut raw = r.raw;
         let mut truncated = r.truncated;
+        // The head only: the body follows in `body` (halves what large responses write).
+        if let Some(end) = memchr::memmem::find(&raw, b"\r\n\r\n") {
+            raw.truncate(end + 4);
+        }
         if raw.len() > MAX_RAW_PAYLOAD {
             raw.truncate(MAX_RAW_PAYLOAD);
             truncated = true;

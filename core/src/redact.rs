@@ -19,10 +19,17 @@ const SECRET_PARTS: &[&str] = &[
     "cookie",
 ];
 
-/// Whether a header, field or variable named `name` holds a secret.
+/// Whether a header, field or variable named `name` holds a secret. Called for every header
+/// of every event: no allocation.
 pub fn is_secret_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_PARTS.iter().any(|p| lower.contains(p))
+    let name = name.as_bytes();
+    SECRET_PARTS.iter().any(|part| {
+        let part = part.as_bytes();
+        name.len() >= part.len()
+            && name
+                .windows(part.len())
+                .any(|w| w[0].eq_ignore_ascii_case(&part[0]) && w.eq_ignore_ascii_case(part))
+    })
 }
 
 /// Redacts secret header values in place; returns whether anything changed.

@@ -142,6 +142,14 @@ struct {
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
 
+/* Ring buffer flags and queries (UAPI linux/bpf.h, not included: adi_kernel.h is standalone). */
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
+
+/* Pending bytes that make the kernel wake the reader (see submit). */
+#define WAKEUP_BYTES (256 * 1024)
+
 static __always_inline void count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
@@ -244,7 +252,11 @@ static __always_inline void submit(struct adi_scratch *s, __u32 payload)
 		return;
 	payload = len;
 	s->hdr.cap_len = payload;
-	if (bpf_ringbuf_output(&events, s, sizeof(struct adi_event_hdr) + len, 0))
+	/* Wake user space only once a batch is pending: a wakeup per event costs the traced
+	 * process more than the copy. User space also polls every few milliseconds. */
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, s, sizeof(struct adi_event_hdr) + len, flags))
 		count(ADI_STAT_RINGBUF_FULL);
 	else
 		count(ADI_STAT_EVENTS);

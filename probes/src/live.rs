@@ -217,10 +217,7 @@ impl SyscallProbes {
         }
         let mut attached = 0;
         // Every syscall's entry and exit; the programs pick the socket ones by number.
-        for (program, tp) in [
-            ("adi_sys_enter", "sys_enter"),
-            ("adi_sys_exit", "sys_exit"),
-        ] {
+        for (program, tp) in [("adi_sys_enter", "sys_enter"), ("adi_sys_exit", "sys_exit")] {
             attach_raw(&mut ebpf, program, tp)?;
             attached += 1;
         }
@@ -381,6 +378,10 @@ fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), Pr
     Ok(())
 }
 
+/// How often the ring buffer is read when the kernel has not woken the reader: the latency
+/// of an event at low rates.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The ring buffer, read asynchronously.
 pub struct EventStream {
     ring: AsyncFd<RingBuf<MapData>>,
@@ -417,23 +418,30 @@ impl EventStream {
     /// An I/O error from polling the ring buffer's fd.
     pub async fn next_batch(&mut self, out: &mut Vec<RawEvent>, max: usize) -> io::Result<()> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            let mut got = 0;
-            while got < max {
-                let Some(item) = ring.next() else { break };
-                match RawEvent::decode(&item) {
-                    Ok(ev) => out.push(ev),
-                    Err(_) => self.decode_errors += 1,
-                }
-                got += 1;
-            }
-            if got < max {
-                guard.clear_ready();
-            }
-            if got > 0 {
+            if self.drain(out, max) > 0 {
                 return Ok(());
             }
+            // The kernel wakes the reader only once a batch is pending (a wakeup per event
+            // would cost the traced processes more than the copy): poll for the rest.
+            tokio::select! {
+                ready = self.ring.readable_mut() => ready?.clear_ready(),
+                () = tokio::time::sleep(POLL_EVERY) => {}
+            }
         }
+    }
+
+    /// Appends the available records (at most `max`) to `out`; returns how many were read.
+    fn drain(&mut self, out: &mut Vec<RawEvent>, max: usize) -> usize {
+        let ring = self.ring.get_mut();
+        let mut got = 0;
+        while got < max {
+            let Some(item) = ring.next() else { break };
+            match RawEvent::decode(&item) {
+                Ok(ev) => out.push(ev),
+                Err(_) => self.decode_errors += 1,
+            }
+            got += 1;
+        }
+        got
     }
 }
