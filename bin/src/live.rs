@@ -445,7 +445,7 @@ impl Pipeline {
         match &e {
             Event::Http(_) => self.http_events += 1,
             Event::Connection(_) => self.connection_events += 1,
-            Event::Lost(_) | Event::Process(_) => {}
+            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) => {}
         }
         self.published += 1;
         bus.publish(e);

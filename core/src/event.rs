@@ -26,6 +26,8 @@ pub enum Event {
     /// A process adi watches, with its environment: what the `env-yaml` sink writes (the
     /// JSON-lines sink leaves these out).
     Process(ProcessEvent),
+    /// One HTTP call a Go program made or served, read by the Go uprobes.
+    GoHttp(GoHttpEvent),
 }
 
 /// The process that sent or received a message. Cheap to clone: one per event.
@@ -256,6 +258,65 @@ impl HttpEvent {
                 reason = "latencies are far below 2^52 ns"
             )]
             latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
+        }
+    }
+}
+
+/// Which side of an HTTP call a [`GoHttpEvent`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoHttpSide {
+    /// The program made the request (`net/http.(*Client).do`).
+    Client,
+    /// The program served it (`net/http.serverHandler.ServeHTTP`).
+    Server,
+}
+
+/// One HTTP call of a Go program, read from `net/http`'s structures by uprobes (before TLS,
+/// so HTTPS too): the request at the function's entry, the status and duration at its return.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GoHttpEvent {
+    /// RFC 3339 UTC with nanoseconds: when the call began.
+    pub timestamp: String,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// The kernel's short command name.
+    pub comm: Arc<str>,
+    /// `client` or `server`.
+    pub side: GoHttpSide,
+    /// Request method.
+    pub method: String,
+    /// `scheme://host/path?query`, rebuilt from `Request.URL` (the server side takes the host
+    /// from `Request.Host` and the scheme from whether the connection is TLS).
+    pub url: String,
+    /// Every header value of `Request.Header`, sorted by name (Go keeps them in a map), values
+    /// of one name in order.
+    pub headers: Headers,
+    /// True when some string or header was cut (see `truncated_fields`).
+    pub truncated: bool,
+    /// What was cut: `method`, `url`, `headers` (a value cut, or not every value copied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated_fields: Vec<&'static str>,
+    /// The status code: the client's `Response.StatusCode`, the status the server's handler
+    /// wrote (200 when it wrote none). Absent when the call returned an error, or when the
+    /// return was not seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Milliseconds from the function's entry to its return (absent when the return was not
+    /// seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// The Go version that built the program (`go1.23.9`).
+    pub go_version: Arc<str>,
+}
+
+impl GoHttpEvent {
+    /// Replaces secrets with `<redacted>` (SPEC section 6): secret-named header values and
+    /// query parameters.
+    pub fn redact(&mut self) {
+        crate::redact::headers(&mut self.headers.0);
+        if self.url.contains('?') {
+            self.url = crate::redact::url(&self.url);
         }
     }
 }

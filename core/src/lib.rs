@@ -3,8 +3,8 @@
 //! - [`classify`]: the classifier contract (three-way [`Probe`], [`Verdict`], [`Confidence`]),
 //! - [`registry`]: the plugin registry collected with `inventory` ([`register_classifier!`]),
 //! - [`engine`]: the per-flow classification engine (the hot path),
-//! - [`event`]: the output events (`http`, `connection`, `lost`) whose field names are the
-//!   JSON-lines schema,
+//! - [`event`]: the output events (`http`, `connection`, `go_http`, `lost`) whose field names
+//!   are the JSON-lines schema,
 //! - [`bus`]: a bounded fan-out bus where a slow sink loses (and counts) events instead of
 //!   stalling the others.
 //!

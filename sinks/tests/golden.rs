@@ -6,7 +6,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use adi_core::engine::{Classification, FlowRecord};
-use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessInfo};
+use adi_core::event::{
+    ConnectionEvent, Event, GoHttpEvent, GoHttpSide, Headers, HttpEvent, LostEvent, ProcessInfo,
+};
 use adi_core::flow::{FlowId, FlowKey, Role};
 use adi_core::{Category, Confidence, Direction, ProtocolId, Record, RecordKind};
 use adi_sinks::{JsonlSink, Sink};
@@ -87,12 +89,38 @@ fn events() -> Vec<Event> {
             process(),
             ts.clone(),
         )),
+        Event::GoHttp(go_http(ts.clone())),
         Event::Lost(LostEvent {
             timestamp: ts,
             source: "bus:jsonl".into(),
             count: 3,
         }),
     ]
+}
+
+/// A Go client call as the uprobes report it, redacted as adi does by default: a header with
+/// two values, a secret header and a secret query parameter.
+fn go_http(timestamp: String) -> GoHttpEvent {
+    let mut e = GoHttpEvent {
+        timestamp,
+        pid: 4243,
+        comm: "client".into(),
+        side: GoHttpSide::Client,
+        method: "GET".into(),
+        url: "https://[::1]:8443/items?id=7&access_token=abc".into(),
+        headers: Headers(vec![
+            ("Authorization".into(), "Bearer abc".into()),
+            ("X-Two".into(), "one".into()),
+            ("X-Two".into(), "two".into()),
+        ]),
+        truncated: true,
+        truncated_fields: vec!["headers"],
+        status_code: Some(200),
+        duration_ms: Some(1.25),
+        go_version: "go1.23.9".into(),
+    };
+    e.redact();
+    e
 }
 
 #[test]
