@@ -1,7 +1,8 @@
 //! `cargo xtask <chore>`:
-//! - `bpf`: rebuilds `probes/bpf/adi.bpf.o` from its C source with clang (needs Debian's
-//!   `clang libbpf-dev llvm`); `bpf --check` rebuilds into a temp file and fails when the
-//!   committed object differs (CI runs it).
+//! - `bpf`: rebuilds every `probes/bpf/*.bpf.o` (`adi.bpf.o`, `go_http.bpf.o`) from its C
+//!   source with clang (needs Debian's `clang libbpf-dev llvm`); `bpf --check` rebuilds into
+//!   temp files and fails when a committed object differs (CI runs it); `bpf go_http` builds
+//!   only `go_http.bpf.c`.
 //! - `go-offsets`: regenerates `probes/src/go/offsets_table.rs` from the DWARF of the Go test
 //!   programs built with every installed toolchain (`testdata/go/install-toolchains.sh`);
 //!   `go-offsets --check` fails when the committed table differs.
@@ -20,11 +21,19 @@ fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     match std::env::args().nth(1).as_deref() {
         Some("fuzz-seed") => fuzz_seed(&root),
-        Some("bpf") => bpf(&root, std::env::args().nth(2).as_deref() == Some("--check")),
+        Some("bpf") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let only: Vec<&str> = args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != "--check")
+                .collect();
+            bpf(&root, args.iter().any(|a| a == "--check"), &only)
+        }
         Some("go-offsets") => {
             go_offsets(&root, std::env::args().nth(2).as_deref() == Some("--check"))
         }
-        _ => bail!("usage: cargo xtask bpf [--check] | go-offsets [--check] | fuzz-seed"),
+        _ => bail!("usage: cargo xtask bpf [--check] [NAME...] | go-offsets [--check] | fuzz-seed"),
     }
 }
 
@@ -93,19 +102,43 @@ fn go_offsets(root: &Path, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one command that builds the BPF object. Relative paths only, run from `probes/bpf`, so
-/// the object (its BTF line info names the source file) is byte-for-byte reproducible.
-fn bpf(root: &Path, check: bool) -> anyhow::Result<()> {
+/// The one command that builds the BPF objects: every `probes/bpf/*.bpf.c` into the `.bpf.o`
+/// next to it. Relative paths only, run from `probes/bpf`, so each object (its BTF line info
+/// names the source file) is byte-for-byte reproducible.
+fn bpf(root: &Path, check: bool, only: &[&str]) -> anyhow::Result<()> {
     let dir = root.join("probes/bpf");
+    let mut sources: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".bpf.c"))
+        .filter(|name| only.is_empty() || only.contains(&name.trim_end_matches(".bpf.c")))
+        .collect();
+    sources.sort();
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "no matching *.bpf.c in {}",
+        dir.display()
+    );
+    for source in &sources {
+        bpf_object(&dir, source, check)?;
+    }
+    Ok(())
+}
+
+/// Builds (or, with `check`, rebuilds into a temp file and compares) `probes/bpf/<x>.bpf.o`
+/// from `<x>.bpf.c`.
+fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
+    let object = format!("{}.o", source.trim_end_matches(".c"));
     let out = if check {
-        "adi.bpf.o.check"
+        format!("{object}.check")
     } else {
-        "adi.bpf.o"
+        object.clone()
     };
     let run = |cmd: &str, args: &[&str]| -> anyhow::Result<()> {
         let status = std::process::Command::new(cmd)
             .args(args)
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
             .with_context(|| format!("running {cmd} (apt-get install -y clang libbpf-dev llvm)"))?;
         anyhow::ensure!(
@@ -131,24 +164,24 @@ fn bpf(root: &Path, check: bool) -> anyhow::Result<()> {
             &prefix_map,
             "-I.",
             "-c",
-            "adi.bpf.c",
+            source,
             "-o",
-            out,
+            &out,
         ],
     )?;
     // Keep .BTF/.BTF.ext (CO-RE needs them), drop DWARF: 2 MB -> 70 KB.
-    run("llvm-strip", &["-g", out])?;
+    run("llvm-strip", &["-g", &out])?;
     if check {
-        let fresh = std::fs::read(dir.join(out))?;
-        std::fs::remove_file(dir.join(out))?;
-        let committed =
-            std::fs::read(dir.join("adi.bpf.o")).context("reading probes/bpf/adi.bpf.o")?;
+        let fresh = std::fs::read(dir.join(&out))?;
+        std::fs::remove_file(dir.join(&out))?;
+        let committed = std::fs::read(dir.join(&object))
+            .with_context(|| format!("reading probes/bpf/{object}"))?;
         if fresh != committed {
-            bail!("probes/bpf/adi.bpf.o is stale: run `cargo xtask bpf` and commit the object");
+            bail!("probes/bpf/{object} is stale: run `cargo xtask bpf` and commit the object");
         }
-        println!("probes/bpf/adi.bpf.o is fresh");
+        println!("probes/bpf/{object} is fresh");
     } else {
-        println!("wrote probes/bpf/adi.bpf.o");
+        println!("wrote probes/bpf/{object}");
     }
     Ok(())
 }

@@ -7,14 +7,17 @@
 //!   binaries (`-ldflags='-s -w'`), from `.gopclntab` (Go 1.18 to 1.27 layouts); and the
 //!   virtual address to file offset conversion that uprobes need;
 //! - [`ret_sites`]: the RET instructions of a function, found by decoding x86-64 instructions
-//!   (uretprobes must not be used on Go: goroutine stacks move, golang/go#22008).
+//!   (uretprobes must not be used on Go: goroutine stacks move, golang/go#22008);
+//! - [`uprobes`]: the Go HTTP uprobes (`go_http` events) built on all of the above.
 //!
 //! Everything here reads untrusted bytes (any file a process runs): lengths are checked
 //! before use and bounded by `MAX_*` constants, and malformed input is a [`GoError`], never a
 //! panic. Only ELF is read (Linux), 64-bit for symbols and uprobes, 32-bit too for build
 //! info. [`GoBinary::open`] reads the parts of the file it needs, not the whole file.
 
-#![forbid(unsafe_code)]
+// Inspection is safe code; only the uprobe loader needs `unsafe` (aya's `Pod`, the ring
+// buffer's fd), each block with a `// SAFETY:` comment.
+#![deny(unsafe_code)]
 
 pub mod buildinfo;
 pub mod offsets;
@@ -25,6 +28,11 @@ pub mod symbols;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[expect(
+    unsafe_code,
+    reason = "aya::Pod for the config struct, AsyncFd over the ring buffer"
+)]
+pub mod uprobes;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
