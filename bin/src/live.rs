@@ -45,6 +45,7 @@ const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// What the main command was asked to do.
 #[derive(Debug, Clone)]
+#[expect(clippy::struct_excessive_bools, reason = "independent command-line switches")]
 pub struct LiveOptions {
     /// `--all`.
     pub watch_all: bool,
@@ -60,6 +61,8 @@ pub struct LiveOptions {
     pub env_prefixes: Vec<String>,
     /// Replace secrets with `<redacted>` (not `--no-redact`).
     pub redact: bool,
+    /// `--go-uprobes on`: `go_http` events from watched Go programs.
+    pub go_uprobes: bool,
     /// `--idle-priority`: SCHED_IDLE for every thread of adi.
     pub idle_priority: bool,
 }
@@ -438,8 +441,10 @@ impl Pipeline {
     fn send(&mut self, bus: &Bus<Event>, mut e: Event) {
         self.flush_docs(bus);
         if self.redact {
-            if let Event::Http(h) = &mut e {
-                h.redact();
+            match &mut e {
+                Event::Http(h) => h.redact(),
+                Event::GoHttp(g) => g.redact(),
+                _ => {}
             }
         }
         match &e {
@@ -548,6 +553,8 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;
     let selected = select_processes(opts, &mut probes, registry.len())?;
+    let mut go =
+        crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let mut tasks = Vec::new();
     let mut counters = Vec::new();
@@ -579,9 +586,11 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             r = stream.next_batch(&mut batch, 4096) => {
                 r.context("reading the ring buffer")?;
                 for ev in batch.drain(..) {
+                    go.kernel_event(&ev);
                     pipeline.handle(&ev, &mut probes, &bus);
                 }
             }
+            Some(e) = go.next() => pipeline.send(&bus, Event::GoHttp(e)),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
@@ -592,6 +601,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                 if last_lost.elapsed() >= LOST_EVERY {
                     last_lost = Instant::now();
                     report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+                    bus.report_loss("kernel_go_uprobes", go.lost_delta());
                 }
             }
         }
@@ -609,6 +619,9 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         for ev in drained.drain(..) {
             pipeline.handle(&ev, &mut probes, &bus);
         }
+    }
+    for e in go.stop() {
+        pipeline.send(&bus, Event::GoHttp(e));
     }
     let ids: Vec<(u32, i32)> = pipeline.conns.keys().copied().collect();
     let now = adi_core::time::now_unix_ns();

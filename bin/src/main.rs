@@ -19,6 +19,7 @@ use adi_classifier_ssh as _;
 use adi_classifiers as _;
 
 mod classify;
+mod go_http;
 mod go_ps;
 mod live;
 mod profile;
@@ -85,6 +86,10 @@ struct LiveArgs {
     /// slowing down.
     #[arg(long)]
     idle_priority: bool,
+    /// Go HTTP uprobes on watched Go programs (`go_http` events: requests they make and serve,
+    /// HTTPS included, read before TLS).
+    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
+    go_uprobes: OnOff,
     /// Profiles allowed to opt in (comma-separated): a process is watched when its
     /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE. Without --pid or --all,
     /// adi watches processes whose environment has ADI_PROFILE set and non-empty, unless
@@ -135,6 +140,15 @@ struct ClassifyArgs {
     /// For payload files: which way the bytes travelled. Default: try both.
     #[arg(long, value_enum)]
     direction: Option<DirectionArg>,
+}
+
+/// A feature switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -278,6 +292,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         env_prefixes: adi_sinks::env_yaml::parse_prefix_list(&args.env_prefixes),
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
+        go_uprobes: args.go_uprobes == OnOff::On,
     };
     live::run(&opts, registry)
 }

@@ -137,6 +137,8 @@ pub struct Adi {
     child: Child,
     out: PathBuf,
     stderr: std::sync::mpsc::Receiver<String>,
+    /// Lines of stderr already read by `wait_stderr`.
+    seen: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -167,7 +169,21 @@ impl Adi {
             child,
             out,
             stderr: rx,
+            seen: Vec::new(),
             _dir: dir,
+        }
+    }
+
+    /// Waits until adi says `needle` on stderr (at most `timeout`).
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = self
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("adi never said {needle:?} ({e}): {:#?}", self.seen));
+            self.seen.push(line);
         }
     }
 
@@ -178,7 +194,8 @@ impl Adi {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id().cast_signed(), libc::SIGTERM) };
         let status = self.child.wait().expect("wait adi");
-        let err: Vec<String> = self.stderr.try_iter().collect();
+        let mut err = std::mem::take(&mut self.seen);
+        err.extend(self.stderr.try_iter());
         assert!(status.success(), "adi exited with {status}: {err:#?}");
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         let events = text

@@ -1,0 +1,262 @@
+//! The Go HTTP uprobes in live capture (`--go-uprobes on`, the default): every watched process
+//! that is a Go program with `net/http` gets the uprobes of `adi_probes::go::uprobes`, at start
+//! and when a watched process execs one; `go_http` events join the other events.
+//!
+//! Attaching reads the executable (symbols, RET sites, DWARF): tens of milliseconds, so a
+//! thread of its own does it, never the event loop. The live loop calls [`GoHttp::kernel_event`]
+//! for each kernel event (execs attach, exits detach), polls [`GoHttp::next`] with the ring
+//! buffer, and [`GoHttp::stop`] at shutdown.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use adi_core::event::GoHttpEvent;
+use adi_probes::go::uprobes::{GoHttpProbes, GoHttpStats, GoHttpStream, GoProbeError};
+use adi_probes::go::GoError;
+use adi_probes::raw::{EventKind, RawEvent};
+
+/// What the attaching thread is told.
+enum Cmd {
+    /// A process to attach to if it is a Go program with `net/http` (checked against the
+    /// opt-in first, for execs).
+    Attach { pid: u32, exec: bool },
+    /// A process that exited.
+    Detach(u32),
+}
+
+/// What the attaching thread reports.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shared {
+    stats: GoHttpStats,
+    attached: usize,
+    failed: usize,
+}
+
+/// The Go uprobes of live capture, or nothing when they are off or could not load.
+pub struct GoHttp {
+    cmds: Option<mpsc::Sender<Cmd>>,
+    stream: Option<GoHttpStream>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Mutex<Shared>>,
+    lost_reported: u64,
+    events: u64,
+}
+
+impl GoHttp {
+    /// Loads the uprobes (when `enabled`) and attaches them to `pids`, or to every running Go
+    /// program with `all`. `opt_in` is `Some(ADI_PROFILE_ALLOWED)` when processes are chosen
+    /// by the opt-in: a process that execs is then attached only if /proc says it opted in. A
+    /// failure to load is said on stderr and leaves the uprobes off; capture goes on.
+    pub fn start(enabled: bool, pids: &HashSet<u32>, all: bool, opt_in: Option<String>) -> Self {
+        let mut off = Self {
+            cmds: None,
+            stream: None,
+            thread: None,
+            shared: Arc::default(),
+            lost_reported: 0,
+            events: 0,
+        };
+        if !enabled {
+            return off;
+        }
+        let (probes, stream) = match GoHttpProbes::new() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("adi: Go uprobes off: {e}");
+                return off;
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let mut initial: Vec<u32> = pids.iter().copied().collect();
+        if all {
+            initial = all_pids();
+        }
+        initial.sort_unstable();
+        for pid in initial {
+            let _ = tx.send(Cmd::Attach { pid, exec: false });
+        }
+        let shared = Arc::clone(&off.shared);
+        let thread = std::thread::Builder::new()
+            .name("adi-go-uprobes".into())
+            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_deref()));
+        match thread {
+            Ok(t) => {
+                off.thread = Some(t);
+                off.cmds = Some(tx);
+                off.stream = Some(stream);
+            }
+            Err(e) => eprintln!("adi: Go uprobes off: starting their thread: {e}"),
+        }
+        off
+    }
+
+    /// Follows the kernel's process events: a watched process that exec'd may now be a Go
+    /// program; an exited one is detached.
+    pub fn kernel_event(&self, ev: &RawEvent) {
+        let Some(cmds) = &self.cmds else { return };
+        let cmd = match ev.kind {
+            EventKind::Exec => {
+                let flags = ev.exec_flags();
+                if !flags.watched && !flags.undecided {
+                    Cmd::Detach(ev.tgid)
+                } else {
+                    Cmd::Attach {
+                        pid: ev.tgid,
+                        exec: true,
+                    }
+                }
+            }
+            EventKind::Exit => Cmd::Detach(ev.tgid),
+            _ => return,
+        };
+        let _ = cmds.send(cmd);
+    }
+
+    /// The next `go_http` event; never ready when the uprobes are off. Cancel-safe.
+    pub async fn next(&mut self) -> Option<GoHttpEvent> {
+        let Some(stream) = &mut self.stream else {
+            return std::future::pending().await;
+        };
+        let e = stream.next().await.ok();
+        self.events += u64::from(e.is_some());
+        e
+    }
+
+    /// Records lost since the last call (the uprobes' ring buffer was full): for `lost`
+    /// events.
+    pub fn lost_delta(&mut self) -> u64 {
+        let total = self.shared.lock().map_or(0, |s| s.stats.ringbuf_full);
+        let delta = total.saturating_sub(self.lost_reported);
+        self.lost_reported = total;
+        delta
+    }
+
+    /// Detaches everything and returns what is still queued, then calls whose return was not
+    /// seen (without status). Prints one summary line when the uprobes ran.
+    pub fn stop(&mut self) -> Vec<GoHttpEvent> {
+        // Closing the channel ends the thread, which closes the probes.
+        self.cmds = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let Some(stream) = &mut self.stream else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        while let Some(e) = stream.try_next() {
+            out.push(e);
+        }
+        out.extend(stream.take_unfinished());
+        self.events += out.len() as u64;
+        let s = self.shared.lock().map(|s| *s).unwrap_or_default();
+        eprintln!(
+            "adi: Go uprobes: {} go_http events from {} processes ({} could not be attached); lost: {} ring buffer, {} returns without entry, {} unpaired, {} undecodable; {} requests with headers cut",
+            self.events,
+            s.attached,
+            s.failed,
+            s.stats.ringbuf_full,
+            s.stats.no_entry,
+            stream.unpaired_returns,
+            stream.decode_errors,
+            s.stats.headers_cut,
+        );
+        out
+    }
+}
+
+/// Every pid in /proc (for `--all`: the attaching thread keeps the Go programs).
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The attaching thread: owns the probes until the command channel closes.
+fn attach_loop(
+    mut probes: GoHttpProbes,
+    rx: &mpsc::Receiver<Cmd>,
+    shared: &Mutex<Shared>,
+    opt_in: Option<&str>,
+) {
+    let own = std::process::id();
+    let mut attached: HashSet<u32> = HashSet::new();
+    let (mut ever, mut failed) = (0, 0);
+    loop {
+        let cmd = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(cmd) => Some(cmd),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match cmd {
+            Some(Cmd::Attach { pid, exec }) if pid != own => {
+                if exec && !opted_in(pid, opt_in) {
+                    probes.detach(pid);
+                    attached.remove(&pid);
+                } else {
+                    match probes.attach(pid) {
+                        Ok(t) => {
+                            attached.insert(pid);
+                            ever += 1;
+                            let sides = match (t.client.is_some(), t.server.is_some()) {
+                                (true, true) => "client and server",
+                                (true, false) => "client",
+                                _ => "server",
+                            };
+                            eprintln!(
+                                "adi: Go uprobes on pid {pid} ({}, net/http {sides})",
+                                t.go_version
+                            );
+                        }
+                        Err(e) => {
+                            attached.remove(&pid);
+                            if !quiet(&e) {
+                                failed += 1;
+                                eprintln!("adi: Go uprobes: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            Some(Cmd::Detach(pid)) => {
+                probes.detach(pid);
+                attached.remove(&pid);
+            }
+            Some(Cmd::Attach { .. }) | None => {}
+        }
+        if let Ok(mut s) = shared.lock() {
+            s.stats = probes.stats();
+            s.attached = ever;
+            s.failed = failed;
+        }
+    }
+    if let Ok(mut s) = shared.lock() {
+        s.stats = probes.stats();
+    }
+    probes.close();
+}
+
+/// Whether an exec'd process still opts in (always, when processes are not chosen by the
+/// opt-in). A process that is already gone does not.
+fn opted_in(pid: u32, allowed: Option<&str>) -> bool {
+    let Some(allowed) = allowed else { return true };
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| crate::profile::opted_in(&env, allowed))
+}
+
+/// Errors that only say "not a Go HTTP program" (or "already gone"): not worth a line.
+fn quiet(e: &GoProbeError) -> bool {
+    match e {
+        GoProbeError::NoHttp { .. } => true,
+        GoProbeError::Inspect { source, .. } => matches!(
+            source,
+            GoError::NotGo | GoError::NotElf { .. } | GoError::Io { .. }
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,155 @@
+//! Root-only: `go_http` events in live capture. A Go client calls a Go server (Go 1.23 and
+//! 1.27 test targets, `testdata/go/src`): over plain HTTP the same request is one `go_http`
+//! event (uprobes) and one `http` event (syscall capture) of the same pid; over HTTPS only the
+//! uprobes see it, next to a `tls` connection. `--go-uprobes off` turns them off. Skips (a
+//! failure under `CI`) without root, the toolchains or openssl.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use adi_probes::go::testing::{self, Toolchain, Variant};
+use common::{can_run, have, of_type, Adi, Proc};
+use serde_json::Value;
+
+/// A throwaway certificate for 127.0.0.1 in `dir`.
+fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// Runs one client call against a server under adi; returns adi's events and the two pids.
+fn run(t: &Toolchain, tls: bool, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Command::new(t.binary(Variant::Default, "server"));
+    server.args(["-addr", "127.0.0.1:0"]);
+    if tls {
+        let (cert, key) = certificate(dir.path());
+        server.arg("-tls-cert").arg(cert).arg("-tls-key").arg(key);
+    }
+    let mut server = server.stdout(Stdio::piped()).spawn().expect("server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let server = Proc(server);
+    let addr = line.trim().trim_start_matches("listening on ").to_owned();
+    let scheme = if tls { "https" } else { "http" };
+    let mut client = Proc(
+        Command::new(t.binary(Variant::Default, "client"))
+            .args(["-wait", "-insecure"])
+            .arg(format!("{scheme}://{addr}/status/201?x=1"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("client"),
+    );
+    let (sp, cp) = (server.0.id(), client.0.id());
+    let (s, c) = (sp.to_string(), cp.to_string());
+    let mut args = vec!["--pid", &s, "--pid", &c];
+    args.extend_from_slice(adi_args);
+    let mut adi = Adi::start(&args);
+    if !adi_args.contains(&"off") {
+        for pid in [sp, cp] {
+            adi.wait_stderr(
+                &format!("Go uprobes on pid {pid} "),
+                Duration::from_secs(20),
+            );
+        }
+    }
+    let mut stdin = client.0.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("start the client");
+    assert!(client.0.wait().expect("client").success());
+    let (events, _) = adi.stop();
+    drop(server);
+    (events, sp, cp)
+}
+
+fn with_pid<'a>(events: &[&'a Value], pid: u32) -> Vec<&'a Value> {
+    events.iter().copied().filter(|e| e["pid"] == pid).collect()
+}
+
+fn check_version(version: &str) {
+    if !can_run() || !have("openssl") {
+        return;
+    }
+    let Some(t) = testing::toolchain(version) else {
+        return;
+    };
+    // Plain HTTP: one go_http and one http request per side, same pid.
+    let (events, server, client) = run(t, false, &[]);
+    let go = of_type(&events, "go_http");
+    let http = of_type(&events, "http");
+    for (pid, side) in [(client, "client"), (server, "server")] {
+        let g = with_pid(&go, pid);
+        assert_eq!(g.len(), 1, "{version} {side}: {go:#?}");
+        assert_eq!(g[0]["side"], side);
+        assert_eq!(g[0]["method"], "GET");
+        assert_eq!(g[0]["status_code"], 201);
+        assert_eq!(g[0]["go_version"], t.go_version.as_str());
+        assert!(g[0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://") && u.ends_with("/status/201?x=1")));
+        assert_eq!(g[0]["headers"]["X-Two"], serde_json::json!(["one", "two"]));
+        let requests: Vec<&Value> = with_pid(&http, pid)
+            .into_iter()
+            .filter(|e| e["method"] == "GET")
+            .collect();
+        assert_eq!(requests.len(), 1, "{version} {side}: {http:#?}");
+        assert_eq!(requests[0]["url"], "/status/201?x=1");
+    }
+    // HTTPS: only the uprobes see the request; the connection is tls.
+    let (events, server, client) = run(t, true, &[]);
+    let go = of_type(&events, "go_http");
+    for pid in [client, server] {
+        let g = with_pid(&go, pid);
+        assert_eq!(g.len(), 1, "{version}: {go:#?}");
+        assert!(g[0]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")));
+        assert_eq!(g[0]["status_code"], 201);
+    }
+    assert!(of_type(&events, "http").is_empty(), "{events:#?}");
+    let conns = of_type(&events, "connection");
+    assert!(
+        with_pid(&conns, client)
+            .iter()
+            .any(|e| e["protocol"] == "tls"),
+        "{conns:#?}"
+    );
+    // Off: no go_http at all.
+    let (events, _, _) = run(t, false, &["--go-uprobes", "off"]);
+    assert!(of_type(&events, "go_http").is_empty(), "{events:#?}");
+    assert!(!of_type(&events, "http").is_empty());
+}
+
+#[test]
+fn go_http_and_http_events_go_1_23() {
+    check_version("1.23.9");
+}
+
+#[test]
+fn go_http_and_http_events_go_1_27() {
+    check_version("1.27.3");
+}
