@@ -81,20 +81,38 @@ echo "processes: $(ls /proc | grep -c '^[0-9]') on the machine (200 started here
 measure() { python3 "$WORK/writer.py" "$DUR" "$1"; }
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-printf '%-6s %-10s %12s %12s %14s %14s %10s\n' round adi flat_w/s ratio us/write@50k ratio adi_cpu%
+# One line per measurement; the summary takes medians over the rounds.
+echo "round adi flat_writes_per_s paced_writes_per_s cpu_us_per_write_at_50k adi_cpu_percent" > "$WORK/results"
 for r in $(seq "$ROUNDS"); do
     read -r base_flat _ <<<"$(measure 0)"
-    read -r _ base_cpu <<<"$(measure 50000)"
+    read -r base_paced base_cpu <<<"$(measure 50000)"
+    echo "$r off $base_flat $base_paced $base_cpu -" >> "$WORK/results"
     "$ADI" --sink "jsonl=$WORK/events.jsonl" 2> "$WORK/adi.err" & ADIPID=$!; PIDS+=("$ADIPID")
     for _ in $(seq 100); do grep -q watching "$WORK/adi.err" 2>/dev/null && break; sleep 0.1; done
     t0=$(cpu_of "$ADIPID"); s0=$(date +%s.%N)
     read -r adi_flat _ <<<"$(measure 0)"
-    read -r _ adi_cpu <<<"$(measure 50000)"
+    read -r adi_paced adi_cpu <<<"$(measure 50000)"
     t1=$(cpu_of "$ADIPID"); s1=$(date +%s.%N)
     kill -TERM "$ADIPID"; wait "$ADIPID" || true
-    printf '%-6s %-10s %12s %12s %14s %14s %10s\n' "$r" off "$base_flat" "" "$base_cpu" "" ""
-    printf '%-6s %-10s %12s %12.3f %14s %14.3f %10.1f\n' "$r" on "$adi_flat" \
-        "$(echo "$adi_flat / $base_flat" | bc -l)" "$adi_cpu" "$(echo "$adi_cpu / $base_cpu" | bc -l)" \
-        "$(echo "($t1 - $t0) * 100 / $HZ / ($s1 - $s0)" | bc -l)"
+    echo "$r on $adi_flat $adi_paced $adi_cpu $(printf '%.1f' "$(echo "($t1 - $t0) * 100 / $HZ / ($s1 - $s0)" | bc -l)")" >> "$WORK/results"
 done
+column -t "$WORK/results"
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:]]
+rounds = sorted({r[0] for r in rows})
+def ratio(col):
+    vals = []
+    for r in rounds:
+        off = next(float(x[col]) for x in rows if x[0] == r and x[1] == "off")
+        on = next(float(x[col]) for x in rows if x[0] == r and x[1] == "on")
+        vals.append(on / off)
+    return statistics.median(vals), min(vals), max(vals)
+for name, col in [("paced 50,000 writes/s: throughput", 3), ("flat out: throughput", 2),
+                  ("CPU time per write at 50,000/s", 4)]:
+    m, lo, hi = ratio(col)
+    print(f"{name} ratio with/without adi: median {m:.3f} (range {lo:.3f}..{hi:.3f})")
+cpu = [float(x[5]) for x in rows if x[1] == "on"]
+print(f"adi's own CPU: median {statistics.median(cpu):.1f}% of one core")
+PY
 echo "adi: $(grep -c '"event_type":"http"' "$WORK/events.jsonl" || true) http events from the 2 opted-in clients (all rounds); $(tail -3 "$WORK/adi.err" | tr '\n' ' ')"
