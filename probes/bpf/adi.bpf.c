@@ -722,16 +722,23 @@ int adi_sched_exec(void *ctx)
 	return 0;
 }
 
-/* A task exits: forget its id, so a reused pid is not watched by accident; when the last
- * thread of a watched process goes, user space is told so it can forget the process. */
+/* A task exits: forget its id, so a reused pid is not watched by accident. The process's own
+ * entry goes with its last thread (`group_dead`; where the kernel lacks that field, with the
+ * thread-group leader), not with a leader that exits before its other threads; user space is
+ * told, so it can forget the process. */
 SEC("tracepoint/sched/sched_process_exit")
-int adi_sched_exit(void *ctx)
+int adi_sched_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
 	if (watch_all)
 		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	if (bpf_map_delete_elem(&watched, &tid) == 0 && tid == pid_tgid >> 32)
+	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+	bool group_dead = tid == tgid;
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = BPF_CORE_READ(ctx, group_dead);
+	if (tid != tgid)
+		bpf_map_delete_elem(&watched, &tid);
+	if (group_dead && bpf_map_delete_elem(&watched, &tgid) == 0)
 		process_event(ADI_EV_EXIT, 0);
 	return 0;
 }

@@ -112,6 +112,13 @@ struct trace_event_raw_sched_process_fork {
 	pid_t child_pid;
 } __attribute__((preserve_access_index));
 
+/* sched_process_exit's record: `group_dead` (6.x) says the last thread of the process is
+ * exiting; read with CO-RE and only where the field exists. */
+struct trace_event_raw_sched_process_exit {
+	pid_t pid;
+	bool group_dead;
+} __attribute__((preserve_access_index));
+
 /* User-space ABI structs: plain layouts, read with bpf_probe_read_user (no CO-RE). */
 struct iovec {
 	void *iov_base;

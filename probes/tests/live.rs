@@ -244,3 +244,69 @@ async fn children_of_a_watched_process_are_watched() {
     assert_eq!(sent.comm, "python3");
     assert!(sent.payload.starts_with(b"GET /probe?x=1 HTTP/1.1"));
 }
+
+/// The main thread leaves with `pthread_exit` before a worker thread talks: the process must
+/// stay watched until its last thread exits, and then be reported gone.
+const LEADER_EXITS_FIRST: &str = r#"
+import ctypes, socket, sys, threading, time
+def worker():
+    time.sleep(0.5)
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    c.sendall(b"GET /after-leader HTTP/1.1\r\nHost: t\r\n\r\n")
+    c.recv(4096)
+    c.close()
+threading.Thread(target=worker).start()
+print("started", flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_stays_watched_until_its_last_thread_exits() {
+    if !can_run() {
+        return;
+    }
+    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
+        watch_all: false,
+        capture_bytes: 4096,
+        opt_in: None,
+    })
+    .expect("load");
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-c", SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let mut ready = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready");
+    let mut client = Command::new("python3")
+        .args(["-c", LEADER_EXITS_FIRST, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let pid = client.id();
+    probes.watch(pid).expect("watch");
+    let events = collect(&mut stream, Duration::from_secs(10), |evs| {
+        evs.iter()
+            .any(|e| e.kind == EventKind::Exit && e.tgid == pid)
+    })
+    .await;
+    client.wait().expect("client");
+    server.wait().expect("server");
+    let sent = events
+        .iter()
+        .find(|e| e.kind == EventKind::Data && e.dir == DataDir::Send && e.tgid == pid)
+        .unwrap_or_else(|| panic!("the worker's request after the leader left: {events:#?}"));
+    assert!(sent.payload.starts_with(b"GET /after-leader"));
+    let exit = events
+        .iter()
+        .position(|e| e.kind == EventKind::Exit && e.tgid == pid)
+        .expect("exit event when the last thread goes");
+    let send = events
+        .iter()
+        .position(|e| std::ptr::eq(e, sent))
+        .expect("send");
+    assert!(send < exit, "the exit comes after the worker's traffic");
+}
