@@ -130,10 +130,12 @@ fn bpf(root: &Path, check: bool, only: &[&str]) -> anyhow::Result<()> {
 /// from `<x>.bpf.c`.
 fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
     let object = format!("{}.o", source.trim_end_matches(".c"));
+    // Never write the committed object in place: a failed compile would delete it, and
+    // adi-probes (which xtask itself links) embeds it, so xtask could no longer build.
     let out = if check {
         format!("{object}.check")
     } else {
-        object.clone()
+        format!("{object}.tmp")
     };
     let run = |cmd: &str, args: &[&str]| -> anyhow::Result<()> {
         let status = std::process::Command::new(cmd)
@@ -181,6 +183,8 @@ fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
         }
         println!("probes/bpf/{object} is fresh");
     } else {
+        std::fs::rename(dir.join(&out), dir.join(&object))
+            .with_context(|| format!("replacing probes/bpf/{object}"))?;
         println!("wrote probes/bpf/{object}");
     }
     Ok(())
