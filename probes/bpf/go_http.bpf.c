@@ -7,7 +7,8 @@
  * serverHandler.ServeHTTP(sh, rw, req) has sh.srv in RAX, the ResponseWriter interface in
  * RBX (itab) and RCX (data), req in RDI; the running goroutine's runtime.g is in R14.
  *
- * - At the entry, the request (method, URL scheme/host/path/raw query, Host, every header
+ * - At the entry (after the stack-bound check of the prologue: a call that grows its stack
+ *   runs the prologue twice), the request (method, URL scheme/host/path/raw query, Host, every header
  *   value) is copied into a REQUEST record, and the entry time is remembered per call in
  *   `go_http_calls`, keyed by (tgid, side, goroutine, frame) where frame = g.stack.hi - SP:
  *   Go copies a growing stack to a new place but keeps each frame's distance from the top, so
@@ -72,6 +73,14 @@ struct go_pt_regs {
 #define WALK_STEPS 2048
 /* Offset of itab.fun[0] (abi.ITab: Inter, Type, Hash+pad, Fun) in every Go version here. */
 #define ITAB_FUN0 24
+/* bpf_ringbuf_query / output flags (include/uapi/linux/bpf.h). */
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
+/* Wake user space only once this much is pending: a wakeup per record costs the traced
+ * program more than the record (an IPI, a VM exit on virtual machines). User space also
+ * polls every few milliseconds. */
+#define WAKEUP_BYTES (256 * 1024)
 
 struct go_http_call_key {
 	__u32 tgid;
@@ -156,6 +165,12 @@ static __always_inline void count(__u32 stat)
 	__u64 *v = bpf_map_lookup_elem(&go_http_stats, &stat);
 	if (v)
 		*v += 1;
+}
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&go_http_events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline struct go_http_scratch *scratch(void)
@@ -455,7 +470,7 @@ static __always_inline int on_entry(struct go_pt_regs *ctx, __u32 side, __u64 re
 	__u64 len = sizeof(s->hdr) + s->hdr.data_len;
 	if (len > sizeof(s->hdr) + GO_HTTP_MAX_DATA)
 		len = sizeof(s->hdr) + GO_HTTP_MAX_DATA;
-	if (bpf_ringbuf_output(&go_http_events, s, len, 0)) {
+	if (bpf_ringbuf_output(&go_http_events, s, len, wakeup_flags())) {
 		count(GO_HTTP_STAT_RINGBUF_FULL);
 	} else {
 		count(GO_HTTP_STAT_RECORDS);
@@ -537,7 +552,7 @@ static __always_inline int on_ret(struct go_pt_regs *ctx, __u32 side)
 	e->status = status;
 	e->flags = flags;
 	e->data_len = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 	count(GO_HTTP_STAT_RECORDS);
 	return 0;
 }

@@ -8,7 +8,7 @@
 //! without prefixes) are reported; the INT3 padding the Go linker puts between functions (which
 //! `.gopclntab` sizes include) decodes as ordinary instructions.
 
-use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 
 use super::symbols::{Function, MAX_FUNCTION_LEN};
 use super::{GoBinary, GoError};
@@ -33,6 +33,37 @@ pub fn ret_offsets(code: &[u8]) -> Result<Vec<u64>, GoError> {
         }
     }
     Ok(rets)
+}
+
+/// The offset just past the stack-bound check that starts most Go functions on amd64
+/// (`cmp rsp, [r14+16]` or `lea r12, [rsp-N]; cmp r12, [r14+16]`, then `jbe` to the
+/// `runtime.morestack` call), 0 when the function has none (`//go:nosplit`). A call whose stack
+/// must grow runs that prologue twice (after `morestack` copies the stack, execution restarts
+/// at the entry), so an entry probe placed past it fires once per call; the argument
+/// registers and RSP are still those of the entry there.
+pub fn after_stack_check(code: &[u8]) -> u64 {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut compared = false;
+    for _ in 0..4 {
+        if !decoder.can_decode() {
+            break;
+        }
+        let instr = decoder.decode();
+        if instr.is_invalid() {
+            break;
+        }
+        if instr.mnemonic() == Mnemonic::Cmp
+            && (0..instr.op_count())
+                .any(|i| instr.op_kind(i) == OpKind::Memory && instr.memory_base() == Register::R14)
+        {
+            compared = true;
+        } else if compared && instr.mnemonic() == Mnemonic::Jbe {
+            return decoder.position() as u64;
+        } else if instr.mnemonic() != Mnemonic::Lea {
+            break;
+        }
+    }
+    0
 }
 
 impl GoBinary {

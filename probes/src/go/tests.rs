@@ -196,6 +196,37 @@ fn ret_sites_of_every_variant() {
 }
 
 #[test]
+fn entry_probes_go_past_the_stack_check() {
+    each_target(|_, _, prog, bin, what| {
+        let f = bin.function(probed(prog)).expect("function");
+        let code = bin.function_code(&f).expect("code");
+        let body = super::ret_sites::after_stack_check(code);
+        // [lea r12, [rsp-N] (5 or 8 bytes);] cmp rsp|r12, [r14+0x10] (4); jbe (2 or 6).
+        assert!(
+            (6..=18).contains(&body),
+            "{what}: {body} {:02x?}",
+            &code[..18]
+        );
+        let b = body as usize;
+        assert!(
+            code[b - 2] == 0x76 || code[b - 6..b - 4] == [0x0f, 0x86],
+            "{what}: {:02x?}",
+            &code[..b]
+        );
+    });
+    // lea r12, [rsp-0x1000]; cmp r12, [r14+0x10]; jbe +0x10; push rbp
+    let large = [
+        0x4c, 0x8d, 0xa4, 0x24, 0x00, 0xf0, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x55,
+    ];
+    assert_eq!(super::ret_sites::after_stack_check(&large), 14);
+    // A nosplit function: no check, the entry itself.
+    assert_eq!(
+        super::ret_sites::after_stack_check(&[0x8d, 0x47, 0x01, 0xc3]),
+        0
+    );
+}
+
+#[test]
 fn ret_sites_skip_c3_bytes_inside_instructions() {
     let code = [
         0xb8, 0xc3, 0xc3, 0xc3, 0xc3, // mov eax, 0xc3c3c3c3

@@ -59,6 +59,9 @@ const H2_HEADER_BUNDLED: &str = "net/http.(*http2responseWriter).Header";
 /// ... and from Go 1.27 (`net/http/internal/http2`).
 const H2_HEADER_INTERNAL: &str = "net/http/internal/http2.(*responseWriter).Header";
 
+/// How often the ring buffer is read when the kernel has not woken the reader.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Most calls waiting for their return in user space; beyond it the oldest come out
 /// unfinished.
 const MAX_PENDING: usize = 65_536;
@@ -214,8 +217,11 @@ pub enum GoProbeError {
 pub struct ProbedFunction {
     /// The function (name, address, size, and where the symbol came from).
     pub function: Function,
-    /// File offset of its entry (what a uprobe is attached at).
+    /// File offset of its entry.
     pub file_offset: u64,
+    /// Offset from the entry where the entry probe goes: past the stack-bound check
+    /// ([`super::ret_sites::after_stack_check`]), which a call that grows its stack runs twice.
+    pub body_offset: u64,
     /// Offsets of its RET instructions from the entry.
     pub ret_offsets: Vec<u64>,
 }
@@ -268,9 +274,11 @@ pub fn inspect(path: impl Into<PathBuf>, pid: Option<u32>) -> Result<GoHttpTarge
         let Some(f) = f else { return Ok(None) };
         let file_offset = bin.vaddr_to_file_offset(f.addr).map_err(inspect_err)?;
         let ret_offsets = bin.ret_offsets(f).map_err(inspect_err)?;
+        let code = bin.function_code(f).map_err(inspect_err)?;
         Ok(Some(ProbedFunction {
             function: f.clone(),
             file_offset,
+            body_offset: super::ret_sites::after_stack_check(code),
             ret_offsets,
         }))
     };
@@ -656,10 +664,11 @@ impl GoHttpProbes {
         for (probed, entry, ret) in sides {
             let Some(probed) = probed else { continue };
             let name = probed.function.name.as_str();
+            let body = probed.body_offset;
             let location = if probed.function.source == SymbolSource::Symtab {
-                UProbeAttachLocation::Symbol(name)
+                UProbeAttachLocation::SymbolOffset(name, body)
             } else {
-                UProbeAttachLocation::AbsoluteOffset(probed.file_offset)
+                UProbeAttachLocation::AbsoluteOffset(probed.file_offset + body)
             };
             let link = self.attach_one(pid, entry, location, exe, scope, || name.to_owned())?;
             attachment.links.push((entry, link));
@@ -910,29 +919,21 @@ impl GoHttpStream {
         })
     }
 
-    /// Waits for the next complete call.
+    /// Waits for the next complete call. Cancel-safe: records are taken from the ring buffer
+    /// only between awaits.
     ///
     /// # Errors
     /// An I/O error from polling the ring buffer's fd.
     pub async fn next(&mut self) -> io::Result<GoHttpEvent> {
         loop {
-            if let Some(e) = self.ready.pop_front() {
+            if let Some(e) = self.try_next() {
                 return Ok(e);
             }
-            let mut records = Vec::new();
-            {
-                let mut guard = self.ring.readable_mut().await?;
-                let ring = guard.get_inner_mut();
-                while records.len() < 1024 {
-                    let Some(item) = ring.next() else { break };
-                    records.push(GoHttpRecord::decode(&item));
-                }
-                if records.len() < 1024 {
-                    guard.clear_ready();
-                }
-            }
-            for record in records {
-                self.take(record);
+            // The kernel wakes the reader only once a batch is pending (a wakeup per record
+            // would cost the traced program more than the record): poll for the rest.
+            tokio::select! {
+                ready = self.ring.readable_mut() => ready?.clear_ready(),
+                () = tokio::time::sleep(POLL_EVERY) => {}
             }
         }
     }
