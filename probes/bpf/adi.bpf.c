@@ -137,9 +137,11 @@ struct {
 	__type(value, struct adi_envscan);
 } envscan SEC(".maps");
 
+#define RING_BYTES (16 * 1024 * 1024)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 * 1024 * 1024);
+	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
 
 /* Ring buffer flags and queries (UAPI linux/bpf.h, not included: adi_kernel.h is standalone). */
@@ -324,6 +326,13 @@ struct adi_emit {
  * call it per message and unrolled copies would be large. */
 static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi_conn *conn)
 {
+	/* When user space lags so far that this event might not fit, count it lost now, before
+	 * paying for the copies (the traced process is what pays). */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >
+	    RING_BYTES - sizeof(struct adi_event_hdr) - ADI_MAX_PAYLOAD) {
+		count(ADI_STAT_RINGBUF_FULL);
+		return;
+	}
 	struct adi_scratch *s = new_event(ADI_EV_DATA, e->fd, e->syscall);
 	if (!s)
 		return;
