@@ -45,7 +45,10 @@ const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// What the main command was asked to do.
 #[derive(Debug, Clone)]
-#[expect(clippy::struct_excessive_bools, reason = "independent command-line switches")]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 pub struct LiveOptions {
     /// `--all`.
     pub watch_all: bool,
@@ -270,9 +273,9 @@ impl Pipeline {
                 }
             },
         );
-        if let Some(p) = proc {
-            self.describe(pid, p.start_time, &info.cmdline);
-        }
+        // A process gone before its /proc could be read still gets its document, with the
+        // error (the seed's behaviour), keyed by start time 0.
+        self.describe(pid, proc.map_or(0, |p| p.start_time), &info.cmdline);
         self.processes.insert(pid, info.clone());
         info
     }
@@ -293,41 +296,39 @@ impl Pipeline {
         self.new_docs.push(doc);
     }
 
-    /// A process exec'd. With the opt-in, the kernel already decided; the decision is checked
-    /// here against /proc (authoritative when the kernel could not read the environment) and
-    /// the new program is described.
+    /// A process exec'd. With the opt-in, the kernel decided from the environment it had just
+    /// laid out; /proc decides only when the kernel could not read it whole (a later read may
+    /// see an environment the program has since overwritten, e.g. with its process title).
     fn exec(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
         let pid = ev.tgid;
-        // A new program: new comm and cmdline, and a new description.
-        self.processes.remove(&pid);
-        self.documented.remove(&pid);
         let flags = ev.exec_flags();
         let mut watched = flags.watched;
-        if let Some(allowed) = &self.opt_in {
-            // The process may be gone already: then the kernel's decision stands.
-            if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-                let decided = crate::profile::opted_in(&env, allowed);
-                if decided != watched || flags.undecided {
-                    if !flags.undecided {
-                        eprintln!(
-                            "adi: pid {pid}: the kernel's opt-in decision ({watched}) differs from /proc's ({decided}); using /proc's"
-                        );
-                    }
-                    self.exec_overrides += 1;
-                    watched = decided;
-                    if decided {
-                        // A full map was already counted by the kernel; nothing more to do.
-                        let _ = probes.watch(pid);
-                    } else {
-                        probes.unwatch(pid);
-                    }
-                }
-            }
+        if let (Some(allowed), true) = (&self.opt_in, flags.undecided) {
+            watched = decide_from_proc(pid, allowed, probes);
+            self.exec_overrides += 1;
         }
+        // A new program: its flows so far belonged to the old one, and it gets a new
+        // description (or none, when it is not watched any more).
+        self.end_process(pid, adi_core::time::now_unix_ns(), bus);
         if watched {
             let _ = self.process(pid, &ev.comm);
             self.flush_docs(bus);
         }
+    }
+
+    /// Ends every flow of process `pid` and forgets what is cached about it.
+    fn end_process(&mut self, pid: u32, ts: u64, bus: &Bus<Event>) {
+        let ids: Vec<(u32, i32)> = self
+            .conns
+            .keys()
+            .filter(|id| id.0 == pid)
+            .copied()
+            .collect();
+        for id in ids {
+            self.end(id, ts, bus);
+        }
+        self.processes.remove(&pid);
+        self.documented.remove(&pid);
     }
 
     fn flush_docs(&mut self, bus: &Bus<Event>) {
@@ -396,10 +397,7 @@ impl Pipeline {
             }
             EventKind::Close => self.end(id, ts, bus),
             EventKind::Exec => self.exec(ev, probes, bus),
-            EventKind::Exit => {
-                self.processes.remove(&ev.tgid);
-                self.documented.remove(&ev.tgid);
-            }
+            EventKind::Exit => self.end_process(ev.tgid, ts, bus),
         }
     }
 
@@ -488,6 +486,30 @@ impl Pipeline {
     }
 }
 
+/// The opt-in decision for `pid` from /proc, applied to the kernel's map, when the kernel could
+/// not make it. The process's start time is read before and after, so a process that exited
+/// meanwhile (its pid possibly reused) is not left watched.
+fn decide_from_proc(pid: u32, allowed: &str, probes: &mut SyscallProbes) -> bool {
+    let start = |pid| adi_probes::proc::read_process(pid).map(|p| p.start_time);
+    let Some(before) = start(pid) else {
+        return false;
+    };
+    let decided = std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| crate::profile::opted_in(&env, allowed));
+    if !decided {
+        return false;
+    }
+    if let Err(e) = probes.watch(pid) {
+        eprintln!("adi: pid {pid} opts in but cannot be watched: {e}");
+        return false;
+    }
+    if start(pid) != Some(before) {
+        probes.unwatch(pid);
+        return false;
+    }
+    true
+}
+
 fn same_tuple(key: &FlowKey, ev: &RawEvent) -> bool {
     let (local, remote): (SocketAddr, SocketAddr) = match key.role {
         Role::Server => (key.server, key.client),
@@ -503,16 +525,17 @@ struct LostSoFar {
     decode_errors: u64,
 }
 
-/// Watches what the flags ask for and says so on stderr, so a new user never stares at
-/// silence. Returns the processes selected by pid (none for `--all`).
+/// Watches what the flags ask for. Returns the processes selected by pid (none for `--all`)
+/// and the sentence that says what is watched, for stderr once they are described, so a new
+/// user never stares at silence.
 fn select_processes(
     opts: &LiveOptions,
     probes: &mut SyscallProbes,
     classifiers: usize,
-) -> anyhow::Result<HashSet<u32>> {
+) -> anyhow::Result<(HashSet<u32>, String)> {
     let mut watched: HashSet<u32> = HashSet::new();
-    if opts.watch_all {
-        eprintln!("adi: watching every process (--all); {classifiers} classifiers");
+    let said = if opts.watch_all {
+        format!("adi: watching every process (--all); {classifiers} classifiers")
     } else if !opts.pids.is_empty() {
         for &pid in &opts.pids {
             if !PathBuf::from(format!("/proc/{pid}")).exists() {
@@ -523,22 +546,27 @@ fn select_processes(
             probes.watch(pid)?;
             watched.insert(pid);
         }
-        eprintln!(
+        format!(
             "adi: watching {} process(es) given with --pid, and their children from now on",
             watched.len()
-        );
+        )
     } else {
-        for pid in crate::profile::scan(&opts.allowed) {
-            probes.watch(pid)?;
-            watched.insert(pid);
+        // Twice: a child forked by an opted-in process between the first pass and its parent's
+        // insertion was followed by no one (it has the same environment, so it opts in).
+        for _ in 0..2 {
+            for pid in crate::profile::scan(&opts.allowed) {
+                if watched.insert(pid) {
+                    probes.watch(pid)?;
+                }
+            }
         }
         // The kernel applies the opt-in to every exec from now on; this covers the rest.
-        eprintln!(
+        format!(
             "adi: watching {} processes with ADI_PROFILE set, and every program started with it from now on; --all watches every process",
             watched.len()
-        );
-    }
-    Ok(watched)
+        )
+    };
+    Ok((watched, said))
 }
 
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
@@ -552,7 +580,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     };
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;
-    let selected = select_processes(opts, &mut probes, registry.len())?;
+    let (selected, watching) = select_processes(opts, &mut probes, registry.len())?;
     let mut go =
         crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
@@ -573,6 +601,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         let _ = pipeline.process(pid, "");
     }
     pipeline.flush_docs(&bus);
+    eprintln!("{watching}");
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -668,7 +697,7 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {} execs decided after start ({} by /proc), {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.stash_full,
@@ -706,10 +735,6 @@ fn report_lost(
         (
             "kernel_children",
             k.watch_full.saturating_sub(so_far.kernel.watch_full),
-        ),
-        (
-            "kernel_exec_env",
-            k.env_unread.saturating_sub(so_far.kernel.env_unread),
         ),
     ];
     for (source, count) in deltas {

@@ -270,7 +270,8 @@ fn resolve_sinks(flags: &[SinkSpec], var: impl Fn(&str) -> Option<PathBuf>) -> V
             sinks.push(SinkSpec::ServiceMap(p));
         }
     }
-    if sinks.is_empty() {
+    // Nothing that writes yet (the service map is not built): events on stdout.
+    if sinks.iter().all(|s| matches!(s, SinkSpec::ServiceMap(_))) {
         sinks.push(SinkSpec::Jsonl(None));
     }
     sinks
@@ -325,5 +326,14 @@ mod tests {
         // Only env-yaml asked for: no events on stdout.
         let env_only = [SinkSpec::EnvYaml("/f/env.yaml".into())];
         assert_eq!(resolve_sinks(&env_only, none), env_only);
+        // Only SERVICE_MAP_PATH, which this build cannot write yet: events still appear.
+        let map = |name: &str| (name == "SERVICE_MAP_PATH").then(|| PathBuf::from("/v/map.yaml"));
+        assert_eq!(
+            resolve_sinks(&[], map),
+            [
+                SinkSpec::ServiceMap("/v/map.yaml".into()),
+                SinkSpec::Jsonl(None)
+            ]
+        );
     }
 }

@@ -815,7 +815,7 @@ fn assert_password_redacted(
             .unwrap_or_else(|| panic!("no env doc for psql:\n{yaml}"));
         let rest = &yaml[at..];
         let rest = &rest[..rest.find("\n---").unwrap_or(rest.len())];
-        assert!(rest.contains("PGPASSWORD: \"<redacted>\""), "{rest}");
+        assert!(rest.contains("\"PGPASSWORD\": \"<redacted>\""), "{rest}");
     }
 }
 

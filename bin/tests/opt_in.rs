@@ -223,7 +223,7 @@ fn opt_in_rows_exec_and_pid_reuse() {
         .find(|l| l.starts_with("adi: lost:"))
         .expect("summary");
     assert!(
-        summary.contains(" 0 execs decided after start (0 by /proc)"),
+        summary.contains(" 0 execs the kernel could not decide (0 decided from /proc)"),
         "{summary}"
     );
 

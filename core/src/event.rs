@@ -439,6 +439,11 @@ impl ProcessEvent {
             for (name, value) in vars.iter_mut() {
                 if crate::redact::is_secret_name(&String::from_utf8_lossy(name)) {
                     crate::redact::REDACTED.as_bytes().clone_into(value);
+                } else if let Ok(text) = std::str::from_utf8(value) {
+                    // DATABASE_URL=postgres://u:pw@h, JAVA_TOOL_OPTIONS=-Ddb.password=x
+                    if let std::borrow::Cow::Owned(v) = crate::redact::cmdline(text) {
+                        *value = v.into_bytes();
+                    }
                 }
             }
         }

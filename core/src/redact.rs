@@ -44,20 +44,36 @@ pub fn headers(headers: &mut [(String, String)]) -> bool {
     changed
 }
 
-/// Redacts secret values in a command line: `--password=x`, `--api-key x`, `TOKEN=x`
-/// become `--password=<redacted>`, `--api-key <redacted>`, `TOKEN=<redacted>`. Borrowed
-/// when nothing changed (the common case).
+/// Redacts secret values in a command line (or any space-separated words, such as an
+/// environment value like JAVA_TOOL_OPTIONS): `--password=x`, `--api-key x`, `TOKEN=x`,
+/// `-H Authorization: Bearer x` and passwords in URLs (`postgres://u:x@h`) lose their values.
+/// Borrowed when nothing changed (the common case).
 pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
     let secret_flag = |word: &str| word.starts_with('-') && is_secret_name(word);
-    let words: Vec<&str> = cmdline.split(' ').collect();
+    // `Authorization: Bearer x`: a header given as an argument.
+    let secret_header = |word: &str| {
+        word.strip_suffix(':')
+            .is_some_and(|n| !n.is_empty() && is_secret_name(n))
+    };
+    let auth_scheme = |word: &str| {
+        ["bearer", "basic", "token", "digest", "negotiate"]
+            .iter()
+            .any(|s| word.eq_ignore_ascii_case(s))
+    };
     let mut changed = false;
-    let mut out = Vec::with_capacity(words.len());
-    let mut redact_next = false;
-    for word in words {
-        if redact_next {
-            out.push(std::borrow::Cow::Borrowed(REDACTED));
-            changed = true;
-            redact_next = false;
+    let mut out: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+    let mut redact_next = 0;
+    for word in cmdline.split(' ') {
+        if redact_next > 0 {
+            redact_next -= 1;
+            // `Bearer <token>`: the scheme stays, the token goes.
+            if auth_scheme(word) {
+                redact_next = 1;
+                out.push(std::borrow::Cow::Borrowed(word));
+            } else {
+                out.push(std::borrow::Cow::Borrowed(REDACTED));
+                changed = true;
+            }
             continue;
         }
         match word.split_once('=') {
@@ -65,11 +81,17 @@ pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
                 out.push(std::borrow::Cow::Owned(format!("{name}={REDACTED}")));
                 changed = true;
             }
-            None if secret_flag(word) => {
-                redact_next = true;
+            None if secret_flag(word) || secret_header(word) => {
+                redact_next = 1;
                 out.push(std::borrow::Cow::Borrowed(word));
             }
-            _ => out.push(std::borrow::Cow::Borrowed(word)),
+            _ => match url_password(word) {
+                std::borrow::Cow::Owned(w) => {
+                    out.push(std::borrow::Cow::Owned(w));
+                    changed = true;
+                }
+                std::borrow::Cow::Borrowed(_) => out.push(std::borrow::Cow::Borrowed(word)),
+            },
         }
     }
     if changed {
@@ -77,6 +99,41 @@ pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(cmdline)
     }
+}
+
+/// Redacts the password of every URL in `text`: `redis://:pw@h/0` -> `redis://:<redacted>@h/0`,
+/// `postgres://u:pw@h` -> `postgres://u:<redacted>@h`.
+pub fn url_password(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the path, query, fragment or the end of the word.
+        let end = tail
+            .find(['/', '?', '#', ' ', '"', '\'', ',', ';'])
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@').and_then(|a| {
+            let userinfo = &authority[..a];
+            userinfo.find(':').map(|c| (c, a))
+        }) {
+            Some((colon, a)) if a > colon + 1 => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(REDACTED);
+                out.push_str(&authority[a..]);
+                changed = true;
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Redacts the values of secret header lines in the raw bytes of a message head (up to the
@@ -231,6 +288,22 @@ mod tests {
         assert_eq!(
             cmdline("app --password=hunter2 --api-key k1 --keep x TOKEN=t -v"),
             "app --password=<redacted> --api-key <redacted> --keep x TOKEN=<redacted> -v"
+        );
+        assert_eq!(
+            cmdline("curl -H Authorization: Bearer t0k https://a:pw@h/x?y=1"),
+            "curl -H Authorization: Bearer <redacted> https://a:<redacted>@h/x?y=1"
+        );
+        assert_eq!(
+            cmdline("-Dhttp.auth=basic -Ddb.password=x"),
+            "-Dhttp.auth=<redacted> -Ddb.password=<redacted>"
+        );
+        assert_eq!(
+            url_password("redis://:s3@cache:6379/0 and postgres://u:p@db/x"),
+            "redis://:<redacted>@cache:6379/0 and postgres://u:<redacted>@db/x"
+        );
+        assert_eq!(
+            url_password("http://user@h/ https://h:8080/"),
+            "http://user@h/ https://h:8080/"
         );
         let plain = "python3 server.py --port 80";
         assert!(matches!(cmdline(plain), std::borrow::Cow::Borrowed(c) if c == plain));

@@ -255,8 +255,10 @@ static __always_inline void submit(struct adi_scratch *s, __u32 payload)
 	payload = len;
 	s->hdr.cap_len = payload;
 	/* Wake user space only once a batch is pending: a wakeup per event costs the traced
-	 * process more than the copy. User space also polls every few milliseconds. */
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+	 * process more than the copy. User space also polls every few milliseconds. Exec
+	 * events wake it at once: it reads the new program's /proc entries while they last. */
+	__u64 flags = s->hdr.kind == ADI_EV_EXEC ||
+				      bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
 			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, s, sizeof(struct adi_event_hdr) + len, flags))
 		count(ADI_STAT_RINGBUF_FULL);
@@ -357,8 +359,15 @@ static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi
 	submit(s, got);
 }
 
-/* One program for every sys_exit_* tracepoint of interest: their records share a layout, so
- * the loader attaches this single program to each of them. */
+/* Whether the current syscall is a 32-bit (ia32) one: its numbers and argument registers
+ * are not x86_64's, so it is not ours. */
+#define TS_COMPAT 0x0002
+static __always_inline bool compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+}
+
 static __always_inline bool traced_syscall(long id)
 {
 	switch (id) {
@@ -512,7 +521,7 @@ int adi_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_watched(pid_tgid >> 32))
+	if (!is_watched(pid_tgid >> 32) || compat_syscall())
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	__s32 fd = BPF_CORE_READ(regs, di);
@@ -529,17 +538,20 @@ int adi_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 /* A watched process's children are watched from their first instruction: servers that fork
  * a worker per connection (PostgreSQL) or at start (nginx) are covered by their parent's pid.
- * Runs in the parent's context. Threads are clones too: their tid is added and removed at
- * their exit, and never matches a tgid lookup. */
-SEC("tracepoint/sched/sched_process_fork")
-int adi_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
+ * A raw tracepoint, for the child's task: new threads share their process's entry and take
+ * none of their own. */
+SEC("raw_tracepoint/sched_process_fork")
+int adi_sched_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	if (!follow_children || watch_all)
+		return 0;
+	struct task_struct *child_task = (struct task_struct *)ctx->args[1];
+	__u32 child = BPF_CORE_READ(child_task, pid);
+	if (child != (__u32)BPF_CORE_READ(child_task, tgid))
 		return 0;
 	__u32 parent = bpf_get_current_pid_tgid() >> 32;
 	if (!bpf_map_lookup_elem(&watched, &parent))
 		return 0;
-	__u32 child = BPF_CORE_READ(ctx, child_pid);
 	__u32 one = 1;
 	if (bpf_map_update_elem(&watched, &child, &one, BPF_ANY))
 		count(ADI_STAT_WATCH_FULL);
@@ -697,13 +709,17 @@ static __always_inline void process_event(__u32 kind, __u64 flags)
  * is ever copied and nothing of one that does is missed; user space is told, re-checks from
  * /proc and writes the environment inventory. With --pid, a watched process stays watched. */
 SEC("tracepoint/sched/sched_process_exec")
-int adi_sched_exec(void *ctx)
+int adi_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	if (watch_all)
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (tgid == self_tgid)
 		return 0;
+	/* A non-leader thread exec'd: it took the leader's id, and its own goes unused. */
+	__u32 old_pid = BPF_CORE_READ(ctx, old_pid);
+	if (old_pid != tgid)
+		bpf_map_delete_elem(&watched, &old_pid);
 	__u64 flags = bpf_map_lookup_elem(&watched, &tgid) ? ADI_EXEC_WAS_WATCHED : 0;
 	if (!opt_in) {
 		if (flags)

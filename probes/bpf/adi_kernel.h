@@ -100,16 +100,24 @@ struct mm_struct {
 	unsigned long env_end;
 } __attribute__((preserve_access_index));
 
+/* x86: `status` holds TS_COMPAT while a 32-bit (ia32) syscall runs. */
+struct thread_info {
+	__u32 status;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct thread_info thread_info;
+	pid_t pid;
+	pid_t tgid;
 	struct files_struct *files;
 	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
-/* sched_process_fork's record. Its layout changed across kernels (the comms became
- * __data_loc in 6.x), so it is read with CO-RE by field name, never by fixed offset. */
-struct trace_event_raw_sched_process_fork {
-	pid_t parent_pid;
-	pid_t child_pid;
+/* sched_process_exec's record: `old_pid` is the id of the thread that called execve, which
+ * becomes the process's leader (they differ when a non-leader thread exec'd). */
+struct trace_event_raw_sched_process_exec {
+	pid_t pid;
+	pid_t old_pid;
 } __attribute__((preserve_access_index));
 
 /* sched_process_exit's record: `group_dead` (6.x) says the last thread of the process is
@@ -140,8 +148,6 @@ struct mmsghdr {
 	unsigned int msg_len;
 };
 
-/* Syscall tracepoint records (/sys/kernel/tracing/events/syscalls/sys_enter_read/format):
- * 8 bytes of common fields, the syscall number at 8, arguments (or the return value) from 16. */
 /* The context of raw tracepoints: sys_enter gets (struct pt_regs *, long id), sys_exit gets
  * (struct pt_regs *, long ret). */
 struct bpf_raw_tracepoint_args {

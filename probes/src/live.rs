@@ -216,15 +216,19 @@ impl SyscallProbes {
             }
         }
         let mut attached = 0;
-        // Every syscall's entry and exit; the programs pick the socket ones by number.
-        for (program, tp) in [("adi_sys_enter", "sys_enter"), ("adi_sys_exit", "sys_exit")] {
+        // Every syscall's entry and exit (the programs pick the socket ones by number), and
+        // children of watched processes watched too (forking servers; raw, for the child's
+        // task, so threads are told apart).
+        for (program, tp) in [
+            ("adi_sys_enter", "sys_enter"),
+            ("adi_sys_exit", "sys_exit"),
+            ("adi_sched_fork", "sched_process_fork"),
+        ] {
             attach_raw(&mut ebpf, program, tp)?;
             attached += 1;
         }
-        // Children of watched processes are watched too (forking servers), an exec re-decides
-        // the opt-in, and an exiting task's id is forgotten.
+        // An exec re-decides the opt-in, and an exiting process is forgotten.
         for (program, tp) in [
-            ("adi_sched_fork", "sched_process_fork"),
             ("adi_sched_exec", "sched_process_exec"),
             ("adi_sched_exit", "sched_process_exit"),
         ] {

@@ -87,7 +87,10 @@ pub enum EventKind {
 /// What the kernel decided when a process exec'd (the `ADI_EXEC_*` flags of an
 /// [`EventKind::Exec`] event).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[allow(clippy::struct_excessive_bools)] // four independent facts of one decision
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent facts of one decision"
+)]
 pub struct ExecFlags {
     /// The kernel now watches the process.
     pub watched: bool,

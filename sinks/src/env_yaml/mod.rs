@@ -8,8 +8,10 @@
 //! emitter's escapes for control characters, so YAML 1.1 and 1.2 readers agree on it.
 //! YAML text must be printable Unicode: bytes that are not UTF-8, and the few characters a
 //! YAML 1.1 reader rejects or takes for a line break (C1 controls, U+2028, U+2029, U+FFFE,
-//! U+FFFF), become U+FFFD, and the names of the variables so altered are listed under
-//! `adi_profile_env_altered`: nothing is changed silently.
+//! U+FFFF), become U+FFFD, names are cut at 1000 characters (longer keys are invalid YAML),
+//! and the names of the variables so altered are listed under `adi_profile_env_altered`:
+//! nothing is changed silently. Names are written double-quoted too, since the emitter's own
+//! test for keys misses YAML 1.1 forms such as `y` or `2001-12-14`.
 //!
 //! ```yaml
 //! ---
@@ -27,7 +29,7 @@ use std::path::Path;
 use std::borrow::Cow;
 
 use adi_core::event::{Event, ProcessEvent};
-use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
+use saphyr::{Mapping, Scalar, ScalarStyle, Yaml, YamlEmitter};
 
 use crate::{Sink, SinkError};
 
@@ -134,6 +136,28 @@ fn key(k: &str) -> Yaml<'_> {
     Yaml::Value(Scalar::String(Cow::Borrowed(k)))
 }
 
+/// Longest variable name written: YAML readers reject implicit keys over 1024 characters.
+const MAX_NAME_CHARS: usize = 1000;
+
+/// A variable name as a double-quoted key: the emitter quotes values on request but keys
+/// only when it sees a need, and misses YAML 1.1 forms such as `y`, `1_000` or `2001-12-14`.
+/// The escapes are JSON's (a valid subset of YAML's), plus DEL, which YAML 1.1 rejects raw.
+fn name_key(name: &str) -> (Yaml<'static>, bool) {
+    let (name, cut) = match name.char_indices().nth(MAX_NAME_CHARS) {
+        Some((at, _)) => (&name[..at], true),
+        None => (name, false),
+    };
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    let inner = quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .replace('\u{7f}', "\\u007f");
+    (
+        Yaml::Representation(Cow::Owned(inner), ScalarStyle::DoubleQuoted, None),
+        cut,
+    )
+}
+
 /// The YAML document of one process.
 pub fn document(p: &ProcessEvent, keep: impl Fn(&[u8]) -> bool) -> Yaml<'_> {
     let mut doc = Mapping::new();
@@ -155,12 +179,12 @@ pub fn document(p: &ProcessEvent, keep: impl Fn(&[u8]) -> bool) -> Yaml<'_> {
             for (name, value) in vars.iter().filter(|(n, _)| keep(n)) {
                 let (name_text, name_altered) = safe_text(name);
                 let (value_text, value_altered) = safe_text(value);
-                let name_text = Yaml::Value(Scalar::String(name_text));
-                if name_altered || value_altered {
-                    altered.push(name_text.clone());
+                let (name_node, cut) = name_key(&name_text);
+                if name_altered || value_altered || cut {
+                    altered.push(name_node.clone());
                 }
                 // A repeated name: the last value wins, as for the opt-in rule.
-                env.insert(name_text, Yaml::Value(Scalar::String(value_text)));
+                env.insert(name_node, Yaml::Value(Scalar::String(value_text)));
             }
             doc.insert(key("adi_profile_env"), Yaml::Mapping(env));
             if !altered.is_empty() {

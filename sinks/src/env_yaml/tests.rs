@@ -63,6 +63,19 @@ const HOSTILE: &[(&str, &str)] = &[
     ("odd: name", "x"),
 ];
 
+/// Names a YAML 1.1 reader would take for something else when written bare.
+const HOSTILE_NAMES: &[&str] = &[
+    "y",
+    "N",
+    "1_000",
+    "0b101",
+    "2001-12-14",
+    "~",
+    "-",
+    "? x",
+    "a\u{7f}b",
+];
+
 #[test]
 fn hostile_values_round_trip() {
     let mut environ = Vec::new();
@@ -164,17 +177,24 @@ fn secrets_never_reach_the_file() {
     let mut p = process(
         9,
         b"DB_PASSWORD=hunter2\0API_TOKEN=tok-123\0AWS_SECRET_ACCESS_KEY=aws-xyz\0\
-          GITHUB_AUTH=gh-1\0SESSION_COOKIE=c-1\0DB_HOST=db\0",
+          GITHUB_AUTH=gh-1\0SESSION_COOKIE=c-1\0DB_HOST=db\0\
+          DATABASE_URL=postgres://app:url-pw@db/app\0JAVA_TOOL_OPTIONS=-Ddb.password=jvm-pw\0",
     );
     p.cmdline = Arc::from("app --password=cli-pass --db-host db");
     p.redact();
     let (text, docs) = round_trip(&[p], &[]);
-    for secret in ["hunter2", "tok-123", "aws-xyz", "gh-1", "c-1", "cli-pass"] {
+    for secret in [
+        "hunter2", "tok-123", "aws-xyz", "gh-1", "c-1", "cli-pass", "url-pw", "jvm-pw",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
     let env = &docs[0]["adi_profile_env"];
     assert_eq!(env["DB_PASSWORD"].as_str(), Some("<redacted>"));
     assert_eq!(env["DB_HOST"].as_str(), Some("db"));
+    assert_eq!(
+        env["DATABASE_URL"].as_str(),
+        Some("postgres://app:<redacted>@db/app")
+    );
     assert_eq!(
         docs[0]["adi_profile_cmdline"].as_str(),
         Some("app --password=<redacted> --db-host db")
@@ -232,6 +252,11 @@ fn pyyaml_reads_the_same_values() {
     for (k, v) in HOSTILE {
         environ.extend_from_slice(format!("{k}={v}\0").as_bytes());
     }
+    for k in HOSTILE_NAMES {
+        environ.extend_from_slice(format!("{k}=name\0").as_bytes());
+    }
+    let long = "L".repeat(1500);
+    environ.extend_from_slice(format!("{long}=long\0").as_bytes());
     environ.extend_from_slice("LS=a\u{2028}b\0BIN=\u{85}\u{9b}\0".as_bytes());
     let (text, _) = round_trip(&[process(7, &environ), process(8, b"A=1\0")], &[]);
     let mut py = Command::new("python3")
@@ -263,6 +288,10 @@ fn pyyaml_reads_the_same_values() {
     }
     assert_eq!(env["LS"].as_str(), Some("a\u{fffd}b"));
     assert_eq!(env["BIN"].as_str(), Some("\u{fffd}\u{fffd}"));
+    for k in HOSTILE_NAMES {
+        assert_eq!(env[*k].as_str(), Some("name"), "{k} in\n{text}");
+    }
+    assert_eq!(env[&long[..1000]].as_str(), Some("long"));
     assert_eq!(docs[0]["adi_profile_pid"], 7);
     assert_eq!(docs[1]["adi_profile_env"]["A"], "1");
 }
