@@ -19,9 +19,10 @@ use adi_probes::raw::{EventKind, RawEvent};
 
 /// What the attaching thread is told.
 enum Cmd {
-    /// A process to attach to if it is a Go program with `net/http` (checked against the
-    /// opt-in first, for execs).
-    Attach { pid: u32, exec: bool },
+    /// A process to attach to if it is a Go program with `net/http`; `recheck`: an exec the
+    /// kernel could not decide, checked against the opt-in from /proc first (otherwise the
+    /// kernel's decision stands: a later /proc read may see an overwritten environment).
+    Attach { pid: u32, recheck: bool },
     /// A process that exited.
     Detach(u32),
 }
@@ -75,7 +76,7 @@ impl GoHttp {
         }
         initial.sort_unstable();
         for pid in initial {
-            let _ = tx.send(Cmd::Attach { pid, exec: false });
+            let _ = tx.send(Cmd::Attach { pid, recheck: false });
         }
         let shared = Arc::clone(&off.shared);
         let thread = std::thread::Builder::new()
@@ -104,7 +105,7 @@ impl GoHttp {
                 } else {
                     Cmd::Attach {
                         pid: ev.tgid,
-                        exec: true,
+                        recheck: flags.undecided,
                     }
                 }
             }
@@ -194,8 +195,8 @@ fn attach_loop(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         match cmd {
-            Some(Cmd::Attach { pid, exec }) if pid != own => {
-                if exec && !opted_in(pid, opt_in) {
+            Some(Cmd::Attach { pid, recheck }) if pid != own => {
+                if recheck && !opted_in(pid, opt_in) {
                     probes.detach(pid);
                     attached.remove(&pid);
                 } else {
