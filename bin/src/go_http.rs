@@ -76,7 +76,10 @@ impl GoHttp {
         }
         initial.sort_unstable();
         for pid in initial {
-            let _ = tx.send(Cmd::Attach { pid, recheck: false });
+            let _ = tx.send(Cmd::Attach {
+                pid,
+                recheck: false,
+            });
         }
         let shared = Arc::clone(&off.shared);
         let thread = std::thread::Builder::new()
