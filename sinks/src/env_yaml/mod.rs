@@ -176,14 +176,25 @@ pub fn document(p: &ProcessEvent, keep: impl Fn(&[u8]) -> bool) -> Yaml<'_> {
             doc.insert(key("adi_profile_cmdline"), text(p.cmdline.as_bytes()));
             let mut env = Mapping::new();
             let mut altered = Vec::new();
+            let mut seen: std::collections::HashMap<String, &[u8]> =
+                std::collections::HashMap::new();
             for (name, value) in vars.iter().filter(|(n, _)| keep(n)) {
-                let (name_text, name_altered) = safe_text(name);
+                let (mut name_text, name_altered) = safe_text(name);
                 let (value_text, value_altered) = safe_text(value);
+                // Two names that differ only in replaced bytes would merge: number the later
+                // ones. (A name that really repeats keeps one entry, the last value winning,
+                // as for the opt-in rule.)
+                let base = name_text.clone();
+                let mut n = 2;
+                while seen.get(name_text.as_ref()).is_some_and(|raw| raw != name) {
+                    name_text = Cow::Owned(format!("{base} #{n}"));
+                    n += 1;
+                }
+                seen.insert(name_text.clone().into_owned(), name.as_slice());
                 let (name_node, cut) = name_key(&name_text);
                 if name_altered || value_altered || cut {
                     altered.push(name_node.clone());
                 }
-                // A repeated name: the last value wins, as for the opt-in rule.
                 env.insert(name_node, Yaml::Value(Scalar::String(value_text)));
             }
             doc.insert(key("adi_profile_env"), Yaml::Mapping(env));
