@@ -392,6 +392,30 @@ fn nothing_watched_says_so_and_exits_cleanly() {
     assert!(err.iter().any(|l| l.contains("stopped after")), "{err:#?}");
 }
 
+/// `--idle-priority`: every thread of adi runs under SCHED_IDLE (policy 5 in field 41 of
+/// /proc/PID/task/TID/stat), and capture still works.
+#[test]
+fn idle_priority_puts_every_thread_under_sched_idle() {
+    if !can_run() {
+        return;
+    }
+    const SCHED_IDLE: &str = "5";
+    let adi = Adi::start(&["--idle-priority"]);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", adi.pid())).expect("tasks");
+    let mut threads = 0;
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.expect("task").path().join("stat")).expect("stat");
+        // Fields after the comm's closing parenthesis start at field 3: policy is field 41.
+        let after = &stat[stat.rfind(')').expect("comm") + 1..];
+        let policy = after.split_ascii_whitespace().nth(38).expect("policy");
+        assert_eq!(policy, SCHED_IDLE, "{stat}");
+        threads += 1;
+    }
+    assert!(threads >= 2, "the runtime's threads too ({threads})");
+    let (_, err) = adi.stop();
+    assert!(err.iter().any(|l| l.contains("stopped after")), "{err:#?}");
+}
+
 #[test]
 fn unwritable_sink_is_one_clear_sentence() {
     if !can_run() {

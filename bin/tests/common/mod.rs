@@ -187,6 +187,11 @@ impl Adi {
         }
     }
 
+    /// The running adi's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, wait, and return (events, stderr lines).
     pub fn stop(mut self) -> (Vec<Value>, Vec<String>) {
         // Let the last events reach the ring buffer before asking adi to stop.
