@@ -396,10 +396,10 @@ fn nothing_watched_says_so_and_exits_cleanly() {
 /// /proc/PID/task/TID/stat), and capture still works.
 #[test]
 fn idle_priority_puts_every_thread_under_sched_idle() {
+    const SCHED_IDLE: &str = "5";
     if !can_run() {
         return;
     }
-    const SCHED_IDLE: &str = "5";
     let adi = Adi::start(&["--idle-priority"]);
     let tasks = std::fs::read_dir(format!("/proc/{}/task", adi.pid())).expect("tasks");
     let mut threads = 0;
