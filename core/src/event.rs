@@ -1,7 +1,7 @@
 //! Output events: the JSON-lines schema (SPEC section 5). Field names here are the schema,
 //! pinned by golden tests in `sinks/tests/`.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
@@ -77,12 +77,13 @@ pub const MAX_RAW_PAYLOAD: usize = 1024;
 pub struct Endpoints {
     /// `send` or `recv`, as seen by the traced process.
     pub direction: &'static str,
-    /// Sender's address.
-    pub source_ip: String,
+    /// Sender's address (IPv4-mapped IPv6 unmapped); serialised as text without an
+    /// allocation per event.
+    pub source_ip: IpAddr,
     /// Sender's port.
     pub source_port: u16,
     /// Receiver's address.
-    pub dest_ip: String,
+    pub dest_ip: IpAddr,
     /// Receiver's port.
     pub dest_port: u16,
 }
@@ -101,17 +102,14 @@ impl Endpoints {
         );
         Self {
             direction: if sent { "send" } else { "recv" },
-            source_ip: ip_string(src),
+            source_ip: crate::flow::unmapped_ip(src),
             source_port: src.port(),
-            dest_ip: ip_string(dst),
+            dest_ip: crate::flow::unmapped_ip(dst),
             dest_port: dst.port(),
         }
     }
 }
 
-fn ip_string(addr: SocketAddr) -> String {
-    crate::flow::unmapped_ip(addr).to_string()
-}
 
 /// HTTP headers in wire order; serialised as a JSON object whose value is a string, or an
 /// array of strings when the name was repeated (names as sent, first spelling kept).
