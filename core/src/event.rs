@@ -110,7 +110,6 @@ impl Endpoints {
     }
 }
 
-
 /// HTTP headers in wire order; serialised as a JSON object whose value is a string, or an
 /// array of strings when the name was repeated (names as sent, first spelling kept).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
