@@ -82,23 +82,18 @@ c.close()
 print(len(got), flush=True)
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn captures_a_loopback_exchange_of_watched_processes_only() {
-    if !can_run() {
-        return;
-    }
-    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
+/// The probes, watching only the pids the test adds.
+fn load_watching_pids() -> (SyscallProbes, adi_probes::live::EventStream) {
+    SyscallProbes::load(ProbeConfig {
         watch_all: false,
         capture_bytes: 4096,
         opt_in: None,
     })
-    .expect("load");
-    assert_eq!(
-        probes.attached(),
-        5,
-        "raw sys_enter and sys_exit, sched fork, exec and exit"
-    );
+    .expect("load")
+}
 
+/// `SERVER` on a free port, listening when this returns.
+fn one_request_server() -> (std::process::Child, u16) {
     let port = free_port();
     let mut server = Command::new("python3")
         .args(["-c", SERVER, &port.to_string()])
@@ -109,6 +104,22 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
     BufReader::new(server.stdout.take().expect("stdout"))
         .read_line(&mut ready)
         .expect("ready");
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_a_loopback_exchange_of_watched_processes_only() {
+    if !can_run() {
+        return;
+    }
+    let (mut probes, mut stream) = load_watching_pids();
+    assert_eq!(
+        probes.attached(),
+        5,
+        "raw sys_enter and sys_exit, sched fork, exec and exit"
+    );
+
+    let (mut server, port) = one_request_server();
     let mut client = Command::new("python3")
         .args(["-c", CLIENT, &port.to_string()])
         .stdin(Stdio::piped())
@@ -181,22 +192,8 @@ async fn children_of_a_watched_process_are_watched() {
     if !can_run() {
         return;
     }
-    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
-        watch_all: false,
-        capture_bytes: 4096,
-        opt_in: None,
-    })
-    .expect("load");
-    let port = free_port();
-    let mut server = Command::new("python3")
-        .args(["-c", SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut ready = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut ready)
-        .expect("ready");
+    let (mut probes, mut stream) = load_watching_pids();
+    let (mut server, port) = one_request_server();
     // The watched shell forks the client (the trailing `echo` keeps it from exec'ing).
     let script = format!(
         "read go; echo go | python3 -c '{}' {port}; echo done",
@@ -265,22 +262,8 @@ async fn a_process_stays_watched_until_its_last_thread_exits() {
     if !can_run() {
         return;
     }
-    let (mut probes, mut stream) = SyscallProbes::load(ProbeConfig {
-        watch_all: false,
-        capture_bytes: 4096,
-        opt_in: None,
-    })
-    .expect("load");
-    let port = free_port();
-    let mut server = Command::new("python3")
-        .args(["-c", SERVER, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut ready = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut ready)
-        .expect("ready");
+    let (mut probes, mut stream) = load_watching_pids();
+    let (mut server, port) = one_request_server();
     let mut client = Command::new("python3")
         .args(["-c", LEADER_EXITS_FIRST, &port.to_string()])
         .stdout(Stdio::piped())
