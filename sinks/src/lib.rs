@@ -43,6 +43,16 @@ pub enum SinkError {
     Serialize(#[from] serde_json::Error),
 }
 
+impl SinkError {
+    /// Wraps a write error of `target`, for `map_err`.
+    pub fn write(target: &str) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Write {
+            target: target.to_owned(),
+            source,
+        }
+    }
+}
+
 /// A destination for events.
 pub trait Sink: Send {
     /// The sink's name in messages and `lost` events (`jsonl`, `jsonl=/tmp/x`).

@@ -223,27 +223,19 @@ impl Sink for EnvYamlSink {
         self.doc.clear();
         let mut emitter = YamlEmitter::new(&mut self.doc);
         emitter.quoted_value(true);
-        emitter.dump(&doc).map_err(|e| SinkError::Write {
-            target: self.target.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        emitter
+            .dump(&doc)
+            .map_err(|e| SinkError::write(&self.target)(std::io::Error::other(e.to_string())))?;
         self.doc.push('\n');
-        let write = |out: &mut BufWriter<Box<dyn Write + Send>>, doc: &str| {
-            // Few documents, each wanted on disk soon: flush each one.
-            out.write_all(doc.as_bytes())?;
-            out.flush()
-        };
-        write(&mut self.out, &self.doc).map_err(|source| SinkError::Write {
-            target: self.target.clone(),
-            source,
-        })
+        // Few documents, each wanted on disk soon: flush each one.
+        self.out
+            .write_all(self.doc.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(SinkError::write(&self.target))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write {
-            target: self.target.clone(),
-            source,
-        })
+        self.out.flush().map_err(SinkError::write(&self.target))
     }
 }
 

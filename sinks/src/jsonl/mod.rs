@@ -71,16 +71,10 @@ impl Sink for JsonlSink {
         self.line.push(b'\n');
         self.out
             .write_all(&self.line)
-            .map_err(|source| SinkError::Write {
-                target: self.target.clone(),
-                source,
-            })
+            .map_err(SinkError::write(&self.target))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write {
-            target: self.target.clone(),
-            source,
-        })
+        self.out.flush().map_err(SinkError::write(&self.target))
     }
 }
