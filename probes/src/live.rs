@@ -232,7 +232,8 @@ impl SyscallProbes {
             ("adi_sched_exec", "sched_process_exec"),
             ("adi_sched_exit", "sched_process_exit"),
         ] {
-            attached += attach(&mut ebpf, "sched", program, std::iter::once(tp.to_owned()))?;
+            attach(&mut ebpf, "sched", program, tp)?;
+            attached += 1;
         }
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(ProbeError::Missing(name))
@@ -329,56 +330,48 @@ impl SyscallProbes {
     }
 }
 
+/// Turns an aya program error into a [`ProbeError::Program`] naming the program and the step.
+fn program_error(
+    program: &str,
+    what: String,
+) -> impl FnOnce(aya::programs::ProgramError) -> ProbeError + '_ {
+    move |source| ProbeError::Program {
+        program: program.to_owned(),
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// Loads `program` and attaches it to the tracepoint `category:tracepoint`.
 fn attach(
     ebpf: &mut Ebpf,
     category: &str,
     program: &str,
-    tracepoints: impl Iterator<Item = String>,
-) -> Result<usize, ProbeError> {
+    tracepoint: &str,
+) -> Result<(), ProbeError> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
         .ok_or(ProbeError::Missing("program"))?
         .try_into()
-        .map_err(|source| ProbeError::Program {
-            program: program.to_owned(),
-            what: "typing".into(),
-            source: Box::new(source),
-        })?;
-    prog.load().map_err(|source| ProbeError::Program {
-        program: program.to_owned(),
-        what: "loading".into(),
-        source: Box::new(source),
-    })?;
-    let mut n = 0;
-    for tp in tracepoints {
-        prog.attach(category, &tp)
-            .map_err(|source| ProbeError::Program {
-                program: program.to_owned(),
-                what: format!("attaching to {tp}"),
-                source: Box::new(source),
-            })?;
-        n += 1;
-    }
-    Ok(n)
+        .map_err(program_error(program, "typing".into()))?;
+    prog.load()
+        .map_err(program_error(program, "loading".into()))?;
+    prog.attach(category, tracepoint)
+        .map_err(program_error(program, format!("attaching to {tracepoint}")))?;
+    Ok(())
 }
 
+/// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
 fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
-    let error = |what: String| {
-        let program = program.to_owned();
-        move |source| ProbeError::Program {
-            program,
-            what,
-            source: Box::new(source),
-        }
-    };
     let prog: &mut RawTracePoint = ebpf
         .program_mut(program)
         .ok_or(ProbeError::Missing("program"))?
         .try_into()
-        .map_err(error("typing".into()))?;
-    prog.load().map_err(error("loading".into()))?;
+        .map_err(program_error(program, "typing".into()))?;
+    prog.load()
+        .map_err(program_error(program, "loading".into()))?;
     prog.attach(tracepoint)
-        .map_err(error(format!("attaching to {tracepoint}")))?;
+        .map_err(program_error(program, format!("attaching to {tracepoint}")))?;
     Ok(())
 }
 
