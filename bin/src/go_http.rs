@@ -17,6 +17,8 @@ use adi_probes::go::uprobes::{GoHttpProbes, GoHttpStats, GoHttpStream, GoProbeEr
 use adi_probes::go::GoError;
 use adi_probes::raw::{EventKind, RawEvent};
 
+use crate::profile::OptIn;
+
 /// What the attaching thread is told.
 enum Cmd {
     /// A process to attach to if it is a Go program with `net/http`; `recheck`: an exec the
@@ -47,10 +49,10 @@ pub struct GoHttp {
 
 impl GoHttp {
     /// Loads the uprobes (when `enabled`) and attaches them to `pids`, or to every running Go
-    /// program with `all`. `opt_in` is `Some(ADI_PROFILE_ALLOWED)` when processes are chosen
+    /// program with `all`. `opt_in` is `Some` when processes are chosen
     /// by the opt-in: a process that execs is then attached only if /proc says it opted in. A
     /// failure to load is said on stderr and leaves the uprobes off; capture goes on.
-    pub fn start(enabled: bool, pids: &HashSet<u32>, all: bool, opt_in: Option<String>) -> Self {
+    pub fn start(enabled: bool, pids: &HashSet<u32>, all: bool, opt_in: Option<OptIn>) -> Self {
         let mut off = Self {
             cmds: None,
             stream: None,
@@ -84,7 +86,7 @@ impl GoHttp {
         let shared = Arc::clone(&off.shared);
         let thread = std::thread::Builder::new()
             .name("adi-go-uprobes".into())
-            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_deref()));
+            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_ref()));
         match thread {
             Ok(t) => {
                 off.thread = Some(t);
@@ -186,7 +188,7 @@ fn attach_loop(
     mut probes: GoHttpProbes,
     rx: &mpsc::Receiver<Cmd>,
     shared: &Mutex<Shared>,
-    opt_in: Option<&str>,
+    opt_in: Option<&OptIn>,
 ) {
     let own = std::process::id();
     let mut attached: HashSet<u32> = HashSet::new();
@@ -199,7 +201,7 @@ fn attach_loop(
         };
         match cmd {
             Some(Cmd::Attach { pid, recheck }) if pid != own => {
-                if recheck && !opted_in(pid, opt_in) {
+                if recheck && opt_in.is_some_and(|o| !o.admits_pid(pid)) {
                     probes.detach(pid);
                     attached.remove(&pid);
                 } else {
@@ -243,14 +245,6 @@ fn attach_loop(
         s.stats = probes.stats();
     }
     probes.close();
-}
-
-/// Whether an exec'd process still opts in (always, when processes are not chosen by the
-/// opt-in). A process that is already gone does not.
-fn opted_in(pid: u32, allowed: Option<&str>) -> bool {
-    let Some(allowed) = allowed else { return true };
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| crate::profile::opted_in(&env, allowed))
 }
 
 /// Errors that only say "not a Go HTTP program" (or "already gone"): not worth a line.

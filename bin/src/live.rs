@@ -34,6 +34,8 @@ use adi_sinks::{EnvYamlSink, JsonlSink, Sink, SinkSpec};
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::profile::OptIn;
+
 /// Bytes per message the kernel copies once a connection is known not to be HTTP.
 const NON_HTTP_CAP: u32 = 256;
 /// Events queued per sink before the slowest sink starts losing (and counting) them.
@@ -217,8 +219,8 @@ struct Pipeline {
     documented: HashMap<u32, u64>,
     /// Descriptions waiting for the next publish.
     new_docs: Vec<ProcessEvent>,
-    /// `Some(ADI_PROFILE_ALLOWED)` when processes are chosen by the opt-in.
-    opt_in: Option<String>,
+    /// `Some` when processes are chosen by the opt-in.
+    opt_in: Option<OptIn>,
     /// Execs where user space changed the kernel's decision (the kernel could not read the
     /// whole environment, or disagreed).
     exec_overrides: u64,
@@ -229,7 +231,7 @@ impl Pipeline {
         registry: Arc<Registry>,
         opts: &LiveOptions,
         env_docs: bool,
-        opt_in: Option<String>,
+        opt_in: Option<OptIn>,
     ) -> Self {
         Self {
             engine: Engine::new(registry),
@@ -299,7 +301,7 @@ impl Pipeline {
     /// A process exec'd. With the opt-in, the kernel decided from the environment it had just
     /// laid out; /proc decides only when the kernel could not read it whole (a later read may
     /// see an environment the program has since overwritten, e.g. with its process title).
-    fn exec(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
+    fn exec(&mut self, ev: &RawEvent, ts: u64, probes: &mut SyscallProbes, bus: &Bus<Event>) {
         let pid = ev.tgid;
         let flags = ev.exec_flags();
         let mut watched = flags.watched;
@@ -309,7 +311,7 @@ impl Pipeline {
         }
         // A new program: its flows so far belonged to the old one, and it gets a new
         // description (or none, when it is not watched any more).
-        self.end_process(pid, adi_core::time::now_unix_ns(), bus);
+        self.end_process(pid, ts, bus);
         if watched {
             let _ = self.process(pid, &ev.comm);
             self.flush_docs(bus);
@@ -396,7 +398,7 @@ impl Pipeline {
                 self.evicted = evicted;
             }
             EventKind::Close => self.end(id, ts, bus),
-            EventKind::Exec => self.exec(ev, probes, bus),
+            EventKind::Exec => self.exec(ev, ts, probes, bus),
             EventKind::Exit => self.end_process(ev.tgid, ts, bus),
         }
     }
@@ -489,14 +491,12 @@ impl Pipeline {
 /// The opt-in decision for `pid` from /proc, applied to the kernel's map, when the kernel could
 /// not make it. The process's start time is read before and after, so a process that exited
 /// meanwhile (its pid possibly reused) is not left watched.
-fn decide_from_proc(pid: u32, allowed: &str, probes: &mut SyscallProbes) -> bool {
+fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut SyscallProbes) -> bool {
     let start = |pid| adi_probes::proc::read_process(pid).map(|p| p.start_time);
     let Some(before) = start(pid) else {
         return false;
     };
-    let decided = std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| crate::profile::opted_in(&env, allowed));
-    if !decided {
+    if !opt_in.admits_pid(pid) {
         return false;
     }
     if let Err(e) = probes.watch(pid) {
@@ -530,13 +530,29 @@ struct LostSoFar {
 /// user never stares at silence.
 fn select_processes(
     opts: &LiveOptions,
+    opt_in: Option<&OptIn>,
     probes: &mut SyscallProbes,
     classifiers: usize,
 ) -> anyhow::Result<(HashSet<u32>, String)> {
     let mut watched: HashSet<u32> = HashSet::new();
-    let said = if opts.watch_all {
+    let said = if let Some(opt_in) = opt_in {
+        // Twice: a child forked by an opted-in process between the first pass and its parent's
+        // insertion was followed by no one (it has the same environment, so it opts in).
+        for _ in 0..2 {
+            for pid in opt_in.scan() {
+                if watched.insert(pid) {
+                    probes.watch(pid)?;
+                }
+            }
+        }
+        // The kernel applies the opt-in to every exec from now on; this covers the rest.
+        format!(
+            "adi: watching {} processes with ADI_PROFILE set, and every program started with it from now on; --all watches every process",
+            watched.len()
+        )
+    } else if opts.watch_all {
         format!("adi: watching every process (--all); {classifiers} classifiers")
-    } else if !opts.pids.is_empty() {
+    } else {
         for &pid in &opts.pids {
             if !PathBuf::from(format!("/proc/{pid}")).exists() {
                 eprintln!(
@@ -550,21 +566,6 @@ fn select_processes(
             "adi: watching {} process(es) given with --pid, and their children from now on",
             watched.len()
         )
-    } else {
-        // Twice: a child forked by an opted-in process between the first pass and its parent's
-        // insertion was followed by no one (it has the same environment, so it opts in).
-        for _ in 0..2 {
-            for pid in crate::profile::scan(&opts.allowed) {
-                if watched.insert(pid) {
-                    probes.watch(pid)?;
-                }
-            }
-        }
-        // The kernel applies the opt-in to every exec from now on; this covers the rest.
-        format!(
-            "adi: watching {} processes with ADI_PROFILE set, and every program started with it from now on; --all watches every process",
-            watched.len()
-        )
     };
     Ok((watched, said))
 }
@@ -572,15 +573,16 @@ fn select_processes(
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     let sinks = open_sinks(&opts.sinks, &opts.env_prefixes)?;
     let env_docs = opts.sinks.iter().any(|s| matches!(s, SinkSpec::EnvYaml(_)));
-    let opt_in = (!opts.watch_all && opts.pids.is_empty()).then(|| opts.allowed.clone());
+    let opt_in = (!opts.watch_all && opts.pids.is_empty()).then(|| OptIn::new(&opts.allowed));
     let config = ProbeConfig {
         watch_all: opts.watch_all,
         capture_bytes: opts.capture_bytes,
-        opt_in: opt_in.as_deref().map(crate::profile::parse_allowed),
+        opt_in: opt_in.as_ref().map(|o| o.allowed().to_vec()),
     };
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;
-    let (selected, watching) = select_processes(opts, &mut probes, registry.len())?;
+    let (selected, watching) =
+        select_processes(opts, opt_in.as_ref(), &mut probes, registry.len())?;
     let mut go =
         crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
