@@ -15,15 +15,8 @@ set -euo pipefail
 N=${1:-20000}
 ROUNDS=${2:-3}
 V=${3:-1.23.9}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/adi-gobench.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh" gobench
 
 cd "$ROOT"
 cargo build --release -q -p adi-probes --example go_http_watch

@@ -14,18 +14,9 @@ set -euo pipefail
 
 DUR=${1:-10}
 ROUNDS=${2:-3}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-ADI=${ADI:-$ROOT/target/release/adi}
-WORK=$(mktemp -d /tmp/adi-optin.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-[[ -x $ADI ]] || (cd "$ROOT" && cargo build --release -q -p adi-cli)
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh" optin
+need_adi
 HZ=$(getconf CLK_TCK)
 
 # The busy unwatched writer: prints "writes_per_s cpu_us_per_write". RATE 0 = flat out.

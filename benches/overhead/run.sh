@@ -11,18 +11,9 @@
 set -euo pipefail
 
 DUR=${1:-20}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-ADI=${ADI:-$ROOT/target/release/adi}
-WORK=$(mktemp -d /tmp/adi-overhead.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-[[ -x $ADI ]] || (cd "$ROOT" && cargo build --release -q -p adi-cli)
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh" overhead
+need_adi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK"/{www,tmp}
 head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
