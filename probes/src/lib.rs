@@ -16,3 +16,5 @@ pub mod live;
 pub mod pcap;
 pub mod proc;
 pub mod raw;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -18,24 +18,11 @@ use std::time::Duration;
 use adi_core::event::{GoHttpEvent, GoHttpSide};
 use adi_probes::go::testing::{self, Toolchain, Variant};
 use adi_probes::go::uprobes::{GoHttpProbes, GoHttpStream};
+use adi_probes::testing::can_run_bpf;
 
 /// The 100-byte X-Long value the client sends.
 const LONG: &str = "0123456789012345678901234567890123456789012345678901234567890123456789\
                     012345678901234567890123456789";
-
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the root-only tests as root"
-    );
-    eprintln!("SKIPPED (needs root + BPF)");
-    false
-}
 
 /// Kills the process when dropped.
 struct Proc(Child);
@@ -254,7 +241,7 @@ impl WaitRef for Child {
 /// Every variant, over HTTP and HTTPS, for toolchain `version`; plus larger header maps
 /// (more buckets or a Swiss table, and more values than are copied) on the default build.
 fn check_version(version: &str) {
-    if !can_run() {
+    if !can_run_bpf() {
         return;
     }
     let Some(t) = testing::toolchain(version) else {

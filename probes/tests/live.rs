@@ -9,21 +9,7 @@ use std::time::{Duration, Instant};
 
 use adi_probes::live::{ProbeConfig, SyscallProbes};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
-
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    if root && btf {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the root-only tests as root with BTF"
-    );
-    eprintln!("SKIPPED (needs root + BPF)");
-    false
-}
+use adi_probes::testing::can_run_bpf;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -109,7 +95,7 @@ fn one_request_server() -> (std::process::Child, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captures_a_loopback_exchange_of_watched_processes_only() {
-    if !can_run() {
+    if !can_run_bpf() {
         return;
     }
     let (mut probes, mut stream) = load_watching_pids();
@@ -189,7 +175,7 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_of_a_watched_process_are_watched() {
-    if !can_run() {
+    if !can_run_bpf() {
         return;
     }
     let (mut probes, mut stream) = load_watching_pids();
@@ -259,7 +245,7 @@ ctypes.CDLL(None).pthread_exit(None)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_stays_watched_until_its_last_thread_exits() {
-    if !can_run() {
+    if !can_run_bpf() {
         return;
     }
     let (mut probes, mut stream) = load_watching_pids();

@@ -6,27 +6,13 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Whether the root-only tests can run here (root and BTF). Otherwise prints `SKIPPED` and
-/// returns false, except under `CI`, where that is a failure.
-pub fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the root-only tests as root with BTF"
-    );
-    eprintln!("SKIPPED (needs root + BPF)");
-    false
-}
+pub use adi_probes::testing::can_run_bpf as can_run;
 
 /// Whether `tool` (a command name or a path) is installed; a loud skip otherwise, and a
 /// failure under `CI`.
