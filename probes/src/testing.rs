@@ -19,3 +19,17 @@ pub fn can_run_bpf() -> bool {
     eprintln!("SKIPPED (needs root + BPF)");
     false
 }
+
+/// A loopback port free when this returns (another process may still take it first: servers
+/// that can should let the kernel pick their port instead).
+///
+/// # Panics
+///
+/// When no loopback port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

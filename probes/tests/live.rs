@@ -3,21 +3,12 @@
 //! when `CI` is set, where a missing capability is a failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use adi_probes::live::{ProbeConfig, SyscallProbes};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
-use adi_probes::testing::can_run_bpf;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use adi_probes::testing::{can_run_bpf, free_port};
 
 /// Collects events for `dur` or until `done` says enough.
 async fn collect(

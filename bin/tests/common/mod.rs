@@ -1,11 +1,10 @@
 //! The harness of the root-only live tests (`live.rs`, `live_services.rs`): the skip rule, free
 //! ports, listener ownership, children stopped on drop, and a running `adi` whose JSON lines
 //! are read back when it stops. Each test file uses a part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,13 +27,7 @@ pub fn have(tool: &str) -> bool {
     found
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use adi_probes::testing::free_port;
 
 pub fn wait_port(port: u16) {
     let end = Instant::now() + Duration::from_secs(10);
