@@ -2,15 +2,24 @@
 # Live-capture overhead: wrk against nginx on loopback, with and without `adi --all`, side by
 # side in one run (this machine is shared and noisy: compare ratios, not absolute figures).
 #
-#   sudo benches/overhead/run.sh [SECONDS]        # default 20 s per run; needs nginx wrk
+#   sudo benches/overhead/run.sh [SECONDS [ROUNDS [FLAGS...]]]   # needs nginx and wrk
 #
-# Runs the baseline, then adi at normal priority, then adi with --idle-priority. Prints
-# throughput and p99 latency of each run and their ratios to the baseline, adi's CPU time and peak
-# RSS, and the accounting: requests wrk completed vs `http` request events nginx produced,
-# plus every loss adi counted. Starts its own nginx on a free port; stops only its own pids.
+# SECONDS per wrk run (default 20), ROUNDS (default 3): each round runs wrk without adi, then
+# once with adi per FLAGS argument (each a string of adi flags; by default adi's defaults,
+# "--max-rate 0" (every exchange captured in full) and "--max-rate 0 --idle-priority"). Each
+# run's throughput and p99 latency are compared with the baseline of its own round, and the
+# median ratio over the rounds is printed per FLAGS. Every run also reports adi's CPU time and
+# peak RSS, and the accounting: HTTP messages that crossed watched sockets vs `http` events plus
+# every loss adi counted (sampled exchanges, ring buffer, queues). ADI_SELECT replaces `--all`
+# (e.g. ADI_SELECT="--pid 1" measures the tracepoint alone). Starts its own nginx on a free
+# port; stops only its own pids.
 set -euo pipefail
 
 DUR=${1:-20}
+ROUNDS=${2:-3}
+shift 2 || shift $# || true
+if (($# == 0)); then set -- "" "--max-rate 0" "--max-rate 0 --idle-priority"; fi
+SELECT=${ADI_SELECT:---all}
 # shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh" overhead
 need_adi
@@ -27,54 +36,93 @@ CONF
 nginx -p "$WORK" -c "$WORK/nginx.conf" & NGINX=$!; PIDS+=("$NGINX")
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
 
-run_wrk() { wrk -t2 -c50 -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" > "$WORK/$1.txt"; }
+# One wrk run, named $1: its report, and the CPU seconds wrk and nginx used (steal time on a
+# shared VM is not in them, so CPU per request is steadier than throughput).
+run_wrk() {
+    local n0
+    n0=$(awk '{print $14 + $15}' "/proc/$NGINX/stat")
+    python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.ru_utime + r.ru_stime)' "$WORK/$1.txt" wrk -t2 -c50 -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" > "$WORK/$1.cpu"
+    echo $(($(awk '{print $14 + $15}' "/proc/$NGINX/stat") - n0)) >> "$WORK/$1.cpu"
+}
+# Microseconds of wrk + nginx CPU per request of run $1.
+cpu_per_req() { python3 -c 'import sys; w, n = open(sys.argv[1]).read().split(); print((float(w) + int(n) / int(sys.argv[2])) / int(sys.argv[3]) * 1e6)' "$WORK/$1.cpu" "$HZ" "$(reqs "$1")"; }
 reqs() { awk '/requests in/ {print $1}' "$WORK/$1.txt"; }
 rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
 # wrk prints p99 as e.g. "99%    3.21ms" or "1.02s": normalise to milliseconds.
 p99() { awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/$1.txt"; }
 
 HZ=$(getconf CLK_TCK)
-echo "== baseline: wrk -t2 -c50 -d${DUR}s, no adi"
-run_wrk base
+RESULTS="$WORK/results.tsv"   # config, throughput ratio, p99 ratio, CPU per request ratio
 
-# One run with adi and its report against the baseline. $1: a name; the rest: adi's flags.
+# One run with adi, reported against its round's baseline. $1: run name, $2: baseline name,
+# $3: config number; the rest: adi's flags.
 with_adi() {
-    local name=$1; shift
+    local name=$1 base=$2 config=$3; shift 3
     local out="$WORK/$name.jsonl"
-    echo
-    echo "== with adi --all $* --sink jsonl=FILE"
-    "$ADI" --all "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
+    echo "-- adi $SELECT $* --sink jsonl=FILE"
+    # shellcheck disable=SC2086 # SELECT is a string of flags
+    "$ADI" $SELECT "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
     for _ in $(seq 100); do grep -q watching "$WORK/$name.err" 2>/dev/null && break; sleep 0.1; done
+    # adi's CPU time from here on: its start (loading and verifying the programs) is not load.
+    local ticks0
+    ticks0=$(awk '{print $14 + $15}' "/proc/$ADIPID/stat")
     run_wrk "$name"
     sleep 1
     local rss_kb cpu_ticks
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$ADIPID/status")
-    cpu_ticks=$(awk '{print $14 + $15}' "/proc/$ADIPID/stat")
+    cpu_ticks=$(($(awk '{print $14 + $15}' "/proc/$ADIPID/stat") - ticks0))
     kill -TERM "$ADIPID"; wait "$ADIPID" || true
-    local reqs events http_events lost
-    reqs=$(reqs "$name")
-    events=$(grep -c "\"pid\":$NGINX,.*\"method\":\"GET\"" "$out" || true)
+    local http_events lost
     http_events=$(grep -c '"event_type":"http"' "$out" || true)
-    # Every loss adi reported, from its `lost` events (kernel ring buffer, bus queues).
+    # Every loss adi reported, from its `lost` events (sampling, kernel ring buffer, queues).
     lost=$(python3 -c 'import json,sys; print(sum(json.loads(l)["count"] for l in open(sys.argv[1]) if "\"event_type\":\"lost\"" in l))' "$out")
-    python3 - "$(rps base)" "$(rps "$name")" "$(p99 base)" "$(p99 "$name")" "$reqs" "$events" "$cpu_ticks" "$HZ" "$rss_kb" "$DUR" "$http_events" "$lost" "$(stat -c %s "$out")" <<'PY'
+    python3 - "$(rps "$base")" "$(rps "$name")" "$(p99 "$base")" "$(p99 "$name")" "$(reqs "$name")" "$cpu_ticks" "$HZ" "$rss_kb" "$DUR" "$http_events" "$lost" "$(stat -c %s "$out")" "$config" "$SELECT" "$(cpu_per_req "$base")" "$(cpu_per_req "$name")" >> "$RESULTS" <<'PY'
 import sys
-rb, ra, pb, pa, reqs, events, ticks, hz, rss, dur, http_events, lost, size = sys.argv[1:]
-rb, ra, pb, pa = map(float, (rb, ra, pb, pa))
+rb, ra, pb, pa, reqs, ticks, hz, rss, dur, http_events, lost, size, config, select, cb, ca = sys.argv[1:]
+rb, ra, pb, pa, cb, ca = map(float, (rb, ra, pb, pa, cb, ca))
 cpu = int(ticks) / int(hz)
-print(f"throughput: {rb:.0f} req/s without adi, {ra:.0f} with: ratio {ra / rb:.3f}")
-print(f"p99 latency: {pb:.2f} ms without adi, {pa:.2f} ms with: ratio {pa / pb:.3f}")
-print(f"adi: {cpu:.1f} s CPU over {dur} s of load ({100 * cpu / float(dur):.0f}% of one core), peak RSS {int(rss) / 1024:.1f} MiB, {int(size) / 2**20:.0f} MiB of JSON lines")
-print(f"accounting: wrk completed {reqs} requests; nginx request events: {events}")
-# --all sees each exchange four times: wrk's request and response, nginx's request and response.
-msgs = 4 * int(reqs)
-print(f"  {msgs} HTTP messages crossed watched sockets; {http_events} http events + {lost} counted losses"
-      f" = {int(http_events) + int(lost)} ({'every message accounted for' if int(http_events) + int(lost) >= msgs else 'UNACCOUNTED messages'})")
+out = sys.stderr
+print(f"   throughput {rb:.0f} -> {ra:.0f} req/s (ratio {ra / rb:.3f}); p99 {pb:.2f} -> {pa:.2f} ms (ratio {pa / pb:.3f})", file=out)
+print(f"   wrk + nginx CPU per request {cb:.1f} -> {ca:.1f} us (ratio {ca / cb:.3f}, +{ca - cb:.1f} us)", file=out)
+print(f"   adi: {cpu:.1f} s CPU over {dur} s of load ({100 * cpu / float(dur):.0f}% of one core), peak RSS {int(rss) / 1024:.1f} MiB, {int(size) / 2**20:.0f} MiB of JSON lines", file=out)
+if select == "--all":
+    # --all sees each exchange four times: wrk's request and response, nginx's request and response.
+    msgs = 4 * int(reqs)
+    total = int(http_events) + int(lost)
+    verdict = "every message accounted for" if total >= msgs else "UNACCOUNTED messages"
+    print(f"   {msgs} HTTP messages crossed watched sockets; {http_events} http events + {lost} counted losses = {total} ({verdict})", file=out)
+print(f"{config}\t{ra / rb:.4f}\t{pa / pb:.4f}\t{ca / cb:.4f}")
 PY
-    echo "adi's own summary:"
-    sed 's/^/  /' "$WORK/$name.err"
+    grep -E "^adi: (lost|stopped)" "$WORK/$name.err" | sed 's/^/   /'
 }
 
-with_adi adi
-# The same at the lowest CPU priority: adi takes only what the services leave idle.
-with_adi idle --idle-priority
+for round in $(seq "$ROUNDS"); do
+    echo "== round $round: wrk -t2 -c50 -d${DUR}s without adi"
+    run_wrk "base$round"
+    echo "   $(rps "base$round") req/s, p99 $(p99 "base$round") ms, wrk + nginx CPU $(cpu_per_req "base$round") us per request"
+    config=0
+    for flags in "$@"; do
+        config=$((config + 1))
+        # shellcheck disable=SC2086 # each argument is a string of flags
+        with_adi "r${round}c$config" "base$round" "$config" $flags 2>&1
+    done
+done
+
+echo
+echo "== medians over $ROUNDS rounds (ratio to the baseline of the same round)"
+config=0
+for flags in "$@"; do
+    config=$((config + 1))
+    python3 - "$RESULTS" "$config" "adi $SELECT $flags" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.split("\t")[0] == sys.argv[2]]
+t = [float(r[1]) for r in rows]
+p = [float(r[2]) for r in rows]
+c = [float(r[3]) for r in rows]
+print(f"{sys.argv[3]}: throughput ratio {statistics.median(t):.3f} (rounds: {', '.join(f'{x:.3f}' for x in t)}); "
+      f"p99 latency ratio {statistics.median(p):.2f}; wrk + nginx CPU per request ratio {statistics.median(c):.3f}")
+PY
+done

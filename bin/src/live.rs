@@ -3,7 +3,10 @@
 //!
 //! - The tracker maps each (pid, fd) to a flow: its role comes from the `connect`/`accept`
 //!   the kernel saw, or, for a connection opened before adi started, from whether its local
-//!   port is a listening port.
+//!   port is a listening port (the kernel is then told, so that it can sample the connection).
+//! - Under load the kernel captures at most `--max-rate` request/response exchanges per
+//!   second in full and skips the others whole, before copying a byte; skipped messages are
+//!   counted and reported like every other loss.
 //! - Once a connection is classified as something other than HTTP, the kernel is told to copy
 //!   only the first bytes of each of its messages (enough for the protocol summaries).
 //! - Processes are chosen by `--all`, `--pid`, or the ADI_PROFILE opt-in, which the kernel
@@ -42,7 +45,8 @@ const NON_HTTP_CAP: u32 = 256;
 const BUS_CAPACITY: usize = 65_536;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
-/// How often the listening-port table is refreshed.
+/// How often, at most, the listening-port table is read again (only when a connection of
+/// unknown role has a local port the last read did not list).
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 /// What the main command was asked to do.
@@ -58,6 +62,8 @@ pub struct LiveOptions {
     pub pids: Vec<u32>,
     /// `--capture-bytes`.
     pub capture_bytes: u32,
+    /// `--max-rate`: exchanges per second captured in full (0: all).
+    pub max_rate: u32,
     /// `--sink`, with the `OUTPUT_PATH` default applied.
     pub sinks: Vec<SinkSpec>,
     /// `ADI_PROFILE_ALLOWED`.
@@ -89,8 +95,9 @@ pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCo
             );
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread reads the kernel and runs the pipeline; sinks write on their own threads.
+    // No worker pool: each hand-off between threads costs the traced services a wakeup.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -206,6 +213,8 @@ struct Pipeline {
     conns: HashMap<(u32, i32), Conn>,
     processes: HashMap<u32, ProcessInfo>,
     listening: HashSet<u16>,
+    /// When `listening` was read.
+    listening_read: Instant,
     clock_offset: i128,
     outputs: Vec<Output>,
     evicted: Vec<adi_core::engine::FlowSummary>,
@@ -238,6 +247,7 @@ impl Pipeline {
             conns: HashMap::new(),
             processes: HashMap::new(),
             listening: adi_probes::proc::listening_ports(),
+            listening_read: Instant::now(),
             clock_offset: monotonic_to_unix_offset(),
             outputs: Vec::new(),
             evicted: Vec::new(),
@@ -339,10 +349,21 @@ impl Pipeline {
         }
     }
 
-    fn flow_key(&self, ev: &RawEvent, role: KernelRole) -> FlowKey {
+    /// Whether `port` is a listening port. The table is read again when it does not list the
+    /// port (a server may have started since), at most every `RESCAN_EVERY`: reading it walks
+    /// every TCP socket of the machine.
+    fn is_listening(&mut self, port: u16) -> bool {
+        if !self.listening.contains(&port) && self.listening_read.elapsed() >= RESCAN_EVERY {
+            self.listening = adi_probes::proc::listening_ports();
+            self.listening_read = Instant::now();
+        }
+        self.listening.contains(&port)
+    }
+
+    fn flow_key(&mut self, ev: &RawEvent, role: KernelRole) -> FlowKey {
         let role = match role {
             KernelRole::Server => Role::Server,
-            KernelRole::Unknown if self.listening.contains(&ev.local.port()) => Role::Server,
+            KernelRole::Unknown if self.is_listening(ev.local.port()) => Role::Server,
             KernelRole::Client | KernelRole::Unknown => Role::Client,
         };
         let (client, server) = match role {
@@ -377,6 +398,11 @@ impl Pipeline {
                         self.end(id, ts, bus);
                         let key = self.flow_key(ev, ev.role);
                         self.conns.insert(id, Conn { key, capped: false });
+                        if ev.role == KernelRole::Unknown {
+                            // Worked out from the listening ports: the kernel needs it to
+                            // sample the connection by whole exchanges.
+                            probes.set_connection(ev.tgid, ev.fd, kernel_role(key.role), None);
+                        }
                         key
                     }
                 };
@@ -388,6 +414,9 @@ impl Pipeline {
                 };
                 let mut out = std::mem::take(&mut self.outputs);
                 let mut evicted = std::mem::take(&mut self.evicted);
+                if ev.after_skip {
+                    self.engine.on_skipped(&key, ts, &mut out);
+                }
                 self.engine
                     .on_data(key, dir, ts, &ev.payload, &mut out, &mut evicted);
                 let missing = ev.real_len.saturating_sub(ev.payload.len() as u64);
@@ -470,11 +499,8 @@ impl Pipeline {
                         if let Some(conn) = self.conns.get_mut(&(ev.tgid, ev.fd)) {
                             if !conn.capped {
                                 conn.capped = true;
-                                let role = match conn.key.role {
-                                    Role::Server => 2,
-                                    Role::Client | Role::Wire => 1,
-                                };
-                                probes.set_connection_cap(ev.tgid, ev.fd, role, NON_HTTP_CAP);
+                                let role = kernel_role(conn.key.role);
+                                probes.set_connection(ev.tgid, ev.fd, role, Some(NON_HTTP_CAP));
                             }
                         }
                     }
@@ -485,6 +511,14 @@ impl Pipeline {
                 Output::Record(r) => self.send_record(bus, r, ev.tgid, &ev.comm),
             }
         }
+    }
+}
+
+/// A flow's role as the kernel's `ADI_ROLE_*`.
+fn kernel_role(role: Role) -> u32 {
+    match role {
+        Role::Server => 2,
+        Role::Client | Role::Wire => 1,
     }
 }
 
@@ -577,6 +611,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let config = ProbeConfig {
         watch_all: opts.watch_all,
         capture_bytes: opts.capture_bytes,
+        max_rate: opts.max_rate,
         opt_in: opt_in.as_ref().map(|o| o.allowed().to_vec()),
     };
     // Attached before the /proc scan, so that no exec falls between the two.
@@ -607,7 +642,6 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_rescan = Instant::now();
     let mut last_lost = Instant::now();
     let mut lost = LostSoFar::default();
     let mut batch = Vec::with_capacity(4096);
@@ -625,10 +659,6 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
-                if last_rescan.elapsed() >= RESCAN_EVERY {
-                    last_rescan = Instant::now();
-                    pipeline.listening = adi_probes::proc::listening_ports();
-                }
                 if last_lost.elapsed() >= LOST_EVERY {
                     last_lost = Instant::now();
                     report_lost(&probes, stream.decode_errors, &mut lost, &bus);
@@ -699,10 +729,10 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} untracked syscalls, {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} messages sampled out (--max-rate), {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {}",
         k.ringbuf_full,
         stream.decode_errors,
-        k.stash_full,
+        k.sampled,
         k.watch_full,
         k.env_unread,
         pipeline.exec_overrides,
@@ -731,8 +761,8 @@ fn report_lost(
             decode_errors.saturating_sub(so_far.decode_errors),
         ),
         (
-            "kernel_stash",
-            k.stash_full.saturating_sub(so_far.kernel.stash_full),
+            "kernel_sampled",
+            k.sampled.saturating_sub(so_far.kernel.sampled),
         ),
         (
             "kernel_children",

@@ -41,6 +41,9 @@ struct Cli {
     live: LiveArgs,
 }
 
+/// `--max-rate`'s default: exchanges per second captured in full.
+const DEFAULT_MAX_RATE: u32 = 1000;
+
 const AFTER_HELP: &str = "\
 Examples:
   sudo adi --classifiers all --sink jsonl      watch opted-in processes, JSON lines on stdout
@@ -80,6 +83,14 @@ struct LiveArgs {
     /// always reported. At most 8192.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=8192))]
     capture_bytes: u32,
+    /// Most HTTP (or other) request/response exchanges per second captured in full, over all
+    /// watched connections. Beyond it the kernel skips whole exchanges before copying a byte
+    /// and counts their messages (`lost` events with source `kernel_sampled`, and the exit
+    /// summary), so that adi's cost stays bounded however busy the services are. The first 2
+    /// exchanges of every connection are always captured, so every connection is still
+    /// classified and every dependency seen. 0: capture every exchange.
+    #[arg(long, default_value_t = DEFAULT_MAX_RATE, value_name = "EXCHANGES")]
+    max_rate: u32,
     /// Keep secrets in events: by default values of headers, query parameters and JSON or form
     /// fields whose names contain PASSWORD, PASSWD, SECRET, TOKEN, KEY, CREDENTIAL, AUTH or
     /// COOKIE (Authorization, Cookie, Set-Cookie, ...) become `<redacted>`.
@@ -293,6 +304,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         watch_all: args.all,
         pids: args.pids.clone(),
         capture_bytes: args.capture_bytes,
+        max_rate: args.max_rate,
         sinks,
         allowed: args.profile_allowed.clone(),
         env_prefixes: adi_sinks::env_yaml::parse_prefix_list(&args.env_prefixes),

@@ -239,6 +239,40 @@ fn client_side_go_and_curl_calls_with_bodies_and_chunked_responses() {
     );
 }
 
+/// A Python client `script` (given the port as its argument) that waits for a line on stdin
+/// before it starts, so that adi can be watching its pid first.
+fn held_client(script: &str, port: u16) -> std::process::Child {
+    Command::new("python3")
+        .args([
+            "-c",
+            &format!("import sys; sys.stdin.readline()\n{script}"),
+            &port.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client")
+}
+
+/// Lets a [`held_client`] go and returns what it printed once it succeeded.
+fn release(client: &mut std::process::Child) -> String {
+    client
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let mut out = String::new();
+    client
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("client output");
+    assert!(client.wait().expect("client").success());
+    out
+}
+
 const KEEPALIVE_CLIENT: &str = r#"
 import http.client, sys
 port = int(sys.argv[1])
@@ -259,31 +293,9 @@ fn keepalive_1000_requests_and_10mb_up_and_down_on_one_connection() {
         return;
     }
     let (_server, port) = py_server();
-    let mut client = Command::new("python3")
-        .args([
-            "-c",
-            &format!("import sys; sys.stdin.readline()\n{KEEPALIVE_CLIENT}"),
-            &port.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("client");
+    let mut client = held_client(KEEPALIVE_CLIENT, port);
     let adi = Adi::start(&["--pid", &client.id().to_string()]);
-    client
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("go");
-    let mut out = String::new();
-    client
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("client output");
-    assert!(client.wait().expect("client").success());
+    let out = release(&mut client);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         vec![r#"{"got": 10485760}"#, "10485760"]
@@ -323,6 +335,99 @@ fn keepalive_1000_requests_and_10mb_up_and_down_on_one_connection() {
     assert!(download["bytes"].as_u64().expect("bytes") > 10 * 1024 * 1024);
     assert_eq!(download["truncated"], true);
     assert!(err.iter().any(|l| l.contains("stopped after")), "{err:#?}");
+}
+
+/// Three keep-alive connections, 900 requests each (nginx closes one after 1000), as fast as
+/// the server answers.
+const SAMPLED_CLIENT: &str = r#"
+import http.client, sys
+port = int(sys.argv[1])
+for c in range(3):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for i in range(900):
+        conn.request("GET", f"/index.html?c={c}&i={i}")
+        r = conn.getresponse(); r.read()
+    conn.close()
+print("done", flush=True)
+"#;
+
+#[test]
+fn max_rate_samples_whole_exchanges_and_counts_every_skipped_message() {
+    if !can_run() || !have("nginx") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _server = nginx(dir.path(), port);
+    let mut client = held_client(SAMPLED_CLIENT, port);
+    let adi = Adi::start(&["--pid", &client.id().to_string(), "--max-rate", "50"]);
+    let started = std::time::Instant::now();
+    assert_eq!(release(&mut client).trim(), "done");
+    let elapsed = started.elapsed().as_secs_f64();
+    let (events, err) = adi.stop();
+
+    // The client sees each exchange as two messages: its request and the response.
+    let messages = 2 * 3 * 900;
+    let http = of_type(&events, "http");
+    let sampled: u64 = of_type(&events, "lost")
+        .iter()
+        .filter(|e| e["source"] == "kernel_sampled")
+        .map(|e| e["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(
+        http.len() as u64 + sampled,
+        messages,
+        "every message is an event or counted as sampled; stderr: {err:#?}"
+    );
+    assert!(
+        err.iter()
+            .any(|l| l.contains(&format!("{sampled} messages sampled out"))),
+        "{err:#?}"
+    );
+    // At most the budget (50 a second, plus a second's burst and the first 2 exchanges of
+    // each connection, which are always captured), and whole exchanges only: each request
+    // is followed by its own response on the same connection.
+    let requests = http.iter().filter(|e| e["method"].is_string()).count();
+    let budget = 50.0 * (elapsed + 2.0) + 6.0;
+    assert!(
+        requests > 6 && f64::from(u32::try_from(requests).expect("count")) < budget,
+        "{requests} exchanges in {elapsed:.1} s"
+    );
+    let mut by_flow: HashMap<String, Vec<&serde_json::Value>> = HashMap::new();
+    for e in &http {
+        by_flow.entry(e["flow_id"].to_string()).or_default().push(e);
+    }
+    assert_eq!(by_flow.len(), 3, "three connections");
+    for flow in by_flow.values() {
+        let url = |e: &serde_json::Value| e["url"].as_str().map(str::to_owned);
+        let conn = url(flow[0]).expect("first is a request");
+        let conn = conn.rsplit_once("&i=").expect("url").0.to_owned();
+        assert_eq!(
+            url(flow[0]),
+            Some(format!("{conn}&i=0")),
+            "first exchange kept"
+        );
+        assert_eq!(
+            url(flow[2]),
+            Some(format!("{conn}&i=1")),
+            "second exchange kept"
+        );
+        let mut last = None;
+        for pair in flow.chunks(2) {
+            let [request, response] = pair else {
+                panic!("a request without its response: {pair:?}");
+            };
+            let i: u32 = url(request)
+                .and_then(|u| u.rsplit_once("&i=").and_then(|(_, i)| i.parse().ok()))
+                .expect("request url");
+            assert!(last < Some(i), "in order: {last:?} then {i}");
+            last = Some(i);
+            assert_eq!(response["status_code"], 200, "{response}");
+            assert!(response["latency_ms"].is_number(), "{response}");
+            // The same answer every time: no response merged with or cut by a skipped one.
+            assert_eq!(response["bytes"], flow[1]["bytes"], "{response}");
+        }
+    }
 }
 
 const EARLY_CLIENT: &str = r#"

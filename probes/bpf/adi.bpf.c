@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /* adi's syscall capture: every socket read and write of watched processes.
  *
- * Two raw tracepoints, sys_enter and sys_exit, see every syscall: the syscall number is
- * checked first, so anything else returns after a compare (raw tracepoints skip the perf
- * buffer that each syscalls:sys_enter_* tracepoint fills before its program runs, which is
- * most of what tracing costs the processes adi does not watch). x86_64 syscall numbers.
- * At entry the arguments are stashed per thread; at exit the real byte count is
- * known, the fd is resolved to its kernel socket (task->files->fdt->fd[fd]->private_data->sk,
- * which also covers connections opened before adi started), non-TCP and non-socket fds are
- * dropped, and at most a per-connection cap of payload is copied into the ring buffer.
+ * One raw tracepoint, sys_exit, sees every syscall: the process and the syscall number are
+ * checked first, so anything else returns after a lookup and a compare (raw tracepoints skip
+ * the perf buffer that each syscalls:sys_exit_* tracepoint fills before its program runs).
+ * x86_64 syscall numbers. At exit the real byte count is known and the arguments are still in
+ * the saved registers; the fd is resolved to its open file (task->files->fdt->fd[fd]), and a
+ * per-connection entry keyed by (tgid, fd) remembers, from the first message on, that the
+ * file is a TCP socket, its tuple (private_data->sk, which also covers connections opened
+ * before adi started), its role and its capture state. Non-TCP and non-socket fds are
+ * dropped, whole request/response exchanges may be sampled out under a rate budget (counted),
+ * and at most a per-connection cap of payload is copied into the ring buffer.
  * Unwatched processes return at the first map lookup: nothing of theirs is ever copied.
  * kprobes and fentry do not exist on the target kernel, so only tracepoints are used.
  */
@@ -52,23 +54,23 @@ const volatile __u32 capture_bytes = 4096; /* default per-message cap (--capture
 const volatile __u32 follow_children = 1; /* children of a watched process are watched */
 const volatile __u32 opt_in = 0;          /* 1: watch processes that opt in with ADI_PROFILE */
 const volatile __u32 allowed_count = 0;   /* entries used in `allowed_profiles` */
+/* The sampling budget (--max-rate): nanoseconds of credit one captured exchange costs on one
+ * CPU (possible CPUs / rate, in ns); 0 captures every exchange. */
+const volatile __u64 exchange_cost_ns = 0;
 
-/* How a stashed syscall passes its buffer. */
+/* How a syscall passes its buffer. */
 #define VEC_PLAIN 0  /* (buf, count) */
 #define VEC_IOV 1    /* (iovec *, iovcnt) */
 #define VEC_MSG 2    /* (user_msghdr *) */
 #define VEC_MMSG 3   /* (mmsghdr *, vlen) */
-#define VEC_NONE 4   /* connect, accept: no payload */
+#define VEC_NONE 4   /* connect, accept, close: no payload */
 #define VEC_FILE 5   /* sendfile: bytes from a file, never in user memory: size only */
 
-struct adi_args {
-	__u64 ptr;
-	__u64 count;
-	__s32 fd;
-	__u32 vec;
-	__u32 dir;
-	__u32 kind;
-};
+/* Exchanges of every connection captured whatever the budget, so that every connection is
+ * classified and every dependency is seen (they still spend credit). */
+#define ALWAYS_CAPTURED 2
+/* Most credit a CPU saves up: one second's worth of its share of the rate. */
+#define BURST_NS 1000000000LL
 
 struct adi_scratch {
 	struct adi_event_hdr hdr;
@@ -77,19 +79,18 @@ struct adi_scratch {
 	__u8 data[2 * ADI_MAX_PAYLOAD];
 };
 
+/* One CPU's share of the sampling budget: a token bucket counted in nanoseconds. */
+struct adi_budget {
+	__u64 last_ns;
+	__s64 credit_ns;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, __u32);
 } watched SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct adi_args);
-} active SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -104,6 +105,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct adi_scratch);
 } scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct adi_budget);
+} budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -173,20 +181,27 @@ static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
 	return ((__u64)tgid << 32) | (__u32)fd;
 }
 
-/* The TCP socket behind `fd` of the current task, or NULL. */
-static __always_inline struct sock *tcp_sock_of(__s32 fd)
+/* The open file behind `fd` of the current task, or NULL. Plain loads through the task's
+ * BTF pointer (tp_btf programs only), not helper calls: this runs for every socket syscall. */
+static __always_inline struct file *file_of(__s32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct files_struct *files = task->files;
+	if (!files || fd < 0)
 		return 0;
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned int)fd >= max_fds)
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *file = 0;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
 		return 0;
+	return file;
+}
+
+/* The TCP socket (IPv4 or IPv6) of an open file, or NULL. */
+static __always_inline struct sock *tcp_sock_of(struct file *file)
+{
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return 0;
@@ -204,22 +219,43 @@ static __always_inline struct sock *tcp_sock_of(__s32 fd)
 	return sk;
 }
 
-static __always_inline void fill_tuple(struct adi_event_hdr *h, struct sock *sk)
+static __always_inline void fill_tuple(struct adi_conn *c, struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	h->family = family;
-	h->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->family = family;
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	__u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
-	h->rport = (__u16)((dport >> 8) | (dport << 8));
+	c->rport = (__u16)((dport >> 8) | (dport << 8));
 	if (family == AF_INET) {
 		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(h->laddr, &l, 4);
-		__builtin_memcpy(h->raddr, &r, 4);
+		__builtin_memcpy(c->laddr, &l, 4);
+		__builtin_memcpy(c->raddr, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(&h->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&h->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
+}
+
+/* The entry of (tgid, fd) for `file`, made when there is none or the fd now holds another
+ * file (closed and reused without a close adi saw): the kernel socket is read once per
+ * connection, and every later message reads only the fd table to check the entry still holds.
+ * NULL when `file` is not a TCP socket. `role` is what connect/accept say (else unknown). */
+static __always_inline struct adi_conn *conn_of(__u64 key, struct file *file, __u32 role, bool fresh)
+{
+	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
+	if (conn && conn->file == (__u64)file && !fresh)
+		return conn;
+	struct sock *sk = tcp_sock_of(file);
+	if (!sk) {
+		if (conn)
+			bpf_map_delete_elem(&conns, &key);
+		return 0;
+	}
+	struct adi_conn c = {.role = role, .file = (__u64)file};
+	fill_tuple(&c, sk);
+	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+	return bpf_map_lookup_elem(&conns, &key);
 }
 
 static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32 syscall)
@@ -240,6 +276,17 @@ static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32
 	h->syscall = syscall;
 	bpf_get_current_comm(&h->comm, sizeof(h->comm));
 	return s;
+}
+
+/* Copies the connection's tuple and role into an event header. */
+static __always_inline void conn_header(struct adi_event_hdr *h, const struct adi_conn *c)
+{
+	h->family = c->family;
+	h->lport = c->lport;
+	h->rport = c->rport;
+	h->role = c->role;
+	__builtin_memcpy(h->laddr, c->laddr, 16);
+	__builtin_memcpy(h->raddr, c->raddr, 16);
 }
 
 static __always_inline void submit(struct adi_scratch *s, __u32 payload)
@@ -305,14 +352,6 @@ static __always_inline __u32 copy_iov(struct adi_scratch *s, const struct iovec 
 	return off;
 }
 
-static __always_inline int stash(__u64 pid_tgid, __u32 kind, __u32 vec, __u32 dir, __s32 fd, __u64 ptr, __u64 count_)
-{
-	struct adi_args a = {.ptr = ptr, .count = count_, .fd = fd, .vec = vec, .dir = dir, .kind = kind};
-	if (bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY))
-		count(ADI_STAT_STASH_FULL);
-	return 0;
-}
-
 /* What one data event is made of. */
 struct adi_emit {
 	const void *ptr; /* the buffer (VEC_PLAIN) or the iovec array (VEC_IOV) */
@@ -326,8 +365,10 @@ struct adi_emit {
 
 /* Emits one data event on a TCP socket. A real subprogram, not inlined: sendmmsg/recvmmsg
  * call it per message and unrolled copies would be large. */
-static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi_conn *conn)
+static __noinline void emit_data(struct adi_emit *e, struct adi_conn *conn)
 {
+	if (!conn)
+		return;
 	/* When user space lags so far that this event might not fit, count it lost now, before
 	 * paying for the copies (the traced process is what pays). */
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >
@@ -338,11 +379,14 @@ static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi
 	struct adi_scratch *s = new_event(ADI_EV_DATA, e->fd, e->syscall);
 	if (!s)
 		return;
-	fill_tuple(&s->hdr, sk);
+	conn_header(&s->hdr, conn);
 	s->hdr.dir = e->dir;
 	s->hdr.real_len = e->moved;
-	s->hdr.role = conn ? conn->role : ADI_ROLE_UNKNOWN;
-	__u64 cap = conn && conn->cap ? conn->cap : capture_bytes;
+	if (conn->after_skip) {
+		conn->after_skip = 0;
+		s->hdr.flags = ADI_DATA_AFTER_SKIP;
+	}
+	__u64 cap = conn->cap ? conn->cap : capture_bytes;
 	if (cap > ADI_MAX_PAYLOAD)
 		cap = ADI_MAX_PAYLOAD;
 	__u64 moved = e->moved;
@@ -359,143 +403,100 @@ static __noinline void emit_data(struct adi_emit *e, struct sock *sk, struct adi
 	submit(s, got);
 }
 
+/* Spends one exchange's worth of this CPU's credit; whether there was enough. `always`: the
+ * exchange is captured anyway and only spends (the credit may go into debt, down to one
+ * burst, so that new connections cannot carry the rate past the budget for long). */
+static __always_inline bool take_credit(bool always)
+{
+	__u32 zero = 0;
+	struct adi_budget *b = bpf_map_lookup_elem(&budget, &zero);
+	if (!b)
+		return true;
+	__u64 now = bpf_ktime_get_ns();
+	__s64 credit = b->credit_ns + (__s64)(now - b->last_ns);
+	if (credit > BURST_NS || b->last_ns == 0)
+		credit = BURST_NS;
+	b->last_ns = now;
+	bool enough = credit >= (__s64)exchange_cost_ns;
+	if (enough || always)
+		credit -= exchange_cost_ns;
+	if (credit < -BURST_NS)
+		credit = -BURST_NS;
+	b->credit_ns = credit;
+	return enough || always;
+}
+
+/* Whether this message is sampled out. Messages are runs of one direction; an exchange starts
+ * with a message in the request direction (sent by a client, received by a server) and the
+ * decision made there holds for its response too, so that user space sees whole exchanges.
+ * Connections whose role is unknown (opened before adi started, until user space tells) are
+ * never sampled. */
+static __always_inline bool sampled_out(struct adi_conn *conn, __u32 dir)
+{
+	__u8 d = dir + 1;
+	if (conn->last_dir == d)
+		return conn->skipping;
+	conn->last_dir = d;
+	__u8 request = conn->role == ADI_ROLE_CLIENT ? ADI_DIR_SEND + 1 :
+		       conn->role == ADI_ROLE_SERVER ? ADI_DIR_RECV + 1 : 0;
+	if (exchange_cost_ns == 0 || request == 0) {
+		conn->skipping = 0;
+		return false;
+	}
+	if (d == request) {
+		if (conn->exchanges < 0xffffffff)
+			conn->exchanges++;
+		conn->skipping = !take_credit(conn->exchanges <= ALWAYS_CAPTURED);
+	}
+	if (conn->skipping) {
+		count(ADI_STAT_SAMPLED);
+		conn->after_skip = 1;
+	}
+	return conn->skipping;
+}
+
 /* Whether the current syscall is a 32-bit (ia32) one: its numbers and argument registers
  * are not x86_64's, so it is not ours. */
 #define TS_COMPAT 0x0002
 static __always_inline bool compat_syscall(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+	return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
 }
 
-static __always_inline bool traced_syscall(long id)
-{
-	switch (id) {
-	case NR_read: case NR_write: case NR_readv: case NR_writev: case NR_sendfile:
-	case NR_connect: case NR_accept: case NR_sendto: case NR_recvfrom: case NR_sendmsg:
-	case NR_recvmsg: case NR_accept4: case NR_recvmmsg: case NR_sendmmsg:
-		return true;
-	default:
-		return false;
-	}
-}
-
-SEC("raw_tracepoint/sys_exit")
-int adi_sys_exit(struct bpf_raw_tracepoint_args *ctx)
-{
-	/* Unwatched processes leave at the first lookup, before any helper reads memory. */
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_watched(pid_tgid >> 32))
-		return 0;
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	long id = BPF_CORE_READ(regs, orig_ax);
-	if (!traced_syscall(id))
-		return 0;
-	struct adi_args *ap = bpf_map_lookup_elem(&active, &pid_tgid);
-	if (!ap)
-		return 0;
-	struct adi_args a = *ap;
-	bpf_map_delete_elem(&active, &pid_tgid);
-	__s64 ret = ctx->args[1];
-	__u32 tgid = pid_tgid >> 32;
-	__u32 syscall = id;
-
-	if (a.kind == ADI_EV_CONNECT || a.kind == ADI_EV_ACCEPT) {
-		if (a.kind == ADI_EV_CONNECT && ret != 0 && ret != -EINPROGRESS)
-			return 0;
-		if (a.kind == ADI_EV_ACCEPT) {
-			if (ret < 0)
-				return 0;
-			a.fd = ret;
-		}
-		struct sock *sk = tcp_sock_of(a.fd);
-		if (!sk)
-			return 0;
-		struct adi_conn c = {.role = a.kind == ADI_EV_CONNECT ? ADI_ROLE_CLIENT : ADI_ROLE_SERVER};
-		__u64 key = conn_key(tgid, a.fd);
-		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
-		struct adi_scratch *s = new_event(a.kind, a.fd, syscall);
-		if (!s)
-			return 0;
-		fill_tuple(&s->hdr, sk);
-		s->hdr.role = c.role;
-		submit(s, 0);
-		return 0;
-	}
-
-	if (ret <= 0)
-		return 0;
-	struct sock *sk = tcp_sock_of(a.fd);
-	if (!sk)
-		return 0;
-	__u64 key = conn_key(tgid, a.fd);
-	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
-	if (!conn) {
-		/* A connection opened before adi started, or by an untraced syscall: remember it
-		 * so that its close is reported. User space works out its role. */
-		struct adi_conn c = {.role = ADI_ROLE_UNKNOWN};
-		bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
-		conn = bpf_map_lookup_elem(&conns, &key);
-	}
-
-	struct adi_emit e = {.ptr = (const void *)a.ptr, .iovcnt = a.count, .moved = ret,
-			     .vec = a.vec, .syscall = syscall, .fd = a.fd, .dir = a.dir};
-	if (a.vec == VEC_PLAIN || a.vec == VEC_IOV || a.vec == VEC_FILE) {
-		emit_data(&e, sk, conn);
-	} else if (a.vec == VEC_MSG) {
-		struct user_msghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (const void *)a.ptr))
-			return 0;
-		e.ptr = m.msg_iov;
-		e.iovcnt = m.msg_iovlen;
-		e.vec = VEC_IOV;
-		emit_data(&e, sk, conn);
-	} else if (a.vec == VEC_MMSG) {
-		/* ret is the number of messages; each has its own length. */
-#pragma unroll
-		for (int i = 0; i < ADI_MAX_MMSG; i++) {
-			if (i >= ret)
-				break;
-			struct mmsghdr mm = {};
-			if (bpf_probe_read_user(&mm, sizeof(mm), (const struct mmsghdr *)a.ptr + i))
-				break;
-			if (mm.msg_len == 0)
-				continue;
-			e.ptr = mm.msg_hdr.msg_iov;
-			e.iovcnt = mm.msg_hdr.msg_iovlen;
-			e.moved = mm.msg_len;
-			e.vec = VEC_IOV;
-			emit_data(&e, sk, conn);
-		}
-	}
-	return 0;
-}
-
-/* close(fd): report and forget a known connection. Entry is enough: the fd is gone after. */
-static __always_inline int on_close(__u32 tgid, __s32 fd)
+/* close(fd): report and forget a known connection. Seen at exit, when the fd is already free:
+ * if the fd table holds the entry's very file again, another thread of the process reused the
+ * number for a connection adi already recorded, and the entry is that one's. */
+static __always_inline void on_close(__u32 tgid, __s32 fd)
 {
 	__u64 key = conn_key(tgid, fd);
 	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
 	if (!conn)
-		return 0;
-	__u16 role = conn->role;
-	bpf_map_delete_elem(&conns, &key);
+		return;
+	struct file *now = file_of(fd);
+	if (now && (__u64)now == conn->file)
+		return;
 	struct adi_scratch *s = new_event(ADI_EV_CLOSE, fd, NR_close);
-	if (!s)
-		return 0;
-	struct sock *sk = tcp_sock_of(fd);
-	if (sk)
-		fill_tuple(&s->hdr, sk);
-	s->hdr.role = role;
-	submit(s, 0);
-	return 0;
+	if (s) {
+		conn_header(&s->hdr, conn);
+		submit(s, 0);
+	}
+	bpf_map_delete_elem(&conns, &key);
 }
 
-/* Every syscall's entry: the number decides, before anything is read. */
-SEC("raw_tracepoint/sys_enter")
-int adi_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+/* Every syscall's exit. The arguments are read from the registers saved at entry, which
+ * x86_64 syscalls leave as they were (only ax takes the result): no per-syscall state is
+ * kept between entry and exit, and nothing runs at entry. */
+SEC("tp_btf/sys_exit")
+int adi_sys_exit(__u64 *ctx)
 {
-	long id = ctx->args[1];
+	/* Unwatched processes leave at the first lookup, before any memory is read. */
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!is_watched(tgid))
+		return 0;
+	/* A BTF-typed raw tracepoint: (struct pt_regs *regs, long ret), read with plain loads. */
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long id = regs->orig_ax;
 	__u32 kind = ADI_EV_DATA, vec, dir;
 	switch (id) {
 	/* (fd, buf, count) */
@@ -520,20 +521,83 @@ int adi_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	default:
 		return 0;
 	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_watched(pid_tgid >> 32) || compat_syscall())
+	if (compat_syscall())
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	__s32 fd = BPF_CORE_READ(regs, di);
-	if (kind == ADI_EV_CLOSE)
-		return on_close(pid_tgid >> 32, fd);
-	__u64 ptr = 0, count_ = 0;
-	if (vec != VEC_NONE && vec != VEC_FILE) {
-		ptr = BPF_CORE_READ(regs, si);
-		if (vec != VEC_MSG)
-			count_ = BPF_CORE_READ(regs, dx);
+	__s64 ret = ctx[1];
+	__s32 fd = regs->di;
+	__u32 syscall = id;
+
+	if (kind == ADI_EV_CLOSE) {
+		on_close(tgid, fd);
+		return 0;
 	}
-	return stash(pid_tgid, kind, vec, dir, fd, ptr, count_);
+	if (kind == ADI_EV_CONNECT) {
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+	} else if (kind == ADI_EV_ACCEPT) {
+		if (ret < 0)
+			return 0;
+		fd = ret;
+	} else if (ret <= 0) {
+		return 0;
+	}
+	struct file *file = file_of(fd);
+	if (!file)
+		return 0;
+	__u64 key = conn_key(tgid, fd);
+
+	if (kind != ADI_EV_DATA) {
+		__u32 role = kind == ADI_EV_CONNECT ? ADI_ROLE_CLIENT : ADI_ROLE_SERVER;
+		struct adi_conn *conn = conn_of(key, file, role, true);
+		if (!conn)
+			return 0;
+		struct adi_scratch *s = new_event(kind, fd, syscall);
+		if (!s)
+			return 0;
+		conn_header(&s->hdr, conn);
+		submit(s, 0);
+		return 0;
+	}
+
+	/* A connection opened before adi started, or by an untraced syscall, gets an entry on
+	 * its first message, so that its close is reported. User space works out its role. */
+	struct adi_conn *conn = conn_of(key, file, ADI_ROLE_UNKNOWN, false);
+	if (!conn || sampled_out(conn, dir))
+		return 0;
+	__u64 ptr = regs->si;
+	struct adi_emit e = {.ptr = (const void *)ptr, .moved = ret, .vec = vec,
+			     .syscall = syscall, .fd = fd, .dir = dir};
+	if (vec == VEC_IOV)
+		e.iovcnt = regs->dx;
+	if (vec == VEC_PLAIN || vec == VEC_IOV || vec == VEC_FILE) {
+		emit_data(&e, conn);
+	} else if (vec == VEC_MSG) {
+		struct user_msghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)ptr))
+			return 0;
+		e.ptr = m.msg_iov;
+		e.iovcnt = m.msg_iovlen;
+		e.vec = VEC_IOV;
+		emit_data(&e, conn);
+	} else if (vec == VEC_MMSG) {
+		/* ret is the number of messages; each has its own length. */
+#pragma unroll
+		for (int i = 0; i < ADI_MAX_MMSG; i++) {
+			if (i >= ret)
+				break;
+			struct mmsghdr mm = {};
+			if (bpf_probe_read_user(&mm, sizeof(mm), (const struct mmsghdr *)ptr + i))
+				break;
+			if (mm.msg_len == 0)
+				continue;
+			e.ptr = mm.msg_hdr.msg_iov;
+			e.iovcnt = mm.msg_hdr.msg_iovlen;
+			e.moved = mm.msg_len;
+			e.vec = VEC_IOV;
+			emit_data(&e, conn);
+		}
+	}
+	return 0;
 }
 
 /* A watched process's children are watched from their first instruction: servers that fork

@@ -44,9 +44,10 @@
 #define ADI_STAT_TRUNCATED 1    /* data events whose payload was cut to the cap */
 #define ADI_STAT_READ_FAILED 2  /* payload copies from user memory that failed */
 #define ADI_STAT_EVENTS 3       /* events submitted */
-#define ADI_STAT_STASH_FULL 4   /* syscalls not followed: the enter/exit stash was full */
+/* 4: retired (syscalls not followed when the enter/exit stash was full; there is no stash) */
 #define ADI_STAT_WATCH_FULL 5   /* children not followed: the watched-process map was full */
 #define ADI_STAT_ENV_UNREAD 6  /* execs whose environment the kernel could not read whole */
+#define ADI_STAT_SAMPLED 7      /* messages not copied: their exchange was sampled out (--max-rate) */
 #define ADI_STAT_MAX 8
 
 struct adi_event_hdr {
@@ -63,16 +64,32 @@ struct adi_event_hdr {
 	__u16 lport;     /* local port, host order */
 	__u16 rport;     /* remote port, host order */
 	__u16 role;      /* ADI_ROLE_* */
-	__u32 pad;       /* zero */
+	__u32 flags;     /* ADI_DATA_* */
 	__u8 laddr[16];  /* local address: IPv4 in the first 4 bytes, network order */
 	__u8 raddr[16];  /* remote address */
 	char comm[16];   /* task comm */
 };
 
-/* Per-connection state shared with user space, keyed by (tgid << 32 | fd). */
+/* Flags of a data event. */
+#define ADI_DATA_AFTER_SKIP 1 /* whole messages of this connection were sampled out just before */
+
+/* Per-connection state shared with user space, keyed by (tgid << 32 | fd). User space sets
+ * `role` and `cap` (read, modify, write); the kernel owns the rest. */
 struct adi_conn {
 	__u32 role;      /* ADI_ROLE_* */
 	__u32 cap;       /* per-message payload cap for this connection; 0 = the default */
+	__u64 file;      /* the struct file the entry describes: a reused fd has another one */
+	__u32 exchanges; /* request/response exchanges started (saturates) */
+	__u8 last_dir;   /* direction of the last message: ADI_DIR_* + 1, 0 before any */
+	__u8 skipping;   /* the current exchange is sampled out */
+	__u8 after_skip; /* messages were skipped since the last event sent */
+	__u8 pad;        /* zero */
+	__u16 family;    /* the socket's tuple, read once when the entry is made */
+	__u16 lport;
+	__u16 rport;
+	__u16 pad2;      /* zero */
+	__u8 laddr[16];
+	__u8 raddr[16];
 };
 
 /* One ADI_PROFILE value, zero-padded, so values compare as whole words. */

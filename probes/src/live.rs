@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 
@@ -28,8 +28,9 @@ pub struct KernelStats {
     pub read_failed: u64,
     /// Events submitted.
     pub events: u64,
-    /// Syscalls not followed because the enter/exit stash was full.
-    pub stash_full: u64,
+    /// Messages not copied because their request/response exchange was sampled out
+    /// (`--max-rate`).
+    pub sampled: u64,
     /// Children of watched processes not followed because the watched map was full.
     pub watch_full: u64,
     /// Execs whose environment the kernel could not read whole (user space decided; what
@@ -121,6 +122,10 @@ pub struct ProbeConfig {
     /// with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
     /// running before the load are not covered: scan /proc and [`SyscallProbes::watch`] them.
     pub opt_in: Option<Vec<String>>,
+    /// Most request/response exchanges per second captured in full (`--max-rate`), over all
+    /// connections; beyond it the kernel skips whole exchanges and counts their messages as
+    /// sampled. The first exchanges of every connection are always captured. 0: no limit.
+    pub max_rate: u32,
 }
 
 /// Most ADI_PROFILE_ALLOWED values the kernel compares.
@@ -157,6 +162,16 @@ impl std::fmt::Debug for SyscallProbes {
     }
 }
 
+/// The credit one captured exchange costs on one CPU, in nanoseconds: each online CPU keeps its
+/// own budget of `max_rate / cpus` exchanges per second (0: no limit).
+fn exchange_cost_ns(max_rate: u32) -> u64 {
+    if max_rate == 0 {
+        return 0;
+    }
+    let cpus = aya::util::online_cpus().map_or(1, |c| c.len().max(1));
+    (cpus as u64 * 1_000_000_000 / u64::from(max_rate)).max(1)
+}
+
 fn is_privileged() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -183,12 +198,14 @@ impl SyscallProbes {
         let allowed = allowed_profiles(config.opt_in.as_deref().unwrap_or_default())?;
         let opt_in = u32::from(config.opt_in.is_some() && !config.watch_all);
         let allowed_count = u32::try_from(allowed.len()).unwrap_or(0);
+        let exchange_cost_ns = exchange_cost_ns(config.max_rate);
         let mut ebpf = EbpfLoader::new()
             .override_global("watch_all", &watch_all, true)
             .override_global("self_tgid", &self_tgid, true)
             .override_global("capture_bytes", &capture, true)
             .override_global("opt_in", &opt_in, true)
             .override_global("allowed_count", &allowed_count, true)
+            .override_global("exchange_cost_ns", &exchange_cost_ns, true)
             .load(OBJECT)
             .map_err(|e| match &e {
                 aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
@@ -216,17 +233,12 @@ impl SyscallProbes {
             }
         }
         let mut attached = 0;
-        // Every syscall's entry and exit (the programs pick the socket ones by number), and
+        // Every syscall's exit (the program picks the socket ones by number), and
         // children of watched processes watched too (forking servers; raw, for the child's
         // task, so threads are told apart).
-        for (program, tp) in [
-            ("adi_sys_enter", "sys_enter"),
-            ("adi_sys_exit", "sys_exit"),
-            ("adi_sched_fork", "sched_process_fork"),
-        ] {
-            attach_raw(&mut ebpf, program, tp)?;
-            attached += 1;
-        }
+        attach_btf(&mut ebpf, "adi_sys_exit", "sys_exit")?;
+        attach_raw(&mut ebpf, "adi_sched_fork", "sched_process_fork")?;
+        attached += 2;
         // An exec re-decides the opt-in, and an exiting process is forgotten.
         for (program, tp) in [
             ("adi_sched_exec", "sched_process_exec"),
@@ -282,13 +294,23 @@ impl SyscallProbes {
         let _ = self.watched.remove(&tgid);
     }
 
-    /// Sets the per-message payload cap of one connection (0 = the default): after a
-    /// connection is classified as a non-HTTP protocol only its first bytes per message need
-    /// to reach user space.
-    pub fn set_connection_cap(&mut self, tgid: u32, fd: i32, role: u32, cap: u32) {
+    /// Tells the kernel what user space decided about one connection: its role (which the
+    /// kernel cannot know for a connection opened before adi started, and without which it
+    /// never samples the connection) and, with `cap`, its per-message payload cap (0 = the
+    /// default: after a connection is classified as a non-HTTP protocol only its first bytes
+    /// per message need to reach user space). The kernel's own state of the entry is kept.
+    pub fn set_connection(&mut self, tgid: u32, fd: i32, role: u32, cap: Option<u32>) {
+        /// `BPF_EXIST`: update only, so a connection closed meanwhile is not brought back.
+        const BPF_EXIST: u64 = 2;
         let key = (u64::from(tgid) << 32) | u64::from(fd.cast_unsigned());
-        // The connection may have closed meanwhile: then there is nothing to limit.
-        let _ = self.conns.insert(key, RawConn { role, cap }, 0);
+        let Ok(mut conn) = self.conns.get(&key, 0) else {
+            return;
+        };
+        conn.role = role;
+        if let Some(cap) = cap {
+            conn.cap = cap;
+        }
+        let _ = self.conns.insert(key, conn, BPF_EXIST);
     }
 
     /// The kernel's counters, summed over CPUs.
@@ -299,7 +321,7 @@ impl SyscallProbes {
             truncated: sum(1),
             read_failed: sum(2),
             events: sum(3),
-            stash_full: sum(4),
+            sampled: sum(7),
             watch_full: sum(5),
             env_unread: sum(6),
         }
@@ -361,6 +383,22 @@ fn attach(
     Ok(())
 }
 
+/// Loads `program` and attaches it to the BTF-typed raw tracepoint `tracepoint` (its
+/// arguments typed by the kernel's BTF, so the program reads through them with plain loads).
+fn attach_btf(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
+    let btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Missing("program"))?
+        .try_into()
+        .map_err(program_error(program, "typing".into()))?;
+    prog.load(tracepoint, &btf)
+        .map_err(program_error(program, "loading".into()))?;
+    prog.attach()
+        .map_err(program_error(program, format!("attaching to {tracepoint}")))?;
+    Ok(())
+}
+
 /// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
 fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
     let prog: &mut RawTracePoint = ebpf
@@ -377,7 +415,7 @@ fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), Pr
 
 /// How often the ring buffer is read when the kernel has not woken the reader: the latency
 /// of an event at low rates.
-const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The ring buffer, read asynchronously.
 pub struct EventStream {

@@ -36,8 +36,8 @@ pub struct RawEventHdr {
     pub rport: u16,
     /// `ADI_ROLE_*`.
     pub role: u16,
-    /// Zero.
-    pub pad: u32,
+    /// `ADI_DATA_*` flags of a data event.
+    pub flags: u32,
     /// Local address.
     pub laddr: [u8; 16],
     /// Remote address.
@@ -51,16 +51,23 @@ const _: () = assert!(size_of::<RawEventHdr>() == 104);
 const _: () = assert!(std::mem::offset_of!(RawEventHdr, laddr) == 56);
 const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 88);
 
-/// `struct adi_conn`: per-connection state in the `conns` map.
+/// `ADI_DATA_AFTER_SKIP`: whole messages of the connection were sampled out just before.
+const DATA_AFTER_SKIP: u32 = 1;
+
+/// `struct adi_conn`: per-connection state in the `conns` map. User space sets `role` and
+/// `cap`; the kernel owns the rest (the file, the tuple and the sampling state).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawConn {
     /// `ADI_ROLE_*`.
     pub role: u32,
     /// Per-message payload cap; 0 = the default.
     pub cap: u32,
+    /// Kernel-owned: the `struct file` address, exchanges started, last direction, sampling
+    /// flags and the socket's tuple, kept as the kernel wrote them.
+    pub kernel: [u8; 56],
 }
-const _: () = assert!(size_of::<RawConn>() == 8);
+const _: () = assert!(size_of::<RawConn>() == 64);
 
 // SAFETY: both are plain `repr(C)` structs of integers and byte arrays, without padding (the
 // asserts above pin the sizes), so every bit pattern is a valid value.
@@ -149,6 +156,9 @@ pub struct RawEvent {
     pub role: KernelRole,
     /// Task comm.
     pub comm: String,
+    /// Whole messages of this connection were sampled out in the kernel right before this
+    /// data event (`--max-rate`): parsing restarts at a message boundary.
+    pub after_skip: bool,
     /// The captured payload (at most the cap).
     pub payload: Vec<u8>,
 }
@@ -266,6 +276,7 @@ impl RawEvent {
                 _ => KernelRole::Unknown,
             },
             comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
+            after_skip: kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0,
             payload: payload[..cap_len].to_vec(),
         })
     }
@@ -290,7 +301,7 @@ mod tests {
             lport: 8080,
             rport: 51_000,
             role: 2,
-            pad: 0,
+            flags: 1,
             laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
@@ -313,6 +324,7 @@ mod tests {
             (DataDir::Recv, KernelRole::Server, "curl")
         );
         assert_eq!(e.payload, b"GET ");
+        assert!(e.after_skip);
     }
 
     #[test]

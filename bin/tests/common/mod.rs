@@ -122,12 +122,20 @@ pub struct Adi {
 }
 
 impl Adi {
+    /// Starts adi with `args`. Tests assert every event, so unless `args` choose a
+    /// `--max-rate`, every exchange is captured (`--max-rate 0`); sampling has its own tests.
     pub fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
         let sink = format!("jsonl={}", out.display());
+        let rate: &[&str] = if args.contains(&"--max-rate") {
+            &[]
+        } else {
+            &["--max-rate", "0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
             .args(args)
+            .args(rate)
             .args(["--sink", &sink])
             .env_remove("ADI_PROFILE_ALLOWED")
             .stderr(Stdio::piped())

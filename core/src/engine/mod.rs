@@ -418,6 +418,24 @@ impl Engine {
         }
     }
 
+    /// Reports that whole messages of the flow were not captured right before the next bytes
+    /// (a live probe sampled out request/response exchanges to stay within its rate budget):
+    /// what is in flight is emitted as cut short, and parsing starts over with a fresh session
+    /// at the next bytes, which begin a message. Unanswered requests are forgotten, so no
+    /// response is paired with the wrong request.
+    pub fn on_skipped(&mut self, key: &FlowKey, ts_ns: u64, out: &mut Vec<Output>) {
+        self.finish(key, ts_ns, out);
+        let Some(flow) = self.flows.get_mut(key) else {
+            return;
+        };
+        let classifying = flow.locked.is_none();
+        for d in &mut flow.dirs {
+            d.desynced = true;
+            // While classifying, bytes on both sides of the hole must not be joined.
+            d.exhausted |= classifying;
+        }
+    }
+
     /// Lets the flow's session emit what only the end of the connection delimits. Call it
     /// before [`Engine::close`] when the connection really ended (not on eviction).
     pub fn finish(&mut self, key: &FlowKey, ts_ns: u64, out: &mut Vec<Output>) {

@@ -366,6 +366,33 @@ fn gap_the_session_cannot_cross_restarts_it_at_the_next_bytes() {
 }
 
 #[test]
+fn skipped_exchanges_restart_parsing_and_never_pair_across_the_hole() {
+    let mut e = engine();
+    let k = key(9000);
+    feed(&mut e, k, Direction::ToServer, 10, b"REQ a\n");
+    feed(&mut e, k, Direction::ToClient, 20, b"RSP a\n");
+    // A request whose response is cut off by the sampler, then half a request.
+    feed(&mut e, k, Direction::ToServer, 30, b"REQ b\n");
+    feed(&mut e, k, Direction::ToServer, 31, b"REQ par");
+    let mut out = Vec::new();
+    e.on_skipped(&k, 40, &mut out);
+    assert!(records(&out).is_empty(), "{out:?}");
+    // The next captured exchange starts at a message boundary: parsed whole, and its response
+    // pairs with its own request, not with `b` (latency 10, not 30).
+    let out = feed(&mut e, k, Direction::ToServer, 50, b"REQ c\n");
+    assert_eq!(
+        records(&out)
+            .iter()
+            .map(|r| r.record.op.clone())
+            .collect::<Vec<_>>(),
+        vec![Some("c".into())]
+    );
+    let out = feed(&mut e, k, Direction::ToClient, 60, b"RSP c\n");
+    assert_eq!(records(&out)[0].latency_ns, Some(10));
+    assert_eq!(e.stats().resyncs, 1);
+}
+
+#[test]
 fn gap_while_classifying_stops_buffering_that_direction() {
     let mut e = engine();
     let k = key(9000);

@@ -60,7 +60,7 @@ const H2_HEADER_BUNDLED: &str = "net/http.(*http2responseWriter).Header";
 const H2_HEADER_INTERNAL: &str = "net/http/internal/http2.(*responseWriter).Header";
 
 /// How often the ring buffer is read when the kernel has not woken the reader.
-const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Most calls waiting for their return in user space; beyond it the oldest come out
 /// unfinished.
