@@ -638,7 +638,15 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         let _ = pipeline.process(pid, "");
     }
     pipeline.flush_docs(&bus);
-    eprintln!("{watching}");
+    let sampling = if opts.max_rate == 0 {
+        "every exchange captured in full (--max-rate 0)".to_owned()
+    } else {
+        format!(
+            "at most {} request/response exchanges/s captured in full, the rest counted as sampled (--max-rate)",
+            opts.max_rate
+        )
+    };
+    eprintln!("{watching}; {sampling}");
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
