@@ -210,7 +210,8 @@ struct Conn {
 /// Tracks connections and turns engine output into events.
 struct Pipeline {
     engine: Engine,
-    conns: HashMap<(u32, i32), Conn>,
+    /// Flows by (pid, kernel socket).
+    conns: HashMap<(u32, u64), Conn>,
     processes: HashMap<u32, ProcessInfo>,
     listening: HashSet<u16>,
     /// When `listening` was read.
@@ -330,7 +331,7 @@ impl Pipeline {
 
     /// Ends every flow of process `pid` and forgets what is cached about it.
     fn end_process(&mut self, pid: u32, ts: u64, bus: &Bus<Event>) {
-        let ids: Vec<(u32, i32)> = self
+        let ids: Vec<(u32, u64)> = self
             .conns
             .keys()
             .filter(|id| id.0 == pid)
@@ -380,10 +381,10 @@ impl Pipeline {
 
     fn handle(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
         let ts = self.wall(ev.ts_ns);
-        let id = (ev.tgid, ev.fd);
+        let id = (ev.tgid, ev.sock);
         match ev.kind {
             EventKind::Connect | EventKind::Accept => {
-                // A close we never saw (the fd was reused): end the old flow first.
+                // A close we never saw (the socket address was reused): end the old flow first.
                 self.end(id, ts, bus);
                 let key = self.flow_key(ev, ev.role);
                 let mut evicted = std::mem::take(&mut self.evicted);
@@ -401,7 +402,7 @@ impl Pipeline {
                         if ev.role == KernelRole::Unknown {
                             // Worked out from the listening ports: the kernel needs it to
                             // sample the connection by whole exchanges.
-                            probes.set_connection(ev.tgid, ev.fd, kernel_role(key.role), None);
+                            probes.set_connection(ev.sock, kernel_role(key.role), None);
                         }
                         key
                     }
@@ -434,7 +435,7 @@ impl Pipeline {
 
     /// Ends the flow of (pid, fd): emits what only the close delimits and a port-only
     /// verdict for a flow that said nothing.
-    fn end(&mut self, id: (u32, i32), ts: u64, bus: &Bus<Event>) {
+    fn end(&mut self, id: (u32, u64), ts: u64, bus: &Bus<Event>) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
@@ -496,11 +497,11 @@ impl Pipeline {
             match o {
                 Output::Classified(c) => {
                     if c.category != Category::HTTP {
-                        if let Some(conn) = self.conns.get_mut(&(ev.tgid, ev.fd)) {
+                        if let Some(conn) = self.conns.get_mut(&(ev.tgid, ev.sock)) {
                             if !conn.capped {
                                 conn.capped = true;
                                 let role = kernel_role(conn.key.role);
-                                probes.set_connection(ev.tgid, ev.fd, role, Some(NON_HTTP_CAP));
+                                probes.set_connection(ev.sock, role, Some(NON_HTTP_CAP));
                             }
                         }
                     }
@@ -692,7 +693,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     for e in go.stop() {
         pipeline.send(&bus, Event::GoHttp(e));
     }
-    let ids: Vec<(u32, i32)> = pipeline.conns.keys().copied().collect();
+    let ids: Vec<(u32, u64)> = pipeline.conns.keys().copied().collect();
     let now = adi_core::time::now_unix_ns();
     for id in ids {
         pipeline.end(id, now, &bus);

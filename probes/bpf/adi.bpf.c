@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-/* adi's syscall capture: every socket read and write of watched processes.
+/* adi's socket capture: every TCP read and write of watched processes.
  *
- * One raw tracepoint, sys_exit, sees every syscall: the process and the syscall number are
- * checked first, so anything else returns after a lookup and a compare (raw tracepoints skip
- * the perf buffer that each syscalls:sys_exit_* tracepoint fills before its program runs).
- * x86_64 syscall numbers. At exit the real byte count is known and the arguments are still in
- * the saved registers; the fd is resolved to its open file (task->files->fdt->fd[fd]), and a
- * per-connection entry keyed by (tgid, fd) remembers, from the first message on, that the
- * file is a TCP socket, its tuple (private_data->sk, which also covers connections opened
- * before adi started), its role and its capture state. Non-TCP and non-socket fds are
- * dropped, whole request/response exchanges may be sampled out under a rate budget (counted),
- * and at most a per-connection cap of payload is copied into the ring buffer.
- * Unwatched processes return at the first map lookup: nothing of theirs is ever copied.
+ * No syscall is traced. The socket layer's own tracepoints, sock_send_length and
+ * sock_recv_length, fire once per sendmsg/recvmsg on a socket, after the bytes moved, with the
+ * socket and the real byte count; nothing else a process does pays anything. Both are
+ * BTF-typed (tp_btf): the programs read the socket and the task with plain loads. The process
+ * is checked first, so unwatched ones return after one lookup. The user buffer is found from
+ * the syscall's arguments, still in the registers saved at its entry (bpf_task_pt_regs;
+ * x86_64 syscall numbers). A per-connection entry keyed by the socket keeps its tuple, role,
+ * owner and capture state; inet_sock_set_state gives the role (connect -> SYN_SENT in the
+ * connecting process; SYN_RECV -> ESTABLISHED for accepted ones) and removes the entry at
+ * TCP_CLOSE. Whole request/response exchanges may be sampled out under a rate budget
+ * (counted), and at most a per-connection cap of payload is copied into the ring buffer.
  * kprobes and fentry do not exist on the target kernel, so only tracepoints are used.
  */
 #include "adi_kernel.h"
@@ -23,9 +23,6 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
-#define EINPROGRESS 115
 
 #ifndef __TARGET_ARCH_x86
 #error "syscall numbers and registers below are x86_64's"
@@ -38,12 +35,10 @@
 #define NR_writev 20
 #define NR_sendfile 40
 #define NR_connect 42
-#define NR_accept 43
 #define NR_sendto 44
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
-#define NR_accept4 288
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
 
@@ -62,9 +57,7 @@ const volatile __u64 exchange_cost_ns = 0;
 #define VEC_PLAIN 0  /* (buf, count) */
 #define VEC_IOV 1    /* (iovec *, iovcnt) */
 #define VEC_MSG 2    /* (user_msghdr *) */
-#define VEC_MMSG 3   /* (mmsghdr *, vlen) */
-#define VEC_NONE 4   /* connect, accept, close: no payload */
-#define VEC_FILE 5   /* sendfile: bytes from a file, never in user memory: size only */
+#define VEC_FILE 5   /* not in user memory (sendfile) or not found: size only */
 
 /* Exchanges of every connection captured whatever the budget, so that every connection is
  * classified and every dependency is seen (they still spend credit). */
@@ -176,50 +169,16 @@ static __always_inline bool is_watched(__u32 tgid)
 	return bpf_map_lookup_elem(&watched, &tgid) != 0;
 }
 
-static __always_inline __u64 conn_key(__u32 tgid, __s32 fd)
+/* Whether `sk` is a TCP socket over IPv4 or IPv6. Plain loads through the tracepoint's BTF
+ * pointer, not helper calls: this runs for every socket read and write of watched processes. */
+static __always_inline bool is_tcp(const struct sock *sk)
 {
-	return ((__u64)tgid << 32) | (__u32)fd;
+	__u16 family = sk->__sk_common.skc_family;
+	return sk->sk_type == SOCK_STREAM && sk->sk_protocol == IPPROTO_TCP &&
+	       (family == AF_INET || family == AF_INET6);
 }
 
-/* The open file behind `fd` of the current task, or NULL. Plain loads through the task's
- * BTF pointer (tp_btf programs only), not helper calls: this runs for every socket syscall. */
-static __always_inline struct file *file_of(__s32 fd)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct files_struct *files = task->files;
-	if (!files || fd < 0)
-		return 0;
-	struct fdtable *fdt = files->fdt;
-	if (!fdt || (unsigned int)fd >= fdt->max_fds)
-		return 0;
-	struct file **fds = fdt->fd;
-	struct file *file = 0;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
-		return 0;
-	return file;
-}
-
-/* The TCP socket (IPv4 or IPv6) of an open file, or NULL. */
-static __always_inline struct sock *tcp_sock_of(struct file *file)
-{
-	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return 0;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	if (!sock)
-		return 0;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return 0;
-	if (BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	return sk;
-}
-
-static __always_inline void fill_tuple(struct adi_conn *c, struct sock *sk)
+static __always_inline void fill_tuple(struct adi_conn *c, const struct sock *sk)
 {
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	c->family = family;
@@ -237,28 +196,18 @@ static __always_inline void fill_tuple(struct adi_conn *c, struct sock *sk)
 	}
 }
 
-/* The entry of (tgid, fd) for `file`, made when there is none or the fd now holds another
- * file (closed and reused without a close adi saw): the kernel socket is read once per
- * connection, and every later message reads only the fd table to check the entry still holds.
- * NULL when `file` is not a TCP socket. `role` is what connect/accept say (else unknown). */
-static __always_inline struct adi_conn *conn_of(__u64 key, struct file *file, __u32 role, bool fresh)
+/* The entry of `sk`, made (with `role`) when there is none. */
+static __always_inline struct adi_conn *conn_of(__u64 key, __u32 role)
 {
 	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
-	if (conn && conn->file == (__u64)file && !fresh)
+	if (conn)
 		return conn;
-	struct sock *sk = tcp_sock_of(file);
-	if (!sk) {
-		if (conn)
-			bpf_map_delete_elem(&conns, &key);
-		return 0;
-	}
-	struct adi_conn c = {.role = role, .file = (__u64)file};
-	fill_tuple(&c, sk);
-	bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+	struct adi_conn c = {.role = role, .fd = -1};
+	bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&conns, &key);
 }
 
-static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32 syscall)
+static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32 syscall, __u64 sock)
 {
 	__u32 zero = 0;
 	struct adi_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
@@ -272,6 +221,7 @@ static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32
 	h->tgid = pid_tgid >> 32;
 	h->tid = (__u32)pid_tgid;
 	h->fd = fd;
+	h->sock = sock;
 	h->ts_ns = bpf_ktime_get_ns();
 	h->syscall = syscall;
 	bpf_get_current_comm(&h->comm, sizeof(h->comm));
@@ -361,6 +311,7 @@ struct adi_emit {
 	__u32 syscall;
 	__s32 fd;
 	__u32 dir;
+	__u64 sock;
 };
 
 /* Emits one data event on a TCP socket. A real subprogram, not inlined: sendmmsg/recvmmsg
@@ -376,7 +327,7 @@ static __noinline void emit_data(struct adi_emit *e, struct adi_conn *conn)
 		count(ADI_STAT_RINGBUF_FULL);
 		return;
 	}
-	struct adi_scratch *s = new_event(ADI_EV_DATA, e->fd, e->syscall);
+	struct adi_scratch *s = new_event(ADI_EV_DATA, e->fd, e->syscall, e->sock);
 	if (!s)
 		return;
 	conn_header(&s->hdr, conn);
@@ -456,146 +407,155 @@ static __always_inline bool sampled_out(struct adi_conn *conn, __u32 dir)
 }
 
 /* Whether the current syscall is a 32-bit (ia32) one: its numbers and argument registers
- * are not x86_64's, so it is not ours. */
+ * are not x86_64's. */
 #define TS_COMPAT 0x0002
-static __always_inline bool compat_syscall(void)
-{
-	return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
-}
 
-/* close(fd): report and forget a known connection. Seen at exit, when the fd is already free:
- * if the fd table holds the entry's very file again, another thread of the process reused the
- * number for a connection adi already recorded, and the entry is that one's. */
-static __always_inline void on_close(__u32 tgid, __s32 fd)
-{
-	__u64 key = conn_key(tgid, fd);
-	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
-	if (!conn)
-		return;
-	struct file *now = file_of(fd);
-	if (now && (__u64)now == conn->file)
-		return;
-	struct adi_scratch *s = new_event(ADI_EV_CLOSE, fd, NR_close);
-	if (s) {
-		conn_header(&s->hdr, conn);
-		submit(s, 0);
-	}
-	bpf_map_delete_elem(&conns, &key);
-}
+/* MSG_PEEK: a receive that leaves the bytes in the socket (they are read again later). */
+#define MSG_PEEK 2
 
-/* Every syscall's exit. The arguments are read from the registers saved at entry, which
- * x86_64 syscalls leave as they were (only ax takes the result): no per-syscall state is
- * kept between entry and exit, and nothing runs at entry. */
-SEC("tp_btf/sys_exit")
-int adi_sys_exit(__u64 *ctx)
+/* One read or write on a socket, seen by the socket layer's own tracepoints (sock_sendmsg and
+ * sock_recvmsg, whatever syscall led there), after the bytes moved. The buffer is found from
+ * the syscall's arguments, still in the registers saved at its entry. */
+static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir)
 {
+	if (ret <= 0 || (dir == ADI_DIR_RECV && (flags & MSG_PEEK)))
+		return;
 	/* Unwatched processes leave at the first lookup, before any memory is read. */
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	if (!is_watched(tgid))
-		return 0;
-	/* A BTF-typed raw tracepoint: (struct pt_regs *regs, long ret), read with plain loads. */
-	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!is_watched(tgid) || !is_tcp(sk))
+		return;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->flags & PF_KTHREAD)
+		return;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	long id = regs->orig_ax;
-	__u32 kind = ADI_EV_DATA, vec, dir;
+	__u32 vec = VEC_FILE, want_dir = dir;
 	switch (id) {
 	/* (fd, buf, count) */
-	case NR_read: case NR_recvfrom: vec = VEC_PLAIN; dir = ADI_DIR_RECV; break;
-	case NR_write: case NR_sendto: vec = VEC_PLAIN; dir = ADI_DIR_SEND; break;
+	case NR_read: case NR_recvfrom: vec = VEC_PLAIN; want_dir = ADI_DIR_RECV; break;
+	case NR_write: case NR_sendto: vec = VEC_PLAIN; want_dir = ADI_DIR_SEND; break;
 	/* (fd, iov, iovcnt) */
-	case NR_readv: vec = VEC_IOV; dir = ADI_DIR_RECV; break;
-	case NR_writev: vec = VEC_IOV; dir = ADI_DIR_SEND; break;
+	case NR_readv: vec = VEC_IOV; want_dir = ADI_DIR_RECV; break;
+	case NR_writev: vec = VEC_IOV; want_dir = ADI_DIR_SEND; break;
 	/* (fd, msghdr, flags) */
-	case NR_recvmsg: vec = VEC_MSG; dir = ADI_DIR_RECV; break;
-	case NR_sendmsg: vec = VEC_MSG; dir = ADI_DIR_SEND; break;
-	/* (fd, mmsghdr, vlen, ...) */
-	case NR_recvmmsg: vec = VEC_MMSG; dir = ADI_DIR_RECV; break;
-	case NR_sendmmsg: vec = VEC_MMSG; dir = ADI_DIR_SEND; break;
-	/* (out_fd, in_fd, offset, count): the file's bytes go straight to the socket; the event
-	 * carries their count only, so the HTTP session can step over a body sent this way. */
-	case NR_sendfile: vec = VEC_FILE; dir = ADI_DIR_SEND; break;
-	/* (fd, addr, addrlen[, flags]): for accept, the new fd is the return value */
-	case NR_connect: kind = ADI_EV_CONNECT; vec = VEC_NONE; dir = ADI_DIR_SEND; break;
-	case NR_accept: case NR_accept4: kind = ADI_EV_ACCEPT; vec = VEC_NONE; dir = ADI_DIR_RECV; break;
-	case NR_close: kind = ADI_EV_CLOSE; vec = VEC_NONE; dir = ADI_DIR_SEND; break;
-	default:
-		return 0;
+	case NR_recvmsg: vec = VEC_MSG; want_dir = ADI_DIR_RECV; break;
+	case NR_sendmsg: vec = VEC_MSG; want_dir = ADI_DIR_SEND; break;
+	/* sendfile's bytes go from a file to the socket, never through user memory; and one
+	 * tracepoint hit of sendmmsg/recvmmsg does not say which of the messages it is: both
+	 * report sizes only, so the HTTP session can step over them. */
+	case NR_sendfile: case NR_sendmmsg: want_dir = ADI_DIR_SEND; break;
+	case NR_recvmmsg: want_dir = ADI_DIR_RECV; break;
+	/* io_uring, splice, ...: the buffer is not in the registers. */
+	default: id = -1; break;
 	}
-	if (compat_syscall())
-		return 0;
-	__s64 ret = ctx[1];
 	__s32 fd = regs->di;
-	__u32 syscall = id;
-
-	if (kind == ADI_EV_CLOSE) {
-		on_close(tgid, fd);
-		return 0;
+	if (id == -1 || want_dir != dir || (task->thread_info.status & TS_COMPAT)) {
+		vec = VEC_FILE;
+		id = -1;
+		fd = -1;
 	}
-	if (kind == ADI_EV_CONNECT) {
-		if (ret != 0 && ret != -EINPROGRESS)
-			return 0;
-	} else if (kind == ADI_EV_ACCEPT) {
-		if (ret < 0)
-			return 0;
-		fd = ret;
-	} else if (ret <= 0) {
-		return 0;
-	}
-	struct file *file = file_of(fd);
-	if (!file)
-		return 0;
-	__u64 key = conn_key(tgid, fd);
-
-	if (kind != ADI_EV_DATA) {
-		__u32 role = kind == ADI_EV_CONNECT ? ADI_ROLE_CLIENT : ADI_ROLE_SERVER;
-		struct adi_conn *conn = conn_of(key, file, role, true);
-		if (!conn)
-			return 0;
-		struct adi_scratch *s = new_event(kind, fd, syscall);
-		if (!s)
-			return 0;
-		conn_header(&s->hdr, conn);
-		submit(s, 0);
-		return 0;
-	}
-
-	/* A connection opened before adi started, or by an untraced syscall, gets an entry on
-	 * its first message, so that its close is reported. User space works out its role. */
-	struct adi_conn *conn = conn_of(key, file, ADI_ROLE_UNKNOWN, false);
-	if (!conn || sampled_out(conn, dir))
-		return 0;
+	__u64 key = (__u64)sk;
+	struct adi_conn *conn = conn_of(key, ADI_ROLE_UNKNOWN);
+	if (!conn)
+		return;
+	/* A connection opened before adi started (or accepted before the tuple was read). */
+	if (conn->family == 0)
+		fill_tuple(conn, sk);
+	conn->tgid = tgid;
+	if (fd >= 0)
+		conn->fd = fd;
+	if (sampled_out(conn, dir))
+		return;
 	__u64 ptr = regs->si;
 	struct adi_emit e = {.ptr = (const void *)ptr, .moved = ret, .vec = vec,
-			     .syscall = syscall, .fd = fd, .dir = dir};
+			     .syscall = id, .fd = conn->fd, .dir = dir, .sock = key};
 	if (vec == VEC_IOV)
 		e.iovcnt = regs->dx;
-	if (vec == VEC_PLAIN || vec == VEC_IOV || vec == VEC_FILE) {
-		emit_data(&e, conn);
-	} else if (vec == VEC_MSG) {
+	if (vec == VEC_MSG) {
 		struct user_msghdr m = {};
 		if (bpf_probe_read_user(&m, sizeof(m), (const void *)ptr))
-			return 0;
+			return;
 		e.ptr = m.msg_iov;
 		e.iovcnt = m.msg_iovlen;
 		e.vec = VEC_IOV;
-		emit_data(&e, conn);
-	} else if (vec == VEC_MMSG) {
-		/* ret is the number of messages; each has its own length. */
-#pragma unroll
-		for (int i = 0; i < ADI_MAX_MMSG; i++) {
-			if (i >= ret)
-				break;
-			struct mmsghdr mm = {};
-			if (bpf_probe_read_user(&mm, sizeof(mm), (const struct mmsghdr *)ptr + i))
-				break;
-			if (mm.msg_len == 0)
-				continue;
-			e.ptr = mm.msg_hdr.msg_iov;
-			e.iovcnt = mm.msg_hdr.msg_iovlen;
-			e.moved = mm.msg_len;
-			e.vec = VEC_IOV;
-			emit_data(&e, conn);
+	}
+	emit_data(&e, conn);
+}
+
+SEC("tp_btf/sock_send_length")
+int adi_sock_send(__u64 *ctx)
+{
+	on_io((struct sock *)ctx[0], (int)ctx[1], (int)ctx[2], ADI_DIR_SEND);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int adi_sock_recv(__u64 *ctx)
+{
+	on_io((struct sock *)ctx[0], (int)ctx[1], (int)ctx[2], ADI_DIR_RECV);
+	return 0;
+}
+
+/* TCP states (include/net/tcp_states.h). */
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+
+/* A TCP connection changes state. Connecting (-> SYN_SENT) runs in the connecting process:
+ * a watched one gets an entry with the client role and its fd; the connection's event follows
+ * at ESTABLISHED, once the tuple is complete. An accepted connection (SYN_RECV ->
+ * ESTABLISHED, in softirq, before any process owns it) gets an entry with the server role.
+ * At CLOSE the entry goes, and the process that last used it is told. */
+SEC("tp_btf/inet_sock_set_state")
+int adi_sock_state(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+	int old = (int)ctx[1], state = (int)ctx[2];
+	if (!is_tcp(sk))
+		return 0;
+	__u64 key = (__u64)sk;
+	if (state == TCP_SYN_SENT) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (!is_watched(tgid))
+			return 0;
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		struct adi_conn c = {.role = ADI_ROLE_CLIENT, .tgid = tgid, .fd = -1};
+		if (regs->orig_ax == NR_connect)
+			c.fd = regs->di;
+		bpf_map_update_elem(&conns, &key, &c, BPF_ANY);
+	} else if (state == TCP_ESTABLISHED && old == TCP_SYN_SENT) {
+		struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn)
+			return 0;
+		fill_tuple(conn, sk);
+		struct adi_scratch *s = new_event(ADI_EV_CONNECT, conn->fd, NR_connect, key);
+		if (!s)
+			return 0;
+		/* Softirq, most likely: the event is the connecting process's, not current's. */
+		s->hdr.tgid = conn->tgid;
+		s->hdr.tid = conn->tgid;
+		conn_header(&s->hdr, conn);
+		submit(s, 0);
+	} else if (state == TCP_ESTABLISHED && old == TCP_SYN_RECV) {
+		struct adi_conn c = {.role = ADI_ROLE_SERVER, .fd = -1};
+		fill_tuple(&c, sk);
+		bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
+	} else if (state == TCP_CLOSE) {
+		struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn)
+			return 0;
+		if (conn->tgid) {
+			struct adi_scratch *s = new_event(ADI_EV_CLOSE, conn->fd, NR_close, key);
+			if (s) {
+				s->hdr.tgid = conn->tgid;
+				s->hdr.tid = conn->tgid;
+				conn_header(&s->hdr, conn);
+				submit(s, 0);
+			}
 		}
+		bpf_map_delete_elem(&conns, &key);
 	}
 	return 0;
 }
@@ -761,7 +721,7 @@ static __always_inline int env_opts_in(void)
 
 static __always_inline void process_event(__u32 kind, __u64 flags)
 {
-	struct adi_scratch *s = new_event(kind, -1, 0);
+	struct adi_scratch *s = new_event(kind, -1, 0, 0);
 	if (!s)
 		return;
 	s->hdr.real_len = flags;

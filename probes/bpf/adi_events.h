@@ -15,9 +15,9 @@
 
 /* Event kinds: never reuse a value. */
 #define ADI_EV_DATA 1
-#define ADI_EV_CONNECT 2
-#define ADI_EV_ACCEPT 3
-#define ADI_EV_CLOSE 4
+#define ADI_EV_CONNECT 2 /* a watched process's connection is established (role client) */
+#define ADI_EV_ACCEPT 3  /* retired: accepted connections show with their first message */
+#define ADI_EV_CLOSE 4   /* a known connection reached TCP_CLOSE */
 #define ADI_EV_EXEC 5  /* a process exec'd: real_len carries ADI_EXEC_* flags */
 #define ADI_EV_EXIT 6  /* a watched process exited (its last thread) */
 
@@ -54,12 +54,13 @@ struct adi_event_hdr {
 	__u32 kind;      /* ADI_EV_* */
 	__u32 tgid;      /* process id */
 	__u32 tid;       /* thread id */
-	__s32 fd;        /* socket fd in that process */
+	__s32 fd;        /* socket fd in that process, -1 when the syscall did not say */
 	__u64 ts_ns;     /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 real_len;  /* bytes the syscall really moved (data events) */
+	__u64 sock;      /* the kernel socket's address: the connection's id while it lives */
 	__u32 cap_len;   /* payload bytes following this header */
 	__u32 dir;       /* ADI_DIR_* */
-	__u32 syscall;   /* syscall number */
+	__u32 syscall;   /* syscall number (-1: not a syscall adi reads, e.g. io_uring) */
 	__u16 family;    /* AF_INET (2) or AF_INET6 (10) */
 	__u16 lport;     /* local port, host order */
 	__u16 rport;     /* remote port, host order */
@@ -73,18 +74,20 @@ struct adi_event_hdr {
 /* Flags of a data event. */
 #define ADI_DATA_AFTER_SKIP 1 /* whole messages of this connection were sampled out just before */
 
-/* Per-connection state shared with user space, keyed by (tgid << 32 | fd). User space sets
- * `role` and `cap` (read, modify, write); the kernel owns the rest. */
+/* Per-connection state shared with user space, keyed by the kernel socket's address (entries
+ * go when the socket reaches TCP_CLOSE). User space sets `role` and `cap` (read, modify,
+ * write); the kernel owns the rest. */
 struct adi_conn {
 	__u32 role;      /* ADI_ROLE_* */
 	__u32 cap;       /* per-message payload cap for this connection; 0 = the default */
-	__u64 file;      /* the struct file the entry describes: a reused fd has another one */
+	__u32 tgid;      /* the watched process that last used it (0: none yet) */
+	__s32 fd;        /* its fd there, -1 when unknown */
 	__u32 exchanges; /* request/response exchanges started (saturates) */
 	__u8 last_dir;   /* direction of the last message: ADI_DIR_* + 1, 0 before any */
 	__u8 skipping;   /* the current exchange is sampled out */
 	__u8 after_skip; /* messages were skipped since the last event sent */
 	__u8 pad;        /* zero */
-	__u16 family;    /* the socket's tuple, read once when the entry is made */
+	__u16 family;    /* the socket's tuple, read once it is complete (0: not yet) */
 	__u16 lport;
 	__u16 rport;
 	__u16 pad2;      /* zero */

@@ -73,28 +73,6 @@ struct sock {
 	u16 sk_type;
 } __attribute__((preserve_access_index));
 
-struct socket {
-	struct sock *sk;
-} __attribute__((preserve_access_index));
-
-struct inode {
-	umode_t i_mode;
-} __attribute__((preserve_access_index));
-
-struct file {
-	void *private_data;
-	struct inode *f_inode;
-} __attribute__((preserve_access_index));
-
-struct fdtable {
-	unsigned int max_fds;
-	struct file **fd;
-} __attribute__((preserve_access_index));
-
-struct files_struct {
-	struct fdtable *fdt;
-} __attribute__((preserve_access_index));
-
 struct mm_struct {
 	unsigned long env_start; /* the environment strings, in the process's own memory */
 	unsigned long env_end;
@@ -105,11 +83,14 @@ struct thread_info {
 	__u32 status;
 } __attribute__((preserve_access_index));
 
+/* task_struct.flags: a kernel thread (its sockets are the kernel's: NFS, iSCSI, ...). */
+#define PF_KTHREAD 0x00200000
+
 struct task_struct {
 	struct thread_info thread_info;
+	unsigned int flags;
 	pid_t pid;
 	pid_t tgid;
-	struct files_struct *files;
 	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
@@ -148,14 +129,14 @@ struct mmsghdr {
 	unsigned int msg_len;
 };
 
-/* The context of raw tracepoints: sys_enter gets (struct pt_regs *, long id), sys_exit gets
- * (struct pt_regs *, long ret). */
+/* The context of raw tracepoints: sched_process_fork gets (struct task_struct *parent,
+ * struct task_struct *child). */
 struct bpf_raw_tracepoint_args {
 	__u64 args[0];
 };
 
-/* x86_64 registers at syscall entry: the arguments are in di, si, dx, r10, r8, r9 and the
- * syscall number in orig_ax. */
+/* x86_64 registers saved at syscall entry (bpf_task_pt_regs): the arguments are in di, si,
+ * dx, r10, r8, r9 and the syscall number in orig_ax. */
 struct pt_regs {
 	unsigned long r10;
 	unsigned long dx;

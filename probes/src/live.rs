@@ -233,12 +233,19 @@ impl SyscallProbes {
             }
         }
         let mut attached = 0;
-        // Every syscall's exit (the program picks the socket ones by number), and
-        // children of watched processes watched too (forking servers; raw, for the child's
-        // task, so threads are told apart).
-        attach_btf(&mut ebpf, "adi_sys_exit", "sys_exit")?;
+        // Socket reads and writes and TCP state changes (no syscall is traced), and children
+        // of watched processes watched too (forking servers; raw, for the child's task, so
+        // threads are told apart).
+        for (program, tp) in [
+            ("adi_sock_send", "sock_send_length"),
+            ("adi_sock_recv", "sock_recv_length"),
+            ("adi_sock_state", "inet_sock_set_state"),
+        ] {
+            attach_btf(&mut ebpf, program, tp)?;
+            attached += 1;
+        }
         attach_raw(&mut ebpf, "adi_sched_fork", "sched_process_fork")?;
-        attached += 2;
+        attached += 1;
         // An exec re-decides the opt-in, and an exiting process is forgotten.
         for (program, tp) in [
             ("adi_sched_exec", "sched_process_exec"),
@@ -299,18 +306,17 @@ impl SyscallProbes {
     /// never samples the connection) and, with `cap`, its per-message payload cap (0 = the
     /// default: after a connection is classified as a non-HTTP protocol only its first bytes
     /// per message need to reach user space). The kernel's own state of the entry is kept.
-    pub fn set_connection(&mut self, tgid: u32, fd: i32, role: u32, cap: Option<u32>) {
+    pub fn set_connection(&mut self, sock: u64, role: u32, cap: Option<u32>) {
         /// `BPF_EXIST`: update only, so a connection closed meanwhile is not brought back.
         const BPF_EXIST: u64 = 2;
-        let key = (u64::from(tgid) << 32) | u64::from(fd.cast_unsigned());
-        let Ok(mut conn) = self.conns.get(&key, 0) else {
+        let Ok(mut conn) = self.conns.get(&sock, 0) else {
             return;
         };
         conn.role = role;
         if let Some(cap) = cap {
             conn.cap = cap;
         }
-        let _ = self.conns.insert(key, conn, BPF_EXIST);
+        let _ = self.conns.insert(sock, conn, BPF_EXIST);
     }
 
     /// The kernel's counters, summed over CPUs.

@@ -22,6 +22,8 @@ pub struct RawEventHdr {
     pub ts_ns: u64,
     /// Bytes the syscall moved.
     pub real_len: u64,
+    /// The kernel socket's address.
+    pub sock: u64,
     /// Payload bytes following.
     pub cap_len: u32,
     /// `ADI_DIR_*`.
@@ -47,9 +49,9 @@ pub struct RawEventHdr {
 }
 
 // The layout is the ABI with the BPF side: pin it.
-const _: () = assert!(size_of::<RawEventHdr>() == 104);
-const _: () = assert!(std::mem::offset_of!(RawEventHdr, laddr) == 56);
-const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 88);
+const _: () = assert!(size_of::<RawEventHdr>() == 112);
+const _: () = assert!(std::mem::offset_of!(RawEventHdr, laddr) == 64);
+const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 96);
 
 /// `ADI_DATA_AFTER_SKIP`: whole messages of the connection were sampled out just before.
 const DATA_AFTER_SKIP: u32 = 1;
@@ -63,8 +65,8 @@ pub struct RawConn {
     pub role: u32,
     /// Per-message payload cap; 0 = the default.
     pub cap: u32,
-    /// Kernel-owned: the `struct file` address, exchanges started, last direction, sampling
-    /// flags and the socket's tuple, kept as the kernel wrote them.
+    /// Kernel-owned: the process that last used the connection and its fd, exchanges
+    /// started, last direction, sampling flags and the socket's tuple, kept as written.
     pub kernel: [u8; 56],
 }
 const _: () = assert!(size_of::<RawConn>() == 64);
@@ -138,8 +140,10 @@ pub struct RawEvent {
     pub tgid: u32,
     /// Thread id.
     pub tid: u32,
-    /// The fd.
+    /// The fd (-1 when the syscall did not say).
     pub fd: i32,
+    /// The kernel socket's address: with `tgid`, the connection's id while it lives.
+    pub sock: u64,
     /// Monotonic nanoseconds.
     pub ts_ns: u64,
     /// Bytes the syscall moved.
@@ -260,6 +264,7 @@ impl RawEvent {
             tgid: h.tgid,
             tid: h.tid,
             fd: h.fd,
+            sock: h.sock,
             ts_ns: h.ts_ns,
             real_len: h.real_len,
             dir: if h.dir == 1 {
@@ -294,6 +299,7 @@ mod tests {
             fd: 7,
             ts_ns: 1_000,
             real_len: 10,
+            sock: 0xffff_8880_0000_1000,
             cap_len,
             dir: 1,
             syscall: 0,

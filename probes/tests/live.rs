@@ -93,8 +93,8 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
     let (mut probes, mut stream) = load_watching_pids();
     assert_eq!(
         probes.attached(),
-        4,
-        "raw sys_exit, sched fork, exec and exit"
+        6,
+        "socket send, receive and state, sched fork, exec and exit"
     );
 
     let (mut server, port) = one_request_server();
