@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cost of adi to processes it does NOT watch (issue 6): with the ADI_PROFILE opt-in enforced in
-# the kernel, nothing of an unwatched process is copied; what remains is the tracepoints'
-# own cost on every syscall. Side by side in one run (the machine is shared and noisy).
+# the kernel, nothing of an unwatched process is copied; what remains is the socket
+# tracepoints' own cost on each of its socket reads and writes (its other syscalls are not
+# traced). Side by side in one run (the machine is shared and noisy).
 #
 #   sudo benches/opt_in/run.sh [SECONDS] [ROUNDS]     # default 10 s per run, 3 rounds
 #

@@ -1,9 +1,10 @@
 //! The main job: live capture. Kernel events → connection tracker → engine → events → bus →
 //! sinks, until SIGINT or SIGTERM.
 //!
-//! - The tracker maps each (pid, fd) to a flow: its role comes from the `connect`/`accept`
-//!   the kernel saw, or, for a connection opened before adi started, from whether its local
-//!   port is a listening port (the kernel is then told, so that it can sample the connection).
+//! - The tracker maps each (pid, kernel socket) to a flow: its role comes from the TCP state
+//!   changes the kernel saw (connect, accept), or, for a connection opened before adi
+//!   started, from whether its local port is a listening port (the kernel is then told, so
+//!   that it can sample the connection).
 //! - Under load the kernel captures at most `--max-rate` request/response exchanges per
 //!   second in full and skips the others whole, before copying a byte; skipped messages are
 //!   counted and reported like every other loss.
@@ -433,7 +434,7 @@ impl Pipeline {
         }
     }
 
-    /// Ends the flow of (pid, fd): emits what only the close delimits and a port-only
+    /// Ends the flow of (pid, socket): emits what only the close delimits and a port-only
     /// verdict for a flow that said nothing.
     fn end(&mut self, id: (u32, u64), ts: u64, bus: &Bus<Event>) {
         let Some(conn) = self.conns.remove(&id) else {

@@ -1,5 +1,7 @@
-//! The live source: adi's syscall tracepoint programs (`probes/bpf/adi.bpf.c`), loaded with
-//! aya 0.14 from the committed CO-RE object, and the ring buffer they fill.
+//! The live source: adi's socket and process tracepoint programs (`probes/bpf/adi.bpf.c`),
+//! loaded with aya 0.14 from the committed CO-RE object, and the ring buffer they fill. They
+//! capture what the read/write family of syscalls moves on TCP sockets, without tracing
+//! syscalls themselves.
 //!
 //! [`SyscallProbes::load`] loads and attaches everything; dropping it detaches every program
 //! (aya's links detach on drop). [`EventStream`] reads the ring buffer asynchronously.
@@ -145,7 +147,8 @@ const _: () = assert!(size_of::<RawProfile>() == 72);
 // SAFETY: plain `repr(C)` integers and bytes without padding (size pinned above).
 unsafe impl aya::Pod for RawProfile {}
 
-/// Loaded and attached syscall probes. Dropping this detaches them.
+/// Loaded and attached probes of what syscalls move on TCP sockets (socket-layer and process
+/// tracepoints). Dropping this detaches them.
 pub struct SyscallProbes {
     ebpf: Ebpf,
     watched: BpfHashMap<MapData, u32, u32>,
