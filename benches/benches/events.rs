@@ -1,0 +1,90 @@
+//! The per-message cost of full capture in user space, after the engine: one parsed HTTP
+//! message (a real fixture: curl, Python, Go and nginx requests and responses) turned into an
+//! `http` event, redacted, and written as a JSON line, as the live pipeline and the jsonl sink
+//! do for every message when `--max-rate 0` captures everything.
+//!
+//! - `event/http_json`: `HttpEvent::from_record` + `redact` + `serde_json::to_writer` per
+//!   message, elements per second over every HTTP/1 fixture.
+//!
+//! Run with `cargo bench -p adi-benches --bench events`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use adi_core::engine::{Engine, FlowRecord, Output};
+use adi_core::event::{Event, HttpEvent, ProcessInfo};
+use adi_core::flow::{FlowKey, Role};
+use adi_core::testing::load_fixtures;
+use adi_core::Registry;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use adi_classifiers as _;
+
+/// Every message the engine parses out of the HTTP/1 fixtures, each on a flow of its own.
+fn http_records() -> Vec<FlowRecord> {
+    let registry = Arc::new(Registry::from_inventory().expect("registry"));
+    let mut engine = Engine::new(registry);
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../classifiers/src/http1/fixtures"
+    ));
+    let (mut out, mut evicted) = (Vec::new(), Vec::new());
+    let mut records = Vec::new();
+    for (i, f) in load_fixtures(dir).into_iter().enumerate() {
+        let key = FlowKey {
+            pid: 1,
+            role: Role::Client,
+            client: SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::try_from(i).unwrap_or(0))),
+            server: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        engine.on_data(key, f.dir, 1, &f.bytes, &mut out, &mut evicted);
+        engine.finish(&key, 2, &mut out);
+        records.extend(out.drain(..).filter_map(|o| match o {
+            Output::Record(r) if r.protocol.as_str() == "http1" => Some(r),
+            _ => None,
+        }));
+    }
+    records
+}
+
+fn bench_events(c: &mut Criterion) {
+    let records = http_records();
+    assert!(!records.is_empty(), "no HTTP/1 fixture parsed");
+    let process = ProcessInfo::new(4242, "nginx", "nginx: worker process");
+    let mut line = Vec::with_capacity(4096);
+    let mut g = c.benchmark_group("event");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.bench_function("http_json", |b| {
+        b.iter(|| {
+            for r in &records {
+                let mut e = HttpEvent::from_record(
+                    r.clone(),
+                    process.clone(),
+                    "2026-11-22T08:00:00.000000000Z".to_owned(),
+                );
+                e.redact();
+                line.clear();
+                serde_json::to_writer(&mut line, &Event::Http(e)).expect("json");
+                line.push(b'\n');
+                black_box(&line);
+            }
+        });
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_events
+}
+criterion_main!(benches);
