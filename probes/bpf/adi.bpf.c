@@ -427,6 +427,17 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (task->flags & PF_KTHREAD)
 		return;
+	__u64 key = (__u64)sk;
+	struct adi_conn *conn = conn_of(key, ADI_ROLE_UNKNOWN);
+	if (!conn)
+		return;
+	/* A connection opened before adi started (or accepted before the tuple was read). */
+	if (conn->family == 0)
+		fill_tuple(conn, sk);
+	conn->tgid = tgid;
+	/* Decided before the registers are read: a skipped message costs no more than this. */
+	if (sampled_out(conn, dir))
+		return;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	long id = regs->orig_ax;
 	__u32 vec = VEC_FILE, want_dir = dir;
@@ -448,24 +459,12 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	/* io_uring, splice, ...: the buffer is not in the registers. */
 	default: id = -1; break;
 	}
-	__s32 fd = regs->di;
 	if (id == -1 || want_dir != dir || (task->thread_info.status & TS_COMPAT)) {
 		vec = VEC_FILE;
 		id = -1;
-		fd = -1;
+	} else {
+		conn->fd = regs->di;
 	}
-	__u64 key = (__u64)sk;
-	struct adi_conn *conn = conn_of(key, ADI_ROLE_UNKNOWN);
-	if (!conn)
-		return;
-	/* A connection opened before adi started (or accepted before the tuple was read). */
-	if (conn->family == 0)
-		fill_tuple(conn, sk);
-	conn->tgid = tgid;
-	if (fd >= 0)
-		conn->fd = fd;
-	if (sampled_out(conn, dir))
-		return;
 	__u64 ptr = regs->si;
 	struct adi_emit e = {.ptr = (const void *)ptr, .moved = ret, .vec = vec,
 			     .syscall = id, .fd = conn->fd, .dir = dir, .sock = key};
