@@ -239,12 +239,13 @@ impl SyscallProbes {
         // Socket reads and writes and TCP state changes (no syscall is traced), and children
         // of watched processes watched too (forking servers; raw, for the child's task, so
         // threads are told apart).
+        let btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
         for (program, tp) in [
             ("adi_sock_send", "sock_send_length"),
             ("adi_sock_recv", "sock_recv_length"),
             ("adi_sock_state", "inet_sock_set_state"),
         ] {
-            attach_btf(&mut ebpf, program, tp)?;
+            attach_btf(&mut ebpf, &btf, program, tp)?;
             attached += 1;
         }
         attach_raw(&mut ebpf, "adi_sched_fork", "sched_process_fork")?;
@@ -394,14 +395,18 @@ fn attach(
 
 /// Loads `program` and attaches it to the BTF-typed raw tracepoint `tracepoint` (its
 /// arguments typed by the kernel's BTF, so the program reads through them with plain loads).
-fn attach_btf(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
-    let btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
+fn attach_btf(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    program: &str,
+    tracepoint: &str,
+) -> Result<(), ProbeError> {
     let prog: &mut BtfTracePoint = ebpf
         .program_mut(program)
         .ok_or(ProbeError::Missing("program"))?
         .try_into()
         .map_err(program_error(program, "typing".into()))?;
-    prog.load(tracepoint, &btf)
+    prog.load(tracepoint, btf)
         .map_err(program_error(program, "loading".into()))?;
     prog.attach()
         .map_err(program_error(program, format!("attaching to {tracepoint}")))?;
