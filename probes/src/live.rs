@@ -374,6 +374,17 @@ fn program_error(
     }
 }
 
+/// The program `program` of the object, as the program type `T` it must be.
+fn typed_program<'a, T>(ebpf: &'a mut Ebpf, program: &str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(program)
+        .ok_or(ProbeError::Missing("program"))?
+        .try_into()
+        .map_err(program_error(program, "typing".into()))
+}
+
 /// Loads `program` and attaches it to the tracepoint `category:tracepoint`.
 fn attach(
     ebpf: &mut Ebpf,
@@ -381,11 +392,7 @@ fn attach(
     program: &str,
     tracepoint: &str,
 ) -> Result<(), ProbeError> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or(ProbeError::Missing("program"))?
-        .try_into()
-        .map_err(program_error(program, "typing".into()))?;
+    let prog: &mut TracePoint = typed_program(ebpf, program)?;
     prog.load()
         .map_err(program_error(program, "loading".into()))?;
     prog.attach(category, tracepoint)
@@ -401,11 +408,7 @@ fn attach_btf(
     program: &str,
     tracepoint: &str,
 ) -> Result<(), ProbeError> {
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(program)
-        .ok_or(ProbeError::Missing("program"))?
-        .try_into()
-        .map_err(program_error(program, "typing".into()))?;
+    let prog: &mut BtfTracePoint = typed_program(ebpf, program)?;
     prog.load(tracepoint, btf)
         .map_err(program_error(program, "loading".into()))?;
     prog.attach()
@@ -415,11 +418,7 @@ fn attach_btf(
 
 /// Loads `program` and attaches it to the raw tracepoint `tracepoint`.
 fn attach_raw(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), ProbeError> {
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(program)
-        .ok_or(ProbeError::Missing("program"))?
-        .try_into()
-        .map_err(program_error(program, "typing".into()))?;
+    let prog: &mut RawTracePoint = typed_program(ebpf, program)?;
     prog.load()
         .map_err(program_error(program, "loading".into()))?;
     prog.attach(tracepoint)
