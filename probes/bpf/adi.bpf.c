@@ -196,13 +196,14 @@ static __always_inline void fill_tuple(struct adi_conn *c, const struct sock *sk
 	}
 }
 
-/* The entry of `sk`, made (with `role`) when there is none. */
-static __always_inline struct adi_conn *conn_of(__u64 key, __u32 role)
+/* The entry of socket `key`, made when there is none: a connection adi saw neither connect
+ * nor be accepted (opened before adi started), whose role user space works out. */
+static __always_inline struct adi_conn *conn_of(__u64 key)
 {
 	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &key);
 	if (conn)
 		return conn;
-	struct adi_conn c = {.role = role, .fd = -1};
+	struct adi_conn c = {.role = ADI_ROLE_UNKNOWN, .fd = -1};
 	bpf_map_update_elem(&conns, &key, &c, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&conns, &key);
 }
@@ -428,10 +429,10 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	if (task->flags & PF_KTHREAD)
 		return;
 	__u64 key = (__u64)sk;
-	struct adi_conn *conn = conn_of(key, ADI_ROLE_UNKNOWN);
+	struct adi_conn *conn = conn_of(key);
 	if (!conn)
 		return;
-	/* A connection opened before adi started (or accepted before the tuple was read). */
+	/* A connection opened before adi started, or connected before its tuple was complete. */
 	if (conn->family == 0)
 		fill_tuple(conn, sk);
 	conn->tgid = tgid;

@@ -10,8 +10,6 @@
 #define ADI_MAX_PAYLOAD 8192
 /* Most iovec entries walked per readv/writev/sendmsg/recvmsg. */
 #define ADI_MAX_IOV 8
-/* Most messages reported per sendmmsg/recvmmsg call. */
-#define ADI_MAX_MMSG 4
 
 /* Event kinds: never reuse a value. */
 #define ADI_EV_DATA 1

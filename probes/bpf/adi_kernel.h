@@ -124,11 +124,6 @@ struct user_msghdr {
 	unsigned int msg_flags;
 };
 
-struct mmsghdr {
-	struct user_msghdr msg_hdr;
-	unsigned int msg_len;
-};
-
 /* The context of raw tracepoints: sched_process_fork gets (struct task_struct *parent,
  * struct task_struct *child). */
 struct bpf_raw_tracepoint_args {
