@@ -20,15 +20,13 @@ OUT=$1
 shift
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$HERE/src
-ROOT=${ADI_GO_ROOT:-/opt/adi-go}
+# shellcheck source=toolchains.sh
+source "$HERE/toolchains.sh"
 
 if [[ $# -eq 0 ]]; then
-  for dir in "$ROOT"/*/go/bin/go; do
-    [[ -x $dir ]] || continue
-    v=${dir#"$ROOT"/}
-    set -- "$@" "${v%%/*}"
-  done
-  [[ $# -gt 0 ]] || { echo "no Go toolchain under $ROOT: run testdata/go/install-toolchains.sh" >&2; exit 1; }
+  versions=$(installed_versions) || exit 1
+  # shellcheck disable=SC2086 # one version a line
+  set -- $versions
 fi
 
 mkdir -p "$OUT"

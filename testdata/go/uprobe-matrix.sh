@@ -10,15 +10,13 @@
 set -Euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-ROOT=${ADI_GO_ROOT:-/opt/adi-go}
+# shellcheck source=toolchains.sh
+source testdata/go/toolchains.sh
 if [[ $# -eq 0 ]]; then
-  for go in "$ROOT"/*/go/bin/go; do
-    [[ -x $go ]] || continue
-    v=${go#"$ROOT"/}
-    set -- "$@" "${v%%/*}"
-  done
+  versions=$(installed_versions) || exit 1
+  # shellcheck disable=SC2086 # one version a line
+  set -- $versions
 fi
-[[ $# -gt 0 ]] || { echo "no Go toolchain under $ROOT: run testdata/go/install-toolchains.sh" >&2; exit 1; }
 
 LOGS=target/uprobe-matrix
 mkdir -p "$LOGS"
