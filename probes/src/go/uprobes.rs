@@ -1164,34 +1164,53 @@ mod tests {
         v
     }
 
-    #[test]
-    fn decodes_a_request_with_headers_and_cut_fields() {
-        let mut data = Vec::new();
-        for (tag, s) in [
-            (F_METHOD, "GET"),
-            (F_SCHEME, "https"),
-            (F_URL_HOST, "h:1"),
-            (F_PATH, "/p"),
-            (F_QUERY | F_TRUNCATED, "a=1"),
-            (F_HOST, ""),
-            (F_HDR_NAME, "X-Two"),
-            (F_HDR_VALUE, "one"),
-            (F_HDR_VALUE, "two"),
-            (F_HDR_NAME, "Accept"),
-            (F_HDR_VALUE, "*/*"),
-        ] {
-            data.extend(field(tag, s));
-        }
-        let buf = record(EV_REQUEST, SIDE_CLIENT, 0, 0, &data);
+    /// The `go_http` event of a request record made of `fields` (tag, text), decoded as the
+    /// stream decodes it, from a process `comm` running `go_version`.
+    fn request_of(
+        fields: &[(u16, &str)],
+        side: GoHttpSide,
+        flags: u32,
+        comm: &str,
+        go_version: &str,
+    ) -> GoHttpEvent {
+        let data: Vec<u8> = fields.iter().flat_map(|&(tag, s)| field(tag, s)).collect();
+        let raw_side = match side {
+            GoHttpSide::Client => SIDE_CLIENT,
+            GoHttpSide::Server => SIDE_SERVER,
+        };
+        let buf = record(EV_REQUEST, raw_side, flags, 0, &data);
         let GoHttpRecord::Request { hdr, fields } = GoHttpRecord::decode(&buf).expect("decodes")
         else {
             panic!("not a request")
         };
         let facts = ProcessFacts {
-            comm: Arc::from("c"),
-            go_version: Arc::from("go1.23.9"),
+            comm: Arc::from(comm),
+            go_version: Arc::from(go_version),
         };
-        let e = request_event(&hdr, fields, GoHttpSide::Client, facts, 5);
+        request_event(&hdr, fields, side, facts, 5)
+    }
+
+    #[test]
+    fn decodes_a_request_with_headers_and_cut_fields() {
+        let e = request_of(
+            &[
+                (F_METHOD, "GET"),
+                (F_SCHEME, "https"),
+                (F_URL_HOST, "h:1"),
+                (F_PATH, "/p"),
+                (F_QUERY | F_TRUNCATED, "a=1"),
+                (F_HOST, ""),
+                (F_HDR_NAME, "X-Two"),
+                (F_HDR_VALUE, "one"),
+                (F_HDR_VALUE, "two"),
+                (F_HDR_NAME, "Accept"),
+                (F_HDR_VALUE, "*/*"),
+            ],
+            GoHttpSide::Client,
+            0,
+            "c",
+            "go1.23.9",
+        );
         assert_eq!(e.url, "https://h:1/p?a=1");
         assert_eq!(e.truncated_fields, vec!["url"]);
         assert_eq!(
@@ -1206,27 +1225,20 @@ mod tests {
 
     #[test]
     fn server_url_from_host_and_tls_and_status_defaults() {
-        let mut data = Vec::new();
-        for (tag, s) in [
-            (F_METHOD, "POST"),
-            (F_SCHEME, ""),
-            (F_URL_HOST, ""),
-            (F_PATH, "/x"),
-            (F_QUERY, ""),
-            (F_HOST, "example:8443"),
-        ] {
-            data.extend(field(tag, s));
-        }
-        let buf = record(EV_REQUEST, SIDE_SERVER, FL_TLS, 0, &data);
-        let GoHttpRecord::Request { hdr, fields } = GoHttpRecord::decode(&buf).expect("decodes")
-        else {
-            panic!("not a request")
-        };
-        let facts = ProcessFacts {
-            comm: Arc::from("s"),
-            go_version: Arc::from("go1.27.3"),
-        };
-        let e = request_event(&hdr, fields, GoHttpSide::Server, facts, 5);
+        let e = request_of(
+            &[
+                (F_METHOD, "POST"),
+                (F_SCHEME, ""),
+                (F_URL_HOST, ""),
+                (F_PATH, "/x"),
+                (F_QUERY, ""),
+                (F_HOST, "example:8443"),
+            ],
+            GoHttpSide::Server,
+            FL_TLS,
+            "s",
+            "go1.27.3",
+        );
         assert_eq!(e.url, "https://example:8443/x");
         assert!(!e.truncated);
         let ret = |side, flags, status| RawGoHttpHdr {
