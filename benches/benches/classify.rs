@@ -10,7 +10,7 @@
 //!   the whole engine (flow creation, every candidate, verdict, session start, close);
 //! - `engine/miss/random`: the same for random bytes (every candidate tried and rejected).
 //!
-//! Run with `cargo bench -p adi-benches`; the README lists the figures.
+//! Run with `cargo bench -p adi-benches`; `docs/benchmarks.md` lists the figures.
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -119,7 +119,10 @@ fn classify_file(
     let name = path.display().to_string();
     if got == 4 && is_capture_magic(&magic) {
         let reader = (&magic[..]).chain(file);
-        classify_capture(registry, &name, reader, out)
+        let progress = progress_bar(&name, meta.len());
+        let result = classify_capture(registry, &name, reader, &progress, out);
+        progress.finish_and_clear();
+        result
     } else {
         let mut payload = magic[..got].to_vec();
         file.take(MAX_PAYLOAD_READ - got as u64)
@@ -127,6 +130,28 @@ fn classify_file(
             .map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
         classify_payload(registry, &name, &payload, opts, out)
     }
+}
+
+/// Captures smaller than this are read too fast for a progress bar to help.
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
+/// A progress bar over the bytes of a capture, on stderr when it is a terminal (indicatif
+/// draws nothing otherwise), for captures of at least [`PROGRESS_MIN_BYTES`].
+fn progress_bar(name: &str, len: u64) -> indicatif::ProgressBar {
+    if len < PROGRESS_MIN_BYTES {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(name.to_owned());
+    bar
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -146,14 +171,20 @@ fn classify_capture(
     registry: &Arc<Registry>,
     name: &str,
     reader: impl Read,
+    progress: &indicatif::ProgressBar,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut engine = Engine::new(Arc::clone(registry));
     let mut outputs: Vec<Output> = Vec::new();
     let mut summaries: Vec<FlowSummary> = Vec::new();
     let mut failure = None;
-    let capture = CaptureReader::new(BufReader::with_capacity(256 * 1024, reader))?;
-    for event in capture {
+    let mut capture = CaptureReader::new(BufReader::with_capacity(256 * 1024, reader))?;
+    let mut seen: u32 = 0;
+    while let Some(event) = capture.next() {
+        seen = seen.wrapping_add(1);
+        if seen.is_multiple_of(4096) {
+            progress.set_position(capture.offset());
+        }
         match event {
             Ok(CaptureEvent::Data {
                 key,

@@ -1,5 +1,5 @@
-//! `adi go ps`: the running Go programs, with their Go version and build info (httpwatcher's
-//! scanner, SPEC section 9).
+//! `adi go ps`: the running Go programs, with their Go version and build info, in the output
+//! formats of httpwatcher's scanner (see `docs/go-uprobes.md`).
 //!
 //! Every pid in `/proc` (or the pids given) is inspected through `/proc/PID/exe`, which works
 //! for deleted executables and other mount namespaces: the build info comes from its

@@ -77,7 +77,12 @@ pub struct LiveOptions {
     pub go_uprobes: bool,
     /// `--idle-priority`: SCHED_IDLE for every thread of adi.
     pub idle_priority: bool,
+    /// A one-line status every few seconds on stderr (a terminal, and not `--quiet`).
+    pub status_line: bool,
 }
+
+/// How often the status line is printed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs live capture until a signal; returns the exit status.
 ///
@@ -103,6 +108,20 @@ pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCo
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run_async(opts, registry))
+}
+
+/// Checks, before anything is loaded or created, that every sink file can be created: its
+/// directory exists and is not read-only, and the path is not a directory.
+fn check_sinks(specs: &[SinkSpec]) -> anyhow::Result<()> {
+    for spec in specs {
+        match spec {
+            SinkSpec::Jsonl(None) => {}
+            SinkSpec::Jsonl(Some(path)) | SinkSpec::EnvYaml(path) | SinkSpec::ServiceMap(path) => {
+                adi_sinks::check_writable(path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn open_sinks(specs: &[SinkSpec], env_prefixes: &[String]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
@@ -288,7 +307,7 @@ impl Pipeline {
             },
         );
         // A process gone before its /proc could be read still gets its document, with the
-        // error (the seed's behaviour), keyed by start time 0.
+        // error (as the env inventory has always done), keyed by start time 0.
         self.describe(pid, proc.map_or(0, |p| p.start_time), &info.cmdline);
         self.processes.insert(pid, info.clone());
         info
@@ -481,7 +500,7 @@ impl Pipeline {
         match &e {
             Event::Http(_) => self.http_events += 1,
             Event::Connection(_) => self.connection_events += 1,
-            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) => {}
+            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) | Event::Message(_) => {}
         }
         self.published += 1;
         bus.publish(e);
@@ -607,7 +626,7 @@ fn select_processes(
 }
 
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
-    let sinks = open_sinks(&opts.sinks, &opts.env_prefixes)?;
+    check_sinks(&opts.sinks)?;
     let env_docs = opts.sinks.iter().any(|s| matches!(s, SinkSpec::EnvYaml(_)));
     let opt_in = (!opts.watch_all && opts.pids.is_empty()).then(|| OptIn::new(&opts.allowed));
     let config = ProbeConfig {
@@ -618,22 +637,17 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     };
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;
+    for note in probes.notes() {
+        eprintln!("{note}");
+    }
+    // Only now that capture runs: no output file exists for a start that failed.
+    let sinks = open_sinks(&opts.sinks, &opts.env_prefixes)?;
     let (selected, watching) =
         select_processes(opts, opt_in.as_ref(), &mut probes, registry.len())?;
     let mut go =
         crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
-    let mut tasks = Vec::new();
-    let mut counters = Vec::new();
-    for sink in sinks {
-        let sub = bus.subscribe(sink.name());
-        let c = Arc::new(SinkCounters::default());
-        counters.push((sink.name().to_owned(), Arc::clone(&c)));
-        let handle = tokio::runtime::Handle::current();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            sink_loop(sink, sub, c, handle);
-        }));
-    }
+    let (tasks, counters) = start_sinks(sinks, &mut bus);
 
     let mut pipeline = Pipeline::new(registry, opts, env_docs, opt_in);
     for pid in selected {
@@ -653,6 +667,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_lost = Instant::now();
+    let mut status = StatusLine::new(opts.status_line);
     let mut lost = LostSoFar::default();
     let mut batch = Vec::with_capacity(4096);
     let started = Instant::now();
@@ -674,6 +689,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                     report_lost(&probes, stream.decode_errors, &mut lost, &bus);
                     bus.report_loss("kernel_go_uprobes", go.lost_delta());
                 }
+                status.tick(&pipeline, &probes);
             }
         }
     }
@@ -707,6 +723,67 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     }
     print_summary(&probes, &stream, &pipeline, &bus_lost, &counters, started);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A sink's name and counters.
+type NamedCounters = (String, Arc<SinkCounters>);
+
+/// Subscribes each sink to the bus and runs it on its own thread; returns the threads and the
+/// sinks' counters, by name.
+fn start_sinks(
+    sinks: Vec<Box<dyn Sink>>,
+    bus: &mut Bus<Event>,
+) -> (Vec<tokio::task::JoinHandle<()>>, Vec<NamedCounters>) {
+    let mut tasks = Vec::new();
+    let mut counters = Vec::new();
+    for sink in sinks {
+        let sub = bus.subscribe(sink.name());
+        let c = Arc::new(SinkCounters::default());
+        counters.push((sink.name().to_owned(), Arc::clone(&c)));
+        let handle = tokio::runtime::Handle::current();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            sink_loop(sink, sub, c, handle);
+        }));
+    }
+    (tasks, counters)
+}
+
+/// The status line of a terminal: every [`STATUS_EVERY`], events and their rate, connections
+/// classified, losses so far.
+struct StatusLine {
+    on: bool,
+    last: Instant,
+    last_events: u64,
+}
+
+impl StatusLine {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            last: Instant::now(),
+            last_events: 0,
+        }
+    }
+
+    fn tick(&mut self, pipeline: &Pipeline, probes: &SyscallProbes) {
+        let elapsed = self.last.elapsed();
+        if !self.on || elapsed < STATUS_EVERY {
+            return;
+        }
+        let k = probes.kernel_stats();
+        let events = pipeline.published;
+        let millis = elapsed.as_millis().max(1);
+        let rate = u128::from(events - self.last_events) * 1000 / millis;
+        eprintln!(
+            "adi: {events} events ({rate}/s; {} http, {} connection), {} lost in the kernel, {} messages sampled out",
+            pipeline.http_events,
+            pipeline.connection_events,
+            k.ringbuf_full,
+            k.sampled,
+        );
+        self.last = Instant::now();
+        self.last_events = events;
+    }
 }
 
 /// The exit summary: what was produced and everything that was lost or cut.

@@ -48,17 +48,22 @@ const AFTER_HELP: &str = "\
 Examples:
   sudo adi --classifiers all --sink jsonl      watch opted-in processes, JSON lines on stdout
   adi classify capture.pcap payload.bin        classify connections of a capture, or one payload
-  adi classifiers                              list the protocols adi recognises";
+  adi classifiers                              list the protocols adi recognises
+  adi doctor                                   check this host first when something is wrong";
 
 /// Flags of the main job (live capture).
 #[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches"
+)]
 struct LiveArgs {
     /// Classifiers to use: `all` or comma-separated ids (see `adi classifiers`).
     #[arg(long, default_value = "all", global = true)]
     classifiers: String,
     /// Where events go, repeatable: `jsonl` (stdout), `jsonl=PATH`, `env-yaml=PATH` (one YAML
     /// document per watched process with its environment), `service-map=PATH`. Kinds not
-    /// given come from the seeds' variables: `jsonl=$OUTPUT_PATH`,
+    /// given come from environment variables: `jsonl=$OUTPUT_PATH`,
     /// `env-yaml=$ENV_OUTPUT_PATH`, `service-map=$SERVICE_MAP_PATH`; with neither, `jsonl`
     /// on stdout. Files are created with mode 0600.
     #[arg(long = "sink", value_name = "KIND[=PATH]")]
@@ -106,6 +111,10 @@ struct LiveArgs {
     /// HTTPS included, read before TLS).
     #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
     go_uprobes: OnOff,
+    /// No status line: by default, when stderr is a terminal, adi prints a one-line status
+    /// (events, rates, losses) every 5 seconds.
+    #[arg(long)]
+    quiet: bool,
     /// Profiles allowed to opt in (comma-separated): a process is watched when its
     /// ADI_PROFILE is one of them. Empty: any non-empty ADI_PROFILE. Without --pid or --all,
     /// adi watches processes whose environment has ADI_PROFILE set and non-empty, unless
@@ -128,6 +137,18 @@ enum Command {
     Classifiers(ClassifiersArgs),
     /// Go programs: `adi go ps` lists the running ones with their Go version and build info.
     Go(GoArgs),
+    /// Check everything live capture needs on this host (kernel, BTF, tracefs, capabilities,
+    /// each BPF program and map loaded for real, uprobes, container runtimes); exits non-zero
+    /// when live capture cannot work. Mounts tracefs when it is missing, as live capture does.
+    Doctor(DoctorArgs),
+}
+
+/// `adi doctor` flags.
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `adi go` subcommands.
@@ -184,14 +205,48 @@ struct ClassifiersArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("adi: {e:#}");
+            eprintln!("adi: {}", adi_core::error::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap writes them; a bad flag or value is one line on
+/// stderr (clap's message and its tips, then where to read more), exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    let mut line = String::new();
+    for part in parts {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    eprintln!("adi: {line}; see `adi --help`");
+    ExitCode::from(2)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -227,8 +282,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Go(GoArgs {
             command: GoCommand::Ps(args),
         })) => go_ps::run(&args),
+        Some(Command::Doctor(args)) => doctor(args.json),
         None => live(&cli.live, registry),
     }
+}
+
+/// `adi doctor`: the report, and a non-zero status when live capture cannot work.
+fn doctor(json: bool) -> anyhow::Result<ExitCode> {
+    let report = adi_probes::doctor::run();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing to stdout")?;
+        writeln!(out).context("writing to stdout")?;
+    } else {
+        out.write_all(adi_probes::doctor::render_table(&report).as_bytes())
+            .context("writing to stdout")?;
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(if report.live_capture {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn list_classifiers(registry: &Registry, json: bool) -> anyhow::Result<()> {
@@ -311,6 +386,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
         go_uprobes: args.go_uprobes == OnOff::On,
+        status_line: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     live::run(&opts, registry)
 }

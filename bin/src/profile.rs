@@ -1,5 +1,6 @@
-//! The ADI_PROFILE opt-in rule of the seeds (SPEC section 6), exactly: a process is profiled
-//! iff `ADI_PROFILE_DISABLED` is not `1`, `ADI_PROFILE` is set and non-empty, and
+//! The ADI_PROFILE opt-in rule of the eBPF profiler adi replaces, exactly (documented in
+//! `docs/live-capture.md`, "Which processes are watched"): a process is profiled iff
+//! `ADI_PROFILE_DISABLED` is not `1`, `ADI_PROFILE` is set and non-empty, and
 //! `ADI_PROFILE_ALLOWED` (adi's own environment) is empty or lists its `ADI_PROFILE` value
 //! (comma-separated, trimmed, case-sensitive).
 

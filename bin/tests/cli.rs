@@ -290,6 +290,7 @@ fn help_and_version() {
         &["--help"][..],
         &["classify", "--help"],
         &["classifiers", "--help"],
+        &["doctor", "--help"],
         &["--version"],
     ] {
         let out = adi(args);
@@ -409,4 +410,67 @@ fn random_payloads_are_never_classified() {
         got[1]["protocol"], "tls",
         "the TLS session is named, not guessed"
     );
+}
+
+/// Every bad flag or value is one line on stderr that says what is wrong and where to look,
+/// exit status 2, and nothing starts.
+#[test]
+fn bad_flag_values_are_one_line_each() {
+    for (args, says) in [
+        (&["--capture-bytes", "1"][..], "1 is not in 64..=8192"),
+        (
+            &["--max-rate", "abc"],
+            "invalid value 'abc' for '--max-rate",
+        ),
+        (&["--sink", "csv"], "unknown sink `csv`"),
+        (
+            &["--sink", "env-yaml"],
+            "needs a path: --sink env-yaml=PATH",
+        ),
+        (&["--go-uprobes", "maybe"], "[possible values: on, off]"),
+        (&["--al"], "tip: a similar argument exists: '--all'"),
+        (&["doctr"], "a similar subcommand exists: 'doctor'"),
+        (
+            &["classify"],
+            "required arguments were not provided: <FILE>",
+        ),
+    ] {
+        let out = adi(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("adi: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.trim_end().ends_with("see `adi --help`"), "{err}");
+    }
+}
+
+/// A sink path that cannot be written is refused before capture starts (so without root
+/// too), in one line naming the fix, and creates nothing.
+#[test]
+fn unwritable_sink_paths_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no/such/dir/events.jsonl");
+    for (sink, says) in [
+        (
+            format!("jsonl={}", missing.display()),
+            "No such file or directory",
+        ),
+        (
+            format!("env-yaml={}", dir.path().display()),
+            "it is a directory",
+        ),
+    ] {
+        let out = adi(&["--all", "--sink", &sink]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("adi: cannot open "), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains("choose a path in an existing, writable directory"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("no").exists());
 }

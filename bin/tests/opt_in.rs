@@ -1,6 +1,7 @@
-//! Root-only: the ADI_PROFILE opt-in (SPEC section 6) enforced in the kernel, end to end. Real
-//! Python clients with each row of the seed's table make real HTTP calls to a real (unwatched)
-//! server while `adi` runs with `--profile-allowed local,dev`; the test asserts which calls
+//! Root-only: the ADI_PROFILE opt-in (`docs/live-capture.md`) enforced in the kernel, end to
+//! end. Real Python clients with each case of the opt-in rule (the table the eBPF profiler adi
+//! replaces documents) make real HTTP calls to a real (unwatched) server while `adi` runs
+//! with `--profile-allowed local,dev`; the test asserts which calls
 //! appear as `http` events, which processes get an env-yaml document, and that no secret from
 //! an environment reaches any sink. Also: a process that execs into another environment (both
 //! ways), a variable bigger than the kernel's read step, a process already running when adi
@@ -147,7 +148,7 @@ fn opt_in_rows_exec_and_pid_reuse() {
     let start = Instant::now();
 
     let mut pids: HashMap<&str, u32> = HashMap::new();
-    // The seed's table, plus an empty value.
+    // Every case of the opt-in rule's table, plus an empty value.
     let rows: &[(&str, &[(&str, &str)])] = &[
         (
             "local",

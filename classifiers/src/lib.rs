@@ -2,7 +2,7 @@
 //!
 //! Each folder registers itself with [`adi_core::register_classifier!`]; nothing else in the
 //! workspace names a protocol. The binary links this crate with `use adi_classifiers as _;`.
-//! To add a protocol, see "Adding a protocol" in the README.
+//! To add a protocol, see "Adding a protocol" in `docs/contributing.md`.
 #![forbid(unsafe_code)]
 
 mod amqp;

@@ -75,8 +75,8 @@ impl PortHint {
     }
 }
 
-/// How sure a verdict is, 0..=100 (SPEC section 4). Below [`Confidence::REPORT`] nothing is
-/// reported as a classification.
+/// How sure a verdict is, 0..=100 (the bands are explained in `docs/confidence.md`). Below
+/// [`Confidence::REPORT`] nothing is reported as a classification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Confidence(u8);
 

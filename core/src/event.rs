@@ -1,5 +1,5 @@
-//! Output events: the JSON-lines schema (SPEC section 5). Field names here are the schema,
-//! pinned by golden tests in `sinks/tests/`.
+//! Output events: the JSON-lines schema (documented in `docs/output-formats.md`). Field names
+//! here are the schema, pinned by golden tests in `sinks/tests/`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub enum Event {
     Process(ProcessEvent),
     /// One HTTP call a Go program made or served, read by the Go uprobes.
     GoHttp(GoHttpEvent),
+    /// One parsed request, response or message of a protocol other than HTTP.
+    Message(MessageEvent),
 }
 
 /// The process that sent or received a message. Cheap to clone: one per event.
@@ -39,15 +41,25 @@ pub struct ProcessInfo {
     pub comm: Arc<str>,
     /// The command line, arguments joined by spaces.
     pub cmdline: Arc<str>,
+    /// The service this process is: `ADI_PROFILE_NAME`, else the program's own name (the
+    /// executable, or the script, module or jar an interpreter runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Arc<str>>,
+    /// The service at the other end of the connection, when that end is a watched process
+    /// of this host too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_service: Option<Arc<str>>,
 }
 
 impl ProcessInfo {
-    /// A process description.
+    /// A process description without a service name.
     pub fn new(pid: u32, comm: &str, cmdline: &str) -> Self {
         Self {
             pid,
             comm: Arc::from(comm),
             cmdline: Arc::from(cmdline),
+            service: None,
+            peer_service: None,
         }
     }
 }
@@ -71,8 +83,9 @@ impl Serialize for LossyText {
 /// (the body is in `body`, decoded, so it is not repeated).
 pub const MAX_RAW_PAYLOAD: usize = 1024;
 
-/// Sender and receiver of one message, in the seeds' terms: `send` when the traced process
-/// wrote it, `recv` when it read it; `source` is always the sender.
+/// Sender and receiver of one message, in the terms of the tools adi replaces (httpwatcher,
+/// gohttpsnoop, an eBPF HTTP profiler): `send` when the traced process wrote it, `recv` when it
+/// read it; `source` is always the sender.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Endpoints {
     /// `send` or `recv`, as seen by the traced process.
@@ -114,6 +127,13 @@ impl Endpoints {
 /// array of strings when the name was repeated (names as sent, first spelling kept).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers(pub Vec<(String, String)>);
+
+impl Headers {
+    /// No pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -195,7 +215,7 @@ pub struct HttpEvent {
 }
 
 impl HttpEvent {
-    /// Replaces secrets with `<redacted>` (SPEC section 6): secret-named headers, query
+    /// Replaces secrets with `<redacted>` (`docs/redaction.md`): secret-named headers, query
     /// parameters, JSON and form fields, in the parsed fields and in `raw_payload`.
     pub fn redact(&mut self) {
         let mut touched = crate::redact::headers(&mut self.headers.0);
@@ -259,6 +279,111 @@ impl HttpEvent {
     }
 }
 
+/// One parsed message of a protocol other than HTTP: a query, a command, a publish, and
+/// their replies, requests and responses paired in order per connection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MessageEvent {
+    /// RFC 3339 UTC with nanoseconds.
+    pub timestamp: String,
+    /// The traced process (and its service).
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Direction and addresses of this message.
+    #[serde(flatten)]
+    pub endpoints: Endpoints,
+    /// Protocol id.
+    pub protocol: ProtocolId,
+    /// Category of the protocol.
+    pub category: Category,
+    /// `request`, `response` or `message` (neither: a push, a greeting, a notice).
+    pub kind: &'static str,
+    /// The operation: SQL verb, command, API, class.method, verb; for a response, its
+    /// request's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// What it acts on: normalised query text, collection, topic, subject, queue; for a
+    /// response, its request's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// A numeric status or error code, where the protocol has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The error the peer answered with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Other facts the parser read (user, database, client id, ...), in wire order.
+    #[serde(skip_serializing_if = "Headers::is_empty")]
+    pub attributes: Headers,
+    /// Real size of the message on the wire.
+    pub bytes: u64,
+    /// The message was only partly seen.
+    pub truncated: bool,
+    /// The connection.
+    pub flow_id: FlowId,
+    /// For a response: milliseconds since its request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+impl MessageEvent {
+    /// Builds the event for a non-HTTP record of the engine; `category` is its protocol's.
+    pub fn from_record(
+        rec: FlowRecord,
+        category: Category,
+        process: ProcessInfo,
+        timestamp: String,
+    ) -> Self {
+        let endpoints = Endpoints::of(&rec.key, rec.dir);
+        let r = rec.record;
+        let error = r
+            .attributes
+            .iter()
+            .find(|(n, _)| n == "error" || n == "message")
+            .map(|(_, v)| v.clone());
+        Self {
+            timestamp,
+            process,
+            endpoints,
+            protocol: rec.protocol,
+            category,
+            kind: match r.kind {
+                RecordKind::Request => "request",
+                RecordKind::Response => "response",
+                RecordKind::Message | RecordKind::Switch => "message",
+            },
+            op: r.op,
+            resource: r.resource,
+            status: r.status,
+            error,
+            attributes: Headers(r.attributes),
+            bytes: r.wire_len,
+            truncated: r.truncated,
+            flow_id: rec.flow,
+            #[expect(
+                clippy::cast_precision_loss,
+                reason = "latencies are far below 2^52 ns"
+            )]
+            latency_ms: rec.latency_ns.map(|ns| ns as f64 / 1e6),
+        }
+    }
+
+    /// Replaces secrets with `<redacted>`: attributes with secret names, and literals in
+    /// query texts (`docs/redaction.md`).
+    pub fn redact(&mut self) {
+        crate::redact::headers(&mut self.attributes.0);
+        if self.category == Category::DATABASE {
+            if let Some(q) = self.resource.as_mut() {
+                *q = crate::redact::sql(q);
+            }
+        } else if self.category == Category::CACHE && self.resource.take().is_some() {
+            // Cache keys often embed user or session ids: only how many there were.
+            self.attributes
+                .0
+                .push(("key_count".to_owned(), "1".to_owned()));
+        }
+    }
+}
+
 /// Which side of an HTTP call a [`GoHttpEvent`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -308,8 +433,8 @@ pub struct GoHttpEvent {
 }
 
 impl GoHttpEvent {
-    /// Replaces secrets with `<redacted>` (SPEC section 6): secret-named header values and
-    /// query parameters.
+    /// Replaces secrets with `<redacted>` (`docs/redaction.md`): secret-named header values
+    /// and query parameters.
     pub fn redact(&mut self) {
         crate::redact::headers(&mut self.headers.0);
         if self.url.contains('?') {
@@ -375,8 +500,9 @@ pub struct LostEvent {
     pub count: u64,
 }
 
-/// One watched process and its environment (SPEC section 6), read from `/proc/PID/environ`
-/// when adi starts watching it. Names and values are bytes: environments need not be UTF-8.
+/// One watched process and its environment (the env-yaml inventory, `docs/output-formats.md`),
+/// read from `/proc/PID/environ` when adi starts watching it. Names and values are bytes:
+/// environments need not be UTF-8.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessEvent {
     /// When adi read it.
@@ -451,7 +577,7 @@ impl ProcessEvent {
 }
 
 /// An I/O error as Go's `os` package words it (`no such file or directory`), without Rust's
-/// `(os error 2)` suffix: the seed's error strings.
+/// `(os error 2)` suffix: the error strings of the Go profiler adi replaces.
 fn io_reason(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);

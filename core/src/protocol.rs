@@ -44,8 +44,8 @@ impl Serialize for ProtocolId {
     }
 }
 
-/// What kind of dependency a protocol is (SPEC section 3): `http`, `database`, `cache`,
-/// `message_bus`, `tls`, or a third party's own.
+/// What kind of dependency a protocol is (`docs/confidence.md` lists each protocol's): `http`,
+/// `database`, `cache`, `message_bus`, `tls`, or a third party's own.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Category(&'static str);
 

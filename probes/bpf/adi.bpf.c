@@ -697,7 +697,7 @@ static long env_step(__u64 index, void *data)
 	return 0;
 }
 
-/* The seed's opt-in rule (SPEC section 6) on the current task's environment, read where the
+/* The ADI_PROFILE opt-in rule (docs/live-capture.md) on the task's environment, read where the
  * kernel put it at exec (mm->env_start..env_end, what /proc/PID/environ shows): 1 when the
  * process opts in, 0 when it does not, -1 when the environment could not be read whole (user
  * space then decides from /proc). A repeated variable: the last one counts, as in user space. */

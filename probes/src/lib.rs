@@ -2,6 +2,9 @@
 //!
 //! - [`live`]: the eBPF syscall probes (tracepoints, CO-RE, ring buffer), loaded with aya 0.14
 //!   from the object committed in `probes/bpf/`;
+//! - [`host`]: what live capture needs from the host (capabilities, BTF, tracefs, which adi
+//!   mounts when missing), checked before every load; [`doctor`]: the same facts and a real
+//!   load of every program and map, for `adi doctor`;
 //! - [`raw`]: the kernel wire format and its checked decoding;
 //! - [`go`]: Go binary inspection: build info, function addresses (`.symtab` or
 //!   `.gopclntab`), return sites, for `adi go ps` and the Go uprobes;
@@ -11,7 +14,9 @@
 //!
 //! This is the only crate where `unsafe` appears, each block with a `// SAFETY:` comment.
 
+pub mod doctor;
 pub mod go;
+pub mod host;
 pub mod live;
 pub mod pcap;
 pub mod proc;

@@ -45,11 +45,35 @@ pub struct KernelStats {
 #[non_exhaustive]
 pub enum ProbeError {
     /// Not root and without CAP_BPF + CAP_PERFMON.
-    #[error("adi needs root or CAP_BPF+CAP_PERFMON: run it with sudo")]
-    NotPrivileged,
+    #[error("adi needs root or CAP_BPF+CAP_PERFMON (missing: {missing}): run it with sudo; `adi doctor` lists what else is needed")]
+    NotPrivileged {
+        /// The missing capabilities, `+`-joined (`cap_bpf+cap_perfmon`).
+        missing: String,
+    },
+    /// The capabilities are held, yet the kernel refused to create a map or load a program.
+    #[error("the kernel refused BPF although adi holds CAP_BPF+CAP_PERFMON ({source}): kernel lockdown, a security module or a container's seccomp profile forbids it; see `adi doctor`")]
+    Refused {
+        /// The kernel's answer.
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
     /// The kernel has no BTF, so CO-RE relocation is impossible.
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): adi needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): adi needs a kernel built with CONFIG_DEBUG_INFO_BTF=y; see `adi doctor`")]
     NoBtf,
+    /// tracefs is not mounted and adi could not mount it.
+    #[error("tracefs is not mounted and adi could not mount it ({source}): run `sudo mount -t tracefs tracefs /sys/kernel/tracing`, or give adi CAP_SYS_ADMIN; see `adi doctor`")]
+    NoTracefs {
+        /// Why the mount failed.
+        #[source]
+        source: io::Error,
+    },
+    /// This kernel charges BPF memory to RLIMIT_MEMLOCK and adi could not raise it.
+    #[error("this kernel charges BPF memory to the memlock limit and adi could not raise it ({source}): run `ulimit -l unlimited` before adi, or give it CAP_SYS_RESOURCE; see `adi doctor`")]
+    Memlock {
+        /// Why setrlimit failed.
+        #[source]
+        source: io::Error,
+    },
     /// The object could not be loaded (the verifier log is in the source).
     #[error("loading the BPF object failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
@@ -120,8 +144,8 @@ pub struct ProbeConfig {
     pub watch_all: bool,
     /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
     pub capture_bytes: u32,
-    /// The ADI_PROFILE opt-in (SPEC section 6) enforced in the kernel at every exec: `Some`
-    /// with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
+    /// The ADI_PROFILE opt-in (`docs/live-capture.md`) enforced in the kernel at every exec:
+    /// `Some` with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
     /// running before the load are not covered: scan /proc and [`SyscallProbes::watch`] them.
     pub opt_in: Option<Vec<String>>,
     /// Most request/response exchanges per second captured in full (`--max-rate`), over all
@@ -155,6 +179,7 @@ pub struct SyscallProbes {
     conns: BpfHashMap<MapData, u64, RawConn>,
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
+    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for SyscallProbes {
@@ -175,9 +200,26 @@ fn exchange_cost_ns(max_rate: u32) -> u64 {
     (cpus as u64 * 1_000_000_000 / u64::from(max_rate)).max(1)
 }
 
-fn is_privileged() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+impl ProbeError {
+    /// A load error, with "permission denied" explained: missing capabilities, or a kernel
+    /// that refuses BPF to a process that holds them.
+    pub(crate) fn from_load(e: aya::EbpfError) -> Self {
+        let denied = matches!(&e, aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+            if io_error.kind() == io::ErrorKind::PermissionDenied);
+        if !denied {
+            return Self::Load(Box::new(e));
+        }
+        let caps = crate::host::Capabilities::current();
+        if caps.can_trace() {
+            Self::Refused {
+                source: Box::new(e),
+            }
+        } else {
+            Self::NotPrivileged {
+                missing: caps.missing_for_tracing().join("+"),
+            }
+        }
+    }
 }
 
 impl SyscallProbes {
@@ -189,12 +231,7 @@ impl SyscallProbes {
     /// [`ProbeError`] naming the missing privilege, the missing kernel feature, or the program
     /// the verifier rejected (with its log).
     pub fn load(config: ProbeConfig) -> Result<(Self, EventStream), ProbeError> {
-        if !is_privileged() {
-            return Err(ProbeError::NotPrivileged);
-        }
-        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-            return Err(ProbeError::NoBtf);
-        }
+        let prepared = crate::host::prepare()?;
         let watch_all = u32::from(config.watch_all);
         let self_tgid = std::process::id();
         let capture = config.capture_bytes.min(crate::raw::MAX_PAYLOAD as u32);
@@ -210,14 +247,7 @@ impl SyscallProbes {
             .override_global("allowed_count", &allowed_count, true)
             .override_global("exchange_cost_ns", &exchange_cost_ns, true)
             .load(OBJECT)
-            .map_err(|e| match &e {
-                aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
-                    if io_error.kind() == io::ErrorKind::PermissionDenied =>
-                {
-                    ProbeError::NotPrivileged
-                }
-                _ => ProbeError::Load(Box::new(e)),
-            })?;
+            .map_err(ProbeError::from_load)?;
         // The allowed list is in place before the exec program can run.
         {
             let map = ebpf
@@ -235,29 +265,11 @@ impl SyscallProbes {
                 })?;
             }
         }
-        let mut attached = 0;
-        // Socket reads and writes and TCP state changes (no syscall is traced), and children
-        // of watched processes watched too (forking servers; raw, for the child's task, so
-        // threads are told apart).
         let btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
-        for (program, tp) in [
-            ("adi_sock_send", "sock_send_length"),
-            ("adi_sock_recv", "sock_recv_length"),
-            ("adi_sock_state", "inet_sock_set_state"),
-        ] {
-            attach_btf(&mut ebpf, &btf, program, tp)?;
-            attached += 1;
+        for program in PROGRAMS {
+            program.attach(&mut ebpf, &btf)?;
         }
-        attach_raw(&mut ebpf, "adi_sched_fork", "sched_process_fork")?;
-        attached += 1;
-        // An exec re-decides the opt-in, and an exiting process is forgotten.
-        for (program, tp) in [
-            ("adi_sched_exec", "sched_process_exec"),
-            ("adi_sched_exit", "sched_process_exit"),
-        ] {
-            attach(&mut ebpf, "sched", program, tp)?;
-            attached += 1;
-        }
+        let attached = PROGRAMS.len();
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(ProbeError::Missing(name))
         };
@@ -275,9 +287,16 @@ impl SyscallProbes {
                 conns,
                 stats,
                 attached,
+                notes: prepared.notes,
             },
             stream,
         ))
+    }
+
+    /// What loading set up on the host that the user should hear about, one line each
+    /// (e.g. that tracefs was mounted).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Number of attached tracepoints.
@@ -359,6 +378,137 @@ impl SyscallProbes {
     /// The loaded object (for tests and diagnostics).
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+}
+
+/// How one of adi's programs attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum AttachKind {
+    /// A BTF-typed raw tracepoint (`tp_btf`): arguments typed by the kernel's BTF.
+    BtfTracePoint,
+    /// A raw tracepoint.
+    RawTracePoint,
+    /// A classic tracepoint of this category (needs tracefs for its id).
+    TracePoint(&'static str),
+}
+
+/// One program of the object and where it attaches.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSpec {
+    /// The program's name in the object.
+    pub name: &'static str,
+    /// Its program type.
+    pub kind: AttachKind,
+    /// The tracepoint.
+    pub tracepoint: &'static str,
+}
+
+/// Every program of the object, in attach order:
+/// - socket reads and writes and TCP state changes (no syscall is traced);
+/// - children of watched processes watched too (forking servers; raw, for the child's
+///   task, so threads are told apart);
+/// - an exec re-decides the opt-in, and an exiting process is forgotten.
+pub const PROGRAMS: [ProgramSpec; 6] = [
+    ProgramSpec::btf("adi_sock_send", "sock_send_length"),
+    ProgramSpec::btf("adi_sock_recv", "sock_recv_length"),
+    ProgramSpec::btf("adi_sock_state", "inet_sock_set_state"),
+    ProgramSpec {
+        name: "adi_sched_fork",
+        kind: AttachKind::RawTracePoint,
+        tracepoint: "sched_process_fork",
+    },
+    ProgramSpec::sched("adi_sched_exec", "sched_process_exec"),
+    ProgramSpec::sched("adi_sched_exit", "sched_process_exit"),
+];
+
+impl ProgramSpec {
+    const fn btf(name: &'static str, tracepoint: &'static str) -> Self {
+        Self {
+            name,
+            kind: AttachKind::BtfTracePoint,
+            tracepoint,
+        }
+    }
+
+    const fn sched(name: &'static str, tracepoint: &'static str) -> Self {
+        Self {
+            name,
+            kind: AttachKind::TracePoint("sched"),
+            tracepoint,
+        }
+    }
+
+    /// Loads the program (the verifier runs) and attaches it.
+    fn attach(&self, ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<(), ProbeError> {
+        match self.kind {
+            AttachKind::BtfTracePoint => attach_btf(ebpf, btf, self.name, self.tracepoint),
+            AttachKind::RawTracePoint => attach_raw(ebpf, self.name, self.tracepoint),
+            AttachKind::TracePoint(category) => attach(ebpf, category, self.name, self.tracepoint),
+        }
+    }
+
+    /// What `adi doctor` calls it: `tp_btf/sock_send_length`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            AttachKind::BtfTracePoint => format!("tp_btf/{}", self.tracepoint),
+            AttachKind::RawTracePoint => format!("raw_tracepoint/{}", self.tracepoint),
+            AttachKind::TracePoint(c) => format!("tracepoint/{c}/{}", self.tracepoint),
+        }
+    }
+}
+
+/// One program of [`PROGRAMS`] and whether it loaded and attached.
+pub type ProgramCheck = (ProgramSpec, Result<(), ProbeError>);
+
+/// Loads the object as live capture does, but watching nothing, and attaches each program in
+/// turn; everything is detached and unloaded on return. For `adi doctor`: the maps' result,
+/// then one result per program of [`PROGRAMS`]. Call [`crate::host::prepare`] first.
+///
+/// # Errors
+///
+/// When the object cannot be loaded at all (a map cannot be created, no BTF).
+pub fn check_programs() -> Result<Vec<ProgramCheck>, ProbeError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global("self_tgid", &std::process::id(), true)
+        .load(OBJECT)
+        .map_err(ProbeError::from_load)?;
+    let btf = aya::Btf::from_sys_fs().map_err(|_| ProbeError::NoBtf)?;
+    Ok(PROGRAMS
+        .iter()
+        .map(|p| (*p, p.attach(&mut ebpf, &btf)))
+        .collect())
+}
+
+/// The maps of the object with their types, as loaded (`adi doctor`).
+///
+/// # Errors
+///
+/// When the object cannot be loaded.
+pub fn check_maps() -> Result<Vec<(String, String)>, ProbeError> {
+    let ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(ProbeError::from_load)?;
+    // `.rodata` and friends hold the object's globals, not maps of adi's design.
+    let mut maps: Vec<(String, String)> = ebpf
+        .maps()
+        .filter(|(name, _)| !name.starts_with('.'))
+        .map(|(name, map)| (name.to_owned(), map_type_name(map).to_owned()))
+        .collect();
+    maps.sort();
+    Ok(maps)
+}
+
+/// A loaded map's type as the kernel names it.
+pub(crate) fn map_type_name(map: &aya::maps::Map) -> &'static str {
+    use aya::maps::Map;
+    match map {
+        Map::HashMap(_) => "hash",
+        Map::LruHashMap(_) => "lru_hash",
+        Map::Array(_) => "array",
+        Map::PerCpuArray(_) => "percpu_array",
+        Map::RingBuf(_) => "ringbuf",
+        Map::PerCpuHashMap(_) => "percpu_hash",
+        _ => "other",
     }
 }
 

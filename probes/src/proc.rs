@@ -14,6 +14,8 @@ pub struct ProcInfo {
     pub comm: String,
     /// `/proc/PID/cmdline` with NULs as spaces.
     pub cmdline: String,
+    /// `/proc/PID/cmdline`'s arguments, `argv[0]` first.
+    pub args: Vec<String>,
     /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`): with the pid, it
     /// names one process even when pids are reused.
     pub start_time: u64,
@@ -26,20 +28,19 @@ pub fn read_process(pid: u32) -> Option<ProcInfo> {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim_end().to_owned())
         .unwrap_or_default();
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+    let args: Vec<String> = fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
-            let parts: Vec<String> = raw
-                .split(|&b| b == 0)
+            raw.split(|&b| b == 0)
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            parts.join(" ")
+                .collect()
         })
         .unwrap_or_default();
     Some(ProcInfo {
         pid,
         comm,
-        cmdline,
+        cmdline: args.join(" "),
+        args,
         start_time,
     })
 }

@@ -21,7 +21,7 @@ pub use jsonl::JsonlSink;
 #[non_exhaustive]
 pub enum SinkError {
     /// Creating or opening the output file failed.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {source}; choose a path in an existing, writable directory")]
     Open {
         /// The file.
         path: PathBuf,
@@ -86,6 +86,36 @@ pub fn open_private(path: &std::path::Path) -> Result<std::fs::File, SinkError> 
         path: path.to_owned(),
         source,
     })
+}
+
+/// Checks that `path` can become an output file, without creating it: its directory exists
+/// and is writable as far as the file system says (not read-only), and the path itself is
+/// not a directory. Run before capture starts, so that a typo fails fast and no file is
+/// created for a start that fails.
+///
+/// # Errors
+///
+/// [`SinkError::Open`] with the reason.
+pub fn check_writable(path: &std::path::Path) -> Result<(), SinkError> {
+    let fail = |msg: &str| SinkError::Open {
+        path: path.to_owned(),
+        source: std::io::Error::other(msg.to_owned()),
+    };
+    if path.is_dir() {
+        return Err(fail("it is a directory"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(fail(&format!("{} is not a directory", dir.display()))),
+        Ok(m) if m.permissions().readonly() => {
+            Err(fail(&format!("{} is read-only", dir.display())))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(fail(&format!("directory {}: {e}", dir.display()))),
+    }
 }
 
 /// A `--sink KIND[=PATH]` value.

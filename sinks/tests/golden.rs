@@ -1,6 +1,6 @@
-//! Pins the JSON-lines schema (SPEC section 5): field names, types and order. Regenerate the
-//! golden file with `UPDATE_GOLDEN=1 cargo test -p adi-sinks --test golden` and review the
-//! diff: a change here is a change of the public output format.
+//! Pins the JSON-lines schema (`docs/output-formats.md`): field names, types and order.
+//! Regenerate the golden file with `UPDATE_GOLDEN=1 cargo test -p adi-sinks --test golden` and
+//! review the diff: a change here is a change of the public output format.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

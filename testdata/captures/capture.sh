@@ -473,7 +473,7 @@ if need_ports non_http 19101 19443 19022; then
   stop_capture "$cap"
   stop_servers "$pe" "$pt" "$ps_"
   # An HTTP-only classifier must say unknown for all three (the TLS flow is `tls` once that
-  # classifier exists; SSH has no protocol id in SPEC section 3).
+  # classifier exists; SSH is no built-in protocol, only the example plugin's).
   finish non_http "$cap" '{"19101":"unknown","19443":"unknown","19022":"unknown"}'
 fi
 

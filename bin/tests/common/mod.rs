@@ -125,6 +125,12 @@ impl Adi {
     /// Starts adi with `args`. Tests assert every event, so unless `args` choose a
     /// `--max-rate`, every exchange is captured (`--max-rate 0`); sampling has its own tests.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_in(&[], args)
+    }
+
+    /// Starts adi as [`Adi::start`] does, run by `wrapper` (a command and its arguments,
+    /// given adi's path and arguments after them: `unshare --mount ...`); empty: directly.
+    pub fn start_in(wrapper: &[&str], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
         let sink = format!("jsonl={}", out.display());
@@ -133,7 +139,16 @@ impl Adi {
         } else {
             &["--max-rate", "0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adi"))
+        let adi = env!("CARGO_BIN_EXE_adi");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(adi);
+                c
+            }
+            None => Command::new(adi),
+        };
+        let mut child = cmd
             .args(args)
             .args(rate)
             .args(["--sink", &sink])
@@ -148,17 +163,16 @@ impl Adi {
                 let _ = tx.send(line);
             }
         });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("adi says what it watches");
-        assert!(first.starts_with("adi: watching"), "{first}");
-        Self {
+        let mut adi = Self {
             child,
             out,
             stderr: rx,
             seen: Vec::new(),
             _dir: dir,
-        }
+        };
+        // What it set up on the host (tracefs mounted, ...) comes first, then what it watches.
+        adi.wait_stderr("adi: watching", Duration::from_secs(20));
+        adi
     }
 
     /// Waits until adi says `needle` on stderr (at most `timeout`).

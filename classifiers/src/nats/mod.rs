@@ -54,7 +54,7 @@ pub(crate) const MAX_PROBE_MESSAGES: usize = 8;
 /// [`Confidence::REPORT`], so never reported on its own.
 pub(crate) const AMBIGUOUS: Confidence = Confidence::new(50);
 
-/// NATS client and cluster ports (SPEC section 3).
+/// NATS client and cluster ports (as `docs/confidence.md` lists them).
 const NATS_PORTS: &[u16] = &[4222, 6222];
 
 /// The NATS classifier.

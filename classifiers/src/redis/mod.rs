@@ -60,7 +60,7 @@ pub(crate) const MAX_PROBE_VALUES: usize = 8;
 /// memcached also sends): below [`Confidence::REPORT`], so never reported on its own.
 pub(crate) const AMBIGUOUS: Confidence = Confidence::new(50);
 
-/// Redis and Redis Sentinel (SPEC section 3).
+/// Redis and Redis Sentinel (the ports `docs/confidence.md` lists).
 const REDIS_PORTS: &[u16] = &[6379, 26379];
 
 /// The Redis classifier.

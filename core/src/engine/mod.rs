@@ -2,7 +2,7 @@
 //! registered classifiers, pick the best verdict, lock the flow once confident, parse messages
 //! with the winner's session, and re-classify when the protocol switches.
 //!
-//! Rules (SPEC section 4):
+//! Rules (explained for users in `docs/confidence.md`):
 //! - Payload decides. Candidates whose default ports include the server port are tried first
 //!   and get [`Confidence::PORT_BONUS`], which only breaks ties.
 //! - A direction stops buffering once every candidate said `NoMatch` or the window is full.

@@ -4,7 +4,7 @@
 //! makes later runs cheap; the script locks the directory against parallel test binaries).
 //!
 //! A test that needs a toolchain calls [`toolchain`]: a missing one is a loud `SKIPPED` line,
-//! and a failure when `CI` is set (STYLE.md, Tests).
+//! and a failure when `CI` is set (`docs/contributing.md`, "Build and test").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

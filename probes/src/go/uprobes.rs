@@ -563,18 +563,16 @@ impl GoHttpProbes {
     /// [`ProbeError`] (as [`GoProbeError::Probe`]) naming the missing privilege or the program
     /// the verifier rejected, with its log.
     pub fn new() -> Result<(Self, GoHttpStream), GoProbeError> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(ProbeError::NotPrivileged.into());
-        }
-        let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| match &e {
-            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
-                if io_error.kind() == io::ErrorKind::PermissionDenied =>
-            {
-                ProbeError::NotPrivileged
+        let caps = crate::host::Capabilities::current();
+        if !caps.can_trace() {
+            return Err(ProbeError::NotPrivileged {
+                missing: caps.missing_for_tracing().join("+"),
             }
-            _ => ProbeError::Load(Box::new(e)),
-        })?;
+            .into());
+        }
+        let mut ebpf = EbpfLoader::new()
+            .load(OBJECT)
+            .map_err(ProbeError::from_load)?;
         for name in PROGRAMS {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
@@ -705,6 +703,32 @@ impl GoHttpProbes {
             .try_into()
             .map_err(attach_err)?;
         prog.attach(location, exe, scope).map_err(attach_err)
+    }
+
+    /// Attaches one of the loaded uprobe programs to `symbol` of the ELF file `target`, for
+    /// this process only, and detaches it at once: `adi doctor`'s proof that uprobes work
+    /// here (use a function this process does not call, so the program never runs).
+    ///
+    /// # Errors
+    /// [`GoProbeError::Attach`] with the kernel's answer.
+    pub fn check_uprobe(
+        &mut self,
+        target: &std::path::Path,
+        symbol: &str,
+    ) -> Result<(), GoProbeError> {
+        let program = PROGRAMS[0];
+        let link = self.attach_one(
+            std::process::id(),
+            program,
+            UProbeAttachLocation::Symbol(symbol),
+            target,
+            UProbeScope::CallingProcess,
+            || format!("{symbol} in {}", target.display()),
+        )?;
+        if let Some(Ok(prog)) = self.ebpf.program_mut(program).map(<&mut UProbe>::try_from) {
+            let _ = prog.detach(link);
+        }
+        Ok(())
     }
 
     /// Detaches the uprobes from process `pid` (no effect when not attached). Call it when the

@@ -1,6 +1,6 @@
-//! The `env-yaml` sink: the environment inventory (SPEC section 6), one YAML document per
-//! watched process, `---` separated, written by a YAML library so that any byte in a name
-//! or value (quotes, `: `, newlines, `---`, YAML 1.1 booleans such as `no`) stays data.
+//! The `env-yaml` sink: the environment inventory (`docs/output-formats.md`), one YAML
+//! document per watched process, `---` separated, written by a YAML library so that any byte in
+//! a name or value (quotes, `: `, newlines, `---`, YAML 1.1 booleans such as `no`) stays data.
 //!
 //! The library is `saphyr`, the maintained pure-Rust successor of yaml-rust2 (serde_yaml is
 //! archived; its forks `serde_norway` and `serde_yml` leave YAML 1.1 booleans such as `no`

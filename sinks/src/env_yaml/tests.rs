@@ -144,7 +144,7 @@ fn documents_are_separated_and_prefixes_filter() {
     let env = docs[0]["adi_profile_env"].as_mapping().expect("map");
     let names: Vec<&str> = env.keys().filter_map(Yaml::as_str).collect();
     assert_eq!(names, ["REVIEWS_URL", "MONGO_HOST"]);
-    // No variable matches: an empty map, as the seed documents.
+    // No variable matches: an empty map, as the eBPF profiler adi replaces documents it.
     assert_eq!(docs[1]["adi_profile_env"], Yaml::Mapping(Mapping::new()));
     assert!(docs[1].as_mapping_get("adi_profile_match").is_none());
 }

@@ -1,5 +1,5 @@
-//! The `jsonl` sink: one JSON object per line, field names as in SPEC section 5, to stdout or
-//! to a file created with mode 0600 (events carry headers and bodies).
+//! The `jsonl` sink: one JSON object per line, field names as in `docs/output-formats.md`, to
+//! stdout or to a file created with mode 0600 (events carry headers and bodies).
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -62,7 +62,7 @@ impl Sink for JsonlSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
-        // Environments are the env-yaml sink's; the stream keeps SPEC section 5's types.
+        // Environments are the env-yaml sink's; the stream keeps the documented event types.
         if matches!(event, Event::Process(_)) {
             return Ok(());
         }
