@@ -17,7 +17,7 @@ use adi_probes::go::uprobes::{GoHttpProbes, GoHttpStats, GoHttpStream, GoProbeEr
 use adi_probes::go::GoError;
 use adi_probes::raw::{EventKind, RawEvent};
 
-use crate::profile::OptIn;
+use adi_pipeline::OptIn;
 
 /// What the attaching thread is told.
 enum Cmd {

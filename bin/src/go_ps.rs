@@ -104,7 +104,7 @@ pub fn run(args: &PsArgs) -> anyhow::Result<ExitCode> {
     let pids = if explicit {
         args.pids.clone()
     } else {
-        let mut all = adi_probes::proc::all_pids();
+        let mut all = adi_pipeline::proc::all_pids();
         all.sort_unstable();
         all
     };
@@ -250,7 +250,7 @@ fn start_time(pid: u32) -> Option<u64> {
     if matches!(state, "Z" | "X" | "x") {
         return None;
     }
-    adi_probes::proc::parse_start_time(&stat)
+    adi_pipeline::proc::parse_start_time(&stat)
 }
 
 /// `outcome`, unless the process exited (or its pid was reused) meanwhile.

@@ -27,8 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adi_core::bus::{Bus, Delivery, Subscriber};
-use adi_core::engine::{Engine, FlowRecord, Output};
-use adi_core::event::{ConnectionEvent, Event, HttpEvent, LostEvent, ProcessEvent, ProcessInfo};
+use adi_core::event::{Event, LostEvent};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
@@ -38,7 +37,7 @@ use adi_sinks::{EnvYamlSink, JsonlSink, Sink, SinkSpec};
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::profile::OptIn;
+use adi_pipeline::{Input, OptIn, Pipeline, PipelineConfig, ProcFs};
 
 /// Bytes per message the kernel copies once a connection is known not to be HTTP.
 const NON_HTTP_CAP: u32 = 256;
@@ -112,7 +111,7 @@ pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCo
 
 /// Checks, before anything is loaded or created, that every sink file can be created: its
 /// directory exists and is not read-only, and the path is not a directory.
-fn check_sinks(specs: &[SinkSpec]) -> anyhow::Result<()> {
+pub(crate) fn check_sinks(specs: &[SinkSpec]) -> anyhow::Result<()> {
     for spec in specs {
         match spec {
             SinkSpec::Jsonl(None) => {}
@@ -124,7 +123,10 @@ fn check_sinks(specs: &[SinkSpec]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_sinks(specs: &[SinkSpec], env_prefixes: &[String]) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+pub(crate) fn open_sinks(
+    specs: &[SinkSpec],
+    env_prefixes: &[String],
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for spec in specs {
         match spec {
@@ -221,34 +223,28 @@ fn monotonic_to_unix_offset() -> i128 {
     i128::from(adi_core::time::now_unix_ns()) - mono
 }
 
+/// What the live source keeps per connection.
 struct Conn {
     key: FlowKey,
     /// Already told the kernel to copy less.
     capped: bool,
 }
 
-/// Tracks connections and turns engine output into events.
-struct Pipeline {
-    engine: Engine,
-    /// Flows by (pid, kernel socket).
+/// The live source: kernel records to pipeline input. It maps each (pid, kernel socket) to
+/// a connection, works out the role of connections opened before adi started (from the
+/// listening ports, and tells the kernel), re-decides the opt-in at execs the kernel could
+/// not decide, and, once a connection is classified as something other than HTTP, tells the
+/// kernel to copy only its first bytes per message.
+struct LiveSource {
+    pipeline: Pipeline<ProcFs>,
+    /// Connections by (pid, kernel socket).
     conns: HashMap<(u32, u64), Conn>,
-    processes: HashMap<u32, ProcessInfo>,
     listening: HashSet<u16>,
     /// When `listening` was read.
     listening_read: Instant,
     clock_offset: i128,
-    outputs: Vec<Output>,
-    evicted: Vec<adi_core::engine::FlowSummary>,
-    published: u64,
-    http_events: u64,
-    connection_events: u64,
-    redact: bool,
-    /// An env-yaml sink is open: describe each watched process once.
-    env_docs: bool,
-    /// Processes already described: pid -> start time (a reused pid is a new process).
-    documented: HashMap<u32, u64>,
-    /// Descriptions waiting for the next publish.
-    new_docs: Vec<ProcessEvent>,
+    /// Events of the input being handled.
+    events: Vec<Event>,
     /// `Some` when processes are chosen by the opt-in.
     opt_in: Option<OptIn>,
     /// Execs where user space changed the kernel's decision (the kernel could not read the
@@ -256,29 +252,24 @@ struct Pipeline {
     exec_overrides: u64,
 }
 
-impl Pipeline {
+impl LiveSource {
     fn new(
         registry: Arc<Registry>,
         opts: &LiveOptions,
         env_docs: bool,
         opt_in: Option<OptIn>,
     ) -> Self {
+        let config = PipelineConfig {
+            redact: opts.redact,
+            describe_processes: env_docs,
+        };
         Self {
-            engine: Engine::new(registry),
+            pipeline: Pipeline::new(registry, ProcFs, config),
             conns: HashMap::new(),
-            processes: HashMap::new(),
-            listening: adi_probes::proc::listening_ports(),
+            listening: adi_pipeline::proc::listening_ports(),
             listening_read: Instant::now(),
             clock_offset: monotonic_to_unix_offset(),
-            outputs: Vec::new(),
-            evicted: Vec::new(),
-            published: 0,
-            http_events: 0,
-            connection_events: 0,
-            redact: opts.redact,
-            env_docs,
-            documented: HashMap::new(),
-            new_docs: Vec::new(),
+            events: Vec::new(),
             opt_in,
             exec_overrides: 0,
         }
@@ -288,94 +279,12 @@ impl Pipeline {
         u64::try_from(i128::from(mono_ns) + self.clock_offset).unwrap_or(0)
     }
 
-    fn process(&mut self, pid: u32, comm: &str) -> ProcessInfo {
-        if let Some(p) = self.processes.get(&pid) {
-            // A pid whose comm changed has exec'd or been reused: read it again.
-            if &*p.comm == comm || comm.is_empty() {
-                return p.clone();
-            }
-        }
-        let proc = adi_probes::proc::read_process(pid);
-        let info = proc.as_ref().map_or_else(
-            || ProcessInfo::new(pid, comm, ""),
-            |p| {
-                if self.redact {
-                    ProcessInfo::new(pid, &p.comm, &adi_core::redact::cmdline(&p.cmdline))
-                } else {
-                    ProcessInfo::new(pid, &p.comm, &p.cmdline)
-                }
-            },
-        );
-        // A process gone before its /proc could be read still gets its document, with the
-        // error (as the env inventory has always done), keyed by start time 0.
-        self.describe(pid, proc.map_or(0, |p| p.start_time), &info.cmdline);
-        self.processes.insert(pid, info.clone());
-        info
-    }
-
-    /// Queues the environment description of a process seen for the first time (per pid and
-    /// start time) when an env-yaml sink wants it.
-    fn describe(&mut self, pid: u32, start_time: u64, cmdline: &Arc<str>) {
-        if !self.env_docs || self.documented.get(&pid) == Some(&start_time) {
-            return;
-        }
-        self.documented.insert(pid, start_time);
-        let environ = std::fs::read(format!("/proc/{pid}/environ"));
-        let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
-        let mut doc = ProcessEvent::new(pid, Arc::clone(cmdline), environ, ts);
-        if self.redact {
-            doc.redact();
-        }
-        self.new_docs.push(doc);
-    }
-
-    /// A process exec'd. With the opt-in, the kernel decided from the environment it had just
-    /// laid out; /proc decides only when the kernel could not read it whole (a later read may
-    /// see an environment the program has since overwritten, e.g. with its process title).
-    fn exec(&mut self, ev: &RawEvent, ts: u64, probes: &mut SyscallProbes, bus: &Bus<Event>) {
-        let pid = ev.tgid;
-        let flags = ev.exec_flags();
-        let mut watched = flags.watched;
-        if let (Some(allowed), true) = (&self.opt_in, flags.undecided) {
-            watched = decide_from_proc(pid, allowed, probes);
-            self.exec_overrides += 1;
-        }
-        // A new program: its flows so far belonged to the old one, and it gets a new
-        // description (or none, when it is not watched any more).
-        self.end_process(pid, ts, bus);
-        if watched {
-            let _ = self.process(pid, &ev.comm);
-            self.flush_docs(bus);
-        }
-    }
-
-    /// Ends every flow of process `pid` and forgets what is cached about it.
-    fn end_process(&mut self, pid: u32, ts: u64, bus: &Bus<Event>) {
-        let ids: Vec<(u32, u64)> = self
-            .conns
-            .keys()
-            .filter(|id| id.0 == pid)
-            .copied()
-            .collect();
-        for id in ids {
-            self.end(id, ts, bus);
-        }
-        self.processes.remove(&pid);
-        self.documented.remove(&pid);
-    }
-
-    fn flush_docs(&mut self, bus: &Bus<Event>) {
-        for doc in self.new_docs.drain(..) {
-            bus.publish(Event::Process(doc));
-        }
-    }
-
     /// Whether `port` is a listening port. The table is read again when it does not list the
     /// port (a server may have started since), at most every `RESCAN_EVERY`: reading it walks
     /// every TCP socket of the machine.
     fn is_listening(&mut self, port: u16) -> bool {
         if !self.listening.contains(&port) && self.listening_read.elapsed() >= RESCAN_EVERY {
-            self.listening = adi_probes::proc::listening_ports();
+            self.listening = adi_pipeline::proc::listening_ports();
             self.listening_read = Instant::now();
         }
         self.listening.contains(&port)
@@ -399,24 +308,29 @@ impl Pipeline {
         }
     }
 
+    /// Describes the processes watched at start, before any of their traffic.
+    fn describe(&mut self, pid: u32, bus: &Bus<Event>) {
+        self.pipeline.describe(pid, &mut self.events);
+        self.publish(bus);
+    }
+
     fn handle(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
-        let ts = self.wall(ev.ts_ns);
+        let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
             EventKind::Connect | EventKind::Accept => {
-                // A close we never saw (the socket address was reused): end the old flow first.
-                self.end(id, ts, bus);
+                // A close we never saw (the socket address was reused): end the old one first.
+                self.end(id, ts_ns);
                 let key = self.flow_key(ev, ev.role);
-                let mut evicted = std::mem::take(&mut self.evicted);
-                self.engine.open(key, ts, &mut evicted);
-                self.evicted = evicted;
                 self.conns.insert(id, Conn { key, capped: false });
+                self.pipeline
+                    .handle(Input::Opened { key, ts_ns }, &mut self.events);
             }
             EventKind::Data => {
                 let key = match self.conns.get(&id) {
                     Some(c) if same_tuple(&c.key, ev) => c.key,
                     _ => {
-                        self.end(id, ts, bus);
+                        self.end(id, ts_ns);
                         let key = self.flow_key(ev, ev.role);
                         self.conns.insert(id, Conn { key, capped: false });
                         if ev.role == KernelRole::Unknown {
@@ -433,104 +347,98 @@ impl Pipeline {
                     }
                     _ => Direction::ToServer,
                 };
-                let mut out = std::mem::take(&mut self.outputs);
-                let mut evicted = std::mem::take(&mut self.evicted);
-                if ev.after_skip {
-                    self.engine.on_skipped(&key, ts, &mut out);
+                let input = Input::Data {
+                    key,
+                    dir,
+                    ts_ns,
+                    payload: &ev.payload,
+                    missing: ev.real_len.saturating_sub(ev.payload.len() as u64),
+                    after_skip: ev.after_skip,
+                    comm: &ev.comm,
+                };
+                self.pipeline.handle(input, &mut self.events);
+                self.cap_if_not_http(id, ev.sock, probes);
+            }
+            EventKind::Close => self.end(id, ts_ns),
+            EventKind::Exec => {
+                let pid = ev.tgid;
+                let flags = ev.exec_flags();
+                let mut watched = flags.watched;
+                if let (Some(allowed), true) = (&self.opt_in, flags.undecided) {
+                    watched = decide_from_proc(pid, allowed, probes);
+                    self.exec_overrides += 1;
                 }
-                self.engine
-                    .on_data(key, dir, ts, &ev.payload, &mut out, &mut evicted);
-                let missing = ev.real_len.saturating_sub(ev.payload.len() as u64);
-                self.engine.on_gap(&key, dir, missing, &mut out);
-                self.publish(&mut out, ev, probes, bus);
-                self.outputs = out;
-                evicted.clear();
-                self.evicted = evicted;
+                self.conns.retain(|(p, _), _| *p != pid);
+                let input = Input::Exec {
+                    pid,
+                    ts_ns,
+                    watched,
+                    comm: &ev.comm,
+                };
+                self.pipeline.handle(input, &mut self.events);
             }
-            EventKind::Close => self.end(id, ts, bus),
-            EventKind::Exec => self.exec(ev, ts, probes, bus),
-            EventKind::Exit => self.end_process(ev.tgid, ts, bus),
+            EventKind::Exit => {
+                self.conns.retain(|(p, _), _| *p != ev.tgid);
+                self.pipeline.handle(
+                    Input::Exit {
+                        pid: ev.tgid,
+                        ts_ns,
+                    },
+                    &mut self.events,
+                );
+            }
         }
+        self.publish(bus);
     }
 
-    /// Ends the flow of (pid, socket): emits what only the close delimits and a port-only
-    /// verdict for a flow that said nothing.
-    fn end(&mut self, id: (u32, u64), ts: u64, bus: &Bus<Event>) {
-        let Some(conn) = self.conns.remove(&id) else {
-            return;
-        };
-        let mut out = std::mem::take(&mut self.outputs);
-        self.engine.finish(&conn.key, ts, &mut out);
-        for o in out.drain(..) {
-            if let Output::Record(r) = o {
-                self.send_record(bus, r, id.0, "");
-            }
-        }
-        self.outputs = out;
-        if let Some(summary) = self.engine.close(&conn.key) {
-            let v = &summary.verdict;
-            if v.confidence == adi_core::Confidence::PORT_ONLY {
-                let p = self.process(id.0, "");
-                let e = ConnectionEvent::from_classification(v, p, rfc3339_nanos(ts));
-                self.send(bus, Event::Connection(e));
-            }
-        }
-    }
-
-    /// Publishes a parsed message as an `http` event; other protocols' records feed only
-    /// their connection's verdict for now.
-    fn send_record(&mut self, bus: &Bus<Event>, r: FlowRecord, pid: u32, comm: &str) {
-        if r.protocol.as_str() != "http1" {
+    /// Once a connection is classified as something other than HTTP, its messages need only
+    /// their first bytes (the protocol's summaries): the kernel copies less.
+    fn cap_if_not_http(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+        let not_http = self.events.iter().any(|e| {
+            matches!(e, Event::Connection(c) if c.category != Category::HTTP && c.confidence > adi_core::Confidence::PORT_ONLY)
+        });
+        if !not_http {
             return;
         }
-        let p = self.process(pid, comm);
-        let ts = rfc3339_nanos(r.ts_ns);
-        self.send(bus, Event::Http(HttpEvent::from_record(r, p, ts)));
-    }
-
-    fn send(&mut self, bus: &Bus<Event>, mut e: Event) {
-        self.flush_docs(bus);
-        if self.redact {
-            match &mut e {
-                Event::Http(h) => h.redact(),
-                Event::GoHttp(g) => g.redact(),
-                _ => {}
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.capped {
+                conn.capped = true;
+                let role = kernel_role(conn.key.role);
+                probes.set_connection(sock, role, Some(NON_HTTP_CAP));
             }
         }
-        match &e {
-            Event::Http(_) => self.http_events += 1,
-            Event::Connection(_) => self.connection_events += 1,
-            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) | Event::Message(_) => {}
-        }
-        self.published += 1;
-        bus.publish(e);
     }
 
-    fn publish(
-        &mut self,
-        out: &mut Vec<Output>,
-        ev: &RawEvent,
-        probes: &mut SyscallProbes,
-        bus: &Bus<Event>,
-    ) {
-        for o in out.drain(..) {
-            match o {
-                Output::Classified(c) => {
-                    if c.category != Category::HTTP {
-                        if let Some(conn) = self.conns.get_mut(&(ev.tgid, ev.sock)) {
-                            if !conn.capped {
-                                conn.capped = true;
-                                let role = kernel_role(conn.key.role);
-                                probes.set_connection(ev.sock, role, Some(NON_HTTP_CAP));
-                            }
-                        }
-                    }
-                    let p = self.process(ev.tgid, &ev.comm);
-                    let e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
-                    self.send(bus, Event::Connection(e));
-                }
-                Output::Record(r) => self.send_record(bus, r, ev.tgid, &ev.comm),
-            }
+    /// Ends the connection of (pid, socket).
+    fn end(&mut self, id: (u32, u64), ts_ns: u64) {
+        if let Some(conn) = self.conns.remove(&id) {
+            self.pipeline.handle(
+                Input::Closed {
+                    key: conn.key,
+                    ts_ns,
+                },
+                &mut self.events,
+            );
+        }
+    }
+
+    /// Ends every connection (at shutdown).
+    fn finish(&mut self, bus: &Bus<Event>) {
+        self.conns.clear();
+        self.pipeline
+            .finish(adi_core::time::now_unix_ns(), &mut self.events);
+        self.publish(bus);
+    }
+
+    /// An event from elsewhere (the Go uprobes), through the same redaction and counts.
+    fn pass(&mut self, e: Event, bus: &Bus<Event>) {
+        self.pipeline.pass(e, &mut self.events);
+        self.publish(bus);
+    }
+
+    fn publish(&mut self, bus: &Bus<Event>) {
+        for e in self.events.drain(..) {
+            bus.publish(e);
         }
     }
 }
@@ -538,8 +446,8 @@ impl Pipeline {
 /// A flow's role as the kernel's `ADI_ROLE_*`.
 fn kernel_role(role: Role) -> u32 {
     match role {
-        Role::Server => 2,
-        Role::Client | Role::Wire => 1,
+        Role::Server => KernelRole::Server as u32,
+        Role::Client | Role::Wire => KernelRole::Client as u32,
     }
 }
 
@@ -547,7 +455,7 @@ fn kernel_role(role: Role) -> u32 {
 /// not make it. The process's start time is read before and after, so a process that exited
 /// meanwhile (its pid possibly reused) is not left watched.
 fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut SyscallProbes) -> bool {
-    let start = |pid| adi_probes::proc::read_process(pid).map(|p| p.start_time);
+    let start = |pid| adi_pipeline::proc::read_process(pid).map(|p| p.start_time);
     let Some(before) = start(pid) else {
         return false;
     };
@@ -649,11 +557,10 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let (tasks, counters) = start_sinks(sinks, &mut bus);
 
-    let mut pipeline = Pipeline::new(registry, opts, env_docs, opt_in);
+    let mut pipeline = LiveSource::new(registry, opts, env_docs, opt_in);
     for pid in selected {
-        let _ = pipeline.process(pid, "");
+        pipeline.describe(pid, &bus);
     }
-    pipeline.flush_docs(&bus);
     let sampling = if opts.max_rate == 0 {
         "every exchange captured in full (--max-rate 0)".to_owned()
     } else {
@@ -680,7 +587,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                     pipeline.handle(&ev, &mut probes, &bus);
                 }
             }
-            Some(e) = go.next() => pipeline.send(&bus, Event::GoHttp(e)),
+            Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &bus),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
@@ -708,13 +615,9 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         }
     }
     for e in go.stop() {
-        pipeline.send(&bus, Event::GoHttp(e));
+        pipeline.pass(Event::GoHttp(e), &bus);
     }
-    let ids: Vec<(u32, u64)> = pipeline.conns.keys().copied().collect();
-    let now = adi_core::time::now_unix_ns();
-    for id in ids {
-        pipeline.end(id, now, &bus);
-    }
+    pipeline.finish(&bus);
     report_lost(&probes, stream.decode_errors, &mut lost, &bus);
     let bus_lost = bus.lost_totals();
     drop(bus);
@@ -765,19 +668,21 @@ impl StatusLine {
         }
     }
 
-    fn tick(&mut self, pipeline: &Pipeline, probes: &SyscallProbes) {
+    fn tick(&mut self, source: &LiveSource, probes: &SyscallProbes) {
         let elapsed = self.last.elapsed();
         if !self.on || elapsed < STATUS_EVERY {
             return;
         }
         let k = probes.kernel_stats();
-        let events = pipeline.published;
+        let stats = source.pipeline.stats();
+        let events = stats.events;
         let millis = elapsed.as_millis().max(1);
         let rate = u128::from(events - self.last_events) * 1000 / millis;
         eprintln!(
-            "adi: {events} events ({rate}/s; {} http, {} connection), {} lost in the kernel, {} messages sampled out",
-            pipeline.http_events,
-            pipeline.connection_events,
+            "adi: {events} events ({rate}/s; {} http, {} message, {} connection), {} lost in the kernel, {} messages sampled out",
+            stats.http,
+            stats.messages,
+            stats.connections,
             k.ringbuf_full,
             k.sampled,
         );
@@ -790,20 +695,24 @@ impl StatusLine {
 fn print_summary(
     probes: &SyscallProbes,
     stream: &adi_probes::live::EventStream,
-    pipeline: &Pipeline,
+    source: &LiveSource,
     bus_lost: &[(String, u64)],
     counters: &[(String, Arc<SinkCounters>)],
     started: Instant,
 ) {
     let k = probes.kernel_stats();
-    let stats = pipeline.engine.stats();
+    let stats = source.pipeline.engine_stats();
+    let produced = source.pipeline.stats();
     eprintln!(
-        "adi: stopped after {:.1}s: {} events ({} http, {} connection) from {} kernel events",
+        "adi: stopped after {:.1}s: {} events ({} http, {} message, {} connection) from {} kernel events; {} responses without their request, {} requests unanswered at close",
         started.elapsed().as_secs_f64(),
-        pipeline.published,
-        pipeline.http_events,
-        pipeline.connection_events,
+        produced.events,
+        produced.http,
+        produced.messages,
+        produced.connections,
         k.events,
+        produced.unpaired_responses,
+        produced.unanswered_requests,
     );
     let sinks: Vec<String> = bus_lost
         .iter()
@@ -822,7 +731,7 @@ fn print_summary(
         k.sampled,
         k.watch_full,
         k.env_unread,
-        pipeline.exec_overrides,
+        source.exec_overrides,
         sinks.join(", "),
     );
     eprintln!(

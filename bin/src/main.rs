@@ -27,7 +27,7 @@ mod classify;
 mod go_http;
 mod go_ps;
 mod live;
-mod profile;
+mod replay;
 
 /// adi watches running services with eBPF and tells you what they really depend on: the HTTP
 /// APIs they call and serve and the databases, caches and message buses they talk to, each
@@ -133,6 +133,10 @@ enum Command {
     /// Classify captures (pcap, pcapng) or raw payload files offline: one JSON line per TCP
     /// connection of a capture, one per payload file.
     Classify(ClassifyArgs),
+    /// Run pcap/pcapng captures through the live pipeline: the same `http`, `message` and
+    /// `connection` events as live capture, to the same sinks (pid 0, no service: a capture
+    /// has no processes).
+    Replay(ReplayArgs),
     /// List the classifiers linked into this binary, built-in and third-party.
     Classifiers(ClassifiersArgs),
     /// Go programs: `adi go ps` lists the running ones with their Go version and build info.
@@ -141,6 +145,20 @@ enum Command {
     /// each BPF program and map loaded for real, uprobes, container runtimes); exits non-zero
     /// when live capture cannot work. Mounts tracefs when it is missing, as live capture does.
     Doctor(DoctorArgs),
+}
+
+/// `adi replay` flags.
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng), replayed one after the other.
+    #[arg(required = true, value_name = "CAPTURE")]
+    files: Vec<PathBuf>,
+    /// Where events go, repeatable: `jsonl` (stdout, the default) or `jsonl=PATH`.
+    #[arg(long = "sink", value_name = "KIND[=PATH]")]
+    sinks: Vec<SinkSpec>,
+    /// Keep secrets in events (by default they become `<redacted>`, query literals `?`).
+    #[arg(long)]
+    no_redact: bool,
 }
 
 /// `adi doctor` flags.
@@ -283,6 +301,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: GoCommand::Ps(args),
         })) => go_ps::run(&args),
         Some(Command::Doctor(args)) => doctor(args.json),
+        Some(Command::Replay(args)) => {
+            let sinks = if args.sinks.is_empty() {
+                vec![SinkSpec::Jsonl(None)]
+            } else {
+                args.sinks
+            };
+            let opts = replay::ReplayOptions {
+                files: args.files,
+                sinks,
+                redact: !args.no_redact,
+            };
+            let failures = replay::run(&registry, &opts)?;
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         None => live(&cli.live, registry),
     }
 }

@@ -474,3 +474,75 @@ fn unwritable_sink_paths_are_refused_before_anything_starts() {
     }
     assert!(!dir.path().join("no").exists());
 }
+
+/// `adi replay` gives the live pipeline's events for a real capture: a connection verdict and
+/// paired messages, queries normalised unless `--no-redact`.
+#[test]
+fn replay_turns_captures_into_the_live_events() {
+    let pg = repo("classifiers/src/postgres/fixtures/postgres_default_port.pcap");
+    let out = adi(&["replay", &pg.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = lines(&out.stdout);
+    let conn = events
+        .iter()
+        .find(|e| e["event_type"] == "connection")
+        .expect("a connection event");
+    assert_eq!(conn["protocol"], "postgres");
+    assert_eq!(conn["dest_port"], 5432);
+    let messages: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "message")
+        .collect();
+    let query = messages
+        .iter()
+        .find(|m| m["op"] == "query")
+        .expect("a query");
+    assert_eq!(query["resource"], "SELECT count(*) FROM items");
+    assert_eq!(query["kind"], "request");
+    let startup = messages
+        .iter()
+        .find(|m| m["op"] == "startup")
+        .expect("a startup");
+    assert_eq!(startup["attributes"]["user"], "adi");
+    assert_eq!(startup["attributes"]["database"], "adidb");
+    assert!(
+        messages.iter().any(|m| m["kind"] == "response"
+            && m["resource"] == query["resource"]
+            && m["latency_ms"].as_f64().is_some()),
+        "the query is answered: {messages:#?}"
+    );
+
+    // HTTP captures give http events, one per message, requests before their responses.
+    let http = repo("testdata/captures/mixed_ipv6.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("events.jsonl");
+    let out = adi(&[
+        "replay",
+        &http.display().to_string(),
+        "--sink",
+        &format!("jsonl={}", file.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "events go to the file only");
+    let events = lines(&std::fs::read(&file).expect("events file"));
+    let http: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "http")
+        .collect();
+    assert_eq!(http.len(), 4, "{http:#?}");
+    assert_eq!(http[0]["method"], "GET");
+    assert_eq!(http[1]["status_code"], 200);
+    assert!(http[1]["latency_ms"].as_f64().is_some());
+
+    // A file that is not a capture: one line, non-zero, the others still replayed.
+    let bad = dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"not a capture at all").expect("write");
+    let out = adi(&[
+        "replay",
+        &bad.display().to_string(),
+        &pg.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(lines(&out.stdout).iter().any(|e| e["op"] == "query"));
+}

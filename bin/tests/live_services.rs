@@ -788,11 +788,54 @@ fn psql_against_postgresql() {
     assert_eq!(ends.len(), 2);
     let psql_pids: Vec<u32> = clients.iter().map(Held::pid).collect();
     assert_password_redacted(&events, &env_yaml, &password, &psql_pids);
+    assert_psql_messages(&events, &psql_pids);
     eprintln!(
         "postgres: {} connections in {:?}",
         ends.len(),
         started.elapsed()
     );
+}
+
+/// Every psql's query is a `message` event, its literal normalised, named by service (the
+/// backend's too: both ends are watched), and answered with a latency.
+fn assert_psql_messages(events: &[Value], psql_pids: &[u32]) {
+    let of_psql = |op: &str| -> Vec<&Value> {
+        of_type(events, "message")
+            .into_iter()
+            .filter(|m| {
+                m["protocol"] == "postgres"
+                    && m["op"] == op
+                    && psql_pids.iter().any(|p| m["pid"] == *p)
+            })
+            .collect()
+    };
+    let queries = of_psql("query");
+    assert_eq!(queries.len(), 2, "one query per psql: {queries:#?}");
+    for q in &queries {
+        assert_eq!(q["kind"], "request");
+        assert_eq!(q["resource"], "select ?, pg_backend_pid()", "{q}");
+        assert_eq!(q["service"], "psql", "{q}");
+        assert_eq!(q["peer_service"], "postgres", "{q}");
+        assert_eq!(q["direction"], "send");
+    }
+    let startups = of_psql("startup");
+    assert_eq!(startups.len(), 2, "{startups:#?}");
+    for s in &startups {
+        assert_eq!(s["attributes"]["user"], "postgres", "{s}");
+    }
+    let answered: Vec<&Value> = of_type(events, "message")
+        .into_iter()
+        .filter(|m| {
+            m["kind"] == "response"
+                && m["resource"] == "select ?, pg_backend_pid()"
+                && psql_pids.iter().any(|p| m["pid"] == *p)
+        })
+        .collect();
+    assert!(
+        answered.iter().all(|m| m["latency_ms"].as_f64().is_some()),
+        "{answered:#?}"
+    );
+    assert!(answered.len() >= 2, "each query answered: {answered:#?}");
 }
 
 /// The password reached no sink; each psql's environment is inventoried with it redacted.

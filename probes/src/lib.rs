@@ -8,7 +8,6 @@
 //! - [`raw`]: the kernel wire format and its checked decoding;
 //! - [`go`]: Go binary inspection: build info, function addresses (`.symtab` or
 //!   `.gopclntab`), return sites, for `adi go ps` and the Go uprobes;
-//! - [`proc`]: process context from `/proc` (comm, cmdline, start time, listening ports);
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
 //!   `adi classify FILE`).
 //!
@@ -19,7 +18,6 @@ pub mod go;
 pub mod host;
 pub mod live;
 pub mod pcap;
-pub mod proc;
 pub mod raw;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

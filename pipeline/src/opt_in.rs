@@ -55,7 +55,7 @@ impl OptIn {
 
     /// Pids of running processes that opt in (a /proc scan).
     pub fn scan(&self) -> Vec<u32> {
-        adi_probes::proc::all_pids()
+        crate::proc::all_pids()
             .into_iter()
             .filter(|&pid| self.admits_pid(pid))
             .collect()

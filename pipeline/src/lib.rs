@@ -1,0 +1,528 @@
+//! `adi-pipeline`: one pipeline for live capture and for captures read offline.
+//!
+//! A source (the eBPF probes, a pcap file, a test) says what happened in source-neutral
+//! terms, an [`Input`]: a connection opened, bytes moved in one direction, bytes were not
+//! captured, exchanges were skipped by sampling, a connection closed, a process exec'd or
+//! exited. [`Pipeline::handle`] runs the classification engine over it and turns what the
+//! engine concludes into [`Event`]s: a `connection` event per verdict, an `http` event per
+//! HTTP message, a `message` event per message of every other protocol (requests paired with
+//! their responses, in order, with the latency), and a `process` description per watched
+//! process. Each event names the process, its `service` and, when the other end of the
+//! connection is a watched process too, its `peer_service`.
+//!
+//! Nothing here names a protocol: the registry's categories decide what becomes an `http` or
+//! a `message` event. Process context comes through [`ProcessSource`] (`/proc` live, none
+//! offline), so the pipeline runs the same in tests, without root.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod opt_in;
+pub mod proc;
+pub mod service;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adi_core::engine::{Engine, FlowRecord, FlowSummary, Output};
+use adi_core::event::{ConnectionEvent, Event, HttpEvent, MessageEvent, ProcessEvent, ProcessInfo};
+use adi_core::flow::FlowKey;
+use adi_core::record::RecordKind;
+use adi_core::time::rfc3339_nanos;
+use adi_core::{Category, Confidence, Direction, Registry};
+
+pub use opt_in::OptIn;
+
+/// What a source can say. Timestamps are Unix nanoseconds (live sources convert their
+/// monotonic clock once, before this point).
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// A connection was opened (connected or accepted: `key.role` says which).
+    Opened {
+        /// The connection as the observing process sees it.
+        key: FlowKey,
+        /// When.
+        ts_ns: u64,
+    },
+    /// Bytes moved on a connection.
+    Data {
+        /// The connection.
+        key: FlowKey,
+        /// Which way.
+        dir: Direction,
+        /// When.
+        ts_ns: u64,
+        /// The bytes captured.
+        payload: &'a [u8],
+        /// Bytes of the same message that were not captured (the capture cap), after
+        /// `payload`.
+        missing: u64,
+        /// The source skipped whole exchanges before these bytes (sampling).
+        after_skip: bool,
+        /// The process's short name as the source saw it ("" when unknown).
+        comm: &'a str,
+    },
+    /// A connection ended.
+    Closed {
+        /// The connection.
+        key: FlowKey,
+        /// When.
+        ts_ns: u64,
+    },
+    /// A process exec'd a new program: its connections so far belonged to the old one.
+    Exec {
+        /// The process.
+        pid: u32,
+        /// When.
+        ts_ns: u64,
+        /// Whether adi watches the new program.
+        watched: bool,
+        /// Its new short name.
+        comm: &'a str,
+    },
+    /// A process exited.
+    Exit {
+        /// The process.
+        pid: u32,
+        /// When.
+        ts_ns: u64,
+    },
+}
+
+/// What a process looks like, for events.
+#[derive(Debug, Default)]
+pub struct ProcessDetails {
+    /// Its short name.
+    pub comm: String,
+    /// Its arguments, `argv[0]` first.
+    pub args: Vec<String>,
+    /// Start time (any unit; tells a reused pid apart).
+    pub start_time: u64,
+    /// Its environment as `/proc/PID/environ` has it, when readable.
+    pub environ: Option<std::io::Result<Vec<u8>>>,
+}
+
+/// Where the pipeline learns about processes.
+pub trait ProcessSource {
+    /// Process `pid`, or `None` when it is gone or unknown.
+    fn details(&mut self, pid: u32) -> Option<ProcessDetails>;
+}
+
+/// Processes from `/proc` (live capture).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcFs;
+
+impl ProcessSource for ProcFs {
+    fn details(&mut self, pid: u32) -> Option<ProcessDetails> {
+        let p = proc::read_process(pid)?;
+        Some(ProcessDetails {
+            comm: p.comm,
+            args: p.args,
+            start_time: p.start_time,
+            environ: Some(std::fs::read(format!("/proc/{pid}/environ"))),
+        })
+    }
+}
+
+/// No process context (captures read offline: the pid is 0 and nothing is known of it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProcesses;
+
+impl ProcessSource for NoProcesses {
+    fn details(&mut self, _pid: u32) -> Option<ProcessDetails> {
+        None
+    }
+}
+
+/// Pipeline options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipelineConfig {
+    /// Replace secrets with `<redacted>` (headers, bodies, query literals, cache keys).
+    pub redact: bool,
+    /// Describe each watched process once (`process` events, for the env-yaml sink).
+    pub describe_processes: bool,
+}
+
+/// Counts of what the pipeline produced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Events produced.
+    pub events: u64,
+    /// `http` events.
+    pub http: u64,
+    /// `message` events.
+    pub messages: u64,
+    /// `connection` events.
+    pub connections: u64,
+    /// Responses that had no request to pair with (joined mid-stream, or after a gap).
+    pub unpaired_responses: u64,
+    /// Requests still unanswered when their connection ended.
+    pub unanswered_requests: u64,
+}
+
+/// Per-connection state the events need beyond the engine's.
+#[derive(Default)]
+struct FlowState {
+    /// Operations and resources of the requests not answered yet, oldest first (responses
+    /// carry their request's).
+    pending: VecDeque<(Option<String>, Option<String>)>,
+}
+
+/// Most unanswered requests remembered per connection (a peer that never answers).
+const MAX_PENDING: usize = 1024;
+
+/// The pipeline: engine, process context, pairing, service names.
+pub struct Pipeline<P: ProcessSource> {
+    engine: Engine,
+    source: P,
+    config: PipelineConfig,
+    processes: HashMap<u32, ProcessInfo>,
+    /// Processes already described: pid -> start time (a reused pid is a new process).
+    described: HashMap<u32, u64>,
+    flows: HashMap<FlowKey, FlowState>,
+    /// Watched ends of connections by (local, remote) address: who is where, for
+    /// `peer_service`.
+    ends: HashMap<(SocketAddr, SocketAddr), (u32, Arc<str>)>,
+    outputs: Vec<Output>,
+    summaries: Vec<FlowSummary>,
+    /// Process descriptions waiting for the next event.
+    docs: Vec<Event>,
+    stats: PipelineStats,
+}
+
+impl<P: ProcessSource> std::fmt::Debug for Pipeline<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("flows", &self.flows.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: ProcessSource> Pipeline<P> {
+    /// A pipeline over `registry`'s classifiers, learning about processes from `source`.
+    pub fn new(registry: Arc<Registry>, source: P, config: PipelineConfig) -> Self {
+        Self {
+            engine: Engine::new(registry),
+            source,
+            config,
+            processes: HashMap::new(),
+            described: HashMap::new(),
+            flows: HashMap::new(),
+            ends: HashMap::new(),
+            outputs: Vec::new(),
+            summaries: Vec::new(),
+            docs: Vec::new(),
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// What was produced so far.
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+
+    /// The engine's counters (bytes not captured, bytes sessions dropped, ...).
+    pub fn engine_stats(&self) -> adi_core::engine::EngineStats {
+        self.engine.stats()
+    }
+
+    /// Connections open now.
+    pub fn open_flows(&self) -> Vec<FlowKey> {
+        self.flows.keys().copied().collect()
+    }
+
+    /// Handles one input; appends the events it produces to `out`.
+    pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
+        match input {
+            Input::Opened { key, ts_ns } => {
+                self.close(&key, ts_ns, out);
+                let mut summaries = std::mem::take(&mut self.summaries);
+                self.engine.open(key, ts_ns, &mut summaries);
+                self.summaries = summaries;
+                self.track(key, "");
+            }
+            Input::Data {
+                key,
+                dir,
+                ts_ns,
+                payload,
+                missing,
+                after_skip,
+                comm,
+            } => {
+                if !self.flows.contains_key(&key) {
+                    self.track(key, comm);
+                }
+                let mut outputs = std::mem::take(&mut self.outputs);
+                let mut summaries = std::mem::take(&mut self.summaries);
+                if after_skip {
+                    self.engine.on_skipped(&key, ts_ns, &mut outputs);
+                    // Requests skipped with the exchange will never be answered here.
+                    if let Some(f) = self.flows.get_mut(&key) {
+                        f.pending.clear();
+                    }
+                }
+                self.engine
+                    .on_data(key, dir, ts_ns, payload, &mut outputs, &mut summaries);
+                if missing > 0 {
+                    self.engine.on_gap(&key, dir, missing, &mut outputs);
+                }
+                // Flows evicted to make room: their final verdicts say nothing new.
+                summaries.clear();
+                self.summaries = summaries;
+                self.publish(&mut outputs, comm, out);
+                self.outputs = outputs;
+            }
+            Input::Closed { key, ts_ns } => self.close(&key, ts_ns, out),
+            Input::Exec {
+                pid,
+                ts_ns,
+                watched,
+                comm,
+            } => {
+                self.end_process(pid, ts_ns, out);
+                if watched {
+                    let _ = self.process(pid, comm);
+                    out.append(&mut self.docs);
+                }
+            }
+            Input::Exit { pid, ts_ns } => self.end_process(pid, ts_ns, out),
+        }
+    }
+
+    /// Ends every open connection (at shutdown, or the end of a capture).
+    pub fn finish(&mut self, ts_ns: u64, out: &mut Vec<Event>) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            self.close(&key, ts_ns, out);
+        }
+    }
+
+    /// Describes process `pid` now (a process found watched at start), so that its `process`
+    /// event comes before its traffic's.
+    pub fn describe(&mut self, pid: u32, out: &mut Vec<Event>) {
+        let _ = self.process(pid, "");
+        out.append(&mut self.docs);
+    }
+
+    /// Starts tracking a connection, and remembers which watched process holds this end.
+    fn track(&mut self, key: FlowKey, comm: &str) {
+        self.flows.insert(key, FlowState::default());
+        if key.pid != 0 {
+            if let Some(service) = self.process(key.pid, comm).service {
+                self.ends.insert(local_remote(&key), (key.pid, service));
+            }
+        }
+    }
+
+    /// The process behind `pid`, read once per program (a changed comm means an exec or a
+    /// reused pid: read again). A process seen for the first time is described (queued in
+    /// `docs` when asked for).
+    fn process(&mut self, pid: u32, comm: &str) -> ProcessInfo {
+        if let Some(p) = self.processes.get(&pid) {
+            if &*p.comm == comm || comm.is_empty() {
+                return p.clone();
+            }
+        }
+        if pid == 0 {
+            return ProcessInfo::new(0, comm, "");
+        }
+        let details = self.source.details(pid);
+        let mut info = match &details {
+            Some(d) => {
+                let cmdline = d.args.join(" ");
+                let cmdline = if self.config.redact {
+                    adi_core::redact::cmdline(&cmdline).into_owned()
+                } else {
+                    cmdline
+                };
+                ProcessInfo::new(pid, &d.comm, &cmdline)
+            }
+            None => ProcessInfo::new(pid, comm, ""),
+        };
+        let environ = details
+            .as_ref()
+            .and_then(|d| d.environ.as_ref())
+            .and_then(|e| e.as_ref().ok());
+        let args = details.as_ref().map_or(&[][..], |d| &d.args[..]);
+        info.service = Some(Arc::from(service::service_name(
+            environ.map(Vec::as_slice),
+            args,
+            &info.comm,
+        )));
+        if self.config.describe_processes {
+            let start = details.as_ref().map_or(0, |d| d.start_time);
+            if self.described.get(&pid) != Some(&start) {
+                self.described.insert(pid, start);
+                let environ = match details.and_then(|d| d.environ) {
+                    Some(e) => e,
+                    None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+                };
+                let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
+                let mut doc = ProcessEvent::new(pid, Arc::clone(&info.cmdline), environ, ts);
+                if self.config.redact {
+                    doc.redact();
+                }
+                self.docs.push(Event::Process(doc));
+            }
+        }
+        self.processes.insert(pid, info.clone());
+        info
+    }
+
+    /// The process of `key` as its events name it: with the service at the other end when
+    /// that end is a watched process too (never the process itself).
+    fn process_of(&mut self, key: &FlowKey, comm: &str) -> ProcessInfo {
+        let mut info = self.process(key.pid, comm);
+        let (local, remote) = local_remote(key);
+        if let Some((pid, service)) = self.ends.get(&(remote, local)) {
+            if *pid != key.pid {
+                info.peer_service = Some(Arc::clone(service));
+            }
+        }
+        info
+    }
+
+    /// Ends every connection of process `pid` and forgets what is cached about it.
+    fn end_process(&mut self, pid: u32, ts_ns: u64, out: &mut Vec<Event>) {
+        let keys: Vec<FlowKey> = self
+            .flows
+            .keys()
+            .filter(|k| k.pid == pid)
+            .copied()
+            .collect();
+        for key in keys {
+            self.close(&key, ts_ns, out);
+        }
+        self.processes.remove(&pid);
+        self.described.remove(&pid);
+    }
+
+    /// Ends a connection: what only the close delimits, and a port-only verdict for a
+    /// connection that said nothing the classifiers could name.
+    fn close(&mut self, key: &FlowKey, ts_ns: u64, out: &mut Vec<Event>) {
+        if !self.flows.contains_key(key) {
+            return;
+        }
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.engine.finish(key, ts_ns, &mut outputs);
+        self.publish(&mut outputs, "", out);
+        self.outputs = outputs;
+        if let Some(left) = self.flows.remove(key) {
+            self.stats.unanswered_requests += left.pending.len() as u64;
+        }
+        if let Some(summary) = self.engine.close(key) {
+            let v = &summary.verdict;
+            if v.confidence == Confidence::PORT_ONLY {
+                let p = self.process_of(key, "");
+                let e = ConnectionEvent::from_classification(v, p, rfc3339_nanos(ts_ns));
+                self.emit(Event::Connection(e), out);
+            }
+        }
+        if self
+            .ends
+            .get(&local_remote(key))
+            .is_some_and(|(pid, _)| *pid == key.pid)
+        {
+            self.ends.remove(&local_remote(key));
+        }
+    }
+
+    /// Turns the engine's outputs into events.
+    fn publish(&mut self, outputs: &mut Vec<Output>, comm: &str, out: &mut Vec<Event>) {
+        for o in outputs.drain(..) {
+            match o {
+                Output::Classified(c) => {
+                    let p = self.process_of(&c.key, comm);
+                    let e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
+                    self.emit(Event::Connection(e), out);
+                }
+                Output::Record(r) => self.record(r, comm, out),
+            }
+        }
+    }
+
+    /// One parsed message: an `http` event for HTTP-category protocols, a `message` event
+    /// for every other, a response carrying its request's operation and resource.
+    fn record(&mut self, mut r: FlowRecord, comm: &str, out: &mut Vec<Event>) {
+        let category = self
+            .engine
+            .registry()
+            .get(r.protocol.as_str())
+            .map_or(Category::UNKNOWN, |reg| reg.category);
+        let p = self.process_of(&r.key, comm);
+        let ts = rfc3339_nanos(r.ts_ns);
+        if category == Category::HTTP {
+            self.emit(Event::Http(HttpEvent::from_record(r, p, ts)), out);
+            return;
+        }
+        if let Some(flow) = self.flows.get_mut(&r.key) {
+            match r.record.kind {
+                RecordKind::Request => {
+                    if flow.pending.len() < MAX_PENDING {
+                        flow.pending
+                            .push_back((r.record.op.clone(), r.record.resource.clone()));
+                    }
+                }
+                RecordKind::Response => match flow.pending.pop_front() {
+                    Some((op, resource)) => {
+                        if r.record.op.is_none() {
+                            r.record.op = op;
+                        }
+                        if r.record.resource.is_none() {
+                            r.record.resource = resource;
+                        }
+                    }
+                    None => self.stats.unpaired_responses += 1,
+                },
+                RecordKind::Message | RecordKind::Switch => {}
+            }
+        }
+        let e = MessageEvent::from_record(r, category, p, ts);
+        self.emit(Event::Message(e), out);
+    }
+
+    /// Redacts, counts and appends one event, after the process descriptions it needs.
+    fn emit(&mut self, mut e: Event, out: &mut Vec<Event>) {
+        out.append(&mut self.docs);
+        if self.config.redact {
+            match &mut e {
+                Event::Http(h) => h.redact(),
+                Event::Message(m) => m.redact(),
+                Event::GoHttp(g) => g.redact(),
+                Event::Connection(_) | Event::Lost(_) | Event::Process(_) => {}
+            }
+        }
+        match &e {
+            Event::Http(_) => self.stats.http += 1,
+            Event::Message(_) => self.stats.messages += 1,
+            Event::Connection(_) => self.stats.connections += 1,
+            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) => {}
+        }
+        self.stats.events += 1;
+        out.push(e);
+    }
+
+    /// Publishes an event from elsewhere (Go uprobes) through the same redaction and counts.
+    pub fn pass(&mut self, e: Event, out: &mut Vec<Event>) {
+        self.emit(e, out);
+    }
+
+    /// Process descriptions queued and not yet emitted (a process described before any of
+    /// its traffic).
+    pub fn flush_descriptions(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.docs);
+    }
+}
+
+/// A connection's (local, remote) addresses as its observing process sees them.
+fn local_remote(key: &FlowKey) -> (SocketAddr, SocketAddr) {
+    match key.role {
+        adi_core::flow::Role::Server => (key.server, key.client),
+        adi_core::flow::Role::Client | adi_core::flow::Role::Wire => (key.client, key.server),
+    }
+}

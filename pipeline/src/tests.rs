@@ -1,0 +1,270 @@
+//! The pipeline without root: inputs built from real captures (the classifiers' fixtures),
+//! process context from a fake source.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adi_classifiers as _;
+use adi_core::event::Event;
+use adi_core::flow::{FlowKey, Role};
+use adi_core::{Direction, Registry};
+
+use super::*;
+
+const PG_TO_SERVER: &[u8] =
+    include_bytes!("../../classifiers/src/postgres/fixtures/to_server_psql_scram_query.bin");
+const PG_TO_CLIENT: &[u8] =
+    include_bytes!("../../classifiers/src/postgres/fixtures/to_client_psql_scram_query.bin");
+
+/// Processes with fixed arguments and environments.
+#[derive(Default)]
+struct Fake(HashMap<u32, (&'static str, &'static str)>);
+
+impl ProcessSource for Fake {
+    fn details(&mut self, pid: u32) -> Option<ProcessDetails> {
+        let (args, environ) = self.0.get(&pid)?;
+        Some(ProcessDetails {
+            comm: "python3".to_owned(),
+            args: args.split(' ').map(str::to_owned).collect(),
+            start_time: 1,
+            environ: Some(Ok(environ.replace(' ', "\0").into_bytes())),
+        })
+    }
+}
+
+fn registry() -> Arc<Registry> {
+    Arc::new(Registry::from_inventory().expect("registry"))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address")
+}
+
+fn key(pid: u32, role: Role) -> FlowKey {
+    FlowKey {
+        pid,
+        role,
+        client: addr("127.0.0.1:40000"),
+        server: addr("127.0.0.1:5432"),
+    }
+}
+
+fn data(key: FlowKey, dir: Direction, ts_ns: u64, payload: &[u8]) -> Input<'_> {
+    Input::Data {
+        key,
+        dir,
+        ts_ns,
+        payload,
+        missing: 0,
+        after_skip: false,
+        comm: "python3",
+    }
+}
+
+fn messages(events: &[Event]) -> Vec<&adi_core::event::MessageEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_protocol_message_becomes_a_paired_message_event() {
+    let mut p = Pipeline::new(registry(), NoProcesses, PipelineConfig::default());
+    let k = key(0, Role::Wire);
+    let mut out = Vec::new();
+    p.handle(Input::Opened { key: k, ts_ns: 1 }, &mut out);
+    p.handle(data(k, Direction::ToServer, 1_000, PG_TO_SERVER), &mut out);
+    p.handle(
+        data(k, Direction::ToClient, 3_000_000, PG_TO_CLIENT),
+        &mut out,
+    );
+    p.handle(
+        Input::Closed {
+            key: k,
+            ts_ns: 4_000_000,
+        },
+        &mut out,
+    );
+    let msgs = messages(&out);
+    let query = msgs
+        .iter()
+        .find(|m| m.op.as_deref() == Some("query"))
+        .unwrap_or_else(|| panic!("a query: {msgs:#?}"));
+    assert_eq!(query.protocol.as_str(), "postgres");
+    assert_eq!(query.kind, "request");
+    assert!(query.resource.is_some(), "{query:?}");
+    let startup = msgs
+        .iter()
+        .find(|m| m.op.as_deref() == Some("startup"))
+        .expect("startup");
+    assert!(
+        startup.attributes.0.iter().any(|(n, _)| n == "user"),
+        "{startup:?}"
+    );
+    // Responses are paired in order, with their latency and their request's resource.
+    let answered: Vec<_> = msgs.iter().filter(|m| m.kind == "response").collect();
+    assert!(!answered.is_empty());
+    assert!(
+        answered.iter().all(|m| m.latency_ms.is_some()),
+        "{answered:#?}"
+    );
+    assert!(answered.iter().any(|m| m.resource == query.resource));
+    assert_eq!(p.stats().unpaired_responses, 0);
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Event::Connection(c) if c.protocol.as_str() == "postgres")));
+}
+
+#[test]
+fn query_literals_are_normalised_unless_asked_not_to() {
+    let q = b"Q\x00\x00\x00\x2dSELECT * FROM t WHERE id = 42 AND n = 'x'\x00";
+    // Q, then the length (4 + text + NUL) as a big-endian i32, then the text and its NUL.
+    let len = u32::try_from(q.len() - 1).expect("len").to_be_bytes();
+    let mut msg = q.to_vec();
+    msg[1..5].copy_from_slice(&len);
+    for (redact, text) in [
+        (true, "SELECT * FROM t WHERE id = ? AND n = ?"),
+        (false, "SELECT * FROM t WHERE id = 42 AND n = 'x'"),
+    ] {
+        let config = PipelineConfig {
+            redact,
+            describe_processes: false,
+        };
+        let mut p = Pipeline::new(registry(), NoProcesses, config);
+        let k = key(0, Role::Wire);
+        let mut out = Vec::new();
+        p.handle(data(k, Direction::ToServer, 1, PG_TO_SERVER), &mut out);
+        p.handle(data(k, Direction::ToClient, 2, PG_TO_CLIENT), &mut out);
+        p.handle(data(k, Direction::ToServer, 3, &msg), &mut out);
+        let msgs = messages(&out);
+        assert!(
+            msgs.iter().any(|m| m.resource.as_deref() == Some(text)),
+            "{msgs:#?}"
+        );
+    }
+}
+
+#[test]
+fn services_are_named_and_both_watched_ends_see_each_other() {
+    let mut fake = Fake::default();
+    fake.0.insert(
+        10,
+        (
+            "python3 /app/web.py",
+            "ADI_PROFILE=dev ADI_PROFILE_NAME=web",
+        ),
+    );
+    fake.0.insert(
+        20,
+        ("/usr/lib/postgresql/15/bin/postgres -D /x", "PATH=/bin"),
+    );
+    let mut p = Pipeline::new(registry(), fake, PipelineConfig::default());
+    let client = key(10, Role::Client);
+    let server = key(20, Role::Server);
+    let mut out = Vec::new();
+    p.handle(
+        Input::Opened {
+            key: client,
+            ts_ns: 1,
+        },
+        &mut out,
+    );
+    p.handle(
+        Input::Opened {
+            key: server,
+            ts_ns: 1,
+        },
+        &mut out,
+    );
+    p.handle(data(client, Direction::ToServer, 2, PG_TO_SERVER), &mut out);
+    p.handle(data(server, Direction::ToServer, 3, PG_TO_SERVER), &mut out);
+    assert!(!out.is_empty());
+    for e in &out {
+        let process = match e {
+            Event::Message(m) => &m.process,
+            Event::Connection(c) => &c.process,
+            other => panic!("unexpected {other:?}"),
+        };
+        let (me, peer) = match process.pid {
+            10 => ("web", "postgres"),
+            20 => ("postgres", "web"),
+            pid => panic!("pid {pid}"),
+        };
+        assert_eq!(process.service.as_deref(), Some(me), "{e:?}");
+        assert_eq!(process.peer_service.as_deref(), Some(peer), "{e:?}");
+    }
+    // An unrelated connection of the same process has no peer.
+    let other = FlowKey {
+        server: addr("127.0.0.1:5999"),
+        ..client
+    };
+    let mut out = Vec::new();
+    p.handle(data(other, Direction::ToServer, 4, PG_TO_SERVER), &mut out);
+    for e in &out {
+        if let Event::Message(m) = e {
+            assert_eq!(m.process.peer_service, None);
+        }
+    }
+}
+
+#[test]
+fn a_connection_to_itself_has_no_peer_service() {
+    let mut fake = Fake::default();
+    fake.0.insert(10, ("python3 app.py", ""));
+    let mut p = Pipeline::new(registry(), fake, PipelineConfig::default());
+    let client = key(10, Role::Client);
+    let server = key(10, Role::Server);
+    let mut out = Vec::new();
+    p.handle(
+        Input::Opened {
+            key: client,
+            ts_ns: 1,
+        },
+        &mut out,
+    );
+    p.handle(
+        Input::Opened {
+            key: server,
+            ts_ns: 1,
+        },
+        &mut out,
+    );
+    p.handle(data(client, Direction::ToServer, 2, PG_TO_SERVER), &mut out);
+    let msgs = messages(&out);
+    assert!(!msgs.is_empty());
+    assert!(msgs
+        .iter()
+        .all(|m| m.process.peer_service.is_none() && m.process.service.as_deref() == Some("app")));
+}
+
+#[test]
+fn watched_processes_are_described_once_before_their_traffic() {
+    let mut fake = Fake::default();
+    fake.0
+        .insert(10, ("python3 app.py", "ADI_PROFILE=dev SECRET_TOKEN=abc"));
+    let config = PipelineConfig {
+        redact: true,
+        describe_processes: true,
+    };
+    let mut p = Pipeline::new(registry(), fake, config);
+    let k = key(10, Role::Client);
+    let mut out = Vec::new();
+    p.handle(data(k, Direction::ToServer, 1, PG_TO_SERVER), &mut out);
+    p.handle(data(k, Direction::ToClient, 2, PG_TO_CLIENT), &mut out);
+    let docs: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Process(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(docs.len(), 1);
+    assert!(matches!(out[0], Event::Process(_)), "described first");
+    let json = serde_json::to_string(&out[0]).expect("json");
+    assert!(!json.contains("abc"), "{json}");
+}
