@@ -262,6 +262,7 @@ impl LiveSource {
         let config = PipelineConfig {
             redact: opts.redact,
             describe_processes: env_docs,
+            mid_stream_unopened: true,
         };
         Self {
             pipeline: Pipeline::new(registry, ProcFs, config),

@@ -63,6 +63,9 @@ fn replay_one(
     let config = PipelineConfig {
         redact,
         describe_processes: false,
+        // A capture does not say which connections began before it: their first bytes are
+        // taken as the connection's.
+        mid_stream_unopened: false,
     };
     let mut pipeline = Pipeline::new(Arc::clone(registry), NoProcesses, config);
     let mut events: Vec<Event> = Vec::new();

@@ -803,3 +803,88 @@ fn secrets_are_redacted_unless_no_redact() {
         }
     }
 }
+
+/// The same traffic live and offline: adi watches a server while tcpdump captures the
+/// loopback, then `adi replay` reads the capture; the `http` and `message` events agree on
+/// everything the traffic decides (times, pids, process fields and flow ids masked).
+#[test]
+fn live_and_replayed_capture_give_the_same_events() {
+    if !can_run() || !have("curl") || !have("tcpdump") {
+        return;
+    }
+    let (server, port) = py_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("traffic.pcap");
+    let mut dump = Proc(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "-U", "-s", "0", "-w"])
+            .arg(&pcap)
+            .args(["tcp", "port", &port.to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump"),
+    );
+    // tcpdump says it listens once the capture runs.
+    let mut line = String::new();
+    BufReader::new(dump.0.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("tcpdump starts");
+    assert!(line.contains("listening"), "{line}");
+    let adi = Adi::start(&["--pid", &server.0.id().to_string()]);
+    let base = format!("http://127.0.0.1:{port}");
+    curl(&["-o", "/dev/null", &format!("{base}/bytes/10")]);
+    curl(&["-o", "/dev/null", &format!("{base}/chunked")]);
+    curl(&[
+        "-o",
+        "/dev/null",
+        "-d",
+        r#"{"name":"widget"}"#,
+        &format!("{base}/items"),
+    ]);
+    let (live, _) = adi.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child: SIGINT makes tcpdump flush and exit.
+    unsafe { libc::kill(dump.0.id().cast_signed(), libc::SIGINT) };
+    let _ = dump.0.wait();
+    let out = Command::new(env!("CARGO_BIN_EXE_adi"))
+        .arg("replay")
+        .arg(&pcap)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    // What the traffic decides, per message, in order.
+    let essence = |events: &[serde_json::Value]| -> Vec<String> {
+        of_type(events, "http")
+            .iter()
+            .map(|e| {
+                let mut e = (*e).clone();
+                let o = e.as_object_mut().expect("object");
+                for masked in [
+                    "timestamp",
+                    "pid",
+                    "comm",
+                    "cmdline",
+                    "service",
+                    "peer_service",
+                    "direction",
+                    "flow_id",
+                    "latency_ms",
+                ] {
+                    o.remove(masked);
+                }
+                e.to_string()
+            })
+            .collect()
+    };
+    let (live, replayed) = (essence(&live), essence(&replayed));
+    assert_eq!(live.len(), 6, "three exchanges: {live:#?}");
+    assert_eq!(live, replayed);
+}

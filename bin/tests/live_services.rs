@@ -10,8 +10,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -958,4 +958,249 @@ fn pika_against_rabbitmq() {
         ends.len(),
         started.elapsed()
     );
+}
+
+/// The orders service of the demo: an HTTP API that publishes each order to NATS over a
+/// connection it opens at start (before adi), prints its port, then serves.
+const DEMO_ORDERS: &str = r#"
+import http.server, json, socket, sys, threading
+nats = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+nf = nats.makefile("rb")
+nf.readline()
+nats.sendall(b'CONNECT {"verbose":false,"name":"orders"}\r\nPING\r\n')
+assert nf.readline().startswith(b"PONG")
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with lock:
+            nats.sendall(b"PUB orders.created %d\r\n%s\r\n" % (len(body), body))
+        out = json.dumps({"status": "accepted"}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+/// The audit logger of the demo: subscribes to the orders on NATS and stores each into
+/// Redis, over connections opened at start (before adi); prints `ready` once subscribed.
+const DEMO_LOGGER: &str = r#"
+import socket, sys
+nats = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+nf = nats.makefile("rb")
+nf.readline()
+nats.sendall(b'CONNECT {"verbose":false,"name":"audit-logger"}\r\nSUB orders.* 1\r\nPING\r\n')
+assert nf.readline().startswith(b"PONG")
+redis = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+rf = redis.makefile("rb")
+print("ready", flush=True)
+while True:
+    line = nf.readline()
+    if not line:
+        break
+    if line.startswith(b"PING"):
+        nats.sendall(b"PONG\r\n")
+        continue
+    if not line.startswith(b"MSG"):
+        continue
+    size = int(line.split()[-1])
+    payload = nf.read(size + 2)[:size]
+    redis.sendall(b"*3\r\n$5\r\nRPUSH\r\n$6\r\norders\r\n$%d\r\n%s\r\n" % (len(payload), payload))
+    rf.readline()
+"#;
+
+/// The load generator of the demo, started after adi: orders over HTTP, then reads the
+/// stored orders from Redis.
+const DEMO_LOADGEN: &str = r#"
+import json, socket, sys, time, urllib.request
+for i in range(5):
+    req = urllib.request.Request("http://127.0.0.1:%s/orders" % sys.argv[1],
+        data=json.dumps({"item": i}).encode(), headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(req, timeout=10).status == 201
+r = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+# The logger stores asynchronously: ask until all 5 are there (at most 5 s).
+for _ in range(50):
+    r.sendall(b"*2\r\n$4\r\nLLEN\r\n$6\r\norders\r\n")
+    got = r.recv(100).decode().strip()
+    if got == ":5":
+        break
+    time.sleep(0.1)
+print(got)
+"#;
+
+/// The three-service demo, for real: services that name themselves with ADI_PROFILE_NAME,
+/// real NATS and Redis servers on free ports, connections opened both before adi started
+/// (orders -> NATS, logger -> NATS and Redis) and after (the load generator). Every event of
+/// the services names its service, the HTTP calls between two watched services name the peer,
+/// and no connection is ever announced as another protocol than the one it speaks.
+#[test]
+fn three_service_demo_names_services_and_never_misnames_a_protocol() {
+    if !can_run() || !have("nats-server") || !have("redis-server") || !have("python3") {
+        return;
+    }
+    let _turn = serial();
+    let profile = format!("adi-demo-{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nats_port, redis_port) = (free_port(), free_port());
+    let (np, rp) = (nats_port.to_string(), redis_port.to_string());
+    let nats = Server::spawn(
+        Command::new("nats-server").args(["-a", "127.0.0.1", "-p", &np]),
+        libc::SIGTERM,
+    );
+    let redis = Server::spawn(
+        Command::new("redis-server").args([
+            "--port",
+            &rp,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            &dir.path().display().to_string(),
+        ]),
+        libc::SIGTERM,
+    );
+    wait_listener(nats_port, nats.pid(), Duration::from_secs(10));
+    wait_listener(redis_port, redis.pid(), Duration::from_secs(10));
+    let service = |name: &str, script: &str, args: &[&str]| {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", script])
+            .args(args)
+            .env("ADI_PROFILE", &profile)
+            .env("ADI_PROFILE_NAME", name)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("service");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("service starts");
+        (
+            Server {
+                child,
+                signal: libc::SIGTERM,
+            },
+            line.trim().to_owned(),
+        )
+    };
+    let (orders, http_port) = service("orders", DEMO_ORDERS, &[&np]);
+    let (logger, ready) = service("audit-logger", DEMO_LOGGER, &[&np, &rp]);
+    assert_eq!(ready, "ready");
+    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let mut loadgen = {
+        let mut cmd = held_python(DEMO_LOADGEN, &[&http_port, &rp]);
+        cmd.env("ADI_PROFILE", &profile)
+            .env("ADI_PROFILE_NAME", "loadgen");
+        Held::spawn(cmd)
+    };
+    let stored = loadgen.run();
+    assert_eq!(stored.trim(), ":5", "every order stored: {stored}");
+    let (events, _) = adi.stop();
+    let pids = [orders.pid(), logger.pid(), loadgen.pid()];
+    let http: u16 = http_port.parse().expect("port");
+    assert_demo_events(&events, pids, [nats_port, redis_port, http]);
+}
+
+/// The demo's events, for services with `pids` (orders, audit-logger, loadgen) and the
+/// NATS, Redis and orders HTTP `ports`.
+fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 3]) {
+    let [nats_port, redis_port, http] = ports;
+    let names: HashMap<u64, &str> = pids
+        .into_iter()
+        .zip(["orders", "audit-logger", "loadgen"])
+        .map(|(p, n)| (u64::from(p), n))
+        .collect();
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["pid"].as_u64().is_some_and(|p| names.contains_key(&p)))
+        .collect();
+    assert!(!ours.is_empty());
+    for e in &ours {
+        let pid = e["pid"].as_u64().expect("pid");
+        assert_eq!(e["service"], names[&pid], "{e}");
+    }
+    // Each connection speaks one protocol, named after its server port, at any confidence.
+    let expected = |port: u64| match port {
+        p if p == u64::from(nats_port) => "nats",
+        p if p == u64::from(redis_port) => "redis",
+        p if p == u64::from(http) => "http1",
+        _ => "?",
+    };
+    let conns = of_type(events, "connection");
+    for c in conns
+        .iter()
+        .filter(|c| c["pid"].as_u64().is_some_and(|p| names.contains_key(&p)))
+    {
+        assert_eq!(
+            c["protocol"],
+            expected(c["dest_port"].as_u64().expect("port")),
+            "{c}"
+        );
+    }
+    for (name, port, protocol) in [
+        ("orders", nats_port, "nats"),
+        ("audit-logger", nats_port, "nats"),
+        ("audit-logger", redis_port, "redis"),
+        ("loadgen", http, "http1"),
+        ("loadgen", redis_port, "redis"),
+        ("orders", http, "http1"),
+    ] {
+        assert!(
+            conns.iter().any(|c| c["service"] == name
+                && c["dest_port"] == port
+                && c["protocol"] == protocol),
+            "{name} -> {port} ({protocol}) found: {conns:#?}"
+        );
+    }
+    // The HTTP calls between two watched services name the other end.
+    let http_events = of_type(events, "http");
+    let calls: Vec<&&Value> = http_events
+        .iter()
+        .filter(|e| e["service"] == "loadgen")
+        .collect();
+    assert_eq!(calls.len(), 10, "5 requests and 5 responses: {calls:#?}");
+    assert!(
+        calls.iter().all(|e| e["peer_service"] == "orders"),
+        "{calls:#?}"
+    );
+    // The server's side learns its client from the client's own events, which the kernel
+    // may deliver just after the first request (another CPU): a peer is never wrong, and is
+    // named at least on every response.
+    let served: Vec<&&Value> = http_events
+        .iter()
+        .filter(|e| e["service"] == "orders")
+        .collect();
+    assert_eq!(served.len(), 10, "{served:#?}");
+    assert!(
+        served
+            .iter()
+            .all(|e| e["peer_service"].is_null() || e["peer_service"] == "loadgen"),
+        "{served:#?}"
+    );
+    assert!(
+        served
+            .iter()
+            .filter(|e| e["status_code"] == 201)
+            .all(|e| e["peer_service"] == "loadgen"),
+        "{served:#?}"
+    );
+    // The messages say what each service does on the buses.
+    let messages = of_type(events, "message");
+    let did = |service: &str, op: &str, resource: Option<&str>| {
+        messages.iter().any(|m| {
+            m["service"] == service && m["op"] == op && resource.is_none_or(|r| m["resource"] == r)
+        })
+    };
+    assert!(
+        did("orders", "PUB", Some("orders.created")),
+        "{messages:#?}"
+    );
+    assert!(did("audit-logger", "RPUSH", None), "{messages:#?}");
+    assert!(did("loadgen", "LLEN", None), "{messages:#?}");
 }

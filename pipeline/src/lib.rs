@@ -103,6 +103,8 @@ pub struct ProcessDetails {
     pub start_time: u64,
     /// Its environment as `/proc/PID/environ` has it, when readable.
     pub environ: Option<std::io::Result<Vec<u8>>>,
+    /// The TCP addresses it listens on (for `peer_service` of connections to it).
+    pub listening: Vec<SocketAddr>,
 }
 
 /// Where the pipeline learns about processes.
@@ -123,6 +125,7 @@ impl ProcessSource for ProcFs {
             args: p.args,
             start_time: p.start_time,
             environ: Some(std::fs::read(format!("/proc/{pid}/environ"))),
+            listening: proc::listening_addrs(pid),
         })
     }
 }
@@ -144,6 +147,10 @@ pub struct PipelineConfig {
     pub redact: bool,
     /// Describe each watched process once (`process` events, for the env-yaml sink).
     pub describe_processes: bool,
+    /// Data on a connection that was never reported opened was joined mid-stream (live
+    /// capture reports every open it sees; a capture file does not): its verdict is held
+    /// while look-alikes dispute it ([`adi_core::engine::Engine::mark_mid_stream`]).
+    pub mid_stream_unopened: bool,
 }
 
 /// Counts of what the pipeline produced.
@@ -169,6 +176,8 @@ struct FlowState {
     /// Operations and resources of the requests not answered yet, oldest first (responses
     /// carry their request's).
     pending: VecDeque<(Option<String>, Option<String>)>,
+    /// The service at the other end, once known (kept when that end closes first).
+    peer: Option<Arc<str>>,
 }
 
 /// Most unanswered requests remembered per connection (a peer that never answers).
@@ -186,6 +195,9 @@ pub struct Pipeline<P: ProcessSource> {
     /// Watched ends of connections by (local, remote) address: who is where, for
     /// `peer_service`.
     ends: HashMap<(SocketAddr, SocketAddr), (u32, Arc<str>)>,
+    /// Addresses watched processes listen on: a connection to one is a connection to that
+    /// service, even before the server's side of it has said anything.
+    listeners: HashMap<SocketAddr, (u32, Arc<str>)>,
     outputs: Vec<Output>,
     summaries: Vec<FlowSummary>,
     /// Process descriptions waiting for the next event.
@@ -213,6 +225,7 @@ impl<P: ProcessSource> Pipeline<P> {
             described: HashMap::new(),
             flows: HashMap::new(),
             ends: HashMap::new(),
+            listeners: HashMap::new(),
             outputs: Vec::new(),
             summaries: Vec::new(),
             docs: Vec::new(),
@@ -254,11 +267,15 @@ impl<P: ProcessSource> Pipeline<P> {
                 after_skip,
                 comm,
             } => {
-                if !self.flows.contains_key(&key) {
-                    self.track(key, comm);
-                }
                 let mut outputs = std::mem::take(&mut self.outputs);
                 let mut summaries = std::mem::take(&mut self.summaries);
+                if !self.flows.contains_key(&key) {
+                    // Bytes of a connection never seen opening: joined mid-stream.
+                    self.track(key, comm);
+                    if self.config.mid_stream_unopened {
+                        self.engine.mark_mid_stream(key, ts_ns, &mut summaries);
+                    }
+                }
                 if after_skip {
                     self.engine.on_skipped(&key, ts_ns, &mut outputs);
                     // Requests skipped with the exchange will never be answered here.
@@ -314,6 +331,10 @@ impl<P: ProcessSource> Pipeline<P> {
         self.flows.insert(key, FlowState::default());
         if key.pid != 0 {
             if let Some(service) = self.process(key.pid, comm).service {
+                if key.role == adi_core::flow::Role::Server {
+                    self.listeners
+                        .insert(key.server, (key.pid, Arc::clone(&service)));
+                }
                 self.ends.insert(local_remote(&key), (key.pid, service));
             }
         }
@@ -354,6 +375,11 @@ impl<P: ProcessSource> Pipeline<P> {
             args,
             &info.comm,
         )));
+        if let (Some(d), Some(service)) = (&details, &info.service) {
+            for addr in &d.listening {
+                self.listeners.insert(*addr, (pid, Arc::clone(service)));
+            }
+        }
         if self.config.describe_processes {
             let start = details.as_ref().map_or(0, |d| d.start_time);
             if self.described.get(&pid) != Some(&start) {
@@ -378,10 +404,35 @@ impl<P: ProcessSource> Pipeline<P> {
     /// that end is a watched process too (never the process itself).
     fn process_of(&mut self, key: &FlowKey, comm: &str) -> ProcessInfo {
         let mut info = self.process(key.pid, comm);
+        if let Some(peer) = self.flows.get(key).and_then(|f| f.peer.clone()) {
+            info.peer_service = Some(peer);
+            return info;
+        }
         let (local, remote) = local_remote(key);
-        if let Some((pid, service)) = self.ends.get(&(remote, local)) {
+        let peer = self.ends.get(&(remote, local)).or_else(|| {
+            if key.role != adi_core::flow::Role::Client {
+                return None;
+            }
+            // The server's side has not spoken yet: whoever listens there (a wildcard bind
+            // listens on every address of its port).
+            let any = |ip: std::net::IpAddr| SocketAddr::new(ip, key.server.port());
+            self.listeners
+                .get(&key.server)
+                .or_else(|| {
+                    self.listeners
+                        .get(&any(std::net::Ipv4Addr::UNSPECIFIED.into()))
+                })
+                .or_else(|| {
+                    self.listeners
+                        .get(&any(std::net::Ipv6Addr::UNSPECIFIED.into()))
+                })
+        });
+        if let Some((pid, service)) = peer {
             if *pid != key.pid {
                 info.peer_service = Some(Arc::clone(service));
+                if let Some(f) = self.flows.get_mut(key) {
+                    f.peer = Some(Arc::clone(service));
+                }
             }
         }
         info
@@ -400,6 +451,7 @@ impl<P: ProcessSource> Pipeline<P> {
         }
         self.processes.remove(&pid);
         self.described.remove(&pid);
+        self.listeners.retain(|_, (p, _)| *p != pid);
     }
 
     /// Ends a connection: what only the close delimits, and a port-only verdict for a

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// One process as `/proc` describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +80,71 @@ pub fn parse_listening(text: &str) -> impl Iterator<Item = u16> + '_ {
     })
 }
 
+/// The TCP addresses process `pid` listens on: the LISTEN rows of `/proc/net/tcp` and
+/// `/proc/net/tcp6` whose socket inode is one of the process's open files. Empty when the
+/// process is gone or its fds cannot be read.
+pub fn listening_addrs(pid: u32) -> Vec<SocketAddr> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: HashSet<u64> = fds
+        .filter_map(Result::ok)
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut addrs = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            addrs.extend(
+                parse_listening_addrs(&text)
+                    .filter(|(_, inode)| inodes.contains(inode))
+                    .map(|(addr, _)| addr),
+            );
+        }
+    }
+    addrs
+}
+
+/// LISTEN rows of a `/proc/net/tcp{,6}` table as (local address, socket inode).
+pub fn parse_listening_addrs(text: &str) -> impl Iterator<Item = (SocketAddr, u64)> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.len() < 10 || f[3] != "0A" {
+            return None;
+        }
+        let (ip, port) = f[1].split_once(':')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        let ip = parse_proc_ip(ip)?;
+        Some((SocketAddr::new(ip, port), f[9].parse().ok()?))
+    })
+}
+
+/// An address as `/proc/net/tcp` writes it: 32-bit words in hex, each in host (little-endian
+/// on the machines adi supports) byte order.
+fn parse_proc_ip(hex: &str) -> Option<IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_le_bytes())
+    };
+    match hex.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(word(0)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
 /// Every pid in `/proc`.
 pub fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")
@@ -108,6 +174,26 @@ mod tests {
              0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n   \
              1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 0 0 2 1\n";
         assert_eq!(parse_listening(table).collect::<Vec<_>>(), vec![8080]);
+    }
+
+    #[test]
+    fn listening_addresses_and_inodes() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+             0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 4242 1\n   \
+             1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 0 0 4343 1\n";
+        let rows: Vec<_> = parse_listening_addrs(table).collect();
+        assert_eq!(rows, [("127.0.0.1:8080".parse().expect("addr"), 4242)]);
+        let v6 = "  sl  local_address rem_address st\n   \
+             0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 77 1\n";
+        let rows: Vec<_> = parse_listening_addrs(v6).collect();
+        assert_eq!(rows, [("[::1]:8080".parse().expect("addr"), 77)]);
+    }
+
+    #[test]
+    fn this_process_listening_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        assert!(listening_addrs(std::process::id()).contains(&addr));
     }
 
     #[test]

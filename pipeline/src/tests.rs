@@ -29,6 +29,11 @@ impl ProcessSource for Fake {
             args: args.split(' ').map(str::to_owned).collect(),
             start_time: 1,
             environ: Some(Ok(environ.replace(' ', "\0").into_bytes())),
+            listening: if args.contains("postgres") {
+                vec![addr("0.0.0.0:5432")]
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -134,6 +139,7 @@ fn query_literals_are_normalised_unless_asked_not_to() {
         let config = PipelineConfig {
             redact,
             describe_processes: false,
+            mid_stream_unopened: false,
         };
         let mut p = Pipeline::new(registry(), NoProcesses, config);
         let k = key(0, Role::Wire);
@@ -198,6 +204,28 @@ fn services_are_named_and_both_watched_ends_see_each_other() {
         assert_eq!(process.service.as_deref(), Some(me), "{e:?}");
         assert_eq!(process.peer_service.as_deref(), Some(peer), "{e:?}");
     }
+    // A new connection to the listening server is named before the server says anything.
+    let next = FlowKey {
+        client: addr("127.0.0.1:40002"),
+        ..client
+    };
+    let mut out = Vec::new();
+    p.handle(
+        Input::Opened {
+            key: next,
+            ts_ns: 5,
+        },
+        &mut out,
+    );
+    p.handle(data(next, Direction::ToServer, 6, PG_TO_SERVER), &mut out);
+    let first = messages(&out);
+    assert!(!first.is_empty());
+    assert!(
+        first
+            .iter()
+            .all(|m| m.process.peer_service.as_deref() == Some("postgres")),
+        "{first:#?}"
+    );
     // An unrelated connection of the same process has no peer.
     let other = FlowKey {
         server: addr("127.0.0.1:5999"),
@@ -250,6 +278,7 @@ fn watched_processes_are_described_once_before_their_traffic() {
     let config = PipelineConfig {
         redact: true,
         describe_processes: true,
+        mid_stream_unopened: false,
     };
     let mut p = Pipeline::new(registry(), fake, config);
     let k = key(10, Role::Client);
@@ -267,4 +296,140 @@ fn watched_processes_are_described_once_before_their_traffic() {
     assert!(matches!(out[0], Event::Process(_)), "described first");
     let json = serde_json::to_string(&out[0]).expect("json");
     assert!(!json.contains("abc"), "{json}");
+}
+
+/// The connection events of `inputs` fed to a pipeline that treats unopened connections as
+/// joined mid-stream.
+fn verdicts(inputs: &[Input<'_>]) -> Vec<(String, u8)> {
+    let config = PipelineConfig {
+        mid_stream_unopened: true,
+        ..PipelineConfig::default()
+    };
+    let mut p = Pipeline::new(registry(), NoProcesses, config);
+    let mut out = Vec::new();
+    for input in inputs {
+        p.handle(*input, &mut out);
+    }
+    if let Some(Input::Data { key, .. }) = inputs.first() {
+        p.handle(
+            Input::Closed {
+                key: *key,
+                ts_ns: 99,
+            },
+            &mut out,
+        );
+    }
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Connection(c) => Some((c.protocol.as_str().to_owned(), c.confidence.get())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wire(server_port: u16) -> FlowKey {
+    FlowKey {
+        pid: 7,
+        role: Role::Client,
+        client: addr("127.0.0.1:41000"),
+        server: SocketAddr::new(addr("127.0.0.1:1").ip(), server_port),
+    }
+}
+
+const NATS_TO_SERVER: &[u8] =
+    include_bytes!("../../classifiers/src/nats/fixtures/to_server_nats_py.bin");
+const NATS_TO_CLIENT: &[u8] =
+    include_bytes!("../../classifiers/src/nats/fixtures/to_client_nats_py.bin");
+
+/// The first `PUB` of the real nats-py session onwards: what a connection opened before adi
+/// started shows first.
+fn nats_from_pub() -> &'static [u8] {
+    let at = NATS_TO_SERVER
+        .windows(4)
+        .position(|w| w == b"PUB ")
+        .expect("a PUB in the capture");
+    &NATS_TO_SERVER[at..]
+}
+
+#[test]
+fn nats_joined_mid_stream_is_never_announced_as_redis() {
+    let rest = nats_from_pub();
+    let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("line") + 2;
+    for port in [4222, 6379, 39_999] {
+        let k = wire(port);
+        // The PUB line alone (its payload in the next write), then the rest, then the
+        // server's side.
+        let got = verdicts(&[
+            data(k, Direction::ToServer, 1, &rest[..line_end]),
+            data(k, Direction::ToServer, 2, &rest[line_end..]),
+            data(k, Direction::ToClient, 3, NATS_TO_CLIENT),
+        ]);
+        assert!(!got.is_empty(), "port {port}: no verdict");
+        assert!(got.iter().all(|(p, _)| p == "nats"), "port {port}: {got:?}");
+    }
+}
+
+#[test]
+fn a_nats_ping_joined_mid_stream_is_never_announced_as_redis() {
+    // nats-py's keep-alive on a connection opened before adi started: `PING` reads as a
+    // Redis inline command too, and the server's `PONG` proves neither. On NATS's port the
+    // port breaks the tie; elsewhere the verdict waits for a message only NATS has.
+    let publish: &[u8] = b"PUB updates 5\r\nhello\r\n";
+    for (port, verdict_before_pub) in [(4222, true), (39_999, false)] {
+        let k = wire(port);
+        let ping = [
+            data(k, Direction::ToServer, 1, b"PING\r\n"),
+            data(k, Direction::ToClient, 2, b"PONG\r\n"),
+        ];
+        let got = verdicts(&ping);
+        assert!(got.iter().all(|(p, _)| p == "nats"), "port {port}: {got:?}");
+        assert_eq!(!got.is_empty(), verdict_before_pub, "port {port}: {got:?}");
+        let got = verdicts(&[ping[0], ping[1], data(k, Direction::ToServer, 3, publish)]);
+        assert!(!got.is_empty(), "port {port}: named by the PUB");
+        assert!(got.iter().all(|(p, _)| p == "nats"), "port {port}: {got:?}");
+    }
+}
+
+#[test]
+fn memcached_text_joined_mid_stream_waits_for_the_reply() {
+    // A memcached text `get` also reads as a Redis inline command: on a port that names
+    // neither, only the reply tells.
+    let k = wire(39_999);
+    let get = data(k, Direction::ToServer, 1, b"get user:42\r\n");
+    assert_eq!(verdicts(&[get]), [], "held while Redis ties");
+    let got = verdicts(&[
+        get,
+        data(
+            k,
+            Direction::ToClient,
+            2,
+            b"VALUE user:42 0 2\r\nhi\r\nEND\r\n",
+        ),
+    ]);
+    assert!(got.iter().all(|(p, _)| p == "memcached"), "{got:?}");
+    assert!(!got.is_empty(), "confirmed by the reply: {got:?}");
+    // The same on a connection seen opening is classified at once, as before.
+    let config = PipelineConfig::default();
+    let mut p = Pipeline::new(registry(), NoProcesses, config);
+    let mut out = Vec::new();
+    p.handle(Input::Opened { key: k, ts_ns: 0 }, &mut out);
+    p.handle(
+        data(k, Direction::ToServer, 1, b"get user:42\r\n"),
+        &mut out,
+    );
+    assert!(
+        out.iter().any(|e| matches!(e, Event::Connection(_))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_undisputed_protocol_joined_mid_stream_is_named_at_once() {
+    let k = wire(5432);
+    let got = verdicts(&[data(k, Direction::ToServer, 1, PG_TO_SERVER)]);
+    assert_eq!(
+        got.first().map(|(p, _)| p.as_str()),
+        Some("postgres"),
+        "{got:?}"
+    );
 }

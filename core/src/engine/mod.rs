@@ -142,12 +142,28 @@ struct DirState {
     best: Option<(usize, Confidence, &'static str)>,
     /// Bytes seen, whatever was kept.
     seen: u64,
+    /// Bit `i` set: candidate `i` matched this direction's bytes in the direction they
+    /// travelled.
+    accepted: Vec<u64>,
     /// The session lost its place in this direction (a gap it could not step over): it is
     /// restarted at the next bytes.
     desynced: bool,
 }
 
 impl DirState {
+    /// Whether candidate `i` matched this direction's bytes, travelling the way they did.
+    fn has_accepted(&self, i: usize) -> bool {
+        self.accepted
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn accept(&mut self, i: usize) {
+        if let Some(w) = self.accepted.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
     fn is_rejected(&self, i: usize) -> bool {
         self.rejected[i / 64] & (1 << (i % 64)) != 0
     }
@@ -210,6 +226,9 @@ struct Flow {
     /// Arrival times of unanswered requests, oldest first (pipelining safe pairing).
     pending_requests: VecDeque<u64>,
     last_ts: u64,
+    /// Its first bytes were not seen (joined mid-stream): a verdict that another candidate
+    /// could still dispute is held until the other direction confirms it.
+    mid_stream: bool,
 }
 
 /// The classification engine. One per capture source; not shared between threads.
@@ -291,11 +310,13 @@ impl Engine {
                     DirState {
                         rejected: vec![0; words],
                         failed: vec![0; words],
+                        accepted: vec![0; words],
                         ..DirState::default()
                     },
                     DirState {
                         rejected: vec![0; words],
                         failed: vec![0; words],
+                        accepted: vec![0; words],
                         ..DirState::default()
                     },
                 ],
@@ -306,9 +327,26 @@ impl Engine {
                 before_switch: None,
                 pending_requests: VecDeque::new(),
                 last_ts: ts_ns,
+                mid_stream: false,
             }
         });
         flow.id
+    }
+
+    /// Marks a flow as joined mid-stream (creating it if new): the bytes it will be fed do not
+    /// start at the connection's first byte (opened before capture started, or after a
+    /// sampling hole). One message of such a flow often cannot tell look-alikes apart (a NATS
+    /// `PUB` line reads as a Redis inline command, a memcached `get` as one too): a verdict
+    /// that another candidate still matches or may match is held, neither emitted nor locked,
+    /// until the other direction confirms it (both directions naming the same protocol
+    /// strongly) or the disputing candidates drop out.
+    pub fn mark_mid_stream(&mut self, key: FlowKey, ts_ns: u64, out: &mut Vec<FlowSummary>) {
+        self.open(key, ts_ns, out);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if flow.locked.is_none() && flow.emitted.is_none() {
+                flow.mid_stream = true;
+            }
+        }
     }
 
     /// Feeds bytes of one direction of a flow and appends what they produced to `out`.
@@ -675,6 +713,9 @@ impl Ctx<'_> {
         let d = &mut flow.dirs[dir.index()];
         let mut best: Option<(usize, Confidence, &'static str)> = None;
         let mut undecided = false;
+        // The best score of the candidates that matched these bytes (travelling this way):
+        // a mid-stream verdict tied with another protocol's is held.
+        let mut scores: [Option<(usize, Confidence)>; 2] = [None, None];
         // Two passes without allocating: port-hinted candidates first, then the others, so
         // that on equal scores the port's owner wins.
         for hinted in [true, false] {
@@ -694,6 +735,15 @@ impl Ctx<'_> {
                         let mut conf = score(reg, v.confidence, ports);
                         if v.observed.is_some_and(|o| o != dir) {
                             conf = Confidence::new(conf.get().saturating_sub(10));
+                        } else {
+                            d.accept(i);
+                            // Keep the two best, by candidate.
+                            if scores[0].is_none_or(|(_, c)| conf > c) {
+                                scores[1] = scores[0];
+                                scores[0] = Some((i, conf));
+                            } else if scores[1].is_none_or(|(_, c)| conf > c) {
+                                scores[1] = Some((i, conf));
+                            }
                         }
                         if best.is_none_or(|(_, c, _)| conf > c) {
                             best = Some((i, conf, v.reason));
@@ -717,6 +767,16 @@ impl Ctx<'_> {
             return None;
         }
         let (entry, conf, reason) = self.flow_verdict(flow)?;
+        if flow.mid_stream {
+            // Joined mid-stream: a verdict that a look-alike ties on these bytes, or that more
+            // bytes could still overturn, waits for the other direction or more bytes.
+            let tied = scores[1].is_some_and(|(_, c)| c >= conf);
+            let open = undecided && conf < Confidence::CERTAIN;
+            if conf < Confidence::CONFIRMED && (tied || open) && !window_full {
+                return None;
+            }
+            flow.mid_stream = false;
+        }
         self.emit_if_better(flow, key, ts_ns, entry, conf, reason, out);
         let decided = conf >= Confidence::CERTAIN || !undecided || window_full;
         if decided && conf >= Confidence::REPORT {
@@ -784,7 +844,16 @@ impl Ctx<'_> {
                 ))
             }
             (Some(x), Some(y)) => {
-                let (i, c, r) = if y.1 > x.1 { y } else { x };
+                // Two protocols: one that the other direction's bytes also fit (a Redis
+                // inline `PING` answered by a NATS `PONG`: only NATS fits both) wins.
+                let x_fits_both = flow.dirs[1].has_accepted(x.0);
+                let y_fits_both = flow.dirs[0].has_accepted(y.0);
+                let (i, c, r) = match (x_fits_both, y_fits_both) {
+                    (false, true) => y,
+                    (true, false) => x,
+                    _ if y.1 > x.1 => y,
+                    _ => x,
+                };
                 Some((i, c, r.to_owned()))
             }
             (Some((i, c, r)), None) | (None, Some((i, c, r))) => Some((i, c, r.to_owned())),
