@@ -27,10 +27,15 @@ fn without_tracefs() -> Vec<&'static str> {
 
 /// Runs adi with `args` behind `wrapper` and returns its output.
 fn adi_in(wrapper: &[&str], args: &[&str]) -> Output {
+    run_in(wrapper, Path::new(env!("CARGO_BIN_EXE_adi")), args)
+}
+
+/// Runs `adi` (a path to the binary) with `args` behind `wrapper`.
+fn run_in(wrapper: &[&str], adi: &Path, args: &[&str]) -> Output {
     let (program, rest) = wrapper.split_first().expect("a wrapper");
     Command::new(program)
         .args(rest)
-        .arg(env!("CARGO_BIN_EXE_adi"))
+        .arg(adi)
         .args(args)
         .output()
         .expect("run adi")
@@ -232,14 +237,20 @@ fn a_user_without_privileges_gets_one_line() {
         "--regid=65534",
         "--clear-groups",
     ];
-    let out = adi_in(&nobody, &["--all"]);
+    // A copy any user can run: the build directory may sit where nobody cannot reach it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let adi = dir.path().join("adi");
+    std::fs::copy(env!("CARGO_BIN_EXE_adi"), &adi).expect("copy adi");
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), mode).expect("chmod dir");
+    let out = run_in(&nobody, &adi, &["--all"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(
         err,
         "adi: adi needs root or CAP_BPF+CAP_PERFMON (missing: cap_bpf+cap_perfmon): run it with sudo; `adi doctor` lists what else is needed\n"
     );
-    let out = adi_in(&nobody, &["doctor"]);
+    let out = run_in(&nobody, &adi, &["doctor"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(table.contains("FAIL    capability cap_bpf"), "{table}");
