@@ -48,6 +48,7 @@ const AFTER_HELP: &str = "\
 Examples:
   sudo adi --classifiers all --sink jsonl      watch opted-in processes, JSON lines on stdout
   adi classify capture.pcap payload.bin        classify connections of a capture, or one payload
+  adi replay capture.pcap                      a capture's http, message and connection events
   adi classifiers                              list the protocols adi recognises
   adi doctor                                   check this host first when something is wrong";
 
