@@ -158,10 +158,13 @@ impl DirState {
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    /// Allocated at the first match only: most flows' bytes are rejected by every
+    /// candidate but one, and a flow costs no allocation more for it.
     fn accept(&mut self, i: usize) {
-        if let Some(w) = self.accepted.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
+        if self.accepted.len() <= i / 64 {
+            self.accepted.resize(i / 64 + 1, 0);
         }
+        self.accepted[i / 64] |= 1 << (i % 64);
     }
 
     fn is_rejected(&self, i: usize) -> bool {
@@ -310,13 +313,11 @@ impl Engine {
                     DirState {
                         rejected: vec![0; words],
                         failed: vec![0; words],
-                        accepted: vec![0; words],
                         ..DirState::default()
                     },
                     DirState {
                         rejected: vec![0; words],
                         failed: vec![0; words],
-                        accepted: vec![0; words],
                         ..DirState::default()
                     },
                 ],
