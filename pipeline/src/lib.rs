@@ -243,11 +243,6 @@ impl<P: ProcessSource> Pipeline<P> {
         self.engine.stats()
     }
 
-    /// Connections open now.
-    pub fn open_flows(&self) -> Vec<FlowKey> {
-        self.flows.keys().copied().collect()
-    }
-
     /// Handles one input; appends the events it produces to `out`.
     pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
         match input {
@@ -255,6 +250,7 @@ impl<P: ProcessSource> Pipeline<P> {
                 self.close(&key, ts_ns, out);
                 let mut summaries = std::mem::take(&mut self.summaries);
                 self.engine.open(key, ts_ns, &mut summaries);
+                self.forget_evicted(&mut summaries);
                 self.summaries = summaries;
                 self.track(key, "");
             }
@@ -288,8 +284,7 @@ impl<P: ProcessSource> Pipeline<P> {
                 if missing > 0 {
                     self.engine.on_gap(&key, dir, missing, &mut outputs);
                 }
-                // Flows evicted to make room: their final verdicts say nothing new.
-                summaries.clear();
+                self.forget_evicted(&mut summaries);
                 self.summaries = summaries;
                 self.publish(&mut outputs, comm, out);
                 self.outputs = outputs;
@@ -324,6 +319,24 @@ impl<P: ProcessSource> Pipeline<P> {
     pub fn describe(&mut self, pid: u32, out: &mut Vec<Event>) {
         let _ = self.process(pid, "");
         out.append(&mut self.docs);
+    }
+
+    /// Forgets the connections the engine evicted to make room for new ones (its flow limit):
+    /// their final verdicts say nothing new, and their state here must not outlive them.
+    fn forget_evicted(&mut self, summaries: &mut Vec<FlowSummary>) {
+        for evicted in summaries.drain(..) {
+            let key = evicted.verdict.key;
+            if let Some(left) = self.flows.remove(&key) {
+                self.stats.unanswered_requests += left.pending.len() as u64;
+            }
+            if self
+                .ends
+                .get(&local_remote(&key))
+                .is_some_and(|(pid, _)| *pid == key.pid)
+            {
+                self.ends.remove(&local_remote(&key));
+            }
+        }
     }
 
     /// Starts tracking a connection, and remembers which watched process holds this end.
@@ -562,12 +575,6 @@ impl<P: ProcessSource> Pipeline<P> {
     /// Publishes an event from elsewhere (Go uprobes) through the same redaction and counts.
     pub fn pass(&mut self, e: Event, out: &mut Vec<Event>) {
         self.emit(e, out);
-    }
-
-    /// Process descriptions queued and not yet emitted (a process described before any of
-    /// its traffic).
-    pub fn flush_descriptions(&mut self, out: &mut Vec<Event>) {
-        out.append(&mut self.docs);
     }
 }
 
