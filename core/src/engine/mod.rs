@@ -142,31 +142,12 @@ struct DirState {
     best: Option<(usize, Confidence, &'static str)>,
     /// Bytes seen, whatever was kept.
     seen: u64,
-    /// Bit `i` set: candidate `i` matched this direction's bytes in the direction they
-    /// travelled.
-    accepted: Vec<u64>,
     /// The session lost its place in this direction (a gap it could not step over): it is
     /// restarted at the next bytes.
     desynced: bool,
 }
 
 impl DirState {
-    /// Whether candidate `i` matched this direction's bytes, travelling the way they did.
-    fn has_accepted(&self, i: usize) -> bool {
-        self.accepted
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    /// Allocated at the first match only: most flows' bytes are rejected by every
-    /// candidate but one, and a flow costs no allocation more for it.
-    fn accept(&mut self, i: usize) {
-        if self.accepted.len() <= i / 64 {
-            self.accepted.resize(i / 64 + 1, 0);
-        }
-        self.accepted[i / 64] |= 1 << (i % 64);
-    }
-
     fn is_rejected(&self, i: usize) -> bool {
         self.rejected[i / 64] & (1 << (i % 64)) != 0
     }
@@ -335,8 +316,8 @@ impl Engine {
     }
 
     /// Marks a flow as joined mid-stream (creating it if new): the bytes it will be fed do not
-    /// start at the connection's first byte (opened before capture started, or after a
-    /// sampling hole). One message of such a flow often cannot tell look-alikes apart (a NATS
+    /// start at the connection's first byte (it was opened before capture started). One
+    /// message of such a flow often cannot tell look-alikes apart (a NATS
     /// `PUB` line reads as a Redis inline command, a memcached `get` as one too): a verdict
     /// that another candidate still matches or may match is held, neither emitted nor locked,
     /// until the other direction confirms it (both directions naming the same protocol
@@ -714,9 +695,9 @@ impl Ctx<'_> {
         let d = &mut flow.dirs[dir.index()];
         let mut best: Option<(usize, Confidence, &'static str)> = None;
         let mut undecided = false;
-        // The best score of the candidates that matched these bytes (travelling this way):
+        // The two best scores of the candidates that matched these bytes travelling this way:
         // a mid-stream verdict tied with another protocol's is held.
-        let mut scores: [Option<(usize, Confidence)>; 2] = [None, None];
+        let mut scores: [Option<Confidence>; 2] = [None, None];
         // Two passes without allocating: port-hinted candidates first, then the others, so
         // that on equal scores the port's owner wins.
         for hinted in [true, false] {
@@ -736,15 +717,11 @@ impl Ctx<'_> {
                         let mut conf = score(reg, v.confidence, ports);
                         if v.observed.is_some_and(|o| o != dir) {
                             conf = Confidence::new(conf.get().saturating_sub(10));
-                        } else {
-                            d.accept(i);
-                            // Keep the two best, by candidate.
-                            if scores[0].is_none_or(|(_, c)| conf > c) {
-                                scores[1] = scores[0];
-                                scores[0] = Some((i, conf));
-                            } else if scores[1].is_none_or(|(_, c)| conf > c) {
-                                scores[1] = Some((i, conf));
-                            }
+                        } else if scores[0].is_none_or(|c| conf > c) {
+                            scores[1] = scores[0];
+                            scores[0] = Some(conf);
+                        } else if scores[1].is_none_or(|c| conf > c) {
+                            scores[1] = Some(conf);
                         }
                         if best.is_none_or(|(_, c, _)| conf > c) {
                             best = Some((i, conf, v.reason));
@@ -771,7 +748,7 @@ impl Ctx<'_> {
         if flow.mid_stream {
             // Joined mid-stream: a verdict that a look-alike ties on these bytes, or that more
             // bytes could still overturn, waits for the other direction or more bytes.
-            let tied = scores[1].is_some_and(|(_, c)| c >= conf);
+            let tied = scores[1].is_some_and(|c| c >= conf);
             let open = undecided && conf < Confidence::CERTAIN;
             if conf < Confidence::CONFIRMED && (tied || open) && !window_full {
                 return None;
@@ -845,16 +822,7 @@ impl Ctx<'_> {
                 ))
             }
             (Some(x), Some(y)) => {
-                // Two protocols: one that the other direction's bytes also fit (a Redis
-                // inline `PING` answered by a NATS `PONG`: only NATS fits both) wins.
-                let x_fits_both = flow.dirs[1].has_accepted(x.0);
-                let y_fits_both = flow.dirs[0].has_accepted(y.0);
-                let (i, c, r) = match (x_fits_both, y_fits_both) {
-                    (false, true) => y,
-                    (true, false) => x,
-                    _ if y.1 > x.1 => y,
-                    _ => x,
-                };
+                let (i, c, r) = if y.1 > x.1 { y } else { x };
                 Some((i, c, r.to_owned()))
             }
             (Some((i, c, r)), None) | (None, Some((i, c, r))) => Some((i, c, r.to_owned())),
