@@ -298,8 +298,7 @@ impl<P: ProcessSource> Pipeline<P> {
             } => {
                 self.end_process(pid, ts_ns, out);
                 if watched {
-                    let _ = self.process(pid, comm);
-                    out.append(&mut self.docs);
+                    self.describe_as(pid, comm, out);
                 }
             }
             Input::Exit { pid, ts_ns } => self.end_process(pid, ts_ns, out),
@@ -317,7 +316,12 @@ impl<P: ProcessSource> Pipeline<P> {
     /// Describes process `pid` now (a process found watched at start), so that its `process`
     /// event comes before its traffic's.
     pub fn describe(&mut self, pid: u32, out: &mut Vec<Event>) {
-        let _ = self.process(pid, "");
+        self.describe_as(pid, "", out);
+    }
+
+    /// Reads process `pid` (known to the source as `comm`) and emits its description.
+    fn describe_as(&mut self, pid: u32, comm: &str, out: &mut Vec<Event>) {
+        let _ = self.process(pid, comm);
         out.append(&mut self.docs);
     }
 
@@ -325,17 +329,19 @@ impl<P: ProcessSource> Pipeline<P> {
     /// their final verdicts say nothing new, and their state here must not outlive them.
     fn forget_evicted(&mut self, summaries: &mut Vec<FlowSummary>) {
         for evicted in summaries.drain(..) {
-            let key = evicted.verdict.key;
-            if let Some(left) = self.flows.remove(&key) {
-                self.stats.unanswered_requests += left.pending.len() as u64;
-            }
-            if self
-                .ends
-                .get(&local_remote(&key))
-                .is_some_and(|(pid, _)| *pid == key.pid)
-            {
-                self.ends.remove(&local_remote(&key));
-            }
+            self.untrack(&evicted.verdict.key);
+        }
+    }
+
+    /// Forgets a connection: its state (counting the requests it left unanswered) and its
+    /// end, unless another process holds that end now.
+    fn untrack(&mut self, key: &FlowKey) {
+        if let Some(left) = self.flows.remove(key) {
+            self.stats.unanswered_requests += left.pending.len() as u64;
+        }
+        let end = local_remote(key);
+        if self.ends.get(&end).is_some_and(|(pid, _)| *pid == key.pid) {
+            self.ends.remove(&end);
         }
     }
 
@@ -477,9 +483,6 @@ impl<P: ProcessSource> Pipeline<P> {
         self.engine.finish(key, ts_ns, &mut outputs);
         self.publish(&mut outputs, "", out);
         self.outputs = outputs;
-        if let Some(left) = self.flows.remove(key) {
-            self.stats.unanswered_requests += left.pending.len() as u64;
-        }
         if let Some(summary) = self.engine.close(key) {
             let v = &summary.verdict;
             if v.confidence == Confidence::PORT_ONLY {
@@ -488,13 +491,7 @@ impl<P: ProcessSource> Pipeline<P> {
                 self.emit(Event::Connection(e), out);
             }
         }
-        if self
-            .ends
-            .get(&local_remote(key))
-            .is_some_and(|(pid, _)| *pid == key.pid)
-        {
-            self.ends.remove(&local_remote(key));
-        }
+        self.untrack(key);
     }
 
     /// Turns the engine's outputs into events.
