@@ -186,6 +186,9 @@ fn classify_capture(
             progress.set_position(capture.offset());
         }
         match event {
+            // A connection is created by its first bytes (or its close), so that its line
+            // keeps its place in the output whether or not its opening was captured.
+            Ok(CaptureEvent::Opened { .. }) => {}
             Ok(CaptureEvent::Data {
                 key,
                 dir,

@@ -63,9 +63,9 @@ fn replay_one(
     let config = PipelineConfig {
         redact,
         describe_processes: false,
-        // A capture does not say which connections began before it: their first bytes are
-        // taken as the connection's.
-        mid_stream_unopened: false,
+        // A connection whose opening is not in the capture began before it: joined
+        // mid-stream, as live capture joins connections opened before adi started.
+        mid_stream_unopened: true,
     };
     let mut pipeline = Pipeline::new(Arc::clone(registry), NoProcesses, config);
     let mut events: Vec<Event> = Vec::new();
@@ -73,27 +73,10 @@ fn replay_one(
     let mut failure = None;
     for item in reader {
         match item {
-            Ok(CaptureEvent::Data {
-                key,
-                dir,
-                ts_ns,
-                payload,
-            }) => {
+            Ok(event) => {
+                let (input, ts_ns) = input(&event);
                 last_ts = ts_ns;
-                let input = Input::Data {
-                    key,
-                    dir,
-                    ts_ns,
-                    payload: &payload,
-                    missing: 0,
-                    after_skip: false,
-                    comm: "",
-                };
                 pipeline.handle(input, &mut events);
-            }
-            Ok(CaptureEvent::Closed { key, ts_ns }) => {
-                last_ts = ts_ns;
-                pipeline.handle(Input::Closed { key, ts_ns }, &mut events);
             }
             Err(e) => {
                 failure = Some(e);
@@ -110,6 +93,31 @@ fn replay_one(
     }
 }
 
+/// What a capture event tells the pipeline, and its time.
+fn input(event: &CaptureEvent) -> (Input<'_>, u64) {
+    match *event {
+        CaptureEvent::Opened { key, ts_ns } => (Input::Opened { key, ts_ns }, ts_ns),
+        CaptureEvent::Data {
+            key,
+            dir,
+            ts_ns,
+            ref payload,
+        } => (
+            Input::Data {
+                key,
+                dir,
+                ts_ns,
+                payload,
+                missing: 0,
+                after_skip: false,
+                comm: "",
+            },
+            ts_ns,
+        ),
+        CaptureEvent::Closed { key, ts_ns } => (Input::Closed { key, ts_ns }, ts_ns),
+    }
+}
+
 fn write(sinks: &mut [Box<dyn Sink>], events: &mut Vec<Event>) -> anyhow::Result<()> {
     for e in events.drain(..) {
         for sink in sinks.iter_mut() {
@@ -118,4 +126,119 @@ fn write(sinks: &mut [Box<dyn Sink>], events: &mut Vec<Event>) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    use adi_core::FlowKey;
+
+    use super::*;
+
+    /// Every capture in the repository: the classifiers' real captures and the end-to-end ones.
+    fn captures() -> Vec<PathBuf> {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("classifiers/src"))
+            .expect("classifiers/src")
+            .map(|e| e.expect("entry").path().join("fixtures"))
+            .collect();
+        dirs.push(root.join("testdata/captures"));
+        let mut files: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| d.is_dir())
+            .flat_map(|d| std::fs::read_dir(d).expect("fixtures"))
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn read(path: &Path) -> Vec<CaptureEvent> {
+        let bytes = std::fs::read(path).expect("capture");
+        CaptureReader::new(bytes.as_slice())
+            .expect("capture header")
+            .map(|e| e.expect("a well-formed capture"))
+            .collect()
+    }
+
+    /// The protocols each connection (by its client and server address) is announced as.
+    fn announced(events: &[CaptureEvent]) -> BTreeMap<String, BTreeSet<String>> {
+        let config = PipelineConfig {
+            mid_stream_unopened: true,
+            ..PipelineConfig::default()
+        };
+        let registry = Arc::new(Registry::from_inventory().expect("registry"));
+        let mut pipeline = Pipeline::new(registry, NoProcesses, config);
+        let mut out = Vec::new();
+        for e in events {
+            pipeline.handle(input(e).0, &mut out);
+        }
+        pipeline.finish(u64::MAX, &mut out);
+        let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in &out {
+            if let Event::Connection(c) = e {
+                let tuple = serde_json::to_string(&c.endpoints).expect("json");
+                named
+                    .entry(tuple)
+                    .or_default()
+                    .insert(c.protocol.as_str().to_owned());
+            }
+        }
+        named
+    }
+
+    /// `events` as a capture started later would show them: each connection without its
+    /// opening and its first `cut` data events (its first exchanges).
+    fn joined_after(events: &[CaptureEvent], cut: usize) -> Vec<CaptureEvent> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let name = |k: &FlowKey| format!("{}-{}", k.client, k.server);
+        events
+            .iter()
+            .filter(|e| match e {
+                CaptureEvent::Opened { .. } => false,
+                CaptureEvent::Data { key, .. } => {
+                    let n = seen.entry(name(key)).or_default();
+                    *n += 1;
+                    *n > cut
+                }
+                CaptureEvent::Closed { .. } => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A capture that starts after a connection's first exchanges (or a connection opened
+    /// before live capture started) may name fewer protocols, never another one: whatever a
+    /// look-alike claims of a single message waits until the connection tells them apart.
+    #[test]
+    fn connections_joined_mid_stream_are_never_misnamed() {
+        let files = captures();
+        assert!(files.len() >= 30, "captures found: {files:?}");
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for path in &files {
+            let events = read(path);
+            let truth = announced(&events);
+            for cut in 1..=6 {
+                for (tuple, protocols) in announced(&joined_after(&events, cut)) {
+                    checked += 1;
+                    let allowed = truth.get(&tuple);
+                    for p in protocols {
+                        if !allowed.is_some_and(|a| a.contains(&p)) {
+                            failures.push(format!(
+                                "{}: {tuple} joined after {cut} message(s) is named {p}, \
+                                 from the start {allowed:?}",
+                                path.display()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} verdicts checked");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

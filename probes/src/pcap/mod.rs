@@ -16,8 +16,8 @@
 //!   [`CaptureStats::non_tcp`].
 //! - **Reassembly:** by sequence number with wrap-around, retransmissions and overlaps trimmed
 //!   (no byte is delivered twice), early segments buffered up to [`ReassemblyLimits`]. A
-//!   capture that starts mid-connection starts each direction at its first segment. The SYN
-//!   sender is the client; without a SYN, the side with the larger port (ties: the lower
+//!   capture that starts mid-connection starts each direction at its first segment (and says
+//!   no `Opened` for it: its opening was not seen). The SYN sender is the client; without a SYN, the side with the larger port (ties: the lower
 //!   address).
 //! - **Ends:** a connection closes on an RST or once both FINs are seen; holes that can
 //!   never be filled are skipped (counted in [`CaptureStats::gap_bytes`]) and what follows
@@ -49,6 +49,14 @@ pub use file::{MAX_BLOCK_LEN, MAX_CAPLEN};
 /// One thing learnt from a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaptureEvent {
+    /// A connection's opening (its SYN or SYN-ACK) is in the capture, before its first
+    /// `Data`. A connection without one was already open when the capture began.
+    Opened {
+        /// The connection (`pid` 0, role [`adi_core::flow::Role::Wire`]).
+        key: FlowKey,
+        /// Capture time of that packet.
+        ts_ns: u64,
+    },
     /// Reassembled in-order bytes of one direction of one connection.
     Data {
         /// The connection (`pid` 0, role [`adi_core::flow::Role::Wire`]).

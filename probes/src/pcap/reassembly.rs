@@ -401,8 +401,15 @@ impl Reassembler {
             let (client, server) = pick_client(seg);
             self.next_id += 1;
             stats.connections += 1;
-            self.conns
-                .insert(key, Conn::new(self.next_id, client, server));
+            let conn = Conn::new(self.next_id, client, server);
+            if syn {
+                // Its opening is in the capture; without one, it was joined mid-stream.
+                out.push_back(CaptureEvent::Opened {
+                    key: conn.key,
+                    ts_ns,
+                });
+            }
+            self.conns.insert(key, conn);
         }
         let Some(conn) = self.conns.get_mut(&key) else {
             return;

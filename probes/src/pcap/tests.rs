@@ -284,7 +284,7 @@ impl Run {
             .iter()
             .filter_map(|e| match e {
                 CaptureEvent::Closed { key, .. } => Some(*key),
-                CaptureEvent::Data { .. } => None,
+                CaptureEvent::Opened { .. } | CaptureEvent::Data { .. } => None,
             })
             .collect()
     }
@@ -292,7 +292,9 @@ impl Run {
     fn keys(&self) -> Vec<FlowKey> {
         let mut keys: Vec<FlowKey> = Vec::new();
         for e in &self.events {
-            let (CaptureEvent::Data { key, .. } | CaptureEvent::Closed { key, .. }) = e;
+            let (CaptureEvent::Opened { key, .. }
+            | CaptureEvent::Data { key, .. }
+            | CaptureEvent::Closed { key, .. }) = e;
             if !keys.contains(key) {
                 keys.push(*key);
             }
@@ -313,11 +315,21 @@ fn run_with(bytes: &[u8], limits: ReassemblyLimits) -> Run {
         }
     }
     assert!(reader.next().is_none(), "fused");
-    // Every connection: Data*, then exactly one Closed, and nothing after it.
+    // Every connection: at most one Opened, Data*, then exactly one Closed, and nothing
+    // after it.
     let mut closed: Vec<FlowKey> = Vec::new();
+    let mut started: Vec<FlowKey> = Vec::new();
     for e in &events {
         match e {
+            CaptureEvent::Opened { key, .. } => {
+                assert!(
+                    !started.contains(key) || closed.contains(key),
+                    "Opened twice for {key:?}"
+                );
+                started.push(*key);
+            }
             CaptureEvent::Data { key, payload, .. } => {
+                started.push(*key);
                 assert!(!payload.is_empty());
                 assert!(
                     !closed.contains(key) || events_reuse(key),
@@ -478,8 +490,9 @@ fn ethernet_vlan_literal() {
     assert_eq!(r.stats.connections, 1);
     // Closed at end of input.
     assert_eq!(r.closed(), vec![key(c(), s())]);
+    // No opening either: the connection was already open when the capture began.
     let Some(CaptureEvent::Data { ts_ns, .. }) = r.events.first() else {
-        panic!("no data")
+        panic!("no data first: {:?}", r.events)
     };
     assert_eq!(*ts_ns, 1_000_000_000);
 }
@@ -727,6 +740,10 @@ fn rst_closes_after_data() {
     assert!(matches!(
         r.events.as_slice(),
         [
+            CaptureEvent::Opened {
+                ts_ns: 1_000_000_000,
+                ..
+            },
             CaptureEvent::Data { .. },
             CaptureEvent::Closed {
                 ts_ns: 3_000_000_000,
@@ -793,11 +810,15 @@ fn port_reuse_after_close_is_a_new_connection() {
         .events
         .iter()
         .map(|e| match e {
+            CaptureEvent::Opened { .. } => "opened",
             CaptureEvent::Data { .. } => "data",
             CaptureEvent::Closed { .. } => "closed",
         })
         .collect();
-    assert_eq!(kinds, ["data", "closed", "data", "closed"]);
+    assert_eq!(
+        kinds,
+        ["opened", "data", "closed", "opened", "data", "closed"]
+    );
 }
 
 #[test]
@@ -835,7 +856,7 @@ fn gap_skipped_at_close() {
         .iter()
         .filter_map(|e| match e {
             CaptureEvent::Data { payload, .. } => Some(payload.as_slice()),
-            CaptureEvent::Closed { .. } => None,
+            CaptureEvent::Opened { .. } | CaptureEvent::Closed { .. } => None,
         })
         .collect();
     assert_eq!(payloads, [&b"AAAA"[..], &b"CCCC"[..]]);
@@ -1025,7 +1046,7 @@ fn pcapng_two_interfaces_and_sections() {
         .iter()
         .filter_map(|e| match e {
             CaptureEvent::Data { ts_ns, .. } => Some(*ts_ns),
-            CaptureEvent::Closed { .. } => None,
+            CaptureEvent::Opened { .. } | CaptureEvent::Closed { .. } => None,
         })
         .collect();
     assert_eq!(
@@ -1189,9 +1210,9 @@ fn real_captures_reassemble_http() {
         );
         assert_eq!(s.connections, 1, "{name}");
         assert_eq!(s.packets, 14, "{name}");
-        // Timestamps are 2026-ish, in ns.
-        let Some(CaptureEvent::Data { ts_ns, .. }) = r.events.first() else {
-            panic!("{name}: no data")
+        // Timestamps are 2026-ish, in ns; the handshake is in each capture.
+        let Some(CaptureEvent::Opened { ts_ns, .. }) = r.events.first() else {
+            panic!("{name}: no opening")
         };
         assert!(*ts_ns > 1_700_000_000 * 1_000_000_000, "{name}: {ts_ns}");
     }
