@@ -241,4 +241,101 @@ mod tests {
         assert!(checked > 100, "only {checked} verdicts checked");
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
+
+    /// The connection summaries of `capture`'s connections, as their last `connection`
+    /// events give them.
+    fn summaries(capture: &str) -> BTreeSet<String> {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../classifiers/src"));
+        let registry = Arc::new(Registry::from_inventory().expect("registry"));
+        let mut pipeline = Pipeline::new(registry, NoProcesses, PipelineConfig::default());
+        let mut out = Vec::new();
+        for e in read(&root.join(capture)) {
+            pipeline.handle(input(&e).0, &mut out);
+        }
+        pipeline.finish(u64::MAX, &mut out);
+        let mut last: BTreeMap<u64, String> = BTreeMap::new();
+        for e in &out {
+            if let Event::Connection(c) = e {
+                let summary = serde_json::to_string(&c.summary).expect("json");
+                last.insert(c.flow_id.0, summary);
+            }
+        }
+        last.into_values().collect()
+    }
+
+    #[test]
+    fn connection_events_carry_what_the_login_said() {
+        let cases: [(&str, &[&str]); 7] = [
+            (
+                "postgres/fixtures/postgres_default_port.pcap",
+                &[
+                    r#"{"client_name":"adi-psycopg","database":"adidb","user":"adi"}"#,
+                    r#"{"client_name":"psql","database":"adidb","user":"adi"}"#,
+                ],
+            ),
+            (
+                "mysql/fixtures/mysql_default_port.pcap",
+                &[r#"{"database":"adidb","user":"adi"}"#],
+            ),
+            (
+                "mssql/fixtures/mssql_default.pcap",
+                &[r#"{"client_name":"adi-fixture","database":"shop","user":"adi_user"}"#],
+            ),
+            (
+                "mongodb/fixtures/mongodb_default.pcap",
+                &[r#"{"database":"shop"}"#, "{}"],
+            ),
+            (
+                "kafka/fixtures/kafka_default.pcap",
+                &[r#"{"client_id":"adi-fixture"}"#],
+            ),
+            (
+                "amqp/fixtures/amqp_default_port.pcap",
+                &[
+                    r#"{"client_name":"adi-consumer","vhost":"/"}"#,
+                    r#"{"client_name":"adi-publisher","vhost":"/"}"#,
+                ],
+            ),
+            (
+                "nats/fixtures/nats_default_port.pcap",
+                &[r#"{"client_name":"adi-nats-py"}"#],
+            ),
+        ];
+        for (capture, want) in cases {
+            let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(summaries(capture), want, "{capture}");
+        }
+    }
+
+    #[test]
+    fn amqp_publishes_keep_their_exchange_and_routing_key_when_redacted() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../classifiers/src"));
+        let registry = Arc::new(Registry::from_inventory().expect("registry"));
+        let config = PipelineConfig {
+            redact: true,
+            ..PipelineConfig::default()
+        };
+        let mut pipeline = Pipeline::new(registry, NoProcesses, config);
+        let mut out = Vec::new();
+        for e in read(&root.join("amqp/fixtures/amqp_default_port.pcap")) {
+            pipeline.handle(input(&e).0, &mut out);
+        }
+        let published: Vec<String> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message(m) if m.op.as_deref() == Some("basic.publish") => {
+                    Some(serde_json::to_string(&m.attributes).expect("json"))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(!published.is_empty());
+        assert!(
+            published
+                .iter()
+                .any(|a| a.contains(r#""exchange":"adi.events""#)
+                    && a.contains(r#""routing_key":"task.created""#)),
+            "{published:#?}"
+        );
+    }
 }

@@ -179,7 +179,7 @@ fn setup(cmd: &mut Command) -> String {
 
 fn compact(c: &Value) -> String {
     format!(
-        "pid {} {} {}: {} {} {} {}:{} -> {}:{} ({})",
+        "pid {} {} {}: {} {} {} {}:{} -> {}:{} ({}) {}",
         c["pid"],
         c["comm"],
         c["role"],
@@ -190,12 +190,14 @@ fn compact(c: &Value) -> String {
         c["source_port"],
         c["dest_ip"],
         c["dest_port"],
-        c["detection_reason"]
+        c["detection_reason"],
+        c["summary"]
     )
 }
 
 /// Both ends of one connection: the client's connection events and the server's, in order
-/// (an end is reported when first classified, then each time its verdict improves).
+/// (an end is reported when first classified, then each time its verdict improves or its
+/// login says more).
 struct Ends<'a> {
     client: Vec<&'a Value>,
     server: Vec<&'a Value>,
@@ -206,12 +208,16 @@ impl Ends<'_> {
         self.client[0]["pid"].as_u64().expect("pid")
     }
 
-    /// The confidences reported for this connection, the same at both ends.
+    /// The confidences reported for this connection, the same at both ends (a verdict
+    /// announced again with more of the login counts once).
     fn confidences(&self) -> Vec<u64> {
         let seq = |evs: &[&Value]| -> Vec<u64> {
-            evs.iter()
+            let mut v: Vec<u64> = evs
+                .iter()
                 .map(|c| c["confidence"].as_u64().expect("confidence"))
-                .collect()
+                .collect();
+            v.dedup();
+            v
         };
         let (c, s) = (seq(&self.client), seq(&self.server));
         assert_eq!(c, s, "both ends agree");
@@ -273,7 +279,8 @@ fn both_ends<'a>(
 }
 
 /// One end of a connection: reported, always by the same pid (one that `pid_ok` accepts),
-/// at a confidence of at least 92 that only rises, to 99 when confirmed.
+/// at a confidence of at least 92 that only rises, to 99 when confirmed; reported again at the
+/// same confidence only with more of its summary than before.
 fn check_end(end: &[&Value], pid_ok: &dyn Fn(u64) -> bool, shown: &[String]) {
     assert!(!end.is_empty(), "both ends reported: {shown:#?}");
     assert!(
@@ -282,13 +289,16 @@ fn check_end(end: &[&Value], pid_ok: &dyn Fn(u64) -> bool, shown: &[String]) {
         "one pid of ours per end: {shown:#?}"
     );
     let mut last = 91;
+    let mut known = 0;
     for c in end {
         let conf = c["confidence"].as_u64().expect("confidence");
+        let summary = c["summary"].as_object().map_or(0, serde_json::Map::len);
         assert!(
-            conf > last && conf <= 99,
+            (conf > last || (conf == last && summary > known)) && conf <= 99,
             "confidence rises from 92: {shown:#?}"
         );
-        last = conf;
+        assert!(summary >= known, "a summary only grows: {shown:#?}");
+        (last, known) = (conf, summary);
         if conf == 99 {
             assert!(
                 c["detection_reason"]
@@ -309,6 +319,41 @@ fn verdicts(ends: &BTreeMap<u64, Ends>, pid: u32) -> Vec<Vec<u64>> {
         .collect();
     v.sort();
     v
+}
+
+/// Asserts that process `pid` has a `message` event of `protocol` with `kind` and `op` (and
+/// `resource`, when given); a response must carry its latency. Returns the first match.
+fn message<'a>(
+    events: &'a [Value],
+    pid: u32,
+    (protocol, kind, op): (&str, &str, &str),
+    resource: Option<&str>,
+) -> &'a Value {
+    let mine: Vec<&Value> = of_type(events, "message")
+        .into_iter()
+        .filter(|m| m["pid"] == pid)
+        .collect();
+    mine.iter()
+        .copied()
+        .find(|m| {
+            m["protocol"] == protocol
+                && m["kind"] == kind
+                && m["op"] == op
+                && resource.is_none_or(|r| m["resource"] == r)
+                && (kind != "response" || m["latency_ms"].as_f64().is_some_and(|l| l >= 0.0))
+        })
+        .unwrap_or_else(|| {
+            let shown: Vec<String> = mine
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} {} {}",
+                        m["kind"], m["op"], m["resource"], m["latency_ms"]
+                    )
+                })
+                .collect();
+            panic!("pid {pid}: no {protocol} {kind} {op} {resource:?} in {shown:#?}")
+        })
 }
 
 /// `adi --pid P...` for these pids.
@@ -394,6 +439,18 @@ fn redis_cli_and_redis_benchmark_against_redis_server() {
         [vec![92], vec![92], vec![92, 99], vec![92, 99], vec![92, 99]]
     );
     assert_eq!(ends.len(), 7);
+    // The commands as messages, answered with a latency; the key is counted, never shown.
+    for (pid, op) in [(set.pid(), "SET"), (get.pid(), "GET"), (bench.pid(), "SET")] {
+        let asked = message(&events, pid, ("redis", "request", op), None);
+        assert_eq!(asked["attributes"]["key_count"], "1", "{asked}");
+        message(&events, pid, ("redis", "response", op), None);
+    }
+    message(&events, server.pid(), ("redis", "request", "GET"), None);
+    // (The clients' command lines hold the keys: only the messages are checked.)
+    for m in of_type(&events, "message") {
+        assert!(m["resource"].is_null(), "{m}");
+        assert!(!m["attributes"].to_string().contains("adi:key"), "{m}");
+    }
     eprintln!(
         "redis: {} connections in {:?}",
         ends.len(),
@@ -487,6 +544,19 @@ fn memcached_text_and_binary_protocol_clients_against_memcached() {
     assert_eq!(verdicts(&ends, text.pid()), [vec![92, 99]]);
     assert_eq!(verdicts(&ends, binary.pid()), [vec![92, 99]]);
     assert_eq!(ends.len(), 2);
+    // Text and binary commands alike: set and get, answered with a latency, keys counted.
+    for pid in [text.pid(), binary.pid()] {
+        for op in ["set", "get"] {
+            let asked = message(&events, pid, ("memcached", "request", op), None);
+            assert_eq!(asked["attributes"]["key_count"], "1", "{asked}");
+            message(&events, pid, ("memcached", "response", op), None);
+        }
+    }
+    // (The clients' command lines hold the keys: only the messages are checked.)
+    for m in of_type(&events, "message") {
+        assert!(m["resource"].is_null(), "{m}");
+        assert!(!m["attributes"].to_string().contains("adi:"), "{m}");
+    }
     eprintln!(
         "memcached: {} connections in {:?}",
         ends.len(),
@@ -572,6 +642,18 @@ fn nats_client_against_nats_server() {
     );
     assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
     assert_eq!(ends.len(), 1);
+    // Subjects as messages at both ends, the keep-alive paired with a latency, the client's
+    // name on its connection.
+    for pid in [client.pid(), server.pid()] {
+        for op in ["SUB", "PUB", "MSG"] {
+            message(&events, pid, ("nats", "message", op), Some("adi.live"));
+        }
+        message(&events, pid, ("nats", "response", "PONG"), None);
+    }
+    let end = ends.values().next().expect("one");
+    for last in [end.client.last(), end.server.last()].into_iter().flatten() {
+        assert_eq!(last["summary"]["client_name"], "adi-live", "{last}");
+    }
     eprintln!(
         "nats: {} connections in {:?}",
         ends.len(),
@@ -652,6 +734,30 @@ fn mariadb_cli_against_mariadb() {
     );
     assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
     assert_eq!(ends.len(), 1);
+    let end = ends.values().next().expect("one");
+    for last in [end.client.last(), end.server.last()].into_iter().flatten() {
+        assert_eq!(last["summary"]["user"], "adi", "{last}");
+    }
+    // The query as a message at both ends, its literal normalised, answered by its result
+    // set with a latency; the password (sent hashed) in no message.
+    for pid in [client.pid(), server.pid()] {
+        message(
+            &events,
+            pid,
+            ("mysql", "request", "query"),
+            Some("select ?"),
+        );
+        message(
+            &events,
+            pid,
+            ("mysql", "response", "result_set"),
+            Some("select ?"),
+        );
+    }
+    for m in of_type(&events, "message") {
+        let said = format!("{} {}", m["resource"], m["attributes"]);
+        assert!(!said.contains("adi-secret"), "{m}");
+    }
     eprintln!(
         "mariadb: {} connections in {:?}",
         ends.len(),
@@ -786,6 +892,13 @@ fn psql_against_postgresql() {
         assert_eq!(mine[0].confidences(), want);
     }
     assert_eq!(ends.len(), 2);
+    // Both ends name the login on their last connection event.
+    for end in ends.values().flat_map(|e| [&e.client, &e.server]) {
+        let last = end.last().expect("reported");
+        assert_eq!(last["summary"]["user"], "postgres", "{last}");
+        assert_eq!(last["summary"]["database"], "postgres", "{last}");
+        assert_eq!(last["summary"]["client_name"], "psql", "{last}");
+    }
     let psql_pids: Vec<u32> = clients.iter().map(Held::pid).collect();
     assert_password_redacted(&events, &env_yaml, &password, &psql_pids);
     assert_psql_messages(&events, &psql_pids);
@@ -869,8 +982,10 @@ params = pika.ConnectionParameters("127.0.0.1", int(sys.argv[1]), connection_att
                                    client_properties={"connection_name": "adi-live"})
 conn = pika.BlockingConnection(params)
 ch = conn.channel()
+ch.exchange_declare("adi.orders", exchange_type="topic", durable=False)
 ch.queue_declare("adi.live", durable=False)
-ch.basic_publish("", "adi.live", b"hello rabbit")
+ch.queue_bind("adi.live", "adi.orders", routing_key="order.*")
+ch.basic_publish("adi.orders", "order.created", b"hello rabbit")
 got = []
 def on_message(ch, method, props, body):
     got.append(body)
@@ -953,6 +1068,29 @@ fn pika_against_rabbitmq() {
     );
     assert_eq!(verdicts(&ends, client.pid()), [vec![92, 99]]);
     assert_eq!(ends.len(), 1);
+    // The publish names its exchange and routing key at both ends; the delivery its queue's
+    // exchange; the queue declaration is answered with a latency; the login's virtual host
+    // and connection name are on the connection.
+    for pid in [client.pid(), server.pid()] {
+        let published = message(&events, pid, ("amqp", "message", "basic.publish"), None);
+        assert_eq!(published["resource"], "adi.orders", "{published}");
+        assert_eq!(
+            published["attributes"]["routing_key"], "order.created",
+            "{published}"
+        );
+        message(&events, pid, ("amqp", "message", "basic.deliver"), None);
+        message(
+            &events,
+            pid,
+            ("amqp", "response", "queue.declare-ok"),
+            Some("adi.live"),
+        );
+    }
+    let end = ends.values().next().expect("one");
+    for last in [end.client.last(), end.server.last()].into_iter().flatten() {
+        assert_eq!(last["summary"]["vhost"], "/", "{last}");
+        assert_eq!(last["summary"]["client_name"], "adi-live", "{last}");
+    }
     eprintln!(
         "rabbitmq: {} connections in {:?}",
         ends.len(),
@@ -963,7 +1101,11 @@ fn pika_against_rabbitmq() {
 /// The orders service of the demo: an HTTP API that publishes each order to NATS over a
 /// connection it opens at start (before adi), prints its port, then serves.
 const DEMO_ORDERS: &str = r#"
-import http.server, json, socket, sys, threading
+import http.server, json, os, socket, sys, threading
+import pg8000.native
+db = pg8000.native.Connection("postgres", host="127.0.0.1", port=int(sys.argv[2]),
+    password=os.environ["PGPASSWORD"], database="postgres", application_name="orders")
+db.run("CREATE TABLE IF NOT EXISTS orders (id serial, item int, channel text)")
 nats = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 nf = nats.makefile("rb")
 nf.readline()
@@ -976,6 +1118,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with lock:
+            db.run("INSERT INTO orders (item, channel) VALUES (:item, 'web')",
+                item=json.loads(body)["item"])
             nats.sendall(b"PUB orders.created %d\r\n%s\r\n" % (len(body), body))
         out = json.dumps({"status": "accepted"}).encode()
         self.send_response(201)
@@ -1016,9 +1160,10 @@ while True:
 "#;
 
 /// The load generator of the demo, started after adi: orders over HTTP, then reads the
-/// stored orders from Redis.
+/// stored orders from Redis and counts them in PostgreSQL.
 const DEMO_LOADGEN: &str = r#"
-import json, socket, sys, time, urllib.request
+import json, os, socket, sys, time, urllib.request
+import pg8000.native
 for i in range(5):
     req = urllib.request.Request("http://127.0.0.1:%s/orders" % sys.argv[1],
         data=json.dumps({"item": i}).encode(), headers={"Content-Type": "application/json"})
@@ -1031,7 +1176,10 @@ for _ in range(50):
     if got == ":5":
         break
     time.sleep(0.1)
-print(got)
+db = pg8000.native.Connection("postgres", host="127.0.0.1", port=int(sys.argv[3]),
+    password=os.environ["PGPASSWORD"], database="postgres")
+rows = db.run("SELECT count(*) FROM orders WHERE channel = 'web' AND item < 1000")
+print(got, rows[0][0])
 "#;
 
 /// The three-service demo, for real: services that name themselves with ADI_PROFILE_NAME,
@@ -1041,14 +1189,28 @@ print(got)
 /// and no connection is ever announced as another protocol than the one it speaks.
 #[test]
 fn three_service_demo_names_services_and_never_misnames_a_protocol() {
-    if !can_run() || !have("nats-server") || !have("redis-server") || !have("python3") {
+    let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
+    if !can_run()
+        || !have("nats-server")
+        || !have("redis-server")
+        || !have("python3")
+        || !have(&initdb)
+        || !have("setpriv")
+    {
         return;
     }
     let _turn = serial();
     let profile = format!("adi-demo-{}", std::process::id());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (nats_port, redis_port) = (free_port(), free_port());
-    let (np, rp) = (nats_port.to_string(), redis_port.to_string());
+    let dir = owned_tempdir("postgres");
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let password = format!("demo-{}", std::process::id());
+    initdb_with_password(&initdb, &d, &password);
+    let (nats_port, redis_port, pg_port) = (free_port(), free_port(), free_port());
+    let (np, rp, pp) = (
+        nats_port.to_string(),
+        redis_port.to_string(),
+        pg_port.to_string(),
+    );
     let nats = Server::spawn(
         Command::new("nats-server").args(["-a", "127.0.0.1", "-p", &np]),
         libc::SIGTERM,
@@ -1066,14 +1228,24 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
         ]),
         libc::SIGTERM,
     );
+    let pg = Server::spawn(
+        as_postgres(&postgres)
+            .args(["-D", &d("data"), "-p", &pp])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("unix_socket_directories={}", d(""))])
+            .args(["-c", "fsync=off"]),
+        libc::SIGINT,
+    );
     wait_listener(nats_port, nats.pid(), Duration::from_secs(10));
     wait_listener(redis_port, redis.pid(), Duration::from_secs(10));
+    wait_listener(pg_port, pg.pid(), Duration::from_secs(20));
     let service = |name: &str, script: &str, args: &[&str]| {
         let mut cmd = Command::new("python3");
         cmd.args(["-c", script])
             .args(args)
             .env("ADI_PROFILE", &profile)
             .env("ADI_PROFILE_NAME", name)
+            .env("PGPASSWORD", &password)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("service");
@@ -1089,28 +1261,31 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
             line.trim().to_owned(),
         )
     };
-    let (orders, http_port) = service("orders", DEMO_ORDERS, &[&np]);
+    let (orders, http_port) = service("orders", DEMO_ORDERS, &[&np, &pp]);
+    assert!(http_port.parse::<u16>().is_ok(), "orders: {http_port}");
     let (logger, ready) = service("audit-logger", DEMO_LOGGER, &[&np, &rp]);
     assert_eq!(ready, "ready");
     let adi = Adi::start(&["--profile-allowed", &profile]);
     let mut loadgen = {
-        let mut cmd = held_python(DEMO_LOADGEN, &[&http_port, &rp]);
+        let mut cmd = held_python(DEMO_LOADGEN, &[&http_port, &rp, &pp]);
         cmd.env("ADI_PROFILE", &profile)
+            .env("PGPASSWORD", &password)
             .env("ADI_PROFILE_NAME", "loadgen");
         Held::spawn(cmd)
     };
     let stored = loadgen.run();
-    assert_eq!(stored.trim(), ":5", "every order stored: {stored}");
+    assert_eq!(stored.trim(), ":5 5", "every order stored: {stored}");
     let (events, _) = adi.stop();
     let pids = [orders.pid(), logger.pid(), loadgen.pid()];
     let http: u16 = http_port.parse().expect("port");
-    assert_demo_events(&events, pids, [nats_port, redis_port, http]);
+    assert_demo_events(&events, pids, [nats_port, redis_port, http, pg_port]);
+    assert_demo_queries(&events, pg_port, &password);
 }
 
 /// The demo's events, for services with `pids` (orders, audit-logger, loadgen) and the
-/// NATS, Redis and orders HTTP `ports`.
-fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 3]) {
-    let [nats_port, redis_port, http] = ports;
+/// NATS, Redis, orders HTTP and PostgreSQL `ports`.
+fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 4]) {
+    let [nats_port, redis_port, http, pg_port] = ports;
     let names: HashMap<u64, &str> = pids
         .into_iter()
         .zip(["orders", "audit-logger", "loadgen"])
@@ -1130,6 +1305,7 @@ fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 3]) {
         p if p == u64::from(nats_port) => "nats",
         p if p == u64::from(redis_port) => "redis",
         p if p == u64::from(http) => "http1",
+        p if p == u64::from(pg_port) => "postgres",
         _ => "?",
     };
     let conns = of_type(events, "connection");
@@ -1150,6 +1326,8 @@ fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 3]) {
         ("loadgen", http, "http1"),
         ("loadgen", redis_port, "redis"),
         ("orders", http, "http1"),
+        ("orders", pg_port, "postgres"),
+        ("loadgen", pg_port, "postgres"),
     ] {
         assert!(
             conns.iter().any(|c| c["service"] == name
@@ -1203,4 +1381,51 @@ fn assert_demo_events(events: &[Value], pids: [u32; 3], ports: [u16; 3]) {
     );
     assert!(did("audit-logger", "RPUSH", None), "{messages:#?}");
     assert!(did("loadgen", "LLEN", None), "{messages:#?}");
+}
+
+/// The demo's PostgreSQL traffic: the orders' inserts on a connection opened before adi
+/// started (joined mid-stream: no login seen), the loadgen's count on a new one (its login on
+/// the connection event), queries normalised, every statement answered with a latency, and
+/// the password nowhere.
+fn assert_demo_queries(events: &[Value], pg_port: u16, password: &str) {
+    let messages = of_type(events, "message");
+    let pg: Vec<&&Value> = messages
+        .iter()
+        .filter(|m| m["dest_port"] == pg_port || m["source_port"] == pg_port)
+        .collect();
+    let statements = |service: &str| -> Vec<String> {
+        pg.iter()
+            .filter(|m| m["service"] == service && m["kind"] == "request")
+            .filter_map(|m| m["resource"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let inserts = statements("orders");
+    assert!(
+        inserts
+            .iter()
+            .any(|q| q == "INSERT INTO orders (item, channel) VALUES ($1, ?)"),
+        "{inserts:#?}"
+    );
+    let counts = statements("loadgen");
+    assert!(
+        counts
+            .iter()
+            .any(|q| q == "SELECT count(*) FROM orders WHERE channel = ? AND item < ?"),
+        "{counts:#?}"
+    );
+    let answered = pg
+        .iter()
+        .filter(|m| m["kind"] == "response" && m["latency_ms"].is_number())
+        .count();
+    assert!(answered >= 6, "5 inserts and a count answered: {pg:#?}");
+    let conns = of_type(events, "connection");
+    let login = conns
+        .iter()
+        .rfind(|c| c["service"] == "loadgen" && c["dest_port"] == pg_port)
+        .expect("loadgen -> postgres");
+    assert_eq!(login["summary"]["user"], "postgres", "{login}");
+    assert_eq!(login["summary"]["database"], "postgres", "{login}");
+    for e in events {
+        assert!(!e.to_string().contains(password), "password in {e}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Output events: the JSON-lines schema (documented in `docs/output-formats.md`). Field names
 //! here are the schema, pinned by golden tests in `sinks/tests/`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -370,7 +371,14 @@ impl MessageEvent {
     /// Replaces secrets with `<redacted>`: attributes with secret names, and literals in
     /// query texts (`docs/redaction.md`).
     pub fn redact(&mut self) {
-        crate::redact::headers(&mut self.attributes.0);
+        for (name, value) in &mut self.attributes.0 {
+            // Names the parsers give that only look secret: an authentication method, an
+            // AMQP routing key (a topic, like a NATS subject).
+            let parser_named = matches!(name.as_str(), "auth" | "auth_plugin" | "routing_key");
+            if !parser_named && crate::redact::is_secret_name(name) {
+                crate::redact::REDACTED.clone_into(value);
+            }
+        }
         if self.category == Category::DATABASE {
             if let Some(q) = self.resource.as_mut() {
                 *q = crate::redact::sql(q);
@@ -466,6 +474,10 @@ pub struct ConnectionEvent {
     pub flow_id: FlowId,
     /// `client` if the traced process connected, `server` if it accepted.
     pub role: Role,
+    /// What the connection's messages said about it so far: `user`, `database`,
+    /// `client_name`, `client_id`, `vhost` (the protocol's login or handshake).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary: BTreeMap<&'static str, String>,
 }
 
 impl ConnectionEvent {
@@ -485,6 +497,7 @@ impl ConnectionEvent {
             detection_reason: c.reason.clone(),
             flow_id: c.flow,
             role: c.key.role,
+            summary: BTreeMap::new(),
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct Record {
     pub wire_len: u64,
     /// True when `body` or `raw` was cut at its cap, or the message was only partly seen.
     pub truncated: bool,
+    /// What this message says about its whole connection, under the names every protocol
+    /// shares: `user`, `database`, `client_name`, `client_id`, `vhost`. The pipeline puts
+    /// them on the connection's `connection` events.
+    pub connection: Vec<(&'static str, String)>,
 }
 
 impl Record {
@@ -52,6 +56,7 @@ impl Record {
             raw: Vec::new(),
             wire_len: 0,
             truncated: false,
+            connection: Vec::new(),
         }
     }
 

@@ -23,11 +23,11 @@ pub mod service;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adi_core::engine::{Engine, FlowRecord, FlowSummary, Output};
+use adi_core::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
 use adi_core::event::{ConnectionEvent, Event, HttpEvent, MessageEvent, ProcessEvent, ProcessInfo};
 use adi_core::flow::FlowKey;
 use adi_core::record::RecordKind;
@@ -178,10 +178,18 @@ struct FlowState {
     pending: VecDeque<(Option<String>, Option<String>)>,
     /// The service at the other end, once known (kept when that end closes first).
     peer: Option<Arc<str>>,
+    /// The last verdict announced, to announce again when `summary` grows.
+    verdict: Option<Classification>,
+    /// What the connection's messages said about it (user, database, ...).
+    summary: BTreeMap<&'static str, String>,
 }
 
 /// Most unanswered requests remembered per connection (a peer that never answers).
 const MAX_PENDING: usize = 1024;
+
+/// Most facts kept in a connection's summary, and the longest value kept (in bytes).
+const MAX_SUMMARY: usize = 8;
+const MAX_SUMMARY_VALUE: usize = 256;
 
 /// The pipeline: engine, process context, pairing, service names.
 pub struct Pipeline<P: ProcessSource> {
@@ -496,16 +504,67 @@ impl<P: ProcessSource> Pipeline<P> {
 
     /// Turns the engine's outputs into events.
     fn publish(&mut self, outputs: &mut Vec<Output>, comm: &str, out: &mut Vec<Event>) {
+        // What this batch's messages say about their connection goes on the connection event
+        // of the same batch; a connection announced before is announced again with it.
+        let mut grown: Vec<(FlowKey, u64)> = Vec::new();
+        for o in outputs.iter() {
+            if let Output::Record(r) = o {
+                if self.learn(&r.key, &r.record.connection) && !grown.iter().any(|g| g.0 == r.key) {
+                    grown.push((r.key, r.ts_ns));
+                }
+            }
+        }
         for o in outputs.drain(..) {
             match o {
                 Output::Classified(c) => {
-                    let p = self.process_of(&c.key, comm);
-                    let e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
-                    self.emit(Event::Connection(e), out);
+                    grown.retain(|g| g.0 != c.key);
+                    self.announce(c, comm, out);
                 }
                 Output::Record(r) => self.record(r, comm, out),
             }
         }
+        for (key, ts_ns) in grown {
+            let verdict = self.flows.get(&key).and_then(|f| f.verdict.clone());
+            if let Some(c) = verdict {
+                self.announce(Classification { ts_ns, ..c }, comm, out);
+            }
+        }
+    }
+
+    /// Adds what a message says about its connection to the connection's summary; true when
+    /// the summary grew.
+    fn learn(&mut self, key: &FlowKey, facts: &[(&'static str, String)]) -> bool {
+        let Some(flow) = self.flows.get_mut(key) else {
+            return false;
+        };
+        let mut grew = false;
+        for (name, value) in facts {
+            if flow.summary.len() >= MAX_SUMMARY || flow.summary.contains_key(name) {
+                continue;
+            }
+            let mut value = value.clone();
+            if value.len() > MAX_SUMMARY_VALUE {
+                let mut end = MAX_SUMMARY_VALUE;
+                while !value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                value.truncate(end);
+            }
+            flow.summary.insert(name, value);
+            grew = true;
+        }
+        grew
+    }
+
+    /// A `connection` event for verdict `c`, with what is known about the connection.
+    fn announce(&mut self, c: Classification, comm: &str, out: &mut Vec<Event>) {
+        let p = self.process_of(&c.key, comm);
+        let mut e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
+        if let Some(flow) = self.flows.get_mut(&c.key) {
+            e.summary.clone_from(&flow.summary);
+            flow.verdict = Some(c);
+        }
+        self.emit(Event::Connection(e), out);
     }
 
     /// One parsed message: an `http` event for HTTP-category protocols, a `message` event

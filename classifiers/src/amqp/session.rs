@@ -147,6 +147,16 @@ fn method_record(id: MethodId, a: &Arguments<'_>, frame: &[u8]) -> Record {
     attr("routing_key", a.routing_key);
     attr("consumer_tag", a.consumer_tag);
     attr("reply_text", a.reply_text);
+    if id == MethodId::CONNECTION_OPEN {
+        if let Some(vhost) = a.vhost {
+            r.connection.push(("vhost", text(vhost)));
+        }
+    }
+    if id != MethodId::CONNECTION_START {
+        if let Some(name) = a.properties.and_then(|p| p.string("connection_name")) {
+            r.connection.push(("client_name", text(name)));
+        }
+    }
     r.wire_len = frame.len() as u64;
     keep(&mut r.raw, &mut r.truncated, frame, MAX_RAW_KEPT);
     r

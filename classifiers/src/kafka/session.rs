@@ -111,8 +111,11 @@ impl KafkaSession {
         let mut rec = Record::new(kind);
         rec.op = Some(api_name(api_key));
         if let Some(id) = client_id {
-            rec.attributes
-                .push(("client_id".into(), String::from_utf8_lossy(id).into_owned()));
+            let id = String::from_utf8_lossy(id).into_owned();
+            if !id.is_empty() {
+                rec.connection.push(("client_id", id.clone()));
+            }
+            rec.attributes.push(("client_id".into(), id));
         }
         rec.attributes
             .push(("api_version".into(), api_version.to_string()));

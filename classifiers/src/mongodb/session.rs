@@ -191,6 +191,10 @@ impl MongoSession {
         }
         if let Some(db) = &s.database {
             rec.attributes.push(("database".into(), db.clone()));
+            // `admin` carries the handshake and server commands, not the application's data.
+            if db != "admin" {
+                rec.connection.push(("database", db.clone()));
+            }
         }
         if let Some(coll) = &s.collection {
             rec.attributes.push(("collection".into(), coll.clone()));

@@ -112,6 +112,15 @@ fn read_login7(body: &[u8], rec: &mut Record) -> Result<(), ParseError> {
         ("database", login.database),
     ] {
         if let Some(s) = login_string(body, pair) {
+            let shared = match name {
+                "user" => Some("user"),
+                "database" => Some("database"),
+                "app" => Some("client_name"),
+                _ => None,
+            };
+            if let Some(shared) = shared.filter(|_| !s.is_empty()) {
+                rec.connection.push((shared, s.clone()));
+            }
             push(rec, name, s);
         }
     }

@@ -198,8 +198,10 @@ impl MysqlSession {
                 if let Some(hr) = parse_handshake_response(payload) {
                     self.client_caps = Some(hr.capabilities);
                     r.attributes.push(("user".to_owned(), value(hr.user)));
+                    r.connection.push(("user", value(hr.user)));
                     if let Some(db) = hr.schema.filter(|d| !d.is_empty()) {
                         r.attributes.push(("schema".to_owned(), value(db)));
+                        r.connection.push(("database", value(db)));
                     }
                     if let Some(p) = hr.auth_plugin {
                         r.attributes.push(("auth_plugin".to_owned(), value(p)));

@@ -112,7 +112,11 @@ impl NatsSession {
                 attr("version", json_string(c.rest, "version"));
             }
             Verb::Connect => {
-                attr("name", json_string(c.rest, "name"));
+                let name = json_string(c.rest, "name").filter(|n| !n.is_empty());
+                if let Some(n) = &name {
+                    r.connection.push(("client_name", n.clone()));
+                }
+                attr("name", name);
                 attr("lang", json_string(c.rest, "lang"));
                 attr("version", json_string(c.rest, "version"));
             }

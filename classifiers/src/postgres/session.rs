@@ -146,6 +146,15 @@ impl PostgresSession {
                     format!("{}.{}", version >> 16, version & 0xffff),
                 );
                 for (name, v) in startup_params(params) {
+                    let shared = match name {
+                        b"user" => Some("user"),
+                        b"database" => Some("database"),
+                        b"application_name" => Some("client_name"),
+                        _ => None,
+                    };
+                    if let Some(shared) = shared.filter(|_| !v.is_empty()) {
+                        r.connection.push((shared, value(v)));
+                    }
                     push_attr(&mut r.attributes, &String::from_utf8_lossy(name), value(v));
                 }
                 self.startup = true;
