@@ -55,9 +55,26 @@ pub fn headers(headers: &mut [(String, String)]) -> bool {
     changed
 }
 
+/// Programs whose `-pPASSWORD` flag carries the password glued to it.
+const MYSQL_CLIENTS: &[&str] = &[
+    "mysql",
+    "mariadb",
+    "mysqldump",
+    "mariadb-dump",
+    "mysqladmin",
+    "mariadb-admin",
+    "mysqlimport",
+    "mariadb-import",
+    "mysqlshow",
+    "mariadb-show",
+    "mysqlcheck",
+    "mariadb-check",
+];
+
 /// Redacts secret values in a command line (or any space-separated words, such as an
 /// environment value like JAVA_TOOL_OPTIONS): `--password=x`, `--api-key x`, `TOKEN=x`,
-/// `-H Authorization: Bearer x` and passwords in URLs (`postgres://u:x@h`) lose their values.
+/// `-H Authorization: Bearer x` and passwords in URLs (`postgres://u:x@h`) lose their values, as
+/// does the `-pPASSWORD` of the MySQL and MariaDB clients.
 /// Borrowed when nothing changed (the common case).
 pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
     let secret_flag = |word: &str| word.starts_with('-') && is_secret_name(word);
@@ -71,10 +88,23 @@ pub fn cmdline(cmdline: &str) -> std::borrow::Cow<'_, str> {
             .iter()
             .any(|s| word.eq_ignore_ascii_case(s))
     };
+    // The MySQL clients take a password glued to `-p` (`mysql -uapp -phunter2`).
+    let program = cmdline.split(' ').next().unwrap_or("");
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let glued_p = MYSQL_CLIENTS.contains(&program);
     let mut changed = false;
     let mut out: Vec<std::borrow::Cow<'_, str>> = Vec::new();
     let mut redact_next = 0;
     for word in cmdline.split(' ') {
+        if redact_next > 0 && word.len() > 1 && word.starts_with('-') {
+            // Another flag, not the value of the secret-named one before it.
+            redact_next = 0;
+        }
+        if glued_p && word.len() > 2 && word.starts_with("-p") {
+            out.push(std::borrow::Cow::Owned(format!("-p{REDACTED}")));
+            changed = true;
+            continue;
+        }
         if redact_next > 0 {
             redact_next -= 1;
             // `Bearer <token>`: the scheme stays, the token goes.
@@ -319,6 +349,16 @@ mod tests {
         assert_eq!(
             cmdline("app --password=hunter2 --api-key k1 --keep x TOKEN=t -v"),
             "app --password=<redacted> --api-key <redacted> --keep x TOKEN=<redacted> -v"
+        );
+        // A glued `-p` password, and a flag that only looks secret-named before another.
+        assert_eq!(
+            cmdline("/usr/bin/mariadb -h db -u adi -padi-secret -e select 1"),
+            "/usr/bin/mariadb -h db -u adi -p<redacted> -e select 1"
+        );
+        assert_eq!(cmdline("mysql -u adi -p"), "mysql -u adi -p");
+        assert_eq!(
+            cmdline("app --auth-file -v x"),
+            "app --auth-file -v x"
         );
         assert_eq!(
             cmdline("curl -H Authorization: Bearer t0k https://a:pw@h/x?y=1"),

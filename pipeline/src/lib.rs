@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adi_core::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
+use adi_core::engine::{Classification, Engine, EngineConfig, FlowRecord, FlowSummary, Output};
 use adi_core::event::{ConnectionEvent, Event, HttpEvent, MessageEvent, ProcessEvent, ProcessInfo};
 use adi_core::flow::FlowKey;
 use adi_core::record::RecordKind;
@@ -225,8 +225,18 @@ impl<P: ProcessSource> std::fmt::Debug for Pipeline<P> {
 impl<P: ProcessSource> Pipeline<P> {
     /// A pipeline over `registry`'s classifiers, learning about processes from `source`.
     pub fn new(registry: Arc<Registry>, source: P, config: PipelineConfig) -> Self {
+        Self::with_engine(registry, source, config, EngineConfig::default())
+    }
+
+    /// The same, with the engine's limits (connections tracked, bytes buffered) given.
+    pub fn with_engine(
+        registry: Arc<Registry>,
+        source: P,
+        config: PipelineConfig,
+        engine: EngineConfig,
+    ) -> Self {
         Self {
-            engine: Engine::new(registry),
+            engine: Engine::with_config(registry, engine),
             source,
             config,
             processes: HashMap::new(),

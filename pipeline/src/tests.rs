@@ -433,3 +433,44 @@ fn an_undisputed_protocol_joined_mid_stream_is_named_at_once() {
         "{got:?}"
     );
 }
+
+#[test]
+fn connections_the_engine_evicts_are_forgotten_here_too() {
+    // Two connections at most: the third evicts the least recently active one, whose state,
+    // end and unanswered requests must not outlive it.
+    let mut fake = Fake::default();
+    fake.0.insert(10, ("python3 /app/web.py", "ADI_PROFILE_NAME=web"));
+    let engine = EngineConfig {
+        max_flows: 2,
+        ..EngineConfig::default()
+    };
+    let mut p = Pipeline::with_engine(registry(), fake, PipelineConfig::default(), engine);
+    let mut out = Vec::new();
+    let keys: Vec<FlowKey> = (0..3)
+        .map(|i| FlowKey {
+            client: SocketAddr::new(addr("127.0.0.1:1").ip(), 40_000 + i),
+            ..key(10, Role::Client)
+        })
+        .collect();
+    for (ts, k) in (1..).zip(&keys) {
+        p.handle(Input::Opened { key: *k, ts_ns: ts }, &mut out);
+        // The startup, answered by nothing yet: one request pending per connection.
+        p.handle(data(*k, Direction::ToServer, ts, PG_TO_SERVER), &mut out);
+    }
+    assert_eq!(p.flows.len(), 2, "the oldest connection is gone");
+    assert!(!p.flows.contains_key(&keys[0]));
+    assert!(!p.ends.contains_key(&local_remote(&keys[0])));
+    assert!(p.ends.contains_key(&local_remote(&keys[2])));
+    let pending_of_evicted = p.stats().unanswered_requests;
+    assert!(pending_of_evicted > 0, "its unanswered requests are counted");
+    // Its late bytes start it afresh (joined mid-stream), without the old state.
+    p.handle(
+        data(keys[0], Direction::ToClient, 9, PG_TO_CLIENT),
+        &mut out,
+    );
+    assert_eq!(p.flows.len(), 2);
+    assert!(p.flows[&keys[0]].pending.is_empty());
+    // Closing everything leaves nothing behind.
+    p.finish(10, &mut out);
+    assert!(p.flows.is_empty() && p.ends.is_empty(), "{p:?}");
+}
