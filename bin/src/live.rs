@@ -33,7 +33,8 @@ use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
 use adi_probes::live::{KernelStats, ProbeConfig, SyscallProbes};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
-use adi_sinks::{EnvYamlSink, JsonlSink, Sink, SinkSpec};
+use adi_sinks::service_map::MapOptions;
+use adi_sinks::{EnvYamlSink, JsonlSink, ServiceMapSink, Sink, SinkSpec};
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -78,6 +79,8 @@ pub struct LiveOptions {
     pub idle_priority: bool,
     /// A one-line status every few seconds on stderr (a terminal, and not `--quiet`).
     pub status_line: bool,
+    /// How the service map names paths.
+    pub map: MapOptions,
 }
 
 /// How often the status line is printed.
@@ -126,6 +129,7 @@ pub(crate) fn check_sinks(specs: &[SinkSpec]) -> anyhow::Result<()> {
 pub(crate) fn open_sinks(
     specs: &[SinkSpec],
     env_prefixes: &[String],
+    map: MapOptions,
 ) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for spec in specs {
@@ -135,10 +139,9 @@ pub(crate) fn open_sinks(
             SinkSpec::EnvYaml(path) => {
                 sinks.push(Box::new(EnvYamlSink::file(path, env_prefixes.to_vec())?));
             }
-            SinkSpec::ServiceMap(path) => eprintln!(
-                "adi: the service-map sink is not in this build yet: {} will not be written",
-                path.display()
-            ),
+            SinkSpec::ServiceMap(path) => {
+                sinks.push(Box::new(ServiceMapSink::file(path, map)));
+            }
         }
     }
     Ok(sinks)
@@ -188,7 +191,18 @@ fn sink_loop(
             if let Err(e) = sink.flush() {
                 failed(sink.as_ref(), &e);
             }
-            match rt.block_on(sub.recv()) {
+            // A debounced sink (the service map) is woken when its write is due.
+            let next = match sink.due() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(std::time::Instant::now());
+                    match rt.block_on(tokio::time::timeout(wait, sub.recv())) {
+                        Ok(next) => next,
+                        Err(_) => continue,
+                    }
+                }
+                None => rt.block_on(sub.recv()),
+            };
+            match next {
                 Some(d) => d,
                 None => break,
             }
@@ -206,7 +220,7 @@ fn sink_loop(
             Err(e) => failed(sink.as_ref(), &e),
         }
     }
-    if let Err(e) = sink.flush() {
+    if let Err(e) = sink.finish() {
         failed(sink.as_ref(), &e);
     }
 }
@@ -550,7 +564,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         eprintln!("{note}");
     }
     // Only now that capture runs: no output file exists for a start that failed.
-    let sinks = open_sinks(&opts.sinks, &opts.env_prefixes)?;
+    let sinks = open_sinks(&opts.sinks, &opts.env_prefixes, opts.map)?;
     let (selected, watching) =
         select_processes(opts, opt_in.as_ref(), &mut probes, registry.len())?;
     let mut go =

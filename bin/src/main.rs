@@ -112,6 +112,11 @@ struct LiveArgs {
     /// HTTPS included, read before TLS).
     #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
     go_uprobes: OnOff,
+    /// Service map paths: `on` turns identifiers (numbers, UUIDs, long hex or base64-like
+    /// segments) into `{id}`, so `/reviews/0` and `/reviews/1` are one endpoint; `off` keeps
+    /// paths as requested.
+    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off", global = true)]
+    template_paths: OnOff,
     /// No status line: by default, when stderr is a terminal, adi prints a one-line status
     /// (events, rates, losses) every 5 seconds.
     #[arg(long)]
@@ -140,6 +145,9 @@ enum Command {
     Replay(ReplayArgs),
     /// List the classifiers linked into this binary, built-in and third-party.
     Classifiers(ClassifiersArgs),
+    /// Service maps offline: `adi map build EVENTS.jsonl... -o FILE` builds the map from
+    /// recorded events (the same code as the live `service-map` sink).
+    Map(MapArgs),
     /// Go programs: `adi go ps` lists the running ones with their Go version and build info.
     Go(GoArgs),
     /// Check everything live capture needs on this host (kernel, BTF, tracefs, capabilities,
@@ -154,12 +162,34 @@ struct ReplayArgs {
     /// Capture files (pcap or pcapng), replayed one after the other.
     #[arg(required = true, value_name = "CAPTURE")]
     files: Vec<PathBuf>,
-    /// Where events go, repeatable: `jsonl` (stdout, the default) or `jsonl=PATH`.
+    /// Where events go, repeatable: `jsonl` (stdout, the default), `jsonl=PATH`,
+    /// `service-map=PATH`.
     #[arg(long = "sink", value_name = "KIND[=PATH]")]
     sinks: Vec<SinkSpec>,
     /// Keep secrets in events (by default they become `<redacted>`, query literals `?`).
     #[arg(long)]
     no_redact: bool,
+}
+
+/// `adi map` subcommands.
+#[derive(Debug, Args)]
+struct MapArgs {
+    #[command(subcommand)]
+    command: MapCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MapCommand {
+    /// Build a service map from JSON lines written by `adi --sink jsonl` or `adi replay`
+    /// (`-` reads stdin).
+    Build {
+        /// Event files, read in order.
+        #[arg(required = true, value_name = "EVENTS")]
+        files: Vec<PathBuf>,
+        /// Where the map goes (written atomically, mode 0600); stdout when not given.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// `adi doctor` flags.
@@ -302,6 +332,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: GoCommand::Ps(args),
         })) => go_ps::run(&args),
         Some(Command::Doctor(args)) => doctor(args.json),
+        Some(Command::Map(MapArgs {
+            command: MapCommand::Build { files, output },
+        })) => map_build(&files, output.as_deref(), map_options(&cli.live)),
         Some(Command::Replay(args)) => {
             let sinks = if args.sinks.is_empty() {
                 vec![SinkSpec::Jsonl(None)]
@@ -312,6 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 files: args.files,
                 sinks,
                 redact: !args.no_redact,
+                map: map_options(&cli.live),
             };
             let failures = replay::run(&registry, &opts)?;
             Ok(if failures == 0 {
@@ -405,6 +439,76 @@ fn resolve_sinks(flags: &[SinkSpec], var: impl Fn(&str) -> Option<PathBuf>) -> V
     sinks
 }
 
+fn map_options(args: &LiveArgs) -> adi_sinks::service_map::MapOptions {
+    adi_sinks::service_map::MapOptions {
+        template_paths: args.template_paths == OnOff::On,
+    }
+}
+
+/// `adi map build`: the map of recorded events. A line that is not a JSON object is counted
+/// and skipped (said once per file, with its line number).
+fn map_build(
+    files: &[PathBuf],
+    output: Option<&std::path::Path>,
+    opts: adi_sinks::service_map::MapOptions,
+) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    if let Some(out) = output {
+        adi_sinks::check_writable(out)?;
+    }
+    let mut map = adi_sinks::service_map::MapBuilder::new(opts);
+    let mut failures = 0;
+    for file in files {
+        let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            match std::fs::File::open(file) {
+                Ok(f) => Box::new(std::io::BufReader::new(f)),
+                Err(e) => {
+                    eprintln!("adi: {}: {e}", file.display());
+                    failures += 1;
+                    continue;
+                }
+            }
+        };
+        let mut bad = 0u64;
+        let mut first_bad = 0;
+        for (n, line) in reader.split(b'\n').enumerate() {
+            let line = line.with_context(|| format!("reading {}", file.display()))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<serde_json::Value>(&line) {
+                Ok(v) if v.is_object() => map.add(&v),
+                _ => {
+                    bad += 1;
+                    if first_bad == 0 {
+                        first_bad = n + 1;
+                    }
+                }
+            }
+        }
+        if bad > 0 {
+            eprintln!(
+                "adi: {}: {bad} line(s) are not JSON events and were skipped (first: line {first_bad})",
+                file.display()
+            );
+        }
+    }
+    map.finish();
+    let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
+    let text = map.to_yaml(&now)?;
+    match output {
+        Some(path) => adi_sinks::service_map::write_atomic(path, &text)?,
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?,
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// The main job: live capture until SIGINT/SIGTERM.
 fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     let sinks = resolve_sinks(&args.sinks, |name| {
@@ -423,6 +527,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
         go_uprobes: args.go_uprobes == OnOff::On,
+        map: map_options(args),
         status_line: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     live::run(&opts, registry)

@@ -24,6 +24,8 @@ pub struct ReplayOptions {
     pub sinks: Vec<SinkSpec>,
     /// Replace secrets with `<redacted>`.
     pub redact: bool,
+    /// How the service map names paths.
+    pub map: adi_sinks::service_map::MapOptions,
 }
 
 /// Replays every capture; returns how many could not be read (each said on stderr).
@@ -33,7 +35,7 @@ pub struct ReplayOptions {
 /// When a sink cannot be opened or written.
 pub fn run(registry: &Arc<Registry>, opts: &ReplayOptions) -> anyhow::Result<usize> {
     crate::live::check_sinks(&opts.sinks)?;
-    let mut sinks = crate::live::open_sinks(&opts.sinks, &[])?;
+    let mut sinks = crate::live::open_sinks(&opts.sinks, &[], opts.map)?;
     let mut failures = 0;
     for path in &opts.files {
         if let Err(e) = replay_one(registry, path, opts.redact, &mut sinks) {
@@ -46,8 +48,8 @@ pub fn run(registry: &Arc<Registry>, opts: &ReplayOptions) -> anyhow::Result<usi
         }
     }
     for sink in &mut sinks {
-        sink.flush()
-            .with_context(|| format!("flushing {}", sink.name()))?;
+        sink.finish()
+            .with_context(|| format!("writing {}", sink.name()))?;
     }
     Ok(failures)
 }

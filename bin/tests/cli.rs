@@ -546,3 +546,73 @@ fn replay_turns_captures_into_the_live_events() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(lines(&out.stdout).iter().any(|e| e["op"] == "query"));
 }
+
+/// The map of a capture, from `adi replay --sink service-map`, and from `adi map build` over
+/// the same run's JSON lines: the same document (but its `generated_at`).
+#[test]
+fn replay_and_map_build_give_the_same_service_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (map, events, rebuilt) = (
+        dir.path().join("map.yaml"),
+        dir.path().join("events.jsonl"),
+        dir.path().join("rebuilt.yaml"),
+    );
+    let captures = [
+        repo("testdata/captures/http_default_ports.pcap"),
+        repo("classifiers/src/postgres/fixtures/postgres_default_port.pcap"),
+        repo("classifiers/src/nats/fixtures/nats_default_port.pcap"),
+    ];
+    let mut args = vec!["replay".to_owned()];
+    args.extend(captures.iter().map(|c| c.display().to_string()));
+    for sink in [
+        format!("service-map={}", map.display()),
+        format!("jsonl={}", events.display()),
+    ] {
+        args.extend(["--sink".to_owned(), sink]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = adi(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&map).expect("the map is written");
+    // The capture's HTTP calls with their shapes, the PostgreSQL login and tables, the NATS
+    // subjects.
+    for want in [
+        "method: POST",
+        "path: /api/items",
+        "in_stock: boolean",
+        "protocol: postgres",
+        "- adidb",
+        "- items",
+        "protocol: nats",
+        "- adi.updates",
+        "SELECT: 2",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    let out = adi(&[
+        "map",
+        "build",
+        &events.display().to_string(),
+        "-o",
+        &rebuilt.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let masked = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with("generated_at:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let again = std::fs::read_to_string(&rebuilt).expect("rebuilt");
+    assert_eq!(masked(&again), masked(&text));
+    // Lines that are not events are counted, said once, and skipped.
+    let mixed = dir.path().join("mixed.jsonl");
+    let mut bytes = b"not json\n[1,2]\n".to_vec();
+    bytes.extend(std::fs::read(&events).expect("events"));
+    std::fs::write(&mixed, bytes).expect("write");
+    let out = adi(&["map", "build", &mixed.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 line(s)"), "{}", stderr(&out));
+    assert_eq!(masked(&String::from_utf8_lossy(&out.stdout)), masked(&text));
+}

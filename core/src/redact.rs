@@ -356,10 +356,7 @@ mod tests {
             "/usr/bin/mariadb -h db -u adi -p<redacted> -e select 1"
         );
         assert_eq!(cmdline("mysql -u adi -p"), "mysql -u adi -p");
-        assert_eq!(
-            cmdline("app --auth-file -v x"),
-            "app --auth-file -v x"
-        );
+        assert_eq!(cmdline("app --auth-file -v x"), "app --auth-file -v x");
         assert_eq!(
             cmdline("curl -H Authorization: Bearer t0k https://a:pw@h/x?y=1"),
             "curl -H Authorization: Bearer <redacted> https://a:<redacted>@h/x?y=1"

@@ -439,7 +439,8 @@ fn connections_the_engine_evicts_are_forgotten_here_too() {
     // Two connections at most: the third evicts the least recently active one, whose state,
     // end and unanswered requests must not outlive it.
     let mut fake = Fake::default();
-    fake.0.insert(10, ("python3 /app/web.py", "ADI_PROFILE_NAME=web"));
+    fake.0
+        .insert(10, ("python3 /app/web.py", "ADI_PROFILE_NAME=web"));
     let engine = EngineConfig {
         max_flows: 2,
         ..EngineConfig::default()
@@ -462,7 +463,10 @@ fn connections_the_engine_evicts_are_forgotten_here_too() {
     assert!(!p.ends.contains_key(&local_remote(&keys[0])));
     assert!(p.ends.contains_key(&local_remote(&keys[2])));
     let pending_of_evicted = p.stats().unanswered_requests;
-    assert!(pending_of_evicted > 0, "its unanswered requests are counted");
+    assert!(
+        pending_of_evicted > 0,
+        "its unanswered requests are counted"
+    );
     // Its late bytes start it afresh (joined mid-stream), without the old state.
     p.handle(
         data(keys[0], Direction::ToClient, 9, PG_TO_CLIENT),

@@ -12,9 +12,11 @@ use adi_core::event::Event;
 
 pub mod env_yaml;
 pub mod jsonl;
+pub mod service_map;
 
 pub use env_yaml::EnvYamlSink;
 pub use jsonl::JsonlSink;
+pub use service_map::ServiceMapSink;
 
 /// A sink could not write.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,19 @@ pub trait Sink: Send {
     ///
     /// [`SinkError::Write`] when the destination refuses it.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// When the sink wants [`Sink::flush`] called even if no event arrives (a debounced
+    /// write); `None` when it does not.
+    fn due(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// The events are over (shutdown, end of a capture): writes everything.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when the destination refuses it.
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 /// Opens `path` for appending, creating it with mode 0600 (events and environments may hold

@@ -1,0 +1,249 @@
+//! The `service-map` sink: per source service, the HTTP endpoints it calls (with their JSON
+//! shapes, status codes and latencies) and the databases, caches and buses it uses (with what
+//! for), written as YAML (`docs/service-map.md`).
+//!
+//! Writes are atomic (a temp file in the same directory, then a rename; mode 0600),
+//! deterministic (everything sorted), and debounced: [`DEBOUNCE`] after the last change, but
+//! at most [`MAX_WAIT`] after the first unwritten one, so continuous traffic still produces a
+//! file. An existing map at the path is loaded and continued; one that cannot be read is kept
+//! aside as `PATH.corrupt` with one warning.
+
+mod model;
+mod path;
+mod schema;
+mod seed;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use adi_core::event::Event;
+
+pub use model::Model;
+
+use crate::{Sink, SinkError};
+
+/// Quiet time after a change before the map is written.
+pub const DEBOUNCE: Duration = Duration::from_secs(2);
+/// Longest a change waits to be written under continuous traffic.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Options of the map.
+#[derive(Clone, Copy, Debug)]
+pub struct MapOptions {
+    /// Replace identifiers in paths with `{id}` (`--template-paths`, on by default).
+    pub template_paths: bool,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        Self {
+            template_paths: true,
+        }
+    }
+}
+
+/// Builds a map from events given as JSON values (recorded JSON lines, or live events).
+#[derive(Debug)]
+pub struct MapBuilder {
+    model: Model,
+}
+
+impl MapBuilder {
+    /// An empty map.
+    pub fn new(opts: MapOptions) -> Self {
+        Self {
+            model: Model::new(opts.template_paths),
+        }
+    }
+
+    /// Takes one event in its JSON form.
+    pub fn add(&mut self, event: &serde_json::Value) {
+        self.model.add(event);
+    }
+
+    /// Adds another map.
+    pub fn merge(&mut self, other: &Self) {
+        self.model.merge(&other.model);
+    }
+
+    /// Ends the events: requests still waiting are counted unanswered.
+    pub fn finish(&mut self) {
+        self.model.finish();
+    }
+
+    /// The map as YAML, stamped `generated_at`.
+    ///
+    /// # Errors
+    ///
+    /// When the YAML emitter fails.
+    pub fn to_yaml(&self, generated_at: &str) -> Result<String, SinkError> {
+        let doc = seed::document(&self.model, generated_at);
+        yaml::emit(&doc).map_err(|e| SinkError::Write {
+            target: "service map".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// A map read from its YAML text.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong with it.
+    pub fn from_yaml(text: &str, opts: MapOptions) -> Result<Self, String> {
+        let doc = yaml::parse(text)?;
+        let model = seed::read(&doc, opts.template_paths)?;
+        Ok(Self { model })
+    }
+}
+
+/// Writes `text` to `path` atomically: a temp file (0600) beside it, synced, then renamed.
+///
+/// # Errors
+///
+/// [`SinkError::Write`] naming the path; the old file is left as it was.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), SinkError> {
+    let target = path.display().to_string();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map_or_else(
+        || "service-map".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        SinkError::Write { target, source }
+    })
+}
+
+/// The live sink.
+pub struct ServiceMapSink {
+    name: String,
+    path: PathBuf,
+    map: MapBuilder,
+    /// When the first unwritten change and the last change happened.
+    dirty: Option<(Instant, Instant)>,
+    /// A failed write is said once, then retried at each flush.
+    failing: bool,
+}
+
+impl std::fmt::Debug for ServiceMapSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMapSink")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceMapSink {
+    /// A sink writing to `path`, continuing the map already there. A file that is not a map
+    /// is renamed `PATH.corrupt` (one warning on stderr) and a fresh map started.
+    pub fn file(path: &Path, opts: MapOptions) -> Self {
+        let map = match std::fs::read_to_string(path) {
+            Ok(text) => match MapBuilder::from_yaml(&text, opts) {
+                Ok(map) => map,
+                Err(why) => {
+                    let aside = path.with_extension(match path.extension() {
+                        Some(e) => format!("{}.corrupt", e.to_string_lossy()),
+                        None => "corrupt".into(),
+                    });
+                    let moved = std::fs::rename(path, &aside);
+                    eprintln!(
+                        "adi: {} is not a service map ({why}); {}, starting a fresh map",
+                        path.display(),
+                        match moved {
+                            Ok(()) => format!("kept aside as {}", aside.display()),
+                            Err(e) => format!("could not keep it aside ({e})"),
+                        }
+                    );
+                    MapBuilder::new(opts)
+                }
+            },
+            Err(_) => MapBuilder::new(opts),
+        };
+        Self {
+            name: format!("service-map={}", path.display()),
+            path: path.to_owned(),
+            map,
+            dirty: None,
+            failing: false,
+        }
+    }
+
+    fn write_now(&mut self) -> Result<(), SinkError> {
+        let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
+        let text = self.map.to_yaml(&now)?;
+        match write_atomic(&self.path, &text) {
+            Ok(()) => {
+                self.dirty = None;
+                self.failing = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Kept dirty: the next flush retries. Said once until a write succeeds.
+                if self.failing {
+                    return Ok(());
+                }
+                self.failing = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Sink for ServiceMapSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, event: &Event) -> Result<(), SinkError> {
+        if !matches!(
+            event,
+            Event::Http(_) | Event::Connection(_) | Event::Message(_) | Event::Lost(_)
+        ) {
+            return Ok(());
+        }
+        let value = serde_json::to_value(event)?;
+        self.map.add(&value);
+        let now = Instant::now();
+        self.dirty = Some(match self.dirty {
+            Some((first, _)) => (first, now),
+            None => (now, now),
+        });
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match self.due() {
+            Some(at) if at <= Instant::now() => self.write_now(),
+            _ => Ok(()),
+        }
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.dirty
+            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_WAIT))
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.map.finish();
+        self.write_now()
+    }
+}

@@ -1,0 +1,755 @@
+//! The service map's model: per source service, the HTTP endpoints it calls (one variant per
+//! distinct request/response shape) and the other connections it makes, with what each is
+//! used for. Built from events as JSON values, so the live sink and `adi map build` over
+//! recorded JSON lines run the same code.
+//!
+//! Only the calling side describes a dependency: a request the traced process sent (or, in
+//! a capture, any request); a server's view of its callers is left to the callers' maps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{path, schema};
+
+/// Most services, endpoints per service, connections per service, variants per endpoint,
+/// and names kept per usage list; beyond them, counted in [`Overflow`].
+pub const MAX_SERVICES: usize = 1024;
+pub const MAX_ENDPOINTS: usize = 1024;
+pub const MAX_CONNECTIONS: usize = 1024;
+pub const MAX_VARIANTS: usize = 16;
+pub const MAX_NAMES: usize = 64;
+/// Most connections with requests waiting for their responses, and requests per connection.
+const MAX_PENDING_FLOWS: usize = 65_536;
+const MAX_PENDING: usize = 256;
+
+/// What was left out to keep memory bounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overflow {
+    /// Services beyond [`MAX_SERVICES`].
+    #[serde(default)]
+    pub services: u64,
+    /// Endpoints beyond [`MAX_ENDPOINTS`] of one service.
+    #[serde(default)]
+    pub endpoints: u64,
+    /// Connections beyond [`MAX_CONNECTIONS`] of one service.
+    #[serde(default)]
+    pub connections: u64,
+    /// Exchanges whose shape was a variant beyond [`MAX_VARIANTS`] of its endpoint.
+    #[serde(default)]
+    pub variants: u64,
+    /// Requests forgotten unanswered (a connection with too many waiting).
+    #[serde(default)]
+    pub pending: u64,
+}
+
+/// Counts that make the map's counts lower bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Messages the kernel captured only in part and adi did not parse (`--max-rate`).
+    #[serde(default)]
+    pub sampled_out_messages: u64,
+    /// Events lost before they reached the map (ring buffer, queues).
+    #[serde(default)]
+    pub lost_events: u64,
+    /// Responses that had no request to pair with (joined mid-stream, sampled, lost).
+    #[serde(default)]
+    pub unpaired_responses: u64,
+}
+
+/// Latency distribution: counts per bucket of about 5% width (bucket `i` holds latencies
+/// up to `1.05^i` microseconds), mergeable and exact to within a bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency(pub BTreeMap<u16, u64>);
+
+impl Latency {
+    fn add(&mut self, ms: f64) {
+        let us = (ms * 1000.0).max(1.0);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive logarithm, capped below u16::MAX"
+        )]
+        let bucket = (us.ln() / 1.05_f64.ln()).ceil().min(1000.0) as u16;
+        *self.0.entry(bucket).or_default() += 1;
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds, rounded to the microsecond.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.0.values().sum();
+        if total == 0 {
+            return None;
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "counts far below 2^52"
+        )]
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (&b, &n) in &self.0 {
+            seen += n;
+            if seen >= rank {
+                let ms = 1.05_f64.powi(i32::from(b)) / 1000.0;
+                return Some((ms * 1000.0).round() / 1000.0);
+            }
+        }
+        None
+    }
+
+    fn merge(&mut self, other: &Self) {
+        for (&b, &n) in &other.0 {
+            *self.0.entry(b).or_default() += n;
+        }
+    }
+}
+
+/// One shape of an endpoint's exchanges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub request_schema: Value,
+    pub response_schema: Value,
+    /// A body was cut at the capture limit: its schema is that of the part seen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    pub status_codes: BTreeMap<u16, u64>,
+    pub latency: Latency,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+}
+
+/// An HTTP endpoint a service calls.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub destination_type: String,
+    /// Query parameter names seen, sorted.
+    pub query: BTreeSet<String>,
+    pub variants: Vec<Variant>,
+    /// Requests still unanswered when their connection's events ended.
+    pub unanswered: u64,
+}
+
+/// What a connection is used for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// From the login: user, database, client name, client id, vhost.
+    pub login: BTreeMap<String, BTreeSet<String>>,
+    /// Operations and how often: SQL verbs, commands, APIs, methods.
+    pub operations: BTreeMap<String, u64>,
+    /// What they acted on: tables, subjects, topics, exchanges, queues, routing keys.
+    pub targets: BTreeSet<String>,
+}
+
+impl Usage {
+    fn merge(&mut self, other: &Self) {
+        for (k, vs) in &other.login {
+            let set = self.login.entry(k.clone()).or_default();
+            for v in vs {
+                if set.len() < MAX_NAMES {
+                    set.insert(v.clone());
+                }
+            }
+        }
+        for (op, n) in &other.operations {
+            if self.operations.len() < MAX_NAMES || self.operations.contains_key(op) {
+                *self.operations.entry(op.clone()).or_default() += n;
+            }
+        }
+        for t in &other.targets {
+            if self.targets.len() < MAX_NAMES {
+                self.targets.insert(t.clone());
+            }
+        }
+    }
+}
+
+/// A non-HTTP connection a service makes (one entry per destination, protocol and port).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub destination_type: String,
+    pub category: String,
+    pub confidence: u64,
+    pub reason: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Connections made.
+    pub count: u64,
+    pub usage: Usage,
+}
+
+/// One source service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub first_seen: String,
+    pub last_seen: String,
+    /// By (destination, method, path).
+    pub endpoints: BTreeMap<(String, String, String), Endpoint>,
+    /// By (destination, protocol, port).
+    pub connections: BTreeMap<(String, String, u16), Connection>,
+}
+
+impl Service {
+    fn seen(&mut self, ts: &str) {
+        if self.first_seen.is_empty() || ts < self.first_seen.as_str() {
+            ts.clone_into(&mut self.first_seen);
+        }
+        if ts > self.last_seen.as_str() {
+            ts.clone_into(&mut self.last_seen);
+        }
+    }
+}
+
+/// A request waiting for its response.
+struct Pending {
+    service: String,
+    key: (String, String, String),
+    destination_type: &'static str,
+    schema: Value,
+    truncated: bool,
+}
+
+/// What is known of one traced connection (by pid and flow id).
+struct Flow {
+    service: String,
+    key: (String, String, u16),
+    client_side: bool,
+}
+
+/// The map.
+#[derive(Default)]
+pub struct Model {
+    pub services: BTreeMap<String, Service>,
+    pub overflow: Overflow,
+    pub sampling: Sampling,
+    /// Replace identifiers in paths with `{id}`.
+    template_paths: bool,
+    pending: HashMap<(u64, u64), VecDeque<Pending>>,
+    flows: HashMap<(u64, u64), Flow>,
+}
+
+fn text<'a>(e: &'a Value, field: &str) -> Option<&'a str> {
+    e.get(field).and_then(Value::as_str)
+}
+
+fn number(e: &Value, field: &str) -> Option<u64> {
+    e.get(field).and_then(Value::as_u64)
+}
+
+/// Whether an address is on this host (the destination is a process here).
+fn local(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
+}
+
+/// The name of the service that sent or received `e` on the traced side: its `service`, else
+/// its program, else (a capture) the client's address.
+fn source_name(e: &Value, client_ip: &str) -> String {
+    match (text(e, "service"), text(e, "comm")) {
+        (Some(s), _) if !s.is_empty() => s.to_owned(),
+        (_, Some(c)) if !c.is_empty() => c.to_owned(),
+        _ => client_ip.to_owned(),
+    }
+}
+
+/// The destination of a call: the watched peer's service, else the HTTP `Host`, else the
+/// server's address.
+fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
+    if let Some(p) = text(e, "peer_service").filter(|p| !p.is_empty()) {
+        return p.to_owned();
+    }
+    if let Some(h) = host.filter(|h| !h.is_empty()) {
+        return h.to_owned();
+    }
+    if server_ip.contains(':') {
+        format!("[{server_ip}]:{server_port}")
+    } else {
+        format!("{server_ip}:{server_port}")
+    }
+}
+
+/// The first value of header `name` of an `http` event.
+fn header<'a>(e: &'a Value, name: &str) -> Option<&'a str> {
+    let headers = e.get("headers")?.as_object()?;
+    let (_, v) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+    match v {
+        Value::String(s) => Some(s),
+        Value::Array(a) => a.first().and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// The verb and tables of a SQL text: `SELECT a FROM t JOIN u` -> (`SELECT`, [t, u]).
+fn sql_usage(sql: &str) -> (Option<String>, Vec<String>) {
+    let words: Vec<&str> = sql
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let verb = words.first().map(|w| w.to_ascii_uppercase());
+    let mut tables = Vec::new();
+    for pair in words.windows(2) {
+        let kw = pair[0].to_ascii_uppercase();
+        if matches!(kw.as_str(), "FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE") {
+            let t = pair[1].trim_matches('"').trim_matches('`');
+            let is_name = t
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '$');
+            if is_name && !t.is_empty() && !t.eq_ignore_ascii_case("if") {
+                tables.push(t.to_owned());
+            }
+        }
+    }
+    (verb, tables)
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("services", &self.services.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// An empty map; `template_paths` turns identifiers in paths into `{id}`.
+    pub fn new(template_paths: bool) -> Self {
+        Self {
+            template_paths,
+            ..Self::default()
+        }
+    }
+
+    /// The service named `name`, created when there is room.
+    fn service(&mut self, name: &str) -> Option<&mut Service> {
+        if !self.services.contains_key(name) {
+            if self.services.len() >= MAX_SERVICES {
+                self.overflow.services += 1;
+                return None;
+            }
+            self.services.insert(name.to_owned(), Service::default());
+        }
+        self.services.get_mut(name)
+    }
+
+    /// Takes one event (as its JSON form). Events it has no use for are ignored.
+    pub fn add(&mut self, e: &Value) {
+        match text(e, "event_type") {
+            Some("http") => self.http(e),
+            Some("connection") => self.connection(e),
+            Some("message") => self.message(e),
+            Some("lost") => {
+                let n = number(e, "count").unwrap_or(0);
+                if text(e, "source") == Some("kernel_sampled") {
+                    self.sampling.sampled_out_messages += n;
+                } else {
+                    self.sampling.lost_events += n;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn flow_id(e: &Value) -> (u64, u64) {
+        (
+            number(e, "pid").unwrap_or(0),
+            number(e, "flow_id").unwrap_or(0),
+        )
+    }
+
+    fn http(&mut self, e: &Value) {
+        let (Some(ts), Some(dir)) = (text(e, "timestamp"), text(e, "direction")) else {
+            return;
+        };
+        let capture = number(e, "pid") == Some(0);
+        let truncated = e.get("truncated").and_then(Value::as_bool) == Some(true);
+        let body = text(e, "body").unwrap_or("").as_bytes();
+        let (sent, received) = (dir == "send" || capture, dir == "recv" || capture);
+        match text(e, "method") {
+            // A request the traced process sent (or a capture's).
+            Some(method) if sent => self.request(e, ts, method, body, truncated),
+            // A response it received.
+            None if received => self.response(e, ts, body, truncated),
+            _ => {}
+        }
+    }
+
+    fn request(&mut self, e: &Value, ts: &str, method: &str, body: &[u8], truncated: bool) {
+        let flow = Self::flow_id(e);
+        let (src_ip, dst_ip) = (text(e, "source_ip"), text(e, "dest_ip"));
+        let (Some(src_ip), Some(dst_ip)) = (src_ip, dst_ip) else {
+            return;
+        };
+        let port = number(e, "dest_port").unwrap_or(0);
+        let dest = destination(e, dst_ip, port, header(e, "host"));
+        if text(e, "service").is_some_and(|s| s == dest) {
+            return; // never an endpoint from a service to itself
+        }
+        let (path, query) = path::split(text(e, "url").unwrap_or("/"), self.template_paths);
+        let service = source_name(e, src_ip);
+        let destination_type = if local(dst_ip) || e.get("peer_service").is_some() {
+            "process"
+        } else {
+            "external"
+        };
+        let key = (dest, method.to_owned(), path);
+        let Some(s) = self.service(&service) else {
+            return;
+        };
+        s.seen(ts);
+        let room = s.endpoints.len() < MAX_ENDPOINTS || s.endpoints.contains_key(&key);
+        if !room {
+            self.overflow.endpoints += 1;
+            return;
+        }
+        let ep = s.endpoints.entry(key.clone()).or_default();
+        destination_type.clone_into(&mut ep.destination_type);
+        ep.query.extend(query);
+        let (schema, cut) = schema::of_body(body, truncated);
+        if !self.pending.contains_key(&flow) && self.pending.len() >= MAX_PENDING_FLOWS {
+            self.overflow.pending += 1;
+            return;
+        }
+        let queue = self.pending.entry(flow).or_default();
+        if queue.len() >= MAX_PENDING {
+            queue.pop_front();
+            self.overflow.pending += 1;
+        }
+        queue.push_back(Pending {
+            service,
+            key,
+            destination_type,
+            schema,
+            truncated: cut,
+        });
+    }
+
+    /// A response: paired with the oldest request of its connection.
+    fn response(&mut self, e: &Value, ts: &str, body: &[u8], truncated: bool) {
+        let flow = Self::flow_id(e);
+        let Some(req) = self.pending.get_mut(&flow).and_then(VecDeque::pop_front) else {
+            self.sampling.unpaired_responses += 1;
+            return;
+        };
+        if self.pending.get(&flow).is_some_and(VecDeque::is_empty) {
+            self.pending.remove(&flow);
+        }
+        let (resp, cut) = schema::of_body(body, truncated);
+        let status = number(e, "status_code").and_then(|s| u16::try_from(s).ok());
+        let latency = e.get("latency_ms").and_then(Value::as_f64);
+        let Some(s) = self.services.get_mut(&req.service) else {
+            return;
+        };
+        s.seen(ts);
+        let Some(ep) = s.endpoints.get_mut(&req.key) else {
+            return;
+        };
+        req.destination_type.clone_into(&mut ep.destination_type);
+        let found = ep
+            .variants
+            .iter()
+            .position(|v| v.request_schema == req.schema && v.response_schema == resp);
+        let v = match found {
+            Some(i) => &mut ep.variants[i],
+            None if ep.variants.len() < MAX_VARIANTS => {
+                ep.variants.push(Variant {
+                    request_schema: req.schema,
+                    response_schema: resp,
+                    truncated: false,
+                    status_codes: BTreeMap::new(),
+                    latency: Latency::default(),
+                    first_seen: ts.to_owned(),
+                    last_seen: ts.to_owned(),
+                    count: 0,
+                });
+                ep.variants.last_mut().expect("just pushed")
+            }
+            None => {
+                self.overflow.variants += 1;
+                return;
+            }
+        };
+        v.count += 1;
+        v.truncated |= cut || req.truncated;
+        if let Some(s) = status {
+            *v.status_codes.entry(s).or_default() += 1;
+        }
+        if let Some(ms) = latency {
+            v.latency.add(ms);
+        }
+        if ts < v.first_seen.as_str() {
+            ts.clone_into(&mut v.first_seen);
+        }
+        if ts > v.last_seen.as_str() {
+            ts.clone_into(&mut v.last_seen);
+        }
+    }
+
+    fn connection(&mut self, e: &Value) {
+        let Some(ts) = text(e, "timestamp") else {
+            return;
+        };
+        let (Some(protocol), Some(category)) = (text(e, "protocol"), text(e, "category")) else {
+            return;
+        };
+        let client_side =
+            matches!(text(e, "role"), Some("client" | "wire")) || number(e, "pid") == Some(0);
+        let flow = Self::flow_id(e);
+        if !client_side {
+            return;
+        }
+        // HTTP/1 connections are described by their endpoints.
+        if protocol == "http1" {
+            return;
+        }
+        let (Some(src_ip), Some(dst_ip)) = (text(e, "source_ip"), text(e, "dest_ip")) else {
+            return;
+        };
+        let port = number(e, "dest_port").unwrap_or(0);
+        let dest = destination(e, dst_ip, port, None);
+        let service = source_name(e, src_ip);
+        if text(e, "service").is_some_and(|s| s == dest) {
+            return;
+        }
+        let key = (dest, protocol.to_owned(), u16::try_from(port).unwrap_or(0));
+        let new_flow = !self.flows.contains_key(&flow);
+        let confidence = number(e, "confidence").unwrap_or(0);
+        let reason = text(e, "detection_reason").unwrap_or("");
+        let destination_type = if local(dst_ip) || e.get("peer_service").is_some() {
+            "process"
+        } else {
+            "external"
+        };
+        let Some(s) = self.service(&service) else {
+            return;
+        };
+        s.seen(ts);
+        if s.connections.len() >= MAX_CONNECTIONS && !s.connections.contains_key(&key) {
+            self.overflow.connections += 1;
+            return;
+        }
+        let c = s.connections.entry(key.clone()).or_default();
+        if c.first_seen.is_empty() || ts < c.first_seen.as_str() {
+            ts.clone_into(&mut c.first_seen);
+        }
+        if ts > c.last_seen.as_str() {
+            ts.clone_into(&mut c.last_seen);
+        }
+        category.clone_into(&mut c.category);
+        destination_type.clone_into(&mut c.destination_type);
+        if confidence > c.confidence {
+            c.confidence = confidence;
+            reason.clone_into(&mut c.reason);
+        }
+        if let Some(summary) = e.get("summary").and_then(Value::as_object) {
+            for (k, v) in summary {
+                if let Some(v) = v.as_str() {
+                    let set = c.usage.login.entry(k.clone()).or_default();
+                    if set.len() < MAX_NAMES {
+                        set.insert(v.to_owned());
+                    }
+                }
+            }
+        }
+        if new_flow {
+            c.count += 1;
+            if self.flows.len() >= MAX_PENDING_FLOWS {
+                // Forget the oldest knowledge wholesale rather than grow: later messages of
+                // forgotten flows only lose their usage.
+                self.flows.clear();
+            }
+            self.flows.insert(
+                flow,
+                Flow {
+                    service,
+                    key,
+                    client_side,
+                },
+            );
+        }
+    }
+
+    fn message(&mut self, e: &Value) {
+        let flow = Self::flow_id(e);
+        let Some(f) = self.flows.get(&flow) else {
+            return;
+        };
+        if !f.client_side {
+            return;
+        }
+        // Requests and one-way messages say what the service does; responses repeat them.
+        if !matches!(text(e, "kind"), Some("request" | "message")) {
+            return;
+        }
+        let Some(c) = self
+            .services
+            .get_mut(&f.service)
+            .and_then(|s| s.connections.get_mut(&f.key))
+        else {
+            return;
+        };
+        let database = text(e, "category") == Some("database");
+        let op = text(e, "op");
+        let resource = text(e, "resource");
+        let mut usage = Usage::default();
+        match (database, resource) {
+            (true, Some(sql)) if op.is_some_and(|o| o == "query" || o == "parse") => {
+                let (verb, tables) = sql_usage(sql);
+                if let Some(v) = verb {
+                    usage.operations.insert(v, 1);
+                }
+                usage.targets.extend(tables);
+            }
+            (true, Some(_)) if op.is_some_and(|o| o != "query" && o != "parse") => {
+                // A collection or database named by a document store's command.
+                if let Some(op) = op {
+                    usage.operations.insert(op.to_owned(), 1);
+                }
+                usage.targets.extend(resource.map(str::to_owned));
+            }
+            _ => {
+                if let Some(op) = op {
+                    usage.operations.insert(op.to_owned(), 1);
+                }
+                if !database {
+                    usage.targets.extend(resource.map(str::to_owned));
+                }
+            }
+        }
+        if let Some(rk) = e
+            .get("attributes")
+            .and_then(|a| a.get("routing_key"))
+            .and_then(Value::as_str)
+        {
+            usage.targets.insert(format!("routing_key:{rk}"));
+        }
+        c.usage.merge(&usage);
+    }
+
+    /// The end of the events (a capture replayed, a recording built, capture stopped):
+    /// requests still waiting are counted unanswered on their endpoints.
+    pub fn finish(&mut self) {
+        for (_, queue) in self.pending.drain() {
+            for req in queue {
+                if let Some(ep) = self
+                    .services
+                    .get_mut(&req.service)
+                    .and_then(|s| s.endpoints.get_mut(&req.key))
+                {
+                    ep.unanswered += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds another map's knowledge to this one (counts add, first seen earliest, last seen
+    /// latest, variants and usage united).
+    pub fn merge(&mut self, other: &Self) {
+        let mut dropped_variants = 0;
+        for (name, theirs) in &other.services {
+            let Some(s) = self.service(name) else {
+                continue;
+            };
+            s.seen(&theirs.first_seen);
+            s.seen(&theirs.last_seen);
+            for (k, ep) in &theirs.endpoints {
+                let mine = s.endpoints.entry(k.clone()).or_default();
+                mine.destination_type.clone_from(&ep.destination_type);
+                mine.query.extend(ep.query.iter().cloned());
+                mine.unanswered += ep.unanswered;
+                for v in &ep.variants {
+                    let same = mine.variants.iter().position(|m| {
+                        m.request_schema == v.request_schema
+                            && m.response_schema == v.response_schema
+                    });
+                    match same {
+                        Some(i) => {
+                            let m = &mut mine.variants[i];
+                            m.count += v.count;
+                            m.truncated |= v.truncated;
+                            for (st, n) in &v.status_codes {
+                                *m.status_codes.entry(*st).or_default() += n;
+                            }
+                            m.latency.merge(&v.latency);
+                            if v.first_seen < m.first_seen {
+                                m.first_seen.clone_from(&v.first_seen);
+                            }
+                            if v.last_seen > m.last_seen {
+                                m.last_seen.clone_from(&v.last_seen);
+                            }
+                        }
+                        None if mine.variants.len() < MAX_VARIANTS => {
+                            mine.variants.push(v.clone());
+                        }
+                        None => dropped_variants += v.count,
+                    }
+                }
+            }
+            for (k, c) in &theirs.connections {
+                let mine = s.connections.entry(k.clone()).or_default();
+                if mine.first_seen.is_empty() || c.first_seen < mine.first_seen {
+                    mine.first_seen.clone_from(&c.first_seen);
+                }
+                if c.last_seen > mine.last_seen {
+                    mine.last_seen.clone_from(&c.last_seen);
+                }
+                mine.count += c.count;
+                mine.category.clone_from(&c.category);
+                mine.destination_type.clone_from(&c.destination_type);
+                if c.confidence > mine.confidence {
+                    mine.confidence = c.confidence;
+                    mine.reason.clone_from(&c.reason);
+                }
+                mine.usage.merge(&c.usage);
+            }
+        }
+        let (o, t) = (&mut self.overflow, &other.overflow);
+        o.variants += dropped_variants;
+        o.services += t.services;
+        o.endpoints += t.endpoints;
+        o.connections += t.connections;
+        o.variants += t.variants;
+        o.pending += t.pending;
+        let (s, t) = (&mut self.sampling, &other.sampling);
+        s.sampled_out_messages += t.sampled_out_messages;
+        s.lost_events += t.lost_events;
+        s.unpaired_responses += t.unpaired_responses;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_verbs_and_tables() {
+        assert_eq!(
+            sql_usage("SELECT a FROM orders o JOIN items i ON o.id = i.o WHERE x = ?"),
+            (Some("SELECT".into()), vec!["orders".into(), "items".into()])
+        );
+        assert_eq!(
+            sql_usage("insert into public.orders (item, channel) VALUES ($1, ?)"),
+            (Some("INSERT".into()), vec!["public.orders".into()])
+        );
+        assert_eq!(
+            sql_usage("CREATE TABLE IF NOT EXISTS orders (id serial)"),
+            (Some("CREATE".into()), vec![])
+        );
+        assert_eq!(sql_usage("select ?"), (Some("SELECT".into()), vec![]));
+    }
+
+    #[test]
+    fn latency_quantiles_are_within_a_bucket() {
+        let mut l = Latency::default();
+        for i in 1..=100 {
+            l.add(f64::from(i));
+        }
+        let p50 = l.quantile(0.5).expect("p50");
+        let p99 = l.quantile(0.99).expect("p99");
+        assert!((50.0..=52.5).contains(&p50), "{p50}");
+        assert!((99.0..=104.0).contains(&p99), "{p99}");
+        assert_eq!(Latency::default().quantile(0.5), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! The map from events shaped as adi writes them (field for field as in `docs/output-formats.md`).
+
+use serde_json::{json, Value};
+
+use super::*;
+
+/// An `http` request the traced process `pid` (service `svc`) sent on connection `flow`.
+fn request(pid: u64, svc: &str, flow: u64, ts: u32, method: &str, url: &str, body: &str) -> Value {
+    json!({"event_type":"http","timestamp":format!("2026-12-03T10:00:{ts:02}.000000000Z"),
+        "pid":pid,"comm":"python3","cmdline":"python3 app.py","service":svc,
+        "direction":"send","source_ip":"127.0.0.1","source_port":40000 + flow,
+        "dest_ip":"127.0.0.1","dest_port":8080,"bytes":100,"method":method,"url":url,
+        "headers":{"Host":"127.0.0.1:8080","Content-Type":"application/json"},
+        "body":body,"raw_payload":"","truncated":false,"flow_id":flow})
+}
+
+/// Its response.
+fn response(pid: u64, svc: &str, flow: u64, ts: u32, status: u16, body: &str) -> Value {
+    json!({"event_type":"http","timestamp":format!("2026-12-03T10:00:{ts:02}.500000000Z"),
+        "pid":pid,"comm":"python3","cmdline":"python3 app.py","service":svc,
+        "direction":"recv","source_ip":"127.0.0.1","source_port":8080,
+        "dest_ip":"127.0.0.1","dest_port":40000 + flow,"bytes":100,"status_code":status,
+        "headers":{"Content-Type":"application/json"},"body":body,"raw_payload":"",
+        "truncated":false,"flow_id":flow,"latency_ms":1.5})
+}
+
+fn with_peer(mut e: Value, peer: &str) -> Value {
+    e["peer_service"] = json!(peer);
+    e
+}
+
+fn build(events: &[Value]) -> MapBuilder {
+    let mut m = MapBuilder::new(MapOptions::default());
+    for e in events {
+        m.add(e);
+    }
+    m.finish();
+    m
+}
+
+fn doc(m: &MapBuilder) -> Value {
+    yaml::parse(&m.to_yaml("T").expect("yaml")).expect("parse")
+}
+
+fn endpoints(d: &Value) -> Vec<Value> {
+    d["services"][0]["endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn pipelined_exchanges_pair_in_order_with_their_own_shapes() {
+    let events = [
+        with_peer(
+            request(1, "gateway", 7, 1, "GET", "/items/1", ""),
+            "catalog",
+        ),
+        with_peer(
+            request(1, "gateway", 7, 1, "POST", "/orders", r#"{"item":1}"#),
+            "catalog",
+        ),
+        with_peer(
+            response(1, "gateway", 7, 2, 200, r#"{"id":"1","price":2.5}"#),
+            "catalog",
+        ),
+        with_peer(
+            response(1, "gateway", 7, 2, 201, r#"{"status":"accepted"}"#),
+            "catalog",
+        ),
+    ];
+    let d = doc(&build(&events));
+    let eps = endpoints(&d);
+    assert_eq!(eps.len(), 2, "{d:#}");
+    assert_eq!(eps[0]["method"], "GET");
+    assert_eq!(eps[0]["path"], "/items/{id}");
+    assert_eq!(eps[0]["destination"], "catalog");
+    assert_eq!(eps[0]["destination_type"], "process");
+    assert_eq!(eps[0]["request_schema"], Value::Null);
+    assert_eq!(
+        eps[0]["response_schema"],
+        json!({"id":"string","price":"number"})
+    );
+    assert_eq!(eps[0]["status_codes"], json!({"200": 1}));
+    assert_eq!(eps[1]["method"], "POST");
+    assert_eq!(eps[1]["request_schema"], json!({"item":"number"}));
+    assert_eq!(eps[1]["response_schema"], json!({"status":"string"}));
+    // Exact to within a bucket (5%).
+    let p50 = eps[1]["latency_ms"]["p50"].as_f64().expect("p50");
+    assert!((1.5..=1.575).contains(&p50), "{p50}");
+    assert_eq!(d["services"][0]["name"], "gateway");
+}
+
+#[test]
+fn two_hundred_ids_are_one_endpoint_and_shapes_are_variants() {
+    let mut events = Vec::new();
+    for i in 0..200_u64 {
+        let flow = i % 4;
+        events.push(request(
+            1,
+            "web",
+            flow,
+            1,
+            "GET",
+            &format!("/reviews/{i}?lang=en"),
+            "",
+        ));
+        let body = if i % 2 == 0 {
+            r#"{"id":1}"#
+        } else {
+            r#"{"id":1,"reviews":[]}"#
+        };
+        events.push(response(1, "web", flow, 2, 200, body));
+    }
+    let d = doc(&build(&events));
+    let eps = endpoints(&d);
+    assert_eq!(eps.len(), 2, "two variants of one endpoint: {d:#}");
+    for e in &eps {
+        assert_eq!(e["path"], "/reviews/{id}");
+        assert_eq!(e["query"], json!(["lang"]));
+        assert_eq!(e["count"], 100);
+        // No peer service and no process name known here: the Host header names it.
+        assert_eq!(e["destination"], "127.0.0.1:8080");
+    }
+    let raw = {
+        let mut m = MapBuilder::new(MapOptions {
+            template_paths: false,
+        });
+        for e in &events {
+            m.add(e);
+        }
+        doc(&m)
+    };
+    assert_eq!(endpoints(&raw).len(), 200);
+}
+
+#[test]
+fn responses_without_requests_and_requests_without_responses_are_counted() {
+    let events = [
+        response(1, "web", 1, 1, 200, "{}"),
+        request(1, "web", 2, 2, "DELETE", "/cart", ""),
+    ];
+    let d = doc(&build(&events));
+    assert_eq!(d["sampling"]["unpaired_responses"], 1, "{d:#}");
+    let eps = endpoints(&d);
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0]["unanswered"], 1);
+    assert_eq!(eps[0]["count"], 0);
+}
+
+#[test]
+fn the_server_side_and_calls_to_itself_describe_no_dependency() {
+    let mut served = request(2, "catalog", 1, 1, "GET", "/items/1", "");
+    served["direction"] = json!("recv");
+    let itself = with_peer(request(3, "loop", 1, 1, "GET", "/", ""), "loop");
+    let d = doc(&build(&[served, itself]));
+    assert_eq!(d["services"], json!([]), "{d:#}");
+}
+
+/// A connection event and messages of a PostgreSQL connection, as the pipeline writes them.
+fn postgres_events() -> Vec<Value> {
+    let base = json!({"pid":5,"comm":"python3","cmdline":"python3 orders.py","service":"orders",
+        "direction":"send","source_ip":"127.0.0.1","source_port":50000,"dest_ip":"127.0.0.1",
+        "dest_port":5432,"flow_id":3});
+    let with = |extra: Value| {
+        let mut e = base.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            e[k] = v.clone();
+        }
+        e
+    };
+    vec![
+        with(
+            json!({"event_type":"connection","timestamp":"2026-12-03T10:00:01.000000000Z",
+            "protocol":"postgres","category":"database","confidence":95,
+            "detection_reason":"StartupMessage","role":"client",
+            "summary":{"user":"app","database":"shop"}}),
+        ),
+        with(
+            json!({"event_type":"message","timestamp":"2026-12-03T10:00:02.000000000Z",
+            "protocol":"postgres","category":"database","kind":"request","op":"parse",
+            "resource":"INSERT INTO orders (item, channel) VALUES ($1, ?)","bytes":60,
+            "truncated":false}),
+        ),
+        with(
+            json!({"event_type":"message","timestamp":"2026-12-03T10:00:03.000000000Z",
+            "protocol":"postgres","category":"database","kind":"request","op":"query",
+            "resource":"SELECT count(*) FROM orders o JOIN items i ON o.i = i.id","bytes":60,
+            "truncated":false}),
+        ),
+        with(
+            json!({"event_type":"connection","timestamp":"2026-12-03T10:00:04.000000000Z",
+            "protocol":"postgres","category":"database","confidence":99,
+            "detection_reason":"StartupMessage; confirmed by AuthenticationOk","role":"client",
+            "summary":{"user":"app","database":"shop"}}),
+        ),
+        json!({"event_type":"lost","timestamp":"2026-12-03T10:00:05.000000000Z",
+            "source":"kernel_sampled","count":12}),
+    ]
+}
+
+#[test]
+fn connections_say_what_they_are_used_for() {
+    let d = doc(&build(&postgres_events()));
+    let c = &d["services"][0]["connections"][0];
+    assert_eq!(c["destination"], "127.0.0.1:5432", "{d:#}");
+    assert_eq!(c["protocol"], "postgres");
+    assert_eq!(c["category"], "database");
+    assert_eq!(c["port"], 5432);
+    assert_eq!(c["confidence"], 99);
+    assert_eq!(c["reason"], "StartupMessage; confirmed by AuthenticationOk");
+    assert_eq!(c["count"], 1, "one connection, announced twice");
+    assert_eq!(c["first_seen"], "2026-12-03T10:00:01.000000000Z");
+    assert_eq!(c["last_seen"], "2026-12-03T10:00:04.000000000Z");
+    assert_eq!(
+        c["usage"],
+        json!({"user":["app"],"database":["shop"],
+               "operations":{"INSERT":1,"SELECT":1},"targets":["items","orders"]})
+    );
+    assert_eq!(d["sampling"]["sampled_out_messages"], 12);
+}
+
+#[test]
+fn a_map_written_and_read_back_merges_into_the_same_map() {
+    let mut events = postgres_events();
+    for i in 0..20_u64 {
+        events.push(request(1, "web", i % 3, 1, "GET", &format!("/a/{i}"), ""));
+        events.push(response(
+            1,
+            "web",
+            i % 3,
+            2,
+            200 + u16::try_from(i % 2).expect("small"),
+            "[1]",
+        ));
+    }
+    let whole = build(&events);
+    let text = whole.to_yaml("T").expect("yaml");
+    // Read back: the same document.
+    let again = MapBuilder::from_yaml(&text, MapOptions::default()).expect("read");
+    assert_eq!(again.to_yaml("T").expect("yaml"), text);
+    // Two halves merged: the same document (split between exchanges).
+    let (a, b) = events.split_at(events.len() - 10);
+    let mut left = build(a);
+    left.merge(&build(b));
+    assert_eq!(left.to_yaml("T").expect("yaml"), text);
+}
+
+#[test]
+fn the_file_is_written_atomically_private_and_continued_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("map.yaml");
+    let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    assert_eq!(sink.due(), None, "nothing to write yet");
+    let e = adi_core::event::Event::Lost(adi_core::event::LostEvent {
+        timestamp: "2026-12-03T10:00:00.000000000Z".into(),
+        source: "kernel_sampled".into(),
+        count: 3,
+    });
+    sink.write(&e).expect("write");
+    let due = sink.due().expect("a write is due");
+    assert!(due > Instant::now() && due <= Instant::now() + DEBOUNCE);
+    sink.flush().expect("flush");
+    assert!(!path.exists(), "debounced: not written before it is due");
+    sink.finish().expect("finish");
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(text.contains("sampled_out_messages: 3"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A restart continues the map.
+    let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    sink.write(&e).expect("write");
+    sink.finish().expect("finish");
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(text.contains("sampled_out_messages: 6"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+}
+
+#[test]
+fn a_corrupt_map_is_kept_aside_and_a_fresh_one_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("map.yaml");
+    std::fs::write(&path, "services: [unclosed\n\x00").expect("write");
+    let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    assert!(dir.path().join("map.yaml.corrupt").exists());
+    sink.finish().expect("finish");
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(text.contains("services: []"), "{text}");
+}
+
+#[test]
+fn an_unwritable_path_is_an_error_and_a_retry_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("missing-dir").join("map.yaml");
+    let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    assert!(sink.finish().is_err(), "said once");
+    assert!(sink.finish().is_ok(), "then retried quietly");
+    std::fs::create_dir(dir.path().join("missing-dir")).expect("mkdir");
+    sink.finish().expect("written once possible");
+    assert!(path.exists());
+}
+
+#[test]
+fn hostile_bodies_give_bounded_schemas() {
+    let deep = "[".repeat(10_000);
+    let events = [
+        request(1, "web", 1, 1, "POST", "/x", &deep),
+        response(1, "web", 1, 2, 200, "\u{fffd}\u{fffd}not json"),
+    ];
+    let d = doc(&build(&events));
+    let eps = endpoints(&d);
+    assert_eq!(eps[0]["request_schema"], "non-json");
+    assert_eq!(eps[0]["response_schema"], "non-json");
+}
