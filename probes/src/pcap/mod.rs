@@ -231,6 +231,7 @@ pub fn is_capture_magic(first4: &[u8]) -> bool {
 /// let mut reader = CaptureReader::new(file)?;
 /// for event in &mut reader {
 ///     match event? {
+///         CaptureEvent::Opened { key, .. } => println!("{key:?} opened"),
 ///         CaptureEvent::Data { key, dir, payload, .. } => println!("{key:?} {dir:?} {} bytes", payload.len()),
 ///         CaptureEvent::Closed { key, .. } => println!("{key:?} closed"),
 ///     }
