@@ -550,7 +550,12 @@ fn select_processes(
 
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     check_sinks(&opts.sinks)?;
-    let env_docs = opts.sinks.iter().any(|s| matches!(s, SinkSpec::EnvYaml(_)));
+    // Environments for the env-yaml inventory, and for the service map's configuration
+    // inference (which variables point at each dependency).
+    let env_docs = opts
+        .sinks
+        .iter()
+        .any(|s| matches!(s, SinkSpec::EnvYaml(_) | SinkSpec::ServiceMap(_)));
     let opt_in = (!opts.watch_all && opts.pids.is_empty()).then(|| OptIn::new(&opts.allowed));
     let config = ProbeConfig {
         watch_all: opts.watch_all,

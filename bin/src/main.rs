@@ -117,6 +117,11 @@ struct LiveArgs {
     /// paths as requested.
     #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off", global = true)]
     template_paths: OnOff,
+    /// Service map format: `seed` (the profiler seed's `services:` YAML), `observed` (an
+    /// `ObservedBehaviors` document, adi.dev/v1alpha1) or `rcp` (one Runtime Conditions
+    /// Profile per service, runtimeconditions.io/v1alpha1). See docs/service-map.md.
+    #[arg(long, value_enum, default_value_t = MapFormatArg::Seed, global = true)]
+    service_map_format: MapFormatArg,
     /// No status line: by default, when stderr is a terminal, adi prints a one-line status
     /// (events, rates, losses) every 5 seconds.
     #[arg(long)]
@@ -146,7 +151,8 @@ enum Command {
     /// List the classifiers linked into this binary, built-in and third-party.
     Classifiers(ClassifiersArgs),
     /// Service maps offline: `adi map build EVENTS.jsonl... -o FILE` builds the map from
-    /// recorded events (the same code as the live `service-map` sink).
+    /// recorded events (the same code as the live `service-map` sink), `adi map merge`
+    /// merges maps, `adi map render` draws one (Mermaid or Graphviz).
     Map(MapArgs),
     /// Go programs: `adi go ps` lists the running ones with their Go version and build info.
     Go(GoArgs),
@@ -189,7 +195,42 @@ enum MapCommand {
         /// Where the map goes (written atomically, mode 0600); stdout when not given.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The same run's environment inventory (`--sink env-yaml=FILE`): which variables
+        /// configure each dependency, for `--service-map-format rcp` (values never written).
+        #[arg(long, value_name = "FILE")]
+        env: Vec<PathBuf>,
     },
+    /// Merge maps (`seed` format: the live sink keeps one beside any other format, as
+    /// `PATH.seed.yaml`), from several hosts or runs: counts add, first seen is the
+    /// earliest, last seen the latest, shapes and usage are united.
+    Merge {
+        /// Maps, in any order (the result does not depend on it).
+        #[arg(required = true, value_name = "MAP")]
+        files: Vec<PathBuf>,
+        /// Where the merged map goes; stdout when not given.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Draw a map (`seed` format): services and what they depend on, one edge per
+    /// destination and protocol with how much went over it.
+    Render {
+        /// The map.
+        #[arg(value_name = "MAP")]
+        file: PathBuf,
+        /// `mermaid` (a flowchart, rendered by GitHub and many editors) or `dot` (Graphviz:
+        /// `dot -Tsvg`).
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+/// `adi map render --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
 }
 
 /// `adi doctor` flags.
@@ -226,6 +267,17 @@ struct ClassifyArgs {
     /// For payload files: which way the bytes travelled. Default: try both.
     #[arg(long, value_enum)]
     direction: Option<DirectionArg>,
+}
+
+/// `--service-map-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MapFormatArg {
+    /// The seed's `generated_at` / `services:` YAML.
+    Seed,
+    /// `ObservedBehaviors` (adi.dev/v1alpha1).
+    Observed,
+    /// `RuntimeConditionsProfile` documents (runtimeconditions.io/v1alpha1).
+    Rcp,
 }
 
 /// A feature switch.
@@ -333,8 +385,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })) => go_ps::run(&args),
         Some(Command::Doctor(args)) => doctor(args.json),
         Some(Command::Map(MapArgs {
-            command: MapCommand::Build { files, output },
-        })) => map_build(&files, output.as_deref(), map_options(&cli.live)),
+            command: MapCommand::Build { files, output, env },
+        })) => map_build(&files, &env, output.as_deref(), map_options(&cli.live)),
+        Some(Command::Map(MapArgs {
+            command: MapCommand::Merge { files, output },
+        })) => map_merge(&files, output.as_deref(), map_options(&cli.live)),
+        Some(Command::Map(MapArgs {
+            command: MapCommand::Render { file, format },
+        })) => {
+            let map = read_map(&file, map_options(&cli.live))?;
+            let text = match format {
+                GraphFormat::Mermaid => map.mermaid(),
+                GraphFormat::Dot => map.dot(),
+            };
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Replay(args)) => {
             let sinks = if args.sinks.is_empty() {
                 vec![SinkSpec::Jsonl(None)]
@@ -440,8 +506,14 @@ fn resolve_sinks(flags: &[SinkSpec], var: impl Fn(&str) -> Option<PathBuf>) -> V
 }
 
 fn map_options(args: &LiveArgs) -> adi_sinks::service_map::MapOptions {
+    use adi_sinks::service_map::MapFormat;
     adi_sinks::service_map::MapOptions {
         template_paths: args.template_paths == OnOff::On,
+        format: match args.service_map_format {
+            MapFormatArg::Seed => MapFormat::Seed,
+            MapFormatArg::Observed => MapFormat::Observed,
+            MapFormatArg::Rcp => MapFormat::Rcp,
+        },
     }
 }
 
@@ -449,6 +521,7 @@ fn map_options(args: &LiveArgs) -> adi_sinks::service_map::MapOptions {
 /// and skipped (said once per file, with its line number).
 fn map_build(
     files: &[PathBuf],
+    env: &[PathBuf],
     output: Option<&std::path::Path>,
     opts: adi_sinks::service_map::MapOptions,
 ) -> anyhow::Result<ExitCode> {
@@ -457,6 +530,9 @@ fn map_build(
         adi_sinks::check_writable(out)?;
     }
     let mut map = adi_sinks::service_map::MapBuilder::new(opts);
+    for file in env {
+        read_environments(file, &mut map)?;
+    }
     let mut failures = 0;
     for file in files {
         let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
@@ -507,6 +583,68 @@ fn map_build(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The processes' environments of an env-yaml inventory, into `map`.
+fn read_environments(
+    path: &std::path::Path,
+    map: &mut adi_sinks::service_map::MapBuilder,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let docs = adi_sinks::service_map::yaml::parse_all(&text)
+        .map_err(|why| anyhow::anyhow!("{} is not an env-yaml inventory: {why}", path.display()))?;
+    for doc in docs {
+        let pid = doc["adi_profile_pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok());
+        let (Some(pid), Some(vars)) = (pid, doc["adi_profile_env"].as_object()) else {
+            continue;
+        };
+        let vars = vars
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        map.environment(pid, vars);
+    }
+    Ok(())
+}
+
+/// A `seed` map file.
+fn read_map(
+    path: &std::path::Path,
+    opts: adi_sinks::service_map::MapOptions,
+) -> anyhow::Result<adi_sinks::service_map::MapBuilder> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    adi_sinks::service_map::MapBuilder::from_yaml(&text, opts).map_err(|why| {
+        anyhow::anyhow!(
+            "{} is not a service map in the seed format ({why}); other formats leave things out: merge the PATH.seed.yaml the sink keeps beside them",
+            path.display()
+        )
+    })
+}
+
+/// `adi map merge`.
+fn map_merge(
+    files: &[PathBuf],
+    output: Option<&std::path::Path>,
+    opts: adi_sinks::service_map::MapOptions,
+) -> anyhow::Result<ExitCode> {
+    if let Some(out) = output {
+        adi_sinks::check_writable(out)?;
+    }
+    let mut merged = adi_sinks::service_map::MapBuilder::new(opts);
+    for file in files {
+        merged.merge(&read_map(file, opts)?);
+    }
+    let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
+    let text = merged.to_yaml(&now)?;
+    match output {
+        Some(path) => adi_sinks::service_map::write_atomic(path, &text)?,
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The main job: live capture until SIGINT/SIGTERM.

@@ -36,9 +36,18 @@ pub struct ReplayOptions {
 pub fn run(registry: &Arc<Registry>, opts: &ReplayOptions) -> anyhow::Result<usize> {
     crate::live::check_sinks(&opts.sinks)?;
     let mut sinks = crate::live::open_sinks(&opts.sinks, &[], opts.map)?;
+    let config = PipelineConfig {
+        redact: opts.redact,
+        describe_processes: false,
+        // A connection whose opening is not in the capture began before it: joined
+        // mid-stream, as live capture joins connections opened before adi started.
+        mid_stream_unopened: true,
+    };
+    // One pipeline for every capture: flow ids stay unique over the run.
+    let mut pipeline = Pipeline::new(Arc::clone(registry), NoProcesses, config);
     let mut failures = 0;
     for path in &opts.files {
-        if let Err(e) = replay_one(registry, path, opts.redact, &mut sinks) {
+        if let Err(e) = replay_one(&mut pipeline, path, &mut sinks) {
             eprintln!(
                 "adi: {}: {}",
                 path.display(),
@@ -54,22 +63,14 @@ pub fn run(registry: &Arc<Registry>, opts: &ReplayOptions) -> anyhow::Result<usi
     Ok(failures)
 }
 
+/// One capture through `pipeline`; its connections all end with it.
 fn replay_one(
-    registry: &Arc<Registry>,
+    pipeline: &mut Pipeline<NoProcesses>,
     path: &std::path::Path,
-    redact: bool,
     sinks: &mut [Box<dyn Sink>],
 ) -> anyhow::Result<()> {
     let file = File::open(path).context("cannot open")?;
     let reader = CaptureReader::new(BufReader::with_capacity(256 * 1024, file))?;
-    let config = PipelineConfig {
-        redact,
-        describe_processes: false,
-        // A connection whose opening is not in the capture began before it: joined
-        // mid-stream, as live capture joins connections opened before adi started.
-        mid_stream_unopened: true,
-    };
-    let mut pipeline = Pipeline::new(Arc::clone(registry), NoProcesses, config);
     let mut events: Vec<Event> = Vec::new();
     let mut last_ts = 0;
     let mut failure = None;

@@ -615,4 +615,44 @@ fn replay_and_map_build_give_the_same_service_map() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("2 line(s)"), "{}", stderr(&out));
     assert_eq!(masked(&String::from_utf8_lossy(&out.stdout)), masked(&text));
+    // One map per capture, merged, is the map of all of them.
+    let mut parts = Vec::new();
+    for (i, c) in captures.iter().enumerate() {
+        let part = dir.path().join(format!("part{i}.yaml"));
+        let out = adi(&[
+            "replay",
+            &c.display().to_string(),
+            "--sink",
+            &format!("service-map={}", part.display()),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        parts.push(part.display().to_string());
+    }
+    let mut args = vec!["map", "merge"];
+    args.extend(parts.iter().rev().map(String::as_str));
+    let out = adi(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(masked(&String::from_utf8_lossy(&out.stdout)), masked(&text));
+    // Drawn: one edge per destination and protocol.
+    let out = adi(&["map", "render", &map.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mermaid = String::from_utf8_lossy(&out.stdout);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains("|\"postgres: 8 operations\"|"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("|\"http: 3 requests\"|"), "{mermaid}");
+    let out = adi(&[
+        "map",
+        "render",
+        &map.display().to_string(),
+        "--format",
+        "dot",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("digraph services {"));
+    // A file that is not a map: one line, non-zero.
+    let out = adi(&["map", "render", &events.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }

@@ -1103,10 +1103,12 @@ fn pika_against_rabbitmq() {
 const DEMO_ORDERS: &str = r#"
 import http.server, json, os, socket, sys, threading
 import pg8000.native
-db = pg8000.native.Connection("postgres", host="127.0.0.1", port=int(sys.argv[2]),
-    password=os.environ["PGPASSWORD"], database="postgres", application_name="orders")
+db = pg8000.native.Connection(os.environ["PGUSER"], host=os.environ["PGHOST"],
+    port=int(os.environ["PGPORT"]), password=os.environ["PGPASSWORD"],
+    database=os.environ["PGDATABASE"], application_name="orders")
 db.run("CREATE TABLE IF NOT EXISTS orders (id serial, item int, channel text)")
-nats = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+nats_host, nats_port = os.environ["NATS_URL"].split("//")[1].split(":")
+nats = socket.create_connection((nats_host, int(nats_port)))
 nf = nats.makefile("rb")
 nf.readline()
 nats.sendall(b'CONNECT {"verbose":false,"name":"orders"}\r\nPING\r\n')
@@ -1135,13 +1137,14 @@ srv.serve_forever()
 /// The audit logger of the demo: subscribes to the orders on NATS and stores each into
 /// Redis, over connections opened at start (before adi); prints `ready` once subscribed.
 const DEMO_LOGGER: &str = r#"
-import socket, sys
-nats = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+import os, socket, sys
+nats_host, nats_port = os.environ["NATS_URL"].split("//")[1].split(":")
+nats = socket.create_connection((nats_host, int(nats_port)))
 nf = nats.makefile("rb")
 nf.readline()
 nats.sendall(b'CONNECT {"verbose":false,"name":"audit-logger"}\r\nSUB orders.* 1\r\nPING\r\n')
 assert nf.readline().startswith(b"PONG")
-redis = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+redis = socket.create_connection((os.environ["REDIS_HOST"], int(os.environ["REDIS_PORT"])))
 rf = redis.makefile("rb")
 print("ready", flush=True)
 while True:
@@ -1165,10 +1168,11 @@ const DEMO_LOADGEN: &str = r#"
 import json, os, socket, sys, time, urllib.request
 import pg8000.native
 for i in range(5):
-    req = urllib.request.Request("http://127.0.0.1:%s/orders" % sys.argv[1],
+    req = urllib.request.Request(os.environ["ORDERS_URL"] + "/orders",
         data=json.dumps({"item": i}).encode(), headers={"Content-Type": "application/json"})
-    assert urllib.request.urlopen(req, timeout=10).status == 201
-r = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201 and json.load(resp)["status"] == "accepted"
+r = socket.create_connection((os.environ["REDIS_HOST"], int(os.environ["REDIS_PORT"])))
 # The logger stores asynchronously: ask until all 5 are there (at most 5 s).
 for _ in range(50):
     r.sendall(b"*2\r\n$4\r\nLLEN\r\n$6\r\norders\r\n")
@@ -1176,11 +1180,53 @@ for _ in range(50):
     if got == ":5":
         break
     time.sleep(0.1)
-db = pg8000.native.Connection("postgres", host="127.0.0.1", port=int(sys.argv[3]),
-    password=os.environ["PGPASSWORD"], database="postgres")
+db = pg8000.native.Connection(os.environ["PGUSER"], host=os.environ["PGHOST"],
+    port=int(os.environ["PGPORT"]), password=os.environ["PGPASSWORD"],
+    database=os.environ["PGDATABASE"])
 rows = db.run("SELECT count(*) FROM orders WHERE channel = 'web' AND item < 1000")
 print(got, rows[0][0])
 "#;
+
+/// The demo's servers on free ports (NATS, Redis, PostgreSQL in `dir`, already initialised),
+/// each listening; stopped when dropped.
+fn demo_servers(dir: &std::path::Path, postgres: &str) -> ([Server; 3], [u16; 3]) {
+    let (nats_port, redis_port, pg_port) = (free_port(), free_port(), free_port());
+    let (np, rp, pp) = (
+        nats_port.to_string(),
+        redis_port.to_string(),
+        pg_port.to_string(),
+    );
+    let d = |p: &str| dir.join(p).display().to_string();
+    let nats = Server::spawn(
+        Command::new("nats-server").args(["-a", "127.0.0.1", "-p", &np]),
+        libc::SIGTERM,
+    );
+    let redis = Server::spawn(
+        Command::new("redis-server").args([
+            "--port",
+            &rp,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            &dir.display().to_string(),
+        ]),
+        libc::SIGTERM,
+    );
+    let pg = Server::spawn(
+        as_postgres(postgres)
+            .args(["-D", &d("data"), "-p", &pp])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("unix_socket_directories={}", d(""))])
+            .args(["-c", "fsync=off"]),
+        libc::SIGINT,
+    );
+    wait_listener(nats_port, nats.pid(), Duration::from_secs(10));
+    wait_listener(redis_port, redis.pid(), Duration::from_secs(10));
+    wait_listener(pg_port, pg.pid(), Duration::from_secs(20));
+    ([nats, redis, pg], [nats_port, redis_port, pg_port])
+}
 
 /// The three-service demo, for real: services that name themselves with ADI_PROFILE_NAME,
 /// real NATS and Redis servers on free ports, connections opened both before adi started
@@ -1205,47 +1251,29 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
     let d = |p: &str| dir.path().join(p).display().to_string();
     let password = format!("demo-{}", std::process::id());
     initdb_with_password(&initdb, &d, &password);
-    let (nats_port, redis_port, pg_port) = (free_port(), free_port(), free_port());
+    let (_servers, [nats_port, redis_port, pg_port]) = demo_servers(dir.path(), &postgres);
     let (np, rp, pp) = (
         nats_port.to_string(),
         redis_port.to_string(),
         pg_port.to_string(),
     );
-    let nats = Server::spawn(
-        Command::new("nats-server").args(["-a", "127.0.0.1", "-p", &np]),
-        libc::SIGTERM,
-    );
-    let redis = Server::spawn(
-        Command::new("redis-server").args([
-            "--port",
-            &rp,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            &dir.path().display().to_string(),
-        ]),
-        libc::SIGTERM,
-    );
-    let pg = Server::spawn(
-        as_postgres(&postgres)
-            .args(["-D", &d("data"), "-p", &pp])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("unix_socket_directories={}", d(""))])
-            .args(["-c", "fsync=off"]),
-        libc::SIGINT,
-    );
-    wait_listener(nats_port, nats.pid(), Duration::from_secs(10));
-    wait_listener(redis_port, redis.pid(), Duration::from_secs(10));
-    wait_listener(pg_port, pg.pid(), Duration::from_secs(20));
-    let service = |name: &str, script: &str, args: &[&str]| {
+    // Configured as services usually are: by environment variables.
+    let config: Vec<(&str, String)> = vec![
+        ("NATS_URL", format!("nats://127.0.0.1:{np}")),
+        ("REDIS_HOST", "127.0.0.1".to_owned()),
+        ("REDIS_PORT", rp.clone()),
+        ("PGHOST", "127.0.0.1".to_owned()),
+        ("PGPORT", pp.clone()),
+        ("PGUSER", "postgres".to_owned()),
+        ("PGDATABASE", "postgres".to_owned()),
+        ("PGPASSWORD", password.clone()),
+    ];
+    let service = |name: &str, script: &str| {
         let mut cmd = Command::new("python3");
         cmd.args(["-c", script])
-            .args(args)
+            .envs(config.iter().map(|(k, v)| (k, v)))
             .env("ADI_PROFILE", &profile)
             .env("ADI_PROFILE_NAME", name)
-            .env("PGPASSWORD", &password)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("service");
@@ -1261,15 +1289,24 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
             line.trim().to_owned(),
         )
     };
-    let (orders, http_port) = service("orders", DEMO_ORDERS, &[&np, &pp]);
+    let (orders, http_port) = service("orders", DEMO_ORDERS);
     assert!(http_port.parse::<u16>().is_ok(), "orders: {http_port}");
-    let (logger, ready) = service("audit-logger", DEMO_LOGGER, &[&np, &rp]);
+    let (logger, ready) = service("audit-logger", DEMO_LOGGER);
     assert_eq!(ready, "ready");
-    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let map = dir.path().join("map.yaml");
+    let adi = Adi::start(&[
+        "--profile-allowed",
+        &profile,
+        "--sink",
+        &format!("service-map={}", map.display()),
+        "--service-map-format",
+        "rcp",
+    ]);
     let mut loadgen = {
-        let mut cmd = held_python(DEMO_LOADGEN, &[&http_port, &rp, &pp]);
-        cmd.env("ADI_PROFILE", &profile)
-            .env("PGPASSWORD", &password)
+        let mut cmd = held_python(DEMO_LOADGEN, &[]);
+        cmd.envs(config.iter().map(|(k, v)| (k, v)))
+            .env("ORDERS_URL", format!("http://127.0.0.1:{http_port}"))
+            .env("ADI_PROFILE", &profile)
             .env("ADI_PROFILE_NAME", "loadgen");
         Held::spawn(cmd)
     };
@@ -1280,6 +1317,7 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
     let http: u16 = http_port.parse().expect("port");
     assert_demo_events(&events, pids, [nats_port, redis_port, http, pg_port]);
     assert_demo_queries(&events, pg_port, &password);
+    assert_demo_map(&map, &events, [nats_port, redis_port, http, pg_port]);
 }
 
 /// The demo's events, for services with `pids` (orders, audit-logger, loadgen) and the
@@ -1427,5 +1465,199 @@ fn assert_demo_queries(events: &[Value], pg_port: u16, password: &str) {
     assert_eq!(login["summary"]["database"], "postgres", "{login}");
     for e in events {
         assert!(!e.to_string().contains(password), "password in {e}");
+    }
+}
+
+/// A map document with what changes from run to run masked: times, latencies, the free ports
+/// (by the server's name), and how often the load generator had to ask Redis.
+fn masked(doc: &Value, ports: &[(u16, &str)]) -> Value {
+    match doc {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match k.as_str() {
+                        "first_seen" | "last_seen" | "generated_at" | "firstSeen" | "lastSeen"
+                        | "generatedAt" => Value::from("<time>"),
+                        "latency_ms" => Value::from("<latency>"),
+                        "name" if v.as_str().is_some_and(|n| n.starts_with("adi-local-")) => {
+                            Value::from("<time>")
+                        }
+                        "LLEN" => Value::from("<polls>"),
+                        _ => masked(v, ports),
+                    };
+                    (k.clone(), v)
+                })
+                // Keep-alives come when the server's timer says.
+                .filter(|(k, _)| k != "PING" && k != "PONG")
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| masked(v, ports)).collect()),
+        Value::Number(n) => match ports
+            .iter()
+            .find(|(p, _)| n.as_u64() == Some(u64::from(*p)))
+        {
+            Some((_, name)) => Value::from(format!("<{name}>")),
+            None => doc.clone(),
+        },
+        Value::String(t) => {
+            let mut t = t.clone();
+            for (p, name) in ports {
+                t = t.replace(&format!(":{p}"), &format!(":<{name}>"));
+            }
+            Value::String(t)
+        }
+        _ => doc.clone(),
+    }
+}
+
+/// The demo's service map: the live sink's `rcp` profiles and its `seed` state beside them,
+/// and `adi map build` of the same run's events in the `seed` and `observed` formats, each
+/// compared whole with what the demo does (times, latencies and ports masked).
+fn assert_demo_map(map: &std::path::Path, events: &[Value], ports: [u16; 4]) {
+    use adi_sinks::service_map::yaml;
+    let [nats_port, redis_port, http, pg_port] = ports;
+    let names = [
+        (nats_port, "nats"),
+        (redis_port, "redis"),
+        (http, "orders"),
+        (pg_port, "postgres"),
+    ];
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let seed = yaml::parse(&read(&map.with_file_name("map.yaml.seed.yaml"))).expect("seed");
+    let rcp = yaml::parse_all(&read(map)).expect("rcp yaml");
+    // The same events, recorded, give the same seed map.
+    let jsonl = map.with_file_name("events.jsonl");
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    std::fs::write(&jsonl, lines.join("\n")).expect("events");
+    let built = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_adi"))
+            .args(["map", "build", &jsonl.display().to_string()])
+            .args(["--service-map-format", format])
+            .output()
+            .expect("adi map build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        yaml::parse(&String::from_utf8_lossy(&out.stdout)).expect("yaml")
+    };
+    let mut rebuilt = built("seed");
+    rebuilt["generated_at"] = seed["generated_at"].clone();
+    assert_eq!(rebuilt, seed);
+    let observed = built("observed");
+    let got = [
+        ("seed", masked(&seed, &names)),
+        ("observed", masked(&observed, &names)),
+        ("rcp", masked(&Value::Array(rcp), &names)),
+    ];
+    for (format, doc) in &got {
+        eprintln!("MAP {format} {doc}");
+    }
+    for (format, doc) in &got {
+        let file = format!(
+            "{}/tests/data/demo-map.{format}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let want: Value = serde_json::from_str(&read(std::path::Path::new(&file))).expect("json");
+        assert_eq!(doc, &want, "{format} map differs from {file}: {doc:#}");
+    }
+}
+
+/// `examples/demo/run.sh`, as a newcomer runs it (one round of load, every exchange
+/// captured): everything it promises is in its folder, and its map is the demo's, whole
+/// (times, latencies, ports and addresses masked): templated paths, an endpoint with two
+/// response shapes, a POST with a body, a body-less DELETE, and what each dependency is used
+/// for.
+#[test]
+fn the_example_demo_runs_and_writes_its_map() {
+    if !can_run()
+        || !have("nats-server")
+        || !have("redis-server")
+        || !have("python3")
+        || !have("setpriv")
+        || !have(&format!("{PGBIN}/initdb"))
+    {
+        return;
+    }
+    let _turn = serial();
+    let out = tempfile::tempdir().expect("tempdir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/run.sh");
+    let run = Command::new("bash")
+        .arg(script)
+        .arg(out.path())
+        .env("DURATION", "0")
+        .env("ADI", env!("CARGO_BIN_EXE_adi"))
+        .env("ADI_FLAGS", "--max-rate 0")
+        .output()
+        .expect("run.sh");
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "run.sh failed: {said}");
+    assert!(
+        said.contains("orders stored: 20 in redis, 20 in postgres"),
+        "{said}"
+    );
+    let file = |name: &str| {
+        std::fs::read_to_string(out.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    for name in [
+        "events.jsonl",
+        "env.yaml",
+        "observed.yaml",
+        "rcp.yaml",
+        "map.dot",
+    ] {
+        assert!(!file(name).is_empty(), "{name} is empty");
+    }
+    if have("dot") {
+        assert!(file("map.svg").contains("<svg"), "no picture");
+    }
+    let mermaid = file("map.mmd");
+    assert!(mermaid.contains("|\"http: 200 requests\"|"), "{mermaid}");
+    let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
+    let got = masked_demo(&seed);
+    eprintln!("MAP example {got}");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/example-demo.seed.json"
+    );
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden).expect("golden")).expect("json");
+    assert_eq!(got, want, "the map differs from {golden}: {got:#}");
+    let rcp = adi_sinks::service_map::yaml::parse_all(&file("rcp.yaml")).expect("rcp");
+    let names: Vec<&str> = rcp
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["audit-logger", "gateway", "loadgen", "orders"],
+        "one profile per calling service"
+    );
+}
+
+/// The example's map with what changes between runs masked: times, latencies, ports,
+/// addresses, and how often the load generator polled Redis.
+fn masked_demo(doc: &Value) -> Value {
+    match doc {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match k.as_str() {
+                        "first_seen" | "last_seen" | "generated_at" => Value::from("<time>"),
+                        "latency_ms" => Value::from("<latency>"),
+                        "port" => Value::from("<port>"),
+                        "addresses" => Value::from("<addresses>"),
+                        "LLEN" => Value::from("<polls>"),
+                        _ => masked_demo(v),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(masked_demo).collect()),
+        _ => doc.clone(),
     }
 }

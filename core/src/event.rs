@@ -50,6 +50,10 @@ pub struct ProcessInfo {
     /// of this host too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_service: Option<Arc<str>>,
+    /// The program listening at the other end when it is on this host but not watched
+    /// (`postgres`, `redis-server`): named from `/proc`, nothing of it captured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_process: Option<Arc<str>>,
 }
 
 impl ProcessInfo {
@@ -61,6 +65,7 @@ impl ProcessInfo {
             cmdline: Arc::from(cmdline),
             service: None,
             peer_service: None,
+            peer_process: None,
         }
     }
 }

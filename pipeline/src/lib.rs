@@ -111,6 +111,12 @@ pub struct ProcessDetails {
 pub trait ProcessSource {
     /// Process `pid`, or `None` when it is gone or unknown.
     fn details(&mut self, pid: u32) -> Option<ProcessDetails>;
+    /// The process listening at `addr` on this host, if any (to name an unwatched
+    /// destination).
+    fn listener(&mut self, addr: SocketAddr) -> Option<u32> {
+        let _ = addr;
+        None
+    }
 }
 
 /// Processes from `/proc` (live capture).
@@ -127,6 +133,10 @@ impl ProcessSource for ProcFs {
             environ: Some(std::fs::read(format!("/proc/{pid}/environ"))),
             listening: proc::listening_addrs(pid),
         })
+    }
+
+    fn listener(&mut self, addr: SocketAddr) -> Option<u32> {
+        proc::listener_of(addr)
     }
 }
 
@@ -187,6 +197,9 @@ struct FlowState {
 /// Most unanswered requests remembered per connection (a peer that never answers).
 const MAX_PENDING: usize = 1024;
 
+/// Most destinations whose listening program is remembered.
+const MAX_PEER_PROCESSES: usize = 4096;
+
 /// Most facts kept in a connection's summary, and the longest value kept (in bytes).
 const MAX_SUMMARY: usize = 8;
 const MAX_SUMMARY_VALUE: usize = 256;
@@ -206,6 +219,9 @@ pub struct Pipeline<P: ProcessSource> {
     /// Addresses watched processes listen on: a connection to one is a connection to that
     /// service, even before the server's side of it has said anything.
     listeners: HashMap<SocketAddr, (u32, Arc<str>)>,
+    /// Unwatched programs listening on this host, by the address connected to (`None`: no
+    /// listener seen there), looked up once per destination.
+    peer_processes: HashMap<SocketAddr, Option<Arc<str>>>,
     outputs: Vec<Output>,
     summaries: Vec<FlowSummary>,
     /// Process descriptions waiting for the next event.
@@ -244,6 +260,7 @@ impl<P: ProcessSource> Pipeline<P> {
             flows: HashMap::new(),
             ends: HashMap::new(),
             listeners: HashMap::new(),
+            peer_processes: HashMap::new(),
             outputs: Vec::new(),
             summaries: Vec::new(),
             docs: Vec::new(),
@@ -471,8 +488,36 @@ impl<P: ProcessSource> Pipeline<P> {
                     f.peer = Some(Arc::clone(service));
                 }
             }
+            return info;
+        }
+        if key.role == adi_core::flow::Role::Client {
+            info.peer_process = self.peer_process(key.server, key.pid);
         }
         info
+    }
+
+    /// The unwatched program listening at `addr` on this host (never `me` itself).
+    fn peer_process(&mut self, addr: SocketAddr, me: u32) -> Option<Arc<str>> {
+        if let Some(known) = self.peer_processes.get(&addr) {
+            return known.clone();
+        }
+        let name = self
+            .source
+            .listener(addr)
+            .filter(|p| *p != me)
+            .and_then(|pid| {
+                let d = self.source.details(pid)?;
+                let environ = d.environ.as_ref().and_then(|e| e.as_ref().ok());
+                Some(Arc::from(
+                    service::service_name(environ.map(Vec::as_slice), &d.args, &d.comm).as_str(),
+                ))
+            });
+        if self.peer_processes.len() >= MAX_PEER_PROCESSES {
+            // Listeners come and go: forget them all rather than grow.
+            self.peer_processes.clear();
+        }
+        self.peer_processes.insert(addr, name.clone());
+        name
     }
 
     /// Ends every connection of process `pid` and forgets what is cached about it.

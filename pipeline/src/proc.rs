@@ -145,6 +145,50 @@ fn parse_proc_ip(hex: &str) -> Option<IpAddr> {
     }
 }
 
+/// The process listening at `addr` on this host: a LISTEN row of `/proc/net/tcp{,6}` on its
+/// address (or, for a loopback address, on any address of its port), and the process holding
+/// that socket (a scan of every process's fds: called once per new destination). `None` for
+/// an address of another host, or when the listener cannot be seen.
+pub fn listener_of(addr: SocketAddr) -> Option<u32> {
+    let mut inodes: HashSet<u64> = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = fs::read_to_string(table) {
+            inodes.extend(
+                parse_listening_addrs(&text)
+                    .filter(|(a, _)| listens_for(*a, addr))
+                    .map(|(_, inode)| inode),
+            );
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    all_pids().into_iter().find(|pid| {
+        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.filter_map(Result::ok).any(|fd| {
+                fs::read_link(fd.path()).ok().is_some_and(|t| {
+                    t.to_str()
+                        .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']'))
+                        .and_then(|n| n.parse().ok())
+                        .is_some_and(|n: u64| inodes.contains(&n))
+                })
+            })
+        })
+    })
+}
+
+/// Whether a socket listening on `local` accepts connections to `dest` on this host. A
+/// wildcard listener counts only for loopback destinations: another host's address with the
+/// same port is not ours.
+pub fn listens_for(local: SocketAddr, dest: SocketAddr) -> bool {
+    let unmap = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    };
+    let (l, d) = (unmap(local.ip()), unmap(dest.ip()));
+    local.port() == dest.port() && (l == d || (l.is_unspecified() && d.is_loopback()))
+}
+
 /// Every pid in `/proc`.
 pub fn all_pids() -> Vec<u32> {
     fs::read_dir("/proc")

@@ -8,11 +8,14 @@
 //! file. An existing map at the path is loaded and continued; one that cannot be read is kept
 //! aside as `PATH.corrupt` with one warning.
 
+mod graph;
 mod model;
+mod observed;
 mod path;
+pub mod rcp;
 mod schema;
 mod seed;
-mod yaml;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;
@@ -32,17 +35,32 @@ pub const DEBOUNCE: Duration = Duration::from_secs(2);
 /// Longest a change waits to be written under continuous traffic.
 pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// What the map file holds (`--service-map-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MapFormat {
+    /// The profiler seed's `generated_at` / `services:` YAML (and adi's additions).
+    #[default]
+    Seed,
+    /// The upstream profiler's `ObservedBehaviors` document (`adi.dev/v1alpha1`).
+    Observed,
+    /// One `RuntimeConditionsProfile` (`runtimeconditions.io/v1alpha1`) per service.
+    Rcp,
+}
+
 /// Options of the map.
 #[derive(Clone, Copy, Debug)]
 pub struct MapOptions {
     /// Replace identifiers in paths with `{id}` (`--template-paths`, on by default).
     pub template_paths: bool,
+    /// The file's format.
+    pub format: MapFormat,
 }
 
 impl Default for MapOptions {
     fn default() -> Self {
         Self {
             template_paths: true,
+            format: MapFormat::Seed,
         }
     }
 }
@@ -51,6 +69,7 @@ impl Default for MapOptions {
 #[derive(Debug)]
 pub struct MapBuilder {
     model: Model,
+    format: MapFormat,
 }
 
 impl MapBuilder {
@@ -58,7 +77,14 @@ impl MapBuilder {
     pub fn new(opts: MapOptions) -> Self {
         Self {
             model: Model::new(opts.template_paths),
+            format: opts.format,
         }
+    }
+
+    /// A watched process's environment, for configuration inference (values are never
+    /// written).
+    pub fn environment(&mut self, pid: u32, vars: Vec<(String, String)>) {
+        self.model.environment(u64::from(pid), vars);
     }
 
     /// Takes one event in its JSON form.
@@ -76,17 +102,44 @@ impl MapBuilder {
         self.model.finish();
     }
 
-    /// The map as YAML, stamped `generated_at`.
+    /// The map as YAML in its format, stamped `generated_at`.
     ///
     /// # Errors
     ///
     /// When the YAML emitter fails.
     pub fn to_yaml(&self, generated_at: &str) -> Result<String, SinkError> {
-        let doc = seed::document(&self.model, generated_at);
-        yaml::emit(&doc).map_err(|e| SinkError::Write {
-            target: "service map".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        self.render(self.format, generated_at)
+    }
+
+    /// The map as YAML in `format`.
+    ///
+    /// # Errors
+    ///
+    /// When the YAML emitter fails.
+    pub fn render(&self, format: MapFormat, generated_at: &str) -> Result<String, SinkError> {
+        let docs = match format {
+            MapFormat::Seed => vec![seed::document(&self.model, generated_at)],
+            MapFormat::Observed => vec![observed::document(&self.model, generated_at)],
+            MapFormat::Rcp => rcp::documents(&self.model),
+        };
+        let mut out = String::new();
+        for doc in &docs {
+            out.push_str(&yaml::emit(doc).map_err(|e| SinkError::Write {
+                target: "service map".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The map as a Mermaid flowchart.
+    pub fn mermaid(&self) -> String {
+        graph::mermaid(&self.model)
+    }
+
+    /// The map as a Graphviz DOT graph.
+    pub fn dot(&self) -> String {
+        graph::dot(&self.model)
     }
 
     /// A map read from its YAML text.
@@ -97,7 +150,10 @@ impl MapBuilder {
     pub fn from_yaml(text: &str, opts: MapOptions) -> Result<Self, String> {
         let doc = yaml::parse(text)?;
         let model = seed::read(&doc, opts.template_paths)?;
-        Ok(Self { model })
+        Ok(Self {
+            model,
+            format: opts.format,
+        })
     }
 }
 
@@ -137,6 +193,9 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), SinkError> {
 pub struct ServiceMapSink {
     name: String,
     path: PathBuf,
+    /// Where the map is kept to be continued: the file itself in the `seed` format, else a
+    /// `seed` copy beside it (`PATH.seed.yaml`), since the other formats leave things out.
+    state: PathBuf,
     map: MapBuilder,
     /// When the first unwritten change and the last change happened.
     dirty: Option<(Instant, Instant)>,
@@ -156,18 +215,24 @@ impl ServiceMapSink {
     /// A sink writing to `path`, continuing the map already there. A file that is not a map
     /// is renamed `PATH.corrupt` (one warning on stderr) and a fresh map started.
     pub fn file(path: &Path, opts: MapOptions) -> Self {
-        let map = match std::fs::read_to_string(path) {
+        let state = if opts.format == MapFormat::Seed {
+            path.to_owned()
+        } else {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".seed.yaml");
+            PathBuf::from(name)
+        };
+        let map = match std::fs::read_to_string(&state) {
             Ok(text) => match MapBuilder::from_yaml(&text, opts) {
                 Ok(map) => map,
                 Err(why) => {
-                    let aside = path.with_extension(match path.extension() {
-                        Some(e) => format!("{}.corrupt", e.to_string_lossy()),
-                        None => "corrupt".into(),
-                    });
-                    let moved = std::fs::rename(path, &aside);
+                    let mut aside = state.as_os_str().to_owned();
+                    aside.push(".corrupt");
+                    let aside = PathBuf::from(aside);
+                    let moved = std::fs::rename(&state, &aside);
                     eprintln!(
                         "adi: {} is not a service map ({why}); {}, starting a fresh map",
-                        path.display(),
+                        state.display(),
                         match moved {
                             Ok(()) => format!("kept aside as {}", aside.display()),
                             Err(e) => format!("could not keep it aside ({e})"),
@@ -181,6 +246,7 @@ impl ServiceMapSink {
         Self {
             name: format!("service-map={}", path.display()),
             path: path.to_owned(),
+            state,
             map,
             dirty: None,
             failing: false,
@@ -190,7 +256,12 @@ impl ServiceMapSink {
     fn write_now(&mut self) -> Result<(), SinkError> {
         let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
         let text = self.map.to_yaml(&now)?;
-        match write_atomic(&self.path, &text) {
+        let mut written = write_atomic(&self.path, &text);
+        if written.is_ok() && self.state != self.path {
+            let seed = self.map.render(MapFormat::Seed, &now)?;
+            written = write_atomic(&self.state, &seed);
+        }
+        match written {
             Ok(()) => {
                 self.dirty = None;
                 self.failing = false;
@@ -214,6 +285,21 @@ impl Sink for ServiceMapSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
+        if let Event::Process(p) = event {
+            if let Ok(vars) = &p.environ {
+                let vars = vars
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
+                    .collect();
+                self.map.environment(p.pid, vars);
+            }
+            return Ok(());
+        }
         if !matches!(
             event,
             Event::Http(_) | Event::Connection(_) | Event::Message(_) | Event::Lost(_)

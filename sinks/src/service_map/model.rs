@@ -125,6 +125,8 @@ pub struct Variant {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub destination_type: String,
+    /// The server addresses (`ip:port`) the calls went to.
+    pub addresses: BTreeSet<String>,
     /// Query parameter names seen, sorted.
     pub query: BTreeSet<String>,
     pub variants: Vec<Variant>,
@@ -170,6 +172,8 @@ impl Usage {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
     pub destination_type: String,
+    /// The server addresses (`ip:port`) connected to.
+    pub addresses: BTreeSet<String>,
     pub category: String,
     pub confidence: u64,
     pub reason: String,
@@ -228,6 +232,22 @@ pub struct Model {
     template_paths: bool,
     pending: HashMap<(u64, u64), VecDeque<Pending>>,
     flows: HashMap<(u64, u64), Flow>,
+    /// Watched processes' environments (live only: `process` events), by pid, and the
+    /// service each pid's events named: what configuration inference reads. Never written.
+    pub environments: HashMap<u64, Vec<(String, String)>>,
+    pub pid_services: HashMap<u64, String>,
+}
+
+/// Most processes whose environment is kept.
+const MAX_ENVIRONMENTS: usize = 4096;
+
+/// `ip:port`, IPv6 in brackets.
+fn address(ip: &str, port: u64) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
 }
 
 fn text<'a>(e: &'a Value, field: &str) -> Option<&'a str> {
@@ -254,20 +274,18 @@ fn source_name(e: &Value, client_ip: &str) -> String {
     }
 }
 
-/// The destination of a call: the watched peer's service, else the HTTP `Host`, else the
-/// server's address.
+/// The destination of a call: the watched peer's service, else the program listening there
+/// on this host, else the HTTP `Host`, else the server's address.
 fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
-    if let Some(p) = text(e, "peer_service").filter(|p| !p.is_empty()) {
-        return p.to_owned();
+    for peer in ["peer_service", "peer_process"] {
+        if let Some(p) = text(e, peer).filter(|p| !p.is_empty()) {
+            return p.to_owned();
+        }
     }
     if let Some(h) = host.filter(|h| !h.is_empty()) {
         return h.to_owned();
     }
-    if server_ip.contains(':') {
-        format!("[{server_ip}]:{server_port}")
-    } else {
-        format!("{server_ip}:{server_port}")
-    }
+    address(server_ip, server_port)
 }
 
 /// The first value of header `name` of an `http` event.
@@ -336,6 +354,14 @@ impl Model {
 
     /// Takes one event (as its JSON form). Events it has no use for are ignored.
     pub fn add(&mut self, e: &Value) {
+        if let (Some(pid), Some(service)) = (number(e, "pid"), text(e, "service")) {
+            if pid != 0
+                && self.pid_services.len() < MAX_ENVIRONMENTS
+                && !self.pid_services.contains_key(&pid)
+            {
+                self.pid_services.insert(pid, service.to_owned());
+            }
+        }
         match text(e, "event_type") {
             Some("http") => self.http(e),
             Some("connection") => self.connection(e),
@@ -350,6 +376,27 @@ impl Model {
             }
             _ => {}
         }
+    }
+
+    /// A watched process's environment (its `process` event).
+    pub fn environment(&mut self, pid: u64, vars: Vec<(String, String)>) {
+        if self.environments.len() < MAX_ENVIRONMENTS || self.environments.contains_key(&pid) {
+            self.environments.insert(pid, vars);
+        }
+    }
+
+    /// Each service's environment variables, united over its processes.
+    pub fn service_environments(&self) -> BTreeMap<&str, BTreeMap<&str, &str>> {
+        let mut out: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+        for (pid, vars) in &self.environments {
+            if let Some(service) = self.pid_services.get(pid) {
+                let env = out.entry(service.as_str()).or_default();
+                for (k, v) in vars {
+                    env.entry(k.as_str()).or_insert(v.as_str());
+                }
+            }
+        }
+        out
     }
 
     fn flow_id(e: &Value) -> (u64, u64) {
@@ -389,7 +436,10 @@ impl Model {
         }
         let (path, query) = path::split(text(e, "url").unwrap_or("/"), self.template_paths);
         let service = source_name(e, src_ip);
-        let destination_type = if local(dst_ip) || e.get("peer_service").is_some() {
+        let destination_type = if local(dst_ip)
+            || e.get("peer_service").is_some()
+            || e.get("peer_process").is_some()
+        {
             "process"
         } else {
             "external"
@@ -406,6 +456,9 @@ impl Model {
         }
         let ep = s.endpoints.entry(key.clone()).or_default();
         destination_type.clone_into(&mut ep.destination_type);
+        if ep.addresses.len() < MAX_NAMES {
+            ep.addresses.insert(address(dst_ip, port));
+        }
         ep.query.extend(query);
         let (schema, cut) = schema::of_body(body, truncated);
         if !self.pending.contains_key(&flow) && self.pending.len() >= MAX_PENDING_FLOWS {
@@ -514,10 +567,18 @@ impl Model {
             return;
         }
         let key = (dest, protocol.to_owned(), u16::try_from(port).unwrap_or(0));
-        let new_flow = !self.flows.contains_key(&flow);
+        // A flow id seen with another destination is another connection (ids of separate
+        // runs or captures may repeat).
+        let new_flow = self
+            .flows
+            .get(&flow)
+            .is_none_or(|f| f.key != key || f.service != service);
         let confidence = number(e, "confidence").unwrap_or(0);
         let reason = text(e, "detection_reason").unwrap_or("");
-        let destination_type = if local(dst_ip) || e.get("peer_service").is_some() {
+        let destination_type = if local(dst_ip)
+            || e.get("peer_service").is_some()
+            || e.get("peer_process").is_some()
+        {
             "process"
         } else {
             "external"
@@ -539,6 +600,9 @@ impl Model {
         }
         category.clone_into(&mut c.category);
         destination_type.clone_into(&mut c.destination_type);
+        if c.addresses.len() < MAX_NAMES {
+            c.addresses.insert(address(dst_ip, port));
+        }
         if confidence > c.confidence {
             c.confidence = confidence;
             reason.clone_into(&mut c.reason);
@@ -590,32 +654,30 @@ impl Model {
         else {
             return;
         };
-        let database = text(e, "category") == Some("database");
+        let category = text(e, "category").unwrap_or("");
         let op = text(e, "op");
         let resource = text(e, "resource");
         let mut usage = Usage::default();
-        match (database, resource) {
-            (true, Some(sql)) if op.is_some_and(|o| o == "query" || o == "parse") => {
+        match (category, op, resource) {
+            // Cache keys are not kept (redaction): every command counts.
+            ("cache", Some(op), _) => {
+                usage.operations.insert(op.to_owned(), 1);
+            }
+            // What a protocol does without naming anything (a bind, a keep-alive, a login
+            // step) says nothing about what the dependency is used for.
+            (_, _, None) | (_, None, _) => {}
+            ("database", Some("query" | "parse"), Some(sql)) => {
                 let (verb, tables) = sql_usage(sql);
                 if let Some(v) = verb {
                     usage.operations.insert(v, 1);
                 }
                 usage.targets.extend(tables);
             }
-            (true, Some(_)) if op.is_some_and(|o| o != "query" && o != "parse") => {
-                // A collection or database named by a document store's command.
-                if let Some(op) = op {
-                    usage.operations.insert(op.to_owned(), 1);
-                }
-                usage.targets.extend(resource.map(str::to_owned));
-            }
-            _ => {
-                if let Some(op) = op {
-                    usage.operations.insert(op.to_owned(), 1);
-                }
-                if !database {
-                    usage.targets.extend(resource.map(str::to_owned));
-                }
+            // A collection named by a document store's command, a subject, a topic, an
+            // exchange or a queue.
+            (_, Some(op), Some(target)) => {
+                usage.operations.insert(op.to_owned(), 1);
+                usage.targets.insert(target.to_owned());
             }
         }
         if let Some(rk) = e
@@ -657,6 +719,7 @@ impl Model {
             for (k, ep) in &theirs.endpoints {
                 let mine = s.endpoints.entry(k.clone()).or_default();
                 mine.destination_type.clone_from(&ep.destination_type);
+                mine.addresses.extend(ep.addresses.iter().cloned());
                 mine.query.extend(ep.query.iter().cloned());
                 mine.unanswered += ep.unanswered;
                 for v in &ep.variants {
@@ -696,6 +759,7 @@ impl Model {
                     mine.last_seen.clone_from(&c.last_seen);
                 }
                 mine.count += c.count;
+                mine.addresses.extend(c.addresses.iter().cloned());
                 mine.category.clone_from(&c.category);
                 mine.destination_type.clone_from(&c.destination_type);
                 if c.confidence > mine.confidence {

@@ -2,7 +2,8 @@
 //!
 //! Object -> its keys with their schemas (sorted); array -> `[merged schema of its
 //! elements]` (`[]` when empty); scalars -> `string`, `number`, `boolean`, `null`; an empty
-//! body -> JSON `null`; a body that is not JSON -> `non-json`. Two different shapes met in one
+//! body -> JSON `null`; a body that is not JSON -> `non-json`; a body not seen at all (cut
+//! before it, or left unread by the client) -> `unknown`. Two different shapes met in one
 //! place (an array of mixed elements) merge into `type|type`, sorted. Depth and width are
 //! bounded ([`MAX_DEPTH`], [`MAX_KEYS`]): deeper values read as `object`/`array`, keys beyond
 //! the first [`MAX_KEYS`] (sorted) are dropped and counted as `...: N more`.
@@ -21,7 +22,13 @@ pub const MAX_KEYS: usize = 64;
 pub fn of_body(body: &[u8], truncated: bool) -> (Value, bool) {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
-        return (Value::Null, truncated);
+        // Nothing of a body that was there (cut before it, or never read by the client):
+        // its shape is not known, which is not an empty body.
+        return if truncated {
+            (Value::String("unknown".into()), true)
+        } else {
+            (Value::Null, false)
+        };
     }
     match parse(trimmed) {
         Some(v) => (of_value(&v, 0), false),
@@ -198,6 +205,7 @@ mod tests {
         let (s, cut) = of_body(br#"{"a":1,"b":[{"c":"x"},{"c":"y"},{"c":"#, true);
         assert!(cut);
         assert_eq!(s, json!({"a":"number","b":[{"c":"string"}]}));
+        assert_eq!(of_body(b"", true), (json!("unknown"), true));
         let (s, cut) = of_body(br#"{"only":"#, true);
         assert!(cut);
         assert_eq!(s, json!("non-json"));

@@ -76,6 +76,7 @@ fn endpoint(dest: &str, method: &str, path: &str, ep: &Endpoint) -> Vec<Node> {
         m.push(("last_seen", json!(v.last_seen).into()));
         m.push(("count", json!(v.count).into()));
         // adi's additions.
+        m.push(("addresses", json!(ep.addresses).into()));
         if !ep.query.is_empty() {
             m.push(("query", json!(ep.query).into()));
         }
@@ -102,6 +103,7 @@ fn endpoint(dest: &str, method: &str, path: &str, ep: &Endpoint) -> Vec<Node> {
     if ep.variants.is_empty() {
         let mut m = head();
         m.push(("count", json!(0).into()));
+        m.push(("addresses", json!(ep.addresses).into()));
         if !ep.query.is_empty() {
             m.push(("query", json!(ep.query).into()));
         }
@@ -129,6 +131,7 @@ fn connection(dest: &str, protocol: &str, port: u16, c: &Connection) -> Node {
         ("first_seen", json!(c.first_seen).into()),
         ("last_seen", json!(c.last_seen).into()),
         ("count", json!(c.count).into()),
+        ("addresses", json!(c.addresses).into()),
     ];
     let u = &c.usage;
     if !(u.login.is_empty() && u.operations.is_empty() && u.targets.is_empty()) {
@@ -196,6 +199,15 @@ fn str_of(v: &Value, f: &str) -> Option<String> {
     v.get(f).and_then(Value::as_str).map(str::to_owned)
 }
 
+fn strings<'a>(v: &'a Value, f: &str) -> impl Iterator<Item = String> + 'a {
+    v.get(f)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+}
+
 fn num_of(v: &Value, f: &str) -> u64 {
     v.get(f).and_then(Value::as_u64).unwrap_or(0)
 }
@@ -209,6 +221,7 @@ fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
     );
     let ep: &mut Endpoint = svc.endpoints.entry(key).or_default();
     ep.destination_type = str_of(e, "destination_type").unwrap_or_default();
+    ep.addresses.extend(strings(e, "addresses"));
     for q in e
         .get("query")
         .and_then(Value::as_array)
@@ -291,6 +304,7 @@ fn read_connection(c: &Value, svc: &mut Service) -> Result<(), String> {
         key,
         Connection {
             destination_type: str_of(c, "destination_type").unwrap_or_default(),
+            addresses: strings(c, "addresses").collect(),
             category: str_of(c, "category").unwrap_or_default(),
             confidence: num_of(c, "confidence"),
             reason: str_of(c, "reason").unwrap_or_default(),

@@ -125,6 +125,7 @@ fn two_hundred_ids_are_one_endpoint_and_shapes_are_variants() {
     let raw = {
         let mut m = MapBuilder::new(MapOptions {
             template_paths: false,
+            ..MapOptions::default()
         });
         for e in &events {
             m.add(e);

@@ -112,3 +112,13 @@ pub fn parse(text: &str) -> Result<Value, String> {
         .map(to_json)
         .ok_or_else(|| "empty document".to_owned())
 }
+
+/// Every YAML document of `text` as JSON values.
+///
+/// # Errors
+///
+/// The parser's message.
+pub fn parse_all(text: &str) -> Result<Vec<Value>, String> {
+    let docs = Yaml::load_from_str(text).map_err(|e| e.to_string())?;
+    Ok(docs.iter().map(to_json).collect())
+}
