@@ -639,7 +639,7 @@ fn replay_and_map_build_give_the_same_service_map() {
     let mermaid = String::from_utf8_lossy(&out.stdout);
     assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
     assert!(
-        mermaid.contains("|\"postgres: 8 operations\"|"),
+        mermaid.contains("|\"postgres: 4 operations\"|"),
         "{mermaid}"
     );
     assert!(mermaid.contains("|\"http: 3 requests\"|"), "{mermaid}");
