@@ -6,6 +6,10 @@
 //! - `event/http_json`: `HttpEvent::from_record` + `redact` + `serde_json::to_writer` per
 //!   message, elements per second over every HTTP/1 fixture.
 //!
+//! - `service_map/http_events`: the `service-map` sink's work per event (the event as JSON,
+//!   pairing, path templating, schema inference of both bodies), elements per second over the
+//!   same messages, each request and its response on one connection.
+//!
 //! Run with `cargo bench -p adi-benches --bench events`.
 
 use std::hint::black_box;
@@ -18,6 +22,7 @@ use adi_core::event::{Event, HttpEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::testing::load_fixtures;
 use adi_core::Registry;
+use adi_sinks::service_map::{MapBuilder, MapOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use adi_classifiers as _;
@@ -32,7 +37,29 @@ fn http_records() -> Vec<FlowRecord> {
     ));
     let (mut out, mut evicted) = (Vec::new(), Vec::new());
     let mut records = Vec::new();
-    for (i, f) in load_fixtures(dir).into_iter().enumerate() {
+    let mut fixtures = load_fixtures(dir);
+    // Each exchange's request, then its response, on one connection (named by the fixture).
+    let exchange = |p: &Path| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        let name = name
+            .trim_start_matches("to_server_")
+            .trim_start_matches("to_client_");
+        name.to_owned()
+    };
+    fixtures.sort_by_key(|f| {
+        (
+            exchange(&f.path),
+            f.path.to_string_lossy().contains("to_client"),
+        )
+    });
+    let mut ports: Vec<String> = Vec::new();
+    for f in fixtures {
+        let name = exchange(&f.path);
+        if !ports.contains(&name) {
+            ports.push(name.clone());
+        }
+        let i = ports.iter().position(|n| *n == name).unwrap_or(0);
         let key = FlowKey {
             pid: 1,
             role: Role::Client,
@@ -40,12 +67,24 @@ fn http_records() -> Vec<FlowRecord> {
             server: SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         engine.on_data(key, f.dir, 1, &f.bytes, &mut out, &mut evicted);
-        engine.finish(&key, 2, &mut out);
         records.extend(out.drain(..).filter_map(|o| match o {
             Output::Record(r) if r.protocol.as_str() == "http1" => Some(r),
             _ => None,
         }));
     }
+    for i in 0..ports.len() {
+        let key = FlowKey {
+            pid: 1,
+            role: Role::Client,
+            client: SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::try_from(i).unwrap_or(0))),
+            server: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        engine.finish(&key, 2, &mut out);
+    }
+    records.extend(out.drain(..).filter_map(|o| match o {
+        Output::Record(r) if r.protocol.as_str() == "http1" => Some(r),
+        _ => None,
+    }));
     records
 }
 
@@ -69,6 +108,30 @@ fn bench_events(c: &mut Criterion) {
                 serde_json::to_writer(&mut line, &Event::Http(e)).expect("json");
                 line.push(b'\n');
                 black_box(&line);
+            }
+        });
+    });
+    g.finish();
+    let events: Vec<Event> = records
+        .iter()
+        .map(|r| {
+            let mut e = HttpEvent::from_record(
+                r.clone(),
+                process.clone(),
+                "2026-11-22T08:00:00.000000000Z".to_owned(),
+            );
+            e.redact();
+            Event::Http(e)
+        })
+        .collect();
+    let mut g = c.benchmark_group("service_map");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    let mut map = MapBuilder::new(MapOptions::default());
+    g.bench_function("http_events", |b| {
+        b.iter(|| {
+            for e in &events {
+                let value = serde_json::to_value(e).expect("json");
+                map.add(black_box(&value));
             }
         });
     });

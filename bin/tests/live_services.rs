@@ -1661,3 +1661,106 @@ fn masked_demo(doc: &Value) -> Value {
         _ => doc.clone(),
     }
 }
+
+/// A JSON API on a free port and a client making `N` keep-alive GETs over 200 ids, then
+/// printing `done`. Both bounded: the client stops after `N`, the server with the test.
+const ITEMS_SERVER: &str = r#"
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no delayed-ACK stall
+    def log_message(self, *a): pass
+    def do_GET(self):
+        out = json.dumps({"id": self.path.rsplit("/", 1)[1], "price": 1.5}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+const ITEMS_CLIENT: &str = r#"
+import http.client, json
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(4)]
+for i in range(n):
+    c = conns[i % 4]
+    c.request("GET", f"/items/{i % 200}")
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["price"] == 1.5
+print("done")
+"#;
+
+/// 10,000 requests over 200 ids: one templated endpoint whose count is exact when every
+/// exchange is captured, and a lower bound, with the sampling said, under the default rate.
+#[test]
+fn the_map_counts_ten_thousand_requests_exactly_or_as_a_lower_bound() {
+    if !can_run() || !have("python3") {
+        return;
+    }
+    let _turn = serial();
+    let profile = format!("adi-items-{}", std::process::id());
+    let mut server = Command::new("python3");
+    server
+        .args(["-c", ITEMS_SERVER])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = server.spawn().expect("server");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut port)
+        .expect("port");
+    let _server = Server {
+        child,
+        signal: libc::SIGTERM,
+    };
+    let port = port.trim().to_owned();
+    for (rate, exact) in [("0", true), ("1000", false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let map = dir.path().join("map.yaml");
+        let adi = Adi::start(&[
+            "--profile-allowed",
+            &profile,
+            "--max-rate",
+            rate,
+            "--sink",
+            &format!("service-map={}", map.display()),
+        ]);
+        let mut client = held_python(ITEMS_CLIENT, &[&port, "10000"]);
+        client
+            .env("ADI_PROFILE", &profile)
+            .env("ADI_PROFILE_NAME", "shop");
+        let mut client = Held::spawn(client);
+        assert_eq!(client.run().trim(), "done");
+        let _ = adi.stop();
+        let text = std::fs::read_to_string(&map).expect("map");
+        let doc = adi_sinks::service_map::yaml::parse(&text).expect("yaml");
+        let eps = doc["services"][0]["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .clone();
+        assert_eq!(eps.len(), 1, "one endpoint, one shape: {text}");
+        let ep = &eps[0];
+        assert_eq!(ep["path"], "/items/{id}", "{text}");
+        assert_eq!(
+            ep["response_schema"],
+            serde_json::json!({"id":"string","price":"number"})
+        );
+        let count = ep["count"].as_u64().expect("count");
+        let sampled = doc["sampling"]["sampled_out_messages"]
+            .as_u64()
+            .unwrap_or(0);
+        eprintln!("--max-rate {rate}: count {count}, {sampled} messages sampled out");
+        if exact {
+            assert_eq!(count, 10_000, "{text}");
+            assert_eq!(ep["status_codes"]["200"], 10_000);
+            assert_eq!(sampled, 0, "{text}");
+        } else {
+            assert!(count > 0 && count < 10_000, "a lower bound: {text}");
+            assert!(sampled > 0, "the sampling is said: {text}");
+        }
+    }
+}

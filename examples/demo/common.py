@@ -14,6 +14,7 @@ def serve(handlers, port=0):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # head and body are two writes: no delayed-ACK stall
 
         def log_message(self, *args):
             pass

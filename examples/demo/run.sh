@@ -28,8 +28,11 @@ rm -f "$OUT"/{events.jsonl,env.yaml,map.yaml,observed.yaml,rcp.yaml,map.mmd,map.
 WORK=$(mktemp -d /tmp/adi-demo.XXXXXX)
 chown postgres "$WORK" && chmod 755 "$WORK"
 PIDS=()
+PG_PID=
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # PostgreSQL's fast shutdown (SIGTERM would wait for its clients to leave).
+    [[ -z $PG_PID ]] || kill -INT "$PG_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -67,24 +70,28 @@ as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 as_postgres "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=password --pwfile="$WORK/pwfile" \
     --no-sync --locale=C --encoding=UTF8 >"$WORK/initdb.log"
 as_postgres "$PGBIN/postgres" -D "$WORK/pg" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories="$WORK" -c fsync=off >"$WORK/pg.log" 2>&1 & PIDS+=($!)
+    -c unix_socket_directories="$WORK" -c fsync=off >"$WORK/pg.log" 2>&1 & PG_PID=$!
 wait_port "$NATS_PORT"; wait_port "$REDIS_PORT"; wait_port "$PG_PORT"
 
 # Configured as services usually are: by environment variables.
 export ADI_PROFILE=local PYTHONPATH="$HERE" PYTHONUNBUFFERED=1
 export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_HOST=127.0.0.1 REDIS_PORT
 export PGHOST=127.0.0.1 PGPORT="$PG_PORT" PGUSER=postgres PGDATABASE=postgres PGPASSWORD="$PASSWORD"
-service() {  # NAME SCRIPT: starts it, prints its first line
+service() {  # NAME SCRIPT: starts it (not in a subshell: its pid must reach PIDS)
     ADI_PROFILE_NAME=$1 python3 "$HERE/$2" >"$WORK/$1.out" 2>"$WORK/$1.err" & PIDS+=($!)
-    first_line "$WORK/$1.out"
 }
-CATALOG_URL="http://127.0.0.1:$(service catalog catalog.py)"
-REVIEWS_URL="http://127.0.0.1:$(service reviews reviews.py)"
-ORDERS_URL="http://127.0.0.1:$(service orders orders.py)"
+service catalog catalog.py
+service reviews reviews.py
+service orders orders.py
+CATALOG_URL="http://127.0.0.1:$(first_line "$WORK/catalog.out")"
+REVIEWS_URL="http://127.0.0.1:$(first_line "$WORK/reviews.out")"
+ORDERS_URL="http://127.0.0.1:$(first_line "$WORK/orders.out")"
 export CATALOG_URL REVIEWS_URL ORDERS_URL
-GATEWAY_URL="http://127.0.0.1:$(service gateway gateway.py)"
+service gateway gateway.py
+GATEWAY_URL="http://127.0.0.1:$(first_line "$WORK/gateway.out")"
 export GATEWAY_URL
-[[ $(service audit-logger audit_logger.py) == ready ]]
+service audit-logger audit_logger.py
+[[ $(first_line "$WORK/audit-logger.out") == ready ]]
 
 # adi: the processes above are found opted in at start (their connections to PostgreSQL and
 # NATS were opened before it), loadgen at its exec.
