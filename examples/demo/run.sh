@@ -69,8 +69,10 @@ echo "$PASSWORD" >"$WORK/pwfile" && chown postgres "$WORK/pwfile"
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 as_postgres "$PGBIN/initdb" -D "$WORK/pg" -U postgres --auth=password --pwfile="$WORK/pwfile" \
     --no-sync --locale=C --encoding=UTF8 >"$WORK/initdb.log"
-as_postgres "$PGBIN/postgres" -D "$WORK/pg" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories="$WORK" -c fsync=off >"$WORK/pg.log" 2>&1 & PG_PID=$!
+# setpriv directly (a function would run in a subshell): $! is then PostgreSQL itself.
+setpriv --reuid=postgres --regid=postgres --init-groups "$PGBIN/postgres" -D "$WORK/pg" \
+    -p "$PG_PORT" -c listen_addresses=127.0.0.1 -c unix_socket_directories="$WORK" \
+    -c fsync=off >"$WORK/pg.log" 2>&1 & PG_PID=$!
 wait_port "$NATS_PORT"; wait_port "$REDIS_PORT"; wait_port "$PG_PORT"
 
 # Configured as services usually are: by environment variables.

@@ -190,6 +190,8 @@ struct FlowState {
     peer: Option<Arc<str>>,
     /// The last verdict announced, to announce again when `summary` grows.
     verdict: Option<Classification>,
+    /// When its first input happened.
+    first_ts: u64,
     /// What the connection's messages said about it (user, database, ...).
     summary: BTreeMap<&'static str, String>,
 }
@@ -282,12 +284,17 @@ impl<P: ProcessSource> Pipeline<P> {
     pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<Event>) {
         match input {
             Input::Opened { key, ts_ns } => {
+                if self.flows.get(&key).is_some_and(|f| f.first_ts >= ts_ns) {
+                    // Its bytes were reported before its opening (another CPU's ring buffer
+                    // slot came first): the same connection, already tracked.
+                    return;
+                }
                 self.close(&key, ts_ns, out);
                 let mut summaries = std::mem::take(&mut self.summaries);
                 self.engine.open(key, ts_ns, &mut summaries);
                 self.forget_evicted(&mut summaries);
                 self.summaries = summaries;
-                self.track(key, "");
+                self.track(key, ts_ns, "");
             }
             Input::Data {
                 key,
@@ -302,7 +309,7 @@ impl<P: ProcessSource> Pipeline<P> {
                 let mut summaries = std::mem::take(&mut self.summaries);
                 if !self.flows.contains_key(&key) {
                     // Bytes of a connection never seen opening: joined mid-stream.
-                    self.track(key, comm);
+                    self.track(key, ts_ns, comm);
                     if self.config.mid_stream_unopened {
                         self.engine.mark_mid_stream(key, ts_ns, &mut summaries);
                     }
@@ -381,8 +388,14 @@ impl<P: ProcessSource> Pipeline<P> {
     }
 
     /// Starts tracking a connection, and remembers which watched process holds this end.
-    fn track(&mut self, key: FlowKey, comm: &str) {
-        self.flows.insert(key, FlowState::default());
+    fn track(&mut self, key: FlowKey, ts_ns: u64, comm: &str) {
+        self.flows.insert(
+            key,
+            FlowState {
+                first_ts: ts_ns,
+                ..FlowState::default()
+            },
+        );
         if key.pid != 0 {
             if let Some(service) = self.process(key.pid, comm).service {
                 if key.role == adi_core::flow::Role::Server {

@@ -478,3 +478,25 @@ fn connections_the_engine_evicts_are_forgotten_here_too() {
     p.finish(10, &mut out);
     assert!(p.flows.is_empty() && p.ends.is_empty(), "{p:?}");
 }
+
+#[test]
+fn an_opening_reported_after_its_bytes_does_not_restart_the_connection() {
+    // The accepting thread's ring buffer slot can come after the reading thread's: the bytes
+    // (time 10) before the open (time 5). The connection and what it said stay.
+    let mut p = Pipeline::new(registry(), NoProcesses, PipelineConfig::default());
+    let k = key(0, Role::Wire);
+    let mut out = Vec::new();
+    p.handle(data(k, Direction::ToServer, 10, PG_TO_SERVER), &mut out);
+    assert_eq!(
+        p.flows[&k].summary.get("user").map(String::as_str),
+        Some("adi")
+    );
+    p.handle(Input::Opened { key: k, ts_ns: 5 }, &mut out);
+    assert_eq!(
+        p.flows[&k].summary.get("user").map(String::as_str),
+        Some("adi")
+    );
+    // A later opening of the same addresses is a new connection (a missed close).
+    p.handle(Input::Opened { key: k, ts_ns: 20 }, &mut out);
+    assert!(p.flows[&k].summary.is_empty());
+}

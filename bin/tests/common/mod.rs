@@ -212,6 +212,17 @@ impl Adi {
     }
 }
 
+/// A test that fails before `stop` must not leave adi running (it would keep its probes
+/// attached and, its output directory gone, retry its writes forever).
+impl Drop for Adi {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 const PY_SERVER: &str = r#"
 import http.server, sys, json
 class H(http.server.BaseHTTPRequestHandler):

@@ -199,8 +199,10 @@ pub struct ServiceMapSink {
     map: MapBuilder,
     /// When the first unwritten change and the last change happened.
     dirty: Option<(Instant, Instant)>,
-    /// A failed write is said once, then retried at each flush.
+    /// A failed write is said once, then retried every [`DEBOUNCE`] (not at once: the sink's
+    /// thread would spin on a path that stays unwritable).
     failing: bool,
+    retry_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for ServiceMapSink {
@@ -250,6 +252,7 @@ impl ServiceMapSink {
             map,
             dirty: None,
             failing: false,
+            retry_at: None,
         }
     }
 
@@ -265,10 +268,12 @@ impl ServiceMapSink {
             Ok(()) => {
                 self.dirty = None;
                 self.failing = false;
+                self.retry_at = None;
                 Ok(())
             }
             Err(e) => {
-                // Kept dirty: the next flush retries. Said once until a write succeeds.
+                // Kept dirty: retried later. Said once until a write succeeds.
+                self.retry_at = Some(Instant::now() + DEBOUNCE);
                 if self.failing {
                     return Ok(());
                 }
@@ -324,8 +329,10 @@ impl Sink for ServiceMapSink {
     }
 
     fn due(&self) -> Option<Instant> {
-        self.dirty
-            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_WAIT))
+        let at = self
+            .dirty
+            .map(|(first, last)| (last + DEBOUNCE).min(first + MAX_WAIT))?;
+        Some(self.retry_at.map_or(at, |retry| at.max(retry)))
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use std::time::Duration;
 
 /// An `http` request the traced process `pid` (service `svc`) sent on connection `flow`.
 fn request(pid: u64, svc: &str, flow: u64, ts: u32, method: &str, url: &str, body: &str) -> Value {
@@ -302,7 +303,20 @@ fn an_unwritable_path_is_an_error_and_a_retry_not_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("missing-dir").join("map.yaml");
     let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    sink.write(&adi_core::event::Event::Lost(adi_core::event::LostEvent {
+        timestamp: "2026-12-03T10:00:00.000000000Z".into(),
+        source: "kernel_sampled".into(),
+        count: 1,
+    }))
+    .expect("write");
     assert!(sink.finish().is_err(), "said once");
+    // Not due again at once: the sink's thread waits for the retry instead of spinning.
+    let due = sink.due().expect("still to be written");
+    assert!(
+        due + Duration::from_millis(500) >= Instant::now() + DEBOUNCE,
+        "{due:?}"
+    );
+    assert!(sink.flush().is_ok(), "not due yet");
     assert!(sink.finish().is_ok(), "then retried quietly");
     std::fs::create_dir(dir.path().join("missing-dir")).expect("mkdir");
     sink.finish().expect("written once possible");
