@@ -189,6 +189,45 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), SinkError> {
     })
 }
 
+/// Most bytes a compressed body is inflated to (a decompression bomb stops there).
+const MAX_INFLATED: u64 = 256 * 1024;
+
+/// An `http` event whose body is gzip- or deflate-encoded, with the body inflated (as much
+/// of it as was captured: a body cut at the capture limit inflates to its first part, marked
+/// truncated). `None` for any other body: an unknown encoding (`br`, `zstd`) reads as
+/// `non-json`. Done here, on the live event's bytes: the JSON form of the event has lost them.
+fn decoded(h: &adi_core::event::HttpEvent) -> Option<adi_core::event::HttpEvent> {
+    use std::io::Read as _;
+    let encoding = h
+        .headers
+        .0
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
+        .map(|(_, v)| v.trim().to_ascii_lowercase())?;
+    let body = &h.body.0;
+    let mut plain = Vec::new();
+    let result = match encoding.as_str() {
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body.as_slice())
+            .take(MAX_INFLATED)
+            .read_to_end(&mut plain),
+        // HTTP's `deflate` is zlib-wrapped; some servers send it raw.
+        "deflate" if body.first().is_some_and(|b| b & 0x0f == 8) => {
+            flate2::read::ZlibDecoder::new(body.as_slice())
+                .take(MAX_INFLATED)
+                .read_to_end(&mut plain)
+        }
+        "deflate" => flate2::read::DeflateDecoder::new(body.as_slice())
+            .take(MAX_INFLATED)
+            .read_to_end(&mut plain),
+        _ => return None,
+    };
+    let mut out = h.clone();
+    // An error past some output is a stream cut short: keep what came out of it.
+    out.truncated |= result.is_err() || plain.len() as u64 >= MAX_INFLATED;
+    out.body = adi_core::event::LossyText(plain);
+    Some(out)
+}
+
 /// The live sink.
 pub struct ServiceMapSink {
     name: String,
@@ -311,7 +350,13 @@ impl Sink for ServiceMapSink {
         ) {
             return Ok(());
         }
-        let value = serde_json::to_value(event)?;
+        let value = match event {
+            Event::Http(h) => match decoded(h) {
+                Some(plain) => serde_json::to_value(Event::Http(plain))?,
+                None => serde_json::to_value(event)?,
+            },
+            _ => serde_json::to_value(event)?,
+        };
         self.map.add(&value);
         let now = Instant::now();
         self.dirty = Some(match self.dirty {

@@ -1,5 +1,6 @@
 //! The map from events shaped as adi writes them (field for field as in `docs/output-formats.md`).
 
+use adi_core::event::Event;
 use serde_json::{json, Value};
 
 use super::*;
@@ -334,4 +335,97 @@ fn hostile_bodies_give_bounded_schemas() {
     let eps = endpoints(&d);
     assert_eq!(eps[0]["request_schema"], "non-json");
     assert_eq!(eps[0]["response_schema"], "non-json");
+}
+
+/// A JSON response as a server sends it compressed: hand-made with flate2 (the encoder side of
+/// the crate the sink decodes with), one body per encoding.
+fn compressed(encoding: &str, json: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).expect("gzip");
+            e.finish().expect("gzip")
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(json).expect("zlib");
+            e.finish().expect("zlib")
+        }
+        _ => json.to_vec(),
+    }
+}
+
+fn http_event(request: bool, flow: u64, encoding: &str, body: Vec<u8>, truncated: bool) -> Event {
+    use adi_core::event::{Endpoints, Headers, HttpEvent, LossyText, ProcessInfo};
+    let mut process = ProcessInfo::new(1, "python3", "python3 web.py");
+    process.service = Some("web".into());
+    let (src, dst) = if request {
+        (40_000, 8080)
+    } else {
+        (8080, 40_000)
+    };
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if !encoding.is_empty() {
+        headers.push(("Content-Encoding".to_owned(), encoding.to_owned()));
+    }
+    Event::Http(HttpEvent {
+        timestamp: "2026-12-03T10:00:00.000000000Z".into(),
+        process,
+        endpoints: Endpoints {
+            direction: if request { "send" } else { "recv" },
+            source_ip: "127.0.0.1".parse().expect("ip"),
+            source_port: src,
+            dest_ip: "127.0.0.1".parse().expect("ip"),
+            dest_port: dst,
+        },
+        bytes: body.len() as u64,
+        method: request.then(|| "GET".to_owned()),
+        url: request.then(|| "/catalog".to_owned()),
+        status_code: (!request).then_some(200),
+        headers: Headers(if request { Vec::new() } else { headers }),
+        body: LossyText(body),
+        raw_payload: LossyText(Vec::new()),
+        truncated,
+        flow_id: adi_core::flow::FlowId(flow),
+        latency_ms: (!request).then_some(1.0),
+    })
+}
+
+#[test]
+fn compressed_bodies_are_inflated_and_unknown_encodings_are_not_guessed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("map.yaml");
+    let mut sink = ServiceMapSink::file(&path, MapOptions::default());
+    let json = br#"{"items":[{"id":1,"name":"a"},{"id":2,"name":"b"}],"total":2}"#;
+    let cut = compressed("gzip", json);
+    let cases = [
+        ("gzip", compressed("gzip", json), false),
+        ("deflate", compressed("deflate", json), false),
+        // Cut at the capture limit: what inflates is the first part.
+        ("gzip", cut[..cut.len() - 12].to_vec(), true),
+        ("br", vec![0x1b, 0x3f, 0x00, 0xf8], false),
+    ];
+    for (flow, (encoding, body, truncated)) in (1..).zip(cases) {
+        sink.write(&http_event(true, flow, "", Vec::new(), false))
+            .expect("write");
+        sink.write(&http_event(false, flow, encoding, body, truncated))
+            .expect("write");
+    }
+    sink.finish().expect("finish");
+    let d = yaml::parse(&std::fs::read_to_string(&path).expect("map")).expect("yaml");
+    let shapes: Vec<(Value, Value)> = endpoints(&d)
+        .iter()
+        .map(|e| (e["response_schema"].clone(), e["count"].clone()))
+        .collect();
+    let full = json!({"items":[{"id":"number","name":"string"}],"total":"number"});
+    assert!(
+        shapes.contains(&(full, json!(2))),
+        "gzip and deflate: {shapes:?}"
+    );
+    assert!(
+        shapes.contains(&(json!("non-json"), json!(1))),
+        "br: {shapes:?}"
+    );
+    assert_eq!(shapes.len(), 3, "{d:#}");
 }
