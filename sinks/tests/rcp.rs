@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adi_sinks::service_map::{rcp, MapBuilder, MapFormat, MapOptions};
-use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{json, Value};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rcp");
@@ -20,37 +19,9 @@ const UPSTREAM: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // YAML
 
-fn to_json(y: &Yaml<'_>) -> Value {
-    match y {
-        Yaml::Value(Scalar::Boolean(b)) => Value::Bool(*b),
-        Yaml::Value(Scalar::Integer(i)) => Value::from(*i),
-        Yaml::Value(Scalar::FloatingPoint(f)) => json!(f.into_inner()),
-        Yaml::Value(Scalar::String(s)) | Yaml::Representation(s, _, _) => {
-            Value::String(s.to_string())
-        }
-        Yaml::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Mapping(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        to_json(k).as_str().expect("string key").to_owned(),
-                        to_json(v),
-                    )
-                })
-                .collect(),
-        ),
-        Yaml::Tagged(_, inner) => to_json(inner),
-        Yaml::Value(Scalar::Null) | Yaml::Alias(_) | Yaml::BadValue => Value::Null,
-    }
-}
-
-/// Every document of a YAML text.
+/// Every document of a YAML text, with the crate's own reader.
 fn documents(text: &str) -> Vec<Value> {
-    Yaml::load_from_str(text)
-        .expect("YAML")
-        .iter()
-        .map(to_json)
-        .collect()
+    adi_sinks::service_map::yaml::parse_all(text).expect("YAML")
 }
 
 // ---------------------------------------------------------------------------------------------

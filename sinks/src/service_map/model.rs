@@ -146,6 +146,22 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// As written in the maps: each login fact's values, then `operations` and `targets`;
+    /// `None` when nothing is known.
+    pub fn to_json(&self) -> Option<Value> {
+        let mut usage = serde_json::Map::new();
+        for (k, vs) in &self.login {
+            usage.insert(k.clone(), serde_json::json!(vs));
+        }
+        if !self.operations.is_empty() {
+            usage.insert("operations".into(), serde_json::json!(self.operations));
+        }
+        if !self.targets.is_empty() {
+            usage.insert("targets".into(), serde_json::json!(self.targets));
+        }
+        (!usage.is_empty()).then_some(Value::Object(usage))
+    }
+
     fn merge(&mut self, other: &Self) {
         for (k, vs) in &other.login {
             let set = self.login.entry(k.clone()).or_default();
@@ -256,6 +272,16 @@ fn text<'a>(e: &'a Value, field: &str) -> Option<&'a str> {
 
 fn number(e: &Value, field: &str) -> Option<u64> {
     e.get(field).and_then(Value::as_u64)
+}
+
+/// `process` for a destination on this host (a watched peer, a listening program, a loopback
+/// address), `external` otherwise.
+fn destination_type(e: &Value, dst_ip: &str) -> &'static str {
+    if local(dst_ip) || e.get("peer_service").is_some() || e.get("peer_process").is_some() {
+        "process"
+    } else {
+        "external"
+    }
 }
 
 /// Whether an address is on this host (the destination is a process here).
@@ -436,14 +462,7 @@ impl Model {
         }
         let (path, query) = path::split(text(e, "url").unwrap_or("/"), self.template_paths);
         let service = source_name(e, src_ip);
-        let destination_type = if local(dst_ip)
-            || e.get("peer_service").is_some()
-            || e.get("peer_process").is_some()
-        {
-            "process"
-        } else {
-            "external"
-        };
+        let destination_type = destination_type(e, dst_ip);
         let key = (dest, method.to_owned(), path);
         let Some(s) = self.service(&service) else {
             return;
@@ -575,14 +594,7 @@ impl Model {
             .is_none_or(|f| f.key != key || f.service != service);
         let confidence = number(e, "confidence").unwrap_or(0);
         let reason = text(e, "detection_reason").unwrap_or("");
-        let destination_type = if local(dst_ip)
-            || e.get("peer_service").is_some()
-            || e.get("peer_process").is_some()
-        {
-            "process"
-        } else {
-            "external"
-        };
+        let destination_type = destination_type(e, dst_ip);
         let Some(s) = self.service(&service) else {
             return;
         };

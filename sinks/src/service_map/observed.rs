@@ -184,18 +184,7 @@ fn connection_facets(protocol: &str, port: u16, c: &Connection) -> Value {
             .map_or(address.as_str(), |(ip, _)| ip);
         facets["network"]["address"] = json!(ip.trim_matches(['[', ']']));
     }
-    let u = &c.usage;
-    let mut usage = serde_json::Map::new();
-    for (k, vs) in &u.login {
-        usage.insert(k.clone(), json!(vs));
-    }
-    if !u.operations.is_empty() {
-        usage.insert("operations".into(), json!(u.operations));
-    }
-    if !u.targets.is_empty() {
-        usage.insert("targets".into(), json!(u.targets));
-    }
-    if !usage.is_empty() {
+    if let Some(usage) = c.usage.to_json() {
         facets["interface"] = json!({ "usage": usage });
     }
     facets

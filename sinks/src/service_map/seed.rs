@@ -133,19 +133,8 @@ fn connection(dest: &str, protocol: &str, port: u16, c: &Connection) -> Node {
         ("count", json!(c.count).into()),
         ("addresses", json!(c.addresses).into()),
     ];
-    let u = &c.usage;
-    if !(u.login.is_empty() && u.operations.is_empty() && u.targets.is_empty()) {
-        let mut usage = Map::new();
-        for (k, vs) in &u.login {
-            usage.insert(k.clone(), json!(vs));
-        }
-        if !u.operations.is_empty() {
-            usage.insert("operations".into(), json!(u.operations));
-        }
-        if !u.targets.is_empty() {
-            usage.insert("targets".into(), json!(u.targets));
-        }
-        m.push(("usage", Value::Object(usage).into()));
+    if let Some(usage) = c.usage.to_json() {
+        m.push(("usage", usage.into()));
     }
     Node::Map(m)
 }
