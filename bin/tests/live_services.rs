@@ -1547,6 +1547,41 @@ fn assert_demo_map(map: &std::path::Path, events: &[Value], ports: [u16; 4]) {
     let mut rebuilt = built("seed");
     rebuilt["generated_at"] = seed["generated_at"].clone();
     assert_eq!(rebuilt, seed);
+    // As two hosts would see them: the load generator's events, and the others'. Their maps,
+    // merged, are the map of the whole.
+    let adi = env!("CARGO_BIN_EXE_adi");
+    let mut halves = Vec::new();
+    for (i, mine) in [true, false].into_iter().enumerate() {
+        let part: Vec<String> = events
+            .iter()
+            .filter(|e| (e["service"] == "loadgen") == mine)
+            .map(Value::to_string)
+            .collect();
+        let (events_file, map_file) = (
+            map.with_file_name(format!("half{i}.jsonl")),
+            map.with_file_name(format!("half{i}.yaml")),
+        );
+        std::fs::write(&events_file, part.join("\n")).expect("half");
+        let ok = Command::new(adi)
+            .args(["map", "build", &events_file.display().to_string(), "-o"])
+            .arg(&map_file)
+            .status()
+            .expect("map build");
+        assert!(ok.success());
+        halves.push(map_file.display().to_string());
+    }
+    let out = Command::new(adi)
+        .args(["map", "merge", &halves[1], &halves[0]])
+        .output()
+        .expect("map merge");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut merged = yaml::parse(&String::from_utf8_lossy(&out.stdout)).expect("yaml");
+    merged["generated_at"] = seed["generated_at"].clone();
+    assert_eq!(merged, seed, "the merged halves");
     let observed = built("observed");
     let got = [
         ("seed", masked(&seed, &names)),

@@ -429,3 +429,29 @@ fn compressed_bodies_are_inflated_and_unknown_encodings_are_not_guessed() {
     );
     assert_eq!(shapes.len(), 3, "{d:#}");
 }
+
+#[test]
+fn a_body_shorter_than_its_content_length_gives_the_shape_of_what_came() {
+    // The server declared more than it sent before closing (a wrong Content-Length): the
+    // parser hands over what came, marked truncated.
+    let mut resp = response(
+        1,
+        "web",
+        1,
+        2,
+        200,
+        r#"{"id":"1","tags":["a","b"],"price":"#,
+    );
+    resp["truncated"] = json!(true);
+    let d = doc(&build(&[
+        request(1, "web", 1, 1, "GET", "/items/1", ""),
+        resp,
+    ]));
+    let ep = &endpoints(&d)[0];
+    assert_eq!(
+        ep["response_schema"],
+        json!({"id":"string","tags":["string"]}),
+        "{d:#}"
+    );
+    assert_eq!(ep["truncated"], true);
+}
