@@ -268,7 +268,15 @@ mod tests {
 
     #[test]
     fn connection_events_carry_what_the_login_said() {
-        let cases: [(&str, &[&str]); 7] = [
+        let cases: [(&str, &[&str]); 8] = [
+            (
+                "tls/fixtures/tls_nondefault_port.pcap",
+                &[
+                    r#"{"server_name":"go.example"}"#,
+                    r#"{"server_name":"ossl.example"}"#,
+                    r#"{"server_name":"split.example"}"#,
+                ],
+            ),
             (
                 "postgres/fixtures/postgres_default_port.pcap",
                 &[

@@ -38,7 +38,7 @@ pub struct Record {
     /// True when `body` or `raw` was cut at its cap, or the message was only partly seen.
     pub truncated: bool,
     /// What this message says about its whole connection, under the names every protocol
-    /// shares: `user`, `database`, `client_name`, `client_id`, `vhost`. The pipeline puts
+    /// shares: `user`, `database`, `client_name`, `client_id`, `vhost`, `server_name` (TLS SNI). The pipeline puts
     /// them on the connection's `connection` events.
     pub connection: Vec<(&'static str, String)>,
 }

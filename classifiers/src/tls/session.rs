@@ -74,7 +74,13 @@ fn client_hello_record(message: &[u8], body: &[u8]) -> Result<Record, ParseError
     let mut alpn = Vec::new();
     for (ty, data) in extensions(hello.extensions) {
         match ty {
-            ExtensionType::SERVER_NAME => record.resource = parse_server_name(data).map(text),
+            ExtensionType::SERVER_NAME => {
+                record.resource = parse_server_name(data).map(text);
+                // The name the client asked for names the connection's server.
+                if let Some(name) = record.resource.clone().filter(|n| !n.is_empty()) {
+                    record.connection.push(("server_name", name));
+                }
+            }
             ExtensionType::ALPN => alpn.extend(alpn_protocols(data).map(text)),
             ExtensionType::SUPPORTED_VERSIONS => {
                 if let Some(max) = client_supported_versions(data)

@@ -301,7 +301,7 @@ fn source_name(e: &Value, client_ip: &str) -> String {
 }
 
 /// The destination of a call: the watched peer's service, else the program listening there
-/// on this host, else the HTTP `Host`, else the server's address.
+/// on this host, else the HTTP `Host` or TLS SNI, else the server's address.
 fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
     for peer in ["peer_service", "peer_process"] {
         if let Some(p) = text(e, peer).filter(|p| !p.is_empty()) {
@@ -580,7 +580,12 @@ impl Model {
             return;
         };
         let port = number(e, "dest_port").unwrap_or(0);
-        let dest = destination(e, dst_ip, port, None);
+        // A TLS client's SNI names the server as a `Host` header would.
+        let sni = e
+            .get("summary")
+            .and_then(|s| s.get("server_name"))
+            .and_then(Value::as_str);
+        let dest = destination(e, dst_ip, port, sni);
         let service = source_name(e, src_ip);
         if text(e, "service").is_some_and(|s| s == dest) {
             return;
