@@ -498,7 +498,8 @@ fn resolve_sinks(flags: &[SinkSpec], var: impl Fn(&str) -> Option<PathBuf>) -> V
             sinks.push(SinkSpec::ServiceMap(p));
         }
     }
-    // Nothing that writes yet (the service map is not built): events on stdout.
+    // A map alone shows nothing while capture runs: events go to stdout too, unless another
+    // sink is given.
     if sinks.iter().all(|s| matches!(s, SinkSpec::ServiceMap(_))) {
         sinks.push(SinkSpec::Jsonl(None));
     }
