@@ -186,6 +186,12 @@ fn sink_loop(
         // Drain what is ready, flush, then wait: output appears promptly without a flush per
         // event under load.
         let delivery = if let Some(d) = sub.try_recv() {
+            // Under load the queue never empties: a debounced write still happens when due.
+            if sink.due().is_some_and(|at| at <= std::time::Instant::now()) {
+                if let Err(e) = sink.flush() {
+                    failed(sink.as_ref(), &e);
+                }
+            }
             d
         } else {
             if let Err(e) = sink.flush() {

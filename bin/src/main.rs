@@ -571,8 +571,9 @@ fn map_build(
                 file.display()
             );
         }
+        // Each recording numbers its connections afresh: nothing pairs across files.
+        map.finish();
     }
-    map.finish();
     let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
     let text = map.to_yaml(&now)?;
     match output {

@@ -199,6 +199,15 @@ struct FlowState {
 /// Most unanswered requests remembered per connection (a peer that never answers).
 const MAX_PENDING: usize = 1024;
 
+/// Programs that listen for another: a container's published port, a port-forward.
+const FORWARDERS: &[&str] = &[
+    "docker-proxy",
+    "rootlesskit",
+    "slirp4netns",
+    "kubectl",
+    "pasta",
+];
+
 /// Most destinations whose listening program is remembered.
 const MAX_PEER_PROCESSES: usize = 4096;
 
@@ -223,7 +232,7 @@ pub struct Pipeline<P: ProcessSource> {
     listeners: HashMap<SocketAddr, (u32, Arc<str>)>,
     /// Unwatched programs listening on this host, by the address connected to (`None`: no
     /// listener seen there), looked up once per destination.
-    peer_processes: HashMap<SocketAddr, Option<Arc<str>>>,
+    peer_processes: HashMap<SocketAddr, Option<(u32, Arc<str>)>>,
     outputs: Vec<Output>,
     summaries: Vec<FlowSummary>,
     /// Process descriptions waiting for the next event.
@@ -511,26 +520,25 @@ impl<P: ProcessSource> Pipeline<P> {
 
     /// The unwatched program listening at `addr` on this host (never `me` itself).
     fn peer_process(&mut self, addr: SocketAddr, me: u32) -> Option<Arc<str>> {
-        if let Some(known) = self.peer_processes.get(&addr) {
-            return known.clone();
-        }
-        let name = self
-            .source
-            .listener(addr)
-            .filter(|p| *p != me)
-            .and_then(|pid| {
+        let found = if let Some(known) = self.peer_processes.get(&addr) {
+            known.clone()
+        } else {
+            let found = self.source.listener(addr).and_then(|pid| {
                 let d = self.source.details(pid)?;
                 let environ = d.environ.as_ref().and_then(|e| e.as_ref().ok());
-                Some(Arc::from(
-                    service::service_name(environ.map(Vec::as_slice), &d.args, &d.comm).as_str(),
-                ))
+                let name = service::service_name(environ.map(Vec::as_slice), &d.args, &d.comm);
+                // A forwarder (a container's published port, a port-forward) is not the
+                // service behind it: the destination is then named by the connection.
+                (!FORWARDERS.contains(&name.as_str())).then(|| (pid, Arc::from(name.as_str())))
             });
-        if self.peer_processes.len() >= MAX_PEER_PROCESSES {
-            // Listeners come and go: forget them all rather than grow.
-            self.peer_processes.clear();
-        }
-        self.peer_processes.insert(addr, name.clone());
-        name
+            if self.peer_processes.len() >= MAX_PEER_PROCESSES {
+                // Listeners come and go: forget them all rather than grow.
+                self.peer_processes.clear();
+            }
+            self.peer_processes.insert(addr, found.clone());
+            found
+        };
+        found.filter(|(pid, _)| *pid != me).map(|(_, name)| name)
     }
 
     /// Ends every connection of process `pid` and forgets what is cached about it.

@@ -205,6 +205,9 @@ fn decoded(h: &adi_core::event::HttpEvent) -> Option<adi_core::event::HttpEvent>
         .find(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
         .map(|(_, v)| v.trim().to_ascii_lowercase())?;
     let body = &h.body.0;
+    if body.is_empty() {
+        return None; // HEAD, 204, 304: nothing to inflate
+    }
     let mut plain = Vec::new();
     let result = match encoding.as_str() {
         "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body.as_slice())

@@ -145,6 +145,16 @@ pub struct Usage {
     pub targets: BTreeSet<String>,
 }
 
+impl Endpoint {
+    /// The variants in a fixed order (by their shapes), whatever order they were seen or
+    /// merged in.
+    pub fn sorted_variants(&self) -> Vec<&Variant> {
+        let mut v: Vec<&Variant> = self.variants.iter().collect();
+        v.sort_by_cached_key(|v| (v.request_schema.to_string(), v.response_schema.to_string()));
+        v
+    }
+}
+
 impl Usage {
     /// As written in the maps: each login fact's values, then `operations` and `targets`;
     /// `None` when nothing is known.
@@ -253,6 +263,20 @@ pub struct Model {
     pub environments: HashMap<u64, Vec<(String, String)>>,
     pub pid_services: HashMap<u64, String>,
 }
+
+/// HTTP/2 frame types, which the `http` events of HTTP/2 name where a method would be.
+const H2_FRAMES: &[&str] = &[
+    "DATA",
+    "HEADERS",
+    "PRIORITY",
+    "RST_STREAM",
+    "SETTINGS",
+    "PUSH_PROMISE",
+    "PING",
+    "GOAWAY",
+    "WINDOW_UPDATE",
+    "CONTINUATION",
+];
 
 /// Most processes whose environment is kept.
 const MAX_ENVIRONMENTS: usize = 4096;
@@ -414,7 +438,10 @@ impl Model {
     /// Each service's environment variables, united over its processes.
     pub fn service_environments(&self) -> BTreeMap<&str, BTreeMap<&str, &str>> {
         let mut out: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
-        for (pid, vars) in &self.environments {
+        let mut pids: Vec<&u64> = self.environments.keys().collect();
+        pids.sort_unstable();
+        for pid in pids {
+            let vars = &self.environments[pid];
             if let Some(service) = self.pid_services.get(pid) {
                 let env = out.entry(service.as_str()).or_default();
                 for (k, v) in vars {
@@ -441,6 +468,8 @@ impl Model {
         let body = text(e, "body").unwrap_or("").as_bytes();
         let (sent, received) = (dir == "send" || capture, dir == "recv" || capture);
         match text(e, "method") {
+            // HTTP/2 frames are not calls yet (their streams are paired by issue 17's work).
+            Some(m) if H2_FRAMES.contains(&m) => {}
             // A request the traced process sent (or a capture's).
             Some(method) if sent => self.request(e, ts, method, body, truncated),
             // A response it received.
@@ -481,8 +510,10 @@ impl Model {
         ep.query.extend(query);
         let (schema, cut) = schema::of_body(body, truncated);
         if !self.pending.contains_key(&flow) && self.pending.len() >= MAX_PENDING_FLOWS {
-            self.overflow.pending += 1;
-            return;
+            // Connections that ended unanswered (reset, timed out, sampled) leave requests
+            // behind: forget them all, counted, rather than refuse every new connection.
+            self.overflow.pending += self.pending.values().map(|q| q.len() as u64).sum::<u64>();
+            self.pending.clear();
         }
         let queue = self.pending.entry(flow).or_default();
         if queue.len() >= MAX_PENDING {
@@ -501,6 +532,10 @@ impl Model {
     /// A response: paired with the oldest request of its connection.
     fn response(&mut self, e: &Value, ts: &str, body: &[u8], truncated: bool) {
         let flow = Self::flow_id(e);
+        // An interim answer (`100 Continue`) is not the response: the final one follows.
+        if number(e, "status_code").is_some_and(|s| s < 200) {
+            return;
+        }
         let Some(req) = self.pending.get_mut(&flow).and_then(VecDeque::pop_front) else {
             self.sampling.unpaired_responses += 1;
             return;
@@ -710,6 +745,8 @@ impl Model {
     /// The end of the events (a capture replayed, a recording built, capture stopped):
     /// requests still waiting are counted unanswered on their endpoints.
     pub fn finish(&mut self) {
+        // The next events (another recording) number their connections afresh.
+        self.flows.clear();
         for (_, queue) in self.pending.drain() {
             for req in queue {
                 if let Some(ep) = self
@@ -735,7 +772,10 @@ impl Model {
             s.seen(&theirs.last_seen);
             for (k, ep) in &theirs.endpoints {
                 let mine = s.endpoints.entry(k.clone()).or_default();
-                mine.destination_type.clone_from(&ep.destination_type);
+                // A destination on this host for one map is on it for the merge (order-free).
+                if mine.destination_type != "process" {
+                    mine.destination_type.clone_from(&ep.destination_type);
+                }
                 mine.addresses.extend(ep.addresses.iter().cloned());
                 mine.query.extend(ep.query.iter().cloned());
                 mine.unanswered += ep.unanswered;
@@ -778,8 +818,12 @@ impl Model {
                 mine.count += c.count;
                 mine.addresses.extend(c.addresses.iter().cloned());
                 mine.category.clone_from(&c.category);
-                mine.destination_type.clone_from(&c.destination_type);
-                if c.confidence > mine.confidence {
+                if mine.destination_type != "process" {
+                    mine.destination_type.clone_from(&c.destination_type);
+                }
+                if c.confidence > mine.confidence
+                    || (c.confidence == mine.confidence && c.reason < mine.reason)
+                {
                     mine.confidence = c.confidence;
                     mine.reason.clone_from(&c.reason);
                 }

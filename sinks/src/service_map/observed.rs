@@ -51,7 +51,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
     for (source, s) in &model.services {
         for ((dest, method, path), ep) in &s.endpoints {
             let base = format!("behavior:{source}:http:{dest}:{method}:{path}");
-            for (i, v) in ep.variants.iter().enumerate() {
+            for (i, v) in ep.sorted_variants().into_iter().enumerate() {
                 let id = if i == 0 {
                     base.clone()
                 } else {

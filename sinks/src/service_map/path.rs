@@ -6,7 +6,7 @@
 /// names, sorted and deduplicated.
 pub fn split(target: &str, template: bool) -> (String, Vec<String>) {
     // An absolute-form target (a proxy request) keeps only its path.
-    let target = match target.find("://") {
+    let target = match target.find("://").filter(|_| !target.starts_with('/')) {
         Some(i) => target[i + 3..]
             .find('/')
             .map_or("/", |p| &target[i + 3 + p..]),
@@ -98,6 +98,11 @@ mod tests {
             ("/a/{id}".into(), vec!["z".into()])
         );
         assert_eq!(t(""), ("/".into(), vec![]));
+        // A URL in the query string is a parameter's value, not the target.
+        assert_eq!(
+            t("/login?next=https://x.example/home"),
+            ("/login".into(), vec!["next".into()])
+        );
         assert_eq!(split("/reviews/0", false).0, "/reviews/0");
     }
 }

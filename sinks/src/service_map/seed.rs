@@ -68,7 +68,7 @@ fn endpoint(dest: &str, method: &str, path: &str, ep: &Endpoint) -> Vec<Node> {
         ]
     };
     let mut out = Vec::new();
-    for v in &ep.variants {
+    for v in ep.sorted_variants() {
         let mut m = head();
         m.push(("request_schema", v.request_schema.clone().into()));
         m.push(("response_schema", v.response_schema.clone().into()));

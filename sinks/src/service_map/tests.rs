@@ -455,3 +455,45 @@ fn a_body_shorter_than_its_content_length_gives_the_shape_of_what_came() {
     );
     assert_eq!(ep["truncated"], true);
 }
+
+#[test]
+fn an_interim_100_continue_is_not_the_response() {
+    let events = [
+        request(1, "web", 1, 1, "POST", "/upload", r#"{"n":1}"#),
+        response(1, "web", 1, 2, 100, ""),
+        response(1, "web", 1, 3, 201, r#"{"ok":true}"#),
+    ];
+    let d = doc(&build(&events));
+    let eps = endpoints(&d);
+    assert_eq!(eps.len(), 1, "{d:#}");
+    assert_eq!(eps[0]["status_codes"], json!({"201": 1}));
+    assert_eq!(eps[0]["response_schema"], json!({"ok":"boolean"}));
+    assert!(d.get("sampling").is_none(), "nothing unpaired: {d:#}");
+}
+
+#[test]
+fn merging_does_not_depend_on_the_order_of_the_maps() {
+    // One host saw the destination on itself, the other elsewhere; shapes seen in either order.
+    let a = build(&[
+        with_peer(request(1, "web", 1, 1, "GET", "/a", ""), "api"),
+        with_peer(response(1, "web", 1, 2, 200, r#"{"x":1}"#), "api"),
+    ]);
+    let mut far = request(2, "web", 1, 1, "GET", "/a", "");
+    far["dest_ip"] = json!("10.1.2.3");
+    far["headers"] = json!({"Host": "api"});
+    let b = build(&[far, response(2, "web", 1, 2, 200, r#"{"y":"s"}"#)]);
+    let mut ab = MapBuilder::new(MapOptions::default());
+    ab.merge(&a);
+    ab.merge(&b);
+    let mut ba = MapBuilder::new(MapOptions::default());
+    ba.merge(&b);
+    ba.merge(&a);
+    assert_eq!(
+        ab.to_yaml("T").expect("yaml"),
+        ba.to_yaml("T").expect("yaml")
+    );
+    assert!(ab
+        .to_yaml("T")
+        .expect("yaml")
+        .contains("destination_type: process"));
+}
