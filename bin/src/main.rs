@@ -574,12 +574,7 @@ fn map_build(
         // Each recording numbers its connections afresh: nothing pairs across files.
         map.finish();
     }
-    let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
-    let text = map.to_yaml(&now)?;
-    match output {
-        Some(path) => adi_sinks::service_map::write_atomic(path, &text)?,
-        None => std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?,
-    }
+    write_map(&map, output)?;
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
@@ -640,13 +635,22 @@ fn map_merge(
     for file in files {
         merged.merge(&read_map(file, opts)?);
     }
+    write_map(&merged, output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A map stamped now, to `output` (atomically, 0600) or stdout.
+fn write_map(
+    map: &adi_sinks::service_map::MapBuilder,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let now = adi_core::time::rfc3339_nanos(adi_core::time::now_unix_ns());
-    let text = merged.to_yaml(&now)?;
+    let text = map.to_yaml(&now)?;
     match output {
         Some(path) => adi_sinks::service_map::write_atomic(path, &text)?,
         None => std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The main job: live capture until SIGINT/SIGTERM.

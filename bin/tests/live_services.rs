@@ -1697,24 +1697,13 @@ fn masked_demo(doc: &Value) -> Value {
     }
 }
 
-/// A JSON API on a free port and a client making `N` keep-alive GETs over 200 ids, then
-/// printing `done`. Both bounded: the client stops after `N`, the server with the test.
+/// A JSON API on a free port (the example demo's server, `examples/demo/common.py`) and a
+/// client making `N` keep-alive GETs over 200 ids, then printing `done`. Both bounded: the client stops after `N`, the server with the test.
 const ITEMS_SERVER: &str = r#"
-import http.server, json
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # head and body are two writes: no delayed-ACK stall
-    def log_message(self, *a): pass
-    def do_GET(self):
-        out = json.dumps({"id": self.path.rsplit("/", 1)[1], "price": 1.5}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
+from common import serve
+def item(path, _body):
+    return 200, {"id": path.rsplit("/", 1)[1], "price": 1.5}
+serve({("GET", "/items/"): item})
 "#;
 
 const ITEMS_CLIENT: &str = r#"
@@ -1741,6 +1730,10 @@ fn the_map_counts_ten_thousand_requests_exactly_or_as_a_lower_bound() {
     let mut server = Command::new("python3");
     server
         .args(["-c", ITEMS_SERVER])
+        .env(
+            "PYTHONPATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = server.spawn().expect("server");
