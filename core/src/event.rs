@@ -54,6 +54,60 @@ pub struct ProcessInfo {
     /// (`postgres`, `redis-server`): named from `/proc`, nothing of it captured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_process: Option<Arc<str>>,
+    /// The container this process runs in (container enrichment on, and the process in one).
+    #[serde(skip)]
+    pub container: Option<Arc<ContainerInfo>>,
+    /// Where the other end of the connection is, when container enrichment is on: which
+    /// container, else whether it is a process of this host or elsewhere.
+    #[serde(skip)]
+    pub peer_place: Option<Place>,
+}
+
+/// A container, as events name it (`source_container`, `destination_container`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerInfo {
+    /// The service it runs: the compose service, else the Kubernetes container (in its pod),
+    /// else the container's name.
+    pub service: String,
+    /// Its image reference, as the runtime reports it.
+    pub image: String,
+    /// The runtime's full container id.
+    pub container_id: String,
+    /// Its name.
+    pub container_name: String,
+    /// Its labels, as the runtime reports them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Where one end of a connection is (`destination_type`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In a container the runtime knows.
+    Container(Arc<ContainerInfo>),
+    /// A process of this host, not in a known container.
+    Process,
+    /// Outside this host and its containers.
+    External,
+}
+
+impl Place {
+    /// The `destination_type` word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Container(_) => "container",
+            Self::Process => "process",
+            Self::External => "external",
+        }
+    }
+
+    /// The container, if any.
+    pub fn container(&self) -> Option<&Arc<ContainerInfo>> {
+        match self {
+            Self::Container(c) => Some(c),
+            Self::Process | Self::External => None,
+        }
+    }
 }
 
 impl ProcessInfo {
@@ -66,6 +120,8 @@ impl ProcessInfo {
             service: None,
             peer_service: None,
             peer_process: None,
+            container: None,
+            peer_place: None,
         }
     }
 }
@@ -81,6 +137,45 @@ impl Serialize for LossyText {
         match std::str::from_utf8(&self.0) {
             Ok(text) => s.serialize_str(text),
             Err(_) => s.serialize_str(&String::from_utf8_lossy(&self.0)),
+        }
+    }
+}
+
+/// The container fields of one message (`source_container`, `destination_container`,
+/// `destination_type`), present when container enrichment is on: source is who sent it and
+/// destination who received it, whichever end adi watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContainerFields {
+    /// The sender's container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_container: Option<Arc<ContainerInfo>>,
+    /// The receiver's container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_container: Option<Arc<ContainerInfo>>,
+    /// `container`, `process` (this host) or `external`: where the receiver is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_type: Option<&'static str>,
+}
+
+impl ContainerFields {
+    /// The fields of a message `process` sent (`sent`) or received.
+    pub fn of(process: &ProcessInfo, sent: bool) -> Self {
+        let Some(peer) = &process.peer_place else {
+            return Self::default();
+        };
+        let me = process.container.clone();
+        if sent {
+            Self {
+                source_container: me,
+                destination_container: peer.container().cloned(),
+                destination_type: Some(peer.kind()),
+            }
+        } else {
+            Self {
+                source_container: peer.container().cloned(),
+                destination_type: Some(if me.is_some() { "container" } else { "process" }),
+                destination_container: me,
+            }
         }
     }
 }
@@ -194,6 +289,9 @@ pub struct HttpEvent {
     /// Direction and addresses.
     #[serde(flatten)]
     pub endpoints: Endpoints,
+    /// Containers of sender and receiver (container enrichment on).
+    #[serde(flatten)]
+    pub containers: ContainerFields,
     /// The real size of the message on the wire.
     pub bytes: u64,
     /// Request method (requests only).
@@ -265,6 +363,7 @@ impl HttpEvent {
         }
         Self {
             timestamp,
+            containers: ContainerFields::of(&process, endpoints.direction == "send"),
             process,
             endpoints,
             bytes: r.wire_len,
@@ -297,6 +396,9 @@ pub struct MessageEvent {
     /// Direction and addresses of this message.
     #[serde(flatten)]
     pub endpoints: Endpoints,
+    /// Containers of sender and receiver (container enrichment on).
+    #[serde(flatten)]
+    pub containers: ContainerFields,
     /// Protocol id.
     pub protocol: ProtocolId,
     /// Category of the protocol.
@@ -348,6 +450,7 @@ impl MessageEvent {
             .map(|(_, v)| v.clone());
         Self {
             timestamp,
+            containers: ContainerFields::of(&process, endpoints.direction == "send"),
             process,
             endpoints,
             protocol: rec.protocol,
@@ -467,6 +570,9 @@ pub struct ConnectionEvent {
     /// Direction and addresses: client to server.
     #[serde(flatten)]
     pub endpoints: Endpoints,
+    /// Containers of sender and receiver (container enrichment on).
+    #[serde(flatten)]
+    pub containers: ContainerFields,
     /// Protocol id.
     pub protocol: ProtocolId,
     /// Category.
@@ -492,10 +598,12 @@ impl ConnectionEvent {
         process: ProcessInfo,
         timestamp: String,
     ) -> Self {
+        let endpoints = Endpoints::of(&c.key, Direction::ToServer);
         Self {
             timestamp,
+            containers: ContainerFields::of(&process, endpoints.direction == "send"),
             process,
-            endpoints: Endpoints::of(&c.key, Direction::ToServer),
+            endpoints,
             protocol: c.protocol,
             category: c.category,
             confidence: c.confidence,
