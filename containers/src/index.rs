@@ -55,10 +55,10 @@ pub struct Index {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_id: HashMap<String, Container>,
-    by_ip: HashMap<IpAddr, String>,
+    containers: HashMap<String, Container>,
+    ips: HashMap<IpAddr, String>,
     /// Host port -> (host address, container id).
-    by_port: HashMap<u16, Vec<(IpAddr, String)>>,
+    ports: HashMap<u16, Vec<(IpAddr, String)>>,
 }
 
 impl Inner {
@@ -66,31 +66,31 @@ impl Inner {
         let id = c.info.container_id.clone();
         self.remove(&id);
         for ip in &c.addrs {
-            self.by_ip.insert(unmapped(*ip), id.clone());
+            self.ips.insert(unmapped(*ip), id.clone());
         }
         for p in &c.published {
-            self.by_port
+            self.ports
                 .entry(p.port())
                 .or_default()
                 .push((unmapped(p.ip()), id.clone()));
         }
-        self.by_id.insert(id, c);
+        self.containers.insert(id, c);
     }
 
     fn remove(&mut self, id: &str) -> bool {
-        let Some(old) = self.by_id.remove(id) else {
+        let Some(old) = self.containers.remove(id) else {
             return false;
         };
         for ip in &old.addrs {
-            if self.by_ip.get(&unmapped(*ip)).is_some_and(|held| held == id) {
-                self.by_ip.remove(&unmapped(*ip));
+            if self.ips.get(&unmapped(*ip)).is_some_and(|held| held == id) {
+                self.ips.remove(&unmapped(*ip));
             }
         }
         for p in &old.published {
-            if let Some(v) = self.by_port.get_mut(&p.port()) {
+            if let Some(v) = self.ports.get_mut(&p.port()) {
                 v.retain(|(_, held)| held != id);
                 if v.is_empty() {
-                    self.by_port.remove(&p.port());
+                    self.ports.remove(&p.port());
                 }
             }
         }
@@ -122,7 +122,7 @@ impl Index {
     pub fn replace(&self, runtime: RuntimeKind, all: Vec<Container>) {
         let mut inner = self.write();
         let stale: Vec<String> = inner
-            .by_id
+            .containers
             .values()
             .filter(|c| c.runtime == runtime)
             .map(|c| c.info.container_id.clone())
@@ -144,7 +144,7 @@ impl Index {
 
     /// The container with id `id` (the full id, as the cgroup path names it).
     pub fn get(&self, id: &str) -> Option<Arc<ContainerInfo>> {
-        self.read().by_id.get(id).map(|c| Arc::clone(&c.info))
+        self.read().containers.get(id).map(|c| Arc::clone(&c.info))
     }
 
     /// The container that `addr` reaches: the one holding that address, else the one whose
@@ -152,25 +152,25 @@ impl Index {
     pub fn at(&self, addr: SocketAddr) -> Option<Arc<ContainerInfo>> {
         let ip = unmapped(addr.ip());
         let inner = self.read();
-        let id = inner.by_ip.get(&ip).or_else(|| {
-            let published = inner.by_port.get(&addr.port())?;
+        let id = inner.ips.get(&ip).or_else(|| {
+            let published = inner.ports.get(&addr.port())?;
             published
                 .iter()
                 .find(|(host, _)| *host == ip)
                 .or_else(|| published.iter().find(|(host, _)| host.is_unspecified()))
                 .map(|(_, id)| id)
         })?;
-        inner.by_id.get(id).map(|c| Arc::clone(&c.info))
+        inner.containers.get(id).map(|c| Arc::clone(&c.info))
     }
 
     /// Whether `addr` is some container's own address (not a published port).
     pub fn holds_ip(&self, ip: IpAddr) -> bool {
-        self.read().by_ip.contains_key(&unmapped(ip))
+        self.read().ips.contains_key(&unmapped(ip))
     }
 
     /// How many containers are known.
     pub fn len(&self) -> usize {
-        self.read().by_id.len()
+        self.read().containers.len()
     }
 
     /// Whether no container is known.
@@ -181,7 +181,7 @@ impl Index {
     /// How many containers `runtime` reported.
     pub fn count(&self, runtime: RuntimeKind) -> usize {
         self.read()
-            .by_id
+            .containers
             .values()
             .filter(|c| c.runtime == runtime)
             .count()
@@ -198,7 +198,9 @@ impl Index {
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // A writer that panicked left whole entries (each change is one insert or remove).
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
@@ -236,7 +238,12 @@ pub fn service_of(labels: &BTreeMap<String, String>, name: &str) -> String {
 
 /// A container's description from what a runtime reports: `name` may carry Docker's leading
 /// `/`.
-pub fn describe(id: &str, name: &str, image: &str, labels: BTreeMap<String, String>) -> ContainerInfo {
+pub fn describe(
+    id: &str,
+    name: &str,
+    image: &str,
+    labels: BTreeMap<String, String>,
+) -> ContainerInfo {
     let name = name.trim_start_matches('/');
     let name = if name.is_empty() { id } else { name };
     ContainerInfo {
@@ -254,10 +261,18 @@ mod tests {
 
     fn container(id: &str, ip: &str, published: &[&str]) -> Container {
         Container {
-            info: Arc::new(describe(id, &format!("/{id}-1"), "localhost/img:1", BTreeMap::new())),
+            info: Arc::new(describe(
+                id,
+                &format!("/{id}-1"),
+                "localhost/img:1",
+                BTreeMap::new(),
+            )),
             runtime: RuntimeKind::Docker,
-            addrs: vec![ip.parse().unwrap()],
-            published: published.iter().map(|p| p.parse().unwrap()).collect(),
+            addrs: vec![ip.parse().expect("address")],
+            published: published
+                .iter()
+                .map(|p| p.parse().expect("address"))
+                .collect(),
         }
     }
 
@@ -266,7 +281,11 @@ mod tests {
         let index = Index::new();
         index.upsert(container("aaa", "10.89.0.2", &["0.0.0.0:8080"]));
         index.upsert(container("bbb", "10.89.0.3", &["127.0.0.1:9090"]));
-        let at = |a: &str| index.at(a.parse().unwrap()).map(|c| c.container_id.clone());
+        let at = |a: &str| {
+            index
+                .at(a.parse().expect("present"))
+                .map(|c| c.container_id.clone())
+        };
         assert_eq!(at("10.89.0.2:9080").as_deref(), Some("aaa"));
         assert_eq!(at("[::ffff:10.89.0.3]:5432").as_deref(), Some("bbb"));
         // Published on every host address: loopback and the host's own address reach it.
@@ -276,7 +295,7 @@ mod tests {
         assert_eq!(at("127.0.0.1:9090").as_deref(), Some("bbb"));
         assert_eq!(at("192.168.1.5:9090"), None);
         assert_eq!(at("10.89.0.9:80"), None);
-        assert_eq!(index.get("aaa").unwrap().container_name, "aaa-1");
+        assert_eq!(index.get("aaa").expect("present").container_name, "aaa-1");
     }
 
     #[test]
@@ -287,12 +306,14 @@ mod tests {
         // Reconnected to another network, port unpublished.
         index.upsert(container("aaa", "10.90.0.7", &[]));
         assert!(index.generation() > g0);
-        assert!(index.at("10.89.0.2:1".parse().unwrap()).is_none());
-        assert!(index.at("127.0.0.1:8080".parse().unwrap()).is_none());
-        assert!(index.at("10.90.0.7:1".parse().unwrap()).is_some());
+        assert!(index.at("10.89.0.2:1".parse().expect("present")).is_none());
+        assert!(index
+            .at("127.0.0.1:8080".parse().expect("present"))
+            .is_none());
+        assert!(index.at("10.90.0.7:1".parse().expect("present")).is_some());
         index.remove("aaa");
         assert!(index.is_empty());
-        assert!(index.at("10.90.0.7:1".parse().unwrap()).is_none());
+        assert!(index.at("10.90.0.7:1".parse().expect("present")).is_none());
     }
 
     #[test]
@@ -302,7 +323,10 @@ mod tests {
         let mut other = container("ccc", "10.4.0.2", &[]);
         other.runtime = RuntimeKind::Containerd;
         index.upsert(other);
-        index.replace(RuntimeKind::Docker, vec![container("bbb", "10.89.0.3", &[])]);
+        index.replace(
+            RuntimeKind::Docker,
+            vec![container("bbb", "10.89.0.3", &[])],
+        );
         assert!(index.get("aaa").is_none());
         assert!(index.get("bbb").is_some());
         assert!(index.get("ccc").is_some());
@@ -328,12 +352,21 @@ mod tests {
             "reviews"
         );
         assert_eq!(
-            service_of(&labels(&[("io.kubernetes.container.name", "ratings")]), "k8s_x"),
+            service_of(
+                &labels(&[("io.kubernetes.container.name", "ratings")]),
+                "k8s_x"
+            ),
             "ratings"
         );
         assert_eq!(service_of(&labels(&[]), "details-1"), "details-1");
         let d = describe("abc", "/web", "img", labels(&[]));
-        assert_eq!((d.container_name.as_str(), d.service.as_str()), ("web", "web"));
-        assert_eq!(describe("abc", "", "img", labels(&[])).container_name, "abc");
+        assert_eq!(
+            (d.container_name.as_str(), d.service.as_str()),
+            ("web", "web")
+        );
+        assert_eq!(
+            describe("abc", "", "img", labels(&[])).container_name,
+            "abc"
+        );
     }
 }

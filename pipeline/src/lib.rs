@@ -22,13 +22,18 @@ pub mod proc;
 pub mod service;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_containers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use adi_core::engine::{Classification, Engine, EngineConfig, FlowRecord, FlowSummary, Output};
-use adi_core::event::{ConnectionEvent, Event, HttpEvent, MessageEvent, ProcessEvent, ProcessInfo};
+use adi_core::event::{
+    ConnectionEvent, ContainerInfo, Event, HttpEvent, MessageEvent, Place, ProcessEvent,
+    ProcessInfo,
+};
 use adi_core::flow::FlowKey;
 use adi_core::record::RecordKind;
 use adi_core::time::rfc3339_nanos;
@@ -119,6 +124,22 @@ pub trait ProcessSource {
     }
 }
 
+/// Where the pipeline learns about containers (container enrichment): which container a
+/// process runs in, which container an address reaches. Looked up once per process and per
+/// connection, and again only when [`ContainerSource::generation`] says the runtimes
+/// reported a change since.
+pub trait ContainerSource: Send {
+    /// The container process `pid` runs in.
+    fn of_pid(&mut self, pid: u32) -> Option<Arc<ContainerInfo>>;
+    /// The container that address `addr` reaches (its own address, or a port it publishes
+    /// on this host).
+    fn at(&mut self, addr: SocketAddr) -> Option<Arc<ContainerInfo>>;
+    /// Whether `ip` is an address of this host (outside any container).
+    fn is_host(&mut self, ip: std::net::IpAddr) -> bool;
+    /// A number that changes whenever what the runtimes reported changes.
+    fn generation(&self) -> u64;
+}
+
 /// Processes from `/proc` (live capture).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcFs;
@@ -194,6 +215,9 @@ struct FlowState {
     first_ts: u64,
     /// What the connection's messages said about it (user, database, ...).
     summary: BTreeMap<&'static str, String>,
+    /// Where its other end is (container enrichment on), and the runtimes' generation when
+    /// that was found.
+    place: Option<(u64, Place)>,
 }
 
 /// Most unanswered requests remembered per connection (a peer that never answers).
@@ -206,6 +230,8 @@ const FORWARDERS: &[&str] = &[
     "slirp4netns",
     "kubectl",
     "pasta",
+    "conmon",
+    "rootlessport",
 ];
 
 /// Most destinations whose listening program is remembered.
@@ -238,6 +264,11 @@ pub struct Pipeline<P: ProcessSource> {
     /// Process descriptions waiting for the next event.
     docs: Vec<Event>,
     stats: PipelineStats,
+    /// Container enrichment, when on.
+    containers: Option<Box<dyn ContainerSource>>,
+    /// Processes found in no container, and the runtimes' generation then: looked up again
+    /// when the runtimes report a change (a container starting as its process is seen).
+    uncontained: HashMap<u32, u64>,
 }
 
 impl<P: ProcessSource> std::fmt::Debug for Pipeline<P> {
@@ -276,7 +307,18 @@ impl<P: ProcessSource> Pipeline<P> {
             summaries: Vec::new(),
             docs: Vec::new(),
             stats: PipelineStats::default(),
+            containers: None,
+            uncontained: HashMap::new(),
         }
+    }
+
+    /// Turns container enrichment on: events name the containers of both ends and where the
+    /// receiver is (`source_container`, `destination_container`, `destination_type`), and a
+    /// process in a container is named by the container's service.
+    #[must_use]
+    pub fn with_containers(mut self, containers: Box<dyn ContainerSource>) -> Self {
+        self.containers = Some(containers);
+        self
     }
 
     /// What was produced so far.
@@ -421,7 +463,7 @@ impl<P: ProcessSource> Pipeline<P> {
     /// `docs` when asked for).
     fn process(&mut self, pid: u32, comm: &str) -> ProcessInfo {
         if let Some(p) = self.processes.get(&pid) {
-            if &*p.comm == comm || comm.is_empty() {
+            if (&*p.comm == comm || comm.is_empty()) && !self.container_stale(pid, p) {
                 return p.clone();
             }
         }
@@ -429,6 +471,13 @@ impl<P: ProcessSource> Pipeline<P> {
             return ProcessInfo::new(0, comm, "");
         }
         let details = self.source.details(pid);
+        let container = self.containers.as_mut().and_then(|c| {
+            let found = c.of_pid(pid);
+            if found.is_none() {
+                self.uncontained.insert(pid, c.generation());
+            }
+            found
+        });
         let mut info = match &details {
             Some(d) => {
                 let cmdline = d.args.join(" ");
@@ -446,11 +495,13 @@ impl<P: ProcessSource> Pipeline<P> {
             .and_then(|d| d.environ.as_ref())
             .and_then(|e| e.as_ref().ok());
         let args = details.as_ref().map_or(&[][..], |d| &d.args[..]);
-        info.service = Some(Arc::from(service::service_name(
+        info.service = Some(Arc::from(service::service_name_in(
             environ.map(Vec::as_slice),
+            container.as_ref().map(|c| c.service.as_str()),
             args,
             &info.comm,
         )));
+        info.container = container;
         if let (Some(d), Some(service)) = (&details, &info.service) {
             for addr in &d.listening {
                 self.listeners.insert(*addr, (pid, Arc::clone(service)));
@@ -476,33 +527,119 @@ impl<P: ProcessSource> Pipeline<P> {
         info
     }
 
+    /// Whether what is known of process `pid` (`p`) predates a container the runtimes
+    /// reported since it was read.
+    fn container_stale(&self, pid: u32, p: &ProcessInfo) -> bool {
+        match &self.containers {
+            Some(c) if p.container.is_none() => self
+                .uncontained
+                .get(&pid)
+                .is_none_or(|seen| *seen != c.generation()),
+            _ => false,
+        }
+    }
+
     /// The process of `key` as its events name it: with the service at the other end when
-    /// that end is a watched process too (never the process itself).
+    /// that end is a watched process too (never the process itself), else the program
+    /// listening there on this host, and where that end is (container enrichment on).
     fn process_of(&mut self, key: &FlowKey, comm: &str) -> ProcessInfo {
         let mut info = self.process(key.pid, comm);
-        if let Some(peer) = self.flows.get(key).and_then(|f| f.peer.clone()) {
-            info.peer_service = Some(peer);
-            return info;
+        let place = self.containers.is_some().then(|| self.place_of(key, &info));
+        self.name_peer(key, &mut info, place.as_ref());
+        info.peer_place = place;
+        info
+    }
+
+    /// Where the other end of `key` is, seen from its process `me`: found once per connection,
+    /// again when the runtimes changed and it was in no container.
+    fn place_of(&mut self, key: &FlowKey, me: &ProcessInfo) -> Place {
+        let generation = self.containers.as_ref().map_or(0, |c| c.generation());
+        if let Some((seen, place)) = self.flows.get(key).and_then(|f| f.place.as_ref()) {
+            if *seen == generation || matches!(place, Place::Container(_)) {
+                return place.clone();
+            }
         }
         let (local, remote) = local_remote(key);
-        let peer = self.ends.get(&(remote, local)).or_else(|| {
-            if key.role != adi_core::flow::Role::Client {
-                return None;
+        let peer_pid = self.ends.get(&(remote, local)).map(|(pid, _)| *pid);
+        let place = self.locate(remote, peer_pid, me);
+        if let Some(f) = self.flows.get_mut(key) {
+            f.place = Some((generation, place.clone()));
+        }
+        place
+    }
+
+    /// Where `remote` is: a container the runtimes know (by address or published port), the
+    /// container of the watched process at that end, `me`'s own container for its loopback,
+    /// a process of this host, or elsewhere.
+    fn locate(&mut self, remote: SocketAddr, peer_pid: Option<u32>, me: &ProcessInfo) -> Place {
+        let ip = adi_core::flow::unmapped_ip(remote);
+        let Some(containers) = self.containers.as_mut() else {
+            return Place::External;
+        };
+        if let Some(c) = containers.at(remote) {
+            return Place::Container(c);
+        }
+        let host = ip.is_loopback() || ip.is_unspecified() || containers.is_host(ip);
+        if ip.is_loopback() {
+            // Loopback stays inside a network namespace: a container's own.
+            if let Some(mine) = &me.container {
+                return Place::Container(Arc::clone(mine));
             }
-            // The server's side has not spoken yet: whoever listens there (a wildcard bind
-            // listens on every address of its port).
-            let any = |ip: std::net::IpAddr| SocketAddr::new(ip, key.server.port());
-            self.listeners
-                .get(&key.server)
-                .or_else(|| {
-                    self.listeners
-                        .get(&any(std::net::Ipv4Addr::UNSPECIFIED.into()))
-                })
-                .or_else(|| {
-                    self.listeners
-                        .get(&any(std::net::Ipv6Addr::UNSPECIFIED.into()))
-                })
-        });
+        }
+        if let Some(pid) = peer_pid.filter(|pid| *pid != me.pid) {
+            if let Some(c) = self.process(pid, "").container {
+                return Place::Container(c);
+            }
+            return Place::Process;
+        }
+        if host {
+            Place::Process
+        } else {
+            Place::External
+        }
+    }
+
+    /// Names the other end of `key` on `info`: the watched process there (`peer_service`),
+    /// else the program listening there on this host (`peer_process`). With container
+    /// enrichment a watched end must be in the container `place` names (every container's
+    /// server listens on its own `0.0.0.0:PORT`).
+    fn name_peer(&mut self, key: &FlowKey, info: &mut ProcessInfo, place: Option<&Place>) {
+        if let Some(peer) = self.flows.get(key).and_then(|f| f.peer.clone()) {
+            info.peer_service = Some(peer);
+            return;
+        }
+        let wanted = place.map(|p| p.container().map(|c| c.container_id.clone()));
+        let fits = |processes: &HashMap<u32, ProcessInfo>, pid: u32| {
+            wanted.as_ref().is_none_or(|want| {
+                let theirs = processes
+                    .get(&pid)
+                    .and_then(|p| p.container.as_ref())
+                    .map(|c| &c.container_id);
+                theirs == want.as_ref()
+            })
+        };
+        let (local, remote) = local_remote(key);
+        let processes = &self.processes;
+        let peer = self
+            .ends
+            .get(&(remote, local))
+            .filter(|(pid, _)| fits(processes, *pid))
+            .or_else(|| {
+                if key.role != adi_core::flow::Role::Client {
+                    return None;
+                }
+                // The server's side has not spoken yet: whoever listens there (a wildcard
+                // bind listens on every address of its port).
+                let any = |ip: std::net::IpAddr| SocketAddr::new(ip, key.server.port());
+                [
+                    key.server,
+                    any(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                    any(std::net::Ipv6Addr::UNSPECIFIED.into()),
+                ]
+                .iter()
+                .filter_map(|a| self.listeners.get(a))
+                .find(|(pid, _)| fits(processes, *pid))
+            });
         if let Some((pid, service)) = peer {
             if *pid != key.pid {
                 info.peer_service = Some(Arc::clone(service));
@@ -510,12 +647,11 @@ impl<P: ProcessSource> Pipeline<P> {
                     f.peer = Some(Arc::clone(service));
                 }
             }
-            return info;
+            return;
         }
-        if key.role == adi_core::flow::Role::Client {
+        if key.role == adi_core::flow::Role::Client && !matches!(place, Some(Place::Container(_))) {
             info.peer_process = self.peer_process(key.server, key.pid);
         }
-        info
     }
 
     /// The unwatched program listening at `addr` on this host (never `me` itself).
@@ -553,6 +689,7 @@ impl<P: ProcessSource> Pipeline<P> {
             self.close(&key, ts_ns, out);
         }
         self.processes.remove(&pid);
+        self.uncontained.remove(&pid);
         self.described.remove(&pid);
         self.listeners.retain(|_, (p, _)| *p != pid);
     }

@@ -96,8 +96,20 @@ pub fn program_name(args: &[String], comm: &str) -> String {
 /// A process's service name: `ADI_PROFILE_NAME` from its environment when set, else its
 /// program's name.
 pub fn service_name(environ: Option<&[u8]>, args: &[String], comm: &str) -> String {
+    service_name_in(environ, None, args, comm)
+}
+
+/// The same for a process in a container: `ADI_PROFILE_NAME`, else the container's service
+/// (its compose service, Kubernetes container or name), else the program's name.
+pub fn service_name_in(
+    environ: Option<&[u8]>,
+    container: Option<&str>,
+    args: &[String],
+    comm: &str,
+) -> String {
     environ
         .and_then(profile_name)
+        .or_else(|| container.filter(|c| !c.is_empty()).map(str::to_owned))
         .unwrap_or_else(|| program_name(args, comm))
 }
 
