@@ -232,6 +232,28 @@ impl Service {
     }
 }
 
+/// What the runtimes said of a service's container (container enrichment on).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Its image reference.
+    pub image: String,
+    /// Its container's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Workload {
+    /// Takes what `other` knows that this does not (order-free: the smaller image wins a
+    /// disagreement, labels add up).
+    fn merge(&mut self, other: &Self) {
+        if self.image.is_empty() || (!other.image.is_empty() && other.image < self.image) {
+            self.image.clone_from(&other.image);
+        }
+        for (k, v) in &other.labels {
+            self.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
 /// A request waiting for its response.
 struct Pending {
     service: String,
@@ -262,6 +284,8 @@ pub struct Model {
     /// service each pid's events named: what configuration inference reads. Never written.
     pub environments: HashMap<u64, Vec<(String, String)>>,
     pub pid_services: HashMap<u64, String>,
+    /// The containers of the services and destinations named, by name.
+    pub workloads: BTreeMap<String, Workload>,
 }
 
 /// HTTP/2 frame types, which the `http` events of HTTP/2 name where a method would be.
@@ -298,14 +322,53 @@ fn number(e: &Value, field: &str) -> Option<u64> {
     e.get(field).and_then(Value::as_u64)
 }
 
-/// `process` for a destination on this host (a watched peer, a listening program, a loopback
-/// address), `external` otherwise.
+/// Where the receiver of a call the traced process sent is: as the event says with
+/// container enrichment on (`container`, `process`, `external`); else `process` for a
+/// destination on this host (a watched peer, a listening program, a loopback address),
+/// `external` otherwise.
 fn destination_type(e: &Value, dst_ip: &str) -> &'static str {
+    match text(e, "destination_type") {
+        Some("container") => return "container",
+        Some("process") => return "process",
+        Some("external") => return "external",
+        _ => {}
+    }
     if local(dst_ip) || e.get("peer_service").is_some() || e.get("peer_process").is_some() {
         "process"
     } else {
         "external"
     }
+}
+
+/// How much a destination type says, to merge maps order-free: a destination seen in a
+/// container by one map is a container.
+fn type_rank(t: &str) -> u8 {
+    match t {
+        "container" => 3,
+        "process" => 2,
+        "external" => 1,
+        _ => 0,
+    }
+}
+
+/// Keeps the destination type that says most.
+fn merge_type(mine: &mut String, theirs: &str) {
+    if type_rank(theirs) > type_rank(mine) {
+        theirs.clone_into(mine);
+    }
+}
+
+/// The container fields of an event as a workload.
+fn workload(c: &Value) -> Option<Workload> {
+    let image = text(c, "image").unwrap_or("").to_owned();
+    let labels: BTreeMap<String, String> = c
+        .get("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    (!image.is_empty() || !labels.is_empty()).then_some(Workload { image, labels })
 }
 
 /// Whether an address is on this host (the destination is a process here).
@@ -324,12 +387,13 @@ fn source_name(e: &Value, client_ip: &str) -> String {
     }
 }
 
-/// The destination of a call: the watched peer's service, else the program listening there
-/// on this host, else the HTTP `Host` or TLS SNI, else the server's address.
+/// The destination of a call: the watched peer's service, else the service of the container
+/// there, else the program listening there on this host, else the HTTP `Host` or TLS SNI, else the server's address.
 fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
-    for peer in ["peer_service", "peer_process"] {
-        if let Some(p) = text(e, peer).filter(|p| !p.is_empty()) {
-            return p.to_owned();
+    let container = e.get("destination_container").and_then(|c| text(c, "service"));
+    for name in [text(e, "peer_service"), container, text(e, "peer_process")] {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            return name.to_owned();
         }
     }
     if let Some(h) = host.filter(|h| !h.is_empty()) {
@@ -400,6 +464,26 @@ impl Model {
             self.services.insert(name.to_owned(), Service::default());
         }
         self.services.get_mut(name)
+    }
+
+    /// Remembers the containers of the sender `source` and receiver `dest` of a call the
+    /// traced process sent.
+    fn learn_workloads(&mut self, e: &Value, source: &str, dest: &str) {
+        for (name, field) in [(source, "source_container"), (dest, "destination_container")] {
+            let Some(w) = e.get(field).and_then(workload) else {
+                continue;
+            };
+            if self.workloads.len() >= MAX_SERVICES && !self.workloads.contains_key(name) {
+                continue;
+            }
+            match self.workloads.get_mut(name) {
+                Some(known) if *known == w => {}
+                Some(known) => known.merge(&w),
+                None => {
+                    self.workloads.insert(name.to_owned(), w);
+                }
+            }
+        }
     }
 
     /// Takes one event (as its JSON form). Events it has no use for are ignored.
@@ -491,6 +575,7 @@ impl Model {
         }
         let (path, query) = path::split(text(e, "url").unwrap_or("/"), self.template_paths);
         let service = source_name(e, src_ip);
+        self.learn_workloads(e, &service, &dest);
         let destination_type = destination_type(e, dst_ip);
         let key = (dest, method.to_owned(), path);
         let Some(s) = self.service(&service) else {
@@ -503,7 +588,7 @@ impl Model {
             return;
         }
         let ep = s.endpoints.entry(key.clone()).or_default();
-        destination_type.clone_into(&mut ep.destination_type);
+        merge_type(&mut ep.destination_type, destination_type);
         if ep.addresses.len() < MAX_NAMES {
             ep.addresses.insert(address(dst_ip, port));
         }
@@ -553,7 +638,7 @@ impl Model {
         let Some(ep) = s.endpoints.get_mut(&req.key) else {
             return;
         };
-        req.destination_type.clone_into(&mut ep.destination_type);
+        merge_type(&mut ep.destination_type, req.destination_type);
         let found = ep
             .variants
             .iter()
@@ -632,6 +717,7 @@ impl Model {
             .flows
             .get(&flow)
             .is_none_or(|f| f.key != key || f.service != service);
+        self.learn_workloads(e, &service, &key.0);
         let confidence = number(e, "confidence").unwrap_or(0);
         let reason = text(e, "detection_reason").unwrap_or("");
         let destination_type = destination_type(e, dst_ip);
@@ -651,7 +737,7 @@ impl Model {
             ts.clone_into(&mut c.last_seen);
         }
         category.clone_into(&mut c.category);
-        destination_type.clone_into(&mut c.destination_type);
+        merge_type(&mut c.destination_type, destination_type);
         if c.addresses.len() < MAX_NAMES {
             c.addresses.insert(address(dst_ip, port));
         }
@@ -763,6 +849,9 @@ impl Model {
     /// Adds another map's knowledge to this one (counts add, first seen earliest, last seen
     /// latest, variants and usage united).
     pub fn merge(&mut self, other: &Self) {
+        for (name, w) in &other.workloads {
+            self.workloads.entry(name.clone()).or_default().merge(w);
+        }
         let mut dropped_variants = 0;
         for (name, theirs) in &other.services {
             let Some(s) = self.service(name) else {
@@ -772,10 +861,8 @@ impl Model {
             s.seen(&theirs.last_seen);
             for (k, ep) in &theirs.endpoints {
                 let mine = s.endpoints.entry(k.clone()).or_default();
-                // A destination on this host for one map is on it for the merge (order-free).
-                if mine.destination_type != "process" {
-                    mine.destination_type.clone_from(&ep.destination_type);
-                }
+                // The type that says most wins (order-free).
+                merge_type(&mut mine.destination_type, &ep.destination_type);
                 mine.addresses.extend(ep.addresses.iter().cloned());
                 mine.query.extend(ep.query.iter().cloned());
                 mine.unanswered += ep.unanswered;
@@ -818,9 +905,7 @@ impl Model {
                 mine.count += c.count;
                 mine.addresses.extend(c.addresses.iter().cloned());
                 mine.category.clone_from(&c.category);
-                if mine.destination_type != "process" {
-                    mine.destination_type.clone_from(&c.destination_type);
-                }
+                merge_type(&mut mine.destination_type, &c.destination_type);
                 if c.confidence > mine.confidence
                     || (c.confidence == mine.confidence && c.reason < mine.reason)
                 {

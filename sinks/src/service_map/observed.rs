@@ -90,30 +90,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
         }
     }
     behaviors.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut workloads: BTreeMap<String, Node> = BTreeMap::new();
-    for (name, s) in &model.services {
-        workloads.insert(
-            workload_id(name),
-            Node::Map(vec![
-                ("id", json!(workload_id(name)).into()),
-                ("displayName", json!(name).into()),
-                ("evidence", evidence(&s.first_seen, &s.last_seen).into()),
-            ]),
-        );
-    }
-    for (name, seen) in inferred {
-        let id = workload_id(&name);
-        if workloads.contains_key(&id) {
-            continue;
-        }
-        let node = Node::Map(vec![
-            ("id", json!(id).into()),
-            ("displayName", json!(name).into()),
-            ("labels", json!({"adi.dev/inferred": "true"}).into()),
-            ("evidence", evidence(&seen.first, &seen.last).into()),
-        ]);
-        workloads.insert(id, node);
-    }
+    let workloads = workloads(model, inferred);
     Node::Map(vec![
         ("apiVersion", json!("adi.dev/v1alpha1").into()),
         ("kind", json!("ObservedBehaviors").into()),
@@ -127,7 +104,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
                 ("generatedAt", json!(generated_at).into()),
                 ("observationEngines", json!([{"ref": ENGINE}]).into()),
                 ("environment", json!({"observed": "local"}).into()),
-                ("workloads", Node::List(workloads.into_values().collect())),
+                ("workloads", Node::List(workloads)),
                 (
                     "behaviors",
                     Node::List(behaviors.into_iter().map(|(_, b)| b).collect()),
@@ -135,6 +112,51 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
             ]),
         ),
     ])
+}
+
+/// One workload per source service, then one per destination that is none (inferred), sorted
+/// by id; with upstream's `software.image` and every container label when known.
+fn workloads(model: &Model, inferred: BTreeMap<String, Seen>) -> Vec<Node> {
+    let mut workloads: BTreeMap<String, Node> = BTreeMap::new();
+    // Upstream's fields: `software.image` and every container label, when known.
+    let container = |name: &str, inferred: bool| {
+        let w = model.workloads.get(name);
+        let mut fields: Vec<(&'static str, Node)> = Vec::new();
+        if let Some(w) = w.filter(|w| !w.image.is_empty()) {
+            fields.push(("software", json!({"image": w.image}).into()));
+        }
+        let mut labels = w.map(|w| w.labels.clone()).unwrap_or_default();
+        if inferred {
+            labels.insert("adi.dev/inferred".to_owned(), "true".to_owned());
+        }
+        if !labels.is_empty() {
+            fields.push(("labels", json!(labels).into()));
+        }
+        fields
+    };
+    for (name, s) in &model.services {
+        let mut node = vec![
+            ("id", json!(workload_id(name)).into()),
+            ("displayName", json!(name).into()),
+        ];
+        node.extend(container(name, false));
+        node.push(("evidence", evidence(&s.first_seen, &s.last_seen).into()));
+        workloads.insert(workload_id(name), Node::Map(node));
+    }
+    for (name, seen) in inferred {
+        let id = workload_id(&name);
+        if workloads.contains_key(&id) {
+            continue;
+        }
+        let mut node = vec![
+            ("id", json!(id).into()),
+            ("displayName", json!(name).into()),
+        ];
+        node.extend(container(&name, true));
+        node.push(("evidence", evidence(&seen.first, &seen.last).into()));
+        workloads.insert(id, Node::Map(node));
+    }
+    workloads.into_values().collect()
 }
 
 /// `adi-local-2026-12-03t101500z` from `2026-12-03T10:15:00.123Z`.

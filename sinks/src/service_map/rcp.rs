@@ -71,7 +71,10 @@ pub fn documents(model: &Model) -> Vec<Node> {
     model
         .services
         .iter()
-        .map(|(name, s)| profile(name, s, envs.get(name.as_str())))
+        .map(|(name, s)| {
+            let image = model.workloads.get(name).map(|w| w.image.as_str());
+            profile(name, s, image, envs.get(name.as_str()))
+        })
         .collect()
 }
 
@@ -109,7 +112,12 @@ struct Target {
     vhosts: BTreeSet<String>,
 }
 
-fn profile(name: &str, s: &Service, env: Option<&BTreeMap<&str, &str>>) -> Node {
+fn profile(
+    name: &str,
+    s: &Service,
+    image: Option<&str>,
+    env: Option<&BTreeMap<&str, &str>>,
+) -> Node {
     let mut conds = http_conditions(s);
     conds.extend(
         s.connections
@@ -142,16 +150,39 @@ fn profile(name: &str, s: &Service, env: Option<&BTreeMap<&str, &str>>) -> Node 
             "metadata",
             Node::Map(vec![("name", json!(metadata_name).into())]),
         ),
-        (
-            "workload",
-            Node::Map(vec![("uri", json!(workload_uri(metadata_name)).into())]),
-        ),
+        ("workload", workload(metadata_name, image)),
         ("extensions", json!(extensions).into()),
         (
             "conditions",
             Node::List(rendered.into_iter().map(|(_, n)| n).collect()),
         ),
     ])
+}
+
+/// The workload: its container image when it runs in one (`oci://REPOSITORY`, the tag or
+/// digest as its `version`), else `urn:adi:workload:<service>`.
+fn workload(service: &str, image: Option<&str>) -> Node {
+    let Some(image) = image.filter(|i| !i.is_empty()) else {
+        return Node::Map(vec![("uri", json!(workload_uri(service)).into())]);
+    };
+    let (repository, version) = split_image(image);
+    let mut m = vec![("uri", json!(format!("oci://{repository}")).into())];
+    if let Some(v) = version {
+        m.push(("version", json!(v).into()));
+    }
+    Node::Map(m)
+}
+
+/// `registry/repo:tag` -> (`registry/repo`, `tag`); a digest (`@sha256:...`) is the version
+/// too; a port in the registry is not a tag.
+fn split_image(image: &str) -> (&str, Option<&str>) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, Some(digest));
+    }
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') && !tag.is_empty() => (repo, Some(tag)),
+        _ => (image, None),
+    }
 }
 
 /// `urn:adi:workload:<service>`, with the bytes a URN's name may not hold percent-encoded.
@@ -913,6 +944,18 @@ mod tests {
         assert_eq!(display_name("catalog").as_deref(), Some("catalog"));
         assert_eq!(display_name(""), None);
         assert_eq!(workload_uri("my app/é"), "urn:adi:workload:my%20app/%C3%A9");
+        assert_eq!(
+            split_image("localhost/bookinfo/reviews:1.0"),
+            ("localhost/bookinfo/reviews", Some("1.0"))
+        );
+        assert_eq!(
+            split_image("registry:5000/team/app"),
+            ("registry:5000/team/app", None)
+        );
+        assert_eq!(
+            split_image("docker.io/library/redis@sha256:0123"),
+            ("docker.io/library/redis", Some("sha256:0123"))
+        );
     }
 
     fn cond(base: &str, label: &'static str, port: u16) -> Condition {

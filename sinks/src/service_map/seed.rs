@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::model::{Connection, Endpoint, Latency, Model, Service, Usage, Variant};
+use super::model::{Connection, Endpoint, Latency, Model, Service, Usage, Variant, Workload};
 use super::yaml::Node;
 
 /// The map as the seed's document, fields in the seed's order.
@@ -14,7 +14,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
     let services: Vec<Node> = model
         .services
         .iter()
-        .map(|(name, s)| service(name, s))
+        .map(|(name, s)| service(name, s, model.workloads.get(name)))
         .collect();
     let mut doc = vec![
         ("generated_at", json!(generated_at).into()),
@@ -37,7 +37,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
     Node::Map(doc)
 }
 
-fn service(name: &str, s: &Service) -> Node {
+fn service(name: &str, s: &Service, workload: Option<&Workload>) -> Node {
     let mut endpoints = Vec::new();
     for ((dest, method, path), ep) in &s.endpoints {
         endpoints.extend(endpoint(dest, method, path, ep));
@@ -47,13 +47,22 @@ fn service(name: &str, s: &Service) -> Node {
         .iter()
         .map(|((dest, protocol, port), c)| connection(dest, protocol, *port, c))
         .collect();
-    Node::Map(vec![
-        ("name", json!(name).into()),
+    let mut m = vec![("name", json!(name).into())];
+    let workload = workload.filter(|w| !w.image.is_empty() || !w.labels.is_empty());
+    if let Some(w) = workload {
+        m.push(("image", json!(w.image).into()));
+    }
+    m.extend([
         ("endpoints", Node::List(endpoints)),
         ("connections", Node::List(connections)),
         ("first_seen", json!(s.first_seen).into()),
         ("last_seen", json!(s.last_seen).into()),
-    ])
+    ]);
+    // adi's addition: the container's labels.
+    if let Some(w) = workload.filter(|w| !w.labels.is_empty()) {
+        m.push(("labels", json!(w.labels).into()));
+    }
+    Node::Map(m)
 }
 
 /// One entry per variant (the seed keeps each distinct shape as its own endpoint entry); an
@@ -172,6 +181,19 @@ pub fn read(doc: &Value, template_paths: bool) -> Result<Model, String> {
             .flatten()
         {
             read_connection(c, &mut svc)?;
+        }
+        let workload = Workload {
+            image: str_of(s, "image").unwrap_or_default(),
+            labels: s
+                .get("labels")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect(),
+        };
+        if workload != Workload::default() {
+            model.workloads.insert(name.clone(), workload);
         }
         model.services.insert(name, svc);
     }

@@ -371,6 +371,7 @@ fn http_event(request: bool, flow: u64, encoding: &str, body: Vec<u8>, truncated
     }
     Event::Http(HttpEvent {
         timestamp: "2026-12-03T10:00:00.000000000Z".into(),
+        containers: adi_core::event::ContainerFields::default(),
         process,
         endpoints: Endpoints {
             direction: if request { "send" } else { "recv" },
@@ -496,4 +497,110 @@ fn merging_does_not_depend_on_the_order_of_the_maps() {
         .to_yaml("T")
         .expect("yaml")
         .contains("destination_type: process"));
+}
+
+/// The container fields of a service in compose project `bookinfo`.
+fn container(service: &str) -> Value {
+    json!({"service": service, "image": format!("localhost/bookinfo/{service}:1.0"),
+        "container_id": format!("{service:0>64}"), "container_name": format!("bookinfo_{service}_1"),
+        "labels": {"com.docker.compose.service": service, "app.bookinfo/version": "v1"}})
+}
+
+/// `e` as container enrichment writes it: `src` sent it to `dst` (`None`: not a container),
+/// and the receiver is `kind`.
+fn in_containers(mut e: Value, src: Option<&str>, dst: Option<&str>, kind: &str) -> Value {
+    if let Some(s) = src {
+        e["source_container"] = container(s);
+    }
+    if let Some(d) = dst {
+        e["destination_container"] = container(d);
+    }
+    e["destination_type"] = json!(kind);
+    e
+}
+
+#[test]
+fn containers_name_destinations_and_give_services_their_image_and_labels() {
+    let req = request(1, "productpage", 7, 1, "GET", "/reviews/0", "");
+    let mut resp = response(1, "productpage", 7, 2, 200, r#"{"id":0}"#);
+    resp["destination_type"] = json!("container");
+    let events = [
+        // Reviews is not watched: its container names it.
+        in_containers(req, Some("productpage"), Some("reviews"), "container"),
+        in_containers(resp, Some("reviews"), Some("productpage"), "container"),
+        // A connection to a database in no container the runtimes know, on another host.
+        in_containers(
+            json!({"event_type":"connection","timestamp":"2026-12-03T10:00:03.000000000Z",
+                "pid":1,"comm":"python3","service":"productpage","direction":"send",
+                "source_ip":"10.89.0.2","source_port":40001,"dest_ip":"192.0.2.9","dest_port":5432,
+                "protocol":"postgres","category":"database","confidence":90,
+                "detection_reason":"startup","flow_id":8,"role":"client"}),
+            Some("productpage"),
+            None,
+            "external",
+        ),
+    ];
+    let m = build(&events);
+    let d = doc(&m);
+    let s = &d["services"][0];
+    assert_eq!(s["name"], "productpage", "{d:#}");
+    assert_eq!(s["image"], "localhost/bookinfo/productpage:1.0");
+    assert_eq!(s["labels"]["app.bookinfo/version"], "v1");
+    let eps = endpoints(&d);
+    assert_eq!(eps[0]["destination"], "reviews");
+    assert_eq!(eps[0]["destination_type"], "container");
+    let c = &s["connections"][0];
+    assert_eq!(
+        (c["destination"].clone(), c["destination_type"].clone()),
+        (json!("192.0.2.9:5432"), json!("external"))
+    );
+    // Upstream's workloads: the image as `software.image`, every label; the destination
+    // inferred with its own.
+    let observed =
+        yaml::parse(&m.render(MapFormat::Observed, "T").expect("observed")).expect("yaml");
+    let workloads = observed["spec"]["workloads"].as_array().expect("workloads");
+    let reviews = workloads
+        .iter()
+        .find(|w| w["displayName"] == "reviews")
+        .expect("reviews");
+    assert_eq!(
+        reviews["software"]["image"],
+        "localhost/bookinfo/reviews:1.0"
+    );
+    assert_eq!(reviews["labels"]["com.docker.compose.service"], "reviews");
+    assert_eq!(reviews["labels"]["adi.dev/inferred"], "true");
+    // The profile names its workload by its image.
+    let rcp = m.render(MapFormat::Rcp, "T").expect("rcp");
+    let profile = yaml::parse(&rcp).expect("rcp yaml");
+    assert_eq!(
+        profile["workload"]["uri"], "oci://localhost/bookinfo/productpage",
+        "{rcp}"
+    );
+    assert_eq!(profile["workload"]["version"], "1.0");
+    // Read back and merged with a map that saw reviews only as a process: what says most
+    // wins, whichever order.
+    let back =
+        MapBuilder::from_yaml(&m.to_yaml("T").expect("yaml"), MapOptions::default()).expect("read");
+    let host_only = build(&[
+        with_peer(
+            request(1, "productpage", 7, 1, "GET", "/reviews/0", ""),
+            "reviews",
+        ),
+        with_peer(
+            response(1, "productpage", 7, 2, 200, r#"{"id":0}"#),
+            "reviews",
+        ),
+    ]);
+    for (a, b) in [(&back, &host_only), (&host_only, &back)] {
+        let mut merged =
+            MapBuilder::from_yaml(&a.to_yaml("T").expect("yaml"), MapOptions::default())
+                .expect("read");
+        merged.merge(b);
+        let d = doc(&merged);
+        assert_eq!(endpoints(&d)[0]["destination_type"], "container", "{d:#}");
+        assert_eq!(
+            d["services"][0]["image"],
+            "localhost/bookinfo/productpage:1.0"
+        );
+    }
 }
