@@ -16,6 +16,9 @@
 #![deny(missing_docs)]
 
 pub mod cgroup;
+pub mod containerd;
+pub mod docker;
 pub mod index;
+pub mod runtime;
 
 pub use index::{Container, Index, RuntimeKind};
