@@ -19,6 +19,9 @@ pub mod cgroup;
 pub mod containerd;
 pub mod docker;
 pub mod index;
+pub mod netns;
 pub mod runtime;
+pub mod source;
 
 pub use index::{Container, Index, RuntimeKind};
+pub use source::Containers;

@@ -708,7 +708,7 @@ fn containerd_namespaces_and_netns_addresses() {
     assert_eq!(host.container_name, "host-net", "no name label: the id");
     // Nobody holds loopback, and the host-network one holds none of the host's addresses.
     assert!(!index.holds_ip("127.0.0.1".parse().expect("ip")));
-    let host_addrs = containerd::addresses_of(std::process::id());
+    let host_addrs = adi_containers::netns::addresses_of(std::process::id());
     assert!(!host_addrs.is_empty());
     for a in &host_addrs {
         assert!(!index.holds_ip(*a), "{a} is the host's, not host-net's");

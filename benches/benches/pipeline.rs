@@ -1,0 +1,201 @@
+//! The live pipeline's cost per event, with container enrichment off and on, side by side in
+//! one run: Bookinfo-like services in 40 containers calling each other over HTTP/1, each
+//! connection opened, carrying 4 request/response exchanges, and closed; every event
+//! serialised as a JSON line, as the jsonl sink writes it.
+//!
+//! - `pipeline/containers_off`: no runtime (events without container fields).
+//! - `pipeline/containers_on`: the runtime index of `adi-containers` with 40 containers
+//!   (each process's container read once, each connection's other end located once).
+//!
+//! Elements are events. Run with `cargo bench -p adi-benches --bench pipeline`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use adi_containers::cgroup::{CgroupContainer, Scheme};
+use adi_containers::index::{describe, Container, Index, RuntimeKind};
+use adi_containers::source::Containers;
+use adi_core::event::Event;
+use adi_core::flow::{FlowKey, Role};
+use adi_core::{Direction, Registry};
+use adi_pipeline::{Input, NoProcesses, Pipeline, PipelineConfig};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use adi_classifiers as _;
+
+const CONTAINERS: u32 = 40;
+const CONNECTIONS: u32 = 64;
+const EXCHANGES: usize = 4;
+
+const REQUEST: &[u8] = b"GET /reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\nUser-Agent: python-requests/2.31.0\r\nAccept: */*\r\n\r\n";
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 62\r\n\r\n{\"id\": 0, \"reviews\": [{\"reviewer\": \"Reviewer1\", \"stars\": 5}]}";
+
+fn ip(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 89, 0, 2 + u8::try_from(i).unwrap_or(0)))
+}
+
+fn id(i: u32) -> String {
+    format!("{i:064x}")
+}
+
+/// An index of `CONTAINERS` containers, pid `i + 1000` running in container `i`.
+fn runtime() -> Containers {
+    let index = Arc::new(Index::new());
+    for i in 0..CONTAINERS {
+        let labels = BTreeMap::from([
+            ("com.docker.compose.service".to_owned(), format!("svc{i}")),
+            (
+                "com.docker.compose.project".to_owned(),
+                "bookinfo".to_owned(),
+            ),
+        ]);
+        index.upsert(Container {
+            info: Arc::new(describe(
+                &id(i),
+                &format!("/bookinfo_svc{i}_1"),
+                "localhost/bookinfo/svc:1.0",
+                labels,
+            )),
+            runtime: RuntimeKind::Docker,
+            addrs: vec![ip(i)],
+            published: Vec::new(),
+        });
+    }
+    let pids: HashMap<u32, String> = (0..CONTAINERS).map(|i| (1000 + i, id(i))).collect();
+    Containers::with_readers(
+        index,
+        Box::new(move |pid| {
+            pids.get(&pid).map(|id| CgroupContainer {
+                id: id.clone(),
+                scheme: Scheme::Podman,
+            })
+        }),
+        Box::new(|| HashSet::from([IpAddr::V4(Ipv4Addr::new(10, 89, 0, 1))])),
+    )
+}
+
+/// One round: `CONNECTIONS` connections from container `c % N` to container `(c + 1) % N`,
+/// traced at the client, each with its exchanges; returns the bytes of JSON written.
+fn round(
+    p: &mut Pipeline<NoProcesses>,
+    port: &mut u16,
+    events: &mut Vec<Event>,
+    line: &mut Vec<u8>,
+) -> usize {
+    let mut written = 0;
+    for c in 0..CONNECTIONS {
+        *port = port.wrapping_add(1).max(1024);
+        let key = FlowKey {
+            pid: 1000 + c % CONTAINERS,
+            role: Role::Client,
+            client: SocketAddr::new(ip(c % CONTAINERS), *port),
+            server: SocketAddr::new(ip((c + 1) % CONTAINERS), 9080),
+        };
+        p.handle(Input::Opened { key, ts_ns: 1 }, events);
+        for x in 0..EXCHANGES as u64 {
+            for (dir, payload) in [
+                (Direction::ToServer, REQUEST),
+                (Direction::ToClient, RESPONSE),
+            ] {
+                p.handle(
+                    Input::Data {
+                        key,
+                        dir,
+                        ts_ns: 10 + x,
+                        payload,
+                        missing: 0,
+                        after_skip: false,
+                        comm: "python3",
+                    },
+                    events,
+                );
+            }
+        }
+        p.handle(Input::Closed { key, ts_ns: 100 }, events);
+        for e in events.drain(..) {
+            line.clear();
+            serde_json::to_writer(&mut *line, &e).expect("json");
+            line.push(b'\n');
+            written += black_box(line.len());
+        }
+    }
+    written
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let registry = Arc::new(Registry::from_inventory().expect("registry"));
+    let config = PipelineConfig {
+        redact: true,
+        ..PipelineConfig::default()
+    };
+    let mut off = Pipeline::new(Arc::clone(&registry), NoProcesses, config);
+    let mut on = Pipeline::new(registry, NoProcesses, config).with_containers(Box::new(runtime()));
+    let (mut events, mut line, mut port) = (Vec::new(), Vec::new(), 1024);
+    // Events per round: the same with enrichment on or off.
+    round(&mut off, &mut port, &mut events, &mut line);
+    let per_round = off.stats().events;
+    assert!(
+        per_round >= u64::from(CONNECTIONS) * EXCHANGES as u64 * 2,
+        "{per_round} events"
+    );
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(per_round));
+    g.bench_function("containers_off", |b| {
+        b.iter(|| round(&mut off, &mut port, &mut events, &mut line));
+    });
+    g.bench_function("containers_on", |b| {
+        b.iter(|| round(&mut on, &mut port, &mut events, &mut line));
+    });
+    g.finish();
+    // The enriched events did carry the containers (a bench of nothing proves nothing).
+    round(&mut on, &mut port, &mut events, &mut Vec::new());
+    let mut probe = Pipeline::new(
+        Arc::new(Registry::from_inventory().expect("registry")),
+        NoProcesses,
+        config,
+    )
+    .with_containers(Box::new(runtime()));
+    let key = FlowKey {
+        pid: 1000,
+        role: Role::Client,
+        client: SocketAddr::new(ip(0), 5000),
+        server: SocketAddr::new(ip(1), 9080),
+    };
+    probe.handle(
+        Input::Data {
+            key,
+            dir: Direction::ToServer,
+            ts_ns: 1,
+            payload: REQUEST,
+            missing: 0,
+            after_skip: false,
+            comm: "python3",
+        },
+        &mut events,
+    );
+    let json = events
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("json"))
+        .find(|j| j.contains("\"event_type\":\"http\""))
+        .expect("an http event");
+    assert!(
+        json.contains("\"destination_container\":{\"service\":\"svc1\""),
+        "{json}"
+    );
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_pipeline
+}
+criterion_main!(benches);
