@@ -388,9 +388,12 @@ fn source_name(e: &Value, client_ip: &str) -> String {
 }
 
 /// The destination of a call: the watched peer's service, else the service of the container
-/// there, else the program listening there on this host, else the HTTP `Host` or TLS SNI, else the server's address.
+/// there, else the program listening there on this host, else the HTTP `Host` or TLS SNI,
+/// else the server's address.
 fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
-    let container = e.get("destination_container").and_then(|c| text(c, "service"));
+    let container = e
+        .get("destination_container")
+        .and_then(|c| text(c, "service"));
     for name in [text(e, "peer_service"), container, text(e, "peer_process")] {
         if let Some(name) = name.filter(|n| !n.is_empty()) {
             return name.to_owned();
@@ -469,7 +472,10 @@ impl Model {
     /// Remembers the containers of the sender `source` and receiver `dest` of a call the
     /// traced process sent.
     fn learn_workloads(&mut self, e: &Value, source: &str, dest: &str) {
-        for (name, field) in [(source, "source_container"), (dest, "destination_container")] {
+        for (name, field) in [
+            (source, "source_container"),
+            (dest, "destination_container"),
+        ] {
             let Some(w) = e.get(field).and_then(workload) else {
                 continue;
             };
