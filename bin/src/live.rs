@@ -81,6 +81,8 @@ pub struct LiveOptions {
     pub status_line: bool,
     /// How the service map names paths.
     pub map: MapOptions,
+    /// Container runtime sockets (container enrichment).
+    pub runtimes: crate::containers::RuntimeArgs,
 }
 
 /// How often the status line is printed.
@@ -278,14 +280,19 @@ impl LiveSource {
         opts: &LiveOptions,
         env_docs: bool,
         opt_in: Option<OptIn>,
+        containers: Option<&crate::containers::Enrichment>,
     ) -> Self {
         let config = PipelineConfig {
             redact: opts.redact,
             describe_processes: env_docs,
             mid_stream_unopened: true,
         };
+        let mut pipeline = Pipeline::new(registry, ProcFs, config);
+        if let Some(c) = containers {
+            pipeline = pipeline.with_containers(Box::new(c.source()));
+        }
         Self {
-            pipeline: Pipeline::new(registry, ProcFs, config),
+            pipeline,
             conns: HashMap::new(),
             listening: adi_pipeline::proc::listening_ports(),
             listening_read: Instant::now(),
@@ -583,7 +590,9 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let (tasks, counters) = start_sinks(sinks, &mut bus);
 
-    let mut pipeline = LiveSource::new(registry, opts, env_docs, opt_in);
+    // Before the first events: their containers are known from the runtimes' first listing.
+    let containers = crate::containers::Enrichment::start(&opts.runtimes).await;
+    let mut pipeline = LiveSource::new(registry, opts, env_docs, opt_in, containers.as_ref());
     for pid in selected {
         pipeline.describe(pid, &bus);
     }

@@ -1,6 +1,6 @@
-//! The `adi` command: live capture (later), offline classification of captures and payload
-//! files, and the classifier list. Only this crate wires probes, the engine and sinks
-//! together.
+//! The `adi` command: live capture, offline classification and replay of captures, service
+//! maps, the classifier list, Go programs and the host check. Only this crate wires probes,
+//! the pipeline, container enrichment and sinks together.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ use adi_classifiers as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod classify;
+mod containers;
 mod go_http;
 mod go_ps;
 mod live;
@@ -137,6 +138,9 @@ struct LiveArgs {
         hide_env_values = true
     )]
     profile_allowed: String,
+    /// Container runtimes (container enrichment).
+    #[command(flatten)]
+    runtimes: containers::RuntimeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -383,7 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Go(GoArgs {
             command: GoCommand::Ps(args),
         })) => go_ps::run(&args),
-        Some(Command::Doctor(args)) => doctor(args.json),
+        Some(Command::Doctor(args)) => doctor(args.json, &cli.live.runtimes),
         Some(Command::Map(MapArgs {
             command: MapCommand::Build { files, output, env },
         })) => map_build(&files, &env, output.as_deref(), map_options(&cli.live)),
@@ -425,8 +429,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `adi doctor`: the report, and a non-zero status when live capture cannot work.
-fn doctor(json: bool) -> anyhow::Result<ExitCode> {
-    let report = adi_probes::doctor::run();
+fn doctor(json: bool, runtimes: &containers::RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let mut report = adi_probes::doctor::run();
+    report.checks.extend(containers::doctor_checks(runtimes));
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report).context("writing to stdout")?;
@@ -673,6 +678,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         go_uprobes: args.go_uprobes == OnOff::On,
         map: map_options(args),
         status_line: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        runtimes: args.runtimes.clone(),
     };
     live::run(&opts, registry)
 }

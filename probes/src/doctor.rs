@@ -52,7 +52,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(check: impl Into<String>, status: Status, detail: impl Into<String>) -> Self {
+    /// A line of the report.
+    pub fn new(check: impl Into<String>, status: Status, detail: impl Into<String>) -> Self {
         Self {
             check: check.into(),
             status,
@@ -61,7 +62,9 @@ impl Check {
         }
     }
 
-    fn fix(mut self, fix: impl Into<String>) -> Self {
+    /// With the fix to show when it is not ok.
+    #[must_use]
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());
         self
     }
@@ -80,17 +83,6 @@ pub struct Report {
 /// tracepoints that socket capture attaches to came with 6.3 (ring buffers and CAP_BPF with
 /// 5.8).
 const MIN_KERNEL: (u32, u32) = (6, 3);
-
-/// Container runtime sockets looked for (Docker, Podman, containerd, CRI-O), after
-/// `DOCKER_HOST` and `CONTAINERD_SOCKET`.
-const RUNTIME_SOCKETS: [&str; 6] = [
-    "/run/docker.sock",
-    "/run/podman/podman.sock",
-    "/run/containerd/containerd.sock",
-    "/run/k3s/containerd/containerd.sock",
-    "/run/crio/crio.sock",
-    "/var/run/docker.sock",
-];
 
 /// Runs every check. Needs no privilege to run; without it, the checks that need it fail
 /// and say so. May mount tracefs, as live capture would.
@@ -136,7 +128,6 @@ pub fn run() -> Report {
             "not loaded: needs the capabilities and BTF above",
         ));
     }
-    checks.push(runtime_check());
     let live_capture = checks.iter().all(|c| c.status != Status::Fail);
     Report {
         checks,
@@ -404,38 +395,6 @@ fn error_chain_has(
         cause = c.source();
     }
     false
-}
-
-fn runtime_check() -> Check {
-    let mut found: Vec<String> = Vec::new();
-    let mut candidates: Vec<String> = Vec::new();
-    if let Ok(h) = std::env::var("DOCKER_HOST") {
-        if let Some(p) = h.strip_prefix("unix://") {
-            candidates.push(p.to_owned());
-        }
-    }
-    if let Ok(p) = std::env::var("CONTAINERD_SOCKET") {
-        candidates.push(p);
-    }
-    candidates.extend(RUNTIME_SOCKETS.iter().map(|s| (*s).to_owned()));
-    for c in candidates {
-        let is_socket = std::fs::metadata(&c).is_ok_and(|m| {
-            use std::os::unix::fs::FileTypeExt;
-            m.file_type().is_socket()
-        });
-        if is_socket && !found.contains(&c) {
-            found.push(c);
-        }
-    }
-    if found.is_empty() {
-        Check::new(
-            "container runtimes",
-            Status::Ok,
-            "no Docker, Podman, containerd or CRI-O socket found (optional: events are not enriched with containers)",
-        )
-    } else {
-        Check::new("container runtimes", Status::Ok, found.join(", "))
-    }
 }
 
 /// The report as a table: one line per check, then the fixes.
