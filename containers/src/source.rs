@@ -1,7 +1,7 @@
 //! The pipeline's view of containers: a process's container from its cgroup and the runtimes'
 //! index, an address's container from the index, this host's own addresses.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,10 @@ use crate::index::{unmapped, Index};
 /// to an interface is rare; reading is cheap but not free).
 const HOST_ADDRS_TTL: Duration = Duration::from_secs(10);
 
+/// Most processes whose network namespace is remembered (pids are reused: forget them all
+/// rather than grow).
+const MAX_HOST_NET: usize = 4096;
+
 /// Where a process's cgroup is read from: `/proc` live, a table in tests and benchmarks.
 pub type CgroupReader = Box<dyn FnMut(u32) -> Option<CgroupContainer> + Send>;
 
@@ -29,6 +33,8 @@ pub struct Containers {
     host: HostReader,
     host_addrs: HashSet<IpAddr>,
     host_read: Option<Instant>,
+    /// Whether each process asked about shares this host's network namespace.
+    host_net: HashMap<u32, bool>,
 }
 
 impl std::fmt::Debug for Containers {
@@ -63,6 +69,7 @@ impl Containers {
             host,
             host_addrs: HashSet::new(),
             host_read: None,
+            host_net: HashMap::new(),
         }
     }
 }
@@ -86,6 +93,23 @@ impl ContainerSource for Containers {
             self.host_read = Some(Instant::now());
         }
         self.host_addrs.contains(&unmapped(ip))
+    }
+
+    fn host_network(&mut self, pid: u32) -> bool {
+        if let Some(known) = self.host_net.get(&pid) {
+            return *known;
+        }
+        let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        let shared = match (netns(&pid.to_string()), netns("self")) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            // Unreadable (it exited): say so by its addresses alone.
+            _ => false,
+        };
+        if self.host_net.len() >= MAX_HOST_NET {
+            self.host_net.clear();
+        }
+        self.host_net.insert(pid, shared);
+        shared
     }
 
     fn generation(&self) -> u64 {

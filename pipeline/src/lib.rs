@@ -136,6 +136,9 @@ pub trait ContainerSource: Send {
     fn at(&mut self, addr: SocketAddr) -> Option<Arc<ContainerInfo>>;
     /// Whether `ip` is an address of this host (outside any container).
     fn is_host(&mut self, ip: std::net::IpAddr) -> bool;
+    /// Whether process `pid` shares this host's network namespace (a container on the host's
+    /// network): its loopback is the host's.
+    fn host_network(&mut self, pid: u32) -> bool;
     /// A number that changes whenever what the runtimes reported changes.
     fn generation(&self) -> u64;
 }
@@ -580,17 +583,18 @@ impl<P: ProcessSource> Pipeline<P> {
             return Place::Container(c);
         }
         let host = ip.is_loopback() || ip.is_unspecified() || containers.is_host(ip);
-        if ip.is_loopback() {
-            // Loopback stays inside a network namespace: a container's own.
-            if let Some(mine) = &me.container {
-                return Place::Container(Arc::clone(mine));
-            }
-        }
+        // Loopback stays inside a network namespace: a container's own, unless it is on the
+        // host's network.
+        let own_loopback =
+            ip.is_loopback() && me.container.is_some() && !containers.host_network(me.pid);
         if let Some(pid) = peer_pid.filter(|pid| *pid != me.pid) {
             if let Some(c) = self.process(pid, "").container {
                 return Place::Container(c);
             }
             return Place::Process;
+        }
+        if let Some(mine) = me.container.as_ref().filter(|_| own_loopback) {
+            return Place::Container(Arc::clone(mine));
         }
         if host {
             Place::Process

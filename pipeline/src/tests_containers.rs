@@ -55,6 +55,9 @@ impl ContainerSource for Fake {
     fn is_host(&mut self, ip: IpAddr) -> bool {
         ip == "10.89.0.1".parse::<IpAddr>().expect("address")
     }
+    fn host_network(&mut self, pid: u32) -> bool {
+        pid == HOST_NET
+    }
     fn generation(&self) -> u64 {
         self.0.generation.load(Ordering::SeqCst)
     }
@@ -79,6 +82,8 @@ const REVIEWS: u32 = 20;
 const DETAILS: u32 = 30;
 const HOST_CURL: u32 = 40;
 const LATE: u32 = 50;
+/// In a container on the host's network.
+const HOST_NET: u32 = 60;
 
 fn setup() -> (Pipeline<Procs>, Arc<Runtime>) {
     let any = vec![addr("0.0.0.0:9080")];
@@ -105,6 +110,10 @@ fn setup() -> (Pipeline<Procs>, Arc<Runtime>) {
                 Vec::new(),
             ),
         ),
+        (
+            HOST_NET,
+            ("wget http://127.0.0.1:7000/", "ADI_PROFILE=on", Vec::new()),
+        ),
     ]));
     let mut runtime = Runtime::default();
     for (pid, service, ip) in [
@@ -125,6 +134,12 @@ fn setup() -> (Pipeline<Procs>, Arc<Runtime>) {
             runtime.published.insert(8080, c);
         }
     }
+    // A container on the host's network has no address of its own.
+    runtime
+        .by_pid
+        .get_mut()
+        .expect("lock")
+        .insert(HOST_NET, container("hostnet"));
     let runtime = Arc::new(runtime);
     let registry = Arc::new(Registry::from_inventory().expect("registry"));
     let p = Pipeline::new(registry, procs, PipelineConfig::default())
@@ -275,6 +290,13 @@ fn host_processes_published_ports_gateways_and_the_outside() {
         20,
     );
     assert_eq!(names(&h[0]), (Some("productpage"), None, Some("external")));
+    // Loopback of a container on the host's network is the host's.
+    let h = exchange(
+        &mut p,
+        flow(HOST_NET, Role::Client, "127.0.0.1:40005", "127.0.0.1:7000"),
+        40,
+    );
+    assert_eq!(names(&h[0]), (Some("hostnet"), None, Some("process")));
     // Loopback inside a container stays in it.
     let h = exchange(
         &mut p,
