@@ -14,6 +14,7 @@
 //! per remote address.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cgroup;
 pub mod containerd;
