@@ -23,6 +23,8 @@ pub mod index;
 pub mod netns;
 pub mod runtime;
 pub mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use index::{Container, Index, RuntimeKind};
 pub use source::Containers;
