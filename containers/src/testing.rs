@@ -219,22 +219,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The CGI script behind `/cgi-bin/slow` of the image's httpd: answers `slow` after a second
+/// (a client that waits for it outlives its request by that much).
+const SLOW_CGI: &str = "#!/bin/sh\nsleep 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow\\n'\n";
+
 /// Writes `dir/rootfs` (a static busybox at `/bin/busybox` with the `sh`, `httpd`, `sleep` and
-/// `wget` applets linked beside it, and a page `/www/index.html` holding `adi`) and returns a
-/// tar of it, `dir/rootfs.tar`, to import as an image.
+/// `wget` applets linked beside it; for `httpd -h /www`, a page `/www/index.html` holding `adi`
+/// and a CGI `/www/cgi-bin/slow` answering `slow` after a second) and returns a tar of it,
+/// `dir/rootfs.tar`, to import as an image.
 ///
 /// # Panics
 ///
 /// When a file cannot be written or `tar` fails.
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).expect("rootfs/bin");
-    std::fs::create_dir_all(root.join("www")).expect("rootfs/www");
+    std::fs::create_dir_all(root.join("www/cgi-bin")).expect("rootfs/www/cgi-bin");
     std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
     for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
     }
     std::fs::write(root.join("www/index.html"), "adi\n").expect("page");
+    let slow = root.join("www/cgi-bin/slow");
+    std::fs::write(&slow, SLOW_CGI).expect("cgi");
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod cgi");
     let tar = dir.join("rootfs.tar");
     run(Command::new("tar")
         .arg("-C")
