@@ -168,6 +168,14 @@ impl Index {
         self.read().ips.contains_key(&unmapped(ip))
     }
 
+    /// Whether container `id` has addresses of its own (one on the host's network has none).
+    pub fn has_addresses(&self, id: &str) -> bool {
+        self.read()
+            .containers
+            .get(id)
+            .is_some_and(|c| !c.addrs.is_empty())
+    }
+
     /// How many containers are known.
     pub fn len(&self) -> usize {
         self.read().containers.len()

@@ -77,7 +77,15 @@ impl Containers {
 impl ContainerSource for Containers {
     fn of_pid(&mut self, pid: u32) -> Option<Arc<ContainerInfo>> {
         let c = (self.cgroups)(pid)?;
-        self.index.get(&c.id)
+        let found = self.index.get(&c.id)?;
+        // Now, while the process is surely there: whether it shares the host's network.
+        if let Some(shared) = host_netns(pid) {
+            if self.host_net.len() >= MAX_HOST_NET {
+                self.host_net.clear();
+            }
+            self.host_net.insert(pid, shared);
+        }
+        Some(found)
     }
 
     fn at(&mut self, addr: SocketAddr) -> Option<Arc<ContainerInfo>> {
@@ -95,24 +103,28 @@ impl ContainerSource for Containers {
         self.host_addrs.contains(&unmapped(ip))
     }
 
-    fn host_network(&mut self, pid: u32) -> bool {
+    fn host_network(&mut self, pid: u32, container: &ContainerInfo) -> bool {
         if let Some(known) = self.host_net.get(&pid) {
             return *known;
         }
-        let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-        let shared = match (netns(&pid.to_string()), netns("self")) {
-            (Some(theirs), Some(ours)) => theirs == ours,
-            // Unreadable (it exited): say so by its addresses alone.
-            _ => false,
-        };
-        if self.host_net.len() >= MAX_HOST_NET {
-            self.host_net.clear();
-        }
-        self.host_net.insert(pid, shared);
-        shared
+        // Read when the process's container is (`of_pid`); when that was too late, or the
+        // process has exited since (its namespace link is gone before its cgroup), a
+        // container on the host's network is one with no address of its own.
+        host_netns(pid).unwrap_or_else(|| !self.index.has_addresses(&container.container_id))
+    }
+
+    fn holds(&mut self, ip: IpAddr) -> bool {
+        self.index.holds_ip(ip)
     }
 
     fn generation(&self) -> u64 {
         self.index.generation()
     }
+}
+
+/// Whether process `pid` is in this process's network namespace; `None` when its namespace
+/// cannot be read (it exited).
+fn host_netns(pid: u32) -> Option<bool> {
+    let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    Some(netns(&pid.to_string())? == netns("self")?)
 }

@@ -25,7 +25,7 @@ mod tests;
 #[cfg(test)]
 mod tests_containers;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -136,9 +136,11 @@ pub trait ContainerSource: Send {
     fn at(&mut self, addr: SocketAddr) -> Option<Arc<ContainerInfo>>;
     /// Whether `ip` is an address of this host (outside any container).
     fn is_host(&mut self, ip: std::net::IpAddr) -> bool;
-    /// Whether process `pid` shares this host's network namespace (a container on the host's
-    /// network): its loopback is the host's.
-    fn host_network(&mut self, pid: u32) -> bool;
+    /// Whether process `pid`, in `container`, shares this host's network namespace (a
+    /// container on the host's network): its loopback is the host's.
+    fn host_network(&mut self, pid: u32, container: &ContainerInfo) -> bool;
+    /// Whether `ip` is a container's own address (not a port it publishes on this host).
+    fn holds(&mut self, ip: std::net::IpAddr) -> bool;
     /// A number that changes whenever what the runtimes reported changes.
     fn generation(&self) -> u64;
 }
@@ -272,6 +274,8 @@ pub struct Pipeline<P: ProcessSource> {
     /// Processes found in no container, and the runtimes' generation then: looked up again
     /// when the runtimes report a change (a container starting as its process is seen).
     uncontained: HashMap<u32, u64>,
+    /// Processes named by their `ADI_PROFILE_NAME` (their container does not rename them).
+    profile_named: HashSet<u32>,
 }
 
 impl<P: ProcessSource> std::fmt::Debug for Pipeline<P> {
@@ -312,6 +316,7 @@ impl<P: ProcessSource> Pipeline<P> {
             stats: PipelineStats::default(),
             containers: None,
             uncontained: HashMap::new(),
+            profile_named: HashSet::new(),
         }
     }
 
@@ -473,7 +478,7 @@ impl<P: ProcessSource> Pipeline<P> {
         if pid == 0 {
             return ProcessInfo::new(0, comm, "");
         }
-        let details = self.source.details(pid);
+        // The cgroup first: a short-lived process may be gone a moment later.
         let container = self.containers.as_mut().and_then(|c| {
             let found = c.of_pid(pid);
             if found.is_none() {
@@ -481,6 +486,7 @@ impl<P: ProcessSource> Pipeline<P> {
             }
             found
         });
+        let details = self.source.details(pid);
         let mut info = match &details {
             Some(d) => {
                 let cmdline = d.args.join(" ");
@@ -497,6 +503,11 @@ impl<P: ProcessSource> Pipeline<P> {
             .as_ref()
             .and_then(|d| d.environ.as_ref())
             .and_then(|e| e.as_ref().ok());
+        if environ.is_some_and(|e| service::profile_name(e).is_some()) {
+            self.profile_named.insert(pid);
+        } else {
+            self.profile_named.remove(&pid);
+        }
         let args = details.as_ref().map_or(&[][..], |d| &d.args[..]);
         info.service = Some(Arc::from(service::service_name_in(
             environ.map(Vec::as_slice),
@@ -547,10 +558,41 @@ impl<P: ProcessSource> Pipeline<P> {
     /// listening there on this host, and where that end is (container enrichment on).
     fn process_of(&mut self, key: &FlowKey, comm: &str) -> ProcessInfo {
         let mut info = self.process(key.pid, comm);
+        if info.container.is_none() && self.containers.is_some() {
+            self.contained_by_address(key, &mut info);
+        }
         let place = self.containers.is_some().then(|| self.place_of(key, &info));
         self.name_peer(key, &mut info, place.as_ref());
         info.peer_place = place;
         info
+    }
+
+    /// A process whose cgroup could not be read (it exited before adi asked, as a short-lived
+    /// client or a server's per-connection child does) is in the container that holds its
+    /// end's address: that container's own address, not loopback or a published port.
+    fn contained_by_address(&mut self, key: &FlowKey, info: &mut ProcessInfo) {
+        let (local, _) = local_remote(key);
+        let ip = adi_core::flow::unmapped_ip(local);
+        if ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let Some(containers) = self.containers.as_mut() else {
+            return;
+        };
+        if !containers.holds(ip) {
+            return;
+        }
+        let Some(c) = containers.at(SocketAddr::new(ip, 0)) else {
+            return;
+        };
+        if !self.profile_named.contains(&key.pid) {
+            info.service = Some(Arc::from(c.service.as_str()));
+        }
+        info.container = Some(c);
+        if let Some(known) = self.processes.get_mut(&key.pid) {
+            known.container.clone_from(&info.container);
+            known.service.clone_from(&info.service);
+        }
     }
 
     /// Where the other end of `key` is, seen from its process `me`: found once per connection,
@@ -585,8 +627,11 @@ impl<P: ProcessSource> Pipeline<P> {
         let host = ip.is_loopback() || ip.is_unspecified() || containers.is_host(ip);
         // Loopback stays inside a network namespace: a container's own, unless it is on the
         // host's network.
-        let own_loopback =
-            ip.is_loopback() && me.container.is_some() && !containers.host_network(me.pid);
+        let own_loopback = ip.is_loopback()
+            && me
+                .container
+                .as_ref()
+                .is_some_and(|c| !containers.host_network(me.pid, c));
         if let Some(pid) = peer_pid.filter(|pid| *pid != me.pid) {
             if let Some(c) = self.process(pid, "").container {
                 return Place::Container(c);
@@ -694,6 +739,7 @@ impl<P: ProcessSource> Pipeline<P> {
         }
         self.processes.remove(&pid);
         self.uncontained.remove(&pid);
+        self.profile_named.remove(&pid);
         self.described.remove(&pid);
         self.listeners.retain(|_, (p, _)| *p != pid);
     }

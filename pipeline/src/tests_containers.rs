@@ -55,8 +55,11 @@ impl ContainerSource for Fake {
     fn is_host(&mut self, ip: IpAddr) -> bool {
         ip == "10.89.0.1".parse::<IpAddr>().expect("address")
     }
-    fn host_network(&mut self, pid: u32) -> bool {
+    fn host_network(&mut self, pid: u32, _container: &ContainerInfo) -> bool {
         pid == HOST_NET
+    }
+    fn holds(&mut self, ip: IpAddr) -> bool {
+        self.0.by_ip.contains_key(&ip)
     }
     fn generation(&self) -> u64 {
         self.0.generation.load(Ordering::SeqCst)
@@ -362,4 +365,28 @@ fn without_a_runtime_events_carry_no_container_fields() {
     let json = serde_json::to_value(&h[0]).expect("json");
     assert!(json.get("destination_type").is_none(), "{json}");
     assert_eq!(h[0].process.service.as_deref(), Some("productpage"));
+}
+
+#[test]
+fn a_process_gone_before_its_cgroup_was_read_is_in_the_container_of_its_address() {
+    let (mut p, _) = setup();
+    // Pid 70 exited at once (a per-connection child, a one-shot client): no cgroup, no
+    // /proc entry; its end of the connection is reviews' own address.
+    let h = exchange(
+        &mut p,
+        flow(70, Role::Client, "10.89.0.3:41000", "10.89.0.4:9080"),
+        0,
+    );
+    assert_eq!(
+        names(&h[0]),
+        (Some("reviews"), Some("details"), Some("container"))
+    );
+    assert_eq!(h[0].process.service.as_deref(), Some("reviews"));
+    // A published port is no container's own address: the host's curl is not put in one.
+    let h = exchange(
+        &mut p,
+        flow(71, Role::Server, "10.89.0.2:41001", "127.0.0.1:8080"),
+        10,
+    );
+    assert_eq!(h[0].containers.destination_container, None);
 }
