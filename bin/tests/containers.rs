@@ -19,8 +19,8 @@
 //! clients do. The claims about names and places are checked on the slow requests; the
 //! `*_short_lived_*` tests check the same claims on the quick ones, and
 //! `containerd_exited_host_network_process_calls_the_host` on a `wget` whose parent leaves it
-//! unreaped for a second. The tests whose doc says ADI BUG fail until adi is fixed; their
-//! messages list every event that does not hold, with what it says.
+//! unreaped for a second. A failing claim's message lists every event that does not hold,
+//! with what it says.
 //!
 //! `doctor_reports_the_docker_runtime` runs `adi doctor --docker-socket` against the lab's
 //! podman service and against a missing socket.
@@ -581,10 +581,9 @@ fn podman_container_calling_the_host_reaches_a_process() {
 /// The claims above on the quick requests, where `wget` (and httpd's per-connection child)
 /// exits within milliseconds of its request.
 ///
-/// ADI BUG, left failing on purpose until adi is fixed: adi reads `/proc/PID/cgroup` when it
-/// first handles a process, which may be after the process exited (strace of adi: `stat`,
-/// `cmdline`, `environ` and `fd` of the pid read, then `/proc/PID/cgroup`: ENOENT). Those
-/// events then have no container for that process, and its `service` is its program's name.
+/// adi may first handle such a process after it exited: it reads the cgroup before anything
+/// else, and when even that is gone, the process's end of the connection is its container's
+/// own address.
 #[test]
 fn podman_short_lived_processes_are_named_by_their_container() {
     let Some(s) = podman() else { return };
@@ -604,7 +603,7 @@ fn podman_short_lived_processes_are_named_by_their_container() {
     for e in s.to_host_received("/") {
         s.client_to_host(&mut c, e);
     }
-    c.hold("the quick requests (ADI BUG: a short-lived process's cgroup is read too late)");
+    c.hold("the quick requests");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,9 +757,7 @@ fn containerd_received_request_names_the_host_network_container() {
 /// The claims above on the quick requests, where `wget` exits within milliseconds of its
 /// request.
 ///
-/// ADI BUG, left failing on purpose until adi is fixed: as in
-/// `podman_short_lived_processes_are_named_by_their_container`, the process's cgroup is read
-/// after it exited: no `source_container`, and `service` is `wget`.
+/// On the host's network the address says nothing: the cgroup, read first, must do.
 #[test]
 fn containerd_short_lived_processes_are_named_by_their_container() {
     let Some(s) = containerd() else { return };
@@ -772,18 +769,15 @@ fn containerd_short_lived_processes_are_named_by_their_container() {
     for e in s.received("/") {
         s.fetcher_to_host(&mut c, e);
     }
-    c.hold("the quick requests (ADI BUG: a short-lived process's cgroup is read too late)");
+    c.hold("the quick requests");
 }
 
 /// The claims above on requests of a `wget` that exits but is not reaped for a second (a
 /// zombie: its `cgroup` still readable, its `cmdline` empty, its `ns/net` link gone).
 ///
-/// ADI BUG, left failing on purpose until adi is fixed: adi finds its container from its
-/// cgroup but cannot read its network namespace, takes it for one of its own, and so takes
-/// 127.0.0.1 for the container's own loopback: the request as wget sent it has
-/// `destination_container` = the fetcher itself and `destination_type: container`, instead of
-/// no `destination_container` and `process` (a host-network container's loopback is the
-/// host's). Also seen, less often, on the quick requests of a reaped `wget`.
+/// Its network namespace cannot be read any more: adi must not take 127.0.0.1 for the
+/// container's own loopback (a container with no address of its own is on the host's
+/// network, whose loopback is the host's).
 #[test]
 fn containerd_exited_host_network_process_calls_the_host() {
     let Some(s) = containerd() else { return };
@@ -795,7 +789,7 @@ fn containerd_exited_host_network_process_calls_the_host() {
     for e in s.received("/unreaped") {
         s.fetcher_to_host(&mut c, e);
     }
-    c.hold("the unreaped wget's requests (ADI BUG: host network of an exited process)");
+    c.hold("the unreaped wget's requests");
 }
 
 // ---------------------------------------------------------------------------------------------
