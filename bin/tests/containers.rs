@@ -269,6 +269,18 @@ impl Claims {
         }
     }
 
+    /// The `container` event that describes container `id` (events name containers without
+    /// their labels) has label `label` = `want`.
+    fn label(&mut self, events: &[Value], id: &str, label: &str, want: &str) {
+        let described = events
+            .iter()
+            .find(|e| e["event_type"] == "container" && e["container_id"] == id);
+        match described {
+            Some(e) => self.eq(e, &format!("/labels/{}", label.replace('/', "~1")), want),
+            None => self.mismatch(&Value::Null, format!("no container event describes {id}")),
+        }
+    }
+
     /// Fails listing every event that does not hold (with `what` the test claims).
     fn hold(self, what: &str) {
         let lines: Vec<String> = self
@@ -483,16 +495,26 @@ impl PodmanScene {
         c.eq(e, "/source_container/container_id", &self.client_id);
         c.eq(e, "/source_container/container_name", &self.client_name);
         c.eq(e, "/source_container/image", BUSYBOX_IMAGE);
-        c.eq(e, "/source_container/labels/tier", "back");
+
         c.eq(e, "/destination_container/service", "web");
         c.eq(e, "/destination_container/container_id", &self.web_id);
         c.eq(e, "/destination_container/container_name", &self.web_name);
         c.eq(e, "/destination_container/image", BUSYBOX_IMAGE);
-        c.eq(e, "/destination_container/labels/tier", "front");
-        let compose = "/destination_container/labels/com.docker.compose.";
-        c.eq(e, &format!("{compose}service"), "web");
-        c.eq(e, &format!("{compose}project"), "adi-ctest");
         c.eq(e, "/destination_type", "container");
+        c.label(&self.events, &self.client_id, "tier", "back");
+        c.label(&self.events, &self.web_id, "tier", "front");
+        c.label(
+            &self.events,
+            &self.web_id,
+            "com.docker.compose.service",
+            "web",
+        );
+        c.label(
+            &self.events,
+            &self.web_id,
+            "com.docker.compose.project",
+            "adi-ctest",
+        );
     }
 
     /// The client's container, and a host process (the gateway is the host's) as the receiver.
@@ -722,7 +744,7 @@ impl ContainerdScene {
         c.eq(e, "/source_container/service", "fetcher");
         c.eq(e, "/source_container/container_id", &self.id);
         c.eq(e, "/source_container/image", BUSYBOX_IMAGE);
-        c.eq(e, "/source_container/labels/tier", "batch");
+        c.label(&self.events, &self.id, "tier", "batch");
         c.absent(e, "destination_container");
         c.eq(e, "/destination_type", "process");
     }

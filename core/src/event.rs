@@ -31,6 +31,32 @@ pub enum Event {
     GoHttp(GoHttpEvent),
     /// One parsed request, response or message of a protocol other than HTTP.
     Message(MessageEvent),
+    /// A container seen for the first time (container enrichment on), with its labels, which
+    /// the per-message `source_container` / `destination_container` leave out.
+    Container(ContainerEvent),
+}
+
+/// A container, described once: what the per-message fields say of it, and its labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerEvent {
+    /// RFC 3339 UTC with nanoseconds: when adi first saw it.
+    pub timestamp: String,
+    /// Service, image, id and name.
+    #[serde(flatten)]
+    pub container: Arc<ContainerInfo>,
+    /// Its labels, as the runtime reports them.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ContainerEvent {
+    /// The description of `container`, seen at `timestamp`.
+    pub fn new(container: &Arc<ContainerInfo>, timestamp: String) -> Self {
+        Self {
+            timestamp,
+            labels: container.labels.clone(),
+            container: Arc::clone(container),
+        }
+    }
 }
 
 /// The process that sent or received a message. Cheap to clone: one per event.
@@ -75,8 +101,9 @@ pub struct ContainerInfo {
     pub container_id: String,
     /// Its name.
     pub container_name: String,
-    /// Its labels, as the runtime reports them.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// Its labels, as the runtime reports them: in the `container` event that describes it
+    /// once, not in every message's fields.
+    #[serde(skip)]
     pub labels: BTreeMap<String, String>,
 }
 

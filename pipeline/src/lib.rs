@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use adi_core::engine::{Classification, Engine, EngineConfig, FlowRecord, FlowSummary, Output};
 use adi_core::event::{
-    ConnectionEvent, ContainerInfo, Event, HttpEvent, MessageEvent, Place, ProcessEvent,
-    ProcessInfo,
+    ConnectionEvent, ContainerEvent, ContainerInfo, Event, HttpEvent, MessageEvent, Place,
+    ProcessEvent, ProcessInfo,
 };
 use adi_core::flow::FlowKey;
 use adi_core::record::RecordKind;
@@ -239,6 +239,9 @@ const FORWARDERS: &[&str] = &[
     "rootlessport",
 ];
 
+/// Most containers remembered as described.
+const MAX_DESCRIBED_CONTAINERS: usize = 4096;
+
 /// Most destinations whose listening program is remembered.
 const MAX_PEER_PROCESSES: usize = 4096;
 
@@ -276,6 +279,8 @@ pub struct Pipeline<P: ProcessSource> {
     uncontained: HashMap<u32, u64>,
     /// Processes named by their `ADI_PROFILE_NAME` (their container does not rename them).
     profile_named: HashSet<u32>,
+    /// Containers already described by a `container` event, by id.
+    described_containers: HashSet<String>,
 }
 
 impl<P: ProcessSource> std::fmt::Debug for Pipeline<P> {
@@ -317,6 +322,7 @@ impl<P: ProcessSource> Pipeline<P> {
             containers: None,
             uncontained: HashMap::new(),
             profile_named: HashSet::new(),
+            described_containers: HashSet::new(),
         }
     }
 
@@ -509,6 +515,9 @@ impl<P: ProcessSource> Pipeline<P> {
             self.profile_named.remove(&pid);
         }
         let args = details.as_ref().map_or(&[][..], |d| &d.args[..]);
+        if let Some(c) = &container {
+            self.describe_container(c);
+        }
         info.service = Some(Arc::from(service::service_name_in(
             environ.map(Vec::as_slice),
             container.as_ref().map(|c| c.service.as_str()),
@@ -588,11 +597,27 @@ impl<P: ProcessSource> Pipeline<P> {
         if !self.profile_named.contains(&key.pid) {
             info.service = Some(Arc::from(c.service.as_str()));
         }
+        self.describe_container(&c);
         info.container = Some(c);
         if let Some(known) = self.processes.get_mut(&key.pid) {
             known.container.clone_from(&info.container);
             known.service.clone_from(&info.service);
         }
+    }
+
+    /// Queues a `container` event for a container seen for the first time (before the event
+    /// that names it).
+    fn describe_container(&mut self, c: &Arc<ContainerInfo>) {
+        if self.described_containers.contains(&c.container_id) {
+            return;
+        }
+        if self.described_containers.len() >= MAX_DESCRIBED_CONTAINERS {
+            // Containers come and go: describe again rather than grow.
+            self.described_containers.clear();
+        }
+        self.described_containers.insert(c.container_id.clone());
+        let ts = rfc3339_nanos(adi_core::time::now_unix_ns());
+        self.docs.push(Event::Container(ContainerEvent::new(c, ts)));
     }
 
     /// Where the other end of `key` is, seen from its process `me`: found once per connection,
@@ -622,6 +647,7 @@ impl<P: ProcessSource> Pipeline<P> {
             return Place::External;
         };
         if let Some(c) = containers.at(remote) {
+            self.describe_container(&c);
             return Place::Container(c);
         }
         let host = ip.is_loopback() || ip.is_unspecified() || containers.is_host(ip);
@@ -657,14 +683,14 @@ impl<P: ProcessSource> Pipeline<P> {
             info.peer_service = Some(peer);
             return;
         }
-        let wanted = place.map(|p| p.container().map(|c| c.container_id.clone()));
+        let wanted = place.map(|p| p.container().map(|c| c.container_id.as_str()));
         let fits = |processes: &HashMap<u32, ProcessInfo>, pid: u32| {
-            wanted.as_ref().is_none_or(|want| {
+            wanted.is_none_or(|want| {
                 let theirs = processes
                     .get(&pid)
                     .and_then(|p| p.container.as_ref())
-                    .map(|c| &c.container_id);
-                theirs == want.as_ref()
+                    .map(|c| c.container_id.as_str());
+                theirs == want
             })
         };
         let (local, remote) = local_remote(key);
@@ -878,14 +904,15 @@ impl<P: ProcessSource> Pipeline<P> {
                 Event::Http(h) => h.redact(),
                 Event::Message(m) => m.redact(),
                 Event::GoHttp(g) => g.redact(),
-                Event::Connection(_) | Event::Lost(_) | Event::Process(_) => {}
+                Event::Connection(_) | Event::Lost(_) | Event::Process(_) | Event::Container(_) => {
+                }
             }
         }
         match &e {
             Event::Http(_) => self.stats.http += 1,
             Event::Message(_) => self.stats.messages += 1,
             Event::Connection(_) => self.stats.connections += 1,
-            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) => {}
+            Event::Lost(_) | Event::Process(_) | Event::GoHttp(_) | Event::Container(_) => {}
         }
         self.stats.events += 1;
         out.push(e);

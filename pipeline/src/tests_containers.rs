@@ -228,10 +228,55 @@ fn both_ends_of_a_call_between_containers_name_sender_and_receiver() {
         json["destination_container"]["image"],
         "localhost/bookinfo/reviews:1.0"
     );
-    assert_eq!(
-        json["source_container"]["labels"]["com.docker.compose.service"],
-        "productpage"
-    );
+    // Labels are not repeated in every message: a `container` event describes each
+    // container once, before the first event that names it.
+    assert!(json["source_container"].get("labels").is_none(), "{json}");
+}
+
+#[test]
+fn each_container_is_described_once_before_it_is_named() {
+    let (mut p, _) = setup();
+    let mut out = Vec::new();
+    for (t, port) in [(0, 40000), (10, 40001)] {
+        let key = flow(
+            PRODUCTPAGE,
+            Role::Client,
+            &format!("10.89.0.2:{port}"),
+            "10.89.0.3:9080",
+        );
+        p.handle(Input::Opened { key, ts_ns: t }, &mut out);
+        p.handle(
+            Input::Data {
+                key,
+                dir: Direction::ToServer,
+                ts_ns: t + 1,
+                payload: b"GET / HTTP/1.1\r\nHost: reviews\r\n\r\n",
+                missing: 0,
+                after_skip: false,
+                comm: "python3",
+            },
+            &mut out,
+        );
+    }
+    let described: Vec<(usize, String)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Container(c) => Some((i, c.container.service.clone())),
+            _ => None,
+        })
+        .collect();
+    let services: Vec<&str> = described.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(services, ["productpage", "reviews"], "{out:#?}");
+    let first_named = out
+        .iter()
+        .position(|e| matches!(e, Event::Http(_)))
+        .expect("an http event");
+    assert!(described.iter().all(|(i, _)| *i < first_named));
+    let Event::Container(c) = &out[described[0].0] else {
+        unreachable!()
+    };
+    assert_eq!(c.labels["com.docker.compose.service"], "productpage");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use adi_core::engine::{Classification, FlowRecord};
 use adi_core::event::{
-    ConnectionEvent, Event, GoHttpEvent, GoHttpSide, Headers, HttpEvent, LostEvent, ProcessInfo,
+    ConnectionEvent, ContainerEvent, ContainerInfo, Event, GoHttpEvent, GoHttpSide, Headers,
+    HttpEvent, LostEvent, Place, ProcessInfo,
 };
 use adi_core::flow::{FlowId, FlowKey, Role};
 use adi_core::{Category, Confidence, Direction, ProtocolId, Record, RecordKind};
@@ -28,6 +29,26 @@ impl Write for Shared {
 
 fn process() -> ProcessInfo {
     ProcessInfo::new(4242, "curl", "curl -s http://[::1]:8080/api")
+}
+
+/// A container of compose service `service`.
+fn container(service: &str) -> Arc<ContainerInfo> {
+    Arc::new(ContainerInfo {
+        service: service.into(),
+        image: format!("localhost/bookinfo/{service}:1.0"),
+        container_id: format!("{service:0>64}"),
+        container_name: format!("bookinfo_{service}_1"),
+        labels: [("com.docker.compose.service".to_owned(), service.to_owned())].into(),
+    })
+}
+
+/// `process()` in container `productpage`, talking to container `reviews`.
+fn contained() -> ProcessInfo {
+    let mut p = process();
+    p.service = Some("productpage".into());
+    p.container = Some(container("productpage"));
+    p.peer_place = Some(Place::Container(container("reviews")));
+    p
 }
 
 fn events() -> Vec<Event> {
@@ -56,6 +77,7 @@ fn events() -> Vec<Event> {
     rsp.wire_len = 60;
     rsp.truncated = true;
     let ts = "2026-04-08T18:30:00.000000005Z".to_owned();
+    let req_again = req.clone();
     let rec = |dir, record, latency_ns| FlowRecord {
         flow: FlowId(7),
         key,
@@ -90,6 +112,13 @@ fn events() -> Vec<Event> {
             ts.clone(),
         )),
         Event::GoHttp(go_http(ts.clone())),
+        Event::Container(ContainerEvent::new(&container("reviews"), ts.clone())),
+        // With container enrichment: the same request as a process in a container sent it.
+        Event::Http(HttpEvent::from_record(
+            rec(Direction::ToServer, req_again, None),
+            contained(),
+            ts.clone(),
+        )),
         Event::Lost(LostEvent {
             timestamp: ts,
             source: "bus:jsonl".into(),

@@ -349,7 +349,11 @@ impl Sink for ServiceMapSink {
         }
         if !matches!(
             event,
-            Event::Http(_) | Event::Connection(_) | Event::Message(_) | Event::Lost(_)
+            Event::Http(_)
+                | Event::Connection(_)
+                | Event::Message(_)
+                | Event::Lost(_)
+                | Event::Container(_)
         ) {
             return Ok(());
         }

@@ -286,6 +286,8 @@ pub struct Model {
     pub pid_services: HashMap<u64, String>,
     /// The containers of the services and destinations named, by name.
     pub workloads: BTreeMap<String, Workload>,
+    /// Labels of the containers described by `container` events, by container id.
+    container_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// HTTP/2 frame types, which the `http` events of HTTP/2 name where a method would be.
@@ -358,17 +360,21 @@ fn merge_type(mine: &mut String, theirs: &str) {
     }
 }
 
-/// The container fields of an event as a workload.
+/// The container fields of an event as a workload (its labels come from its `container`
+/// event).
 fn workload(c: &Value) -> Option<Workload> {
     let image = text(c, "image").unwrap_or("").to_owned();
-    let labels: BTreeMap<String, String> = c
-        .get("labels")
-        .and_then(Value::as_object)
+    let labels = c.get("labels").map(string_map).unwrap_or_default();
+    (!image.is_empty() || !labels.is_empty()).then_some(Workload { image, labels })
+}
+
+/// A JSON object of strings.
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect();
-    (!image.is_empty() || !labels.is_empty()).then_some(Workload { image, labels })
+        .collect()
 }
 
 /// Whether an address is on this host (the destination is a process here).
@@ -469,6 +475,25 @@ impl Model {
         self.services.get_mut(name)
     }
 
+    /// A `container` event: its labels, for the services it runs.
+    fn container(&mut self, e: &Value) {
+        let (Some(id), Some(labels)) = (text(e, "container_id"), e.get("labels")) else {
+            return;
+        };
+        let labels = string_map(labels);
+        if let Some(service) = text(e, "service") {
+            if let Some(w) = self.workloads.get_mut(service) {
+                w.merge(&Workload {
+                    image: String::new(),
+                    labels: labels.clone(),
+                });
+            }
+        }
+        if self.container_labels.len() < MAX_SERVICES || self.container_labels.contains_key(id) {
+            self.container_labels.insert(id.to_owned(), labels);
+        }
+    }
+
     /// Remembers the containers of the sender `source` and receiver `dest` of a call the
     /// traced process sent.
     fn learn_workloads(&mut self, e: &Value, source: &str, dest: &str) {
@@ -476,9 +501,18 @@ impl Model {
             (source, "source_container"),
             (dest, "destination_container"),
         ] {
-            let Some(w) = e.get(field).and_then(workload) else {
+            let Some(c) = e.get(field) else {
                 continue;
             };
+            let Some(mut w) = workload(c) else {
+                continue;
+            };
+            if let Some(labels) =
+                text(c, "container_id").and_then(|id| self.container_labels.get(id))
+            {
+                w.labels
+                    .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             if self.workloads.len() >= MAX_SERVICES && !self.workloads.contains_key(name) {
                 continue;
             }
@@ -506,6 +540,7 @@ impl Model {
             Some("http") => self.http(e),
             Some("connection") => self.connection(e),
             Some("message") => self.message(e),
+            Some("container") => self.container(e),
             Some("lost") => {
                 let n = number(e, "count").unwrap_or(0);
                 if text(e, "source") == Some("kernel_sampled") {

@@ -499,11 +499,19 @@ fn merging_does_not_depend_on_the_order_of_the_maps() {
         .contains("destination_type: process"));
 }
 
-/// The container fields of a service in compose project `bookinfo`.
+/// The container fields of a service in compose project `bookinfo`, as messages carry them.
 fn container(service: &str) -> Value {
     json!({"service": service, "image": format!("localhost/bookinfo/{service}:1.0"),
-        "container_id": format!("{service:0>64}"), "container_name": format!("bookinfo_{service}_1"),
-        "labels": {"com.docker.compose.service": service, "app.bookinfo/version": "v1"}})
+        "container_id": format!("{service:0>64}"), "container_name": format!("bookinfo_{service}_1")})
+}
+
+/// The `container` event that describes it once, with its labels.
+fn container_event(service: &str) -> Value {
+    let mut e = container(service);
+    e["event_type"] = json!("container");
+    e["timestamp"] = json!("2026-12-03T10:00:00.000000000Z");
+    e["labels"] = json!({"com.docker.compose.service": service, "app.bookinfo/version": "v1"});
+    e
 }
 
 /// `e` as container enrichment writes it: `src` sent it to `dst` (`None`: not a container),
@@ -525,6 +533,8 @@ fn containers_name_destinations_and_give_services_their_image_and_labels() {
     let mut resp = response(1, "productpage", 7, 2, 200, r#"{"id":0}"#);
     resp["destination_type"] = json!("container");
     let events = [
+        container_event("productpage"),
+        container_event("reviews"),
         // Reviews is not watched: its container names it.
         in_containers(req, Some("productpage"), Some("reviews"), "container"),
         in_containers(resp, Some("reviews"), Some("productpage"), "container"),
