@@ -14,7 +14,7 @@
 # counters; stops adi and takes everything down again: containers, network, API service.
 #
 # Environment:
-#   ADI              adi binary (default target/release/adi, built if missing); `none`: no adi
+#   ADI              adi binary (default target/release/adi, built or brought up to date); `none`: no adi
 #   ADI_FLAGS        more adi flags, e.g. "--max-rate 0"
 #   REQUESTS         requests to send (default 20)
 #   BOOKINFO_CACHE   images' rootfs tarballs and podman storage (default /tmp/adi-bookinfo)
@@ -36,7 +36,9 @@ PROJECT=bookinfo
 say() { echo "run.sh: $*" >&2; }
 
 [[ $(id -u) == 0 ]] || { say "needs root (podman networks, adi)"; exit 1; }
-if [[ $ADI != none && ! -x $ADI ]]; then (cd "$ROOT" && cargo build --release -q -p adi-cli); fi
+# The default binary is this checkout's: built, or brought up to date (cargo does nothing when
+# it is fresh).
+if [[ $ADI == "$ROOT/target/release/adi" ]]; then (cd "$ROOT" && cargo build --release -q -p adi-cli); fi
 "$HERE/images.sh"
 # shellcheck source=env.sh
 . "$HERE/env.sh"

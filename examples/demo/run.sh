@@ -20,7 +20,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 OUT=${1:-$PWD/adi-demo}
 DURATION=${DURATION:-60}
 ADI=${ADI:-$ROOT/target/release/adi}
-[[ -x $ADI ]] || (cd "$ROOT" && cargo build --release -q -p adi-cli)
+# The default binary is this checkout's: built, or brought up to date.
+[[ $ADI != "$ROOT/target/release/adi" ]] || (cd "$ROOT" && cargo build --release -q -p adi-cli)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 rm -f "$OUT"/{events.jsonl,env.yaml,map.yaml,observed.yaml,rcp.yaml,map.mmd,map.dot,map.svg}
