@@ -562,6 +562,12 @@ fn select_processes(
 }
 
 async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
+    // First of all: a SIGINT or SIGTERM during start-up (loading the probes, the /proc scan,
+    // the container runtimes' first listing) is kept and ends the run as soon as it starts,
+    // rather than being lost (a shell's background job starts with SIGINT ignored until a
+    // handler is installed).
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     check_sinks(&opts.sinks)?;
     // Environments for the env-yaml inventory, and for the service map's configuration
     // inference (which variables point at each dependency).
@@ -605,8 +611,6 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         )
     };
     eprintln!("{watching}; {sampling}");
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_lost = Instant::now();
     let mut status = StatusLine::new(opts.status_line);

@@ -8,9 +8,9 @@ import os
 import urllib.request
 
 
-def serve(handlers, port=0):
-    """Serves `handlers` ({(method, path prefix): fn(path, body) -> (status, obj|None)}),
-    prints the port on stdout (the runner waits for it) and never returns."""
+def serve(handlers, port=0, host="127.0.0.1"):
+    """Serves `handlers` ({(method, path prefix): fn(path, body) -> (status, obj|None)}) on
+    `host`:`port`, prints the port on stdout (the runner waits for it) and never returns."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -41,7 +41,7 @@ def serve(handlers, port=0):
 
         do_GET = do_POST = do_DELETE = handle_any
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    srv = http.server.ThreadingHTTPServer((host, port), Handler)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()
 
