@@ -86,7 +86,14 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
     sorted.sort_unstable();
     assert_eq!(
         sorted,
-        ["details", "postgres", "productpage", "ratings", "redis", "reviews"],
+        [
+            "details",
+            "postgres",
+            "productpage",
+            "ratings",
+            "redis",
+            "reviews"
+        ],
         "each container described once"
     );
     let calls: Vec<&Value> = common::of_type(&events, "http")
@@ -125,10 +132,9 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
     }
     // curl on the host reached productpage through its published port: not watched, so
     // productpage's own received requests say who: a process of this host.
-    for e in common::of_type(&events, "http")
-        .into_iter()
-        .filter(|e| e["direction"] == "recv" && e["service"] == "productpage" && e["method"] == "GET")
-    {
+    for e in common::of_type(&events, "http").into_iter().filter(|e| {
+        e["direction"] == "recv" && e["service"] == "productpage" && e["method"] == "GET"
+    }) {
         assert!(e.get("source_container").is_none(), "{e}");
         assert_eq!(e["destination_container"]["service"], "productpage", "{e}");
     }
