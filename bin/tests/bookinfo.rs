@@ -72,13 +72,34 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
     let answers = file("responses.jsonl");
     assert_eq!(answers.lines().count(), 20, "{answers}");
 
-    // The events: every container described once, with its labels; the calls between
-    // containers name both ends.
     let events: Vec<Value> = file("events.jsonl")
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
-    let described: Vec<&str> = common::of_type(&events, "container")
+    containers_at_both_ends(&events);
+
+    // The map, whole.
+    let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
+    let got = masked(&seed);
+    eprintln!("MAP bookinfo {got}");
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bookinfo.seed.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(golden, format!("{got:#}\n")).expect("update golden");
+    }
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden).expect("golden")).expect("json");
+    assert_eq!(got, want, "the map differs from {golden}: {got:#}");
+    if common::have("dot") {
+        assert!(file("map.svg").contains("<svg"), "no picture");
+    }
+}
+
+/// The events: every container described once, with its labels; the calls between containers
+/// name both ends, whichever end saw them; curl's calls from the host reach a container.
+fn containers_at_both_ends(events: &[Value]) {
+    // The events: every container described once, with its labels; the calls between
+    // containers name both ends.
+    let described: Vec<&str> = common::of_type(events, "container")
         .iter()
         .filter_map(|e| e["service"].as_str())
         .collect();
@@ -96,7 +117,7 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
         ],
         "each container described once"
     );
-    let calls: Vec<&Value> = common::of_type(&events, "http")
+    let calls: Vec<&Value> = common::of_type(events, "http")
         .into_iter()
         .filter(|e| e["direction"] == "send" && e["method"] == "GET")
         .filter(|e| e["source_container"]["service"] == "productpage")
@@ -117,13 +138,13 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
         );
     }
     // The same calls as the servers received them: sender and receiver the same way round.
-    let received = common::of_type(&events, "http")
+    let received = common::of_type(events, "http")
         .into_iter()
         .filter(|e| e["direction"] == "recv" && e["method"] == "GET")
         .filter(|e| e["service"] == "reviews")
         .count();
     assert!(received >= 20, "reviews' received requests: {received}");
-    for e in common::of_type(&events, "http")
+    for e in common::of_type(events, "http")
         .into_iter()
         .filter(|e| e["direction"] == "recv" && e["service"] == "reviews" && e["method"] == "GET")
     {
@@ -132,25 +153,10 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
     }
     // curl on the host reached productpage through its published port: not watched, so
     // productpage's own received requests say who: a process of this host.
-    for e in common::of_type(&events, "http").into_iter().filter(|e| {
+    for e in common::of_type(events, "http").into_iter().filter(|e| {
         e["direction"] == "recv" && e["service"] == "productpage" && e["method"] == "GET"
     }) {
         assert!(e.get("source_container").is_none(), "{e}");
         assert_eq!(e["destination_container"]["service"], "productpage", "{e}");
-    }
-
-    // The map, whole.
-    let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
-    let got = masked(&seed);
-    eprintln!("MAP bookinfo {got}");
-    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bookinfo.seed.json");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(golden, format!("{got:#}\n")).expect("update golden");
-    }
-    let want: Value =
-        serde_json::from_str(&std::fs::read_to_string(golden).expect("golden")).expect("json");
-    assert_eq!(got, want, "the map differs from {golden}: {got:#}");
-    if common::have("dot") {
-        assert!(file("map.svg").contains("<svg"), "no picture");
     }
 }
