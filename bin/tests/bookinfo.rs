@@ -13,29 +13,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The map with what changes between runs masked: times, latencies, addresses, and the labels
-/// that hold the checkout's path.
-fn masked(doc: &Value) -> Value {
-    match doc {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = match k.as_str() {
-                        "first_seen" | "last_seen" | "generated_at" => Value::from("<time>"),
-                        "latency_ms" => Value::from("<latency>"),
-                        "addresses" => Value::from("<addresses>"),
-                        "com.docker.compose.project.config_files"
-                        | "com.docker.compose.project.working_dir" => Value::from("<checkout>"),
-                        _ => masked(v),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(masked).collect()),
-        _ => doc.clone(),
-    }
-}
+/// What changes between runs of the demo: times, latencies, addresses, and the labels that
+/// hold the checkout's path.
+const MASKS: &[(&str, &str)] = &[
+    ("first_seen", "<time>"),
+    ("last_seen", "<time>"),
+    ("generated_at", "<time>"),
+    ("latency_ms", "<latency>"),
+    ("addresses", "<addresses>"),
+    ("com.docker.compose.project.config_files", "<checkout>"),
+    ("com.docker.compose.project.working_dir", "<checkout>"),
+];
 
 #[test]
 fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
@@ -80,7 +68,7 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
 
     // The map, whole.
     let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
-    let got = masked(&seed);
+    let got = common::masked(&seed, MASKS);
     eprintln!("MAP bookinfo {got}");
     let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bookinfo.seed.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {

@@ -110,22 +110,12 @@ print(srv.server_address[1], flush=True)
 srv.serve_forever()
 "#;
 
-/// The Python interpreter itself (not a launcher shim that would fork it as a child that
-/// outlives a kill).
-fn python_executable() -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// [`HOST_SERVER`] as `dir/host_server.py` on `bind`, a port the kernel picks, watched
 /// (`ADI_PROFILE`); listening when this returns. (server, port)
 fn host_server(dir: &Path, bind: IpAddr) -> (Proc, u16) {
     let script = dir.join("host_server.py");
     std::fs::write(&script, HOST_SERVER).expect("host_server.py");
-    let mut child = Command::new(python_executable())
+    let mut child = Command::new(common::python_executable())
         .arg(&script)
         .arg(bind.to_string())
         .env("ADI_PROFILE", PROFILE)

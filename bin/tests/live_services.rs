@@ -1652,7 +1652,7 @@ fn the_example_demo_runs_and_writes_its_map() {
     let mermaid = file("map.mmd");
     assert!(mermaid.contains("|\"http: 200 requests\"|"), "{mermaid}");
     let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
-    let got = masked_demo(&seed);
+    let got = common::masked(&seed, DEMO_MASKS);
     eprintln!("MAP example {got}");
     let golden = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -1673,29 +1673,17 @@ fn the_example_demo_runs_and_writes_its_map() {
     );
 }
 
-/// The example's map with what changes between runs masked: times, latencies, ports,
-/// addresses, and how often the load generator polled Redis.
-fn masked_demo(doc: &Value) -> Value {
-    match doc {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = match k.as_str() {
-                        "first_seen" | "last_seen" | "generated_at" => Value::from("<time>"),
-                        "latency_ms" => Value::from("<latency>"),
-                        "port" => Value::from("<port>"),
-                        "addresses" => Value::from("<addresses>"),
-                        "LLEN" => Value::from("<polls>"),
-                        _ => masked_demo(v),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(masked_demo).collect()),
-        _ => doc.clone(),
-    }
-}
+/// What changes between runs of the example demo: times, latencies, ports, addresses, and how
+/// often the load generator polled Redis.
+const DEMO_MASKS: &[(&str, &str)] = &[
+    ("first_seen", "<time>"),
+    ("last_seen", "<time>"),
+    ("generated_at", "<time>"),
+    ("latency_ms", "<latency>"),
+    ("port", "<port>"),
+    ("addresses", "<addresses>"),
+    ("LLEN", "<polls>"),
+];
 
 /// A JSON API on a free port (the example demo's server, `examples/demo/common.py`) and a
 /// client making `N` keep-alive GETs over 200 ids, then printing `done`. Both bounded: the client stops after `N`, the server with the test.

@@ -102,15 +102,6 @@ fn spawn_with_pid(clients: &Clients, want: u32, tag: &str) -> Proc {
     panic!("could not get pid {want} again");
 }
 
-fn python_executable() -> String {
-    // The interpreter itself, not a launcher shim that forks and execs helpers first.
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .expect("python3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn yaml_docs(path: &Path) -> Vec<Yaml<'static>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("env yaml does not parse ({e}):\n{text}"))
@@ -126,7 +117,7 @@ fn opt_in_rows_exec_and_pid_reuse() {
     std::fs::write(&script, CLIENT).expect("script");
     let (_server, port) = py_server();
     let clients = Clients {
-        python: python_executable(),
+        python: common::python_executable(),
         script,
         port,
     };

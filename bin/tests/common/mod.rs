@@ -279,3 +279,34 @@ pub fn py_server() -> (Proc, u16) {
 pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event_type"] == t).collect()
 }
+
+/// The Python interpreter itself (not a launcher shim that would fork it as a child that
+/// outlives a kill, or exec helpers first).
+pub fn python_executable() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `doc` with the value of every key named in `masks` (at any depth) replaced by its mask:
+/// what changes between runs of a demo (times, latencies, addresses), so that its map can be
+/// compared whole with a golden file.
+pub fn masked(doc: &Value, masks: &[(&str, &str)]) -> Value {
+    match doc {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match masks.iter().find(|(key, _)| key == k) {
+                        Some((_, mask)) => Value::from(*mask),
+                        None => masked(v, masks),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| masked(v, masks)).collect()),
+        _ => doc.clone(),
+    }
+}
