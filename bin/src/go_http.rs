@@ -173,7 +173,7 @@ impl GoHttp {
 }
 
 /// Every pid in /proc (for `--all`: the attaching thread keeps the Go programs).
-fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
         .map(|dir| {
             dir.filter_map(Result::ok)

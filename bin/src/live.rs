@@ -75,6 +75,8 @@ pub struct LiveOptions {
     pub redact: bool,
     /// `--go-uprobes on`: `go_http` events from watched Go programs.
     pub go_uprobes: bool,
+    /// `--tls-uprobes on`: TLS plaintext from OpenSSL-compatible libraries.
+    pub tls_uprobes: bool,
     /// `--idle-priority`: SCHED_IDLE for every thread of adi.
     pub idle_priority: bool,
     /// A one-line status every few seconds on stderr (a terminal, and not `--quiet`).
@@ -250,6 +252,8 @@ struct Conn {
     key: FlowKey,
     /// Already told the kernel to copy less.
     capped: bool,
+    /// Plaintext from its TLS library was seen.
+    plaintext: bool,
 }
 
 /// The live source: kernel records to pipeline input. It maps each (pid, kernel socket) to
@@ -350,7 +354,14 @@ impl LiveSource {
                 // A close we never saw (the socket address was reused): end the old one first.
                 self.end(id, ts_ns);
                 let key = self.flow_key(ev, ev.role);
-                self.conns.insert(id, Conn { key, capped: false });
+                self.conns.insert(
+                    id,
+                    Conn {
+                        key,
+                        capped: false,
+                        plaintext: false,
+                    },
+                );
                 self.pipeline
                     .handle(Input::Opened { key, ts_ns }, &mut self.events);
             }
@@ -360,7 +371,14 @@ impl LiveSource {
                     _ => {
                         self.end(id, ts_ns);
                         let key = self.flow_key(ev, ev.role);
-                        self.conns.insert(id, Conn { key, capped: false });
+                        self.conns.insert(
+                            id,
+                            Conn {
+                                key,
+                                capped: false,
+                                plaintext: false,
+                            },
+                        );
                         if ev.role == KernelRole::Unknown {
                             // Worked out from the listening ports: the kernel needs it to
                             // sample the connection by whole exchanges.
@@ -369,6 +387,9 @@ impl LiveSource {
                         key
                     }
                 };
+                if ev.tls {
+                    self.uncap_plaintext(id, ev.sock, probes);
+                }
                 let dir = match (key.role, ev.dir) {
                     (Role::Server, DataDir::Send) | (Role::Client | Role::Wire, DataDir::Recv) => {
                         Direction::ToClient
@@ -383,6 +404,7 @@ impl LiveSource {
                     missing: ev.real_len.saturating_sub(ev.payload.len() as u64),
                     after_skip: ev.after_skip,
                     comm: &ev.comm,
+                    tls: ev.tls,
                 };
                 self.pipeline.handle(input, &mut self.events);
                 self.cap_if_not_http(id, ev.sock, probes);
@@ -433,6 +455,22 @@ impl LiveSource {
                 conn.capped = true;
                 let role = kernel_role(conn.key.role);
                 probes.set_connection(sock, role, Some(NON_HTTP_CAP));
+            }
+        }
+    }
+
+    /// The first plaintext of a connection whose encrypted bytes were capped (classified
+    /// `tls`): the plaintext is classified afresh, with the default cap until then. The
+    /// kernel resets the cap itself when it first sees the TLS library on the connection;
+    /// this covers a cap user space set after that.
+    fn uncap_plaintext(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.plaintext {
+                conn.plaintext = true;
+                if conn.capped {
+                    conn.capped = false;
+                    probes.set_connection(sock, kernel_role(conn.key.role), Some(0));
+                }
             }
         }
     }
@@ -593,6 +631,8 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         select_processes(opts, opt_in.as_ref(), &mut probes, registry.len())?;
     let mut go =
         crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
+    let mut tls =
+        crate::tls::TlsPlaintext::start(opts.tls_uprobes, &mut probes, &selected, opts.watch_all);
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let (tasks, counters) = start_sinks(sinks, &mut bus);
 
@@ -623,6 +663,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                 r.context("reading the ring buffer")?;
                 for ev in batch.drain(..) {
                     go.kernel_event(&ev);
+                    tls.kernel_event(&mut probes, &ev);
                     pipeline.handle(&ev, &mut probes, &bus);
                 }
             }
@@ -764,18 +805,19 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} messages sampled out (--max-rate), {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} messages sampled out (--max-rate), {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {} TLS plaintexts without their connection, {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.sampled,
         k.watch_full,
         k.env_unread,
         source.exec_overrides,
+        k.tls_untied,
         sinks.join(", "),
     );
     eprintln!(
-        "adi: partial: {} payloads cut to the capture cap ({} bytes not captured), {} bytes dropped by sessions",
-        k.truncated, stats.gap_bytes, stats.overflow_bytes,
+        "adi: partial: {} payloads cut to the capture cap ({} bytes not captured), {} bytes dropped by sessions; {} encrypted messages left out for their plaintext",
+        k.truncated, stats.gap_bytes, stats.overflow_bytes, k.tls_ciphertext + produced.tls_ciphertext,
     );
 }
 
@@ -802,6 +844,10 @@ fn report_lost(
         (
             "kernel_children",
             k.watch_full.saturating_sub(so_far.kernel.watch_full),
+        ),
+        (
+            "kernel_tls_untied",
+            k.tls_untied.saturating_sub(so_far.kernel.tls_untied),
         ),
     ];
     for (source, count) in deltas {

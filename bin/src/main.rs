@@ -29,6 +29,7 @@ mod go_http;
 mod go_ps;
 mod live;
 mod replay;
+mod tls;
 
 /// adi watches running services with eBPF and tells you what they really depend on: the HTTP
 /// APIs they call and serve and the databases, caches and message buses they talk to, each
@@ -113,6 +114,11 @@ struct LiveArgs {
     /// HTTPS included, read before TLS).
     #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
     go_uprobes: OnOff,
+    /// TLS plaintext: uprobes on OpenSSL-compatible libraries (libssl 1.1 and 3) read what
+    /// watched processes encrypt and decrypt, so HTTPS, PostgreSQL over TLS and the rest are
+    /// classified and parsed like plain traffic (their events say `"tls": true`).
+    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
+    tls_uprobes: OnOff,
     /// Service map paths: `on` turns identifiers (numbers, UUIDs, long hex or base64-like
     /// segments) into `{id}`, so `/reviews/0` and `/reviews/1` are one endpoint; `off` keeps
     /// paths as requested.
@@ -676,6 +682,7 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
         go_uprobes: args.go_uprobes == OnOff::On,
+        tls_uprobes: args.tls_uprobes == OnOff::On,
         map: map_options(args),
         status_line: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         runtimes: args.runtimes.clone(),

@@ -113,6 +113,7 @@ fn input(event: &CaptureEvent) -> (Input<'_>, u64) {
                 payload,
                 missing: 0,
                 after_skip: false,
+                tls: false,
                 comm: "",
             },
             ts_ns,

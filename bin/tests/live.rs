@@ -824,11 +824,11 @@ fn live_and_replayed_capture_give_the_same_events() {
             .spawn()
             .expect("tcpdump"),
     );
-    // tcpdump says it listens once the capture runs.
+    // tcpdump says it listens once the capture runs. Its stderr stays open until it exits
+    // (it reports its counts there at exit: a closed pipe would kill it with SIGPIPE).
     let mut line = String::new();
-    BufReader::new(dump.0.stderr.take().expect("stderr"))
-        .read_line(&mut line)
-        .expect("tcpdump starts");
+    let mut dump_err = BufReader::new(dump.0.stderr.take().expect("stderr"));
+    dump_err.read_line(&mut line).expect("tcpdump starts");
     assert!(line.contains("listening"), "{line}");
     let adi = Adi::start(&["--pid", &server.0.id().to_string()]);
     let base = format!("http://127.0.0.1:{port}");
@@ -845,7 +845,10 @@ fn live_and_replayed_capture_give_the_same_events() {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on our own child: SIGINT makes tcpdump flush and exit.
     unsafe { libc::kill(dump.0.id().cast_signed(), libc::SIGINT) };
-    let _ = dump.0.wait();
+    let mut counts = String::new();
+    let _ = dump_err.read_to_string(&mut counts);
+    let status = dump.0.wait().expect("tcpdump");
+    assert!(status.success(), "tcpdump: {status} {counts}");
     let out = Command::new(env!("CARGO_BIN_EXE_adi"))
         .arg("replay")
         .arg(&pcap)
@@ -886,5 +889,6 @@ fn live_and_replayed_capture_give_the_same_events() {
     };
     let (live, replayed) = (essence(&live), essence(&replayed));
     assert_eq!(live.len(), 6, "three exchanges: {live:#?}");
+    assert_eq!(replayed.len(), 6, "tcpdump said: {counts}");
     assert_eq!(live, replayed);
 }

@@ -11,171 +11,16 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::services::{
+    as_postgres, held, held_python, initdb_with_password, owned_tempdir, serial, setup, Held,
+    Server, PGBIN,
+};
 use common::{can_run, free_port, have, of_type, wait_listener, Adi};
 use serde_json::Value;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One service test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A server stopped on drop with `signal` (its clean shutdown), and killed if it is still
-/// there 10 s later.
-struct Server {
-    child: Child,
-    signal: i32,
-}
-
-impl Server {
-    fn spawn(cmd: &mut Command, signal: i32) -> Self {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-        Self { child, signal }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
-        unsafe { libc::kill(self.child.id().cast_signed(), self.signal) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `sh -c 'read go; exec ARGV'`: a client that does nothing before it gets a line on stdin,
-/// so that its pid (exec keeps it) can be given to `adi --pid` first.
-fn held(argv: &[&str]) -> Command {
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "read go; exec \"$@\"", "sh"]).args(argv);
-    cmd
-}
-
-/// A Python client that reads a line from stdin before it runs `script`.
-fn held_python(script: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", &format!("import sys\nsys.stdin.readline()\n{script}")])
-        .args(args);
-    cmd
-}
-
-/// A client started by `held` or `held_python`, killed on drop.
-struct Held {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    what: String,
-}
-
-impl Held {
-    fn spawn(mut cmd: Command) -> Self {
-        let what = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {what}: {e}"));
-        let stdin = child.stdin.take();
-        Self { child, stdin, what }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Lets it go and waits (at most 20 s) for it to succeed; returns its stdout.
-    fn run(&mut self) -> String {
-        let mut stdin = self.stdin.take().expect("not run yet");
-        stdin.write_all(b"go\n").expect("go");
-        drop(stdin);
-        let read = |r: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                if let Some(mut r) = r {
-                    let _ = r.read_to_string(&mut s);
-                }
-                s
-            })
-        };
-        let out = read(self.child.stdout.take().map(|o| Box::new(o) as _));
-        let err = read(self.child.stderr.take().map(|e| Box::new(e) as _));
-        let end = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait client") {
-                break status;
-            }
-            assert!(Instant::now() < end, "{} did not finish in 20 s", self.what);
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
-        assert!(
-            status.success(),
-            "{} exited with {status}: {out}{err}",
-            self.what
-        );
-        out
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temp dir that user `owner` can write (servers that drop root run as that user).
-fn owned_tempdir(owner: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ok = Command::new("chown")
-        .args([owner, &dir.path().display().to_string()])
-        .status()
-        .expect("chown");
-    assert!(ok.success(), "chown {owner}");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    dir
-}
-
-/// Runs a setup command to completion (bounded by the command itself) and asserts success.
-fn setup(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn compact(c: &Value) -> String {
     format!(
@@ -763,32 +608,6 @@ fn mariadb_cli_against_mariadb() {
         ends.len(),
         started.elapsed()
     );
-}
-
-const PGBIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// `bin` run as the postgres user (setpriv execs, so the pid is the program's).
-fn as_postgres(bin: &str) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
-    cmd
-}
-
-/// A new cluster in `d("data")` whose `postgres` superuser logs in with `password`, sent in
-/// clear (`--auth=password`).
-fn initdb_with_password(initdb: &str, d: &dyn Fn(&str) -> String, password: &str) {
-    std::fs::write(d("pwfile"), password).expect("pwfile");
-    setup(as_postgres(initdb).args([
-        "-D",
-        &d("data"),
-        "-U",
-        "postgres",
-        "--auth=password",
-        &format!("--pwfile={}", d("pwfile")),
-        "--no-sync",
-        "--locale=C",
-        "--encoding=UTF8",
-    ]));
 }
 
 /// PostgreSQL serves each connection from a backend that the postmaster forks after accept,

@@ -305,6 +305,15 @@ impl Serialize for Values<'_> {
     }
 }
 
+/// Serde's test for fields written only when true.
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// One HTTP request or response.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpEvent {
@@ -321,6 +330,10 @@ pub struct HttpEvent {
     pub containers: ContainerFields,
     /// The real size of the message on the wire.
     pub bytes: u64,
+    /// The bytes were read from the process's TLS library: the plaintext of an encrypted
+    /// connection (serialised only when true).
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls: bool,
     /// Request method (requests only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -394,6 +407,7 @@ impl HttpEvent {
             process,
             endpoints,
             bytes: r.wire_len,
+            tls: false,
             method: if is_request { r.op } else { None },
             url: if is_request { r.resource } else { None },
             status_code: if is_request { None } else { r.status },
@@ -451,6 +465,10 @@ pub struct MessageEvent {
     pub attributes: Headers,
     /// Real size of the message on the wire.
     pub bytes: u64,
+    /// The bytes were read from the process's TLS library: the plaintext of an encrypted
+    /// connection (serialised only when true).
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls: bool,
     /// The message was only partly seen.
     pub truncated: bool,
     /// The connection.
@@ -493,6 +511,7 @@ impl MessageEvent {
             error,
             attributes: Headers(r.attributes),
             bytes: r.wire_len,
+            tls: false,
             truncated: r.truncated,
             flow_id: rec.flow,
             #[expect(
@@ -612,6 +631,10 @@ pub struct ConnectionEvent {
     pub flow_id: FlowId,
     /// `client` if the traced process connected, `server` if it accepted.
     pub role: Role,
+    /// The bytes were read from the process's TLS library: the connection is
+    /// encrypted and its messages were read as plaintext (serialised only when true).
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls: bool,
     /// What the connection's messages said about it so far: `user`, `database`,
     /// `client_name`, `client_id`, `vhost` (the protocol's login or handshake).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -637,6 +660,7 @@ impl ConnectionEvent {
             detection_reason: c.reason.clone(),
             flow_id: c.flow,
             role: c.key.role,
+            tls: false,
             summary: BTreeMap::new(),
         }
     }

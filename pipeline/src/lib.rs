@@ -69,6 +69,10 @@ pub enum Input<'a> {
         after_skip: bool,
         /// The process's short name as the source saw it ("" when unknown).
         comm: &'a str,
+        /// The bytes are the plaintext a TLS library read or wrote on this connection, not
+        /// the bytes on the wire. The first such bytes restart the connection's
+        /// classification on plaintext; the wire's (encrypted) bytes after them are ignored.
+        tls: bool,
     },
     /// A connection ended.
     Closed {
@@ -204,6 +208,9 @@ pub struct PipelineStats {
     pub unpaired_responses: u64,
     /// Requests still unanswered when their connection ended.
     pub unanswered_requests: u64,
+    /// Encrypted messages ignored because their connection's plaintext is read from its TLS
+    /// library (not a loss).
+    pub tls_ciphertext: u64,
 }
 
 /// Per-connection state the events need beyond the engine's.
@@ -223,6 +230,10 @@ struct FlowState {
     /// Where its other end is (container enrichment on), and the runtimes' generation when
     /// that was found.
     place: Option<(u64, Place)>,
+    /// Its bytes come from a TLS library as plaintext.
+    tls: bool,
+    /// It was joined mid-stream (opened before the source saw it).
+    mid_stream: bool,
 }
 
 /// Most unanswered requests remembered per connection (a peer that never answers).
@@ -369,6 +380,7 @@ impl<P: ProcessSource> Pipeline<P> {
                 missing,
                 after_skip,
                 comm,
+                tls,
             } => {
                 let mut outputs = std::mem::take(&mut self.outputs);
                 let mut summaries = std::mem::take(&mut self.summaries);
@@ -377,7 +389,22 @@ impl<P: ProcessSource> Pipeline<P> {
                     self.track(key, ts_ns, comm);
                     if self.config.mid_stream_unopened {
                         self.engine.mark_mid_stream(key, ts_ns, &mut summaries);
+                        if let Some(f) = self.flows.get_mut(&key) {
+                            f.mid_stream = true;
+                        }
                     }
+                }
+                match self.flows.get(&key).map(|f| f.tls) {
+                    Some(false) if tls => self.restart_on_plaintext(key, ts_ns, &mut summaries),
+                    Some(true) if !tls => {
+                        // Encrypted bytes reported after the plaintext began (another CPU's
+                        // ring buffer slot came first): the plaintext tells it all.
+                        self.stats.tls_ciphertext += 1;
+                        self.summaries = summaries;
+                        self.outputs = outputs;
+                        return;
+                    }
+                    _ => {}
                 }
                 if after_skip {
                     self.engine.on_skipped(&key, ts_ns, &mut outputs);
@@ -410,6 +437,21 @@ impl<P: ProcessSource> Pipeline<P> {
             }
             Input::Exit { pid, ts_ns } => self.end_process(pid, ts_ns, out),
         }
+    }
+
+    /// Classifies a connection again from its first plaintext on: what its encrypted bytes
+    /// said (a `tls` verdict) gives way to what they carry. The connection keeps what its
+    /// handshake told (the server name) and is marked `tls` in its events.
+    fn restart_on_plaintext(&mut self, key: FlowKey, ts_ns: u64, evicted: &mut Vec<FlowSummary>) {
+        let Some(f) = self.flows.get_mut(&key) else {
+            return;
+        };
+        f.tls = true;
+        f.verdict = None;
+        // Handshake records, not requests of the plaintext's protocol.
+        f.pending.clear();
+        // The engine's state of the encrypted bytes is of no use to the plaintext.
+        self.engine.restart(key, ts_ns, f.mid_stream, evicted);
     }
 
     /// Ends every open connection (at shutdown, or the end of a capture).
@@ -518,12 +560,15 @@ impl<P: ProcessSource> Pipeline<P> {
         if let Some(c) = &container {
             self.describe_container(c);
         }
-        info.service = Some(Arc::from(service::service_name_in(
+        // A process gone before it was read, known by no name yet, has no service (rather
+        // than an empty one).
+        let name = service::service_name_in(
             environ.map(Vec::as_slice),
             container.as_ref().map(|c| c.service.as_str()),
             args,
             &info.comm,
-        )));
+        );
+        info.service = (!name.is_empty()).then(|| Arc::from(name.as_str()));
         info.container = container;
         if let (Some(d), Some(service)) = (&details, &info.service) {
             for addr in &d.listening {
@@ -851,6 +896,7 @@ impl<P: ProcessSource> Pipeline<P> {
         let mut e = ConnectionEvent::from_classification(&c, p, rfc3339_nanos(c.ts_ns));
         if let Some(flow) = self.flows.get_mut(&c.key) {
             e.summary.clone_from(&flow.summary);
+            e.tls = flow.tls;
             flow.verdict = Some(c);
         }
         self.emit(Event::Connection(e), out);
@@ -866,8 +912,11 @@ impl<P: ProcessSource> Pipeline<P> {
             .map_or(Category::UNKNOWN, |reg| reg.category);
         let p = self.process_of(&r.key, comm);
         let ts = rfc3339_nanos(r.ts_ns);
+        let tls = self.flows.get(&r.key).is_some_and(|f| f.tls);
         if category == Category::HTTP {
-            self.emit(Event::Http(HttpEvent::from_record(r, p, ts)), out);
+            let mut e = HttpEvent::from_record(r, p, ts);
+            e.tls = tls;
+            self.emit(Event::Http(e), out);
             return;
         }
         if let Some(flow) = self.flows.get_mut(&r.key) {
@@ -892,7 +941,8 @@ impl<P: ProcessSource> Pipeline<P> {
                 RecordKind::Message | RecordKind::Switch => {}
             }
         }
-        let e = MessageEvent::from_record(r, category, p, ts);
+        let mut e = MessageEvent::from_record(r, category, p, ts);
+        e.tls = tls;
         self.emit(Event::Message(e), out);
     }
 

@@ -61,10 +61,13 @@ fn without_extension(name: &str) -> &str {
 pub fn program_name(args: &[String], comm: &str) -> String {
     // A program that rewrote its title (`postgres: user db 127.0.0.1(4242) idle`, `nginx:
     // worker process`) no longer names itself in argv[0]: the kernel's comm does.
+    // A process title (nginx's `nginx: master process ...`, postgres's) is not a path: the
+    // comm names the program better than any part of it.
     let Some(argv0) = args
         .first()
-        .map(|a| base(a))
         .filter(|a| !a.is_empty() && !a.contains([' ', ':']))
+        .map(|a| base(a))
+        .filter(|a| !a.is_empty())
     else {
         return comm.to_owned();
     };
@@ -141,6 +144,9 @@ mod tests {
         assert_eq!(program_name(&[], "kworker"), "kworker");
         let title = args("postgres: postgres postgres 127.0.0.1(41234) idle");
         assert_eq!(program_name(&title, "postgres"), "postgres");
+        // nginx writes its title over argv: /proc/PID/cmdline is one string.
+        let title = ["nginx: master process nginx -c /tmp/x/nginx.conf".to_owned()];
+        assert_eq!(program_name(&title, "nginx"), "nginx");
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn data(key: FlowKey, dir: Direction, ts_ns: u64, payload: &[u8]) -> Input<'_> {
         payload,
         missing: 0,
         after_skip: false,
+        tls: false,
         comm: "python3",
     }
 }
@@ -499,4 +500,81 @@ fn an_opening_reported_after_its_bytes_does_not_restart_the_connection() {
     // A later opening of the same addresses is a new connection (a missed close).
     p.handle(Input::Opened { key: k, ts_ns: 20 }, &mut out);
     assert!(p.flows[&k].summary.is_empty());
+}
+
+const TLS_CLIENT_HELLO: &[u8] =
+    include_bytes!("../../classifiers/src/tls/fixtures/to_server_curl_http11_tls12_8443.bin");
+const TLS_SERVER_HELLO: &[u8] =
+    include_bytes!("../../classifiers/src/tls/fixtures/to_client_curl_http11_tls12_8443.bin");
+
+/// A TLS connection whose plaintext the TLS library gave: classified `tls` from the handshake,
+/// then again from the plaintext under the same flow id, every event after that marked `tls`,
+/// and encrypted bytes that arrive after the plaintext began ignored and counted.
+#[test]
+fn plaintext_from_a_tls_library_is_classified_again() {
+    let mut p = Pipeline::new(registry(), NoProcesses, PipelineConfig::default());
+    let k = FlowKey {
+        server: addr("127.0.0.1:8443"),
+        ..key(0, Role::Client)
+    };
+    let mut out = Vec::new();
+    p.handle(Input::Opened { key: k, ts_ns: 1 }, &mut out);
+    p.handle(data(k, Direction::ToServer, 10, TLS_CLIENT_HELLO), &mut out);
+    p.handle(data(k, Direction::ToClient, 20, TLS_SERVER_HELLO), &mut out);
+    let plaintext = |dir, ts_ns, payload| Input::Data {
+        key: k,
+        dir,
+        ts_ns,
+        payload,
+        missing: 0,
+        after_skip: false,
+        tls: true,
+        comm: "curl",
+    };
+    p.handle(
+        plaintext(
+            Direction::ToServer,
+            30,
+            b"GET /orders/42?expand=items HTTP/1.1\r\nHost: shop\r\n\r\n",
+        ),
+        &mut out,
+    );
+    // An encrypted record reported late (another CPU's buffer): not classified again.
+    p.handle(data(k, Direction::ToClient, 35, TLS_SERVER_HELLO), &mut out);
+    p.handle(
+        plaintext(
+            Direction::ToClient,
+            40,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        &mut out,
+    );
+    let verdicts: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connection(c) => Some((c.protocol.as_str(), c.tls, c.flow_id)),
+            _ => None,
+        })
+        .collect();
+    let first = verdicts.first().expect("a verdict");
+    assert_eq!((first.0, first.1), ("tls", false), "{verdicts:?}");
+    let last = verdicts.last().expect("a verdict");
+    assert_eq!((last.0, last.1), ("http1", true), "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| v.2 == first.2),
+        "one connection, one flow id: {verdicts:?}"
+    );
+    let http: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Http(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(http.len(), 2, "{http:#?}");
+    assert!(http.iter().all(|h| h.tls));
+    assert_eq!(http[0].url.as_deref(), Some("/orders/42?expand=items"));
+    assert_eq!(http[1].status_code, Some(200));
+    assert!(http[1].latency_ms.is_some(), "paired");
+    assert_eq!(p.stats().tls_ciphertext, 1);
 }

@@ -138,6 +138,38 @@ struct {
 	__type(value, struct adi_envscan);
 } envscan SEC(".maps");
 
+/* A TLS library call in progress on one thread (SSL_read/SSL_write and their _ex forms),
+ * from its entry to its return. */
+struct adi_ssl_call {
+	__u64 ssl;     /* the SSL object */
+	__u64 buf;     /* the caller's plaintext buffer */
+	__u64 ex_len;  /* _ex forms: where the library stores the bytes moved; 0 otherwise */
+	__u64 sock;    /* the socket the library read or wrote during the call (0: none yet) */
+	__u32 dir;     /* ADI_DIR_* */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct adi_ssl_call);
+} ssl_calls SEC(".maps");
+
+/* The socket an SSL object last used, for calls served from the library's buffer without
+ * touching the socket. Pointers are per process: the key holds the tgid too. */
+struct adi_ssl_key {
+	__u64 tgid;
+	__u64 ssl;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct adi_ssl_key);
+	__type(value, __u64);
+} ssl_socks SEC(".maps");
+
 #define RING_BYTES (16 * 1024 * 1024)
 
 struct {
@@ -312,6 +344,7 @@ struct adi_emit {
 	__u32 syscall;
 	__s32 fd;
 	__u32 dir;
+	__u32 flags;     /* ADI_DATA_* the event carries (ADI_DATA_TLS) */
 	__u64 sock;
 };
 
@@ -334,9 +367,10 @@ static __noinline void emit_data(struct adi_emit *e, struct adi_conn *conn)
 	conn_header(&s->hdr, conn);
 	s->hdr.dir = e->dir;
 	s->hdr.real_len = e->moved;
+	s->hdr.flags = e->flags;
 	if (conn->after_skip) {
 		conn->after_skip = 0;
-		s->hdr.flags = ADI_DATA_AFTER_SKIP;
+		s->hdr.flags |= ADI_DATA_AFTER_SKIP;
 	}
 	__u64 cap = conn->cap ? conn->cap : capture_bytes;
 	if (cap > ADI_MAX_PAYLOAD)
@@ -436,6 +470,24 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	if (conn->family == 0)
 		fill_tuple(conn, sk);
 	conn->tgid = tgid;
+	/* Bytes a TLS library moves for a call in progress on this thread: the call's plaintext
+	 * is sent at its return, tied to this socket; the ciphertext itself is not. */
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct adi_ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
+	if (call) {
+		if (!call->sock)
+			call->sock = key;
+		if (!conn->tls) {
+			conn->tls = 1;
+			/* A cap chosen for the encrypted bytes (not HTTP) is no cap for the
+			 * plaintext: back to the default until user space classifies it. */
+			conn->cap = 0;
+		}
+	}
+	if (conn->tls) {
+		count(ADI_STAT_TLS_CIPHERTEXT);
+		return;
+	}
 	/* Decided before the registers are read: a skipped message costs no more than this. */
 	if (sampled_out(conn, dir))
 		return;
@@ -493,6 +545,102 @@ SEC("tp_btf/sock_recv_length")
 int adi_sock_recv(__u64 *ctx)
 {
 	on_io((struct sock *)ctx[0], (int)ctx[1], (int)ctx[2], ADI_DIR_RECV);
+	return 0;
+}
+
+/* TLS plaintext: uprobes on an OpenSSL-compatible library's SSL_write, SSL_read,
+ * SSL_write_ex and SSL_read_ex (entry and return). The entry stashes the call (SSL object,
+ * buffer) per thread; a socket read or write during the call ties it to its connection (see
+ * on_io); the return sends the plaintext the call moved, as a data event of that connection
+ * flagged ADI_DATA_TLS, sampled like any message. A call that touched no socket (served from
+ * the library's buffer) uses the socket its SSL object used last. */
+static __always_inline void ssl_enter(struct pt_regs *ctx, __u32 dir, bool ex)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_watched(pid_tgid >> 32))
+		return;
+	struct adi_ssl_call c = {.ssl = ctx->di, .buf = ctx->si, .dir = dir};
+	/* SSL_read_ex(ssl, buf, num, size_t *readbytes): the fourth argument is in rcx. */
+	if (ex)
+		c.ex_len = ctx->cx;
+	bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_ANY);
+}
+
+static __always_inline void ssl_return(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct adi_ssl_call *found = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
+	if (!found)
+		return;
+	struct adi_ssl_call call = *found;
+	bpf_map_delete_elem(&ssl_calls, &pid_tgid);
+	/* SSL_read/SSL_write return the bytes moved (<= 0: nothing, or an error to retry);
+	 * the _ex forms return 1 on success and store the bytes moved. */
+	int ret = (int)ctx->ax;
+	__u64 moved = 0;
+	if (call.ex_len) {
+		if (ret != 1 || bpf_probe_read_user(&moved, sizeof(moved), (const void *)call.ex_len))
+			return;
+	} else if (ret > 0) {
+		moved = ret;
+	}
+	if (moved == 0)
+		return;
+	struct adi_ssl_key k = {.tgid = pid_tgid >> 32, .ssl = call.ssl};
+	__u64 sock = call.sock;
+	if (sock) {
+		bpf_map_update_elem(&ssl_socks, &k, &sock, BPF_ANY);
+	} else {
+		__u64 *last = bpf_map_lookup_elem(&ssl_socks, &k);
+		if (last)
+			sock = *last;
+	}
+	struct adi_conn *conn = sock ? bpf_map_lookup_elem(&conns, &sock) : 0;
+	if (!conn) {
+		count(ADI_STAT_TLS_UNTIED);
+		return;
+	}
+	conn->tls = 1;
+	if (sampled_out(conn, call.dir))
+		return;
+	struct adi_emit e = {.ptr = (const void *)call.buf, .moved = moved, .vec = VEC_PLAIN,
+			     .syscall = -1, .fd = conn->fd, .dir = call.dir,
+			     .flags = ADI_DATA_TLS, .sock = sock};
+	emit_data(&e, conn);
+}
+
+SEC("uprobe")
+int adi_ssl_write(struct pt_regs *ctx)
+{
+	ssl_enter(ctx, ADI_DIR_SEND, false);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_ssl_read(struct pt_regs *ctx)
+{
+	ssl_enter(ctx, ADI_DIR_RECV, false);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_ssl_write_ex(struct pt_regs *ctx)
+{
+	ssl_enter(ctx, ADI_DIR_SEND, true);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_ssl_read_ex(struct pt_regs *ctx)
+{
+	ssl_enter(ctx, ADI_DIR_RECV, true);
+	return 0;
+}
+
+SEC("uretprobe")
+int adi_ssl_return(struct pt_regs *ctx)
+{
+	ssl_return(ctx);
 	return 0;
 }
 

@@ -46,7 +46,9 @@
 #define ADI_STAT_WATCH_FULL 5   /* children not followed: the watched-process map was full */
 #define ADI_STAT_ENV_UNREAD 6  /* execs whose environment the kernel could not read whole */
 #define ADI_STAT_SAMPLED 7      /* messages not copied: their exchange was sampled out (--max-rate) */
-#define ADI_STAT_MAX 8
+#define ADI_STAT_TLS_CIPHERTEXT 8 /* encrypted messages not sent: their plaintext is captured */
+#define ADI_STAT_TLS_UNTIED 9   /* TLS plaintext not sent: no connection known for its SSL object */
+#define ADI_STAT_MAX 10
 
 struct adi_event_hdr {
 	__u32 kind;      /* ADI_EV_* */
@@ -71,6 +73,7 @@ struct adi_event_hdr {
 
 /* Flags of a data event. */
 #define ADI_DATA_AFTER_SKIP 1 /* whole messages of this connection were sampled out just before */
+#define ADI_DATA_TLS 2        /* plaintext a TLS library read or wrote, not the socket's bytes */
 
 /* Per-connection state shared with user space, keyed by the kernel socket's address (entries
  * go when the socket reaches TCP_CLOSE). User space sets `role` and `cap` (read, modify,
@@ -84,7 +87,7 @@ struct adi_conn {
 	__u8 last_dir;   /* direction of the last message: ADI_DIR_* + 1, 0 before any */
 	__u8 skipping;   /* the current exchange is sampled out */
 	__u8 after_skip; /* messages were skipped since the last event sent */
-	__u8 pad;        /* zero */
+	__u8 tls;        /* 1 once a TLS library's plaintext was seen: its ciphertext is not sent */
 	__u16 family;    /* the socket's tuple, read once it is complete (0: not yet) */
 	__u16 lport;
 	__u16 rport;

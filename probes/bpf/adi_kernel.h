@@ -134,6 +134,8 @@ struct bpf_raw_tracepoint_args {
  * dx, r10, r8, r9 and the syscall number in orig_ax. */
 struct pt_regs {
 	unsigned long r10;
+	unsigned long ax;
+	unsigned long cx;
 	unsigned long dx;
 	unsigned long si;
 	unsigned long di;

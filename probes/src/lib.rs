@@ -6,6 +6,7 @@
 //!   mounts when missing), checked before every load; [`doctor`]: the same facts and a real
 //!   load of every program and map, for `adi doctor`;
 //! - [`raw`]: the kernel wire format and its checked decoding;
+//! - [`tls`]: which files hold a TLS library, and the uprobes that read its plaintext;
 //! - [`go`]: Go binary inspection: build info, function addresses (`.symtab` or
 //!   `.gopclntab`), return sites, for `adi go ps` and the Go uprobes;
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
@@ -21,3 +22,4 @@ pub mod pcap;
 pub mod raw;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tls;

@@ -38,6 +38,11 @@ pub struct KernelStats {
     /// Execs whose environment the kernel could not read whole (user space decided; what
     /// the process did before that is not captured).
     pub env_unread: u64,
+    /// Encrypted messages not sent because their plaintext is captured from the TLS
+    /// library (not a loss).
+    pub tls_ciphertext: u64,
+    /// TLS plaintext not sent because no connection was known for its SSL object (a loss).
+    pub tls_untied: u64,
 }
 
 /// Loading or attaching failed.
@@ -106,6 +111,15 @@ pub enum ProbeError {
     /// An ADI_PROFILE_ALLOWED list the kernel cannot hold.
     #[error("ADI_PROFILE_ALLOWED: {0}")]
     Allowed(String),
+    /// A file to probe for TLS functions could not be read.
+    #[error("reading {} for TLS functions: {source}", path.display())]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Checks an allowed list and turns it into the kernel's form.
@@ -180,6 +194,7 @@ pub struct SyscallProbes {
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
     notes: Vec<String>,
+    pub(crate) tls: crate::tls::TlsState,
 }
 
 impl std::fmt::Debug for SyscallProbes {
@@ -288,6 +303,7 @@ impl SyscallProbes {
                 stats,
                 attached,
                 notes: prepared.notes,
+                tls: crate::tls::TlsState::default(),
             },
             stream,
         ))
@@ -353,6 +369,8 @@ impl SyscallProbes {
             sampled: sum(7),
             watch_full: sum(5),
             env_unread: sum(6),
+            tls_ciphertext: sum(8),
+            tls_untied: sum(9),
         }
     }
 
@@ -369,6 +387,9 @@ impl SyscallProbes {
                 aya::programs::Program::RawTracePoint(tp) => {
                     let _ = tp.unload();
                 }
+                aya::programs::Program::UProbe(p) => {
+                    let _ = p.unload();
+                }
                 _ => {}
             }
         }
@@ -378,6 +399,10 @@ impl SyscallProbes {
     /// The loaded object (for tests and diagnostics).
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 }
 
@@ -513,7 +538,7 @@ pub(crate) fn map_type_name(map: &aya::maps::Map) -> &'static str {
 }
 
 /// Turns an aya program error into a [`ProbeError::Program`] naming the program and the step.
-fn program_error(
+pub(crate) fn program_error(
     program: &str,
     what: String,
 ) -> impl FnOnce(aya::programs::ProgramError) -> ProbeError + '_ {
@@ -525,7 +550,10 @@ fn program_error(
 }
 
 /// The program `program` of the object, as the program type `T` it must be.
-fn typed_program<'a, T>(ebpf: &'a mut Ebpf, program: &str) -> Result<&'a mut T, ProbeError>
+pub(crate) fn typed_program<'a, T>(
+    ebpf: &'a mut Ebpf,
+    program: &str,
+) -> Result<&'a mut T, ProbeError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {

@@ -55,6 +55,8 @@ const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 96);
 
 /// `ADI_DATA_AFTER_SKIP`: whole messages of the connection were sampled out just before.
 const DATA_AFTER_SKIP: u32 = 1;
+/// `ADI_DATA_TLS`: plaintext a TLS library read or wrote, not the socket's own bytes.
+const DATA_TLS: u32 = 2;
 
 /// `struct adi_conn`: per-connection state in the `conns` map. User space sets `role` and
 /// `cap`; the kernel owns the rest (the file, the tuple and the sampling state).
@@ -163,6 +165,9 @@ pub struct RawEvent {
     /// Whole messages of this connection were sampled out in the kernel right before this
     /// data event (`--max-rate`): parsing restarts at a message boundary.
     pub after_skip: bool,
+    /// The payload is the plaintext a TLS library (libssl) read or wrote on this connection,
+    /// not the bytes on the wire.
+    pub tls: bool,
     /// The captured payload (at most the cap).
     pub payload: Vec<u8>,
 }
@@ -282,6 +287,7 @@ impl RawEvent {
             },
             comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
             after_skip: kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0,
+            tls: kind == EventKind::Data && h.flags & DATA_TLS != 0,
             payload: payload[..cap_len].to_vec(),
         })
     }
@@ -331,6 +337,18 @@ mod tests {
         );
         assert_eq!(e.payload, b"GET ");
         assert!(e.after_skip);
+        assert!(!e.tls);
+    }
+
+    #[test]
+    fn decodes_tls_plaintext() {
+        let mut b = header(1, 4);
+        // flags sit after role: set ADI_DATA_TLS alone.
+        let at = std::mem::offset_of!(RawEventHdr, flags);
+        b[at..at + 4].copy_from_slice(&DATA_TLS.to_ne_bytes());
+        b.extend_from_slice(b"GET ");
+        let e = RawEvent::decode(&b).expect("decode");
+        assert!(e.tls && !e.after_skip);
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod services;
+
 pub use adi_probes::testing::can_run_bpf as can_run;
 
 /// Whether `tool` (a command name or a path) is installed; a loud skip otherwise, and a

@@ -215,6 +215,33 @@ struct Flow {
     mid_stream: bool,
 }
 
+impl Flow {
+    /// A flow with nothing seen yet.
+    fn new(id: FlowId, key: FlowKey, ts_ns: u64, words: usize) -> Self {
+        let dir = || DirState {
+            rejected: vec![0; words],
+            failed: vec![0; words],
+            ..DirState::default()
+        };
+        Self {
+            id,
+            ports: PortHint {
+                server: Some(key.server.port()),
+                client: Some(key.client.port()),
+            },
+            dirs: [dir(), dir()],
+            first: None,
+            locked: None,
+            emitted: None,
+            best: None,
+            before_switch: None,
+            pending_requests: VecDeque::new(),
+            last_ts: ts_ns,
+            mid_stream: false,
+        }
+    }
+}
+
 /// The classification engine. One per capture source; not shared between threads.
 pub struct Engine {
     registry: Arc<Registry>,
@@ -284,35 +311,33 @@ impl Engine {
             let id = FlowId(*next_id);
             *next_id += 1;
             stats.flows += 1;
-            Flow {
-                id,
-                ports: PortHint {
-                    server: Some(key.server.port()),
-                    client: Some(key.client.port()),
-                },
-                dirs: [
-                    DirState {
-                        rejected: vec![0; words],
-                        failed: vec![0; words],
-                        ..DirState::default()
-                    },
-                    DirState {
-                        rejected: vec![0; words],
-                        failed: vec![0; words],
-                        ..DirState::default()
-                    },
-                ],
-                first: None,
-                locked: None,
-                emitted: None,
-                best: None,
-                before_switch: None,
-                pending_requests: VecDeque::new(),
-                last_ts: ts_ns,
-                mid_stream: false,
-            }
+            Flow::new(id, key, ts_ns, words)
         });
         flow.id
+    }
+
+    /// Starts a flow's classification over, keeping its id: the bytes it will be fed are
+    /// another layer of the same connection (the plaintext a TLS library read, after the
+    /// encrypted handshake). `mid_stream` as in [`Engine::mark_mid_stream`]. A flow never
+    /// seen is opened (flows evicted to make room are appended to `evicted`).
+    pub fn restart(
+        &mut self,
+        key: FlowKey,
+        ts_ns: u64,
+        mid_stream: bool,
+        evicted: &mut Vec<FlowSummary>,
+    ) {
+        let words = self.registry.len().div_ceil(64);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            *flow = Flow::new(flow.id, key, ts_ns, words);
+            flow.mid_stream = mid_stream;
+            return;
+        }
+        if mid_stream {
+            self.mark_mid_stream(key, ts_ns, evicted);
+        } else {
+            self.open(key, ts_ns, evicted);
+        }
     }
 
     /// Marks a flow as joined mid-stream (creating it if new): the bytes it will be fed do not

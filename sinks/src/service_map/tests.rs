@@ -381,6 +381,7 @@ fn http_event(request: bool, flow: u64, encoding: &str, body: Vec<u8>, truncated
             dest_port: dst,
         },
         bytes: body.len() as u64,
+        tls: false,
         method: request.then(|| "GET".to_owned()),
         url: request.then(|| "/catalog".to_owned()),
         status_code: (!request).then_some(200),
