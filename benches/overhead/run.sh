@@ -11,8 +11,10 @@
 # median ratio over the rounds is printed per FLAGS. Every run also reports adi's CPU time and
 # peak RSS, and the accounting: HTTP messages that crossed watched sockets vs `http` events plus
 # every loss adi counted (sampled exchanges, ring buffer, queues). ADI_SELECT replaces `--all`
-# (e.g. ADI_SELECT="--pid 1" measures the tracepoint alone). Starts its own nginx on a free
-# port; stops only its own pids.
+# (e.g. ADI_SELECT="--pid 1" measures the tracepoint alone). ADI_TLS=1 serves HTTPS (a
+# self-signed certificate, keep-alive) so that the libssl uprobes are measured:
+#   sudo ADI_TLS=1 benches/overhead/run.sh 10 5 "--tls-uprobes off" ""
+# Starts its own nginx on a free port; stops only its own pids.
 set -euo pipefail
 
 DUR=${1:-20}
@@ -26,15 +28,22 @@ need_adi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK"/{www,tmp}
 head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
+SCHEME=http LISTEN="127.0.0.1:$PORT" TLS_CONF=""
+if [[ ${ADI_TLS:-} == 1 ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> /dev/null
+    SCHEME=https LISTEN="127.0.0.1:$PORT ssl"
+    TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
+fi
 cat > "$WORK/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log;
 events { worker_connections 1024; }
 http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
   fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
-  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
+  server { listen $LISTEN; $TLS_CONF root $WORK/www; } }
 CONF
 nginx -p "$WORK" -c "$WORK/nginx.conf" & NGINX=$!; PIDS+=("$NGINX")
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
 
 # One wrk run, named $1: its report, and the CPU seconds wrk and nginx used (steal time on a
 # shared VM is not in them, so CPU per request is steadier than throughput).
@@ -44,7 +53,7 @@ run_wrk() {
     python3 -c 'import resource, subprocess, sys
 subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], "w"), check=True)
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(r.ru_utime + r.ru_stime)' "$WORK/$1.txt" wrk -t2 -c50 -d"${DUR}s" --latency "http://127.0.0.1:$PORT/" > "$WORK/$1.cpu"
+print(r.ru_utime + r.ru_stime)' "$WORK/$1.txt" wrk -t2 -c50 -d"${DUR}s" --latency "$SCHEME://127.0.0.1:$PORT/" > "$WORK/$1.cpu"
     echo $(($(awk '{print $14 + $15}' "/proc/$NGINX/stat") - n0)) >> "$WORK/$1.cpu"
 }
 # Microseconds of wrk + nginx CPU per request of run $1.
