@@ -356,6 +356,85 @@ pub struct HttpEvent {
     /// For a response: milliseconds since its request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// The HTTP version when it is not HTTP/1.x: `"2"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'static str>,
+    /// HTTP/2: the stream that carries this exchange (its request and response share it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<u64>,
+    /// A gRPC call (content type `application/grpc...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcInfo>,
+}
+
+/// What an `http` event of a gRPC call says about the call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GrpcInfo {
+    /// The service, from the path `/package.Service/Method`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Responses: `grpc-status` from the trailers (0 is OK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Responses: `grpc-message`, the error's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The encoding of the messages: `protobuf`, or what the content type names after `+`.
+    pub encoding: String,
+    /// The size of each length-prefixed message in the body, in order, as far as the body
+    /// was captured (at most [`MAX_GRPC_MESSAGES`]).
+    pub messages: Vec<u64>,
+}
+
+/// Most gRPC message sizes listed per event.
+pub const MAX_GRPC_MESSAGES: usize = 64;
+
+impl GrpcInfo {
+    /// The gRPC facts of an HTTP message with these headers, path (`resource`) and body;
+    /// `None` when it is not gRPC.
+    fn of(headers: &[(String, String)], resource: Option<&str>, body: &[u8]) -> Option<Self> {
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let content_type = value("content-type")?;
+        let rest = content_type.strip_prefix("application/grpc")?;
+        let encoding = match rest.strip_prefix('+') {
+            Some(e) => e.split(';').next().unwrap_or(e).to_owned(),
+            None if rest.is_empty() || rest.starts_with(';') => "protobuf".to_owned(),
+            None => return None,
+        };
+        let (service, method) = resource
+            .and_then(|p| p.strip_prefix('/'))
+            .and_then(|p| p.split_once('/'))
+            .map_or((None, None), |(s, m)| {
+                (Some(s.to_owned()), Some(m.to_owned()))
+            });
+        let mut messages = Vec::new();
+        let mut at = 0;
+        // Length-prefixed messages: a compressed flag, then a big-endian u32 length.
+        while let Some(prefix) = body.get(at..at + 5) {
+            if messages.len() >= MAX_GRPC_MESSAGES {
+                break;
+            }
+            let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+            messages.push(u64::from(len));
+            at += 5 + len as usize;
+        }
+        Some(Self {
+            service,
+            method,
+            status: value("grpc-status").and_then(|s| s.parse().ok()),
+            message: value("grpc-message").map(str::to_owned),
+            encoding,
+            messages,
+        })
+    }
 }
 
 impl HttpEvent {
@@ -401,18 +480,26 @@ impl HttpEvent {
             raw.truncate(MAX_RAW_PAYLOAD);
             truncated = true;
         }
+        // HTTP/2 is the HTTP protocol whose exchanges are multiplexed on streams.
+        let version = (rec.protocol.as_str() == "http2").then_some("2");
+        let grpc = GrpcInfo::of(&r.attributes, r.resource.as_deref(), &r.body);
+        // gRPC bodies are protobuf: their sizes are in `grpc.messages`, not text.
+        let body = if grpc.is_some() { Vec::new() } else { r.body };
         Self {
             timestamp,
             containers: ContainerFields::of(&process, endpoints.direction == "send"),
             process,
             endpoints,
+            version,
+            stream_id: r.exchange,
+            grpc,
             bytes: r.wire_len,
             tls: false,
             method: if is_request { r.op } else { None },
             url: if is_request { r.resource } else { None },
             status_code: if is_request { None } else { r.status },
             headers: Headers(r.attributes),
-            body: LossyText(r.body),
+            body: LossyText(body),
             raw_payload: LossyText(raw),
             truncated,
             flow_id: rec.flow,

@@ -4,7 +4,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     /// A request; the engine pairs it, in order, with the next [`RecordKind::Response`] of the
-    /// flow (pipelining safe).
+    /// flow (pipelining safe), or with the response of the same [`Record::exchange`].
     Request,
     /// A final response to the oldest unanswered request.
     Response,
@@ -41,6 +41,10 @@ pub struct Record {
     /// shares: `user`, `database`, `client_name`, `client_id`, `vhost`, `server_name` (TLS SNI). The pipeline puts
     /// them on the connection's `connection` events.
     pub connection: Vec<(&'static str, String)>,
+    /// The exchange this message belongs to when the protocol multiplexes exchanges on one
+    /// connection (the HTTP/2 stream id): the engine pairs a response with the request of the
+    /// same exchange rather than with the oldest one.
+    pub exchange: Option<u64>,
 }
 
 impl Record {
@@ -57,6 +61,7 @@ impl Record {
             wire_len: 0,
             truncated: false,
             connection: Vec::new(),
+            exchange: None,
         }
     }
 

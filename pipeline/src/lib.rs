@@ -234,6 +234,8 @@ struct FlowState {
     tls: bool,
     /// It was joined mid-stream (opened before the source saw it).
     mid_stream: bool,
+    /// Paths of the multiplexed requests not answered yet, by exchange (HTTP/2 stream).
+    exchanges: BTreeMap<u64, Option<String>>,
 }
 
 /// Most unanswered requests remembered per connection (a peer that never answers).
@@ -913,7 +915,28 @@ impl<P: ProcessSource> Pipeline<P> {
         let p = self.process_of(&r.key, comm);
         let ts = rfc3339_nanos(r.ts_ns);
         let tls = self.flows.get(&r.key).is_some_and(|f| f.tls);
-        if category == Category::HTTP {
+        // HTTP messages are requests and responses (interim ones too); an HTTP-category
+        // record that names an operation without being either is a control frame (HTTP/2
+        // RST_STREAM, GOAWAY, PUSH_PROMISE): a `message` event.
+        let frame = r.record.kind == RecordKind::Message && r.record.op.is_some();
+        if category == Category::HTTP && !frame {
+            if let (Some(x), Some(flow)) = (r.record.exchange, self.flows.get_mut(&r.key)) {
+                // A multiplexed response names its request's path (gRPC: the method).
+                match r.record.kind {
+                    RecordKind::Request => {
+                        if flow.exchanges.len() >= MAX_PENDING {
+                            flow.exchanges.pop_first();
+                        }
+                        flow.exchanges.insert(x, r.record.resource.clone());
+                    }
+                    RecordKind::Response => {
+                        if let Some(path) = flow.exchanges.remove(&x) {
+                            r.record.resource = r.record.resource.take().or(path);
+                        }
+                    }
+                    RecordKind::Message | RecordKind::Switch => {}
+                }
+            }
             let mut e = HttpEvent::from_record(r, p, ts);
             e.tls = tls;
             self.emit(Event::Http(e), out);

@@ -313,26 +313,40 @@ static __always_inline __u32 copy_user(struct adi_scratch *s, __u32 off, const v
 	return n;
 }
 
-/* Walks an iovec array, copying at most `limit` bytes in order. */
+/* An iovec array being copied (the state bpf_loop's callback carries). */
+struct adi_iov_walk {
+	struct adi_scratch *s;
+	const struct iovec *iov;
+	__u64 iovcnt;
+	__u64 limit;
+	__u32 off;
+};
+
+/* Copies iovec `i` of a walk; 1 stops the walk. */
+static long copy_one_iov(__u32 i, void *ctx)
+{
+	struct adi_iov_walk *w = ctx;
+	if (i >= w->iovcnt || w->off >= w->limit)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i]))
+		return 1;
+	__u64 want = v.iov_len;
+	if (want > w->limit - w->off)
+		want = w->limit - w->off;
+	__u32 got = copy_user(w->s, w->off, v.iov_base, want);
+	w->off += got;
+	return got < want;
+}
+
+/* Walks an iovec array, copying at most `limit` bytes in order. bpf_loop, not an unrolled
+ * loop: gRPC and other HTTP/2 stacks write one iovec per frame, dozens per sendmsg, and the
+ * verifier checks the callback once. */
 static __always_inline __u32 copy_iov(struct adi_scratch *s, const struct iovec *iov, __u64 iovcnt, __u64 limit)
 {
-	__u32 off = 0;
-#pragma unroll
-	for (int i = 0; i < ADI_MAX_IOV; i++) {
-		if (i >= iovcnt || off >= limit)
-			break;
-		struct iovec v = {};
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			break;
-		__u64 want = v.iov_len;
-		if (want > limit - off)
-			want = limit - off;
-		__u32 got = copy_user(s, off, v.iov_base, want);
-		if (got < want)
-			break;
-		off += got;
-	}
-	return off;
+	struct adi_iov_walk w = {.s = s, .iov = iov, .iovcnt = iovcnt, .limit = limit};
+	bpf_loop(ADI_MAX_IOV, copy_one_iov, &w, 0);
+	return w.off;
 }
 
 /* What one data event is made of. */

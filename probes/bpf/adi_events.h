@@ -8,8 +8,8 @@
 /* Hard cap of payload bytes per event; --capture-bytes picks a smaller per-message cap.
  * Twice this plus the header must fit a per-CPU map value (32 KiB). */
 #define ADI_MAX_PAYLOAD 8192
-/* Most iovec entries walked per readv/writev/sendmsg/recvmsg. */
-#define ADI_MAX_IOV 8
+/* Most iovec entries walked per readv/writev/sendmsg/recvmsg (bytes beyond are a gap). */
+#define ADI_MAX_IOV 64
 
 /* Event kinds: never reuse a value. */
 #define ADI_EV_DATA 1

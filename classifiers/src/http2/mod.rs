@@ -1,6 +1,7 @@
-//! HTTP/2 in the clear (RFC 9113): prior-knowledge h2c, or h2 bytes after an HTTP/1.1
-//! `Upgrade: h2c` (the http1 session announces the switch on `101`). HTTP/2 inside TLS is
-//! named `tls` by its handshake; the ALPN `h2` attribute of the ClientHello tells it apart.
+//! HTTP/2 (RFC 9113): prior-knowledge h2c, h2 bytes after an HTTP/1.1 `Upgrade: h2c` (the
+//! http1 session announces the switch on `101`), and h2 read as plaintext from a TLS library.
+//! HTTP/2 inside TLS seen only on the wire is named `tls` by its handshake; the ALPN `h2`
+//! attribute of the ClientHello tells it apart.
 //!
 //! **Probe.** To the server: the 24-byte client connection preface `PRI * HTTP/2.0\r\n\r\nSM
 //! \r\n\r\n` (RFC 9113 section 3.4), `NeedMore` on every prefix of it; the whole preface is
@@ -19,11 +20,10 @@
 //! Mongo's little-endian length) would need a first byte 0, a type byte 4, a zero flags byte
 //! and four zero stream-id bytes at once, and then a payload of valid settings.
 //!
-//! **Session.** See [`session`]: frame parsing, HEADERS as requests and responses (op
-//! `HEADERS`), PUSH_PROMISE, RST_STREAM and GOAWAY as messages. HPACK is not decoded beyond
-//! what needs no state: `:method`, `:path`, `:status`, `:scheme` and `:authority` when they
-//! are static-table entries or plain literals; Huffman-coded and dynamic-table fields are left
-//! out.
+//! **Session.** See [`session`]: frames, header blocks decoded with HPACK (`loona-hpack`, one
+//! dynamic table per direction), streams paired into request and response records by stream
+//! id, DATA bodies; a direction joined mid-stream is never decoded with a table it does not
+//! know.
 
 mod parser;
 mod session;
@@ -50,7 +50,7 @@ pub struct Http2;
 adi_core::register_classifier!(adi_core::Registration {
     id: ID,
     category: Category::HTTP,
-    description: "HTTP/2 cleartext (h2c): client preface, SETTINGS, frames; HEADERS summaries",
+    description: "HTTP/2 (h2c, or h2 from a TLS library): preface, SETTINGS, frames; requests and responses by stream with HPACK",
     default_ports: &[],
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Http2,

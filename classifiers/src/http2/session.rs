@@ -1,65 +1,152 @@
-//! Per-connection HTTP/2 parsing: the client preface, then frames (RFC 9113 section 4.1).
+//! Per-connection HTTP/2 parsing (RFC 9113): frames, header blocks decoded with HPACK
+//! (RFC 7541; `loona-hpack`, one decoder per direction with its own dynamic table), and
+//! streams paired into exchanges.
 //!
-//! Records, all with op the frame type name:
-//! - HEADERS to the server opening a stream → [`RecordKind::Request`], resource `:path`;
-//!   HEADERS to the client answering a stream → [`RecordKind::Response`], status `:status`.
-//!   Both carry `stream` and whichever of `:method`, `:scheme`, `:authority`, `:path`,
-//!   `:status` HPACK gives without state (see [`super::parser::pseudo_headers`]), and
-//!   `end_stream` when the frame ends the stream. A second HEADERS on a stream (trailers), an
-//!   informational `1xx` response and HEADERS on a server-initiated (even) stream are
-//!   [`RecordKind::Message`]s, so that the engine pairs one request with one response. The
-//!   engine pairs in order; HTTP/2 multiplexes, so a latency is exact only when responses come
-//!   back in request order.
-//! - PUSH_PROMISE → message with `stream` and `promised_stream`.
-//! - RST_STREAM → message, status the error code, `stream` and `error` (its name).
-//! - GOAWAY → message, status the error code, `last_stream_id`, `error`, `streams` (how many
-//!   streams the client opened) and the debug data as resource when there is some.
+//! Records:
+//! - A request ([`RecordKind::Request`]) per client-initiated stream: op `:method`, resource
+//!   `:path`, attributes the header fields in wire order (`:authority` and `:scheme` among
+//!   them, the other pseudo-fields left out), body the DATA bytes (at most
+//!   [`MAX_BODY_KEPT`]), [`Record::exchange`] the stream id. Emitted when the client ends its
+//!   side of the stream, or when the server starts answering, whichever comes first.
+//! - A response ([`RecordKind::Response`]) per answered stream: status `:status`, attributes
+//!   the response's header fields then its trailers (`grpc-status`, `grpc-message`), body the
+//!   DATA bytes, the same exchange. Emitted when the server ends the stream (or resets it).
+//!   An informational `1xx` HEADERS is a [`RecordKind::Message`].
+//! - PUSH_PROMISE, RST_STREAM and GOAWAY are messages (op the frame type), as are header
+//!   blocks of server-initiated (pushed) streams.
+//! - At the end of the connection, requests and responses still open are emitted, marked
+//!   truncated.
 //!
-//! DATA frames and frames larger than [`MAX_BUFFERED_FRAME`] are consumed as they arrive
-//! without being kept; SETTINGS, PING, WINDOW_UPDATE, PRIORITY, CONTINUATION and extension
-//! frames are checked and consumed silently.
+//! **Joined mid-stream.** A direction whose first bytes are neither the client preface nor a
+//! SETTINGS frame was joined after its start (or after bytes adi lost): its HPACK dynamic
+//! table is unknown, so its header blocks are not decoded at all rather than decoded wrong.
+//! Their records carry the attribute `:hpack` = [`TABLE_UNKNOWN`]. The same holds once a
+//! header block fails to decode.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use loona_hpack::Decoder;
 use nom::Err;
 
 use super::parser::{
-    frame_rules_hold, header_block, parse_frame_header, pseudo_headers, ErrorCode, Flags,
-    FrameHeader, FrameType, FRAME_HEADER_LEN, MAX_FRAME_LEN, PREFACE,
+    frame_rules_hold, header_block, parse_frame_header, ErrorCode, Flags, FrameHeader, FrameType,
+    FRAME_HEADER_LEN, MAX_FRAME_LEN, PREFACE,
 };
 use super::ID;
 
-/// Frames with a longer payload are consumed without being decoded (their bytes are not
-/// buffered: a HEADERS frame this large is not summarised).
+/// HEADERS, PUSH_PROMISE and CONTINUATION frames longer than this are not decoded; their
+/// connection's direction then has an unknown dynamic table.
 pub(crate) const MAX_BUFFERED_FRAME: usize = 64 * 1024;
-/// Streams remembered per direction to tell trailers from first HEADERS; the oldest are
-/// forgotten beyond it.
-pub(crate) const MAX_TRACKED_STREAMS: usize = 4096;
+/// Most bytes of one header block (a HEADERS frame and its CONTINUATIONs) assembled.
+pub(crate) const MAX_HEADER_BLOCK: usize = 256 * 1024;
+/// Most streams followed at once; the oldest are emitted (truncated) beyond it.
+pub(crate) const MAX_TRACKED_STREAMS: usize = 1024;
+/// Most DATA bytes kept per request or response.
+pub(crate) const MAX_BODY_KEPT: usize = 64 * 1024;
+/// Most header fields kept per header block.
+pub(crate) const MAX_FIELDS: usize = 128;
+/// Most bytes of one header field value kept.
+pub(crate) const MAX_VALUE: usize = 8 * 1024;
 /// Most bytes of GOAWAY debug data kept as the record's resource.
 pub(crate) const MAX_DEBUG_KEPT: usize = 256;
-/// Most bytes of a HEADERS frame kept as sent in [`Record::raw`].
-pub(crate) const MAX_RAW_KEPT: usize = 512;
+/// Largest HPACK dynamic table a peer may ask for (RFC 7541 size updates beyond it fail the
+/// block): bounds the memory one connection can make adi hold.
+pub(crate) const MAX_TABLE_SIZE: usize = 1 << 20;
+/// The value of the `:hpack` attribute of records whose header block was not decoded.
+pub(crate) const TABLE_UNKNOWN: &str = "dynamic table unknown (joined mid-stream or bytes lost)";
+
+/// What a DATA frame still has to deliver, consumed as bytes arrive.
+#[derive(Debug, Default, Clone, Copy)]
+struct DataLeft {
+    stream: u32,
+    /// The pad length byte is still to come.
+    pad_length_pending: bool,
+    data: usize,
+    padding: usize,
+    end_stream: bool,
+}
+
+/// A header block waiting for its CONTINUATION frames.
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    /// HEADERS (with its END_STREAM flag) or PUSH_PROMISE.
+    frame_type: FrameType,
+    end_stream: bool,
+    promised: u32,
+    bytes: Vec<u8>,
+    wire_len: u64,
+}
 
 /// The state of one direction.
-#[derive(Debug, Default)]
 struct DirState {
-    /// The first bytes were looked at (the client preface can only come first).
+    /// The first bytes were looked at.
     started: bool,
+    /// HPACK state of what this direction's sender encodes.
+    hpack: Decoder<'static>,
+    /// Header blocks are not decoded (joined mid-stream, or a block failed).
+    table_unknown: bool,
     /// Payload bytes of the current frame still to consume unread.
     skip: usize,
-    /// Streams on which this direction already sent HEADERS.
-    headers_seen: BTreeSet<u32>,
+    /// The DATA frame being consumed.
+    data: Option<DataLeft>,
+    /// The header block being assembled.
+    block: Option<Block>,
+}
+
+impl Default for DirState {
+    fn default() -> Self {
+        let mut hpack = Decoder::new();
+        hpack.set_max_allowed_table_size(MAX_TABLE_SIZE);
+        Self {
+            started: false,
+            hpack,
+            table_unknown: false,
+            skip: 0,
+            data: None,
+            block: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DirState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirState")
+            .field("started", &self.started)
+            .field("table_unknown", &self.table_unknown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One half of an exchange as it builds up.
+#[derive(Debug, Default)]
+struct Half {
+    /// Its first HEADERS was seen.
+    started: bool,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+    wire_len: u64,
+    truncated: bool,
+    table_unknown: bool,
+}
+
+/// One stream.
+#[derive(Debug, Default)]
+struct Stream {
+    request: Half,
+    response: Half,
+    /// The request record was emitted.
+    request_sent: bool,
 }
 
 /// HTTP/2 session state for one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Http2Session {
     dirs: [DirState; 2],
-    /// Client-initiated streams opened (HEADERS on a new odd stream id, to the server).
-    streams: u64,
-    /// The highest stream id the client opened.
-    highest_stream: u32,
+    streams: BTreeMap<u32, Stream>,
+    /// Client-initiated streams opened.
+    opened: u64,
 }
 
 fn malformed(what: &'static str) -> ParseError {
@@ -73,69 +160,186 @@ fn frame_record(kind: RecordKind, h: &FrameHeader) -> Record {
     record
 }
 
-impl Http2Session {
-    /// A HEADERS frame with its whole payload.
-    fn headers(
-        &mut self,
-        h: &FrameHeader,
-        frame: &[u8],
-        dir: Direction,
-    ) -> Result<Record, ParseError> {
-        let payload = &frame[FRAME_HEADER_LEN..];
-        let prefix = if h.flags & Flags::PRIORITY != 0 { 5 } else { 0 };
-        let block = header_block(payload, h.flags, prefix).ok_or(malformed("HEADERS padding"))?;
-        let fields = pseudo_headers(block);
-        let status = fields
-            .iter()
-            .find(|(n, _)| *n == ":status")
-            .and_then(|(_, v)| v.parse::<u16>().ok());
-        // An informational response (1xx) does not answer the stream: its final response
-        // still comes (RFC 9110 section 15.2).
-        let informational = status.is_some_and(|s| (100..200).contains(&s));
-        let d = &mut self.dirs[dir.index()];
-        let first = if informational {
-            !d.headers_seen.contains(&h.stream)
-        } else {
-            d.headers_seen.insert(h.stream)
-        };
-        if d.headers_seen.len() > MAX_TRACKED_STREAMS {
-            d.headers_seen.pop_first();
-        }
-        let kind = match dir {
-            Direction::ToServer if first => {
-                if h.stream > self.highest_stream {
-                    self.highest_stream = h.stream;
-                    self.streams += 1;
-                }
-                RecordKind::Request
-            }
-            Direction::ToClient if first && h.stream % 2 == 1 && !informational => {
-                RecordKind::Response
-            }
-            _ => RecordKind::Message,
-        };
-        let mut record = frame_record(kind, h);
-        record.status = status;
+/// The first value of field `name`.
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The record of one half of an exchange.
+fn half_record(kind: RecordKind, stream: u32, half: Half) -> Record {
+    let mut record = Record::new(kind);
+    record.exchange = Some(u64::from(stream));
+    record.wire_len = half.wire_len;
+    record.truncated = half.truncated;
+    if half.table_unknown {
         record
             .attributes
-            .push(("stream".to_owned(), h.stream.to_string()));
-        for (name, value) in fields {
-            if name == ":path" && record.resource.is_none() {
-                record.resource = Some(value.clone());
+            .push((":hpack".to_owned(), TABLE_UNKNOWN.to_owned()));
+    }
+    if kind == RecordKind::Request {
+        record.op = field(&half.fields, ":method").map(str::to_owned);
+        record.resource = field(&half.fields, ":path").map(str::to_owned);
+    } else {
+        record.status = field(&half.fields, ":status").and_then(|s| s.parse().ok());
+    }
+    record.attributes.extend(
+        half.fields
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(':') || n == ":authority" || n == ":scheme"),
+    );
+    record.body = half.body;
+    record
+}
+
+impl Http2Session {
+    /// The stream `id`, created when new (the oldest is emitted to make room).
+    fn stream(&mut self, id: u32, out: &mut Vec<Record>) -> &mut Stream {
+        if !self.streams.contains_key(&id) && self.streams.len() >= MAX_TRACKED_STREAMS {
+            if let Some((old, s)) = self.streams.pop_first() {
+                Self::emit(old, s, true, out);
             }
-            record.attributes.push((name.to_owned(), value));
         }
-        if h.flags & Flags::END_STREAM != 0 {
-            record
-                .attributes
-                .push(("end_stream".to_owned(), "true".to_owned()));
-        }
-        record.raw = frame[..frame.len().min(MAX_RAW_KEPT)].to_vec();
-        record.truncated = frame.len() > MAX_RAW_KEPT || h.flags & Flags::END_HEADERS == 0;
-        Ok(record)
+        self.streams.entry(id).or_default()
     }
 
-    /// A whole frame of a type that is summarised (or silently checked).
+    /// Emits what is left of a stream (`cut`: it did not end properly).
+    fn emit(id: u32, mut s: Stream, cut: bool, out: &mut Vec<Record>) {
+        if s.request.started && !s.request_sent {
+            s.request.truncated |= cut;
+            out.push(half_record(RecordKind::Request, id, s.request));
+        }
+        if s.response.started {
+            s.response.truncated |= cut;
+            out.push(half_record(RecordKind::Response, id, s.response));
+        }
+    }
+
+    /// Emits the request of stream `id` if it is not out yet (its response is starting).
+    fn send_request(&mut self, id: u32, out: &mut Vec<Record>) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            if s.request.started && !s.request_sent {
+                s.request_sent = true;
+                let half = std::mem::take(&mut s.request);
+                s.request.started = true;
+                out.push(half_record(RecordKind::Request, id, half));
+            }
+        }
+    }
+
+    /// Decodes a complete header block of direction `dir`; `None` when its table is unknown.
+    fn decode(&mut self, dir: Direction, block: &[u8]) -> Option<Vec<(String, String)>> {
+        let d = &mut self.dirs[dir.index()];
+        if d.table_unknown {
+            return None;
+        }
+        let mut fields = Vec::new();
+        let decoded = d.hpack.decode_with_cb(block, |name, value| {
+            // Every field is decoded (the table needs them); the first ones are kept.
+            if fields.len() > MAX_FIELDS {
+                return;
+            }
+            let value = &value[..value.len().min(MAX_VALUE)];
+            fields.push((
+                String::from_utf8_lossy(&name).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        });
+        if decoded.is_err() {
+            // The table may be half updated: nothing after this block can be trusted.
+            d.table_unknown = true;
+            return None;
+        }
+        Some(fields)
+    }
+
+    /// A complete header block (HEADERS and its CONTINUATIONs, or PUSH_PROMISE).
+    fn header_block(&mut self, dir: Direction, b: Block, out: &mut Vec<Record>) {
+        let fields = self.decode(dir, &b.bytes);
+        let unknown = fields.is_none();
+        let fields = fields.unwrap_or_default();
+        if b.frame_type == FrameType::PUSH_PROMISE {
+            let mut record = Record::new(RecordKind::Message);
+            record.op = Some("PUSH_PROMISE".to_owned());
+            record.wire_len = b.wire_len;
+            record.resource = field(&fields, ":path").map(str::to_owned);
+            record
+                .attributes
+                .push(("stream".to_owned(), b.stream.to_string()));
+            record
+                .attributes
+                .push(("promised_stream".to_owned(), b.promised.to_string()));
+            out.push(record);
+            return;
+        }
+        let status: Option<u16> = field(&fields, ":status").and_then(|s| s.parse().ok());
+        let pushed = b.stream.is_multiple_of(2);
+        let informational = status.is_some_and(|s| (100..200).contains(&s));
+        if pushed || informational {
+            let mut record = Record::new(RecordKind::Message);
+            record.op = Some("HEADERS".to_owned());
+            record.status = status;
+            record.wire_len = b.wire_len;
+            record.exchange = Some(u64::from(b.stream));
+            record.attributes = fields;
+            out.push(record);
+            return;
+        }
+        let id = b.stream;
+        if dir == Direction::ToClient {
+            self.send_request(id, out);
+        } else if !self.streams.contains_key(&id) {
+            self.opened += 1;
+        }
+        let s = self.stream(id, out);
+        let half = match dir {
+            Direction::ToServer => &mut s.request,
+            Direction::ToClient => &mut s.response,
+        };
+        // A second block on a half is its trailers: fields appended.
+        half.started = true;
+        half.table_unknown |= unknown;
+        half.wire_len += b.wire_len;
+        let room = MAX_FIELDS.saturating_sub(half.fields.len());
+        half.truncated |= fields.len() > room;
+        half.fields.extend(fields.into_iter().take(room));
+        if b.end_stream {
+            self.end_half(id, dir, out);
+        }
+    }
+
+    /// One side of stream `id` ended (END_STREAM).
+    fn end_half(&mut self, id: u32, dir: Direction, out: &mut Vec<Record>) {
+        match dir {
+            Direction::ToServer => self.send_request(id, out),
+            Direction::ToClient => {
+                if let Some(s) = self.streams.remove(&id) {
+                    Self::emit(id, s, false, out);
+                }
+            }
+        }
+    }
+
+    /// DATA payload bytes of stream `id`.
+    fn data(&mut self, id: u32, dir: Direction, bytes: &[u8], out: &mut Vec<Record>) {
+        if id.is_multiple_of(2) {
+            return;
+        }
+        let s = self.stream(id, out);
+        let half = match dir {
+            Direction::ToServer => &mut s.request,
+            Direction::ToClient => &mut s.response,
+        };
+        half.started = true;
+        half.wire_len += bytes.len() as u64;
+        let room = MAX_BODY_KEPT.saturating_sub(half.body.len());
+        half.truncated |= bytes.len() > room;
+        half.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// A frame other than DATA, whole.
     fn frame(
         &mut self,
         h: &FrameHeader,
@@ -150,30 +354,62 @@ impl Http2Session {
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                 .ok_or(malformed("frame payload"))
         };
+        let wire = frame.len() as u64;
         match h.frame_type {
-            FrameType::HEADERS => out.push(self.headers(h, frame, dir)?),
-            FrameType::PUSH_PROMISE => {
-                let skip = usize::from(h.flags & Flags::PADDED != 0);
-                let promised = u32_at(skip)? & 0x7fff_ffff;
-                let mut record = frame_record(RecordKind::Message, h);
-                record
-                    .attributes
-                    .push(("stream".to_owned(), h.stream.to_string()));
-                record
-                    .attributes
-                    .push(("promised_stream".to_owned(), promised.to_string()));
-                if let Some(block) = header_block(payload, h.flags, 4) {
-                    for (name, value) in pseudo_headers(block) {
-                        if name == ":path" && record.resource.is_none() {
-                            record.resource = Some(value.clone());
-                        }
-                        record.attributes.push((name.to_owned(), value));
-                    }
+            FrameType::HEADERS | FrameType::PUSH_PROMISE => {
+                let (prefix, promised) = if h.frame_type == FrameType::PUSH_PROMISE {
+                    let skip = usize::from(h.flags & Flags::PADDED != 0);
+                    (4, u32_at(skip)? & 0x7fff_ffff)
+                } else if h.flags & Flags::PRIORITY != 0 {
+                    (5, 0)
+                } else {
+                    (0, 0)
+                };
+                let bytes = header_block(payload, h.flags, prefix)
+                    .ok_or(malformed("header block padding"))?
+                    .to_vec();
+                let block = Block {
+                    stream: h.stream,
+                    frame_type: h.frame_type,
+                    end_stream: h.frame_type == FrameType::HEADERS
+                        && h.flags & Flags::END_STREAM != 0,
+                    promised,
+                    bytes,
+                    wire_len: wire,
+                };
+                if h.flags & Flags::END_HEADERS != 0 {
+                    self.header_block(dir, block, out);
+                } else {
+                    self.dirs[dir.index()].block = Some(block);
                 }
-                out.push(record);
+            }
+            FrameType::CONTINUATION => {
+                let d = &mut self.dirs[dir.index()];
+                let Some(mut block) = d.block.take() else {
+                    return Err(malformed("CONTINUATION without HEADERS"));
+                };
+                if block.stream != h.stream {
+                    return Err(malformed("CONTINUATION on another stream"));
+                }
+                if block.bytes.len() + payload.len() > MAX_HEADER_BLOCK {
+                    d.table_unknown = true;
+                    block.bytes.clear();
+                } else {
+                    block.bytes.extend_from_slice(payload);
+                }
+                block.wire_len += wire;
+                if h.flags & Flags::END_HEADERS != 0 {
+                    self.header_block(dir, block, out);
+                } else {
+                    self.dirs[dir.index()].block = Some(block);
+                }
             }
             FrameType::RST_STREAM => {
                 let code = ErrorCode(u32_at(0)?);
+                // What the stream carried so far, then the reset.
+                if let Some(s) = self.streams.remove(&h.stream) {
+                    Self::emit(h.stream, s, code.0 != 0, out);
+                }
                 let mut record = frame_record(RecordKind::Message, h);
                 record.status = Some(code.status());
                 record
@@ -193,7 +429,7 @@ impl Http2Session {
                 record.attributes.push(("error".to_owned(), code.name()));
                 record
                     .attributes
-                    .push(("streams".to_owned(), self.streams.to_string()));
+                    .push(("streams".to_owned(), self.opened.to_string()));
                 let debug = &payload[8..];
                 if !debug.is_empty() {
                     let kept = &debug[..debug.len().min(MAX_DEBUG_KEPT)];
@@ -205,6 +441,56 @@ impl Http2Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Consumes bytes of the DATA frame in progress; returns how many.
+    fn consume_data(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> usize {
+        let Some(mut left) = self.dirs[dir.index()].data else {
+            return 0;
+        };
+        let mut pos = 0;
+        if left.pad_length_pending {
+            let Some(&pad) = rest.first() else {
+                return 0;
+            };
+            pos = 1;
+            left.pad_length_pending = false;
+            let pad = usize::from(pad);
+            left.padding = pad.min(left.data);
+            left.data -= left.padding;
+        }
+        let n = left.data.min(rest.len() - pos);
+        if n > 0 {
+            self.data(left.stream, dir, &rest[pos..pos + n], out);
+            left.data -= n;
+            pos += n;
+        }
+        let p = left.padding.min(rest.len() - pos);
+        left.padding -= p;
+        pos += p;
+        if left.data == 0 && left.padding == 0 {
+            self.dirs[dir.index()].data = None;
+            if left.end_stream {
+                self.end_half(left.stream, dir, out);
+            }
+        } else {
+            self.dirs[dir.index()].data = Some(left);
+        }
+        pos
+    }
+
+    /// The first bytes of a direction: the client preface (consumed) or a server's SETTINGS
+    /// mean the connection's start was seen; anything else, that it was joined later.
+    fn start(&mut self, rest: &[u8]) -> Option<(usize, bool)> {
+        let n = rest.len().min(PREFACE.len());
+        if rest[..n] == PREFACE[..n] {
+            return (n == PREFACE.len()).then_some((PREFACE.len(), true));
+        }
+        let (_, h) = parse_frame_header(rest).ok()?;
+        Some((
+            0,
+            h.frame_type == FrameType::SETTINGS && h.flags & Flags::ACK == 0,
+        ))
     }
 }
 
@@ -218,24 +504,31 @@ impl Session for Http2Session {
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
-            let d = &mut self.dirs[dir.index()];
-            if d.skip > 0 {
-                let n = d.skip.min(rest.len());
-                d.skip -= n;
+            let i = dir.index();
+            if self.dirs[i].skip > 0 {
+                let n = self.dirs[i].skip.min(rest.len());
+                self.dirs[i].skip -= n;
                 pos += n;
                 continue;
             }
-            if !d.started {
-                // The client preface, in whichever direction it shows up (roles may have been
-                // guessed wrong); a server starts directly with frames.
-                let n = rest.len().min(PREFACE.len());
-                if rest[..n] == PREFACE[..n] {
-                    if n < PREFACE.len() {
-                        break;
-                    }
-                    pos += PREFACE.len();
+            if self.dirs[i].data.is_some() {
+                let n = self.consume_data(rest, dir, out);
+                if n == 0 {
+                    break;
                 }
+                pos += n;
+                continue;
+            }
+            if !self.dirs[i].started {
+                // The client preface, in whichever direction it shows up (roles may have
+                // been guessed wrong); a server starts with SETTINGS.
+                let Some((n, from_start)) = self.start(rest) else {
+                    break;
+                };
+                let d = &mut self.dirs[i];
                 d.started = true;
+                d.table_unknown = !from_start;
+                pos += n;
                 continue;
             }
             let h = match parse_frame_header(rest) {
@@ -260,16 +553,48 @@ impl Session for Http2Session {
                 }
                 return Err(malformed("frame header"));
             }
-            let summarised = matches!(
+            if h.frame_type == FrameType::DATA {
+                pos += FRAME_HEADER_LEN;
+                let padded = h.flags & Flags::PADDED != 0;
+                if padded && h.len == 0 {
+                    return Err(malformed("DATA padding"));
+                }
+                if !h.stream.is_multiple_of(2) {
+                    let s = self.stream(h.stream, out);
+                    let half = match dir {
+                        Direction::ToServer => &mut s.request,
+                        Direction::ToClient => &mut s.response,
+                    };
+                    half.started = true;
+                    half.wire_len += FRAME_HEADER_LEN as u64;
+                }
+                self.dirs[i].data = Some(DataLeft {
+                    stream: h.stream,
+                    pad_length_pending: padded,
+                    data: h.len - usize::from(padded),
+                    padding: 0,
+                    end_stream: h.flags & Flags::END_STREAM != 0,
+                });
+                if h.len == 0 {
+                    self.consume_data(&[], dir, out);
+                }
+                continue;
+            }
+            let decoded = matches!(
                 h.frame_type,
                 FrameType::HEADERS
                     | FrameType::PUSH_PROMISE
+                    | FrameType::CONTINUATION
                     | FrameType::RST_STREAM
                     | FrameType::GOAWAY
             );
-            if !summarised || h.len > MAX_BUFFERED_FRAME {
+            if !decoded || h.len > MAX_BUFFERED_FRAME {
+                if decoded {
+                    // A header block adi does not read: the table is lost from here on.
+                    self.dirs[i].table_unknown = true;
+                }
                 pos += FRAME_HEADER_LEN;
-                d.skip = h.len;
+                self.dirs[i].skip = h.len;
                 continue;
             }
             let Some(frame) = rest.get(..FRAME_HEADER_LEN + h.len) else {
@@ -279,5 +604,52 @@ impl Session for Http2Session {
             pos += frame.len();
         }
         Ok(pos)
+    }
+
+    /// Bytes lost inside a DATA frame are stepped over (the body is marked truncated);
+    /// anything else loses the frame boundaries.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        let d = &mut self.dirs[dir.index()];
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+        if d.skip >= len_usize {
+            d.skip -= len_usize;
+            return Ok(());
+        }
+        if let Some(left) = d.data.as_mut() {
+            if !left.pad_length_pending && left.data + left.padding >= len_usize {
+                let from_data = left.data.min(len_usize);
+                left.data -= from_data;
+                left.padding -= len_usize - from_data;
+                let (stream, done, end) = (
+                    left.stream,
+                    left.data == 0 && left.padding == 0,
+                    left.end_stream,
+                );
+                if done {
+                    d.data = None;
+                }
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    let half = match dir {
+                        Direction::ToServer => &mut s.request,
+                        Direction::ToClient => &mut s.response,
+                    };
+                    half.truncated = true;
+                    half.wire_len += len;
+                }
+                if done && end {
+                    self.end_half(stream, dir, out);
+                }
+                return Ok(());
+            }
+        }
+        Err(ParseError::Gap { len })
+    }
+
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        // Called once per direction: the second call finds nothing left.
+        let _ = dir;
+        for (id, s) in std::mem::take(&mut self.streams) {
+            Self::emit(id, s, true, out);
+        }
     }
 }

@@ -273,8 +273,23 @@ fn http1_does_not_take_the_preface() {
 
 // ---- session on real captures ----
 
+/// (kind, op or status, resource, exchange, body) of a record.
+fn exchange(r: &Record) -> (RecordKind, String, Option<&str>, Option<u64>, String) {
+    let op =
+        r.op.clone()
+            .or_else(|| r.status.map(|s| s.to_string()))
+            .unwrap_or_default();
+    (
+        r.kind,
+        op,
+        r.resource.as_deref(),
+        r.exchange,
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
 #[test]
-fn session_summarises_curl_get() {
+fn session_decodes_curl_get() {
     let (c, s) = fixture("curl_get");
     let out = parse_all(&c, &s);
     let got: Vec<_> = out.iter().map(summary).collect();
@@ -283,126 +298,120 @@ fn session_summarises_curl_get() {
         vec![
             (
                 RecordKind::Request,
-                "HEADERS",
-                Some("/index.html"), // static table index 5
+                "GET",
+                Some("/index.html"),
                 None,
                 vec![
-                    ("stream", "1"),
-                    (":method", "GET"),
-                    (":path", "/index.html"),
                     (":scheme", "http"),
-                    ("end_stream", "true")
+                    (":authority", "127.0.0.1:56367"),
+                    ("user-agent", "curl/7.88.1"),
+                    ("accept", "*/*")
                 ]
             ),
             (
                 RecordKind::Response,
-                "HEADERS",
+                "",
                 None,
                 Some(200),
-                vec![("stream", "1"), (":status", "200")]
+                vec![
+                    ("server", "nginx/1.22.1"),
+                    ("date", "Sun, 22 Nov 2026 02:28:38 GMT"),
+                    ("content-type", "text/html"),
+                    ("content-length", "57"),
+                    ("last-modified", "Sun, 22 Nov 2026 02:28:37 GMT"),
+                    ("etag", "\"6b025355-39\""),
+                    ("accept-ranges", "bytes")
+                ]
             ),
         ]
     );
+    assert_eq!((out[0].exchange, out[1].exchange), (Some(1), Some(1)));
     assert_eq!(out[0].wire_len, 40);
+    // HEADERS (9 + 106) and DATA (9 + 57) of the response.
+    assert_eq!(out[1].wire_len, 181);
+    assert_eq!(
+        out[1].body,
+        b"<!doctype html>\n<title>adi</title>\n<p>hello over h2c</p>\n"
+    );
 }
 
 #[test]
-fn session_summarises_curl_post_and_rst_stream() {
+fn session_decodes_curl_post_with_huffman_path_and_body() {
     let (c, s) = fixture("curl_post");
-    let got = parse_all(&c, &s);
-    let got: Vec<_> = got.iter().map(summary).collect();
+    let out = parse_all(&c, &s);
+    let got: Vec<_> = out.iter().map(exchange).collect();
+    let (post, created) = ("POST".to_owned(), "201".to_owned());
     assert_eq!(
         got,
         vec![
-            // :path /echo is Huffman-coded by curl: not decoded
+            // :path /echo is Huffman-coded by curl
             (
                 RecordKind::Request,
-                "HEADERS",
-                None,
-                None,
-                vec![("stream", "1"), (":method", "POST"), (":scheme", "http")]
+                post,
+                Some("/echo"),
+                Some(1),
+                r#"{"name":"adi","tags":["http2","h2c"]}"#.to_owned()
             ),
-            // nginx sends :status 201 as a plain literal (name index 8)
             (
                 RecordKind::Response,
-                "HEADERS",
+                created,
                 None,
-                Some(201),
-                vec![("stream", "1"), (":status", "201")]
+                Some(1),
+                "created\n".to_owned()
             ),
             (
                 RecordKind::Message,
-                "RST_STREAM",
+                "RST_STREAM".to_owned(),
                 None,
-                Some(0),
-                vec![("stream", "1"), ("error", "NO_ERROR")]
+                None,
+                String::new()
             ),
         ]
     );
 }
 
 #[test]
-fn session_summarises_two_streams_and_goaway() {
+fn session_pairs_two_streams_and_reads_the_dynamic_table() {
     let (c, s) = fixture("python_split_preface");
     let out = parse_all(&c, &s);
-    let got: Vec<_> = out.iter().map(summary).collect();
+    let got: Vec<_> = out.iter().map(exchange).collect();
+    let text = |s: &str| s.to_owned();
     assert_eq!(
-        got,
-        vec![
+        got[..3],
+        [
             (
                 RecordKind::Request,
-                "HEADERS",
+                text("GET"),
                 Some("/"),
-                None,
-                vec![
-                    ("stream", "1"),
-                    (":method", "GET"),
-                    (":scheme", "http"),
-                    (":path", "/"),
-                    (":authority", "127.0.0.1:56367"),
-                    ("end_stream", "true")
-                ]
+                Some(1),
+                String::new()
             ),
             (
                 RecordKind::Request,
-                "HEADERS",
-                Some("/missing"), // a literal without indexing, then the dynamic :authority
-                None,
-                vec![
-                    ("stream", "3"),
-                    (":method", "GET"),
-                    (":scheme", "http"),
-                    (":path", "/missing"),
-                    ("end_stream", "true")
-                ]
+                text("GET"),
+                Some("/missing"),
+                Some(3),
+                String::new()
             ),
             (
                 RecordKind::Message,
-                "GOAWAY",
+                text("GOAWAY"),
                 None,
-                Some(0),
-                vec![
-                    ("last_stream_id", "3"),
-                    ("error", "NO_ERROR"),
-                    ("streams", "2")
-                ]
-            ),
-            (
-                RecordKind::Response,
-                "HEADERS",
                 None,
-                Some(200),
-                vec![("stream", "1"), (":status", "200")]
-            ),
-            (
-                RecordKind::Response,
-                "HEADERS",
-                None,
-                Some(404),
-                vec![("stream", "3"), (":status", "404")]
+                String::new()
             ),
         ]
     );
+    assert_eq!(
+        (got[3].0, got[3].1.as_str(), got[3].3),
+        (RecordKind::Response, "200", Some(1))
+    );
+    assert_eq!(
+        (got[4].0, got[4].1.as_str(), got[4].3),
+        (RecordKind::Response, "404", Some(3))
+    );
+    // Stream 3's :authority is a dynamic-table reference to stream 1's literal.
+    assert_eq!(out[1].attribute(":authority"), Some("127.0.0.1:56367"));
 }
 
 #[test]
@@ -486,10 +495,11 @@ fn trailers_informational_and_push_are_messages() {
     let mut promise = vec![0, 0, 0, 2, 0x82, 0x04, 10];
     promise.extend_from_slice(b"/style.css");
     to_client.extend_from_slice(&frame(5, 0x4, 1, &promise));
-    // PADDED | PRIORITY HEADERS: pad length 2, dependency + weight, :status 200, padding
+    // PADDED | PRIORITY | END_STREAM HEADERS: pad length 2, dependency + weight, :status 200,
+    // padding
     to_client.extend_from_slice(&frame(
         1,
-        0x4 | 0x8 | 0x20,
+        0x4 | 0x8 | 0x20 | 0x1,
         1,
         &[2, 0, 0, 0, 0, 16, 0x88, 0, 0],
     ));
@@ -511,23 +521,30 @@ fn trailers_informational_and_push_are_messages() {
     assert_eq!(
         got,
         vec![
-            (RecordKind::Request, "HEADERS", None),
-            (RecordKind::Message, "HEADERS", None), // trailers
+            // the request, sent when its trailers end the stream
+            (RecordKind::Request, "POST", None),
             (RecordKind::Message, "HEADERS", Some(100)), // informational
             (RecordKind::Message, "PUSH_PROMISE", None),
-            (RecordKind::Response, "HEADERS", Some(200)), // the real response, padded
-            (RecordKind::Message, "HEADERS", Some(200)),  // pushed response (even stream)
+            (RecordKind::Response, "", Some(200)), // the real response, padded
+            (RecordKind::Message, "HEADERS", Some(200)), // pushed response (even stream)
             (RecordKind::Message, "RST_STREAM", Some(8)),
             (RecordKind::Message, "GOAWAY", Some(11)),
         ]
     );
-    assert_eq!(out[0].attribute(":method"), Some("POST"));
-    assert_eq!(out[3].resource.as_deref(), Some("/style.css"));
-    assert_eq!(out[3].attribute("promised_stream"), Some("2"));
-    assert_eq!(out[6].attribute("error"), Some("CANCEL"));
-    assert_eq!(out[7].attribute("error"), Some("ENHANCE_YOUR_CALM"));
-    assert_eq!(out[7].resource.as_deref(), Some("calm"));
-    assert_eq!(out[7].attribute("streams"), Some("1"));
+    assert_eq!(out[0].resource.as_deref(), Some("/"));
+    assert_eq!(out[0].body, b"body");
+    assert_eq!(
+        out[0].attribute("x"),
+        Some("y"),
+        "trailers follow the headers"
+    );
+    assert_eq!(out[3].exchange, Some(1));
+    assert_eq!(out[2].resource.as_deref(), Some("/style.css"));
+    assert_eq!(out[2].attribute("promised_stream"), Some("2"));
+    assert_eq!(out[5].attribute("error"), Some("CANCEL"));
+    assert_eq!(out[6].attribute("error"), Some("ENHANCE_YOUR_CALM"));
+    assert_eq!(out[6].resource.as_deref(), Some("calm"));
+    assert_eq!(out[6].attribute("streams"), Some("1"));
 }
 
 #[test]
@@ -548,7 +565,12 @@ fn large_data_frames_are_consumed_as_they_arrive() {
         consumed += n;
     }
     assert_eq!(consumed, to_client.len());
-    assert!(out.is_empty());
+    // One response: its first MAX_BODY_KEPT bytes kept, its size whole.
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, RecordKind::Response);
+    assert_eq!(out[0].body.len(), super::session::MAX_BODY_KEPT);
+    assert!(out[0].truncated);
+    assert_eq!(out[0].wire_len, 100_009);
 }
 
 #[test]
@@ -623,7 +645,147 @@ proptest! {
     }
 
     #[test]
-    fn proptest_hpack_never_panics(block in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = super::parser::pseudo_headers(&block);
+    fn proptest_header_blocks_never_panic(block in proptest::collection::vec(any::<u8>(), 0..256)) {
+        // Any bytes as a HEADERS block, after a real start: decoded or marked unknown.
+        let mut buf = PREFACE.to_vec();
+        buf.extend_from_slice(&frame(4, 0, 0, &[]));
+        buf.extend_from_slice(&frame(1, 0x5, 1, &block));
+        let mut out = Vec::new();
+        let _ = Http2Session::default().parse(&buf, Direction::ToServer, &mut out);
     }
+}
+
+// ---- header blocks: CONTINUATION, size limits, table updates, joining mid-stream ----
+
+/// A request's header block, HPACK-encoded by the same crate the session decodes with.
+fn request_block(path: &str, extra: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":path", path.as_bytes()),
+        (b":authority", b"api.example"),
+    ];
+    fields.extend_from_slice(extra);
+    loona_hpack::Encoder::new().encode(fields)
+}
+
+#[test]
+fn continuation_frames_make_one_header_block() {
+    let block = request_block("/orders/7?expand=items", &[(b"x-trace", b"abc")]);
+    let (a, rest) = block.split_at(5);
+    let (b, c) = rest.split_at(7);
+    let mut to_server = PREFACE.to_vec();
+    to_server.extend_from_slice(&frame(4, 0, 0, &[]));
+    to_server.extend_from_slice(&frame(1, 0x1, 1, a)); // HEADERS, END_STREAM, no END_HEADERS
+    to_server.extend_from_slice(&frame(9, 0, 1, b)); // CONTINUATION
+    to_server.extend_from_slice(&frame(9, 0x4, 1, c)); // CONTINUATION, END_HEADERS
+    let out = parse_all(&to_server, &[]);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].op.as_deref(), Some("GET"));
+    assert_eq!(out[0].resource.as_deref(), Some("/orders/7?expand=items"));
+    assert_eq!(out[0].attribute("x-trace"), Some("abc"));
+    assert_eq!(out[0].wire_len, (3 * 9 + block.len()) as u64);
+    // A CONTINUATION without its HEADERS is not HTTP/2.
+    let mut bad = PREFACE.to_vec();
+    bad.extend_from_slice(&frame(9, 0x4, 1, c));
+    assert!(Http2Session::default()
+        .parse(&bad, Direction::ToServer, &mut Vec::new())
+        .is_err());
+}
+
+#[test]
+fn huge_header_blocks_are_bounded() {
+    // A 20 KiB value in a block split over CONTINUATIONs of 16 KiB: decoded, value cut.
+    let big = vec![b'v'; 20 * 1024];
+    let block = request_block("/big", &[(b"x-big", &big)]);
+    let mut to_server = PREFACE.to_vec();
+    let mut chunks = block.chunks(16 * 1024).peekable();
+    let mut first = true;
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let (t, end) = if first { (1, 0x1) } else { (9, 0) };
+        to_server.extend_from_slice(&frame(t, end | if last { 0x4 } else { 0 }, 1, chunk));
+        first = false;
+    }
+    let out = parse_all(&to_server, &[]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].resource.as_deref(), Some("/big"));
+    assert_eq!(
+        out[0].attribute("x-big").map(str::len),
+        Some(super::session::MAX_VALUE)
+    );
+    // A block beyond MAX_HEADER_BLOCK (over many CONTINUATIONs) is not kept: its request is
+    // reported without fields, and the table is unknown from then on.
+    let huge = vec![b'w'; super::session::MAX_HEADER_BLOCK + 1];
+    let block = request_block("/huge", &[(b"x-huge", &huge)]);
+    let mut to_server = PREFACE.to_vec();
+    for (i, chunk) in block.chunks(16 * 1024).enumerate() {
+        let t = if i == 0 { 1 } else { 9 };
+        let end = if (i + 1) * 16 * 1024 >= block.len() {
+            0x4
+        } else {
+            0
+        };
+        to_server.extend_from_slice(&frame(t, end | u8::from(i == 0), 1, chunk));
+    }
+    let out = parse_all(&to_server, &[]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].resource, None);
+    assert_eq!(
+        out[0].attribute(":hpack"),
+        Some(super::session::TABLE_UNKNOWN)
+    );
+}
+
+#[test]
+fn a_table_size_update_empties_the_table_and_is_followed() {
+    let mut to_server = PREFACE.to_vec();
+    to_server.extend_from_slice(&frame(4, 0, 0, &[]));
+    // Block 1: :method GET (static 2), :path / (static 4), then x-a: 1 as a literal with
+    // incremental indexing (new name): the table now holds x-a: 1 at index 62.
+    let mut block = vec![0x82, 0x84, 0x40, 3];
+    block.extend_from_slice(b"x-a");
+    block.extend_from_slice(&[1, b'1']);
+    to_server.extend_from_slice(&frame(1, 0x5, 1, &block));
+    // Block 2: :method GET, :path /, x-a from the table (index 62 = 0xbe).
+    to_server.extend_from_slice(&frame(1, 0x5, 3, &[0x82, 0x84, 0xbe]));
+    // Block 3: a size update to 0 (0x20) empties the table; index 62 then does not exist.
+    to_server.extend_from_slice(&frame(1, 0x5, 5, &[0x20, 0x82, 0x84, 0xbe]));
+    // Block 4: plain static fields; the table is no longer trusted, so not decoded.
+    to_server.extend_from_slice(&frame(1, 0x5, 7, &[0x82, 0x84]));
+    let out = parse_all(&to_server, &[]);
+    let got: Vec<_> = out
+        .iter()
+        .map(|r| (r.exchange, r.attribute("x-a"), r.attribute(":hpack")))
+        .collect();
+    let unknown = Some(super::session::TABLE_UNKNOWN);
+    assert_eq!(
+        got,
+        [
+            (Some(1), Some("1"), None),
+            (Some(3), Some("1"), None),
+            (Some(5), None, unknown),
+            (Some(7), None, unknown),
+        ]
+    );
+}
+
+#[test]
+fn a_connection_joined_mid_stream_is_never_mis_decoded() {
+    // The server's side starts with a response HEADERS (no SETTINGS first): the encoder's
+    // table is unknown. 0xbe would be a dynamic entry; 0x88 is :status 200.
+    let to_client = [frame(1, 0x4, 5, &[0x88, 0xbe]), frame(0, 0x1, 5, b"{}")].concat();
+    // The client's side starts with a HEADERS frame, not the preface.
+    let to_server = frame(1, 0x5, 7, &[0x82, 0x84]);
+    let out = parse_all(&to_server, &to_client);
+    assert_eq!(out.len(), 2, "{out:#?}");
+    for r in &out {
+        assert_eq!(r.attribute(":hpack"), Some(super::session::TABLE_UNKNOWN));
+        assert_eq!((r.op.as_deref(), r.status), (None, None), "nothing guessed");
+    }
+    assert_eq!(out[0].kind, RecordKind::Request);
+    assert_eq!(
+        (out[1].kind, out[1].body.as_slice()),
+        (RecordKind::Response, &b"{}"[..])
+    );
 }

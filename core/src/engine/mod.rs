@@ -24,6 +24,10 @@ use crate::protocol::{Category, ProtocolId};
 use crate::record::{Record, RecordKind};
 use crate::registry::{score, Registration, Registry};
 
+/// Most unanswered requests remembered per flow for latencies (a peer that never answers);
+/// the oldest are forgotten beyond it.
+const MAX_PENDING_REQUESTS: usize = 4096;
+
 /// Engine limits.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -207,8 +211,9 @@ struct Flow {
     /// The verdict before the last protocol switch: a flow that goes on in TLS (Postgres
     /// SSLRequest, STARTTLS) is still summarised as the protocol that started it.
     before_switch: Option<Classification>,
-    /// Arrival times of unanswered requests, oldest first (pipelining safe pairing).
-    pending_requests: VecDeque<u64>,
+    /// Unanswered requests, oldest first (pipelining safe pairing): their exchange (when the
+    /// protocol multiplexes) and arrival time.
+    pending_requests: VecDeque<(Option<u64>, u64)>,
     last_ts: u64,
     /// Its first bytes were not seen (joined mid-stream): a verdict that another candidate
     /// could still dispute is held until the other direction confirms it.
@@ -596,7 +601,7 @@ struct Origin {
 fn drain_records(
     records: &mut Vec<Record>,
     origin: Origin,
-    pending: &mut VecDeque<u64>,
+    pending: &mut VecDeque<(Option<u64>, u64)>,
     stats: &mut EngineStats,
     out: &mut Vec<Output>,
 ) -> bool {
@@ -605,10 +610,20 @@ fn drain_records(
         stats.records += 1;
         let latency_ns = match record.kind {
             RecordKind::Request => {
-                pending.push_back(origin.ts_ns);
+                if pending.len() >= MAX_PENDING_REQUESTS {
+                    pending.pop_front();
+                }
+                pending.push_back((record.exchange, origin.ts_ns));
                 None
             }
-            RecordKind::Response => pending.pop_front().map(|t| origin.ts_ns.saturating_sub(t)),
+            RecordKind::Response => {
+                let at = match record.exchange {
+                    Some(x) => pending.iter().position(|(e, _)| *e == Some(x)),
+                    None => (!pending.is_empty()).then_some(0),
+                };
+                at.and_then(|i| pending.remove(i))
+                    .map(|(_, t)| origin.ts_ns.saturating_sub(t))
+            }
             RecordKind::Message => None,
             RecordKind::Switch => {
                 switched = true;

@@ -278,7 +278,7 @@ pub struct Model {
     pub sampling: Sampling,
     /// Replace identifiers in paths with `{id}`.
     template_paths: bool,
-    pending: HashMap<(u64, u64), VecDeque<Pending>>,
+    pending: HashMap<(u64, u64, u64), VecDeque<Pending>>,
     flows: HashMap<(u64, u64), Flow>,
     /// Watched processes' environments (live only: `process` events), by pid, and the
     /// service each pid's events named: what configuration inference reads. Never written.
@@ -289,20 +289,6 @@ pub struct Model {
     /// Labels of the containers described by `container` events, by container id.
     container_labels: HashMap<String, BTreeMap<String, String>>,
 }
-
-/// HTTP/2 frame types, which the `http` events of HTTP/2 name where a method would be.
-const H2_FRAMES: &[&str] = &[
-    "DATA",
-    "HEADERS",
-    "PRIORITY",
-    "RST_STREAM",
-    "SETTINGS",
-    "PUSH_PROMISE",
-    "PING",
-    "GOAWAY",
-    "WINDOW_UPDATE",
-    "CONTINUATION",
-];
 
 /// Most processes whose environment is kept.
 const MAX_ENVIRONMENTS: usize = 4096;
@@ -584,6 +570,13 @@ impl Model {
         )
     }
 
+    /// Where an HTTP request waits for its response: its connection, and its HTTP/2 stream
+    /// (multiplexed exchanges pair by stream; HTTP/1 ones in order, stream 0).
+    fn exchange_of(e: &Value) -> (u64, u64, u64) {
+        let (pid, flow) = Self::flow_id(e);
+        (pid, flow, number(e, "stream_id").unwrap_or(0))
+    }
+
     fn http(&mut self, e: &Value) {
         let (Some(ts), Some(dir)) = (text(e, "timestamp"), text(e, "direction")) else {
             return;
@@ -593,8 +586,6 @@ impl Model {
         let body = text(e, "body").unwrap_or("").as_bytes();
         let (sent, received) = (dir == "send" || capture, dir == "recv" || capture);
         match text(e, "method") {
-            // HTTP/2 frames are not calls yet (their streams are paired by issue 17's work).
-            Some(m) if H2_FRAMES.contains(&m) => {}
             // A request the traced process sent (or a capture's).
             Some(method) if sent => self.request(e, ts, method, body, truncated),
             // A response it received.
@@ -604,7 +595,7 @@ impl Model {
     }
 
     fn request(&mut self, e: &Value, ts: &str, method: &str, body: &[u8], truncated: bool) {
-        let flow = Self::flow_id(e);
+        let flow = Self::exchange_of(e);
         let (src_ip, dst_ip) = (text(e, "source_ip"), text(e, "dest_ip"));
         let (Some(src_ip), Some(dst_ip)) = (src_ip, dst_ip) else {
             return;
@@ -655,9 +646,10 @@ impl Model {
         });
     }
 
-    /// A response: paired with the oldest request of its connection.
+    /// A response: paired with the oldest request of its connection (of its stream, for
+    /// HTTP/2).
     fn response(&mut self, e: &Value, ts: &str, body: &[u8], truncated: bool) {
-        let flow = Self::flow_id(e);
+        let flow = Self::exchange_of(e);
         // An interim answer (`100 Continue`) is not the response: the final one follows.
         if number(e, "status_code").is_some_and(|s| s < 200) {
             return;

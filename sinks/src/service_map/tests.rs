@@ -391,6 +391,9 @@ fn http_event(request: bool, flow: u64, encoding: &str, body: Vec<u8>, truncated
         truncated,
         flow_id: adi_core::flow::FlowId(flow),
         latency_ms: (!request).then_some(1.0),
+        version: None,
+        stream_id: None,
+        grpc: None,
     })
 }
 
