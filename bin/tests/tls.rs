@@ -136,8 +136,8 @@ http {
 "#;
 
 /// curl (libcurl with OpenSSL 3) to nginx over HTTPS: an HTTP/1.1 request with a query and an
-/// HTTP/2 one. The HTTP/1.1 exchange is parsed at both ends from the plaintext; the HTTP/2
-/// connection is classified `http2` at both ends (its frames are not parsed yet).
+/// HTTP/2 one, each parsed at both ends from the plaintext (HTTP/2 with HPACK, paired by
+/// stream).
 #[test]
 fn curl_to_nginx_over_https() {
     if !can_run() || !have("nginx") || !have("curl") || !have("openssl") {
@@ -192,13 +192,39 @@ fn curl_to_nginx_over_https() {
         .find(|e| e["comm"] == "nginx")
         .and_then(|e| e["pid"].as_u64())
         .expect("nginx's worker reported the request");
-    let want = vec![("GET".to_owned(), "/orders/42?expand=items".to_owned())];
-    assert_eq!(exchanges_of(&events, port, h1), (want.clone(), vec![200]));
+    let get = |path: &str| ("GET".to_owned(), path.to_owned());
+    assert_eq!(
+        exchanges_of(&events, port, h1),
+        (vec![get("/orders/42?expand=items")], vec![200])
+    );
+    assert_eq!(
+        exchanges_of(&events, port, h2),
+        (vec![get("/h2/status")], vec![200])
+    );
+    // The worker served both connections.
     let worker_pid = u32::try_from(worker).expect("pid");
-    // The worker served both connections: the HTTP/1.1 exchange, and the HTTP/2 response's
-    // status (HTTP/2 requests are not parsed into method and path yet).
-    let (requests, statuses) = exchanges_of(&events, port, worker_pid);
-    assert_eq!((requests, statuses), (want, vec![200, 200]));
+    let (mut requests, statuses) = exchanges_of(&events, port, worker_pid);
+    requests.sort();
+    assert_eq!(
+        (requests, statuses),
+        (
+            vec![get("/h2/status"), get("/orders/42?expand=items")],
+            vec![200, 200]
+        )
+    );
+    // HTTP/2 events say so, and name their stream: curl's first, 1.
+    for e in to_port(&events, "http", port) {
+        let h2_end = e["pid"] == h2 || (e["pid"] == worker && e["version"] == "2");
+        if h2_end {
+            assert_eq!(
+                (&e["version"], &e["stream_id"]),
+                (&Value::from("2"), &Value::from(1)),
+                "{e}"
+            );
+        } else {
+            assert!(e.get("version").is_none(), "{e}");
+        }
+    }
     // Each end of each connection ends classified from its plaintext, marked tls: the
     // HTTP/1.1 one `http1`, the HTTP/2 one `http2`.
     let verdicts = final_verdicts(&events, port);
