@@ -75,8 +75,8 @@ pub struct LiveOptions {
     pub redact: bool,
     /// `--go-uprobes on`: `go_http` events from watched Go programs.
     pub go_uprobes: bool,
-    /// `--tls-uprobes on`: TLS plaintext from OpenSSL-compatible libraries.
-    pub tls_uprobes: bool,
+    /// `--tls-uprobes`: TLS plaintext from OpenSSL-compatible libraries, and for whom.
+    pub tls_uprobes: crate::tls::TlsMode,
     /// `--idle-priority`: SCHED_IDLE for every thread of adi.
     pub idle_priority: bool,
     /// A one-line status every few seconds on stderr (a terminal, and not `--quiet`).

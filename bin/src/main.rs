@@ -116,9 +116,13 @@ struct LiveArgs {
     go_uprobes: OnOff,
     /// TLS plaintext: uprobes on OpenSSL-compatible libraries (libssl 1.1 and 3) read what
     /// watched processes encrypt and decrypt, so HTTPS, PostgreSQL over TLS and the rest are
-    /// classified and parsed like plain traffic (their events say `"tls": true`).
-    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
-    tls_uprobes: OnOff,
+    /// classified and parsed like plain traffic (their events say `"tls": true`). `on`: each
+    /// library file is probed once for every process that maps it (unwatched processes take
+    /// the uprobe trap and leave at once); `watched`: only watched processes are probed, one
+    /// by one (nothing for the others, but a forked or just started process can lose its
+    /// first calls); `off`.
+    #[arg(long, value_enum, default_value_t = TlsArg::On, value_name = "on|watched|off")]
+    tls_uprobes: TlsArg,
     /// Service map paths: `on` turns identifiers (numbers, UUIDs, long hex or base64-like
     /// segments) into `{id}`, so `/reviews/0` and `/reviews/1` are one endpoint; `off` keeps
     /// paths as requested.
@@ -296,6 +300,17 @@ enum OnOff {
     /// Enabled.
     On,
     /// Disabled.
+    Off,
+}
+
+/// `--tls-uprobes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TlsArg {
+    /// Every process that maps a probed library.
+    On,
+    /// Watched processes only, one by one.
+    Watched,
+    /// No TLS uprobes.
     Off,
 }
 
@@ -682,7 +697,11 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
         go_uprobes: args.go_uprobes == OnOff::On,
-        tls_uprobes: args.tls_uprobes == OnOff::On,
+        tls_uprobes: match args.tls_uprobes {
+            TlsArg::On => crate::tls::TlsMode::AllProcesses,
+            TlsArg::Watched => crate::tls::TlsMode::Watched,
+            TlsArg::Off => crate::tls::TlsMode::Off,
+        },
         map: map_options(args),
         status_line: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         runtimes: args.runtimes.clone(),

@@ -98,7 +98,7 @@ fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
     let _turn = serial();
     let profile = format!("adi-grpc-{}", std::process::id());
     let adi = Adi::start(&["--profile-allowed", &profile]);
-    let mut child = Command::new("python3")
+    let mut child = Command::new(common::python_executable())
         .args(["-c", SERVER])
         .env("ADI_PROFILE", &profile)
         .stdout(Stdio::piped())

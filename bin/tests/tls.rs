@@ -38,10 +38,12 @@ fn self_signed(dir: &Path) {
     );
 }
 
-/// A profile name of this test run, and adi started with its opt-in.
-fn adi_opted_in(test: &str) -> (String, Adi) {
+/// A profile name of this test run, and adi started with its opt-in (and `extra` flags).
+fn adi_opted_in(test: &str, extra: &[&str]) -> (String, Adi) {
     let profile = format!("adi-tls-{test}-{}", std::process::id());
-    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let mut args = vec!["--profile-allowed", &profile];
+    args.extend_from_slice(extra);
+    let adi = Adi::start(&args);
     (profile, adi)
 }
 
@@ -156,7 +158,7 @@ fn curl_to_nginx_over_https() {
             .replace("PORT", &port.to_string()),
     )
     .expect("nginx.conf");
-    let (profile, adi) = adi_opted_in("nginx");
+    let (profile, adi) = adi_opted_in("nginx", &[]);
     let nginx = Server::spawn(
         Command::new("nginx")
             .arg("-c")
@@ -279,14 +281,25 @@ for i in range(3):
 /// each on its own connection, parsed at the client and at the server.
 #[test]
 fn python_urllib_to_python_tls_server() {
+    python_urllib_to_python_tls_server_with(&[]);
+}
+
+/// The same with the uprobes set for each watched process alone (`--tls-uprobes watched`):
+/// the server and the client are probed at their exec, before they load OpenSSL.
+#[test]
+fn python_tls_with_uprobes_for_watched_processes_only() {
+    python_urllib_to_python_tls_server_with(&["--tls-uprobes", "watched"]);
+}
+
+fn python_urllib_to_python_tls_server_with(flags: &[&str]) {
     if !can_run() || !have("python3") || !have("openssl") {
         return;
     }
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     self_signed(dir.path());
-    let (profile, adi) = adi_opted_in("python");
-    let mut server = Command::new("python3");
+    let (profile, adi) = adi_opted_in("python", flags);
+    let mut server = Command::new(common::python_executable());
     server
         .args(["-c", PY_TLS_SERVER])
         .arg(dir.path().join("cert.pem"))
@@ -355,7 +368,7 @@ fn psql_to_postgresql_with_sslmode_require() {
     // The server reads its key as the postgres user, and only from a file of its own.
     setup(Command::new("chown").args(["postgres", &d("key.pem"), &d("cert.pem")]));
     setup(Command::new("chmod").args(["600", &d("key.pem")]));
-    let (profile, adi) = adi_opted_in("postgres");
+    let (profile, adi) = adi_opted_in("postgres", &[]);
     let port = free_port();
     let p = port.to_string();
     let server = Server::spawn(
@@ -433,7 +446,7 @@ fn redis_cli_over_tls() {
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     self_signed(dir.path());
-    let (profile, adi) = adi_opted_in("redis");
+    let (profile, adi) = adi_opted_in("redis", &[]);
     let port = free_port();
     let p = port.to_string();
     let cert = dir.path().join("cert.pem").display().to_string();

@@ -3,21 +3,24 @@
 //! the same object as the socket capture (`probes/bpf/adi.bpf.c`), so the plaintext joins its
 //! connection there.
 //!
-//! A uprobe is attached to a file, not a process: once a library file is probed, every
-//! process that maps it is covered, whenever it starts (the programs keep only watched
-//! processes). Candidates are `libssl*` files (OpenSSL 1.1 and 3.x, BoringSSL's shared build)
-//! and executables that define the functions themselves (statically linked OpenSSL or
+//! A uprobe is set on a file and fires in the processes its scope names: with
+//! [`TlsScope::All`] (`--all`: every process is watched anyway) once per file for every
+//! process that maps it, now or later; with [`TlsScope::Process`] for one process only, so
+//! that processes adi does not watch never take the uprobe trap (tens of microseconds per
+//! call on a VM). A file's functions are found once (their file offsets), whatever the number
+//! of processes. Candidates are `libssl*` files (OpenSSL 1.1 and 3.x, BoringSSL's shared
+//! build) and executables that define the functions themselves (statically linked OpenSSL or
 //! BoringSSL with a symbol table, Node.js).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol};
 
 use crate::live::{ProbeError, SyscallProbes};
 
@@ -50,22 +53,38 @@ const LIBRARY_DIRS: &[&str] = &[
 /// from a container's root, is one file).
 pub type FileId = (u64, u64);
 
+/// Which processes a file's TLS uprobes fire in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsScope {
+    /// Every process that maps the file (`--all`).
+    All,
+    /// This process only.
+    Process(u32),
+}
+
 /// What [`SyscallProbes::attach_tls`] did with one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsAttach {
     /// Probes attached to these functions.
     Attached(Vec<&'static str>),
-    /// The file was already probed (or already found to hold no TLS function).
+    /// The file was already probed in this scope.
     Known,
     /// The file defines none of the functions.
     NotTls,
 }
 
-/// What the TLS probes hold: the files probed or checked, and whether the programs are loaded.
+/// The uprobes of one file in one scope: (program, link).
+type Links = Vec<(&'static str, UProbeLinkId)>;
+
+/// What the TLS probes hold: the functions found per file, the attachments per scope, and
+/// whether the programs are loaded.
 #[derive(Debug, Default)]
 pub(crate) struct TlsState {
     loaded: bool,
-    seen: HashSet<FileId>,
+    /// The functions each file defines and their file offsets (empty: none).
+    functions: HashMap<FileId, Vec<(&'static str, u64)>>,
+    /// Attachments by scope and file, with their links.
+    links: HashMap<TlsScope, HashMap<FileId, Links>>,
     probed: Vec<PathBuf>,
 }
 
@@ -131,29 +150,38 @@ pub fn mapped_libraries(maps: &str) -> Vec<&str> {
     found
 }
 
-/// Which of [`FUNCTIONS`] the ELF file at `path` defines (dynamic or static symbol table).
+/// Which of [`FUNCTIONS`] the ELF file at `path` defines (dynamic or static symbol table),
+/// with the file offset of each (where a uprobe goes).
 ///
 /// # Errors
 ///
 /// When the file cannot be read, is not ELF or is larger than adi reads.
-pub fn functions_in(path: &Path) -> io::Result<Vec<&'static str>> {
+pub fn functions_in(path: &Path) -> io::Result<Vec<(&'static str, u64)>> {
     let meta = fs::metadata(path)?;
     if meta.len() > MAX_EXECUTABLE {
         return Err(io::Error::other("too large to read"));
     }
     let data = fs::read(path)?;
     let file = object::File::parse(&*data).map_err(io::Error::other)?;
-    let defined: HashSet<&[u8]> = file
-        .dynamic_symbols()
-        .chain(file.symbols())
-        .filter(ObjectSymbol::is_definition)
-        .filter_map(|s| s.name_bytes().ok())
-        .collect();
-    Ok(FUNCTIONS
-        .iter()
-        .map(|(f, _)| *f)
-        .filter(|f| defined.contains(f.as_bytes()))
-        .collect())
+    let mut found = Vec::new();
+    for (function, _) in FUNCTIONS {
+        let symbol = file
+            .dynamic_symbols()
+            .chain(file.symbols())
+            .filter(ObjectSymbol::is_definition)
+            .find(|s| s.name_bytes().ok() == Some(function.as_bytes()));
+        // The symbol's address, as a file offset: within its section, from the section's
+        // place in the file.
+        let offset = symbol.and_then(|s| {
+            let section = file.section_by_index(s.section_index()?).ok()?;
+            let (file_start, _) = section.file_range()?;
+            Some(s.address() - section.address() + file_start)
+        });
+        if let Some(offset) = offset {
+            found.push((function, offset));
+        }
+    }
+    Ok(found)
 }
 
 fn file_id(path: &Path) -> io::Result<FileId> {
@@ -162,62 +190,134 @@ fn file_id(path: &Path) -> io::Result<FileId> {
 }
 
 impl SyscallProbes {
-    /// Probes the TLS functions of the file at `path` (a library or an executable), once
-    /// per file: every process that maps it, now or later, is covered.
+    /// Probes the TLS functions of the file at `path` (a library or an executable) for
+    /// `scope`, once per file and scope.
     ///
     /// # Errors
     ///
     /// [`ProbeError::Tls`] when the file cannot be read, [`ProbeError::Program`] when a
     /// program cannot be loaded or attached.
-    pub fn attach_tls(&mut self, path: &Path) -> Result<TlsAttach, ProbeError> {
+    pub fn attach_tls(&mut self, path: &Path, scope: TlsScope) -> Result<TlsAttach, ProbeError> {
         let tls_err = |source| ProbeError::Tls {
             path: path.to_path_buf(),
             source,
         };
         let id = file_id(path).map_err(tls_err)?;
-        if self.tls.seen.contains(&id) {
+        if self
+            .tls
+            .links
+            .get(&scope)
+            .is_some_and(|files| files.contains_key(&id))
+        {
             return Ok(TlsAttach::Known);
         }
-        let functions = functions_in(path).map_err(tls_err)?;
-        self.tls.seen.insert(id);
+        let functions = if let Some(f) = self.tls.functions.get(&id) {
+            f.clone()
+        } else {
+            let f = functions_in(path).map_err(tls_err)?;
+            self.tls.functions.insert(id, f.clone());
+            f
+        };
         if functions.is_empty() {
             return Ok(TlsAttach::NotTls);
         }
-        if !self.tls.loaded {
-            for name in FUNCTIONS
+        self.load_tls_programs()?;
+        let aya_scope = match scope {
+            TlsScope::All => UProbeScope::AllProcesses,
+            TlsScope::Process(pid) => match std::num::NonZeroU32::new(pid) {
+                Some(pid) => UProbeScope::OneProcess(pid),
+                None => return Ok(TlsAttach::Known),
+            },
+        };
+        let mut links = Vec::new();
+        let mut result = Ok(());
+        'functions: for &(function, offset) in &functions {
+            let entry = FUNCTIONS
                 .iter()
-                .map(|(_, p)| *p)
-                .chain(std::iter::once(RETURN_PROGRAM))
-            {
-                let program: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), name)?;
-                program
-                    .load()
-                    .map_err(crate::live::program_error(name, "loading".into()))?;
-            }
-            self.tls.loaded = true;
-        }
-        for (function, entry) in FUNCTIONS {
-            if !functions.contains(&function) {
-                continue;
-            }
+                .find(|(f, _)| *f == function)
+                .map_or(RETURN_PROGRAM, |(_, p)| *p);
             // The return probe first: an entry without its return would leave its call
             // stashed until the map's LRU drops it.
             for program in [RETURN_PROGRAM, entry] {
                 let p: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), program)?;
-                p.attach(function, path, UProbeScope::AllProcesses)
-                    .map_err(crate::live::program_error(
-                        program,
-                        format!("attaching to {function} in {}", path.display()),
-                    ))?;
+                match p.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    path,
+                    aya_scope,
+                ) {
+                    Ok(link) => links.push((program, link)),
+                    Err(e) => {
+                        result = Err(crate::live::program_error(
+                            program,
+                            format!("attaching to {function} in {}", path.display()),
+                        )(e));
+                        break 'functions;
+                    }
+                }
             }
         }
-        self.tls.probed.push(path.to_path_buf());
-        Ok(TlsAttach::Attached(functions))
+        if let Err(e) = result {
+            // All or nothing: a process is not left with half of a file's probes.
+            self.detach_links(links);
+            return Err(e);
+        }
+        self.tls.links.entry(scope).or_default().insert(id, links);
+        if !self.tls.probed.iter().any(|p| p == path) {
+            self.tls.probed.push(path.to_path_buf());
+        }
+        Ok(TlsAttach::Attached(
+            functions.iter().map(|(f, _)| *f).collect(),
+        ))
     }
 
-    /// The files whose TLS functions are probed, in attach order.
+    /// Detaches the TLS uprobes of process `pid` (when it exits; no effect when it has none).
+    pub fn detach_tls(&mut self, pid: u32) {
+        if let Some(files) = self.tls.links.remove(&TlsScope::Process(pid)) {
+            for links in files.into_values() {
+                self.detach_links(links);
+            }
+        }
+    }
+
+    /// Processes with TLS uprobes of their own.
+    pub fn tls_processes(&self) -> usize {
+        self.tls
+            .links
+            .keys()
+            .filter(|s| matches!(s, TlsScope::Process(_)))
+            .count()
+    }
+
+    /// The files whose TLS functions are probed (in some scope), in attach order.
     pub fn tls_files(&self) -> &[PathBuf] {
         &self.tls.probed
+    }
+
+    fn load_tls_programs(&mut self) -> Result<(), ProbeError> {
+        if self.tls.loaded {
+            return Ok(());
+        }
+        for name in FUNCTIONS
+            .iter()
+            .map(|(_, p)| *p)
+            .chain(std::iter::once(RETURN_PROGRAM))
+        {
+            let program: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), name)?;
+            program
+                .load()
+                .map_err(crate::live::program_error(name, "loading".into()))?;
+        }
+        self.tls.loaded = true;
+        Ok(())
+    }
+
+    fn detach_links(&mut self, links: Links) {
+        for (program, link) in links {
+            if let Ok(p) = crate::live::typed_program::<UProbe>(self.ebpf_mut(), program) {
+                // The link may be gone with its process already.
+                let _ = p.detach(link);
+            }
+        }
     }
 }
 
@@ -259,10 +359,18 @@ mod tests {
             // libssl3 is installed wherever curl is; say so rather than pass silently.
             panic!("no libssl.so.3 in {LIBRARY_DIRS:?}: install libssl3");
         };
+        let found = functions_in(&lib).expect("read libssl");
+        let names: Vec<&str> = found.iter().map(|(f, _)| *f).collect();
         assert_eq!(
-            functions_in(&lib).expect("read libssl"),
+            names,
             ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"]
         );
+        // Offsets inside the file, each function at its own.
+        let len = std::fs::metadata(&lib).expect("stat").len();
+        assert!(found.iter().all(|(_, o)| *o > 0 && *o < len), "{found:?}");
+        let mut offsets: Vec<u64> = found.iter().map(|(_, o)| *o).collect();
+        offsets.dedup();
+        assert_eq!(offsets.len(), 4);
         // An executable without TLS functions.
         assert!(functions_in(Path::new("/bin/sh"))
             .expect("read sh")

@@ -65,7 +65,9 @@ pub fn held(argv: &[&str]) -> Command {
 
 /// A Python client that reads a line from stdin before it runs `script`.
 pub fn held_python(script: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("python3");
+    // The interpreter itself, not a launcher shim that execs helpers first (each exec of a
+    // watched program is work for adi, and the shim's are not the test's).
+    let mut cmd = Command::new(super::python_executable());
     cmd.args(["-c", &format!("import sys\nsys.stdin.readline()\n{script}")])
         .args(args);
     cmd
