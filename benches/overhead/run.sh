@@ -13,7 +13,9 @@
 # every loss adi counted (sampled exchanges, ring buffer, queues). ADI_SELECT replaces `--all`
 # (e.g. ADI_SELECT="--pid 1" measures the tracepoint alone). ADI_TLS=1 serves HTTPS (a
 # self-signed certificate, keep-alive) so that the libssl uprobes are measured:
-#   sudo ADI_TLS=1 benches/overhead/run.sh 10 5 "--tls-uprobes off" ""
+#   sudo ADI_TLS=1 ADI_SELECT=nginx benches/overhead/run.sh 10 5 "--tls-uprobes off" "" \
+#        "--tls-uprobes watched"
+# (ADI_SELECT=nginx watches nginx alone: wrk, which uses OpenSSL too, is not watched.)
 # Starts its own nginx on a free port; stops only its own pids.
 set -euo pipefail
 
@@ -43,6 +45,8 @@ http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/
   server { listen $LISTEN; $TLS_CONF root $WORK/www; } }
 CONF
 nginx -p "$WORK" -c "$WORK/nginx.conf" & NGINX=$!; PIDS+=("$NGINX")
+# ADI_SELECT=nginx: watch the server alone (wrk is then a process adi does not watch).
+if [[ $SELECT == nginx ]]; then SELECT="--pid $NGINX"; fi
 for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
 
 # One wrk run, named $1: its report, and the CPU seconds wrk and nginx used (steal time on a

@@ -257,7 +257,12 @@ static __always_inline struct adi_scratch *new_event(__u32 kind, __s32 fd, __u32
 	h->sock = sock;
 	h->ts_ns = bpf_ktime_get_ns();
 	h->syscall = syscall;
-	bpf_get_current_comm(&h->comm, sizeof(h->comm));
+	/* The process's name (its main thread's), not the calling thread's: threads are often
+	 * named by their runtime (grpc's "event_engine", Java's pool threads), and user space
+	 * takes a name change for another program. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	bpf_probe_read_kernel_str(&h->comm, sizeof(h->comm), &leader->comm);
 	return s;
 }
 

@@ -68,7 +68,7 @@ struct adi_event_hdr {
 	__u32 flags;     /* ADI_DATA_* */
 	__u8 laddr[16];  /* local address: IPv4 in the first 4 bytes, network order */
 	__u8 raddr[16];  /* remote address */
-	char comm[16];   /* task comm */
+	char comm[16];   /* the process's comm (its main thread's) */
 };
 
 /* Flags of a data event. */

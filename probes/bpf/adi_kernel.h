@@ -92,6 +92,8 @@ struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct mm_struct *mm;
+	struct task_struct *group_leader;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 /* sched_process_exec's record: `old_pid` is the id of the thread that called execve, which

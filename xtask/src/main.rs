@@ -196,7 +196,8 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
     let probe_dir = corpus.join("probe_all");
     let engine_dir = corpus.join("engine");
     let pcap_dir = corpus.join("pcap");
-    for d in [&probe_dir, &engine_dir, &pcap_dir] {
+    let http2_dir = corpus.join("http2");
+    for d in [&probe_dir, &engine_dir, &pcap_dir, &http2_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let mut count = 0;
@@ -224,6 +225,33 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
             std::fs::write(engine_dir.join(&stem), &input)?;
             count += 2;
         }
+    }
+    // http2: both directions of each real conversation, behind the preface and SETTINGS the
+    // target writes itself (so the client's own preface is left out), in chunks of at most
+    // 63 bytes behind a control byte (bit 0: to client).
+    let h2 = root.join("classifiers/src/http2/fixtures");
+    let mut conversations: std::collections::BTreeMap<String, Vec<u8>> =
+        std::collections::BTreeMap::new();
+    for f in load_fixtures(&h2) {
+        let stem = file_stem(&f.path);
+        let name = stem
+            .trim_start_matches("to_server_")
+            .trim_start_matches("to_client_")
+            .to_owned();
+        let dir_bit = u8::from(f.dir == Direction::ToClient);
+        let bytes = f
+            .bytes
+            .strip_prefix(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice())
+            .unwrap_or(&f.bytes);
+        let input = conversations.entry(name).or_default();
+        for chunk in bytes.chunks(63) {
+            input.push(((chunk.len() as u8) << 2) | dir_bit);
+            input.extend_from_slice(chunk);
+        }
+    }
+    for (name, input) in conversations {
+        std::fs::write(http2_dir.join(name), input)?;
+        count += 1;
     }
     for dir in [
         root.join("testdata/captures"),
