@@ -256,6 +256,24 @@ struct Conn {
     plaintext: bool,
 }
 
+/// A connection's (local, remote) ports as its observing process sees them.
+fn ports_of(key: &FlowKey) -> (u16, u16) {
+    match key.role {
+        Role::Server => (key.server.port(), key.client.port()),
+        Role::Client | Role::Wire => (key.client.port(), key.server.port()),
+    }
+}
+
+impl Conn {
+    fn new(key: FlowKey) -> Self {
+        Self {
+            key,
+            capped: false,
+            plaintext: false,
+        }
+    }
+}
+
 /// The live source: kernel records to pipeline input. It maps each (pid, kernel socket) to
 /// a connection, works out the role of connections opened before adi started (from the
 /// listening ports, and tells the kernel), re-decides the opt-in at execs the kernel could
@@ -354,14 +372,7 @@ impl LiveSource {
                 // A close we never saw (the socket address was reused): end the old one first.
                 self.end(id, ts_ns);
                 let key = self.flow_key(ev, ev.role);
-                self.conns.insert(
-                    id,
-                    Conn {
-                        key,
-                        capped: false,
-                        plaintext: false,
-                    },
-                );
+                self.conns.insert(id, Conn::new(key));
                 self.pipeline
                     .handle(Input::Opened { key, ts_ns }, &mut self.events);
             }
@@ -371,18 +382,12 @@ impl LiveSource {
                     _ => {
                         self.end(id, ts_ns);
                         let key = self.flow_key(ev, ev.role);
-                        self.conns.insert(
-                            id,
-                            Conn {
-                                key,
-                                capped: false,
-                                plaintext: false,
-                            },
-                        );
+                        self.conns.insert(id, Conn::new(key));
                         if ev.role == KernelRole::Unknown {
                             // Worked out from the listening ports: the kernel needs it to
                             // sample the connection by whole exchanges.
-                            probes.set_connection(ev.sock, kernel_role(key.role), None);
+                            let ports = (ev.local.port(), ev.remote.port());
+                            probes.set_connection(ev.sock, ports, kernel_role(key.role), None);
                         }
                         key
                     }
@@ -454,7 +459,7 @@ impl LiveSource {
             if !conn.capped {
                 conn.capped = true;
                 let role = kernel_role(conn.key.role);
-                probes.set_connection(sock, role, Some(NON_HTTP_CAP));
+                probes.set_connection(sock, ports_of(&conn.key), role, Some(NON_HTTP_CAP));
             }
         }
     }
@@ -469,7 +474,8 @@ impl LiveSource {
                 conn.plaintext = true;
                 if conn.capped {
                     conn.capped = false;
-                    probes.set_connection(sock, kernel_role(conn.key.role), Some(0));
+                    let ports = ports_of(&conn.key);
+                    probes.set_connection(sock, ports, kernel_role(conn.key.role), Some(0));
                 }
             }
         }

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::services::{held_python, serial, Held, Server};
@@ -98,21 +97,12 @@ fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
     let _turn = serial();
     let profile = format!("adi-grpc-{}", std::process::id());
     let adi = Adi::start(&["--profile-allowed", &profile]);
-    let mut child = Command::new(common::python_executable())
-        .args(["-c", SERVER])
-        .env("ADI_PROFILE", &profile)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("grpc server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let server = Server {
-        child,
-        signal: libc::SIGTERM,
-    };
-    let port: u16 = line.trim().parse().expect("port");
+    let (server, port) = Server::spawn_printing_port(
+        Command::new(common::python_executable())
+            .args(["-c", SERVER])
+            .env("ADI_PROFILE", &profile),
+        libc::SIGTERM,
+    );
     let mut client = Held::spawn({
         let mut cmd = held_python(CLIENT, &[&port.to_string()]);
         cmd.env("ADI_PROFILE", &profile);

@@ -145,9 +145,13 @@ struct adi_ssl_call {
 	__u64 buf;     /* the caller's plaintext buffer */
 	__u64 ex_len;  /* _ex forms: where the library stores the bytes moved; 0 otherwise */
 	__u64 sock;    /* the socket the library read or wrote during the call (0: none yet) */
-	__u32 dir;     /* ADI_DIR_* */
+	__u32 dir;     /* ADI_DIR_*, or SSL_HANDSHAKE */
 	__u32 pad;
 };
+
+/* A call of SSL_do_handshake (SSL_connect and SSL_accept call it): its socket is noted for
+ * the SSL object, and its bytes (the handshake) are sent as they are. */
+#define SSL_HANDSHAKE 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -163,11 +167,20 @@ struct adi_ssl_key {
 	__u64 ssl;
 };
 
+/* The socket of an SSL object, with the ports it had: an SSL object's address and a socket's
+ * are both reused once freed, so a socket whose ports changed is another connection. */
+struct adi_ssl_sock {
+	__u64 sock;
+	__u16 lport;
+	__u16 rport;
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct adi_ssl_key);
-	__type(value, __u64);
+	__type(value, struct adi_ssl_sock);
 } ssl_socks SEC(".maps");
 
 #define RING_BYTES (16 * 1024 * 1024)
@@ -496,7 +509,8 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	if (call) {
 		if (!call->sock)
 			call->sock = key;
-		if (!conn->tls) {
+		/* A handshake's bytes are sent as they are (the server name is in them). */
+		if (call->dir != SSL_HANDSHAKE && !conn->tls) {
 			conn->tls = 1;
 			/* A cap chosen for the encrypted bytes (not HTTP) is no cap for the
 			 * plaintext: back to the default until user space classifies it. */
@@ -572,7 +586,9 @@ int adi_sock_recv(__u64 *ctx)
  * buffer) per thread; a socket read or write during the call ties it to its connection (see
  * on_io); the return sends the plaintext the call moved, as a data event of that connection
  * flagged ADI_DATA_TLS, sampled like any message. A call that touched no socket (served from
- * the library's buffer) uses the socket its SSL object used last. */
+ * the library's buffer, as the first read after a handshake often is) uses the socket its SSL
+ * object used last, noted by that call or by SSL_do_handshake, if that socket is still the
+ * same connection of the same process. */
 static __always_inline void ssl_enter(struct pt_regs *ctx, __u32 dir, bool ex)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -585,6 +601,18 @@ static __always_inline void ssl_enter(struct pt_regs *ctx, __u32 dir, bool ex)
 	bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_ANY);
 }
 
+/* Notes `sock` as the socket of SSL object `k`, with its ports. */
+static __always_inline void note_ssl_sock(struct adi_ssl_key *k, __u64 sock)
+{
+	if (!sock)
+		return;
+	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &sock);
+	if (!conn)
+		return;
+	struct adi_ssl_sock v = {.sock = sock, .lport = conn->lport, .rport = conn->rport};
+	bpf_map_update_elem(&ssl_socks, k, &v, BPF_ANY);
+}
+
 static __always_inline void ssl_return(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -593,6 +621,11 @@ static __always_inline void ssl_return(struct pt_regs *ctx)
 		return;
 	struct adi_ssl_call call = *found;
 	bpf_map_delete_elem(&ssl_calls, &pid_tgid);
+	struct adi_ssl_key k = {.tgid = pid_tgid >> 32, .ssl = call.ssl};
+	if (call.dir == SSL_HANDSHAKE) {
+		note_ssl_sock(&k, call.sock);
+		return;
+	}
 	/* SSL_read/SSL_write return the bytes moved (<= 0: nothing, or an error to retry);
 	 * the _ex forms return 1 on success and store the bytes moved. */
 	int ret = (int)ctx->ax;
@@ -605,16 +638,23 @@ static __always_inline void ssl_return(struct pt_regs *ctx)
 	}
 	if (moved == 0)
 		return;
-	struct adi_ssl_key k = {.tgid = pid_tgid >> 32, .ssl = call.ssl};
 	__u64 sock = call.sock;
+	struct adi_conn *conn = 0;
 	if (sock) {
-		bpf_map_update_elem(&ssl_socks, &k, &sock, BPF_ANY);
+		note_ssl_sock(&k, sock);
+		conn = bpf_map_lookup_elem(&conns, &sock);
 	} else {
-		__u64 *last = bpf_map_lookup_elem(&ssl_socks, &k);
-		if (last)
-			sock = *last;
+		/* Served from the library's buffer: the socket this SSL object used last, if it is
+		 * still the same connection of this process. */
+		struct adi_ssl_sock *last = bpf_map_lookup_elem(&ssl_socks, &k);
+		if (last) {
+			sock = last->sock;
+			conn = bpf_map_lookup_elem(&conns, &sock);
+			if (conn && (conn->tgid != k.tgid || conn->lport != last->lport ||
+				     conn->rport != last->rport))
+				conn = 0;
+		}
 	}
-	struct adi_conn *conn = sock ? bpf_map_lookup_elem(&conns, &sock) : 0;
 	if (!conn) {
 		count(ADI_STAT_TLS_UNTIED);
 		return;
@@ -653,6 +693,13 @@ SEC("uprobe")
 int adi_ssl_read_ex(struct pt_regs *ctx)
 {
 	ssl_enter(ctx, ADI_DIR_RECV, true);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_ssl_handshake(struct pt_regs *ctx)
+{
+	ssl_enter(ctx, SSL_HANDSHAKE, false);
 	return 0;
 }
 

@@ -345,12 +345,18 @@ impl SyscallProbes {
     /// never samples the connection) and, with `cap`, its per-message payload cap (0 = the
     /// default: after a connection is classified as a non-HTTP protocol only its first bytes
     /// per message need to reach user space). The kernel's own state of the entry is kept.
-    pub fn set_connection(&mut self, sock: u64, role: u32, cap: Option<u32>) {
+    /// `ports` are the connection's (local, remote) ports as user space knows them: a kernel
+    /// socket's address is reused as soon as it is freed, and an entry with other ports (or
+    /// none yet) is another connection's, left alone.
+    pub fn set_connection(&mut self, sock: u64, ports: (u16, u16), role: u32, cap: Option<u32>) {
         /// `BPF_EXIST`: update only, so a connection closed meanwhile is not brought back.
         const BPF_EXIST: u64 = 2;
         let Ok(mut conn) = self.conns.get(&sock, 0) else {
             return;
         };
+        if conn.ports() != ports {
+            return;
+        }
         conn.role = role;
         if let Some(cap) = cap {
             conn.cap = cap;

@@ -73,6 +73,15 @@ pub struct RawConn {
 }
 const _: () = assert!(size_of::<RawConn>() == 64);
 
+impl RawConn {
+    /// The (local, remote) ports of the connection, (0, 0) before the kernel read its tuple
+    /// (`lport` and `rport` of `struct adi_conn`, at bytes 26 and 28).
+    pub fn ports(&self) -> (u16, u16) {
+        let at = |i: usize| u16::from_ne_bytes([self.kernel[i], self.kernel[i + 1]]);
+        (at(26 - 8), at(28 - 8))
+    }
+}
+
 // SAFETY: both are plain `repr(C)` structs of integers and byte arrays, without padding (the
 // asserts above pin the sizes), so every bit pattern is a valid value.
 unsafe impl aya::Pod for RawConn {}
@@ -338,6 +347,21 @@ mod tests {
         assert_eq!(e.payload, b"GET ");
         assert!(e.after_skip);
         assert!(!e.tls);
+    }
+
+    #[test]
+    fn conn_ports_are_read_where_the_kernel_writes_them() {
+        // struct adi_conn: role, cap, tgid, fd, exchanges, 4 flag bytes, family, lport, rport.
+        let mut kernel = [0u8; 56];
+        kernel[16..18].copy_from_slice(&2u16.to_ne_bytes()); // family AF_INET
+        kernel[18..20].copy_from_slice(&8080u16.to_ne_bytes()); // lport
+        kernel[20..22].copy_from_slice(&51000u16.to_ne_bytes()); // rport
+        let conn = RawConn {
+            role: 2,
+            cap: 0,
+            kernel,
+        };
+        assert_eq!(conn.ports(), (8080, 51000));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! TLS plaintext: which files hold an OpenSSL-compatible TLS library, and uprobes on their
-//! `SSL_write`, `SSL_read`, `SSL_write_ex` and `SSL_read_ex` (entry and return), programs of
-//! the same object as the socket capture (`probes/bpf/adi.bpf.c`), so the plaintext joins its
-//! connection there.
+//! `SSL_write`, `SSL_read`, `SSL_write_ex`, `SSL_read_ex` and `SSL_do_handshake` (entry and
+//! return), programs of the same object as the socket capture (`probes/bpf/adi.bpf.c`), so
+//! the plaintext joins its connection there.
 //!
 //! A uprobe is set on a file and fires in the processes its scope names: with
 //! [`TlsScope::All`] (`--all`: every process is watched anyway) once per file for every
@@ -25,12 +25,15 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use crate::live::{ProbeError, SyscallProbes};
 
 /// The library functions probed and the entry program of each; one return program serves
-/// all four.
-pub const FUNCTIONS: [(&str, &str); 4] = [
+/// them all. `SSL_do_handshake` (which `SSL_connect` and `SSL_accept` call) only notes the
+/// socket of its SSL object: the first read after a handshake is often served from the
+/// library's buffer, without a socket read to tie it to its connection.
+pub const FUNCTIONS: [(&str, &str); 5] = [
     ("SSL_write", "adi_ssl_write"),
     ("SSL_read", "adi_ssl_read"),
     ("SSL_write_ex", "adi_ssl_write_ex"),
     ("SSL_read_ex", "adi_ssl_read_ex"),
+    ("SSL_do_handshake", "adi_ssl_handshake"),
 ];
 
 /// The return program of every probed function.
@@ -363,14 +366,20 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|(f, _)| *f).collect();
         assert_eq!(
             names,
-            ["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"]
+            [
+                "SSL_write",
+                "SSL_read",
+                "SSL_write_ex",
+                "SSL_read_ex",
+                "SSL_do_handshake"
+            ]
         );
         // Offsets inside the file, each function at its own.
         let len = std::fs::metadata(&lib).expect("stat").len();
         assert!(found.iter().all(|(_, o)| *o > 0 && *o < len), "{found:?}");
         let mut offsets: Vec<u64> = found.iter().map(|(_, o)| *o).collect();
         offsets.dedup();
-        assert_eq!(offsets.len(), 4);
+        assert_eq!(offsets.len(), 5);
         // An executable without TLS functions.
         assert!(functions_in(Path::new("/bin/sh"))
             .expect("read sh")

@@ -24,6 +24,28 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts a server that prints the port it listens on as its first line (a port the
+    /// kernel picked: no race with other tests for it), and returns it with that port.
+    pub fn spawn_printing_port(cmd: &mut Command, signal: i32) -> (Self, u16) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        );
+        let server = Self { child, signal };
+        read.expect("the port line");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{cmd:?} printed {line:?}, not a port"));
+        (server, port)
+    }
+
     pub fn spawn(cmd: &mut Command, signal: i32) -> Self {
         let child = cmd
             .stdin(Stdio::null())
