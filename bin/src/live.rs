@@ -625,6 +625,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         capture_bytes: opts.capture_bytes,
         max_rate: opts.max_rate,
         opt_in: opt_in.as_ref().map(|o| o.allowed().to_vec()),
+        tls_plaintext: opts.tls_uprobes != crate::tls::TlsMode::Off,
     };
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = SyscallProbes::load(config)?;

@@ -52,6 +52,9 @@ const volatile __u32 allowed_count = 0;   /* entries used in `allowed_profiles` 
 /* The sampling budget (--max-rate): nanoseconds of credit one captured exchange costs on one
  * CPU (possible CPUs / rate, in ns); 0 captures every exchange. */
 const volatile __u64 exchange_cost_ns = 0;
+/* 1: TLS library uprobes may run (--tls-uprobes on|watched): socket reads and writes look
+ * for a TLS call in progress on their thread. */
+const volatile __u32 tls_plaintext = 0;
 
 /* How a syscall passes its buffer. */
 #define VEC_PLAIN 0  /* (buf, count) */
@@ -505,7 +508,8 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	/* Bytes a TLS library moves for a call in progress on this thread: the call's plaintext
 	 * is sent at its return, tied to this socket; the ciphertext itself is not. */
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct adi_ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
+	struct adi_ssl_call *call =
+		tls_plaintext ? bpf_map_lookup_elem(&ssl_calls, &pid_tgid) : 0;
 	if (call) {
 		if (!call->sock)
 			call->sock = key;

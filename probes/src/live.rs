@@ -166,6 +166,9 @@ pub struct ProbeConfig {
     /// connections; beyond it the kernel skips whole exchanges and counts their messages as
     /// sampled. The first exchanges of every connection are always captured. 0: no limit.
     pub max_rate: u32,
+    /// TLS library uprobes will be attached ([`SyscallProbes::attach_tls`]): socket reads and
+    /// writes then look for a TLS call in progress on their thread (one map lookup each).
+    pub tls_plaintext: bool,
 }
 
 /// Most ADI_PROFILE_ALLOWED values the kernel compares.
@@ -261,6 +264,7 @@ impl SyscallProbes {
             .override_global("opt_in", &opt_in, true)
             .override_global("allowed_count", &allowed_count, true)
             .override_global("exchange_cost_ns", &exchange_cost_ns, true)
+            .override_global("tls_plaintext", &u32::from(config.tls_plaintext), true)
             .load(OBJECT)
             .map_err(ProbeError::from_load)?;
         // The allowed list is in place before the exec program can run.

@@ -194,7 +194,9 @@ fn file_id(path: &Path) -> io::Result<FileId> {
 
 impl SyscallProbes {
     /// Probes the TLS functions of the file at `path` (a library or an executable) for
-    /// `scope`, once per file and scope.
+    /// `scope`, once per file and scope. The probes were loaded with
+    /// [`crate::live::ProbeConfig::tls_plaintext`] (without it the socket capture does not
+    /// tie the calls to their connections, and their plaintext is counted as untied).
     ///
     /// # Errors
     ///

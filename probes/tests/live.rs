@@ -66,6 +66,7 @@ fn load_watching_pids() -> (SyscallProbes, adi_probes::live::EventStream) {
         capture_bytes: 4096,
         opt_in: None,
         max_rate: 0,
+        tls_plaintext: false,
     })
     .expect("load")
 }
