@@ -428,6 +428,10 @@ fn bad_flag_values_are_one_line_each() {
             "needs a path: --sink env-yaml=PATH",
         ),
         (&["--go-uprobes", "maybe"], "[possible values: on, off]"),
+        (
+            &["--tls-uprobes", "all"],
+            "[possible values: on, watched, off]",
+        ),
         (&["--al"], "tip: a similar argument exists: '--all'"),
         (&["doctr"], "a similar subcommand exists: 'doctor'"),
         (
