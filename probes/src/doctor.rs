@@ -311,6 +311,7 @@ fn bpf_checks(tracefs_ok: bool) -> Vec<Check> {
         }
         Err(e) => checks.push(Check::new("bpf programs", Status::Fail, first_line(&e))),
     }
+    checks.push(tls_check());
     match crate::go::uprobes::GoHttpProbes::new() {
         Ok(_) => checks.push(Check::new(
             "programs uprobe/go_http",
@@ -327,6 +328,53 @@ fn bpf_checks(tracefs_ok: bool) -> Vec<Check> {
         )),
     }
     checks
+}
+
+/// The TLS library uprobe programs load, and which of the host's `libssl` files define the
+/// functions they read.
+fn tls_check() -> Check {
+    const NAME: &str = "programs uprobe/tls";
+    let loaded = match crate::live::check_tls_programs() {
+        Ok(n) => n,
+        Err(e) => {
+            return Check::new(
+                NAME,
+                Status::Warn,
+                format!("not loaded: {}; TLS connections stay `tls`", first_line(&e)),
+            )
+            .fix("run `adi doctor --json` for the verifier log; `--tls-uprobes off` silences this")
+        }
+    };
+    let mut files = Vec::new();
+    for lib in crate::tls::system_libraries() {
+        let Ok(real) = std::fs::canonicalize(&lib) else {
+            continue;
+        };
+        if files.iter().any(|(f, _)| *f == real) {
+            continue;
+        }
+        if let Ok(functions) = crate::tls::functions_in(&real) {
+            if !functions.is_empty() {
+                files.push((real, functions.len()));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Check::new(
+            NAME,
+            Status::Warn,
+            format!("{loaded} uprobe programs loaded; no OpenSSL-compatible libssl in the library directories (a process's own is found when it runs)"),
+        );
+    }
+    let found: Vec<String> = files
+        .iter()
+        .map(|(f, n)| format!("{} ({n} functions)", f.display()))
+        .collect();
+    Check::new(
+        NAME,
+        Status::Ok,
+        format!("{loaded} uprobe programs loaded; {}", found.join(", ")),
+    )
 }
 
 /// An error with its causes on one line (a verifier log keeps only its first line here;

@@ -514,6 +514,33 @@ pub fn check_programs() -> Result<Vec<ProgramCheck>, ProbeError> {
         .collect())
 }
 
+/// Loads the object as live capture does and loads (the verifier runs) its TLS library
+/// uprobe programs, attaching nothing; everything is unloaded on return. For `adi doctor`:
+/// how many programs loaded.
+///
+/// # Errors
+///
+/// When the object or one of the programs cannot be loaded.
+pub fn check_tls_programs() -> Result<usize, ProbeError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global("self_tgid", &std::process::id(), true)
+        .override_global("tls_plaintext", &1u32, true)
+        .load(OBJECT)
+        .map_err(ProbeError::from_load)?;
+    let names: Vec<&str> = crate::tls::FUNCTIONS
+        .iter()
+        .map(|(_, p)| *p)
+        .chain(std::iter::once(crate::tls::RETURN_PROGRAM))
+        .collect();
+    for name in &names {
+        let program: &mut aya::programs::UProbe = typed_program(&mut ebpf, name)?;
+        program
+            .load()
+            .map_err(program_error(name, "loading".into()))?;
+    }
+    Ok(names.len())
+}
+
 /// The maps of the object with their types, as loaded (`adi doctor`).
 ///
 /// # Errors
