@@ -34,6 +34,7 @@ fn extensions() -> BTreeMap<String, Value> {
         .map(|f| std::fs::read_to_string(format!("{DATA}/{f}")).expect("extension file"))
         .collect();
     texts.push(rcp::MESSAGING_EXTENSION.to_owned());
+    texts.push(rcp::RPC_EXTENSION.to_owned());
     texts
         .iter()
         .map(|t| {
@@ -449,8 +450,9 @@ fn check_schemas(
 #[test]
 fn the_extension_definitions_are_valid() {
     let all = extensions();
-    assert_eq!(all.len(), 4, "{:?}", all.keys());
+    assert_eq!(all.len(), 5, "{:?}", all.keys());
     assert!(all.contains_key(rcp::MESSAGING));
+    assert!(all.contains_key(rcp::RPC));
     for (id, e) in &all {
         let errors = check_extension(id, e, &all);
         assert!(errors.is_empty(), "{errors:#?}");
@@ -479,6 +481,9 @@ fn minimal(kind: &str, itype: &str) -> Value {
     if (kind, itype) == ("api", "http") {
         c["interface"]["operations"] = json!([{"method": "GET", "path": "/"}]);
         c["interface"]["spec"] = json!({"format": "openapi", "uri": "https://example.invalid/a"});
+    }
+    if (kind, itype) == ("api", "adi.grpc") {
+        c["interface"]["methods"] = json!([{"service": "a.B", "method": "C"}]);
     }
     c
 }
@@ -1049,7 +1054,9 @@ fn detail(i: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         (_, _, Some(ops)) => ops.to_string(),
-        _ => "-".to_owned(),
+        _ => i
+            .get("methods")
+            .map_or_else(|| "-".to_owned(), Value::to_string),
     }
 }
 
@@ -1103,6 +1110,49 @@ fn every_protocol_becomes_a_valid_condition_or_none() {
     );
     // `"null"` stays a string in YAML.
     assert!(text.contains("refunded: \"null\""), "{text}");
+}
+
+/// A gRPC call (an `http` event pair of version 2 with its `grpc` facts) to port 50051.
+fn grpc_call(flow: u64, method: &str, status: u16) -> [Value; 2] {
+    let path = format!("/shop.Catalog/{method}");
+    let grpc = json!({"service": "shop.Catalog", "method": method, "encoding": "protobuf",
+                      "messages": [12]});
+    let mut c = call_to(flow, 50051, None, "POST", &path, "", 200, "");
+    for e in &mut c {
+        e["version"] = json!("2");
+        e["stream_id"] = json!(1);
+        e["grpc"] = grpc.clone();
+        e["peer_service"] = json!("catalog");
+    }
+    c[1]["grpc"]["status"] = json!(status);
+    c
+}
+
+#[test]
+fn grpc_calls_become_an_adi_grpc_condition() {
+    let mut events = Vec::new();
+    events.extend(grpc_call(1, "GetItem", 0));
+    events.extend(grpc_call(2, "ListItems", 0));
+    events.extend(grpc_call(3, "GetItem", 5));
+    let text = build(&events, &[("CATALOG_GRPC_URL", "http://127.0.0.1:50051")]);
+    let docs = documents(&text);
+    assert_eq!(docs.len(), 1, "{text}");
+    let r = validate(&docs[0]);
+    assert!(r.errors.is_empty(), "{:#?}\n{text}", r.errors);
+    let methods = r#"[{"method":"GetItem","service":"shop.Catalog"},{"method":"ListItems","service":"shop.Catalog"}]"#;
+    assert_eq!(
+        summary(&docs[0]),
+        [format!(
+            "catalog api/adi.grpc {methods} [baseUrl:CATALOG_GRPC_URL]"
+        )],
+        "{text}"
+    );
+    assert!(
+        text.contains("https://adi.dev/extensions/rpc:v1alpha1"),
+        "{text}"
+    );
+    // A method's calls are not HTTP operations too.
+    assert!(!text.contains("operations"), "{text}");
 }
 
 #[test]

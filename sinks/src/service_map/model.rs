@@ -115,6 +115,9 @@ pub struct Variant {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     pub status_codes: BTreeMap<u16, u64>,
+    /// gRPC calls: the `grpc-status` of their responses (0 is OK).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_status_codes: BTreeMap<u16, u64>,
     pub latency: Latency,
     pub first_seen: String,
     pub last_seen: String,
@@ -132,6 +135,9 @@ pub struct Endpoint {
     pub variants: Vec<Variant>,
     /// Requests still unanswered when their connection's events ended.
     pub unanswered: u64,
+    /// The calls are gRPC (`POST /package.Service/Method`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc: bool,
 }
 
 /// What a connection is used for.
@@ -620,6 +626,7 @@ impl Model {
             return;
         }
         let ep = s.endpoints.entry(key.clone()).or_default();
+        ep.grpc |= e.get("grpc").is_some_and(Value::is_object);
         merge_type(&mut ep.destination_type, destination_type);
         if ep.addresses.len() < MAX_NAMES {
             ep.addresses.insert(address(dst_ip, port));
@@ -663,6 +670,11 @@ impl Model {
         }
         let (resp, cut) = schema::of_body(body, truncated);
         let status = number(e, "status_code").and_then(|s| u16::try_from(s).ok());
+        let grpc_status = e
+            .get("grpc")
+            .and_then(|g| g.get("status"))
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
         let latency = e.get("latency_ms").and_then(Value::as_f64);
         let Some(s) = self.services.get_mut(&req.service) else {
             return;
@@ -684,6 +696,7 @@ impl Model {
                     response_schema: resp,
                     truncated: false,
                     status_codes: BTreeMap::new(),
+                    grpc_status_codes: BTreeMap::new(),
                     latency: Latency::default(),
                     first_seen: ts.to_owned(),
                     last_seen: ts.to_owned(),
@@ -700,6 +713,9 @@ impl Model {
         v.truncated |= cut || req.truncated;
         if let Some(s) = status {
             *v.status_codes.entry(s).or_default() += 1;
+        }
+        if let Some(g) = grpc_status {
+            *v.grpc_status_codes.entry(g).or_default() += 1;
         }
         if let Some(ms) = latency {
             v.latency.add(ms);
@@ -899,6 +915,7 @@ impl Model {
                 mine.addresses.extend(ep.addresses.iter().cloned());
                 mine.query.extend(ep.query.iter().cloned());
                 mine.unanswered += ep.unanswered;
+                mine.grpc |= ep.grpc;
                 for v in &ep.variants {
                     let same = mine.variants.iter().position(|m| {
                         m.request_schema == v.request_schema
@@ -911,6 +928,9 @@ impl Model {
                             m.truncated |= v.truncated;
                             for (st, n) in &v.status_codes {
                                 *m.status_codes.entry(*st).or_default() += n;
+                            }
+                            for (st, n) in &v.grpc_status_codes {
+                                *m.grpc_status_codes.entry(*st).or_default() += n;
                             }
                             m.latency.merge(&v.latency);
                             if v.first_seen < m.first_seen {

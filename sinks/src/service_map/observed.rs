@@ -61,7 +61,7 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
                     .entry(dest.clone())
                     .or_default()
                     .add(&v.first_seen, &v.last_seen);
-                let facets = json!({
+                let mut facets = json!({
                     "protocol": {"name": "http"},
                     "interface": {"http": {
                         "method": method,
@@ -70,6 +70,12 @@ pub fn document(model: &Model, generated_at: &str) -> Node {
                         "responseSchema": v.response_schema,
                     }},
                 });
+                // adi's addition: a gRPC call is named by its service and method too.
+                if let Some((service, grpc_method)) = ep.grpc.then(|| grpc_method(path)).flatten() {
+                    facets["protocol"] = json!({"name": "grpc"});
+                    facets["interface"]["grpc"] =
+                        json!({"service": service, "method": grpc_method});
+                }
                 let mut ev = evidence(&v.first_seen, &v.last_seen);
                 ev["count"] = json!(v.count);
                 ev["observerConfidence"] = json!(1.0);
@@ -210,4 +216,11 @@ fn connection_facets(protocol: &str, port: u16, c: &Connection) -> Value {
         facets["interface"] = json!({ "usage": usage });
     }
     facets
+}
+
+/// The service and method of a gRPC path, `/package.Service/Method`.
+pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
 }

@@ -39,6 +39,10 @@ pub const MESSAGING: &str = "https://adi.dev/extensions/messaging:v1alpha1";
 /// (`RuntimeConditionsExtensionDefinition` YAML) for consumers to load beside the
 /// first-party ones.
 pub const MESSAGING_EXTENSION: &str = include_str!("adi-messaging-v1alpha1.yaml");
+/// adi's extension of `api` for RPC APIs: interface type `adi.grpc` ([`RPC_EXTENSION`]).
+pub const RPC: &str = "https://adi.dev/extensions/rpc:v1alpha1";
+/// The definition of [`RPC`]: the first-party `api` has only `http`.
+pub const RPC_EXTENSION: &str = include_str!("adi-rpc-v1alpha1.yaml");
 
 /// The methods `api`/`http` operations may have; calls with others (`CONNECT`, WebDAV) are
 /// left out.
@@ -119,6 +123,7 @@ fn profile(
     env: Option<&BTreeMap<&str, &str>>,
 ) -> Node {
     let mut conds = http_conditions(s);
+    conds.extend(grpc_conditions(s));
     conds.extend(
         s.connections
             .iter()
@@ -233,7 +238,7 @@ fn condition(name: String, c: Condition, config: Config) -> Node {
 /// empty, which the schema forbids).
 fn http_conditions(s: &Service) -> Vec<Condition> {
     let mut by_dest: BTreeMap<&str, Vec<(&str, &str, &Endpoint)>> = BTreeMap::new();
-    for ((dest, method, path), ep) in &s.endpoints {
+    for ((dest, method, path), ep) in s.endpoints.iter().filter(|(_, ep)| !ep.grpc) {
         by_dest
             .entry(dest)
             .or_default()
@@ -265,6 +270,48 @@ fn http_conditions(s: &Service) -> Vec<Condition> {
             itype: "http",
             extension: COMMON_INTEGRATIONS,
             fields: vec![("operations", Node::List(operations))],
+            target,
+        });
+    }
+    out
+}
+
+/// One `api`/`adi.grpc` condition per destination of gRPC calls, one entry per (service,
+/// method) called.
+fn grpc_conditions(s: &Service) -> Vec<Condition> {
+    let mut by_dest: BTreeMap<&str, Vec<(&str, &Endpoint)>> = BTreeMap::new();
+    for ((dest, _, path), ep) in s.endpoints.iter().filter(|(_, ep)| ep.grpc) {
+        by_dest.entry(dest).or_default().push((path.as_str(), ep));
+    }
+    let mut out = Vec::new();
+    for (dest, eps) in by_dest {
+        let methods: BTreeSet<(&str, &str)> = eps
+            .iter()
+            .filter_map(|(path, _)| super::observed::grpc_method(path))
+            .collect();
+        if methods.is_empty() {
+            continue;
+        }
+        let methods = methods
+            .into_iter()
+            .map(|(service, method)| json!({"service": service, "method": method}).into())
+            .collect();
+        let addresses = eps.iter().flat_map(|(_, ep)| &ep.addresses);
+        let external = eps.iter().any(|(_, ep)| ep.destination_type == "external");
+        let mut target = target(dest, addresses, external);
+        let port = host_port(dest)
+            .and_then(|(_, p)| p)
+            .or_else(|| target.ports.first().copied());
+        target.hints.extend(name_words(dest));
+        target.hints.push("grpc".to_owned());
+        out.push(Condition {
+            base: display_name(dest).unwrap_or_else(|| "grpc".to_owned()),
+            label: "grpc",
+            port,
+            kind: "api",
+            itype: "adi.grpc",
+            extension: RPC,
+            fields: vec![("methods", Node::List(methods))],
             target,
         });
     }
@@ -351,8 +398,9 @@ fn vocabulary(
         "nats" => Some(("adi.messaging", "adi.nats", None, MESSAGING)),
         "kafka" => Some(("adi.messaging", "adi.kafka", None, MESSAGING)),
         "amqp" => Some(("adi.messaging", "adi.amqp", None, MESSAGING)),
-        // TLS hides the protocol; HTTP/2 connections carry no operations adi parses into
-        // endpoints; anything else has no first-party or adi vocabulary.
+        // TLS hides the protocol (unless its plaintext was read: then it is the protocol
+        // inside); HTTP/2 calls are endpoints, not connections; anything else has no
+        // first-party or adi vocabulary.
         _ => None,
     }
 }
@@ -607,7 +655,7 @@ fn allowed(kind: &str, itype: &str) -> &'static [&'static str] {
         "vhost",
     ];
     match (kind, itype) {
-        ("api", "http") => HTTP,
+        ("api", "http" | "adi.grpc") => HTTP,
         ("datastore", _) => DATASTORE,
         ("cache", _) => CACHE,
         ("adi.messaging", "adi.amqp") => AMQP,

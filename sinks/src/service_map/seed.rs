@@ -69,12 +69,17 @@ fn service(name: &str, s: &Service, workload: Option<&Workload>) -> Node {
 /// endpoint whose requests were never answered still gets an entry.
 fn endpoint(dest: &str, method: &str, path: &str, ep: &Endpoint) -> Vec<Node> {
     let head = || -> Vec<(&'static str, Node)> {
-        vec![
+        let mut m = vec![
             ("destination", json!(dest).into()),
             ("destination_type", json!(ep.destination_type).into()),
             ("method", json!(method).into()),
             ("path", json!(path).into()),
-        ]
+        ];
+        // adi's addition: gRPC calls say so (an HTTP endpoint says nothing).
+        if ep.grpc {
+            m.push(("protocol", json!("grpc").into()));
+        }
+        m
     };
     let mut out = Vec::new();
     for v in ep.sorted_variants() {
@@ -98,6 +103,14 @@ fn endpoint(dest: &str, method: &str, path: &str, ep: &Endpoint) -> Vec<Node> {
             .map(|(c, n)| (c.to_string(), *n))
             .collect();
         m.push(("status_codes", json!(codes).into()));
+        if !v.grpc_status_codes.is_empty() {
+            let grpc: BTreeMap<String, u64> = v
+                .grpc_status_codes
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect();
+            m.push(("grpc_status_codes", json!(grpc).into()));
+        }
         if let (Some(p50), Some(p99)) = (v.latency.quantile(0.5), v.latency.quantile(0.99)) {
             m.push((
                 "latency_ms",
@@ -232,6 +245,7 @@ fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
     );
     let ep: &mut Endpoint = svc.endpoints.entry(key).or_default();
     ep.destination_type = str_of(e, "destination_type").unwrap_or_default();
+    ep.grpc |= str_of(e, "protocol").as_deref() == Some("grpc");
     ep.addresses.extend(strings(e, "addresses"));
     for q in e
         .get("query")
@@ -252,6 +266,7 @@ fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
         response_schema: e.get("response_schema").cloned().unwrap_or(Value::Null),
         truncated: e.get("truncated").and_then(Value::as_bool) == Some(true),
         status_codes: BTreeMap::new(),
+        grpc_status_codes: BTreeMap::new(),
         latency: Latency::default(),
         first_seen: str_of(e, "first_seen").unwrap_or_default(),
         last_seen: str_of(e, "last_seen").unwrap_or_default(),
@@ -265,6 +280,16 @@ fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
     {
         if let (Ok(c), Some(n)) = (code.parse(), n.as_u64()) {
             v.status_codes.insert(c, n);
+        }
+    }
+    for (code, n) in e
+        .get("grpc_status_codes")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if let (Ok(c), Some(n)) = (code.parse(), n.as_u64()) {
+            v.grpc_status_codes.insert(c, n);
         }
     }
     let buckets = e.get("latency_ms").and_then(|l| l.get("buckets"));

@@ -618,3 +618,51 @@ fn containers_name_destinations_and_give_services_their_image_and_labels() {
         );
     }
 }
+
+/// Multiplexed HTTP/2 calls answered out of order pair by stream; gRPC calls keep their
+/// `grpc-status` counts and say `protocol: grpc` through a write, a read back and a merge.
+#[test]
+fn http2_streams_pair_by_stream_and_grpc_calls_keep_their_status() {
+    let call = |stream: u64, ts: u32, method: &str, grpc_status: u16| -> [Value; 2] {
+        let path = format!("/shop.Catalog/{method}");
+        let grpc = json!({"service": "shop.Catalog", "method": method,
+                          "encoding": "protobuf", "messages": [7]});
+        let mut req = request(1, "web", 1, ts, "POST", &path, "");
+        let mut resp = response(1, "web", 1, ts + 10, 200, "");
+        for e in [&mut req, &mut resp] {
+            e["version"] = json!("2");
+            e["stream_id"] = json!(stream);
+            e["grpc"] = grpc.clone();
+        }
+        resp["grpc"]["status"] = json!(grpc_status);
+        [req, resp]
+    };
+    // Two requests on one connection, answered in the other order.
+    let [get_req, get_resp] = call(1, 1, "GetItem", 5);
+    let [list_req, list_resp] = call(3, 2, "ListItems", 0);
+    let events = [get_req, list_req, list_resp, get_resp];
+    let m = build(&events);
+    let text = m.to_yaml("T").expect("yaml");
+    let eps = endpoints(&doc(&m));
+    assert_eq!(eps.len(), 2, "{text}");
+    for ep in &eps {
+        assert_eq!(ep["protocol"], "grpc", "{text}");
+        let want = if ep["path"] == "/shop.Catalog/GetItem" {
+            "5"
+        } else {
+            "0"
+        };
+        assert_eq!(ep["grpc_status_codes"][want], 1, "paired by stream: {text}");
+        assert_eq!(ep["count"], 1, "{text}");
+    }
+    assert_eq!(m.model.sampling.unpaired_responses, 0);
+    let again = MapBuilder::from_yaml(&text, MapOptions::default()).expect("read");
+    assert_eq!(again.to_yaml("T").expect("yaml"), text);
+    // Whole calls merge: counts add, the protocol stays.
+    let mut twice = build(&events);
+    twice.merge(&build(&events));
+    let doubled = endpoints(&doc(&twice));
+    assert!(doubled
+        .iter()
+        .all(|ep| ep["count"] == 2 && ep["protocol"] == "grpc"));
+}
