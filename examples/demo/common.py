@@ -5,12 +5,14 @@ Standard library only (plus pg8000 for PostgreSQL), so the demo runs on any Pyth
 import http.server
 import json
 import os
+import ssl
 import urllib.request
 
 
-def serve(handlers, port=0, host="127.0.0.1"):
+def serve(handlers, port=0, host="127.0.0.1", tls=None):
     """Serves `handlers` ({(method, path prefix): fn(path, body) -> (status, obj|None)}) on
-    `host`:`port`, prints the port on stdout (the runner waits for it) and never returns."""
+    `host`:`port`, over HTTPS when `tls` is (certificate file, key file), prints the port on
+    stdout (the runner waits for it) and never returns."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -42,12 +44,17 @@ def serve(handlers, port=0, host="127.0.0.1"):
         do_GET = do_POST = do_DELETE = handle_any
 
     srv = http.server.ThreadingHTTPServer((host, port), Handler)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()
 
 
 def call(method, url, obj=None):
-    """One JSON request; returns (status, decoded body or None)."""
+    """One JSON request (HTTPS verified against the certificates of SSL_CERT_FILE); returns
+    (status, decoded body or None)."""
     data = json.dumps(obj).encode() if obj is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:

@@ -1,12 +1,12 @@
-"""orders: POST /orders stores the order in PostgreSQL and publishes it on NATS
-(`orders.created`), over connections opened at start."""
+"""orders: POST /orders asks inventory (HTTPS) whether the item is in stock, stores the order
+in PostgreSQL and publishes it on NATS (`orders.created`), over connections opened at start."""
 import json
 import socket
 import threading
 
 import pg8000.native
 
-from common import env, serve
+from common import call, env, serve
 
 db = pg8000.native.Connection(env("PGUSER"), host=env("PGHOST"), port=int(env("PGPORT")),
                               password=env("PGPASSWORD"), database=env("PGDATABASE"),
@@ -20,6 +20,8 @@ lock = threading.Lock()
 
 
 def create(_path, body):
+    status, stock = call("GET", f"{env('INVENTORY_URL')}/stock/{body['item']}")
+    assert status == 200 and stock["item"] == body["item"], (status, stock)
     with lock:
         rows = db.run("INSERT INTO orders (item, channel) VALUES (:item, 'web') RETURNING id",
                       item=body["item"])

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The demo: small services that talk HTTP, NATS, Redis and PostgreSQL, watched by adi, and
-# everything adi writes about them in one folder.
+# The demo: small services that talk HTTP, HTTPS, gRPC, NATS, Redis and PostgreSQL, watched by
+# adi, and everything adi writes about them in one folder.
 #
 #   sudo examples/demo/run.sh [OUT_DIR]        # default ./adi-demo; DURATION=60 seconds of load
 #
 # Starts, on free loopback ports, as plain processes: nats-server, redis-server and a
 # PostgreSQL cluster of its own (in a temp dir), then the services, each opted in with
 # ADI_PROFILE=local and named with ADI_PROFILE_NAME: catalog and reviews (JSON backends),
-# gateway (calls both, forwards orders), orders (stores into PostgreSQL, publishes on NATS),
-# audit-logger (NATS to Redis). Then adi (ADI, default target/release/adi, built if missing;
+# inventory (a JSON backend over HTTPS, with a certificate made here), pricing (gRPC),
+# gateway (calls catalog, reviews and pricing, forwards orders), orders (asks inventory,
+# stores into PostgreSQL, publishes on NATS), audit-logger (NATS to Redis). Then adi (ADI, default target/release/adi, built if missing;
 # ADI_FLAGS adds flags, e.g. "--max-rate 0") with its three sinks, and loadgen for DURATION
 # seconds. Leaves in OUT_DIR: events.jsonl, env.yaml, map.yaml (seed), observed.yaml,
 # rcp.yaml, map.mmd, map.dot and, when Graphviz is installed, map.svg. Needs root (adi), python3
-# with pg8000, nats-server, redis-server, PostgreSQL. Stops only the processes it started.
+# with pg8000 and grpcio, openssl, nats-server, redis-server, PostgreSQL. Stops only the
+# processes it started.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -76,13 +78,23 @@ setpriv --reuid=postgres --regid=postgres --init-groups "$PGBIN/postgres" -D "$W
     -c fsync=off >"$WORK/pg.log" 2>&1 & PG_PID=$!
 wait_port "$NATS_PORT"; wait_port "$REDIS_PORT"; wait_port "$PG_PORT"
 
+# inventory serves HTTPS with a certificate of its own, which the other services trust.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=inventory \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+    2>/dev/null
+
 # Configured as services usually are: by environment variables.
-export ADI_PROFILE=local PYTHONPATH="$HERE" PYTHONUNBUFFERED=1
+export ADI_PROFILE=local PYTHONPATH="$HERE" PYTHONUNBUFFERED=1 SSL_CERT_FILE="$WORK/cert.pem"
 export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_HOST=127.0.0.1 REDIS_PORT
 export PGHOST=127.0.0.1 PGPORT="$PG_PORT" PGUSER=postgres PGDATABASE=postgres PGPASSWORD="$PASSWORD"
 service() {  # NAME SCRIPT: starts it (not in a subshell: its pid must reach PIDS)
     ADI_PROFILE_NAME=$1 python3 "$HERE/$2" >"$WORK/$1.out" 2>"$WORK/$1.err" & PIDS+=($!)
 }
+TLS_CERT="$WORK/cert.pem" TLS_KEY="$WORK/key.pem" service inventory inventory.py
+service pricing pricing.py
+INVENTORY_URL="https://127.0.0.1:$(first_line "$WORK/inventory.out")"
+PRICING_ADDR="127.0.0.1:$(first_line "$WORK/pricing.out")"
+export INVENTORY_URL PRICING_ADDR
 service catalog catalog.py
 service reviews reviews.py
 service orders orders.py

@@ -741,8 +741,13 @@ impl Model {
         if !client_side {
             return;
         }
-        // HTTP/1 connections are described by their endpoints.
-        if protocol == "http1" {
+        // A connection whose plaintext adi read from its TLS library was first announced as
+        // `tls` (its handshake): it is what its plaintext says, not a second connection.
+        if e.get("tls").and_then(Value::as_bool) == Some(true) {
+            self.forget_tls_verdict(flow);
+        }
+        // HTTP connections are described by their endpoints.
+        if category == "http" {
             return;
         }
         let (Some(src_ip), Some(dst_ip)) = (text(e, "source_ip"), text(e, "dest_ip")) else {
@@ -819,6 +824,25 @@ impl Model {
                     client_side,
                 },
             );
+        }
+    }
+
+    /// Takes back the `tls` verdict flow `flow` was counted under, if it was.
+    fn forget_tls_verdict(&mut self, flow: (u64, u64)) {
+        if !self.flows.get(&flow).is_some_and(|f| f.key.1 == "tls") {
+            return;
+        }
+        let Some(f) = self.flows.remove(&flow) else {
+            return;
+        };
+        let Some(s) = self.services.get_mut(&f.service) else {
+            return;
+        };
+        if let Some(c) = s.connections.get_mut(&f.key) {
+            c.count = c.count.saturating_sub(1);
+            if c.count == 0 {
+                s.connections.remove(&f.key);
+            }
         }
     }
 

@@ -666,3 +666,49 @@ fn http2_streams_pair_by_stream_and_grpc_calls_keep_their_status() {
         .iter()
         .all(|ep| ep["count"] == 2 && ep["protocol"] == "grpc"));
 }
+
+/// A connection first announced as `tls` (its handshake) and then, its plaintext read from
+/// the TLS library, as the protocol inside (`"tls": true`) is that protocol alone; a TLS
+/// connection whose plaintext was not read stays `tls`.
+#[test]
+fn a_tls_connection_read_in_plaintext_is_the_protocol_inside() {
+    let conn = |flow: u64, port: u16, protocol: &str, category: &str, tls: bool| {
+        let mut e = json!({"event_type":"connection","timestamp":"2026-12-03T10:00:01.000000000Z",
+            "pid":5,"comm":"python3","service":"orders","direction":"send",
+            "source_ip":"127.0.0.1","source_port":50000 + flow,"dest_ip":"127.0.0.1",
+            "dest_port":port,"flow_id":flow,"protocol":protocol,"category":category,
+            "confidence":92,"detection_reason":"x","role":"client",
+            "peer_service":"db"});
+        if tls {
+            e["tls"] = json!(true);
+        }
+        e
+    };
+    let events = [
+        // PostgreSQL over TLS: the handshake, then the plaintext.
+        conn(1, 5432, "tls", "tls", false),
+        conn(1, 5432, "postgres", "database", true),
+        // HTTPS read in plaintext: its endpoints describe it.
+        conn(2, 8443, "tls", "tls", false),
+        conn(2, 8443, "http1", "http", true),
+        // A TLS connection adi could not read.
+        conn(3, 9443, "tls", "tls", false),
+    ];
+    let m = build(&events);
+    let d = doc(&m);
+    let got: Vec<(String, u64)> = d["services"][0]["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .map(|c| {
+            (
+                format!("{}:{}", c["protocol"].as_str().unwrap_or(""), c["port"]),
+                c["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("postgres:5432".to_owned(), 1), ("tls:9443".to_owned(), 1)]
+    );
+}
