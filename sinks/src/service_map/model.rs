@@ -829,7 +829,7 @@ impl Model {
 
     /// Takes back the `tls` verdict flow `flow` was counted under, if it was.
     fn forget_tls_verdict(&mut self, flow: (u64, u64)) {
-        if !self.flows.get(&flow).is_some_and(|f| f.key.1 == "tls") {
+        if self.flows.get(&flow).is_none_or(|f| f.key.1 != "tls") {
             return;
         }
         let Some(f) = self.flows.remove(&flow) else {
