@@ -236,6 +236,17 @@ fn num_of(v: &Value, f: &str) -> u64 {
     v.get(f).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// A `{"code": count}` object of a written map (`status_codes`), entries that are not numbers
+/// left out.
+fn counts(e: &Value, field: &str) -> BTreeMap<u16, u64> {
+    e.get(field)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(code, n)| Some((code.parse().ok()?, n.as_u64()?)))
+        .collect()
+}
+
 /// One endpoint entry (a variant) of a written map.
 fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
     let key = (
@@ -265,33 +276,13 @@ fn read_endpoint(e: &Value, svc: &mut Service) -> Result<(), String> {
         request_schema: e.get("request_schema").cloned().unwrap_or(Value::Null),
         response_schema: e.get("response_schema").cloned().unwrap_or(Value::Null),
         truncated: e.get("truncated").and_then(Value::as_bool) == Some(true),
-        status_codes: BTreeMap::new(),
-        grpc_status_codes: BTreeMap::new(),
+        status_codes: counts(e, "status_codes"),
+        grpc_status_codes: counts(e, "grpc_status_codes"),
         latency: Latency::default(),
         first_seen: str_of(e, "first_seen").unwrap_or_default(),
         last_seen: str_of(e, "last_seen").unwrap_or_default(),
         count: num_of(e, "count"),
     };
-    for (code, n) in e
-        .get("status_codes")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        if let (Ok(c), Some(n)) = (code.parse(), n.as_u64()) {
-            v.status_codes.insert(c, n);
-        }
-    }
-    for (code, n) in e
-        .get("grpc_status_codes")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        if let (Ok(c), Some(n)) = (code.parse(), n.as_u64()) {
-            v.grpc_status_codes.insert(c, n);
-        }
-    }
     let buckets = e.get("latency_ms").and_then(|l| l.get("buckets"));
     for (b, n) in buckets.and_then(Value::as_object).into_iter().flatten() {
         if let (Ok(b), Some(n)) = (b.parse(), n.as_u64()) {
