@@ -238,7 +238,7 @@ impl Http2Session {
         let mut fields = Vec::new();
         let decoded = d.hpack.decode_with_cb(block, |name, value| {
             // Every field is decoded (the table needs them); the first ones are kept.
-            if fields.len() > MAX_FIELDS {
+            if fields.len() >= MAX_FIELDS {
                 return;
             }
             let value = &value[..value.len().min(MAX_VALUE)];
