@@ -34,7 +34,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -123,13 +122,10 @@ fn host_server(dir: &Path, bind: IpAddr) -> (Proc, u16) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("host server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
+    let line = common::first_line(&mut child);
     let server = Proc(child);
+    let line = line.expect("port line");
     let port = line
-        .trim()
         .parse()
         .unwrap_or_else(|_| panic!("no port in {line:?}"));
     (server, port)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,12 +49,10 @@ fn run(t: &Toolchain, tls: bool, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
         server.arg("-tls-cert").arg(cert).arg("-tls-key").arg(key);
     }
     let mut server = server.stdout(Stdio::piped()).spawn().expect("server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
+    let line = common::first_line(&mut server);
     let server = Proc(server);
-    let addr = line.trim().trim_start_matches("listening on ").to_owned();
+    let line = line.expect("listening line");
+    let addr = line.trim_start_matches("listening on ").to_owned();
     let scheme = if tls { "https" } else { "http" };
     let mut client = Proc(
         Command::new(t.binary(Variant::Default, "client"))

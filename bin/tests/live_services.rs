@@ -11,13 +11,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::services::{
-    as_postgres, held, held_python, initdb_with_password, owned_tempdir, serial, setup, Held,
-    Server, PGBIN,
+    as_postgres, held, held_psql, held_python, initdb_with_password, owned_tempdir, serial, setup,
+    Held, Server, PGBIN,
 };
 use common::{can_run, free_port, have, of_type, wait_listener, Adi};
 use serde_json::Value;
@@ -647,24 +646,8 @@ fn psql_against_postgresql() {
     // libpq's default sslmode=prefer (an SSLRequest, refused with 'N', then the startup in
     // clear), and sslmode=disable (the startup first).
     let psql = |sslmode: &str| {
-        let mut cmd = held(&[
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p,
-            "-U",
-            "postgres",
-            "-c",
-            "select 1, pg_backend_pid()",
-        ]);
-        cmd.env("ADI_PROFILE", &profile)
-            .env("PGPASSWORD", &password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env("PGSSLMODE", sslmode);
+        let mut cmd = held_psql(&p, &password, sslmode, "select 1, pg_backend_pid()");
+        cmd.env("ADI_PROFILE", &profile);
         Held::spawn(cmd)
     };
     let mut clients = [psql("prefer"), psql("disable")];
@@ -1096,17 +1079,12 @@ fn three_service_demo_names_services_and_never_misnames_a_protocol() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("service");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("service starts");
-        (
-            Server {
-                child,
-                signal: libc::SIGTERM,
-            },
-            line.trim().to_owned(),
-        )
+        let line = common::first_line(&mut child);
+        let server = Server {
+            child,
+            signal: libc::SIGTERM,
+        };
+        (server, line.expect("service starts"))
     };
     let (orders, http_port) = service("orders", DEMO_ORDERS);
     assert!(http_port.parse::<u16>().is_ok(), "orders: {http_port}");
@@ -1544,15 +1522,12 @@ fn the_map_counts_ten_thousand_requests_exactly_or_as_a_lower_bound() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = server.spawn().expect("server");
-    let mut port = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut port)
-        .expect("port");
+    let port = common::first_line(&mut child);
     let _server = Server {
         child,
         signal: libc::SIGTERM,
     };
-    let port = port.trim().to_owned();
+    let port = port.expect("port");
     for (rate, exact) in [("0", true), ("1000", false)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let map = dir.path().join("map.yaml");

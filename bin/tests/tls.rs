@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::services::{
-    as_postgres, held, held_python, initdb_with_password, owned_tempdir, serial, setup, Held,
-    Server, PGBIN,
+    as_postgres, held, held_psql, held_python, initdb_with_password, owned_tempdir, serial, setup,
+    Held, Server, PGBIN,
 };
 use common::{can_run, free_port, have, of_type, wait_listener, Adi};
 use serde_json::Value;
@@ -379,24 +379,9 @@ fn psql_to_postgresql_with_sslmode_require() {
     );
     wait_listener(port, server.pid(), Duration::from_secs(20));
     let mut psql = Held::spawn({
-        let mut cmd = held(&[
-            "psql",
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &p,
-            "-U",
-            "postgres",
-            "-c",
-            "select count(*) from pg_class where relname = 'pg_type'",
-        ]);
-        cmd.env("ADI_PROFILE", &profile)
-            .env("PGPASSWORD", &password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env("PGSSLMODE", "require");
+        let query = "select count(*) from pg_class where relname = 'pg_type'";
+        let mut cmd = held_psql(&p, &password, "require", query);
+        cmd.env("ADI_PROFILE", &profile);
         cmd
     });
     assert_eq!(psql.run().trim(), "1");

@@ -31,6 +31,18 @@ pub fn have(tool: &str) -> bool {
 
 pub use adi_probes::testing::free_port;
 
+/// The first line `child` printed on its stdout (piped), trimmed: the port or address a server
+/// says it listens on. Wrap the child (so that it is stopped on drop) before checking it.
+pub fn first_line(child: &mut Child) -> std::io::Result<String> {
+    let mut line = String::new();
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("stdout is not piped"))?;
+    BufReader::new(stdout).read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
 pub fn wait_port(port: u16) {
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -269,12 +281,9 @@ pub fn py_server() -> (Proc, u16) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
+    let line = first_line(&mut child);
     let p = Proc(child);
-    let port = line.trim().parse().expect("server port");
+    let port = line.expect("port line").parse().expect("server port");
     (p, port)
 }
 

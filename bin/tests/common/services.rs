@@ -32,15 +32,10 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-        let mut line = String::new();
-        let read = std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-            &mut line,
-        );
+        let line = super::first_line(&mut child);
         let server = Self { child, signal };
-        read.expect("the port line");
+        let line = line.expect("the port line");
         let port = line
-            .trim()
             .parse()
             .unwrap_or_else(|_| panic!("{cmd:?} printed {line:?}, not a port"));
         (server, port)
@@ -198,6 +193,29 @@ pub const PGBIN: &str = "/usr/lib/postgresql/15/bin";
 pub fn as_postgres(bin: &str) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", bin]);
+    cmd
+}
+
+/// psql, held until its go (see [`held`]), running `query` once as `postgres` (logging in
+/// with `password`) against 127.0.0.1:`port` with `sslmode`, unaligned and tuples only.
+pub fn held_psql(port: &str, password: &str, sslmode: &str, query: &str) -> Command {
+    let mut cmd = held(&[
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-U",
+        "postgres",
+        "-c",
+        query,
+    ]);
+    cmd.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", sslmode);
     cmd
 }
 
