@@ -384,9 +384,17 @@ impl<P: ProcessSource> Pipeline<P> {
                 comm,
                 tls,
             } => {
+                // Whether the connection is known, and read as plaintext: one lookup.
+                let read_as_plaintext = self.flows.get(&key).map(|f| f.tls);
+                if read_as_plaintext == Some(true) && !tls {
+                    // Encrypted bytes reported after the plaintext began (another CPU's ring
+                    // buffer slot came first): the plaintext tells it all.
+                    self.stats.tls_ciphertext += 1;
+                    return;
+                }
                 let mut outputs = std::mem::take(&mut self.outputs);
                 let mut summaries = std::mem::take(&mut self.summaries);
-                if !self.flows.contains_key(&key) {
+                if read_as_plaintext.is_none() {
                     // Bytes of a connection never seen opening: joined mid-stream.
                     self.track(key, ts_ns, comm);
                     if self.config.mid_stream_unopened {
@@ -396,17 +404,8 @@ impl<P: ProcessSource> Pipeline<P> {
                         }
                     }
                 }
-                match self.flows.get(&key).map(|f| f.tls) {
-                    Some(false) if tls => self.restart_on_plaintext(key, ts_ns, &mut summaries),
-                    Some(true) if !tls => {
-                        // Encrypted bytes reported after the plaintext began (another CPU's
-                        // ring buffer slot came first): the plaintext tells it all.
-                        self.stats.tls_ciphertext += 1;
-                        self.summaries = summaries;
-                        self.outputs = outputs;
-                        return;
-                    }
-                    _ => {}
+                if tls && read_as_plaintext != Some(true) {
+                    self.restart_on_plaintext(key, ts_ns, &mut summaries);
                 }
                 if after_skip {
                     self.engine.on_skipped(&key, ts_ns, &mut outputs);
