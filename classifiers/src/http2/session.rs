@@ -140,6 +140,17 @@ struct Stream {
     request_sent: bool,
 }
 
+impl Stream {
+    /// The half a direction's frames build: the request's to the server, the response's to
+    /// the client.
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ToServer => &mut self.request,
+            Direction::ToClient => &mut self.response,
+        }
+    }
+}
+
 /// HTTP/2 session state for one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Http2Session {
@@ -294,10 +305,7 @@ impl Http2Session {
             self.opened += 1;
         }
         let s = self.stream(id, out);
-        let half = match dir {
-            Direction::ToServer => &mut s.request,
-            Direction::ToClient => &mut s.response,
-        };
+        let half = s.half(dir);
         // A second block on a half is its trailers: fields appended.
         half.started = true;
         half.table_unknown |= unknown;
@@ -328,10 +336,7 @@ impl Http2Session {
             return;
         }
         let s = self.stream(id, out);
-        let half = match dir {
-            Direction::ToServer => &mut s.request,
-            Direction::ToClient => &mut s.response,
-        };
+        let half = s.half(dir);
         half.started = true;
         half.wire_len += bytes.len() as u64;
         let room = MAX_BODY_KEPT.saturating_sub(half.body.len());
@@ -561,10 +566,7 @@ impl Session for Http2Session {
                 }
                 if !h.stream.is_multiple_of(2) {
                     let s = self.stream(h.stream, out);
-                    let half = match dir {
-                        Direction::ToServer => &mut s.request,
-                        Direction::ToClient => &mut s.response,
-                    };
+                    let half = s.half(dir);
                     half.started = true;
                     half.wire_len += FRAME_HEADER_LEN as u64;
                 }
@@ -629,10 +631,7 @@ impl Session for Http2Session {
                     d.data = None;
                 }
                 if let Some(s) = self.streams.get_mut(&stream) {
-                    let half = match dir {
-                        Direction::ToServer => &mut s.request,
-                        Direction::ToClient => &mut s.response,
-                    };
+                    let half = s.half(dir);
                     half.truncated = true;
                     half.wire_len += len;
                 }
