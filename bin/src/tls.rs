@@ -60,11 +60,7 @@ impl TlsPlaintext {
     ) -> Self {
         let enabled = mode != TlsMode::Off;
         let all = watch_all || mode == TlsMode::AllProcesses;
-        let system = tls::system_libraries()
-            .into_iter()
-            // One name per file in what is said: the real file, not its symlinks.
-            .map(|lib| std::fs::canonicalize(&lib).unwrap_or(lib))
-            .collect();
+        let system = tls::system_libraries();
         let mut me = Self {
             enabled,
             all,

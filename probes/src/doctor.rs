@@ -347,15 +347,9 @@ fn tls_check() -> Check {
     };
     let mut files = Vec::new();
     for lib in crate::tls::system_libraries() {
-        let Ok(real) = std::fs::canonicalize(&lib) else {
-            continue;
-        };
-        if files.iter().any(|(f, _)| *f == real) {
-            continue;
-        }
-        if let Ok(functions) = crate::tls::functions_in(&real) {
+        if let Ok(functions) = crate::tls::functions_in(&lib) {
             if !functions.is_empty() {
-                files.push((real, functions.len()));
+                files.push((lib, functions.len()));
             }
         }
     }

@@ -527,18 +527,15 @@ pub fn check_tls_programs() -> Result<usize, ProbeError> {
         .override_global("tls_plaintext", &1u32, true)
         .load(OBJECT)
         .map_err(ProbeError::from_load)?;
-    let names: Vec<&str> = crate::tls::FUNCTIONS
-        .iter()
-        .map(|(_, p)| *p)
-        .chain(std::iter::once(crate::tls::RETURN_PROGRAM))
-        .collect();
-    for name in &names {
+    let mut loaded = 0;
+    for name in crate::tls::programs() {
         let program: &mut aya::programs::UProbe = typed_program(&mut ebpf, name)?;
         program
             .load()
             .map_err(program_error(name, "loading".into()))?;
+        loaded += 1;
     }
-    Ok(names.len())
+    Ok(loaded)
 }
 
 /// The maps of the object with their types, as loaded (`adi doctor`).

@@ -39,6 +39,14 @@ pub const FUNCTIONS: [(&str, &str); 5] = [
 /// The return program of every probed function.
 pub const RETURN_PROGRAM: &str = "adi_ssl_return";
 
+/// Every program of the TLS uprobes: the entries, then the return.
+pub(crate) fn programs() -> impl Iterator<Item = &'static str> {
+    FUNCTIONS
+        .iter()
+        .map(|(_, p)| *p)
+        .chain(std::iter::once(RETURN_PROGRAM))
+}
+
 /// Largest executable read to look for TLS functions in (bigger ones are skipped).
 const MAX_EXECUTABLE: u64 = 512 * 1024 * 1024;
 
@@ -91,7 +99,8 @@ pub(crate) struct TlsState {
     probed: Vec<PathBuf>,
 }
 
-/// The candidate files of a distribution's library directories: `libssl.so*`.
+/// The candidate files of a distribution's library directories: `libssl.so*`, each real file
+/// once.
 pub fn system_libraries() -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in LIBRARY_DIRS {
@@ -100,11 +109,16 @@ pub fn system_libraries() -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             if is_library_name(&entry.file_name().to_string_lossy()) {
-                found.push(entry.path());
+                // The real file, once: `libssl.so` and `/lib` (merged into `/usr/lib`) are
+                // other names of it; a dangling link names nothing.
+                if let Ok(real) = fs::canonicalize(entry.path()) {
+                    found.push(real);
+                }
             }
         }
     }
     found.sort();
+    found.dedup();
     found
 }
 
@@ -302,11 +316,7 @@ impl SyscallProbes {
         if self.tls.loaded {
             return Ok(());
         }
-        for name in FUNCTIONS
-            .iter()
-            .map(|(_, p)| *p)
-            .chain(std::iter::once(RETURN_PROGRAM))
-        {
+        for name in programs() {
             let program: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), name)?;
             program
                 .load()
