@@ -1,6 +1,9 @@
-//! The Go HTTP uprobes in live capture (`--go-uprobes on`, the default): every watched process
-//! that is a Go program with `net/http` gets the uprobes of `adi_probes::go::uprobes`, at start
-//! and when a watched process execs one; `go_http` events join the other events.
+//! The Go HTTP uprobes in live capture (`--go-uprobes`): watched Go programs with `net/http` get
+//! the uprobes of `adi_probes::go::uprobes`, at start and when a watched process execs one;
+//! `go_http` events join the other events. With `auto` (the default) only programs whose TLS
+//! plaintext is not read get them: the socket capture sees plain HTTP and the TLS probes
+//! Go's `crypto/tls` plaintext (HTTP/1 and HTTP/2 alike), so the HTTP uprobes would only add
+//! their cost (two uprobe hits per request, ~15 µs each on a VM).
 //!
 //! Attaching reads the executable (symbols, RET sites, DWARF): tens of milliseconds, so a
 //! thread of its own does it, never the event loop. The live loop calls [`GoHttp::kernel_event`]
@@ -19,6 +22,17 @@ use adi_probes::raw::{EventKind, RawEvent};
 
 use adi_pipeline::OptIn;
 
+/// `--go-uprobes`: which watched Go programs get the HTTP uprobes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoMode {
+    /// Every one (`on`, or `auto` without TLS plaintext).
+    Every,
+    /// Those whose TLS plaintext the TLS probes cannot read (`auto`).
+    WithoutTlsPlaintext,
+    /// None.
+    Off,
+}
+
 /// What the attaching thread is told.
 enum Cmd {
     /// A process to attach to if it is a Go program with `net/http`; `recheck`: an exec the
@@ -35,6 +49,8 @@ struct Shared {
     stats: GoHttpStats,
     attached: usize,
     failed: usize,
+    /// Go programs left without them (`auto`: their TLS plaintext is read).
+    skipped: usize,
 }
 
 /// The Go uprobes of live capture, or nothing when they are off or could not load.
@@ -52,7 +68,7 @@ impl GoHttp {
     /// program with `all`. `opt_in` is `Some` when processes are chosen
     /// by the opt-in: a process that execs is then attached only if /proc says it opted in. A
     /// failure to load is said on stderr and leaves the uprobes off; capture goes on.
-    pub fn start(enabled: bool, pids: &HashSet<u32>, all: bool, opt_in: Option<OptIn>) -> Self {
+    pub fn start(mode: GoMode, pids: &HashSet<u32>, all: bool, opt_in: Option<OptIn>) -> Self {
         let mut off = Self {
             cmds: None,
             stream: None,
@@ -61,7 +77,7 @@ impl GoHttp {
             lost_reported: 0,
             events: 0,
         };
-        if !enabled {
+        if mode == GoMode::Off {
             return off;
         }
         let (probes, stream) = match GoHttpProbes::new() {
@@ -86,7 +102,7 @@ impl GoHttp {
         let shared = Arc::clone(&off.shared);
         let thread = std::thread::Builder::new()
             .name("adi-go-uprobes".into())
-            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_ref()));
+            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_ref(), mode));
         match thread {
             Ok(t) => {
                 off.thread = Some(t);
@@ -158,10 +174,11 @@ impl GoHttp {
         self.events += out.len() as u64;
         let s = self.shared.lock().map(|s| *s).unwrap_or_default();
         eprintln!(
-            "adi: Go uprobes: {} go_http events from {} processes ({} could not be attached); lost: {} ring buffer, {} returns without entry, {} unpaired, {} undecodable; {} requests with headers cut",
+            "adi: Go uprobes: {} go_http events from {} processes ({} could not be attached, {} not needed); lost: {} ring buffer, {} returns without entry, {} unpaired, {} undecodable; {} requests with headers cut",
             self.events,
             s.attached,
             s.failed,
+            s.skipped,
             s.stats.ringbuf_full,
             s.stats.no_entry,
             stream.unpaired_returns,
@@ -189,10 +206,11 @@ fn attach_loop(
     rx: &mpsc::Receiver<Cmd>,
     shared: &Mutex<Shared>,
     opt_in: Option<&OptIn>,
+    mode: GoMode,
 ) {
     let own = std::process::id();
     let mut attached: HashSet<u32> = HashSet::new();
-    let (mut ever, mut failed) = (0, 0);
+    let (mut ever, mut failed, mut skipped) = (0, 0, 0);
     loop {
         let cmd = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
             Ok(cmd) => Some(cmd),
@@ -204,6 +222,12 @@ fn attach_loop(
                 if recheck && opt_in.is_some_and(|o| !o.admits_pid(pid)) {
                     probes.detach(pid);
                     attached.remove(&pid);
+                } else if mode == GoMode::WithoutTlsPlaintext && tls_plaintext_read(pid) {
+                    // A program that exec'd another may have had them.
+                    probes.detach(pid);
+                    attached.remove(&pid);
+                    skipped += 1;
+                    eprintln!("adi: Go uprobes not needed on pid {pid}: its HTTP is read from its sockets and crypto/tls (--go-uprobes on adds them)");
                 } else {
                     match probes.attach(pid) {
                         Ok(t) => {
@@ -239,12 +263,25 @@ fn attach_loop(
             s.stats = probes.stats();
             s.attached = ever;
             s.failed = failed;
+            s.skipped = skipped;
         }
     }
     if let Ok(mut s) = shared.lock() {
         s.stats = probes.stats();
     }
     probes.close();
+}
+
+/// Whether the TLS probes read process `pid`'s TLS plaintext: a Go program (amd64, register
+/// ABI) whose `crypto/tls` functions were found.
+fn tls_plaintext_read(pid: u32) -> bool {
+    let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+    adi_probes::tls::is_go_executable(&exe)
+        && adi_probes::tls::sites_in(&exe).is_ok_and(|sites| {
+            sites
+                .iter()
+                .any(|s| s.program == adi_probes::tls::GO_RETURN_PROGRAM)
+        })
 }
 
 /// Errors that only say "not a Go HTTP program" (or "already gone"): not worth a line.

@@ -73,8 +73,8 @@ pub struct LiveOptions {
     pub env_prefixes: Vec<String>,
     /// Replace secrets with `<redacted>` (not `--no-redact`).
     pub redact: bool,
-    /// `--go-uprobes on`: `go_http` events from watched Go programs.
-    pub go_uprobes: bool,
+    /// `--go-uprobes`: `go_http` events from watched Go programs, and which.
+    pub go_uprobes: crate::go_http::GoMode,
     /// `--tls-uprobes`: TLS plaintext from OpenSSL-compatible libraries, and for whom.
     pub tls_uprobes: crate::tls::TlsMode,
     /// `--idle-priority`: SCHED_IDLE for every thread of adi.
@@ -812,7 +812,7 @@ fn print_summary(
         })
         .collect();
     eprintln!(
-        "adi: lost: {} kernel ring buffer, {} undecodable, {} messages sampled out (--max-rate), {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {} TLS plaintexts without their connection, {}",
+        "adi: lost: {} kernel ring buffer, {} undecodable, {} messages sampled out (--max-rate), {} unfollowed children, {} execs the kernel could not decide ({} decided from /proc), {} TLS plaintexts without their connection, {} nested Go TLS calls, {}",
         k.ringbuf_full,
         stream.decode_errors,
         k.sampled,
@@ -820,6 +820,7 @@ fn print_summary(
         k.env_unread,
         source.exec_overrides,
         k.tls_untied,
+        k.tls_nested,
         sinks.join(", "),
     );
     eprintln!(
@@ -855,6 +856,10 @@ fn report_lost(
         (
             "kernel_tls_untied",
             k.tls_untied.saturating_sub(so_far.kernel.tls_untied),
+        ),
+        (
+            "kernel_tls_nested",
+            k.tls_nested.saturating_sub(so_far.kernel.tls_nested),
         ),
     ];
     for (source, count) in deltas {

@@ -111,9 +111,12 @@ struct LiveArgs {
     #[arg(long)]
     idle_priority: bool,
     /// Go HTTP uprobes on watched Go programs (`go_http` events: requests they make and serve,
-    /// HTTPS included, read before TLS).
-    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "on|off")]
-    go_uprobes: OnOff,
+    /// HTTPS included, read before TLS). `auto`: only on Go programs whose TLS plaintext is
+    /// not read (`--tls-uprobes off`, or a binary whose crypto/tls cannot be probed): elsewhere
+    /// the socket and TLS capture already see their HTTP, and each uprobe hit costs the
+    /// program ~15 µs; `on`: on every Go program; `off`.
+    #[arg(long, value_enum, default_value_t = GoArg::Auto, value_name = "on|auto|off")]
+    go_uprobes: GoArg,
     /// TLS plaintext: uprobes on OpenSSL-compatible libraries (libssl 1.1 and 3) read what
     /// watched processes encrypt and decrypt, so HTTPS, PostgreSQL over TLS and the rest are
     /// classified and parsed like plain traffic (their events say `"tls": true`). `on`: each
@@ -300,6 +303,17 @@ enum OnOff {
     /// Enabled.
     On,
     /// Disabled.
+    Off,
+}
+
+/// `--go-uprobes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GoArg {
+    /// Every watched Go program.
+    On,
+    /// Go programs whose TLS plaintext is not read.
+    Auto,
+    /// No Go HTTP uprobes.
     Off,
 }
 
@@ -696,7 +710,13 @@ fn live(args: &LiveArgs, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
         env_prefixes: adi_sinks::env_yaml::parse_prefix_list(&args.env_prefixes),
         redact: !args.no_redact,
         idle_priority: args.idle_priority,
-        go_uprobes: args.go_uprobes == OnOff::On,
+        go_uprobes: match args.go_uprobes {
+            GoArg::On => crate::go_http::GoMode::Every,
+            // Without TLS plaintext, every Go program's HTTPS needs them.
+            GoArg::Auto if args.tls_uprobes == TlsArg::Off => crate::go_http::GoMode::Every,
+            GoArg::Auto => crate::go_http::GoMode::WithoutTlsPlaintext,
+            GoArg::Off => crate::go_http::GoMode::Off,
+        },
         tls_uprobes: match args.tls_uprobes {
             TlsArg::On => crate::tls::TlsMode::AllProcesses,
             TlsArg::Watched => crate::tls::TlsMode::Watched,

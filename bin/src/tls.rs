@@ -15,7 +15,9 @@
 //!   for a few milliseconds) are not read.
 //!
 //! Either way, when a watched process first shows a TLS handshake its mapped libraries and its
-//! executable are checked (a container's own library, OpenSSL linked into the program).
+//! executable are checked (a container's own library, OpenSSL linked into the program). A Go
+//! executable (Go's own `crypto/tls`) is probed as soon as adi sees it: at start, and at the
+//! exec of a watched program, before it runs far enough to make a TLS call.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -116,18 +118,22 @@ impl TlsPlaintext {
             }
             EventKind::Exec => {
                 self.checked.remove(&ev.tgid);
-                if self.all {
-                    return;
-                }
                 let flags = ev.exec_flags();
-                // A new program: its libraries are mapped after this, so they are probed
-                // now, for it alone (an undecided opt-in is decided from /proc later: the
-                // programs still ignore a process the kernel does not watch).
-                probes.detach_tls(ev.tgid);
-                if flags.watched || flags.undecided {
-                    for lib in self.system.clone() {
-                        self.probe(probes, &lib, TlsScope::Process(ev.tgid));
+                // An undecided opt-in is decided from /proc later: the programs still ignore
+                // a process the kernel does not watch.
+                let watched = flags.watched || flags.undecided;
+                if !self.all {
+                    // A new program: its libraries are mapped after this, so they are probed
+                    // now, for it alone.
+                    probes.detach_tls(ev.tgid);
+                    if watched {
+                        for lib in self.system.clone() {
+                            self.probe(probes, &lib, TlsScope::Process(ev.tgid));
+                        }
                     }
+                }
+                if watched {
+                    self.probe_go(probes, ev.tgid);
                 }
             }
             EventKind::Exit => {
@@ -155,6 +161,23 @@ impl TlsPlaintext {
         }
         for file in files {
             self.probe(probes, &file, scope);
+        }
+        if !exe {
+            self.probe_go(probes, pid);
+        }
+    }
+
+    /// Probes process `pid`'s executable when it is a Go program (its `crypto/tls`): cheap to
+    /// tell, so done at start and at every watched exec, not only at a first handshake.
+    fn probe_go(&mut self, probes: &mut SyscallProbes, pid: u32) {
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        if tls::is_go_executable(&exe) {
+            let scope = if self.all {
+                TlsScope::All
+            } else {
+                TlsScope::Process(pid)
+            };
+            self.probe(probes, &exe, scope);
         }
     }
 

@@ -427,7 +427,10 @@ fn bad_flag_values_are_one_line_each() {
             &["--sink", "env-yaml"],
             "needs a path: --sink env-yaml=PATH",
         ),
-        (&["--go-uprobes", "maybe"], "[possible values: on, off]"),
+        (
+            &["--go-uprobes", "maybe"],
+            "[possible values: on, auto, off]",
+        ),
         (
             &["--tls-uprobes", "all"],
             "[possible values: on, watched, off]",

@@ -1,8 +1,14 @@
-//! Root-only: `go_http` events in live capture. A Go client calls a Go server (Go 1.23 and
-//! 1.27 test targets, `testdata/go/src`): over plain HTTP the same request is one `go_http`
-//! event (uprobes) and one `http` event (syscall capture) of the same pid; over HTTPS only the
-//! uprobes see it, next to a `tls` connection. `--go-uprobes off` turns them off. Skips (a
-//! failure under `CI`) without root, the toolchains or openssl.
+//! Root-only: Go programs in live capture. A Go client calls a Go server (Go 1.23 and 1.27 test
+//! targets, `testdata/go/src`).
+//! - `--go-uprobes on`: over plain HTTP the same request is one `go_http` event (uprobes) and
+//!   one `http` event (socket capture) of the same pid; over HTTPS with `--tls-uprobes off`
+//!   only the uprobes see it, next to a `tls` connection. `--go-uprobes off` turns them off.
+//! - The defaults (`--go-uprobes auto`, `--tls-uprobes on`): Go's `crypto/tls` plaintext is
+//!   read, so HTTPS requests are `http` events with `"tls": true` at both ends, over HTTP/1.1
+//!   and HTTP/2 (stream ids, paired responses), and no `go_http` events: the HTTP uprobes are
+//!   not attached where they would add nothing.
+//!
+//! Skips (a failure under `CI`) without root, the toolchains or openssl.
 
 mod common;
 
@@ -39,14 +45,28 @@ fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// Runs one client call against a server under adi; returns adi's events and the two pids.
-fn run(t: &Toolchain, tls: bool, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
+/// How the server serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    Http,
+    /// HTTPS, HTTP/1.1 only.
+    Https,
+    /// HTTPS offering HTTP/2 (the client takes it).
+    Https2,
+}
+
+/// Runs client calls (`-n`) against a server under adi; returns adi's events and the two pids.
+fn run(t: &Toolchain, serve: Serve, n: u32, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Command::new(t.binary(Variant::Default, "server"));
     server.args(["-addr", "127.0.0.1:0"]);
+    let tls = serve != Serve::Http;
     if tls {
         let (cert, key) = certificate(dir.path());
         server.arg("-tls-cert").arg(cert).arg("-tls-key").arg(key);
+    }
+    if serve == Serve::Https2 {
+        server.arg("-h2");
     }
     let mut server = server.stdout(Stdio::piped()).spawn().expect("server");
     let line = common::first_line(&mut server);
@@ -56,7 +76,7 @@ fn run(t: &Toolchain, tls: bool, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
     let scheme = if tls { "https" } else { "http" };
     let mut client = Proc(
         Command::new(t.binary(Variant::Default, "client"))
-            .args(["-wait", "-insecure"])
+            .args(["-wait", "-insecure", "-n", &n.to_string()])
             .arg(format!("{scheme}://{addr}/status/201?x=1"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -68,10 +88,19 @@ fn run(t: &Toolchain, tls: bool, adi_args: &[&str]) -> (Vec<Value>, u32, u32) {
     let mut args = vec!["--pid", &s, "--pid", &c];
     args.extend_from_slice(adi_args);
     let mut adi = Adi::start(&args);
-    if !adi_args.contains(&"off") {
+    if adi_args.contains(&"on") {
         for pid in [sp, cp] {
             adi.wait_stderr(
                 &format!("Go uprobes on pid {pid} "),
+                Duration::from_secs(20),
+            );
+        }
+    } else if adi_args.is_empty() {
+        // The defaults: crypto/tls probed in both programs, and no HTTP uprobes.
+        adi.wait_stderr("TLS plaintext read from", Duration::from_secs(20));
+        for pid in [sp, cp] {
+            adi.wait_stderr(
+                &format!("Go uprobes not needed on pid {pid}:"),
                 Duration::from_secs(20),
             );
         }
@@ -96,7 +125,7 @@ fn check_version(version: &str) {
         return;
     };
     // Plain HTTP: one go_http and one http request per side, same pid.
-    let (events, server, client) = run(t, false, &[]);
+    let (events, server, client) = run(t, Serve::Http, 1, &["--go-uprobes", "on"]);
     let go = of_type(&events, "go_http");
     let http = of_type(&events, "http");
     for (pid, side) in [(client, "client"), (server, "server")] {
@@ -117,8 +146,13 @@ fn check_version(version: &str) {
         assert_eq!(requests.len(), 1, "{version} {side}: {http:#?}");
         assert_eq!(requests[0]["url"], "/status/201?x=1");
     }
-    // HTTPS: only the uprobes see the request; the connection is tls.
-    let (events, server, client) = run(t, true, &[]);
+    // HTTPS without TLS plaintext: only the uprobes see the request; the connection is tls.
+    let (events, server, client) = run(
+        t,
+        Serve::Https,
+        1,
+        &["--go-uprobes", "on", "--tls-uprobes", "off"],
+    );
     let go = of_type(&events, "go_http");
     for pid in [client, server] {
         let g = with_pid(&go, pid);
@@ -137,9 +171,70 @@ fn check_version(version: &str) {
         "{conns:#?}"
     );
     // Off: no go_http at all.
-    let (events, _, _) = run(t, false, &["--go-uprobes", "off"]);
+    let (events, _, _) = run(t, Serve::Http, 1, &["--go-uprobes", "off"]);
     assert!(of_type(&events, "go_http").is_empty(), "{events:#?}");
     assert!(!of_type(&events, "http").is_empty());
+    // The defaults: crypto/tls plaintext, HTTP/1.1 then HTTP/2.
+    for serve in [Serve::Https, Serve::Https2] {
+        let (events, server, client) = run(t, serve, 3, &[]);
+        https_from_plaintext(version, &events, server, client, serve == Serve::Https2);
+    }
+}
+
+/// Three requests over one kept-alive HTTPS connection, read from crypto/tls at both ends:
+/// `http` events with `"tls": true`, method, path with query, status paired with its request,
+/// HTTP/2 ones with `version` "2" and the client's stream ids (1, 3, 5); the connection
+/// classified from the plaintext at both ends; no `go_http` events.
+fn https_from_plaintext(version: &str, events: &[Value], server: u32, client: u32, h2: bool) {
+    let what = format!("{version} {}", if h2 { "HTTP/2" } else { "HTTP/1.1" });
+    assert!(of_type(events, "go_http").is_empty(), "{what}: {events:#?}");
+    let http = of_type(events, "http");
+    for pid in [client, server] {
+        let mine = with_pid(&http, pid);
+        let requests: Vec<&Value> = mine
+            .iter()
+            .copied()
+            .filter(|e| e["method"] == "GET")
+            .collect();
+        let responses: Vec<&Value> = mine
+            .iter()
+            .copied()
+            .filter(|e| e["status_code"].is_number())
+            .collect();
+        assert_eq!(requests.len(), 3, "{what} pid {pid}: {http:#?}");
+        assert_eq!(responses.len(), 3, "{what} pid {pid}: {http:#?}");
+        for e in &mine {
+            assert_eq!(e["tls"], true, "{what}: {e}");
+            if h2 {
+                assert_eq!(e["version"], "2", "{what}: {e}");
+            } else {
+                assert!(e.get("version").is_none(), "{what}: {e}");
+            }
+        }
+        for r in &requests {
+            assert_eq!(r["url"], "/status/201?x=1", "{what}: {r}");
+        }
+        for r in &responses {
+            assert_eq!(r["status_code"], 201, "{what}: {r}");
+            assert!(r["latency_ms"].is_number(), "{what}: paired: {r}");
+        }
+        if h2 {
+            let mut streams: Vec<u64> = requests
+                .iter()
+                .filter_map(|r| r["stream_id"].as_u64())
+                .collect();
+            streams.sort_unstable();
+            assert_eq!(streams, [1, 3, 5], "{what}: {requests:#?}");
+        }
+    }
+    let protocol = if h2 { "http2" } else { "http1" };
+    let conns = of_type(events, "connection");
+    for pid in [client, server] {
+        let last = with_pid(&conns, pid).into_iter().last();
+        let last = last.unwrap_or_else(|| panic!("{what}: no connection of {pid}: {conns:#?}"));
+        assert_eq!(last["protocol"], protocol, "{what}: {last}");
+        assert_eq!(last["tls"], true, "{what}: {last}");
+    }
 }
 
 #[test]

@@ -186,6 +186,35 @@ struct {
 	__type(value, struct adi_ssl_sock);
 } ssl_socks SEC(".maps");
 
+/* A Go crypto/tls.(*Conn).Read or Write in progress, keyed by its goroutine: a goroutine may
+ * move to another thread during the call (and another run on this one), so the thread says
+ * nothing. Go keeps the running goroutine's runtime.g in r14, in its own code and at the
+ * syscalls it makes, so on_io finds the call from the registers saved at the syscall. */
+struct adi_go_tls_key {
+	__u64 tgid;
+	__u64 g;
+};
+
+struct adi_go_tls_call {
+	__u64 conn;  /* the *tls.Conn (Go does not move heap objects) */
+	__u64 buf;   /* the caller's plaintext buffer */
+	__u64 len;   /* its length */
+	__u64 frame; /* g.stack.hi - SP at the entry: the same at the RET even if the stack moved */
+	__u64 sock;  /* the socket read or written during the call (0: none yet) */
+	__u32 dir;   /* ADI_DIR_* */
+	__u32 sent;  /* a Write's plaintext was sent at its first socket write */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct adi_go_tls_key);
+	__type(value, struct adi_go_tls_call);
+} go_tls_calls SEC(".maps");
+
+/* Offset of runtime.g.stack.hi: g starts with its stack bounds {lo, hi} in every Go version. */
+#define GO_G_STACK_HI 8
+
 #define RING_BYTES (16 * 1024 * 1024)
 
 struct {
@@ -476,6 +505,71 @@ static __always_inline bool sampled_out(struct adi_conn *conn, __u32 dir)
 	return conn->skipping;
 }
 
+/* Notes `sock` as the socket of SSL object `k`, with its ports. */
+static __always_inline void note_ssl_sock(struct adi_ssl_key *k, __u64 sock)
+{
+	if (!sock)
+		return;
+	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &sock);
+	if (!conn)
+		return;
+	struct adi_ssl_sock v = {.sock = sock, .lport = conn->lport, .rport = conn->rport};
+	bpf_map_update_elem(&ssl_socks, k, &v, BPF_ANY);
+}
+
+/* Marks a connection whose bytes a TLS library moves: its ciphertext is no longer sent. */
+static __always_inline void mark_tls(struct adi_conn *conn)
+{
+	if (!conn->tls) {
+		conn->tls = 1;
+		/* A cap chosen for the encrypted bytes (not HTTP) is no cap for the plaintext:
+		 * back to the default until user space classifies it. */
+		conn->cap = 0;
+	}
+}
+
+/* Ties a TLS library call in progress to socket `key`: an OpenSSL call on this thread, else a
+ * Go crypto/tls call on this goroutine. Their bytes are the call's ciphertext: the call's
+ * plaintext is sent tied to this socket (at the call's return, or a Go Write's here), and
+ * the ciphertext itself is not. */
+static __always_inline void tie_tls_call(struct adi_conn *conn, __u64 key, __u32 tgid,
+					 struct pt_regs *regs)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct adi_ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
+	if (call) {
+		if (!call->sock)
+			call->sock = key;
+		/* A handshake's bytes are sent as they are (the server name is in them). */
+		if (call->dir == SSL_HANDSHAKE)
+			return;
+		mark_tls(conn);
+		return;
+	}
+	struct adi_go_tls_key gk = {.tgid = tgid, .g = regs->r14};
+	struct adi_go_tls_call *go = bpf_map_lookup_elem(&go_tls_calls, &gk);
+	if (!go || go->sock)
+		return;
+	go->sock = key;
+	if (go->dir == SSL_HANDSHAKE)
+		return;
+	mark_tls(conn);
+	/* A Write is sent at its first socket write, not at its return: its goroutine may not
+	 * run again before another one has read the peer's answer, which must not come first.
+	 * Go's Write writes all of the buffer or fails. */
+	if (go->dir == ADI_DIR_SEND && go->len > 0) {
+		struct adi_ssl_key k = {.tgid = tgid, .ssl = go->conn};
+		note_ssl_sock(&k, key);
+		go->sent = 1;
+		if (sampled_out(conn, ADI_DIR_SEND))
+			return;
+		struct adi_emit e = {.ptr = (const void *)go->buf, .moved = go->len,
+				     .vec = VEC_PLAIN, .syscall = -1, .fd = conn->fd,
+				     .dir = ADI_DIR_SEND, .flags = ADI_DATA_TLS, .sock = key};
+		emit_data(&e, conn);
+	}
+}
+
 /* Whether the current syscall is a 32-bit (ia32) one: its numbers and argument registers
  * are not x86_64's. */
 #define TS_COMPAT 0x0002
@@ -507,28 +601,16 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	conn->tgid = tgid;
 	/* Bytes a TLS library moves for a call in progress on this thread: the call's plaintext
 	 * is sent at its return, tied to this socket; the ciphertext itself is not. */
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct adi_ssl_call *call =
-		tls_plaintext ? bpf_map_lookup_elem(&ssl_calls, &pid_tgid) : 0;
-	if (call) {
-		if (!call->sock)
-			call->sock = key;
-		/* A handshake's bytes are sent as they are (the server name is in them). */
-		if (call->dir != SSL_HANDSHAKE && !conn->tls) {
-			conn->tls = 1;
-			/* A cap chosen for the encrypted bytes (not HTTP) is no cap for the
-			 * plaintext: back to the default until user space classifies it. */
-			conn->cap = 0;
-		}
-	}
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (tls_plaintext)
+		tie_tls_call(conn, key, tgid, regs);
 	if (conn->tls) {
 		count(ADI_STAT_TLS_CIPHERTEXT);
 		return;
 	}
-	/* Decided before the registers are read: a skipped message costs no more than this. */
+	/* Decided before the buffer is looked for: a skipped message costs no more than this. */
 	if (sampled_out(conn, dir))
 		return;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	long id = regs->orig_ax;
 	__u32 vec = VEC_FILE, want_dir = dir;
 	switch (id) {
@@ -605,17 +687,8 @@ static __always_inline void ssl_enter(struct pt_regs *ctx, __u32 dir, bool ex)
 	bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_ANY);
 }
 
-/* Notes `sock` as the socket of SSL object `k`, with its ports. */
-static __always_inline void note_ssl_sock(struct adi_ssl_key *k, __u64 sock)
-{
-	if (!sock)
-		return;
-	struct adi_conn *conn = bpf_map_lookup_elem(&conns, &sock);
-	if (!conn)
-		return;
-	struct adi_ssl_sock v = {.sock = sock, .lport = conn->lport, .rport = conn->rport};
-	bpf_map_update_elem(&ssl_socks, k, &v, BPF_ANY);
-}
+static __always_inline void send_plaintext(struct adi_ssl_key *k, __u64 sock, __u64 buf,
+					   __u64 moved, __u32 dir);
 
 static __always_inline void ssl_return(struct pt_regs *ctx)
 {
@@ -642,19 +715,27 @@ static __always_inline void ssl_return(struct pt_regs *ctx)
 	}
 	if (moved == 0)
 		return;
-	__u64 sock = call.sock;
+	send_plaintext(&k, call.sock, call.buf, moved, call.dir);
+}
+
+/* Sends `moved` bytes of plaintext at `buf` that TLS object `k` moved in direction `dir`, as a
+ * data event of the connection of `sock` (the socket the call touched), else of the socket
+ * the object used last if it is still the same connection of this process. */
+static __always_inline void send_plaintext(struct adi_ssl_key *k, __u64 sock, __u64 buf,
+					   __u64 moved, __u32 dir)
+{
 	struct adi_conn *conn = 0;
 	if (sock) {
-		note_ssl_sock(&k, sock);
+		note_ssl_sock(k, sock);
 		conn = bpf_map_lookup_elem(&conns, &sock);
 	} else {
-		/* Served from the library's buffer: the socket this SSL object used last, if it is
+		/* Served from the library's buffer: the socket this object used last, if it is
 		 * still the same connection of this process. */
-		struct adi_ssl_sock *last = bpf_map_lookup_elem(&ssl_socks, &k);
+		struct adi_ssl_sock *last = bpf_map_lookup_elem(&ssl_socks, k);
 		if (last) {
 			sock = last->sock;
 			conn = bpf_map_lookup_elem(&conns, &sock);
-			if (conn && (conn->tgid != k.tgid || conn->lport != last->lport ||
+			if (conn && (conn->tgid != k->tgid || conn->lport != last->lport ||
 				     conn->rport != last->rport))
 				conn = 0;
 		}
@@ -664,10 +745,10 @@ static __always_inline void ssl_return(struct pt_regs *ctx)
 		return;
 	}
 	conn->tls = 1;
-	if (sampled_out(conn, call.dir))
+	if (sampled_out(conn, dir))
 		return;
-	struct adi_emit e = {.ptr = (const void *)call.buf, .moved = moved, .vec = VEC_PLAIN,
-			     .syscall = -1, .fd = conn->fd, .dir = call.dir,
+	struct adi_emit e = {.ptr = (const void *)buf, .moved = moved, .vec = VEC_PLAIN,
+			     .syscall = -1, .fd = conn->fd, .dir = dir,
 			     .flags = ADI_DATA_TLS, .sock = sock};
 	emit_data(&e, conn);
 }
@@ -711,6 +792,87 @@ SEC("uretprobe")
 int adi_ssl_return(struct pt_regs *ctx)
 {
 	ssl_return(ctx);
+	return 0;
+}
+
+/* Go crypto/tls: uprobes on (*Conn).Write, (*Conn).Read and (*Conn).handshakeContext, at the entry (past the
+ * stack-bound check, which a call that grows its stack runs twice) and at each RET instruction
+ * (uretprobes patch the return address on the stack, which Go moves). Register ABI: the
+ * receiver in ax, the slice in bx (pointer) and cx (length); the RET has n in ax. The call is
+ * kept per goroutine; a socket read or write on that goroutine during it ties it to its
+ * connection (on_io), else the socket the Conn used last; the RET sends the plaintext like
+ * SSL_read/SSL_write's. A Read served from the Conn's buffer touches no socket. */
+static __always_inline __u64 go_frame(struct pt_regs *ctx)
+{
+	__u64 hi = 0;
+	if (bpf_probe_read_user(&hi, sizeof(hi), (void *)(ctx->r14 + GO_G_STACK_HI)))
+		return 0;
+	return hi - ctx->sp;
+}
+
+static __always_inline void go_tls_enter(struct pt_regs *ctx, __u32 dir)
+{
+	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!is_watched(tgid) || !ctx->r14)
+		return;
+	struct adi_go_tls_key k = {.tgid = tgid, .g = ctx->r14};
+	struct adi_go_tls_call c = {.conn = ctx->ax, .buf = ctx->bx, .len = ctx->cx,
+				    .frame = go_frame(ctx), .dir = dir};
+	if (bpf_map_lookup_elem(&go_tls_calls, &k)) {
+		/* A handshake that a Read or Write makes first: the call ties itself to the
+		 * handshake's socket. */
+		if (dir == SSL_HANDSHAKE)
+			return;
+		/* A Conn over another Conn (TLS inside a TLS tunnel): the outer call is not read. */
+		count(ADI_STAT_GO_TLS_NESTED);
+	}
+	bpf_map_update_elem(&go_tls_calls, &k, &c, BPF_ANY);
+}
+
+SEC("uprobe")
+int adi_go_tls_write(struct pt_regs *ctx)
+{
+	go_tls_enter(ctx, ADI_DIR_SEND);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_go_tls_read(struct pt_regs *ctx)
+{
+	go_tls_enter(ctx, ADI_DIR_RECV);
+	return 0;
+}
+
+/* The handshake (explicit, as net/http's client and server make it, or at a first Read or
+ * Write): its bytes go out as they are (the server name is in them) and its socket is noted
+ * for the Conn, whose first Read is often served from records the handshake read. */
+SEC("uprobe")
+int adi_go_tls_handshake(struct pt_regs *ctx)
+{
+	go_tls_enter(ctx, SSL_HANDSHAKE);
+	return 0;
+}
+
+SEC("uprobe")
+int adi_go_tls_return(struct pt_regs *ctx)
+{
+	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct adi_go_tls_key k = {.tgid = tgid, .g = ctx->r14};
+	struct adi_go_tls_call *found = bpf_map_lookup_elem(&go_tls_calls, &k);
+	/* Another frame's call: the outer one of a nested pair, already overwritten. */
+	if (!found || found->frame != go_frame(ctx))
+		return 0;
+	struct adi_go_tls_call call = *found;
+	bpf_map_delete_elem(&go_tls_calls, &k);
+	struct adi_ssl_key sk = {.tgid = tgid, .ssl = call.conn};
+	if (call.dir == SSL_HANDSHAKE) {
+		note_ssl_sock(&sk, call.sock);
+		return 0;
+	}
+	__s64 n = ctx->ax;
+	if (n <= 0 || call.sent)
+		return 0;
+	send_plaintext(&sk, call.sock, call.buf, n, call.dir);
 	return 0;
 }
 

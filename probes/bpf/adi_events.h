@@ -48,7 +48,8 @@
 #define ADI_STAT_SAMPLED 7      /* messages not copied: their exchange was sampled out (--max-rate) */
 #define ADI_STAT_TLS_CIPHERTEXT 8 /* encrypted messages not sent: their plaintext is captured */
 #define ADI_STAT_TLS_UNTIED 9   /* TLS plaintext not sent: no connection known for its SSL object */
-#define ADI_STAT_MAX 10
+#define ADI_STAT_GO_TLS_NESTED 10 /* Go TLS calls not read: one began inside another on its goroutine */
+#define ADI_STAT_MAX 11
 
 struct adi_event_hdr {
 	__u32 kind;      /* ADI_EV_* */

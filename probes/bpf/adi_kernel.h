@@ -133,8 +133,11 @@ struct bpf_raw_tracepoint_args {
 };
 
 /* x86_64 registers saved at syscall entry (bpf_task_pt_regs): the arguments are in di, si,
- * dx, r10, r8, r9 and the syscall number in orig_ax. */
+ * dx, r10, r8, r9 and the syscall number in orig_ax. A uprobe's context is the same struct:
+ * Go's register ABI passes arguments in ax, bx, cx, di and keeps the goroutine in r14. */
 struct pt_regs {
+	unsigned long r14;
+	unsigned long bx;
 	unsigned long r10;
 	unsigned long ax;
 	unsigned long cx;
@@ -142,6 +145,7 @@ struct pt_regs {
 	unsigned long si;
 	unsigned long di;
 	unsigned long orig_ax;
+	unsigned long sp;
 } __attribute__((preserve_access_index));
 
 #endif

@@ -347,9 +347,15 @@ fn tls_check() -> Check {
     };
     let mut files = Vec::new();
     for lib in crate::tls::system_libraries() {
-        if let Ok(functions) = crate::tls::functions_in(&lib) {
-            if !functions.is_empty() {
-                files.push((lib, functions.len()));
+        if let Ok(sites) = crate::tls::sites_in(&lib) {
+            if !sites.is_empty() {
+                files.push((
+                    lib,
+                    sites
+                        .iter()
+                        .filter(|s| s.program != crate::tls::RETURN_PROGRAM)
+                        .count(),
+                ));
             }
         }
     }

@@ -43,6 +43,9 @@ pub struct KernelStats {
     pub tls_ciphertext: u64,
     /// TLS plaintext not sent because no connection was known for its SSL object (a loss).
     pub tls_untied: u64,
+    /// Go TLS calls not read because another began inside them on their goroutine (a `Conn`
+    /// over another `Conn`; a loss).
+    pub tls_nested: u64,
 }
 
 /// Loading or attaching failed.
@@ -381,6 +384,7 @@ impl SyscallProbes {
             env_unread: sum(6),
             tls_ciphertext: sum(8),
             tls_untied: sum(9),
+            tls_nested: sum(10),
         }
     }
 

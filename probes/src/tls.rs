@@ -11,6 +11,12 @@
 //! of processes. Candidates are `libssl*` files (OpenSSL 1.1 and 3.x, BoringSSL's shared
 //! build) and executables that define the functions themselves (statically linked OpenSSL or
 //! BoringSSL with a symbol table, Node.js).
+//!
+//! Go programs carry their own TLS stack: in a Go executable (amd64, Go 1.17+ register ABI)
+//! `crypto/tls.(*Conn).Write` and `(*Conn).Read` are probed at their entry (past the
+//! stack-bound check) and at each of their RET instructions, found with the Go binary
+//! inspection of [`crate::go`] (symbol table or, stripped, `.gopclntab`): never uretprobes,
+//! which patch the return address on a stack Go moves.
 
 use std::collections::HashMap;
 use std::fs;
@@ -36,15 +42,42 @@ pub const FUNCTIONS: [(&str, &str); 5] = [
     ("SSL_do_handshake", "adi_ssl_handshake"),
 ];
 
-/// The return program of every probed function.
+/// The return program of every probed library function (a uretprobe).
 pub const RETURN_PROGRAM: &str = "adi_ssl_return";
 
-/// Every program of the TLS uprobes: the entries, then the return.
+/// The Go functions probed and the entry program of each. The handshake only notes its
+/// `Conn`'s socket: a server's first `Read` is often served from records the handshake read.
+pub const GO_FUNCTIONS: [(&str, &str); 3] = [
+    ("crypto/tls.(*Conn).Write", "adi_go_tls_write"),
+    ("crypto/tls.(*Conn).Read", "adi_go_tls_read"),
+    (
+        "crypto/tls.(*Conn).handshakeContext",
+        "adi_go_tls_handshake",
+    ),
+];
+
+/// The program on every RET instruction of the Go functions.
+pub const GO_RETURN_PROGRAM: &str = "adi_go_tls_return";
+
+/// Every program of the TLS uprobes: the library's entries and return, then Go's.
 pub(crate) fn programs() -> impl Iterator<Item = &'static str> {
     FUNCTIONS
         .iter()
         .map(|(_, p)| *p)
         .chain(std::iter::once(RETURN_PROGRAM))
+        .chain(GO_FUNCTIONS.iter().map(|(_, p)| *p))
+        .chain(std::iter::once(GO_RETURN_PROGRAM))
+}
+
+/// One place of a file where a TLS uprobe goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The function the place is in.
+    pub function: &'static str,
+    /// The program attached there.
+    pub program: &'static str,
+    /// Its file offset.
+    pub offset: u64,
 }
 
 /// Largest executable read to look for TLS functions in (bigger ones are skipped).
@@ -92,8 +125,8 @@ type Links = Vec<(&'static str, UProbeLinkId)>;
 #[derive(Debug, Default)]
 pub(crate) struct TlsState {
     loaded: bool,
-    /// The functions each file defines and their file offsets (empty: none).
-    functions: HashMap<FileId, Vec<(&'static str, u64)>>,
+    /// The places to probe in each file (empty: none).
+    sites: HashMap<FileId, Vec<Site>>,
     /// Attachments by scope and file, with their links.
     links: HashMap<TlsScope, HashMap<FileId, Links>>,
     probed: Vec<PathBuf>,
@@ -147,6 +180,12 @@ pub fn candidates_of(pid: u32, exe: bool) -> Vec<PathBuf> {
     found
 }
 
+/// Whether the file at `path` is a Go executable (whose `crypto/tls` [`sites_in`] finds): told
+/// from its section headers, without reading the whole file.
+pub fn is_go_executable(path: &Path) -> bool {
+    crate::go::GoBinary::open(path).is_ok_and(|bin| bin.is_go())
+}
+
 /// The `libssl` paths in a `/proc/PID/maps` text, each once, in order of appearance.
 pub fn mapped_libraries(maps: &str) -> Vec<&str> {
     let mut found: Vec<&str> = Vec::new();
@@ -167,21 +206,28 @@ pub fn mapped_libraries(maps: &str) -> Vec<&str> {
     found
 }
 
-/// Which of [`FUNCTIONS`] the ELF file at `path` defines (dynamic or static symbol table),
-/// with the file offset of each (where a uprobe goes).
+/// Where the TLS uprobes go in the ELF file at `path`: the entry and return of each of
+/// [`FUNCTIONS`] it defines (dynamic or static symbol table), or, in a Go executable, the
+/// entry and RET instructions of [`GO_FUNCTIONS`]. Empty when it has none.
 ///
 /// # Errors
 ///
 /// When the file cannot be read, is not ELF or is larger than adi reads.
-pub fn functions_in(path: &Path) -> io::Result<Vec<(&'static str, u64)>> {
+pub fn sites_in(path: &Path) -> io::Result<Vec<Site>> {
     let meta = fs::metadata(path)?;
     if meta.len() > MAX_EXECUTABLE {
         return Err(io::Error::other("too large to read"));
     }
+    // A Go binary is told by its sections, read without reading the whole file.
+    if let Ok(bin) = crate::go::GoBinary::open(path) {
+        if bin.is_go() {
+            return go_sites(&bin).map_err(io::Error::other);
+        }
+    }
     let data = fs::read(path)?;
     let file = object::File::parse(&*data).map_err(io::Error::other)?;
     let mut found = Vec::new();
-    for (function, _) in FUNCTIONS {
+    for (function, program) in FUNCTIONS {
         let symbol = file
             .dynamic_symbols()
             .chain(file.symbols())
@@ -194,11 +240,60 @@ pub fn functions_in(path: &Path) -> io::Result<Vec<(&'static str, u64)>> {
             let (file_start, _) = section.file_range()?;
             Some(s.address() - section.address() + file_start)
         });
+        // The return probe first: an entry attached without its return would leave its
+        // calls stashed until the map's LRU drops them.
         if let Some(offset) = offset {
-            found.push((function, offset));
+            found.push(Site {
+                function,
+                program: RETURN_PROGRAM,
+                offset,
+            });
+            found.push(Site {
+                function,
+                program,
+                offset,
+            });
         }
     }
     Ok(found)
+}
+
+/// The sites of [`GO_FUNCTIONS`] in a Go executable: none unless they are all there (an
+/// x86-64 binary of the register ABI, Go 1.17+).
+fn go_sites(bin: &crate::go::GoBinary) -> Result<Vec<Site>, crate::go::GoError> {
+    if bin.machine() != object::elf::EM_X86_64 || !bin.is_64() || !register_abi(bin) {
+        return Ok(Vec::new());
+    }
+    let names = GO_FUNCTIONS.map(|(f, _)| f);
+    let found = crate::go::symbols::lookup(bin, &names)?;
+    let mut sites = Vec::new();
+    for ((function, program), f) in GO_FUNCTIONS.into_iter().zip(found) {
+        let Some(f) = f else { return Ok(Vec::new()) };
+        let start = bin.vaddr_to_file_offset(f.addr)?;
+        for ret in bin.ret_offsets(&f)? {
+            sites.push(Site {
+                function,
+                program: GO_RETURN_PROGRAM,
+                offset: start + ret,
+            });
+        }
+        let code = bin.function_code(&f)?;
+        sites.push(Site {
+            function,
+            program,
+            offset: start + crate::go::ret_sites::after_stack_check(code),
+        });
+    }
+    Ok(sites)
+}
+
+/// Whether a Go binary passes arguments in registers (Go 1.17 and later, by its build info;
+/// a binary without one is taken to).
+fn register_abi(bin: &crate::go::GoBinary) -> bool {
+    bin.build_info()
+        .ok()
+        .and_then(|info| crate::go::GoVersion::parse(&info.go_version))
+        .is_none_or(|v| (v.major, v.minor) >= (1, 17))
 }
 
 fn file_id(path: &Path) -> io::Result<FileId> {
@@ -230,14 +325,14 @@ impl SyscallProbes {
         {
             return Ok(TlsAttach::Known);
         }
-        let functions = if let Some(f) = self.tls.functions.get(&id) {
+        let sites = if let Some(f) = self.tls.sites.get(&id) {
             f.clone()
         } else {
-            let f = functions_in(path).map_err(tls_err)?;
-            self.tls.functions.insert(id, f.clone());
+            let f = sites_in(path).map_err(tls_err)?;
+            self.tls.sites.insert(id, f.clone());
             f
         };
-        if functions.is_empty() {
+        if sites.is_empty() {
             return Ok(TlsAttach::NotTls);
         }
         self.load_tls_programs()?;
@@ -250,28 +345,20 @@ impl SyscallProbes {
         };
         let mut links = Vec::new();
         let mut result = Ok(());
-        'functions: for &(function, offset) in &functions {
-            let entry = FUNCTIONS
-                .iter()
-                .find(|(f, _)| *f == function)
-                .map_or(RETURN_PROGRAM, |(_, p)| *p);
-            // The return probe first: an entry without its return would leave its call
-            // stashed until the map's LRU drops it.
-            for program in [RETURN_PROGRAM, entry] {
-                let p: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), program)?;
-                match p.attach(
-                    UProbeAttachLocation::AbsoluteOffset(offset),
-                    path,
-                    aya_scope,
-                ) {
-                    Ok(link) => links.push((program, link)),
-                    Err(e) => {
-                        result = Err(crate::live::program_error(
-                            program,
-                            format!("attaching to {function} in {}", path.display()),
-                        )(e));
-                        break 'functions;
-                    }
+        for site in &sites {
+            let p: &mut UProbe = crate::live::typed_program(self.ebpf_mut(), site.program)?;
+            match p.attach(
+                UProbeAttachLocation::AbsoluteOffset(site.offset),
+                path,
+                aya_scope,
+            ) {
+                Ok(link) => links.push((site.program, link)),
+                Err(e) => {
+                    result = Err(crate::live::program_error(
+                        site.program,
+                        format!("attaching to {} in {}", site.function, path.display()),
+                    )(e));
+                    break;
                 }
             }
         }
@@ -284,9 +371,9 @@ impl SyscallProbes {
         if !self.tls.probed.iter().any(|p| p == path) {
             self.tls.probed.push(path.to_path_buf());
         }
-        Ok(TlsAttach::Attached(
-            functions.iter().map(|(f, _)| *f).collect(),
-        ))
+        let mut functions: Vec<&'static str> = sites.iter().map(|s| s.function).collect();
+        functions.dedup();
+        Ok(TlsAttach::Attached(functions))
     }
 
     /// Detaches the TLS uprobes of process `pid` (when it exits; no effect when it has none).
@@ -374,8 +461,14 @@ mod tests {
             // libssl3 is installed wherever curl is; say so rather than pass silently.
             panic!("no libssl.so.3 in {LIBRARY_DIRS:?}: install libssl3");
         };
-        let found = functions_in(&lib).expect("read libssl");
-        let names: Vec<&str> = found.iter().map(|(f, _)| *f).collect();
+        let found = sites_in(&lib).expect("read libssl");
+        // A return and an entry probe per function, both at the function's first instruction.
+        for pair in found.chunks(2) {
+            assert_eq!(pair[0].function, pair[1].function);
+            assert_eq!(pair[0].offset, pair[1].offset);
+            assert_eq!(pair[0].program, RETURN_PROGRAM);
+        }
+        let names: Vec<&str> = found.iter().step_by(2).map(|s| s.function).collect();
         assert_eq!(
             names,
             [
@@ -388,14 +481,15 @@ mod tests {
         );
         // Offsets inside the file, each function at its own.
         let len = std::fs::metadata(&lib).expect("stat").len();
-        assert!(found.iter().all(|(_, o)| *o > 0 && *o < len), "{found:?}");
-        let mut offsets: Vec<u64> = found.iter().map(|(_, o)| *o).collect();
+        assert!(
+            found.iter().all(|s| s.offset > 0 && s.offset < len),
+            "{found:?}"
+        );
+        let mut offsets: Vec<u64> = found.iter().map(|s| s.offset).collect();
         offsets.dedup();
         assert_eq!(offsets.len(), 5);
         // An executable without TLS functions.
-        assert!(functions_in(Path::new("/bin/sh"))
-            .expect("read sh")
-            .is_empty());
-        assert!(functions_in(Path::new("/nonexistent")).is_err());
+        assert!(sites_in(Path::new("/bin/sh")).expect("read sh").is_empty());
+        assert!(sites_in(Path::new("/nonexistent")).is_err());
     }
 }

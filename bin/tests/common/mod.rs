@@ -100,14 +100,30 @@ pub fn listener_pids(port: u16) -> Vec<u32> {
     pids
 }
 
+/// The parent of process `pid` (`None` once it is gone).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
 /// Waits (without connecting: a probe connection would be traffic) until 127.0.0.1:`port`
-/// listens, and asserts that the listener is `pid` and nobody else.
+/// listens, and asserts that the listener is `pid` (or children it forked) and nobody else.
 pub fn wait_listener(port: u16, pid: u32, timeout: Duration) {
     let end = Instant::now() + timeout;
     loop {
         let pids = listener_pids(port);
         if !pids.is_empty() {
-            assert_eq!(pids, vec![pid], "port {port} must be ours");
+            // A child the server just forked holds the socket too until it closes it.
+            let theirs: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|&p| p != pid && parent_of(p) != Some(pid))
+                .collect();
+            assert!(
+                pids.contains(&pid) && theirs.is_empty(),
+                "port {port} must be ours ({pid}): {pids:?}"
+            );
             return;
         }
         assert!(Instant::now() < end, "port {port} never opened");
