@@ -177,13 +177,17 @@ impl TlsPlaintext {
             } else {
                 TlsScope::Process(pid)
             };
-            self.probe(probes, &exe, scope);
+            if self.probe(probes, &exe, scope) {
+                eprintln!("adi: TLS plaintext read from Go program {pid} (crypto/tls)");
+            }
         }
     }
 
-    fn probe(&mut self, probes: &mut SyscallProbes, file: &Path, scope: TlsScope) {
+    /// Probes one file; whether probes were attached now.
+    fn probe(&mut self, probes: &mut SyscallProbes, file: &Path, scope: TlsScope) -> bool {
         match probes.attach_tls(file, scope) {
-            Ok(TlsAttach::Attached(_) | TlsAttach::Known | TlsAttach::NotTls) => {}
+            Ok(TlsAttach::Attached(_)) => return true,
+            Ok(TlsAttach::Known | TlsAttach::NotTls) => {}
             // A process gone meanwhile, or a kernel thread (no executable).
             Err(ProbeError::Tls { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -196,6 +200,7 @@ impl TlsPlaintext {
                 }
             }
         }
+        false
     }
 }
 

@@ -1,14 +1,18 @@
-//! Root-only: gRPC over HTTP/2 cleartext with the real grpcio (PyPI) client and server: a
-//! unary call, a server-streaming call and a call that fails with NOT_FOUND, parsed at both
-//! ends as `http` events with `version: "2"`, their stream, and `grpc` facts (service,
-//! method, status, message, message sizes), each response paired with its request.
+//! Root-only: gRPC with the real grpcio (PyPI) and grpc-go (Debian's golang-google-grpc-dev)
+//! clients and servers: a unary call, a server-streaming call and a call that fails with
+//! NOT_FOUND, parsed as `http` events with `version: "2"`, their stream, and `grpc` facts
+//! (service, method, status, message, message sizes), each response paired with its request.
 //!
-//! grpcio links its own BoringSSL without symbols, so gRPC over TLS from grpcio is not
-//! readable by the TLS library uprobes (docs/tls.md); h2c is what this covers. Same skip
-//! rules as `live.rs`; adi starts first, with the ADI_PROFILE opt-in.
+//! - over HTTP/2 cleartext, grpcio to grpcio: both ends;
+//! - over TLS, grpcio to grpc-go and grpc-go to grpcio: the Go end, read from `crypto/tls`
+//!   (`"tls": true`). grpcio links its own BoringSSL without symbols, so its end of a TLS
+//!   connection stays `tls` (docs/tls.md).
+//!
+//! Same skip rules as `live.rs`; adi starts first, with the ADI_PROFILE opt-in.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::services::{held_python, serial, Held, Server};
@@ -33,7 +37,11 @@ handlers = {
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Catalog", handlers),))
-port = server.add_insecure_port("127.0.0.1:0")
+if len(sys.argv) > 2:  # TLS: certificate and key files
+    pair = (open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([pair]))
+else:
+    port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 print(port, flush=True)
 server.wait_for_termination()
@@ -41,7 +49,13 @@ server.wait_for_termination()
 
 const CLIENT: &str = r#"
 import grpc
-with grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}") as ch:
+target = f"127.0.0.1:{sys.argv[1]}"
+if len(sys.argv) > 2:  # TLS: the server's certificate, issued to localhost
+    creds = grpc.ssl_channel_credentials(root_certificates=open(sys.argv[2], "rb").read())
+    ch = grpc.secure_channel(target, creds, options=(("grpc.ssl_target_name_override", "localhost"),))
+else:
+    ch = grpc.insecure_channel(target)
+with ch:
     assert ch.unary_unary("/demo.Catalog/Ping")(b"hello") == b"pong:hello"
     assert list(ch.unary_stream("/demo.Catalog/List")(b"all")) == [b"item0", b"item1", b"item2"]
     try:
@@ -89,29 +103,9 @@ fn calls(events: &[Value], port: u64, pid: u32) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
-    if !can_run() || !have_grpcio() {
-        return;
-    }
-    let _turn = serial();
-    let profile = format!("adi-grpc-{}", std::process::id());
-    let adi = Adi::start(&["--profile-allowed", &profile]);
-    let (server, port) = Server::spawn_printing_port(
-        Command::new(common::python_executable())
-            .args(["-c", SERVER])
-            .env("ADI_PROFILE", &profile),
-        libc::SIGTERM,
-    );
-    let mut client = Held::spawn({
-        let mut cmd = held_python(CLIENT, &[&port.to_string()]);
-        cmd.env("ADI_PROFILE", &profile);
-        cmd
-    });
-    client.run();
-    let (events, _) = adi.stop();
-    let server_pid = server.pid();
-    drop(server);
+/// The three calls as [`calls`] shows them at one end: requests in `request_dir`, responses
+/// in `response_dir`.
+fn expected(request_dir: &str, response_dir: &str) -> Vec<Value> {
     let grpc = |method: &str, status: Option<u16>, message: Option<&str>, sizes: &[u64]| {
         let mut g = json!({"service": "demo.Catalog", "method": method, "encoding": "protobuf",
                            "messages": sizes});
@@ -146,20 +140,43 @@ fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
             grpc("Get", Some(5), Some("no such item"), &[]),
         ),
     ];
-    let side = |request_dir: &str, response_dir: &str| -> Vec<Value> {
-        exchanges
-            .iter()
-            .flat_map(|(m, s, stream, req, resp)| {
-                [
-                    json!([request_dir, m, stream, req]),
-                    json!([response_dir, s, stream, resp]),
-                ]
-            })
-            .collect()
-    };
+    exchanges
+        .iter()
+        .flat_map(|(m, s, stream, req, resp)| {
+            [
+                json!([request_dir, m, stream, req]),
+                json!([response_dir, s, stream, resp]),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
+    if !can_run() || !have_grpcio() {
+        return;
+    }
+    let _turn = serial();
+    let profile = format!("adi-grpc-{}", std::process::id());
+    let adi = Adi::start(&["--profile-allowed", &profile]);
+    let (server, port) = Server::spawn_printing_port(
+        Command::new(common::python_executable())
+            .args(["-c", SERVER])
+            .env("ADI_PROFILE", &profile),
+        libc::SIGTERM,
+    );
+    let mut client = Held::spawn({
+        let mut cmd = held_python(CLIENT, &[&port.to_string()]);
+        cmd.env("ADI_PROFILE", &profile);
+        cmd
+    });
+    client.run();
+    let (events, _) = adi.stop();
+    let server_pid = server.pid();
+    drop(server);
     let port = u64::from(port);
-    assert_eq!(calls(&events, port, client.pid()), side("send", "recv"));
-    assert_eq!(calls(&events, port, server_pid), side("recv", "send"));
+    assert_eq!(calls(&events, port, client.pid()), expected("send", "recv"));
+    assert_eq!(calls(&events, port, server_pid), expected("recv", "send"));
     // The connection, classified at both ends.
     let verdicts: Vec<&Value> = of_type(&events, "connection")
         .into_iter()
@@ -171,4 +188,175 @@ fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
     );
     assert!(verdicts.iter().any(|c| c["pid"] == client.pid()));
     assert!(verdicts.iter().any(|c| c["pid"] == server_pid));
+}
+
+/// grpc-go's demo (`testdata/go/grpc`) built with Debian's Go 1.19 and golang-google-grpc-dev
+/// (GOPATH mode, offline) into `target/go-targets/grpcdemo`; `None` (a loud skip, a failure
+/// under CI) without them.
+fn grpcdemo() -> Option<PathBuf> {
+    let go = Path::new("/usr/lib/go-1.19/bin/go");
+    let gopath = Path::new("/usr/share/gocode");
+    if !go.exists() || !gopath.join("src/google.golang.org/grpc").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install golang-go and golang-google-grpc-dev"
+        );
+        eprintln!("SKIPPED (apt-get install golang-go golang-google-grpc-dev)");
+        return None;
+    }
+    let out = adi_probes::go::testing::targets_dir();
+    let bin = out.join("grpcdemo");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/go/grpc");
+    let status = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", gopath)
+        .env("GOCACHE", out.join(".grpc-gocache"))
+        .env("GOFLAGS", "")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .status()
+        .expect("go build");
+    assert!(status.success(), "building testdata/go/grpc failed");
+    Some(bin)
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 in `dir`: (cert, key).
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// The connection verdicts of `pid` on `port`: every one `want`, with `tls` as said.
+fn assert_verdicts(events: &[Value], port: u64, pid: u32, want: &str, tls: bool) {
+    let verdicts: Vec<&Value> = of_type(events, "connection")
+        .into_iter()
+        .filter(|c| c["pid"] == pid && (c["dest_port"] == port || c["source_port"] == port))
+        .collect();
+    let last = verdicts
+        .last()
+        .unwrap_or_else(|| panic!("no connection of {pid}"));
+    assert_eq!(last["protocol"], want, "{verdicts:#?}");
+    assert_eq!(last["tls"].as_bool().unwrap_or(false), tls, "{verdicts:#?}");
+}
+
+/// grpcio's client over TLS to a grpc-go server: the server's end is read from crypto/tls.
+#[test]
+fn grpcio_client_to_grpc_go_server_over_tls() {
+    if !can_run() || !have_grpcio() || !common::have("openssl") {
+        return;
+    }
+    let Some(demo) = grpcdemo() else { return };
+    let _turn = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate(dir.path());
+    let profile = format!("adi-grpc-tls-{}", std::process::id());
+    let mut adi = Adi::start(&["--profile-allowed", &profile]);
+    let (server, port) = Server::spawn_printing_port(
+        Command::new(&demo)
+            .arg("-serve")
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .env("ADI_PROFILE", &profile),
+        libc::SIGTERM,
+    );
+    adi.wait_stderr(
+        &format!("TLS plaintext read from Go program {}", server.pid()),
+        std::time::Duration::from_secs(20),
+    );
+    let cert_arg = cert.display().to_string();
+    let mut client = Held::spawn({
+        let mut cmd = held_python(CLIENT, &[&port.to_string(), &cert_arg]);
+        cmd.env("ADI_PROFILE", &profile);
+        cmd
+    });
+    client.run();
+    let (events, _) = adi.stop();
+    let server_pid = server.pid();
+    drop(server);
+    let port = u64::from(port);
+    let served = calls(&events, port, server_pid);
+    assert_eq!(served, expected("recv", "send"));
+    for e in of_type(&events, "http")
+        .into_iter()
+        .filter(|e| e["pid"] == server_pid)
+    {
+        assert_eq!(e["tls"], true, "{e}");
+    }
+    assert_verdicts(&events, port, server_pid, "http2", true);
+    // grpcio's BoringSSL is not probed: its end stays encrypted.
+    assert_verdicts(&events, port, client.pid(), "tls", false);
+}
+
+/// grpc-go's client over TLS to a grpcio server: the client's end is read from crypto/tls.
+#[test]
+fn grpc_go_client_to_grpcio_server_over_tls() {
+    if !can_run() || !have_grpcio() || !common::have("openssl") {
+        return;
+    }
+    let Some(demo) = grpcdemo() else { return };
+    let _turn = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = certificate(dir.path());
+    let profile = format!("adi-grpc-tls-{}", std::process::id());
+    let mut adi = Adi::start(&["--profile-allowed", &profile]);
+    let (server, port) = Server::spawn_printing_port(
+        Command::new(common::python_executable())
+            .args(["-c", SERVER])
+            .arg(&cert)
+            .arg(&key)
+            .env("ADI_PROFILE", &profile),
+        libc::SIGTERM,
+    );
+    // Probed at its exec; it calls once adi says so.
+    let mut client = Held::spawn({
+        let mut cmd = Command::new(&demo);
+        cmd.args(["-wait", "-call"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ADI_PROFILE", &profile);
+        cmd
+    });
+    adi.wait_stderr(
+        &format!("TLS plaintext read from Go program {}", client.pid()),
+        std::time::Duration::from_secs(20),
+    );
+    client.run();
+    let (events, _) = adi.stop();
+    drop(server);
+    let port = u64::from(port);
+    assert_eq!(calls(&events, port, client.pid()), expected("send", "recv"));
+    for e in of_type(&events, "http")
+        .into_iter()
+        .filter(|e| e["pid"] == client.pid())
+    {
+        assert_eq!(e["tls"], true, "{e}");
+    }
+    assert_verdicts(&events, port, client.pid(), "http2", true);
 }
