@@ -1,11 +1,11 @@
 //! amqp tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, flow_key,
-    flow_records, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, Record,
     RecordKind, Session,
 };
@@ -30,7 +30,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    testing::verdict(&Amqp, ID, buf, dir, PortHint::NONE).map(|v| (v.confidence.get(), v.observed))
+    testing::verdict(&Amqp, buf, dir, PortHint::NONE).map(|v| (v.confidence.get(), v.observed))
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
@@ -117,14 +117,8 @@ fn shortstr(s: &[u8]) -> Vec<u8> {
 
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("amqp"),
-        fixtures_dir!("amqp"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("amqp", "src/amqp/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {

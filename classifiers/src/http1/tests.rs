@@ -1,11 +1,11 @@
 //! http1 tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, load_fixtures, parse_in_pieces, xorshift_star_buffers, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, fixture_pair, flow_key,
+    flow_records, load_fixtures, parse_in_pieces, xorshift_star_buffers, Feed,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
     RecordKind, Session,
 };
@@ -28,7 +28,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// The confidence of a match in the given direction, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Http1, HTTP1, buf, dir)
+    testing::score(&Http1, buf, dir)
 }
 
 /// Feeds a connection's two directions whole, to-server first, and returns every record.
@@ -62,14 +62,8 @@ fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
 
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("http1"),
-        fixtures_dir!("http1"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("http1", "src/http1/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -77,7 +71,6 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
         let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
-        assert_eq!(v.protocol, HTTP1);
         assert!(
             v.confidence >= Confidence::CERTAIN,
             "{}: {v:?}",

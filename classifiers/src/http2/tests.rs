@@ -1,11 +1,11 @@
 //! http2 tests: the probe and the session on real h2c captures (see `fixtures/README.md`),
 //! on hand-written frames, on look-alike protocols and on hostile bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed, Fixture,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, fixture_pair, flow_key,
+    flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed, Fixture,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -20,7 +20,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// The confidence of a match, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Http2, ID, buf, dir)
+    testing::score(&Http2, buf, dir)
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
@@ -69,14 +69,8 @@ fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 // ---- probe on real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("http2"),
-        fixtures_dir!("http2"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("http2", "src/http2/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {

@@ -1,16 +1,14 @@
 //! kafka tests: the probe and the session on real kafka-python captures (see
 //! `fixtures/README.md`), on hand-written edge cases, on look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
+use adi_classify::testing::{self, attrs, for_each_prefix, load_fixtures, parse_in_pieces, Feed};
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::KafkaSession;
-use super::{Kafka, KAFKA};
+use super::Kafka;
 
 const TO_SERVER_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_server_kafka_default_0.bin");
 const TO_CLIENT_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_client_kafka_default_0.bin");
@@ -23,7 +21,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// The confidence of a match, 0 for `NeedMore`/`NoMatch`.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Kafka, KAFKA, buf, dir)
+    testing::score(&Kafka, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
@@ -48,14 +46,8 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("kafka"),
-        fixtures_dir!("kafka"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("kafka", "src/kafka/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn requests_are_certain_to_server() {

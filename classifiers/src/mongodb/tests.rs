@@ -2,17 +2,15 @@
 //! `fixtures/README.md`), on hand-written OP_QUERY / OP_REPLY / OP_COMPRESSED messages, on
 //! look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
+use adi_classify::testing::{self, attrs, for_each_prefix, load_fixtures, parse_in_pieces, Feed};
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::parser::{validate_document, MAX_BSON_DEPTH};
 use super::session::MongoSession;
-use super::{MongoDb, MONGODB};
+use super::MongoDb;
 
 const TO_SERVER_APP: &[u8] = include_bytes!("fixtures/to_server_mongodb_default_1.bin");
 const TO_CLIENT_APP: &[u8] = include_bytes!("fixtures/to_client_mongodb_default_1.bin");
@@ -24,7 +22,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 }
 
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&MongoDb, MONGODB, buf, dir)
+    testing::score(&MongoDb, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
@@ -54,14 +52,8 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("mongodb"),
-        fixtures_dir!("mongodb"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("mongodb", "src/mongodb/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {

@@ -2,16 +2,14 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
+use adi_classify::testing::{self, attrs, for_each_prefix, load_fixtures, parse_in_pieces, Feed};
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::TdsSession;
-use super::{Mssql, MSSQL};
+use super::Mssql;
 
 const TO_SERVER_DEFAULT: &[u8] = include_bytes!("fixtures/to_server_mssql_default_0.bin");
 const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_default_0.bin");
@@ -23,7 +21,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 }
 
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Mssql, MSSQL, buf, dir)
+    testing::score(&Mssql, buf, dir)
 }
 
 /// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
@@ -55,14 +53,8 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("mssql"),
-        fixtures_dir!("mssql"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("mssql", "src/mssql/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {

@@ -1,16 +1,14 @@
 //! nats tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alikes (Redis, HTTP CONNECT) and on random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
-};
-use adi_core::{
+use adi_classify::testing::{self, load_fixtures, parse_in_pieces, xorshift_buffers, Feed};
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::NatsSession;
-use super::{Nats, AMBIGUOUS, ID, PROBE_WINDOW};
+use super::{Nats, AMBIGUOUS, PROBE_WINDOW};
 
 const TO_SERVER_NATS_PY: &[u8] = include_bytes!("fixtures/to_server_nats_py.bin");
 const TO_CLIENT_NATS_PY: &[u8] = include_bytes!("fixtures/to_client_nats_py.bin");
@@ -25,7 +23,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(u8, Option<Direction>)> {
-    testing::verdict(&Nats, ID, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
+    testing::verdict(&Nats, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
 }
 
 /// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
@@ -65,14 +63,8 @@ fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)])
 
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("nats"),
-        fixtures_dir!("nats"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("nats", "src/nats/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {

@@ -1,11 +1,11 @@
 //! postgres tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, fixture_pair, flow_key,
+    flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -20,7 +20,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 /// The confidence of a match in the given direction (0 for anything else) and whether the
 /// probe said the bytes travel the other way.
 fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Postgres, POSTGRES, buf, dir, PortHint::NONE).map_or((0, false), |v| {
+    testing::verdict(&Postgres, buf, dir, PortHint::NONE).map_or((0, false), |v| {
         (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
     })
 }
@@ -66,14 +66,8 @@ fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("postgres"),
-        fixtures_dir!("postgres"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("postgres", "src/postgres/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -514,7 +508,7 @@ fn hostile_input_errors_without_panicking() {
     // Typed length above 1 GiB.
     let e = PostgresSession::default().parse(b"Q\x7f\xff\xff\xff", Direction::ToServer, &mut out);
     assert!(
-        matches!(e, Err(adi_core::ParseError::TooLarge { .. })),
+        matches!(e, Err(adi_classify::ParseError::TooLarge { .. })),
         "{e:?}"
     );
     // Unknown message type.

@@ -1,11 +1,11 @@
 //! tls tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, fixture_pair, flow_key,
+    flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -20,7 +20,7 @@ fn probe(buf: &[u8], dir: Direction) -> Probe {
 
 /// The confidence of a match, 0 for anything else.
 fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Tls, ID, buf, dir)
+    testing::score(&Tls, buf, dir)
 }
 
 fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
@@ -51,14 +51,8 @@ fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
 
 // ---- probe on real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("tls"),
-        fixtures_dir!("tls"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("tls", "src/tls/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
