@@ -1,6 +1,6 @@
 //! `adi-classifiers`: the built-in protocol classifiers, one folder per protocol.
 //!
-//! Each folder registers itself with [`adi_core::register_classifier!`]; nothing else in the
+//! Each folder registers itself with [`adi_classify::register_classifier!`]; nothing else in the
 //! workspace names a protocol. The binary links this crate with `use adi_classifiers as _;`.
 //! To add a protocol, see "Adding a protocol" in `docs/contributing.md`.
 #![forbid(unsafe_code)]

@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adi_core::engine::Engine;
-use adi_core::flow::{FlowKey, Role};
-use adi_core::{Direction, Registry};
+use adi_classify::engine::Engine;
+use adi_classify::flow::{FlowKey, Role};
+use adi_classify::{Direction, Registry};
 
 use adi_classifiers as _;
 

@@ -1,8 +1,8 @@
 //! `adi-core`: the pieces every other `adi` crate points to.
 //!
-//! - [`classify`]: the classifier contract (three-way [`Probe`], [`Verdict`], [`Confidence`]),
-//! - [`registry`]: the plugin registry collected with `inventory` ([`register_classifier!`]),
-//! - [`engine`]: the per-flow classification engine (the hot path),
+//! - [`classify`], [`registry`], [`engine`]: the classifier contract, the plugin registry and
+//!   the per-flow classification engine, re-exported from `adi-classify` (the only crate a
+//!   classifier depends on),
 //! - [`event`]: the output events (`http`, `connection`, `go_http`, `lost`) whose field names
 //!   are the JSON-lines schema,
 //! - [`bus`]: a bounded fan-out bus where a slow sink loses (and counts) events instead of
@@ -14,28 +14,20 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
-pub mod classify;
-pub mod engine;
 pub mod error;
 pub mod event;
-pub mod flow;
-pub mod protocol;
-pub mod record;
 pub mod redact;
-pub mod registry;
 pub mod time;
 
+pub use adi_classify::contract as classify;
+pub use adi_classify::register_classifier;
 #[cfg(feature = "testing")]
-pub mod testing;
+pub use adi_classify::{conformance_tests, fixtures_dir, testing};
+pub use adi_classify::{engine, flow, protocol, record, registry};
 
-pub use classify::{Classifier, Confidence, Direction, PortHint, Probe, Session, Verdict};
+pub use adi_classify::{
+    parse_steps, probe_both_ways, Category, Classifier, Confidence, DetectOnly, Direction, FlowId,
+    FlowKey, PortHint, Probe, ProtocolId, Record, RecordKind, Registration, Registry, Sender,
+    Session, Skip, Step, Steps, Verdict,
+};
 pub use error::{ParseError, RegistryError};
-pub use flow::{FlowId, FlowKey};
-pub use protocol::{Category, ProtocolId};
-pub use record::{Record, RecordKind};
-pub use registry::{Registration, Registry};
-
-#[doc(hidden)]
-pub mod __private {
-    pub use inventory;
-}

@@ -35,12 +35,12 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::Err;
 
 use self::parser::{
     parse_arguments, parse_content_header, parse_frame, parse_frame_header, parse_method_id,
-    FrameType, MethodId, Sender, AMQP_MAGIC, FRAME_HEADER_LEN, HEADER_LEN,
+    FrameType, MethodId, AMQP_MAGIC, FRAME_HEADER_LEN, HEADER_LEN,
 };
 
 /// The protocol id.
@@ -73,7 +73,7 @@ pub(crate) fn known_header(version: &[u8]) -> Option<(&'static str, &'static str
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Amqp;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::MESSAGE_BUS,
     description: "AMQP 0-9-1 (RabbitMQ): protocol header and frames",
@@ -82,90 +82,80 @@ adi_core::register_classifier!(adi_core::Registration {
     classifier: &Amqp,
 });
 
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str, Sender),
-}
-
 /// Looks for a protocol header at the start of `buf` (which starts with a prefix of `AMQP`).
-fn looks_like_header(buf: &[u8]) -> Evidence {
+fn looks_like_header(buf: &[u8]) -> Probe {
     let version = &buf[AMQP_MAGIC.len().min(buf.len())..buf.len().min(HEADER_LEN)];
     // Every version byte ever used is below 0x10; text after `AMQP` is not a header.
     if version.iter().any(|&b| b >= 0x10) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     if buf.len() < HEADER_LEN {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
     match known_header(version) {
-        Some((_, reason)) => Evidence::Yes(Confidence::CERTAIN, reason, Sender::Either),
-        None => Evidence::Yes(
-            Confidence::WEAK,
-            "AMQP magic with an unknown version",
-            Sender::Either,
-        ),
+        Some((_, reason)) => Probe::matched(Confidence::CERTAIN, reason),
+        None => Probe::matched(Confidence::WEAK, "AMQP magic with an unknown version"),
     }
 }
 
 /// Looks for a frame at the start of `buf`.
-fn looks_like_frame(buf: &[u8]) -> Evidence {
+fn looks_like_frame(buf: &[u8]) -> Probe {
     let header = match parse_frame_header(buf) {
         Ok((_, h)) => h,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     let size = header.size as usize;
     let whole = parse_frame(buf);
     let payload = match whole {
         Ok((_, (_, payload))) => Some(payload),
         Err(Err::Incomplete(_)) => None,
-        Err(_) => return Evidence::No,
+        Err(_) => return Probe::NoMatch,
     };
     match header.kind {
         FrameType::HEARTBEAT => {
             if header.channel != 0 || size != 0 {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             match payload {
-                Some(_) => {
-                    Evidence::Yes(Confidence::CERTAIN, "AMQP heartbeat frame", Sender::Either)
-                }
-                None => Evidence::More,
+                Some(_) => Probe::matched(Confidence::CERTAIN, "AMQP heartbeat frame"),
+                None => Probe::NeedMore,
             }
         }
         FrameType::METHOD => {
             let Some(ids) = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + 4) else {
                 return if size >= 4 {
-                    Evidence::More
+                    Probe::NeedMore
                 } else {
-                    Evidence::No
+                    Probe::NoMatch
                 };
             };
             let Ok((_, id)) = parse_method_id(ids) else {
-                return Evidence::No;
+                return Probe::NoMatch;
             };
             let Some(sender) = id.sender() else {
-                return Evidence::No;
+                return Probe::NoMatch;
             };
             // Connection methods travel on channel 0, every other class on a channel >= 1
             // (section 4.2.3 and 2.3.5.1).
             if (id.class == MethodId::CONNECTION_CLASS) != (header.channel == 0) {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             match payload {
                 Some(p) => match parse_arguments(id, &p[4..]) {
-                    Ok(_) => Evidence::Yes(Confidence::CERTAIN, "AMQP method frame", sender),
-                    Err(_) => Evidence::No,
+                    Ok(_) => {
+                        Probe::matched(Confidence::CERTAIN, "AMQP method frame").sent_by(sender)
+                    }
+                    Err(_) => Probe::NoMatch,
                 },
-                None => Evidence::Yes(Confidence::STRONG, "AMQP method frame header", sender),
+                None => {
+                    Probe::matched(Confidence::STRONG, "AMQP method frame header").sent_by(sender)
+                }
             }
         }
         FrameType::HEADER => {
             if header.channel == 0 {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             // class-id (basic) and weight (0), section 4.2.6.1.
             let fixed = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + 4);
@@ -173,44 +163,32 @@ fn looks_like_frame(buf: &[u8]) -> Evidence {
                 let seen = &buf[FRAME_HEADER_LEN..];
                 let want = [0, MethodId::BASIC_CLASS as u8, 0, 0];
                 return if seen == &want[..seen.len()] {
-                    Evidence::More
+                    Probe::NeedMore
                 } else {
-                    Evidence::No
+                    Probe::NoMatch
                 };
             };
             if fixed != [0, MethodId::BASIC_CLASS as u8, 0, 0] {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             match payload.map(parse_content_header) {
-                Some(Ok(_)) => Evidence::Yes(
-                    Confidence::CERTAIN,
-                    "AMQP content header frame",
-                    Sender::Either,
-                ),
-                Some(Err(_)) => Evidence::No,
-                None => Evidence::Yes(
-                    Confidence::STRONG,
-                    "AMQP content header frame header",
-                    Sender::Either,
-                ),
+                Some(Ok(_)) => Probe::matched(Confidence::CERTAIN, "AMQP content header frame"),
+                Some(Err(_)) => Probe::NoMatch,
+                None => Probe::matched(Confidence::STRONG, "AMQP content header frame header"),
             }
         }
         FrameType::BODY => {
             if header.channel == 0 {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             match payload {
-                Some(_) => Evidence::Yes(
-                    Confidence::STRONG,
-                    "AMQP content body frame",
-                    Sender::Either,
-                ),
+                Some(_) => Probe::matched(Confidence::STRONG, "AMQP content body frame"),
                 // The frame-end must be inside the window to be checked.
-                None if FRAME_HEADER_LEN + size < PROBE_WINDOW => Evidence::More,
-                None => Evidence::No,
+                None if FRAME_HEADER_LEN + size < PROBE_WINDOW => Probe::NeedMore,
+                None => Probe::NoMatch,
             }
         }
-        _ => Evidence::No,
+        _ => Probe::NoMatch,
     }
 }
 
@@ -225,26 +203,15 @@ impl Classifier for Amqp {
             if buf[..n] == AMQP_MAGIC[..n] {
                 looks_like_header(buf)
             } else {
-                Evidence::No
+                Probe::NoMatch
             }
         } else {
             looks_like_frame(buf)
         };
-        match evidence {
-            Evidence::No => Probe::NoMatch,
-            Evidence::More => Probe::NeedMore,
-            Evidence::Yes(conf, reason, sender) => {
-                let verdict = Verdict::new(ID, Category::MESSAGE_BUS, conf, reason);
-                Probe::Match(match (sender, dir) {
-                    (Sender::Client, Direction::ToClient) => verdict.observed(Direction::ToServer),
-                    (Sender::Server, Direction::ToServer) => verdict.observed(Direction::ToClient),
-                    _ => verdict,
-                })
-            }
-        }
+        evidence.given(dir)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::AmqpSession::default())
     }
 }

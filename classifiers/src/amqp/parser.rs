@@ -6,6 +6,7 @@
 //! method arguments and field tables are parsed `complete` inside the frame that holds them,
 //! so every length inside a frame is bounded by the frame's own size. Nothing here allocates.
 
+use adi_classify::Sender;
 use nom::error::{Error, ErrorKind};
 use nom::number::complete::{be_u16, be_u32, be_u64, be_u8};
 use nom::{Err, IResult, Needed};
@@ -110,14 +111,6 @@ pub(crate) fn parse_frame(i: &[u8]) -> PResult<'_, (FrameHeader, &[u8])> {
         return fail(i, ErrorKind::Verify);
     }
     Ok((&rest[size + 1..], (header, &rest[..size])))
-}
-
-/// Who sends a method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sender {
-    Client,
-    Server,
-    Either,
 }
 
 /// How a method takes part in an exchange.

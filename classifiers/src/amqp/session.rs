@@ -21,7 +21,7 @@
 //!   body is complete, with the body (capped at [`MAX_BODY_KEPT`]) and `content_type`.
 //! - heartbeats produce no record.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::parser::{

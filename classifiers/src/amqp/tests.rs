@@ -1,12 +1,12 @@
 //! amqp tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, flow_key,
-    flow_records, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    load_fixtures, xorshift_buffers, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, Record,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record,
     RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -14,6 +14,9 @@ use proptest::prelude::*;
 use super::parser::{MAX_FRAME_SIZE, MAX_TABLE_DEPTH};
 use super::session::{AmqpSession, MAX_BODY_KEPT};
 use super::{Amqp, ID, PROBE_WINDOW};
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Amqp, fixtures_path!("src/amqp/fixtures"));
 
 const TO_SERVER_PUBLISH: &[u8] = include_bytes!("fixtures/to_server_pika_publish.bin");
 const TO_CLIENT_PUBLISH: &[u8] = include_bytes!("fixtures/to_client_pika_publish.bin");
@@ -24,22 +27,9 @@ const TO_CLIENT_RAW_SPLIT: &[u8] = include_bytes!("fixtures/to_client_raw_split.
 const TO_SERVER_LEGACY: &[u8] = include_bytes!("fixtures/to_server_legacy_0_8.bin");
 const TO_CLIENT_LEGACY: &[u8] = include_bytes!("fixtures/to_client_legacy_0_8.bin");
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Amqp.probe(buf, dir, PortHint::NONE)
-}
-
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    testing::verdict(&Amqp, ID, buf, dir, PortHint::NONE).map(|v| (v.confidence.get(), v.observed))
-}
-
-/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Amqp, to_server, to_client, size, Feed::UntilNoProgress)
-}
-
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_split(to_server, to_client, usize::MAX)
+    testing::verdict(&Amqp, buf, dir, PortHint::NONE).map(|v| (v.confidence.get(), v.observed))
 }
 
 fn parse_one(bytes: &[u8], dir: Direction) -> (Result<usize, ParseError>, Vec<Record>) {
@@ -117,14 +107,8 @@ fn shortstr(s: &[u8]) -> Vec<u8> {
 
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("amqp"),
-        fixtures_dir!("amqp"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("amqp", "src/amqp/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -147,7 +131,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 
 #[test]
 fn probe_reasons_name_the_header_version() {
-    let reason = |b: &[u8]| match probe(b, Direction::ToServer) {
+    let reason = |b: &[u8]| match T.probe(b, Direction::ToServer) {
         Probe::Match(v) => (v.confidence.get(), v.reason),
         other => panic!("{b:?}: {other:?}"),
     };
@@ -212,15 +196,15 @@ fn probe_bands_on_frames() {
     }
     // A 1-byte-short frame needs more; the wrong frame-end octet is not AMQP.
     assert_eq!(
-        probe(&publish[..publish.len() - 1], Direction::ToServer),
-        Probe::Match(match probe(&publish[..12], Direction::ToServer) {
+        T.probe(&publish[..publish.len() - 1], Direction::ToServer),
+        Probe::Match(match T.probe(&publish[..12], Direction::ToServer) {
             Probe::Match(v) => v,
             other => panic!("{other:?}"),
         })
     );
     let mut bad_end = publish.clone();
     *bad_end.last_mut().expect("end") = 0xCD;
-    assert_eq!(probe(&bad_end, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bad_end, Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]
@@ -247,16 +231,16 @@ fn probe_rejects_inconsistent_frames() {
         vec![1, 0, 1, 0x7f, 0, 0, 0, 0, 60, 0, 40],
     ];
     for buf in &cases {
-        assert_eq!(probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
+        assert_eq!(T.probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
     }
     // A body frame whose end lies past the window can never be checked.
     let mut big = vec![3, 0, 1, 0, 0, 0x10, 0];
     big.resize(PROBE_WINDOW + 10, b'x');
-    assert_eq!(probe(&big, Direction::ToServer), Probe::NoMatch);
-    assert_eq!(probe(&big[..100], Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&big, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&big[..100], Direction::ToServer), Probe::NoMatch);
     // One that fits is worth waiting for.
     let small = frame(3, 1, &[b'x'; 200]);
-    assert_eq!(probe(&small[..100], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(&small[..100], Direction::ToServer), Probe::NeedMore);
 }
 
 #[test]
@@ -295,7 +279,7 @@ fn look_alikes_are_told_apart() {
     ];
     for (buf, dir) in cases {
         for len in 1..=buf.len() {
-            if let Probe::Match(v) = probe(&buf[..len], *dir) {
+            if let Probe::Match(v) = T.probe(&buf[..len], *dir) {
                 panic!("{buf:?} (prefix {len}) matched: {v:?}");
             }
         }
@@ -306,7 +290,7 @@ fn look_alikes_are_told_apart() {
 fn random_bytes_never_reach_report() {
     for buf in xorshift_buffers(0x00a3_9901, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = probe(&buf, dir) {
+            if let Probe::Match(v) = T.probe(&buf, dir) {
                 assert!(v.confidence < Confidence::REPORT, "{buf:?}: {v:?}");
             }
         }
@@ -317,7 +301,7 @@ proptest! {
     #[test]
     fn proptest_random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..1500)) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = probe(&buf, dir) {
+            if let Probe::Match(v) = T.probe(&buf, dir) {
                 prop_assert!(v.confidence < Confidence::REPORT);
             }
             let _ = AmqpSession::default().parse(&buf, dir, &mut Vec::new());
@@ -336,7 +320,7 @@ proptest! {
         buf.extend_from_slice(&size.to_be_bytes());
         buf.extend_from_slice(&tail);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = probe(&buf, dir);
+            let _ = T.probe(&buf, dir);
             let _ = AmqpSession::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -349,7 +333,7 @@ proptest! {
         let channel = u16::from(id.0 != 10);
         let buf = frame(1, channel, &method(id.0, id.1, &args));
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = probe(&buf, dir);
+            let _ = T.probe(&buf, dir);
             let _ = AmqpSession::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -380,7 +364,7 @@ fn with(
 #[test]
 fn session_pika_publish() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_PUBLISH, TO_CLIENT_PUBLISH);
+    let records = T.parse_all(TO_SERVER_PUBLISH, TO_CLIENT_PUBLISH);
     let start_ok = with(
         &PIKA_PROPS,
         &[("connection_name", "adi-publisher"), ("mechanism", "PLAIN")],
@@ -474,7 +458,7 @@ fn session_pika_publish() {
 )]
 fn session_pika_consume() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_CONSUME, TO_CLIENT_CONSUME);
+    let records = T.parse_all(TO_SERVER_CONSUME, TO_CLIENT_CONSUME);
     let tag = records
         .iter()
         .find_map(|r| r.attribute("consumer_tag"))
@@ -587,7 +571,7 @@ fn session_pika_consume() {
 #[test]
 fn session_raw_split_and_legacy() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_RAW_SPLIT, TO_CLIENT_RAW_SPLIT);
+    let records = T.parse_all(TO_SERVER_RAW_SPLIT, TO_CLIENT_RAW_SPLIT);
     let ops: Vec<(RecordKind, &str)> = records
         .iter()
         .map(|r| (r.kind, r.op.as_deref().unwrap_or("")))
@@ -619,7 +603,7 @@ fn session_raw_split_and_legacy() {
         (Some(200), Some("bye"))
     );
     // RabbitMQ still answers an AMQP 0-8 header with a (0-8) Connection.Start.
-    let records = parse_all(TO_SERVER_LEGACY, TO_CLIENT_LEGACY);
+    let records = T.parse_all(TO_SERVER_LEGACY, TO_CLIENT_LEGACY);
     assert_eq!(
         summary(&records),
         [
@@ -642,10 +626,10 @@ fn small_writes_give_the_same_records() {
         (TO_SERVER_CONSUME, TO_CLIENT_CONSUME),
         (TO_SERVER_RAW_SPLIT, TO_CLIENT_RAW_SPLIT),
     ] {
-        let whole = parse_all(ts, tc);
-        assert_eq!(parse_split(ts, tc, 1), whole);
-        assert_eq!(parse_split(ts, tc, 5), whole);
-        assert_eq!(parse_split(ts, tc, 1000), whole);
+        let whole = T.parse_all(ts, tc);
+        assert_eq!(T.parse_split(ts, tc, 1), whole);
+        assert_eq!(T.parse_split(ts, tc, 5), whole);
+        assert_eq!(T.parse_split(ts, tc, 1000), whole);
     }
 }
 
@@ -748,16 +732,16 @@ fn hostile_tables_and_lengths() {
     };
     // Nesting within the bound parses; one level more is refused, never recursing deeper.
     let ok = start_ok(&nested_table(MAX_TABLE_DEPTH - 1));
-    assert!(matches!(probe(&ok, Direction::ToServer), Probe::Match(_)));
+    assert!(matches!(T.probe(&ok, Direction::ToServer), Probe::Match(_)));
     assert!(parse_one(&ok, Direction::ToServer).0.is_ok());
     let deep = start_ok(&nested_table(MAX_TABLE_DEPTH + 1));
-    assert_eq!(probe(&deep, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&deep, Direction::ToServer), Probe::NoMatch);
     assert!(parse_one(&deep, Direction::ToServer).0.is_err());
     // Thousands of levels: no stack overflow.
     let bomb = start_ok(&nested_table(5000));
     assert_eq!(
-        probe(&bomb[..PROBE_WINDOW], Direction::ToServer),
-        Probe::Match(match probe(&bomb[..12], Direction::ToServer) {
+        T.probe(&bomb[..PROBE_WINDOW], Direction::ToServer),
+        Probe::Match(match T.probe(&bomb[..12], Direction::ToServer) {
             Probe::Match(v) => v,
             other => panic!("{other:?}"),
         })

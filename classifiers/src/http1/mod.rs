@@ -25,7 +25,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 use nom::Err;
 
 use self::parser::{parse_framing, parse_request_line, parse_status_line};
@@ -82,7 +84,7 @@ const STATUS_MAGIC: &[u8] = b"HTTP/1.";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Http1;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: HTTP1,
     category: Category::HTTP,
     description: "HTTP/1.0 and HTTP/1.1 requests and responses",
@@ -90,14 +92,6 @@ adi_core::register_classifier!(adi_core::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Http1,
 });
-
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
 
 /// How a method is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,13 +118,13 @@ fn is_method_prefix(token: &[u8]) -> bool {
 }
 
 /// Looks for a request head at the start of `buf`.
-fn looks_like_request(buf: &[u8]) -> Evidence {
+fn looks_like_request(buf: &[u8]) -> Probe {
     // Method: upper-case letters (and `-` for DeltaV), at most MAX_METHOD_LEN of them.
     let Some(&first) = buf.first() else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     if !first.is_ascii_uppercase() {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let head = buf
         .get(..buf.len().min(MAX_METHOD_LEN + 1))
@@ -140,34 +134,34 @@ fn looks_like_request(buf: &[u8]) -> Evidence {
         .position(|&c| !(c.is_ascii_uppercase() || c == b'-'))
     else {
         return if head.len() <= MAX_METHOD_LEN && is_method_prefix(head) {
-            Evidence::More
+            Probe::NeedMore
         } else {
-            Evidence::No
+            Probe::NoMatch
         };
     };
     let (token, after) = head.split_at(end);
     let Some(kind) = method_kind(token) else {
-        return Evidence::No;
+        return Probe::NoMatch;
     };
     if after.first() != Some(&b' ') {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // request-target (RFC 9112 section 3.2): origin-form `/`, asterisk-form `*`,
     // absolute-form `scheme:`, authority-form `host:port` (CONNECT).
     let target_first = buf.get(end + 1).copied();
     let origin_form = matches!(target_first, Some(b'/' | b'*'));
     if target_first.is_some_and(|c| !(origin_form || c.is_ascii_alphanumeric() || c == b'[')) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let weak = if origin_form && kind == MethodKind::Standard {
-        Evidence::Yes(Confidence::WEAK, "HTTP method and request target")
+        Probe::matched(Confidence::WEAK, "HTTP method and request target")
     } else {
-        Evidence::More
+        Probe::NeedMore
     };
     let rest = match parse_request_line(buf) {
         Ok((rest, _)) => rest,
         Err(Err::Incomplete(_)) => return weak,
-        Err(_) => return Evidence::No,
+        Err(_) => return Probe::NoMatch,
     };
     let (line, head) = match kind {
         MethodKind::Standard => (Confidence::STRONG, Confidence::CERTAIN),
@@ -175,63 +169,46 @@ fn looks_like_request(buf: &[u8]) -> Evidence {
     };
     match parse_framing(rest) {
         Ok((_, framing)) if framing.request_is_consistent() => {
-            Evidence::Yes(head, "HTTP/1.x request line and headers")
+            Probe::matched(head, "HTTP/1.x request line and headers")
         }
-        Ok(_) | Err(Err::Incomplete(_)) => Evidence::Yes(line, "HTTP/1.x request line"),
-        Err(_) => Evidence::No,
+        Ok(_) | Err(Err::Incomplete(_)) => Probe::matched(line, "HTTP/1.x request line"),
+        Err(_) => Probe::NoMatch,
     }
 }
 
 /// Looks for a response head at the start of `buf`.
-fn looks_like_response(buf: &[u8]) -> Evidence {
+fn looks_like_response(buf: &[u8]) -> Probe {
     let n = buf.len().min(STATUS_MAGIC.len());
     if buf.get(..n) != STATUS_MAGIC.get(..n) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let rest = match parse_status_line(buf) {
         Ok((rest, _)) => rest,
         // `HTTP/1.x ` read: the version is right, the status code is still to come.
         Err(Err::Incomplete(_)) if buf.len() > STATUS_MAGIC.len() + 1 => {
-            return Evidence::Yes(Confidence::WEAK, "HTTP/1.x version prefix");
+            return Probe::matched(Confidence::WEAK, "HTTP/1.x version prefix");
         }
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     match parse_framing(rest) {
         Ok((_, framing)) if framing.response_is_consistent() => {
-            Evidence::Yes(Confidence::CERTAIN, "HTTP/1.x status line and headers")
+            Probe::matched(Confidence::CERTAIN, "HTTP/1.x status line and headers")
         }
         Ok(_) | Err(Err::Incomplete(_)) => {
-            Evidence::Yes(Confidence::STRONG, "HTTP/1.x status line")
+            Probe::matched(Confidence::STRONG, "HTTP/1.x status line")
         }
-        Err(_) => Evidence::No,
+        Err(_) => Probe::NoMatch,
     }
 }
 
 impl Classifier for Http1 {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = buf.get(..buf.len().min(PROBE_WINDOW)).unwrap_or_default();
-        let verdict = |c, r| Verdict::new(HTTP1, Category::HTTP, c, r);
-        // The other direction is only looked at when the expected one does not match.
-        let expected = match dir {
-            Direction::ToServer => looks_like_request(buf),
-            Direction::ToClient => looks_like_response(buf),
-        };
-        if let Evidence::Yes(c, r) = expected {
-            return Probe::Match(verdict(c, r));
-        }
-        let other = match dir {
-            Direction::ToServer => looks_like_response(buf),
-            Direction::ToClient => looks_like_request(buf),
-        };
-        match (expected, other) {
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            _ => Probe::NoMatch,
-        }
+        probe_both_ways(dir, || looks_like_request(buf), || looks_like_response(buf))
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::Http1Session::default())
     }
 }

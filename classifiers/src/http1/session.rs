@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{parse_steps, Direction, ParseError, Record, RecordKind, Session, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -125,16 +125,6 @@ struct Stream {
     scanned: usize,
     /// The message whose body is being read.
     in_flight: Option<InFlight>,
-}
-
-/// What one parsing step did.
-enum Step {
-    /// Nothing more can be parsed from these bytes.
-    NeedMore,
-    /// This many bytes were consumed; go on.
-    Consumed(usize),
-    /// This many bytes were consumed and HTTP ends there.
-    Switched(usize),
 }
 
 /// The per-connection HTTP/1.x parser.
@@ -567,22 +557,21 @@ impl Session for Http1Session {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
-        let mut consumed = 0;
-        while let Some(rest) = buf.get(consumed..).filter(|r| !r.is_empty()) {
-            let step = if self.streams[dir.index()].in_flight.is_some() {
-                self.parse_body(rest, dir, out)?
-            } else {
-                self.parse_head(rest, dir, out)?
-            };
-            match step {
-                Step::NeedMore => break,
-                Step::Consumed(n) => consumed += n,
-                Step::Switched(n) => {
-                    consumed += n;
-                    break;
-                }
-            }
+        parse_steps(self, buf, dir, out)
+    }
+}
+
+impl Steps for Http1Session {
+    fn step(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        if self.streams[dir.index()].in_flight.is_some() {
+            self.parse_body(buf, dir, out)
+        } else {
+            self.parse_head(buf, dir, out)
         }
-        Ok(consumed)
     }
 }

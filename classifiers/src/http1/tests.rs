@@ -1,18 +1,21 @@
 //! http1 tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, load_fixtures, parse_in_pieces, xorshift_star_buffers, Feed,
+use adi_classify::testing::{
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, load_fixtures,
+    xorshift_star_buffers, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
-    RecordKind, Session,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint,
+    Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::{Http1Session, MAX_BODY_KEPT};
 use super::{Http1, HTTP1, PROBE_WINDOW};
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Http1, fixtures_path!("src/http1/fixtures"));
 
 const TO_SERVER_NGINX_GET: &[u8] = include_bytes!("fixtures/to_server_nginx_get.bin");
 const TO_CLIENT_NGINX_GET: &[u8] = include_bytes!("fixtures/to_client_nginx_get.bin");
@@ -22,30 +25,10 @@ const TO_CLIENT_PIPELINED: &[u8] = include_bytes!("fixtures/to_client_pipelined.
 /// The index.html nginx and Python served in the captures.
 const INDEX_HTML: &[u8] = b"<!doctype html>\n<title>adi</title>\n<p>hello from nginx</p>\n";
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Http1.probe(buf, dir, PortHint::NONE)
-}
-
-/// The confidence of a match in the given direction, 0 for anything else.
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Http1, HTTP1, buf, dir)
-}
-
 /// Feeds a connection's two directions whole, to-server first, and returns every record.
 /// (One `parse` call per direction, which must consume every byte.)
 fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_in_pieces(
-        &Http1,
-        to_server,
-        to_client,
-        usize::MAX,
-        Feed::OneCallPerPiece,
-    )
-}
-
-/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Http1, to_server, to_client, size, Feed::UntilNoProgress)
+    T.parse_split_once(to_server, to_client, usize::MAX)
 }
 
 fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
@@ -56,28 +39,17 @@ fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    fixture_pair(fixtures_dir!("http1"), name)
-}
-
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("http1"),
-        fixtures_dir!("http1"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("http1", "src/http1/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
     for fx in load_fixtures(fixtures_dir!("http1")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
-        assert_eq!(v.protocol, HTTP1);
         assert!(
             v.confidence >= Confidence::CERTAIN,
             "{}: {v:?}",
@@ -90,7 +62,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 #[test]
 fn probe_notes_the_other_direction() {
     for fx in load_fixtures(fixtures_dir!("http1")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
@@ -102,9 +74,9 @@ fn every_prefix_needs_more_or_matches() {
     for fx in load_fixtures(fixtures_dir!("http1")) {
         let mut last = 0;
         for len in 0..=fx.bytes.len().min(PROBE_WINDOW) {
-            let p = probe(&fx.bytes[..len], fx.dir);
+            let p = T.probe(&fx.bytes[..len], fx.dir);
             assert_ne!(p, Probe::NoMatch, "{} prefix {len}", fx.path.display());
-            let now = score(&fx.bytes[..len], fx.dir);
+            let now = T.score(&fx.bytes[..len], fx.dir);
             assert!(
                 now >= last,
                 "{} prefix {len}: confidence fell {last} -> {now}",
@@ -117,10 +89,10 @@ fn every_prefix_needs_more_or_matches() {
 
 #[test]
 fn probe_bands() {
-    let s = |b: &[u8]| score(b, Direction::ToServer);
-    let c = |b: &[u8]| score(b, Direction::ToClient);
-    assert_eq!(probe(b"G", Direction::ToServer), Probe::NeedMore);
-    assert_eq!(probe(b"GET", Direction::ToServer), Probe::NeedMore);
+    let s = |b: &[u8]| T.score(b, Direction::ToServer);
+    let c = |b: &[u8]| T.score(b, Direction::ToClient);
+    assert_eq!(T.probe(b"G", Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(b"GET", Direction::ToServer), Probe::NeedMore);
     assert_eq!(s(b"GET /"), Confidence::WEAK.get());
     assert_eq!(s(b"GET /a HTTP/1."), Confidence::WEAK.get());
     assert_eq!(s(b"GET /a HTTP/1.1\r\n"), Confidence::STRONG.get());
@@ -142,7 +114,7 @@ fn probe_bands() {
         Confidence::STRONG.get()
     );
     // WebDAV: one band lower, and no WEAK guess on the method alone.
-    assert_eq!(probe(b"PROPFIND /", Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(b"PROPFIND /", Direction::ToServer), Probe::NeedMore);
     assert_eq!(s(b"PROPFIND /d HTTP/1.1\r\n"), Confidence::WEAK.get());
     assert_eq!(
         s(b"PROPFIND /d HTTP/1.1\r\nDepth: 1\r\n\r\n"),
@@ -150,7 +122,7 @@ fn probe_bands() {
     );
     // Absolute and authority forms are only believed with a version.
     assert_eq!(
-        probe(b"GET http://x/", Direction::ToServer),
+        T.probe(b"GET http://x/", Direction::ToServer),
         Probe::NeedMore
     );
     assert_eq!(
@@ -162,7 +134,7 @@ fn probe_bands() {
         Confidence::CERTAIN.get()
     );
     // Responses.
-    assert_eq!(probe(b"HTTP/1", Direction::ToClient), Probe::NeedMore);
+    assert_eq!(T.probe(b"HTTP/1", Direction::ToClient), Probe::NeedMore);
     assert_eq!(c(b"HTTP/1.1 "), Confidence::WEAK.get());
     assert_eq!(c(b"HTTP/1.1 200 OK\r\n"), Confidence::STRONG.get());
     assert_eq!(c(b"HTTP/1.0 204\r\n\r\n"), Confidence::CERTAIN.get());
@@ -177,14 +149,14 @@ fn probe_rejects_on_the_first_bytes() {
         b" GET /",
         b"\0\0\0\x08",
     ] {
-        assert_eq!(probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
-        assert_eq!(probe(buf, Direction::ToClient), Probe::NoMatch, "{buf:?}");
+        assert_eq!(T.probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
+        assert_eq!(T.probe(buf, Direction::ToClient), Probe::NoMatch, "{buf:?}");
     }
-    assert_eq!(probe(b"GETX", Direction::ToServer), Probe::NoMatch);
-    assert_eq!(probe(b"GET\t/", Direction::ToServer), Probe::NoMatch);
-    assert_eq!(probe(b"HTTP/2", Direction::ToClient), Probe::NoMatch);
+    assert_eq!(T.probe(b"GETX", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(b"GET\t/", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(b"HTTP/2", Direction::ToClient), Probe::NoMatch);
     assert_eq!(
-        probe(b"HTTP/1.1 999 X\r\n", Direction::ToClient),
+        T.probe(b"HTTP/1.1 999 X\r\n", Direction::ToClient),
         Probe::NoMatch
     );
 }
@@ -213,7 +185,7 @@ fn look_alikes_stay_below_report() {
     ];
     for &case in cases {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let s = score(case, dir);
+            let s = T.score(case, dir);
             assert!(
                 s < Confidence::REPORT.get(),
                 "{:?} {dir:?}: {s}",
@@ -222,16 +194,16 @@ fn look_alikes_stay_below_report() {
         }
     }
     assert_eq!(
-        probe(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::ToServer),
+        T.probe(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::ToServer),
         Probe::NoMatch
     );
-    assert_eq!(probe(b"GET foo\r\n", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(b"GET foo\r\n", Direction::ToServer), Probe::NoMatch);
     assert_eq!(
-        probe(b"RTSP/1.0 200 OK\r\n", Direction::ToClient),
+        T.probe(b"RTSP/1.0 200 OK\r\n", Direction::ToClient),
         Probe::NoMatch
     );
     assert_eq!(
-        probe(b"SIP/2.0 200 OK\r\n", Direction::ToClient),
+        T.probe(b"SIP/2.0 200 OK\r\n", Direction::ToClient),
         Probe::NoMatch
     );
 }
@@ -244,14 +216,14 @@ fn probe_reads_at_most_its_window() {
         std::iter::repeat_n(&b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"[..], 200).flatten(),
     );
     big.extend_from_slice(b"\r\n");
-    assert_eq!(score(&big, Direction::ToServer), Confidence::STRONG.get());
+    assert_eq!(T.score(&big, Direction::ToServer), Confidence::STRONG.get());
 }
 
 #[test]
 fn random_bytes_never_reach_report() {
     for buf in xorshift_star_buffers(0x5eed, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            assert!(score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
+            assert!(T.score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
             let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -261,7 +233,7 @@ proptest! {
     #[test]
     fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
             let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -324,7 +296,7 @@ fn session_nginx_get() {
 
 #[test]
 fn session_head_has_no_body_despite_content_length() {
-    let (s, c) = fixture("nginx_head");
+    let (s, c) = T.fixture("nginx_head");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].op.as_deref(), Some("HEAD"));
@@ -338,7 +310,7 @@ fn session_head_has_no_body_despite_content_length() {
 
 #[test]
 fn session_304_has_no_body() {
-    let (s, c) = fixture("nginx_304");
+    let (s, c) = T.fixture("nginx_304");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert!(r[0].attribute("If-None-Match").is_some());
@@ -348,7 +320,7 @@ fn session_304_has_no_body() {
 
 #[test]
 fn session_nginx_gzip_chunked() {
-    let (s, c) = fixture("nginx_gzip_chunked");
+    let (s, c) = T.fixture("nginx_gzip_chunked");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     let rsp = &r[1];
@@ -364,7 +336,7 @@ fn session_nginx_gzip_chunked() {
 
 #[test]
 fn session_100_continue_then_final_response() {
-    let (s, c) = fixture("nginx_100_continue");
+    let (s, c) = T.fixture("nginx_100_continue");
     let r = parse_all(&s, &c);
     let kinds: Vec<_> = r.iter().map(|r| (r.kind, r.status)).collect();
     assert_eq!(
@@ -385,7 +357,7 @@ fn session_100_continue_then_final_response() {
 
 #[test]
 fn session_go_client_repeated_headers() {
-    let (s, c) = fixture("go_client");
+    let (s, c) = T.fixture("go_client");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert_eq!(values(&r[0], "User-Agent"), ["Go-http-client/1.1"]);
@@ -395,7 +367,7 @@ fn session_go_client_repeated_headers() {
 
 #[test]
 fn session_python_http_server_http10() {
-    let (s, c) = fixture("python_http_server");
+    let (s, c) = T.fixture("python_http_server");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert_eq!(r[1].status, Some(200));
@@ -410,7 +382,7 @@ fn session_python_http_server_http10() {
 
 #[test]
 fn session_python_chunked_with_trailer() {
-    let (s, c) = fixture("python_chunked");
+    let (s, c) = T.fixture("python_chunked");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert_eq!(r[1].body, b"hello chunked world\n");
@@ -424,7 +396,7 @@ fn session_python_chunked_with_trailer() {
 
 #[test]
 fn session_python_post_json() {
-    let (s, c) = fixture("python_post_json");
+    let (s, c) = T.fixture("python_post_json");
     let r = parse_all(&s, &c);
     assert_eq!(r.len(), 2);
     assert_eq!(
@@ -492,11 +464,11 @@ fn one_byte_writes_give_the_same_records() {
     let mut names: Vec<_> = all.iter().map(|f| f.name.clone()).collect();
     names.dedup();
     for name in names {
-        let (s, c) = fixture(&name);
+        let (s, c) = T.fixture(&name);
         let whole = parse_all(&s, &c);
         for size in [1, 2, 7, 64] {
             assert_eq!(
-                parse_split(&s, &c, size),
+                T.parse_split(&s, &c, size),
                 whole,
                 "{name} in {size}-byte writes"
             );
@@ -824,7 +796,7 @@ fn trickled_long_head_and_trailers_stay_linear() {
     msg.extend_from_slice(&pad);
     msg.extend_from_slice(b"\r\n");
     let started = std::time::Instant::now();
-    let r = parse_split(&msg, b"", 1);
+    let r = T.parse_split(&msg, b"", 1);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "{:?}",

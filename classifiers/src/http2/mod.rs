@@ -34,7 +34,9 @@ use self::parser::{
     check_settings, frame_rules_hold, parse_frame_header, Flags, FrameType, SettingsCheck,
     DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN, PREFACE, SETTING_LEN,
 };
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 
 /// The protocol id.
 pub(crate) const ID: ProtocolId = ProtocolId::new("http2");
@@ -47,7 +49,7 @@ pub(crate) const PROBE_WINDOW: usize = 256;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Http2;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::HTTP,
     description: "HTTP/2 (h2c, or h2 from a TLS library): preface, SETTINGS, frames; requests and responses by stream with HPACK",
@@ -55,14 +57,6 @@ adi_core::register_classifier!(adi_core::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Http2,
 });
-
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
 
 /// One band up, for the evidence a following frame header adds.
 fn raise(c: Confidence) -> Confidence {
@@ -74,33 +68,33 @@ fn raise(c: Confidence) -> Confidence {
 }
 
 /// The client connection preface and the SETTINGS frame after it.
-fn looks_like_preface(buf: &[u8]) -> Evidence {
+fn looks_like_preface(buf: &[u8]) -> Probe {
     let n = buf.len().min(PREFACE.len());
     if buf[..n] != PREFACE[..n] {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let Some(rest) = buf.get(PREFACE.len()..) else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     // RFC 9113 section 3.4: the preface is followed by a (non-ACK) SETTINGS frame.
     match parse_frame_header(rest) {
-        Err(_) => Evidence::Yes(Confidence::STRONG, "HTTP/2 client preface"),
+        Err(_) => Probe::matched(Confidence::STRONG, "HTTP/2 client preface"),
         Ok((payload, h)) => {
             let settings = h.frame_type == FrameType::SETTINGS
                 && h.flags & Flags::ACK == 0
                 && frame_rules_hold(&h) == Some(true);
             if !settings {
-                return Evidence::Yes(Confidence::WEAK, "HTTP/2 client preface, no SETTINGS");
+                return Probe::matched(Confidence::WEAK, "HTTP/2 client preface, no SETTINGS");
             }
             match payload.get(..h.len).map(check_settings) {
                 Some(SettingsCheck::Known) => {
-                    Evidence::Yes(Confidence::CERTAIN, "HTTP/2 client preface and SETTINGS")
+                    Probe::matched(Confidence::CERTAIN, "HTTP/2 client preface and SETTINGS")
                 }
                 Some(SettingsCheck::Invalid) => {
-                    Evidence::Yes(Confidence::WEAK, "HTTP/2 client preface, bad SETTINGS")
+                    Probe::matched(Confidence::WEAK, "HTTP/2 client preface, bad SETTINGS")
                 }
                 Some(SettingsCheck::Unknown) | None => {
-                    Evidence::Yes(Confidence::STRONG, "HTTP/2 client preface")
+                    Probe::matched(Confidence::STRONG, "HTTP/2 client preface")
                 }
             }
         }
@@ -109,30 +103,30 @@ fn looks_like_preface(buf: &[u8]) -> Evidence {
 
 /// The server connection preface: a SETTINGS frame on stream 0, checked byte by byte so that
 /// other binary protocols are rejected on their first differing byte.
-fn looks_like_server_settings(buf: &[u8]) -> Evidence {
+fn looks_like_server_settings(buf: &[u8]) -> Probe {
     // Length u24 <= 2^14 (the default SETTINGS_MAX_FRAME_SIZE): first byte 0, second <= 0x40.
     if buf.first().is_some_and(|&b| b != 0) || buf.get(1).is_some_and(|&b| b > 0x40) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let len = match buf.get(..3) {
         Some(&[_, hi, lo]) => usize::from(hi) << 8 | usize::from(lo),
-        _ => return Evidence::More,
+        _ => return Probe::NeedMore,
     };
     if !len.is_multiple_of(SETTING_LEN) || len > DEFAULT_MAX_FRAME_LEN {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // Type SETTINGS; flags 0, or ACK on an empty payload (RFC 9113 section 6.5).
     if buf
         .get(3)
         .is_some_and(|&t| FrameType(t) != FrameType::SETTINGS)
     {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     if buf
         .get(4)
         .is_some_and(|&f| !(f == 0 || (f == Flags::ACK && len == 0)))
     {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // Reserved bit and stream id: exactly 0 (section 6.5: SETTINGS is on stream 0).
     let header_end = buf.len().min(FRAME_HEADER_LEN);
@@ -140,28 +134,30 @@ fn looks_like_server_settings(buf: &[u8]) -> Evidence {
         .get(5..header_end)
         .is_some_and(|s| s.iter().any(|&b| b != 0))
     {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     if buf.len() < FRAME_HEADER_LEN {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
-    let weak = Evidence::Yes(Confidence::WEAK, "HTTP/2 SETTINGS frame header");
+    let weak = Probe::matched(Confidence::WEAK, "HTTP/2 SETTINGS frame header");
     let Some(payload) = buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
         return weak;
     };
     let (confidence, reason) = match check_settings(payload) {
-        SettingsCheck::Invalid => return Evidence::No,
+        SettingsCheck::Invalid => return Probe::NoMatch,
         SettingsCheck::Known => (Confidence::STRONG, "HTTP/2 server SETTINGS"),
         SettingsCheck::Unknown => (Confidence::WEAK, "HTTP/2 SETTINGS frame"),
     };
     let next = &buf[FRAME_HEADER_LEN + len..];
     match parse_frame_header(next) {
         Ok((_, h)) => match frame_rules_hold(&h) {
-            Some(true) => Evidence::Yes(raise(confidence), "HTTP/2 server SETTINGS and next frame"),
-            Some(false) => Evidence::No,
-            None => Evidence::Yes(confidence, reason),
+            Some(true) => {
+                Probe::matched(raise(confidence), "HTTP/2 server SETTINGS and next frame")
+            }
+            Some(false) => Probe::NoMatch,
+            None => Probe::matched(confidence, reason),
         },
-        Err(_) => Evidence::Yes(confidence, reason),
+        Err(_) => Probe::matched(confidence, reason),
     }
 }
 
@@ -171,21 +167,14 @@ impl Classifier for Http2 {
         if buf.is_empty() {
             return Probe::NeedMore;
         }
-        let (client, server) = (looks_like_preface(buf), looks_like_server_settings(buf));
-        let (expected, other) = match dir {
-            Direction::ToServer => (client, server),
-            Direction::ToClient => (server, client),
-        };
-        let verdict = |c, r| Verdict::new(ID, Category::HTTP, c, r);
-        match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
-        }
+        probe_both_ways(
+            dir,
+            || looks_like_preface(buf),
+            || looks_like_server_settings(buf),
+        )
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::Http2Session::default())
     }
 }

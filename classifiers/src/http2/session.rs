@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use loona_hpack::Decoder;
 use nom::Err;
 

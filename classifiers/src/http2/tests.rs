@@ -1,12 +1,13 @@
 //! http2 tests: the probe and the session on real h2c captures (see `fixtures/README.md`),
 //! on hand-written frames, on look-alike protocols and on hostile bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed, Fixture,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    for_each_prefix, load_fixtures, Fixture, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -14,27 +15,8 @@ use super::parser::PREFACE;
 use super::session::Http2Session;
 use super::{Http2, ID, PROBE_WINDOW};
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Http2.probe(buf, dir, PortHint::NONE)
-}
-
-/// The confidence of a match, 0 for anything else.
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Http2, ID, buf, dir)
-}
-
-fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    fixture_pair(fixtures_dir!("http2"), name)
-}
-
-/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Http2, to_server, to_client, size, Feed::UntilNoProgress)
-}
-
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_split(to_server, to_client, usize::MAX)
-}
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Http2, fixtures_path!("src/http2/fixtures"));
 
 /// (kind, op, resource, status, attributes) of a record, for exact comparisons.
 type Summary<'a> = (
@@ -69,19 +51,13 @@ fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 // ---- probe on real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("http2"),
-        fixtures_dir!("http2"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("http2", "src/http2/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
     for fx in load_fixtures(fixtures_dir!("http2")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(
@@ -103,7 +79,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 #[test]
 fn probe_notes_the_other_direction() {
     for fx in load_fixtures(fixtures_dir!("http2")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
@@ -114,58 +90,64 @@ fn probe_notes_the_other_direction() {
 fn probe_needs_more_on_every_prefix_of_the_preface() {
     for len in 1..PREFACE.len() {
         assert_eq!(
-            probe(&PREFACE[..len], Direction::ToServer),
+            T.probe(&PREFACE[..len], Direction::ToServer),
             Probe::NeedMore,
             "{len}"
         );
     }
     // The preface alone: STRONG; with a frame header that is not SETTINGS: WEAK.
     assert_eq!(
-        score(PREFACE, Direction::ToServer),
+        T.score(PREFACE, Direction::ToServer),
         Confidence::STRONG.get()
     );
     let mut ping = PREFACE.to_vec();
     ping.extend_from_slice(&frame(6, 0, 0, &[0; 8]));
-    assert_eq!(score(&ping, Direction::ToServer), Confidence::WEAK.get());
+    assert_eq!(T.score(&ping, Direction::ToServer), Confidence::WEAK.get());
     // The split-preface client's bands as its writes arrived: 10, 24 + 5, 33 + 12 bytes.
-    let (c, _) = fixture("python_split_preface");
-    assert_eq!(probe(&c[..10], Direction::ToServer), Probe::NeedMore);
+    let (c, _) = T.fixture("python_split_preface");
+    assert_eq!(T.probe(&c[..10], Direction::ToServer), Probe::NeedMore);
     assert_eq!(
-        score(&c[..29], Direction::ToServer),
+        T.score(&c[..29], Direction::ToServer),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&c[..45], Direction::ToServer),
+        T.score(&c[..45], Direction::ToServer),
         Confidence::CERTAIN.get()
     );
 }
 
 #[test]
 fn probe_bands_on_server_settings() {
-    let (_, s) = fixture("curl_get");
+    let (_, s) = T.fixture("curl_get");
     for len in 1..9 {
         assert_eq!(
-            probe(&s[..len], Direction::ToClient),
+            T.probe(&s[..len], Direction::ToClient),
             Probe::NeedMore,
             "{len}"
         );
     }
     // Header only: WEAK; whole SETTINGS (MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE,
     // MAX_FRAME_SIZE): STRONG; with the WINDOW_UPDATE header after it: CERTAIN.
-    assert_eq!(score(&s[..9], Direction::ToClient), Confidence::WEAK.get());
     assert_eq!(
-        score(&s[..27], Direction::ToClient),
+        T.score(&s[..9], Direction::ToClient),
+        Confidence::WEAK.get()
+    );
+    assert_eq!(
+        T.score(&s[..27], Direction::ToClient),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&s[..36], Direction::ToClient),
+        T.score(&s[..36], Direction::ToClient),
         Confidence::CERTAIN.get()
     );
     // An empty SETTINGS frame alone: WEAK; followed by a SETTINGS ACK: STRONG.
     let mut empty = frame(4, 0, 0, &[]);
-    assert_eq!(score(&empty, Direction::ToClient), Confidence::WEAK.get());
+    assert_eq!(T.score(&empty, Direction::ToClient), Confidence::WEAK.get());
     empty.extend_from_slice(&frame(4, 1, 0, &[]));
-    assert_eq!(score(&empty, Direction::ToClient), Confidence::STRONG.get());
+    assert_eq!(
+        T.score(&empty, Direction::ToClient),
+        Confidence::STRONG.get()
+    );
 }
 
 #[test]
@@ -193,11 +175,18 @@ fn server_settings_checks_are_strict() {
         ),
     ];
     for (bytes, what) in cases {
-        assert_eq!(probe(&bytes, Direction::ToClient), Probe::NoMatch, "{what}");
+        assert_eq!(
+            T.probe(&bytes, Direction::ToClient),
+            Probe::NoMatch,
+            "{what}"
+        );
     }
     // Unknown identifiers are allowed (RFC 9113 section 6.5.2) but weaker evidence.
     let unknown = frame(4, 0, 0, &[0x0a, 0x0a, 0, 0, 0, 1]);
-    assert_eq!(score(&unknown, Direction::ToClient), Confidence::WEAK.get());
+    assert_eq!(
+        T.score(&unknown, Direction::ToClient),
+        Confidence::WEAK.get()
+    );
 }
 
 #[test]
@@ -247,7 +236,7 @@ fn look_alikes_are_rejected() {
     for (bytes, what) in cases {
         for dir in [Direction::ToServer, Direction::ToClient] {
             assert!(
-                score(bytes, dir) < Confidence::REPORT.get(),
+                T.score(bytes, dir) < Confidence::REPORT.get(),
                 "{what} {dir:?}"
             );
         }
@@ -257,7 +246,7 @@ fn look_alikes_are_rejected() {
 #[test]
 fn http1_does_not_take_the_preface() {
     let http1 = testing::registration("http1");
-    let (c, _) = fixture("curl_get");
+    let (c, _) = T.fixture("curl_get");
     for len in 1..=c.len() {
         assert!(
             !matches!(
@@ -290,8 +279,8 @@ fn exchange(r: &Record) -> (RecordKind, String, Option<&str>, Option<u64>, Strin
 
 #[test]
 fn session_decodes_curl_get() {
-    let (c, s) = fixture("curl_get");
-    let out = parse_all(&c, &s);
+    let (c, s) = T.fixture("curl_get");
+    let out = T.parse_all(&c, &s);
     let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
         got,
@@ -337,8 +326,8 @@ fn session_decodes_curl_get() {
 
 #[test]
 fn session_decodes_curl_post_with_huffman_path_and_body() {
-    let (c, s) = fixture("curl_post");
-    let out = parse_all(&c, &s);
+    let (c, s) = T.fixture("curl_post");
+    let out = T.parse_all(&c, &s);
     let got: Vec<_> = out.iter().map(exchange).collect();
     let (post, created) = ("POST".to_owned(), "201".to_owned());
     assert_eq!(
@@ -372,8 +361,8 @@ fn session_decodes_curl_post_with_huffman_path_and_body() {
 
 #[test]
 fn session_pairs_two_streams_and_reads_the_dynamic_table() {
-    let (c, s) = fixture("python_split_preface");
-    let out = parse_all(&c, &s);
+    let (c, s) = T.fixture("python_split_preface");
+    let out = T.parse_all(&c, &s);
     let got: Vec<_> = out.iter().map(exchange).collect();
     let text = |s: &str| s.to_owned();
     assert_eq!(
@@ -422,12 +411,12 @@ fn session_is_the_same_in_any_write_size() {
         "curl_post",
         "python_split_preface",
     ] {
-        let (c, s) = fixture(name);
-        let whole = parse_all(&c, &s);
+        let (c, s) = T.fixture(name);
+        let whole = T.parse_all(&c, &s);
         assert!(!whole.is_empty(), "{name}");
         for size in [1, 5, 9, 24, 100] {
             assert_eq!(
-                parse_split(&c, &s, size),
+                T.parse_split(&c, &s, size),
                 whole,
                 "{name} in {size}-byte writes"
             );
@@ -454,7 +443,7 @@ fn session_survives_every_truncation() {
 
 #[test]
 fn engine_prefers_http2_on_http1s_port() {
-    let (c, s) = fixture("curl_decoy_8080");
+    let (c, s) = T.fixture("curl_decoy_8080");
     let mut engine = engine_from_inventory();
     let (out, _) = feed_engine(
         &mut engine,
@@ -513,7 +502,7 @@ fn trailers_informational_and_push_are_messages() {
         0,
         &[0, 0, 0, 1, 0, 0, 0, 0x0b, b'c', b'a', b'l', b'm'],
     ));
-    let out = parse_all(&to_server, &to_client);
+    let out = T.parse_all(&to_server, &to_client);
     let got: Vec<_> = out
         .iter()
         .map(|r| (r.kind, r.op.as_deref().unwrap_or_default(), r.status))
@@ -601,17 +590,20 @@ fn session_rejects_non_http2() {
 
 #[test]
 fn probe_reads_at_most_the_window() {
-    let (c, _) = fixture("curl_get");
+    let (c, _) = T.fixture("curl_get");
     let mut long = c.clone();
     long.resize(PROBE_WINDOW * 8, 0xee);
-    assert_eq!(score(&long, Direction::ToServer), Confidence::CERTAIN.get());
+    assert_eq!(
+        T.score(&long, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
 }
 
 proptest! {
     #[test]
     fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
             let _ = Http2Session::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -679,7 +671,7 @@ fn continuation_frames_make_one_header_block() {
     to_server.extend_from_slice(&frame(1, 0x1, 1, a)); // HEADERS, END_STREAM, no END_HEADERS
     to_server.extend_from_slice(&frame(9, 0, 1, b)); // CONTINUATION
     to_server.extend_from_slice(&frame(9, 0x4, 1, c)); // CONTINUATION, END_HEADERS
-    let out = parse_all(&to_server, &[]);
+    let out = T.parse_all(&to_server, &[]);
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(out[0].op.as_deref(), Some("GET"));
     assert_eq!(out[0].resource.as_deref(), Some("/orders/7?expand=items"));
@@ -707,7 +699,7 @@ fn huge_header_blocks_are_bounded() {
         to_server.extend_from_slice(&frame(t, end | if last { 0x4 } else { 0 }, 1, chunk));
         first = false;
     }
-    let out = parse_all(&to_server, &[]);
+    let out = T.parse_all(&to_server, &[]);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].resource.as_deref(), Some("/big"));
     assert_eq!(
@@ -728,7 +720,7 @@ fn huge_header_blocks_are_bounded() {
         };
         to_server.extend_from_slice(&frame(t, end | u8::from(i == 0), 1, chunk));
     }
-    let out = parse_all(&to_server, &[]);
+    let out = T.parse_all(&to_server, &[]);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].resource, None);
     assert_eq!(
@@ -753,7 +745,7 @@ fn a_table_size_update_empties_the_table_and_is_followed() {
     to_server.extend_from_slice(&frame(1, 0x5, 5, &[0x20, 0x82, 0x84, 0xbe]));
     // Block 4: plain static fields; the table is no longer trusted, so not decoded.
     to_server.extend_from_slice(&frame(1, 0x5, 7, &[0x82, 0x84]));
-    let out = parse_all(&to_server, &[]);
+    let out = T.parse_all(&to_server, &[]);
     let got: Vec<_> = out
         .iter()
         .map(|r| (r.exchange, r.attribute("x-a"), r.attribute(":hpack")))
@@ -777,7 +769,7 @@ fn a_connection_joined_mid_stream_is_never_mis_decoded() {
     let to_client = [frame(1, 0x4, 5, &[0x88, 0xbe]), frame(0, 0x1, 5, b"{}")].concat();
     // The client's side starts with a HEADERS frame, not the preface.
     let to_server = frame(1, 0x5, 7, &[0x82, 0x84]);
-    let out = parse_all(&to_server, &to_client);
+    let out = T.parse_all(&to_server, &to_client);
     assert_eq!(out.len(), 2, "{out:#?}");
     for r in &out {
         assert_eq!(r.attribute(":hpack"), Some(super::session::TABLE_UNKNOWN));

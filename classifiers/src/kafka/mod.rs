@@ -28,7 +28,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::number::streaming::be_i32;
 use nom::Err;
 
@@ -48,7 +48,7 @@ pub(crate) const PROBE_WINDOW: usize = 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Kafka;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: KAFKA,
     category: Category::MESSAGE_BUS,
     description: "Kafka wire protocol: request headers, ApiVersions responses",
@@ -57,30 +57,22 @@ adi_core::register_classifier!(adi_core::Registration {
     classifier: &Kafka,
 });
 
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
-
 /// Looks for a request frame at the start of `buf`.
-fn looks_like_request(buf: &[u8]) -> Evidence {
+fn looks_like_request(buf: &[u8]) -> Probe {
     let (rest, size) = match parse_frame_size(buf, MIN_REQUEST_SIZE) {
         Ok(x) => x,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     let frame = rest.get(..size.min(rest.len())).unwrap_or_default();
     match parse_request_header(frame, size) {
-        Ok((body, header)) if !plausible_body(&header, body) => Evidence::No,
+        Ok((body, header)) if !plausible_body(&header, body) => Probe::NoMatch,
         Ok(_) if rest.len() >= size => {
-            Evidence::Yes(Confidence::CERTAIN, "Kafka request header in a whole frame")
+            Probe::matched(Confidence::CERTAIN, "Kafka request header in a whole frame")
         }
-        Ok(_) => Evidence::Yes(Confidence::STRONG, "Kafka request header"),
-        Err(Err::Incomplete(_)) if frame.len() < size => Evidence::More,
-        Err(_) => Evidence::No,
+        Ok(_) => Probe::matched(Confidence::STRONG, "Kafka request header"),
+        Err(Err::Incomplete(_)) if frame.len() < size => Probe::NeedMore,
+        Err(_) => Probe::NoMatch,
     }
 }
 
@@ -99,38 +91,38 @@ fn plausible_body(header: &parser::RequestHeader<'_>, body: &[u8]) -> bool {
 }
 
 /// Looks for an ApiVersions response frame at the start of `buf`.
-fn looks_like_response(buf: &[u8]) -> Evidence {
+fn looks_like_response(buf: &[u8]) -> Probe {
     // correlation_id + error_code at least.
     let (rest, size) = match parse_frame_size(buf, MIN_RESPONSE_SIZE + 2) {
         Ok(x) => x,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     let Ok((body, correlation_id)) = be_i32::<_, nom::error::Error<&[u8]>>(rest) else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     if correlation_id < 0 {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let body_len = size - MIN_RESPONSE_SIZE;
     let avail = body.get(..body_len.min(body.len())).unwrap_or_default();
     let whole = avail.len() == body_len;
-    let mut best = Evidence::No;
+    let mut best = Probe::NoMatch;
     for flexible in [false, true] {
         let found = match parse_api_versions_body(avail, body_len, flexible) {
-            Ok((_, ApiVersionsFit::Whole)) => Evidence::Yes(
+            Ok((_, ApiVersionsFit::Whole)) => Probe::matched(
                 Confidence::CERTAIN,
                 "Kafka ApiVersions response, whole frame",
             ),
             Ok((_, ApiVersionsFit::Plausible)) => {
-                Evidence::Yes(Confidence::STRONG, "Kafka ApiVersions response entries")
+                Probe::matched(Confidence::STRONG, "Kafka ApiVersions response entries")
             }
-            Err(Err::Incomplete(_)) if !whole => Evidence::More,
-            Err(_) => Evidence::No,
+            Err(Err::Incomplete(_)) if !whole => Probe::NeedMore,
+            Err(_) => Probe::NoMatch,
         };
         best = match (best, found) {
-            (Evidence::Yes(a, _), Evidence::Yes(b, _)) if a >= b => best,
-            (_, Evidence::Yes(..)) | (Evidence::No, Evidence::More) => found,
+            (Probe::Match(a), Probe::Match(b)) if a.confidence >= b.confidence => best,
+            (_, Probe::Match(_)) | (Probe::NoMatch, Probe::NeedMore) => found,
             _ => best,
         };
     }
@@ -140,24 +132,20 @@ fn looks_like_response(buf: &[u8]) -> Evidence {
 impl Classifier for Kafka {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = buf.get(..buf.len().min(PROBE_WINDOW)).unwrap_or_default();
-        let (request, response) = (looks_like_request(buf), looks_like_response(buf));
-        let (expected, other) = match dir {
-            Direction::ToServer => (request, response),
-            Direction::ToClient => (response, request),
-        };
-        let verdict = |c, r| Verdict::new(KAFKA, Category::MESSAGE_BUS, c, r);
+        let (request, response) = (|| looks_like_request(buf), || looks_like_response(buf));
         // The expected reading decides while it can; the other one only when it is ruled out.
-        match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
-            (Evidence::More, _) | (Evidence::No, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::Yes(c, r)) => {
-                Probe::Match(verdict(c, r).observed(dir.reverse()))
-            }
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
+        let decided = match dir {
+            Direction::ToServer => request(),
+            Direction::ToClient => response(),
+        };
+        match (decided, dir) {
+            (Probe::NoMatch, Direction::ToServer) => response().observed(dir.reverse()),
+            (Probe::NoMatch, Direction::ToClient) => request().observed(dir.reverse()),
+            (decided, _) => decided,
         }
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::KafkaSession::default())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::number::streaming::{be_i16, be_i32};
 use nom::Err;
 

@@ -1,35 +1,23 @@
 //! kafka tests: the probe and the session on real kafka-python captures (see
 //! `fixtures/README.md`), on hand-written edge cases, on look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::KafkaSession;
-use super::{Kafka, KAFKA};
+use super::Kafka;
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Kafka, fixtures_path!("src/kafka/fixtures"));
 
 const TO_SERVER_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_server_kafka_default_0.bin");
 const TO_CLIENT_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_client_kafka_default_0.bin");
 const TO_SERVER_PRODUCE: &[u8] = include_bytes!("fixtures/to_server_kafka_default_1.bin");
 const TO_CLIENT_PRODUCE: &[u8] = include_bytes!("fixtures/to_client_kafka_default_1.bin");
-
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Kafka.probe(buf, dir, PortHint::NONE)
-}
-
-/// The confidence of a match, 0 for `NeedMore`/`NoMatch`.
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Kafka, KAFKA, buf, dir)
-}
-
-/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Kafka, to_server, to_client, size, Feed::UntilNoProgress)
-}
 
 /// (kind, op, status, attributes) of one record.
 type Summary = (RecordKind, String, Option<u16>, Vec<(String, String)>);
@@ -48,19 +36,13 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("kafka"),
-        fixtures_dir!("kafka"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("kafka", "src/kafka/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn requests_are_certain_to_server() {
     for fx in load_fixtures(fixtures_dir!("kafka")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(
@@ -74,27 +56,27 @@ fn requests_are_certain_to_server() {
     // The 14-byte request header (up to an 11-byte client id) is not enough yet: the id
     // must be read whole before anything is claimed.
     assert_eq!(
-        probe(&TO_SERVER_BOOTSTRAP[..14], Direction::ToServer),
+        T.probe(&TO_SERVER_BOOTSTRAP[..14], Direction::ToServer),
         Probe::NeedMore
     );
     assert_eq!(
-        score(&TO_SERVER_BOOTSTRAP[..25], Direction::ToServer),
+        T.score(&TO_SERVER_BOOTSTRAP[..25], Direction::ToServer),
         Confidence::STRONG.get()
     );
     // ApiVersions response: three entries read is STRONG (v3 layout: 2 + 1 + 3 * 7 bytes).
     assert_eq!(
-        probe(&TO_CLIENT_BOOTSTRAP[..12], Direction::ToClient),
+        T.probe(&TO_CLIENT_BOOTSTRAP[..12], Direction::ToClient),
         Probe::NeedMore
     );
     assert_eq!(
-        score(&TO_CLIENT_BOOTSTRAP[..32], Direction::ToClient),
+        T.score(&TO_CLIENT_BOOTSTRAP[..32], Direction::ToClient),
         Confidence::STRONG.get()
     );
 }
 
 #[test]
 fn a_request_sent_to_the_client_is_observed_to_server() {
-    let Probe::Match(v) = probe(TO_SERVER_PRODUCE, Direction::ToClient) else {
+    let Probe::Match(v) = T.probe(TO_SERVER_PRODUCE, Direction::ToClient) else {
         panic!()
     };
     assert_eq!(v.observed, Some(Direction::ToServer));
@@ -142,17 +124,17 @@ fn session_names_every_request_and_pairs_responses() {
         ),
     ];
     for size in [usize::MAX, 1, 3, 7] {
-        let records = parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, size.min(4096));
+        let records = T.parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, size.min(4096));
         assert_eq!(summary(&records), expected, "pieces of {size}");
     }
-    let records = parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, 4096);
+    let records = T.parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, 4096);
     assert_eq!(records[2].wire_len, 0x65 + 4);
     assert_eq!(records[0].raw, TO_SERVER_PRODUCE[..47]);
 }
 
 #[test]
 fn bootstrap_connection_sends_api_versions_v4() {
-    let records = parse_split(TO_SERVER_BOOTSTRAP, TO_CLIENT_BOOTSTRAP, 4096);
+    let records = T.parse_split(TO_SERVER_BOOTSTRAP, TO_CLIENT_BOOTSTRAP, 4096);
     let ops: Vec<_> = records
         .iter()
         .map(|r| (r.kind, r.op.as_deref(), r.attribute("api_version")))
@@ -183,7 +165,7 @@ const PRODUCE_ACKS_0: &[u8] = &[
 #[test]
 fn produce_with_acks_0_expects_no_response() {
     assert_eq!(
-        score(PRODUCE_ACKS_0, Direction::ToServer),
+        T.score(PRODUCE_ACKS_0, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
     let mut out = Vec::new();
@@ -197,29 +179,29 @@ fn produce_with_acks_0_expects_no_response() {
 
 #[test]
 fn header_fields_are_checked() {
-    let ok = |b: &[u8]| score(b, Direction::ToServer) >= Confidence::STRONG.get();
+    let ok = |b: &[u8]| T.score(b, Direction::ToServer) >= Confidence::STRONG.get();
     let mut b = PRODUCE_ACKS_0.to_vec();
     assert!(ok(&b));
     b[4..6].copy_from_slice(&93i16.to_be_bytes()); // api_key 93: unknown
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[6..8].copy_from_slice(&14i16.to_be_bytes()); // Produce v14: beyond the known range
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[8] = 0x80; // correlation_id negative
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[12..14].copy_from_slice(&11i16.to_be_bytes()); // client_id of 11 bytes: past the frame
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[14] = 0x01; // client_id holds a control byte
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[0..4].copy_from_slice(&104_857_601i32.to_be_bytes()); // size above socket.request.max.bytes
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = PRODUCE_ACKS_0.to_vec();
     b[0..4].copy_from_slice(&9i32.to_be_bytes()); // size below the smallest header
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     // A null client_id (length -1) is allowed.
     let null_id: &[u8] = &[
         0x00, 0x00, 0x00, 0x0a, // size 10
@@ -229,7 +211,7 @@ fn header_fields_are_checked() {
         0xff, 0xff, // client_id null
     ];
     assert_eq!(
-        score(null_id, Direction::ToServer),
+        T.score(null_id, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
 }
@@ -244,30 +226,30 @@ fn api_versions_response_v0_is_recognised() {
         0x00, 0x12, 0x00, 0x00, 0x00, 0x03, // ApiVersions 0..=3
         0x00, 0x00, // 2 bytes too many for v0, too few for v1: inconsistent
     ];
-    assert_eq!(probe(v0, Direction::ToClient), Probe::NoMatch);
+    assert_eq!(T.probe(v0, Direction::ToClient), Probe::NoMatch);
     let mut fixed = v0[..20].to_vec();
     fixed[3] = 0x10; // size 16: exactly v0
     assert_eq!(
-        score(&fixed, Direction::ToClient),
+        T.score(&fixed, Direction::ToClient),
         Confidence::CERTAIN.get()
     );
     fixed[9] = 0x05; // error_code 5: not 0 or 35
-    assert_eq!(probe(&fixed, Direction::ToClient), Probe::NoMatch);
+    assert_eq!(T.probe(&fixed, Direction::ToClient), Probe::NoMatch);
 }
 
 #[test]
 fn look_alikes_are_rejected() {
     // Postgres StartupMessage: reads as Metadata v0 until the "client id".
     let startup = b"\x00\x00\x00\x54\x00\x03\x00\x00user\x00postgres\x00database\x00postgres\x00application_name\x00psql\x00client_encoding\x00UTF8\x00\x00";
-    assert!(score(startup, Direction::ToServer) < Confidence::REPORT.get());
+    assert!(T.score(startup, Direction::ToServer) < Confidence::REPORT.get());
     // A MongoDB OP_MSG header (little-endian length).
     let mongo = b"\x3a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\xdd\x07\x00\x00";
-    assert_eq!(probe(mongo, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(mongo, Direction::ToServer), Probe::NoMatch);
     // A TDS PRELOGIN header.
     let tds = b"\x12\x01\x00\x3a\x00\x00\x01\x00\x00\x00\x1a\x00\x06\x01";
-    assert_eq!(probe(tds, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(tds, Direction::ToServer), Probe::NoMatch);
     assert_eq!(
-        probe(b"GET / HTTP/1.1\r\n", Direction::ToServer),
+        T.probe(b"GET / HTTP/1.1\r\n", Direction::ToServer),
         Probe::NoMatch
     );
 }

@@ -33,7 +33,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 use nom::Err;
 
 use self::parser::{
@@ -82,7 +84,7 @@ const REPLY_WORDS: &[&[u8]] = &[
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memcached;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::CACHE,
     description: "memcached text, meta and binary protocols",
@@ -90,14 +92,6 @@ adi_core::register_classifier!(adi_core::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Memcached,
 });
-
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
 
 /// Is the partial first word of `buf` (up to a space or the end) a prefix of one of `names`,
 /// or one of them followed by a space?
@@ -117,59 +111,59 @@ fn word_prefix_ok(buf: &[u8], names: &[&[u8]]) -> bool {
 }
 
 /// A binary packet at the start of `buf`, and whether it is a request.
-fn looks_like_binary(buf: &[u8]) -> (Evidence, bool) {
+fn looks_like_binary(buf: &[u8]) -> (Probe, bool) {
     let request = buf.first() == Some(&Magic::REQUEST.0);
     if !binary_prefix_ok(buf) {
-        return (Evidence::No, request);
+        return (Probe::NoMatch, request);
     }
     let (rest, header) = match parse_binary_header(buf) {
         Ok(r) => r,
-        Err(Err::Incomplete(_)) => return (Evidence::More, request),
-        Err(_) => return (Evidence::No, request),
+        Err(Err::Incomplete(_)) => return (Probe::NeedMore, request),
+        Err(_) => return (Probe::NoMatch, request),
     };
     let body_len = usize::try_from(header.body_len).unwrap_or(usize::MAX);
     let evidence = if rest.len() >= body_len {
-        Evidence::Yes(
+        Probe::matched(
             Confidence::CERTAIN,
             "memcached binary packet with consistent lengths",
         )
     } else {
-        Evidence::Yes(Confidence::STRONG, "memcached binary header")
+        Probe::matched(Confidence::STRONG, "memcached binary header")
     };
     (evidence, request)
 }
 
 /// A text command at the start of `buf`.
-fn looks_like_text_command(buf: &[u8]) -> Evidence {
+fn looks_like_text_command(buf: &[u8]) -> Probe {
     let (rest, line) = match parse_text_line(buf) {
         Ok(r) => r,
-        Err(Err::Incomplete(_)) if word_prefix_ok(buf, TEXT_COMMANDS) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) if word_prefix_ok(buf, TEXT_COMMANDS) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     match parse_text_command(line) {
         Some(TextCommand::Storage { data_len, .. }) => match parse_data_block(rest, data_len) {
-            Ok(_) => Evidence::Yes(
+            Ok(_) => Probe::matched(
                 Confidence::CERTAIN,
                 "memcached storage command and data block",
             ),
             Err(Err::Incomplete(_)) => {
-                Evidence::Yes(Confidence::STRONG, "memcached storage command line")
+                Probe::matched(Confidence::STRONG, "memcached storage command line")
             }
-            Err(_) => Evidence::No,
+            Err(_) => Probe::NoMatch,
         },
         Some(TextCommand::Line { unique: true, .. }) => {
-            Evidence::Yes(Confidence::STRONG, "memcached command line")
+            Probe::matched(Confidence::STRONG, "memcached command line")
         }
-        Some(TextCommand::Line { unique: false, .. }) => Evidence::Yes(
+        Some(TextCommand::Line { unique: false, .. }) => Probe::matched(
             Confidence::WEAK,
             "memcached get/quit line (Redis look-alike)",
         ),
-        None => Evidence::No,
+        None => Probe::NoMatch,
     }
 }
 
 /// Text reply lines at the start of `buf`.
-fn looks_like_text_replies(buf: &[u8]) -> Evidence {
+fn looks_like_text_replies(buf: &[u8]) -> Probe {
     let mut rest = buf;
     let mut best: Option<(Confidence, &'static str)> = None;
     for _ in 0..MAX_PROBE_LINES {
@@ -179,12 +173,12 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
             Err(Err::Incomplete(_)) => {
                 let digits = rest.iter().all(u8::is_ascii_digit);
                 return if digits || word_prefix_ok(rest, REPLY_WORDS) {
-                    Evidence::More
+                    Probe::NeedMore
                 } else {
-                    Evidence::No
+                    Probe::NoMatch
                 };
             }
-            Err(_) => return Evidence::No,
+            Err(_) => return Probe::NoMatch,
         };
         let found = match parse_text_reply(line) {
             Some(TextReply::Value { data_len, .. }) => match parse_data_block(after, data_len) {
@@ -199,7 +193,7 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
                     best = best.max(Some((Confidence::STRONG, "memcached VALUE line")));
                     break;
                 }
-                Err(_) => return Evidence::No,
+                Err(_) => return Probe::NoMatch,
             },
             Some(TextReply::ListItem) => {
                 rest = after;
@@ -213,14 +207,14 @@ fn looks_like_text_replies(buf: &[u8]) -> Evidence {
                 rest = after;
                 (Confidence::WEAK, "memcached END/OK/ERROR line")
             }
-            None => return Evidence::No,
+            None => return Probe::NoMatch,
         };
         best = best.max(Some(found));
         if rest.is_empty() {
             break;
         }
     }
-    best.map_or(Evidence::More, |(c, r)| Evidence::Yes(c, r))
+    best.map_or(Probe::NeedMore, |(c, r)| Probe::matched(c, r))
 }
 
 impl Classifier for Memcached {
@@ -234,29 +228,19 @@ impl Classifier for Memcached {
             0x80 | 0x81 => {
                 let (e, is_request) = looks_like_binary(buf);
                 if is_request {
-                    (e, Evidence::No)
+                    (e, Probe::NoMatch)
                 } else {
-                    (Evidence::No, e)
+                    (Probe::NoMatch, e)
                 }
             }
-            b'a'..=b'z' => (looks_like_text_command(buf), Evidence::No),
-            b'A'..=b'Z' | b'0'..=b'9' => (Evidence::No, looks_like_text_replies(buf)),
-            _ => (Evidence::No, Evidence::No),
+            b'a'..=b'z' => (looks_like_text_command(buf), Probe::NoMatch),
+            b'A'..=b'Z' | b'0'..=b'9' => (Probe::NoMatch, looks_like_text_replies(buf)),
+            _ => (Probe::NoMatch, Probe::NoMatch),
         };
-        let (expected, other) = match dir {
-            Direction::ToServer => (request, response),
-            Direction::ToClient => (response, request),
-        };
-        let verdict = |c, r| Verdict::new(ID, Category::CACHE, c, r);
-        match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
-        }
+        probe_both_ways(dir, || request, || response)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::MemcachedSession::default())
     }
 }

@@ -13,7 +13,7 @@
 //!   as `status` and its name as the `status` attribute; responses to quiet binary commands
 //!   and the per-statistic responses of a binary `stat` are messages.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::parser::{

@@ -2,11 +2,11 @@
 //! hand-written edge cases, on look-alikes (Redis, NATS, HTTP, SSLv2), on hostile input and
 //! through the real engine (the `get k` tie with Redis).
 
-use adi_core::testing::{
-    self, assert_never_reported, check_classifier, classify_connection, fixture_bytes,
-    load_connections, load_fixtures, parse_in_pieces, Feed, Fixture,
+use adi_classify::testing::{
+    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
+    load_fixtures, parse_in_pieces, Feed, Fixture,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
     RecordKind, Session,
 };
@@ -31,12 +31,12 @@ type Summary<'a> = (
 
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
 fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    testing::verdict(&Memcached, ID, buf, dir, PortHint::NONE).map(|v| (v.confidence, v.observed))
+    testing::verdict(&Memcached, buf, dir, PortHint::NONE).map(|v| (v.confidence, v.observed))
 }
 
 /// No prefix of `buf` is reported in either direction.
 fn never_reported(buf: &[u8]) {
-    assert_never_reported(&Memcached, ID, buf);
+    assert_never_reported(&Memcached, buf);
 }
 
 /// Parses a connection in `chunk`-byte writes, keeping unconsumed bytes like the engine.
@@ -75,14 +75,8 @@ fn summary(records: &[Record]) -> Vec<Summary<'_>> {
 
 // ---- real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("memcached"),
-        fixtures_dir!("memcached"),
-        Confidence::STRONG,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("memcached", "src/memcached/fixtures", Confidence::STRONG);
 
 #[test]
 fn fixtures_match_at_their_band() {

@@ -35,7 +35,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::Err;
 
 use self::parser::{
@@ -55,7 +55,7 @@ pub(crate) const PROBE_WINDOW: usize = 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MongoDb;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: MONGODB,
     category: Category::DATABASE,
     description: "MongoDB wire protocol: OP_MSG, OP_QUERY, OP_REPLY, OP_COMPRESSED",
@@ -240,15 +240,12 @@ impl Classifier for MongoDb {
         } else {
             Direction::ToServer
         };
-        let verdict = Verdict::new(MONGODB, Category::DATABASE, confidence, reason);
-        Probe::Match(if proven == dir {
-            verdict
-        } else {
-            verdict.observed(proven)
-        })
+        Probe::matched(confidence, reason)
+            .observed(proven)
+            .given(dir)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::MongoSession::default())
     }
 }

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::number::streaming::{le_i32, le_i64};
 use nom::Err;
 

@@ -2,35 +2,24 @@
 //! `fixtures/README.md`), on hand-written OP_QUERY / OP_REPLY / OP_COMPRESSED messages, on
 //! look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::parser::{validate_document, MAX_BSON_DEPTH};
 use super::session::MongoSession;
-use super::{MongoDb, MONGODB};
+use super::MongoDb;
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&MongoDb, fixtures_path!("src/mongodb/fixtures"));
 
 const TO_SERVER_APP: &[u8] = include_bytes!("fixtures/to_server_mongodb_default_1.bin");
 const TO_CLIENT_APP: &[u8] = include_bytes!("fixtures/to_client_mongodb_default_1.bin");
 const TO_SERVER_ZLIB: &[u8] = include_bytes!("fixtures/to_server_mongodb_nondefault_zlib_1.bin");
 const TO_CLIENT_ZLIB: &[u8] = include_bytes!("fixtures/to_client_mongodb_nondefault_zlib_1.bin");
-
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    MongoDb.probe(buf, dir, PortHint::NONE)
-}
-
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&MongoDb, MONGODB, buf, dir)
-}
-
-/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&MongoDb, to_server, to_client, size, Feed::UntilNoProgress)
-}
 
 /// (kind, op, resource, attributes) of one record.
 type Summary = (
@@ -54,25 +43,19 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("mongodb"),
-        fixtures_dir!("mongodb"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("mongodb", "src/mongodb/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {
     for fx in load_fixtures(fixtures_dir!("mongodb")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(v.confidence, Confidence::CERTAIN, "{}", fx.path.display());
         assert_eq!(v.observed, None, "{}", fx.path.display());
         // Given the wrong way, the bytes still name their direction.
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!()
         };
         assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
@@ -83,20 +66,20 @@ fn every_fixture_is_certain_in_its_direction() {
 fn bands_grow_with_the_prefix() {
     // The header alone claims nothing.
     assert_eq!(
-        probe(&TO_SERVER_APP[..16], Direction::ToServer),
+        T.probe(&TO_SERVER_APP[..16], Direction::ToServer),
         Probe::NeedMore
     );
     // flagBits, section kind 0, document length, then the first element `ismaster`.
     assert_eq!(
-        probe(&TO_SERVER_APP[..26], Direction::ToServer),
+        T.probe(&TO_SERVER_APP[..26], Direction::ToServer),
         Probe::NeedMore
     );
     assert_eq!(
-        score(&TO_SERVER_APP[..35], Direction::ToServer),
+        T.score(&TO_SERVER_APP[..35], Direction::ToServer),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&TO_SERVER_APP[..388], Direction::ToServer),
+        T.score(&TO_SERVER_APP[..388], Direction::ToServer),
         Confidence::CERTAIN.get()
     );
 }
@@ -156,7 +139,7 @@ fn session_summarises_commands_and_pairs_replies() {
     ];
     for size in [4096, 1, 5, 17] {
         assert_eq!(
-            summary(&parse_split(TO_SERVER_APP, TO_CLIENT_APP, size)),
+            summary(&T.parse_split(TO_SERVER_APP, TO_CLIENT_APP, size)),
             expected,
             "pieces of {size}"
         );
@@ -165,7 +148,7 @@ fn session_summarises_commands_and_pairs_replies() {
 
 #[test]
 fn zlib_compressed_commands_are_named_by_their_reply_pairing() {
-    let records = parse_split(TO_SERVER_ZLIB, TO_CLIENT_ZLIB, 4096);
+    let records = T.parse_split(TO_SERVER_ZLIB, TO_CLIENT_ZLIB, 4096);
     let got: Vec<_> = records
         .iter()
         .map(|r| {
@@ -242,18 +225,18 @@ const OP_REPLY_ERROR: &[u8] = &[
 #[test]
 fn legacy_op_query_and_op_reply() {
     assert_eq!(
-        score(OP_QUERY_ISMASTER, Direction::ToServer),
+        T.score(OP_QUERY_ISMASTER, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
     assert_eq!(
-        score(OP_REPLY_ERROR, Direction::ToClient),
+        T.score(OP_REPLY_ERROR, Direction::ToClient),
         Confidence::CERTAIN.get()
     );
-    let Probe::Match(v) = probe(OP_REPLY_ERROR, Direction::ToServer) else {
+    let Probe::Match(v) = T.probe(OP_REPLY_ERROR, Direction::ToServer) else {
         panic!()
     };
     assert_eq!(v.observed, Some(Direction::ToClient));
-    let records = parse_split(OP_QUERY_ISMASTER, OP_REPLY_ERROR, 4096);
+    let records = T.parse_split(OP_QUERY_ISMASTER, OP_REPLY_ERROR, 4096);
     assert_eq!(
         summary(&records),
         [
@@ -279,22 +262,22 @@ fn op_msg_fields_are_checked() {
     let first = &TO_SERVER_APP[..388];
     let mut b = first.to_vec();
     b[16] = 0x04; // flagBits bit 2: undefined
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = first.to_vec();
     b[20] = 0x02; // section kind 2: not a wire section
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = first.to_vec();
     b[21..25].copy_from_slice(&400i32.to_le_bytes()); // document longer than the message
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = first.to_vec();
     b[25] = 0x42; // element type 0x42: undefined
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = first.to_vec();
     b[12..16].copy_from_slice(&2010i32.to_le_bytes()); // opCode 2010 (OP_COMMAND, removed)
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = first.to_vec();
     b[0..4].copy_from_slice(&48_000_001i32.to_le_bytes()); // beyond maxMessageSizeBytes
-    assert_eq!(probe(&b[..4], Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b[..4], Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]
@@ -318,13 +301,13 @@ fn nesting_is_bounded() {
 fn look_alikes_are_rejected() {
     // Kafka ApiVersions request (big-endian size 43).
     let kafka = b"\x00\x00\x00\x2b\x00\x12\x00\x04\x00\x00\x00\x01\x00\x0badi-fixture";
-    assert_eq!(probe(kafka, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(kafka, Direction::ToServer), Probe::NoMatch);
     // TDS PRELOGIN.
     let tds = b"\x12\x01\x00\x3a\x00\x00\x01\x00\x00\x00\x1a\x00\x06\x01\x00\x20";
-    assert_eq!(probe(tds, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(tds, Direction::ToServer), Probe::NoMatch);
     // MySQL server greeting: 3-byte length 74, sequence 0, protocol 10.
     let mysql = b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00abcdefgh\x00";
-    assert_eq!(probe(mysql, Direction::ToClient), Probe::NoMatch);
+    assert_eq!(T.probe(mysql, Direction::ToClient), Probe::NoMatch);
 }
 
 #[test]

@@ -38,7 +38,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::number::streaming::{le_u16, le_u32};
 use nom::Err;
 
@@ -62,7 +62,7 @@ const TEXT_UNITS_CHECKED: usize = 16;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mssql;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: MSSQL,
     category: Category::DATABASE,
     description: "Microsoft SQL Server TDS: PRELOGIN, LOGIN7, SQL batch, RPC, token streams",
@@ -256,14 +256,11 @@ impl Classifier for Mssql {
             Body::Plausible => (Confidence::STRONG, "TDS packet header and message start"),
             Body::Whole => (Confidence::CERTAIN, "TDS packet with a consistent message"),
         };
-        let verdict = Verdict::new(MSSQL, Category::DATABASE, confidence, reason);
-        Probe::Match(match proven {
-            Some(p) if p != dir => verdict.observed(p),
-            _ => verdict,
-        })
+        let found = Probe::matched(confidence, reason);
+        proven.map_or(found, |p| found.observed(p)).given(dir)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::TdsSession::default())
     }
 }

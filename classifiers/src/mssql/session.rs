@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::number::streaming::{le_u16, le_u32, le_u64};
 use nom::Err;
 

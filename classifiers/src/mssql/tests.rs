@@ -2,34 +2,23 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_core::testing::{
-    self, attrs, check_classifier, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
-};
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::TdsSession;
-use super::{Mssql, MSSQL};
+use super::Mssql;
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Mssql, fixtures_path!("src/mssql/fixtures"));
 
 const TO_SERVER_DEFAULT: &[u8] = include_bytes!("fixtures/to_server_mssql_default_0.bin");
 const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_default_0.bin");
 const TO_SERVER_RPC: &[u8] = include_bytes!("fixtures/to_server_mssql_nondefault_rpc_0.bin");
 const TO_CLIENT_RPC: &[u8] = include_bytes!("fixtures/to_client_mssql_nondefault_rpc_0.bin");
-
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Mssql.probe(buf, dir, PortHint::NONE)
-}
-
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Mssql, MSSQL, buf, dir)
-}
-
-/// Feeds each direction in `size`-byte pieces, keeping unconsumed bytes like the engine.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Mssql, to_server, to_client, size, Feed::UntilNoProgress)
-}
 
 /// (kind, op, resource, status, attributes) of one record.
 type Summary = (
@@ -55,24 +44,18 @@ fn summary(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("mssql"),
-        fixtures_dir!("mssql"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("mssql", "src/mssql/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {
     for fx in load_fixtures(fixtures_dir!("mssql")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(v.confidence, Confidence::CERTAIN, "{}", fx.path.display());
         assert_eq!(v.observed, None, "{}", fx.path.display());
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!()
         };
         assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
@@ -83,30 +66,33 @@ fn every_fixture_is_certain_in_its_direction() {
 fn bands_grow_with_the_prefix() {
     // Header only: nothing claimed.
     assert_eq!(
-        probe(&TO_SERVER_DEFAULT[..8], Direction::ToServer),
+        T.probe(&TO_SERVER_DEFAULT[..8], Direction::ToServer),
         Probe::NeedMore
     );
     // The option table read up to its terminator (5 options * 5 bytes + 0xFF).
     assert_eq!(
-        probe(&TO_SERVER_DEFAULT[..20], Direction::ToServer),
+        T.probe(&TO_SERVER_DEFAULT[..20], Direction::ToServer),
         Probe::NeedMore
     );
     assert_eq!(
-        score(&TO_SERVER_DEFAULT[..34], Direction::ToServer),
+        T.score(&TO_SERVER_DEFAULT[..34], Direction::ToServer),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&TO_SERVER_DEFAULT[..58], Direction::ToServer),
+        T.score(&TO_SERVER_DEFAULT[..58], Direction::ToServer),
         Confidence::CERTAIN.get()
     );
     // The LOGIN7 packet alone: Length and TDSVersion are STRONG, the whole packet CERTAIN.
     let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
-    assert_eq!(probe(&login[..15], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(&login[..15], Direction::ToServer), Probe::NeedMore);
     assert_eq!(
-        score(&login[..16], Direction::ToServer),
+        T.score(&login[..16], Direction::ToServer),
         Confidence::STRONG.get()
     );
-    assert_eq!(score(login, Direction::ToServer), Confidence::CERTAIN.get());
+    assert_eq!(
+        T.score(login, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
 }
 
 #[test]
@@ -194,16 +180,16 @@ fn session_summarises_login_batches_and_rpc() {
             attrs(&[("rows", "1")]),
         ),
     ];
-    let mut got = summary(&parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
+    let mut got = summary(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
     // The host name is the capturing machine's: check it is there, then pin the rest.
     assert_eq!(got[1].4[1].0, "host");
     got[1].4[1].1 = "vmadi_user".into();
     assert_eq!(got, expected);
     for size in [1, 7, 100] {
-        let split = parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, size);
+        let split = T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, size);
         assert_eq!(
             summary(&split),
-            summary(&parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
+            summary(&T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
         );
     }
 }
@@ -228,15 +214,15 @@ const PRELOGIN_TLS: &[u8] = &[
 #[test]
 fn attention_and_tls_in_prelogin() {
     assert_eq!(
-        score(ATTENTION, Direction::ToServer),
+        T.score(ATTENTION, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
     assert_eq!(
-        score(PRELOGIN_TLS, Direction::ToServer),
+        T.score(PRELOGIN_TLS, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
     // TLS in PRELOGIN travels both ways: no direction is proven.
-    let Probe::Match(v) = probe(PRELOGIN_TLS, Direction::ToClient) else {
+    let Probe::Match(v) = T.probe(PRELOGIN_TLS, Direction::ToClient) else {
         panic!()
     };
     assert_eq!(v.observed, None);
@@ -245,7 +231,7 @@ fn attention_and_tls_in_prelogin() {
     to_server.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x02, 0xaa, 0xbb]);
     to_server.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x01, 0xcc]);
     to_server.extend_from_slice(ATTENTION);
-    let records = parse_split(&to_server, &[], 3);
+    let records = T.parse_split(&to_server, &[], 3);
     let ops: Vec<_> = records.iter().map(|r| (r.kind, r.op.as_deref())).collect();
     assert_eq!(
         ops,
@@ -264,7 +250,7 @@ fn a_message_in_two_packets_is_one_record() {
     b.extend("SELE".encode_utf16().flat_map(u16::to_le_bytes));
     b.extend_from_slice(&[0x01, 0x01, 0x00, 0x10, 0x00, 0x00, 0x02, 0x00]); // EOM, length 16
     b.extend("CT 1".encode_utf16().flat_map(u16::to_le_bytes));
-    let records = parse_split(&b, &[], 5);
+    let records = T.parse_split(&b, &[], 5);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].resource.as_deref(), Some("SELECT 1"));
     assert_eq!(records[0].wire_len, 32);
@@ -275,64 +261,64 @@ fn header_and_body_fields_are_checked() {
     let prelogin = &TO_SERVER_DEFAULT[..58];
     let mut b = prelogin.to_vec();
     b[0] = 0x05; // type 0x05: undefined
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[1] = 0x21; // status bit 0x20: undefined
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[2..4].copy_from_slice(&0x8001u16.to_be_bytes()); // length above 32768
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[7] = 1; // window must be 0
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[8] = 0x01; // first option ENCRYPTION: VERSION must come first
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[10..12].copy_from_slice(&0x0100u16.to_be_bytes()); // VERSION offset past the packet
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = prelogin.to_vec();
     b[8 + 0x20] = 0x09; // ENCRYPTION value 9: undefined
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
     let mut b = login.to_vec();
     b[12..16].copy_from_slice(&0x7500_0000u32.to_le_bytes()); // TDSVersion 0x75: unknown
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
     let mut b = login.to_vec();
     b[8 + 38..8 + 40].copy_from_slice(&0x0400u16.to_le_bytes()); // host name past Length
-    assert_eq!(probe(&b, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&b, Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]
 fn look_alikes_are_rejected() {
     // MySQL COM_QUERY packet: length 1 (3 bytes), sequence 0: reads as a 1-byte SQL batch.
     assert_eq!(
-        probe(b"\x01\x00\x00\x00\x0e", Direction::ToServer),
+        T.probe(b"\x01\x00\x00\x00\x0e", Direction::ToServer),
         Probe::NoMatch
     );
     // A TLS ClientHello record.
     assert_eq!(
-        probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", Direction::ToServer),
+        T.probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", Direction::ToServer),
         Probe::NoMatch
     );
     // Kafka ApiVersions request and MongoDB OP_MSG.
     assert_eq!(
-        probe(
+        T.probe(
             b"\x00\x00\x00\x2b\x00\x12\x00\x04\x00\x00",
             Direction::ToServer
         ),
         Probe::NoMatch
     );
     assert_eq!(
-        probe(b"\x84\x01\x00\x00\xc6\x23\x7b\x32", Direction::ToServer),
+        T.probe(b"\x84\x01\x00\x00\xc6\x23\x7b\x32", Direction::ToServer),
         Probe::NoMatch
     );
     // 0x10 0x01 ... with a plausible header but no LOGIN7 inside.
     let fake_login = b"\x10\x01\x00\x20\x00\x00\x01\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(probe(fake_login, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(fake_login, Direction::ToServer), Probe::NoMatch);
     // 0x12 0x01 ... followed by text.
     let fake_prelogin = b"\x12\x01\x00\x20\x00\x00\x00\x00hello world, not tds at all!";
-    assert_eq!(probe(fake_prelogin, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(fake_prelogin, Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]

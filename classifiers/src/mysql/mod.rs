@@ -31,7 +31,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 use nom::Err;
 
 use self::parser::{
@@ -65,7 +67,7 @@ const TEXT_PREFIX: usize = 16;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mysql;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: MYSQL,
     category: Category::DATABASE,
     description: "MySQL/MariaDB client/server protocol (greeting, login, COM_* commands)",
@@ -74,80 +76,74 @@ adi_core::register_classifier!(adi_core::Registration {
     classifier: &Mysql,
 });
 
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
-
 /// The header and the payload bytes at hand, or the evidence to return now.
-fn header(buf: &[u8]) -> Result<(Header, &[u8]), Evidence> {
+fn header(buf: &[u8]) -> Result<(Header, &[u8]), Probe> {
     match parse_header(buf) {
-        Ok((_, h)) if h.len == 0 => Err(Evidence::No),
+        Ok((_, h)) if h.len == 0 => Err(Probe::NoMatch),
         Ok((rest, h)) => Ok((h, rest.get(..h.len.min(rest.len())).unwrap_or_default())),
-        Err(Err::Incomplete(_)) => Err(Evidence::More),
-        Err(_) => Err(Evidence::No),
+        Err(Err::Incomplete(_)) => Err(Probe::NeedMore),
+        Err(_) => Err(Probe::NoMatch),
     }
 }
 
 /// What the server sends: a greeting, an ERR instead of it, or a command response.
-fn looks_like_server(buf: &[u8]) -> Evidence {
+fn looks_like_server(buf: &[u8]) -> Probe {
     let (h, payload) = match header(buf) {
         Ok(x) => x,
         Err(e) => return e,
     };
     let whole = payload.len() == h.len;
     let Some(&first) = payload.first() else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     match (h.seq, first) {
         (0, PROTOCOL_VERSION_10) => {
             if !(18..=MAX_GREETING_LEN).contains(&h.len) {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             match greeting_version(payload) {
-                None => Evidence::No,
-                Some(Version::Partial) => Evidence::More,
+                None => Probe::NoMatch,
+                Some(Version::Partial) => Probe::NeedMore,
                 Some(Version::Done(..)) if !whole => {
-                    Evidence::Yes(Confidence::STRONG, "server greeting version string")
+                    Probe::matched(Confidence::STRONG, "server greeting version string")
                 }
                 Some(Version::Done(..)) => match parse_greeting(payload) {
-                    Some(_) => Evidence::Yes(Confidence::CERTAIN, "server greeting (HandshakeV10)"),
-                    None => Evidence::No,
+                    Some(_) => {
+                        Probe::matched(Confidence::CERTAIN, "server greeting (HandshakeV10)")
+                    }
+                    None => Probe::NoMatch,
                 },
             }
         }
         (seq, ERR_HEADER) => {
             if !(3..=MAX_SMALL_PACKET_LEN).contains(&h.len) {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             if !whole {
                 // code (2), then '#' and the SQLSTATE after the handshake
                 return if payload.len() >= 4 && seq > 0 && payload.get(3) != Some(&b'#') {
-                    Evidence::No
+                    Probe::NoMatch
                 } else {
-                    Evidence::More
+                    Probe::NeedMore
                 };
             }
             match parse_err(payload) {
                 Some(e) if e.sqlstate.is_some() => {
-                    Evidence::Yes(Confidence::CERTAIN, "ERR packet with SQLSTATE")
+                    Probe::matched(Confidence::CERTAIN, "ERR packet with SQLSTATE")
                 }
                 Some(_) if seq == 0 => {
-                    Evidence::Yes(Confidence::CERTAIN, "ERR packet instead of a greeting")
+                    Probe::matched(Confidence::CERTAIN, "ERR packet instead of a greeting")
                 }
-                _ => Evidence::No,
+                _ => Probe::NoMatch,
             }
         }
         // An OK answers a command at sequence 1 (2-4 after a login with an auth switch).
         (1..=4, OK_HEADER) => {
             if !(7..=MAX_SMALL_PACKET_LEN).contains(&h.len) {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             if !whole {
-                return Evidence::More;
+                return Probe::NeedMore;
             }
             // The tail is empty or an info text ("Rows matched: 1  Changed: 1"); session
             // state changes (binary) are not judged and count as no evidence.
@@ -155,13 +151,13 @@ fn looks_like_server(buf: &[u8]) -> Evidence {
                 ok_tail(payload).is_some_and(|t| t.is_empty() || lenenc_text(t) || is_text(t));
             match parse_ok(payload) {
                 Some(ok) if ok.status < 0x8000 && plain_tail => {
-                    Evidence::Yes(Confidence::STRONG, "OK packet")
+                    Probe::matched(Confidence::STRONG, "OK packet")
                 }
-                _ => Evidence::No,
+                _ => Probe::NoMatch,
             }
         }
         (1, _) => looks_like_result_set(h, payload, buf),
-        _ => Evidence::No,
+        _ => Probe::NoMatch,
     }
 }
 
@@ -172,41 +168,41 @@ fn lenenc_text(t: &[u8]) -> bool {
 
 /// A result-set header (column count, maybe MariaDB's metadata-follows byte) followed by a
 /// column definition whose catalog is `def`.
-fn looks_like_result_set(h: Header, payload: &[u8], buf: &[u8]) -> Evidence {
+fn looks_like_result_set(h: Header, payload: &[u8], buf: &[u8]) -> Probe {
     if h.len > 10 {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let Some((n, rest)) = lenenc(payload) else {
         return if payload.len() < h.len {
-            Evidence::More
+            Probe::NeedMore
         } else {
-            Evidence::No
+            Probe::NoMatch
         };
     };
     if payload.len() < h.len {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
     if !(1..=MAX_COLUMNS).contains(&n) || rest.len() > 1 {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let next = buf.get(4 + h.len..).unwrap_or_default();
     let head = next
         .get(3..next.len().min(3 + COLUMN_DEF_START.len()))
         .unwrap_or_default();
     if head != COLUMN_DEF_START.get(..head.len()).unwrap_or_default() {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     if head.len() < COLUMN_DEF_START.len() {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
-    Evidence::Yes(
+    Probe::matched(
         Confidence::CERTAIN,
         "result-set header and column definition",
     )
 }
 
 /// What the client sends: a handshake response, an SSLRequest, or a command.
-fn looks_like_client(buf: &[u8]) -> Evidence {
+fn looks_like_client(buf: &[u8]) -> Probe {
     let (h, payload) = match header(buf) {
         Ok(x) => x,
         Err(e) => return e,
@@ -217,34 +213,34 @@ fn looks_like_client(buf: &[u8]) -> Evidence {
             if !(HANDSHAKE_FIXED_LEN..=MAX_HANDSHAKE_LEN).contains(&h.len)
                 || handshake_fixed_ok(payload).is_none()
             {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             if payload.len() < HANDSHAKE_FIXED_LEN {
-                return Evidence::More;
+                return Probe::NeedMore;
             }
             if is_ssl_request(payload) {
-                return Evidence::Yes(
+                return Probe::matched(
                     Confidence::CERTAIN,
                     "SSLRequest (handshake response with CLIENT_SSL)",
                 );
             }
             if !whole {
-                return Evidence::Yes(Confidence::STRONG, "HandshakeResponse41 fixed part");
+                return Probe::matched(Confidence::STRONG, "HandshakeResponse41 fixed part");
             }
             match parse_handshake_response(payload) {
-                Some(_) => Evidence::Yes(Confidence::CERTAIN, "HandshakeResponse41"),
-                None => Evidence::No,
+                Some(_) => Probe::matched(Confidence::CERTAIN, "HandshakeResponse41"),
+                None => Probe::NoMatch,
             }
         }
         0 => looks_like_command(h, payload),
-        _ => Evidence::No,
+        _ => Probe::NoMatch,
     }
 }
 
 /// A command packet at sequence 0.
-fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
+fn looks_like_command(h: Header, payload: &[u8]) -> Probe {
     let Some((&cmd, body)) = payload.split_first() else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     let whole = payload.len() == h.len;
     let cmd = Command(cmd);
@@ -252,17 +248,17 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
         Command::QUERY | Command::STMT_PREPARE => {
             if !whole {
                 if h.len.saturating_add(4) <= PROBE_WINDOW {
-                    return Evidence::More;
+                    return Probe::NeedMore;
                 }
                 return match body.get(..TEXT_PREFIX) {
-                    None => Evidence::More,
+                    None => Probe::NeedMore,
                     Some(p)
                         if p.iter()
                             .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
                     {
-                        Evidence::Yes(Confidence::WEAK, "start of a long COM_QUERY")
+                        Probe::matched(Confidence::WEAK, "start of a long COM_QUERY")
                     }
-                    Some(_) => Evidence::No,
+                    Some(_) => Probe::NoMatch,
                 };
             }
             // MySQL 8 query attributes: parameter count 0, parameter set count 1.
@@ -271,7 +267,7 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
                 .filter(|_| cmd == Command::QUERY)
                 .unwrap_or(body);
             if !text.is_empty() && is_text(text) && text.iter().any(u8::is_ascii_alphabetic) {
-                Evidence::Yes(
+                Probe::matched(
                     Confidence::CERTAIN,
                     if cmd == Command::QUERY {
                         "COM_QUERY with SQL text"
@@ -280,35 +276,35 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
                     },
                 )
             } else {
-                Evidence::No
+                Probe::NoMatch
             }
         }
         Command::INIT_DB => {
             if !whole {
                 return if h.len <= 257 {
-                    Evidence::More
+                    Probe::NeedMore
                 } else {
-                    Evidence::No
+                    Probe::NoMatch
                 };
             }
             if !body.is_empty() && body.len() <= 256 && body.iter().all(u8::is_ascii_graphic) {
-                Evidence::Yes(Confidence::CERTAIN, "COM_INIT_DB with a schema name")
+                Probe::matched(Confidence::CERTAIN, "COM_INIT_DB with a schema name")
             } else {
-                Evidence::No
+                Probe::NoMatch
             }
         }
         Command::STMT_EXECUTE => {
             if h.len < 10 {
-                return Evidence::No;
+                return Probe::NoMatch;
             }
             // statement id (4), flags (1: cursor type, MariaDB 0x80), iteration count (4) = 1
             let flags_ok = payload.get(5).is_none_or(|&f| f & 0x70 == 0);
             let iter = payload.get(6..10).unwrap_or_default();
             let iter_ok = iter == [1, 0, 0, 0].get(..iter.len()).unwrap_or_default();
             match (flags_ok && iter_ok, payload.len() >= 10) {
-                (false, _) => Evidence::No,
-                (true, false) => Evidence::More,
-                (true, true) => Evidence::Yes(Confidence::STRONG, "COM_STMT_EXECUTE header"),
+                (false, _) => Probe::NoMatch,
+                (true, false) => Probe::NeedMore,
+                (true, true) => Probe::matched(Confidence::STRONG, "COM_STMT_EXECUTE header"),
             }
         }
         Command::QUIT
@@ -319,32 +315,22 @@ fn looks_like_command(h: Header, payload: &[u8]) -> Evidence {
         | Command::PROCESS_INFO
             if h.len == 1 =>
         {
-            Evidence::Yes(Confidence::WEAK, "one-byte COM_PING/COM_QUIT-like command")
+            Probe::matched(Confidence::WEAK, "one-byte COM_PING/COM_QUIT-like command")
         }
         Command::STMT_CLOSE | Command::STMT_RESET if h.len == 5 => {
-            Evidence::Yes(Confidence::WEAK, "COM_STMT_CLOSE/RESET with a statement id")
+            Probe::matched(Confidence::WEAK, "COM_STMT_CLOSE/RESET with a statement id")
         }
-        _ => Evidence::No,
+        _ => Probe::NoMatch,
     }
 }
 
 impl Classifier for Mysql {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = buf.get(..buf.len().min(PROBE_WINDOW)).unwrap_or_default();
-        let (expected, other) = match dir {
-            Direction::ToServer => (looks_like_client(buf), looks_like_server(buf)),
-            Direction::ToClient => (looks_like_server(buf), looks_like_client(buf)),
-        };
-        let verdict = |c, r| Verdict::new(MYSQL, Category::DATABASE, c, r);
-        match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
-        }
+        probe_both_ways(dir, || looks_like_client(buf), || looks_like_server(buf))
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::MysqlSession::default())
     }
 }

@@ -24,7 +24,9 @@
 
 use std::collections::VecDeque;
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{
+    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
+};
 use nom::Err;
 
 use super::parser::{
@@ -94,7 +96,7 @@ pub(crate) struct MysqlSession {
     /// The last packet of this direction had the maximum length: the next one continues it.
     continued: [bool; 2],
     /// Bytes of a packet still to skip, per direction.
-    skip: [usize; 2],
+    skip: Skip,
 }
 
 fn malformed(what: &'static str) -> ParseError {
@@ -138,13 +140,6 @@ fn err_record(kind: RecordKind, payload: &[u8], wire: usize) -> Record {
         r.truncated = true;
     }
     r
-}
-
-/// One step of parsing.
-enum Step {
-    NeedMore,
-    Consumed(usize),
-    Switched(usize),
 }
 
 impl MysqlSession {
@@ -472,6 +467,12 @@ impl MysqlSession {
             }
         }
     }
+}
+
+impl Steps for MysqlSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
 
     fn step(
         &mut self,
@@ -517,7 +518,7 @@ impl MysqlSession {
             }
         }
         if truncated {
-            self.skip[d] = h.len - payload.len();
+            self.skip.set(dir, h.len - payload.len());
             Ok(Step::Consumed(4 + payload.len()))
         } else {
             Ok(Step::Consumed(wire))
@@ -544,25 +545,7 @@ impl Session for MysqlSession {
         if self.opaque {
             return Ok(buf.len());
         }
-        let mut consumed = 0;
-        while let Some(rest) = buf.get(consumed..).filter(|r| !r.is_empty()) {
-            let skip = &mut self.skip[dir.index()];
-            if *skip > 0 {
-                let n = (*skip).min(rest.len());
-                *skip -= n;
-                consumed += n;
-                continue;
-            }
-            match self.step(rest, dir, out)? {
-                Step::NeedMore => break,
-                Step::Consumed(n) => consumed += n,
-                Step::Switched(n) => {
-                    consumed += n;
-                    break;
-                }
-            }
-        }
-        Ok(consumed)
+        parse_steps(self, buf, dir, out)
     }
 
     /// Steps over uncaptured bytes inside a packet being skipped, or anywhere once the
@@ -571,13 +554,6 @@ impl Session for MysqlSession {
         if self.opaque {
             return Ok(());
         }
-        let skip = &mut self.skip[dir.index()];
-        match usize::try_from(len) {
-            Ok(n) if n <= *skip => {
-                *skip -= n;
-                Ok(())
-            }
-            _ => Err(ParseError::Gap { len }),
-        }
+        self.skip.gap(dir, len)
     }
 }

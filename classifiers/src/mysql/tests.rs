@@ -1,12 +1,13 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    for_each_prefix, load_fixtures, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Session,
 };
 use proptest::prelude::*;
 
@@ -14,37 +15,15 @@ use super::parser::{parse_greeting, parse_handshake_response};
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
 use super::{Mysql, MYSQL, PROBE_WINDOW};
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Mysql.probe(buf, dir, PortHint::NONE)
-}
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Mysql, fixtures_path!("src/mysql/fixtures"));
 
 /// The confidence of a match in the given direction (0 for anything else) and whether the
 /// probe said the bytes travel the other way.
 fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Mysql, MYSQL, buf, dir, PortHint::NONE).map_or((0, false), |v| {
+    testing::verdict(&Mysql, buf, dir, PortHint::NONE).map_or((0, false), |v| {
         (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
     })
-}
-
-fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    fixture_pair(fixtures_dir!("mysql"), name)
-}
-
-/// Feeds a connection's two directions whole, to-server first (as the conformance check
-/// does), and returns every record.
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_in_pieces(
-        &Mysql,
-        to_server,
-        to_client,
-        usize::MAX,
-        Feed::UntilNoProgress,
-    )
-}
-
-/// The same, in pieces of `size` bytes, unconsumed bytes carried over as the engine does.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Mysql, to_server, to_client, size, Feed::OneCallPerPiece)
 }
 
 /// A compact view of a record: kind, op, resource, status, attributes.
@@ -68,14 +47,8 @@ fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("mysql"),
-        fixtures_dir!("mysql"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("mysql", "src/mysql/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -100,8 +73,8 @@ const LOGIN: &str = "Request login - [user=adi, schema=adidb, auth_plugin=mysql_
 
 #[test]
 fn session_pymysql_login_queries_and_error() {
-    let (s, c) = fixture("pymysql_query");
-    let records = parse_all(&s, &c);
+    let (s, c) = T.fixture("pymysql_query");
+    let records = T.parse_all(&s, &c);
     let v = views(&records);
     assert_eq!(
         v[..8],
@@ -137,8 +110,8 @@ fn session_pymysql_login_queries_and_error() {
 
 #[test]
 fn session_bad_password_is_the_login_response() {
-    let (s, c) = fixture("pymysql_bad_password");
-    let v = views(&parse_all(&s, &c));
+    let (s, c) = T.fixture("pymysql_bad_password");
+    let v = views(&T.parse_all(&s, &c));
     assert_eq!(v.len(), 3, "{v:#?}");
     assert_eq!(v[0], LOGIN);
     assert_eq!(
@@ -149,8 +122,8 @@ fn session_bad_password_is_the_login_response() {
 
 #[test]
 fn session_mariadb_cli_result_sets_and_error() {
-    let (s, c) = fixture("mariadb_cli");
-    let v = views(&parse_all(&s, &c));
+    let (s, c) = T.fixture("mariadb_cli");
+    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
         v.iter()
             .filter(|l| !l.starts_with("Message greeting"))
@@ -172,8 +145,8 @@ fn session_mariadb_cli_result_sets_and_error() {
 
 #[test]
 fn session_binary_protocol() {
-    let (s, c) = fixture("raw_binary_protocol");
-    let v = views(&parse_all(&s, &c));
+    let (s, c) = T.fixture("raw_binary_protocol");
+    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
         v.iter()
             .filter(|l| !l.starts_with("Message greeting"))
@@ -198,7 +171,7 @@ fn session_binary_protocol() {
 
 #[test]
 fn session_ssl_request_switches() {
-    let (s, c) = fixture("mariadb_cli_ssl");
+    let (s, c) = T.fixture("mariadb_cli_ssl");
     let mut session = MysqlSession::default();
     let mut out = Vec::new();
     // Wire order: greeting, SSLRequest (36 bytes), then TLS.
@@ -234,15 +207,15 @@ fn one_byte_writes_give_the_same_records() {
         .collect();
     names.dedup();
     for name in names {
-        let (s, c) = fixture(&name);
-        assert_eq!(parse_split(&s, &c, 1), parse_all(&s, &c), "{name}");
-        assert_eq!(parse_split(&s, &c, 5), parse_all(&s, &c), "{name}");
+        let (s, c) = T.fixture(&name);
+        assert_eq!(T.parse_split_once(&s, &c, 1), T.parse_all(&s, &c), "{name}");
+        assert_eq!(T.parse_split_once(&s, &c, 5), T.parse_all(&s, &c), "{name}");
     }
 }
 
 #[test]
 fn parsed_greeting_and_handshake_fields() {
-    let (s, c) = fixture("pymysql_query");
+    let (s, c) = T.fixture("pymysql_query");
     let g = parse_greeting(&c[4..4 + usize::from(c[0])]).expect("greeting");
     assert_eq!(g.server_version, b"5.5.5-10.11.19-MariaDB-0+deb12u1");
     assert_eq!(g.auth_plugin, Some(b"mysql_native_password".as_slice()));
@@ -252,7 +225,7 @@ fn parsed_greeting_and_handshake_fields() {
         (b"adi".as_slice(), Some(b"adidb".as_slice()))
     );
     // The mariadb CLI sets MariaDB's extended capabilities in the last filler bytes.
-    let (s, _) = fixture("mariadb_cli");
+    let (s, _) = T.fixture("mariadb_cli");
     let hr = parse_handshake_response(&s[4..4 + usize::from(s[0])]).expect("handshake response");
     assert_ne!(hr.mariadb_capabilities, 0);
 }
@@ -277,7 +250,7 @@ fn probe_bands() {
     let certain = (Confidence::CERTAIN.get(), false);
     let strong = (Confidence::STRONG.get(), false);
     let weak = (Confidence::WEAK.get(), false);
-    let (s, c) = fixture("pymysql_query");
+    let (s, c) = T.fixture("pymysql_query");
     assert_eq!(
         score(&c[..4 + usize::from(c[0])], Direction::ToClient),
         certain,
@@ -288,14 +261,14 @@ fn probe_bands() {
         strong,
         "version string complete"
     );
-    assert_eq!(probe(&c[..10], Direction::ToClient), Probe::NeedMore);
+    assert_eq!(T.probe(&c[..10], Direction::ToClient), Probe::NeedMore);
     assert_eq!(
         score(&s[..4 + usize::from(s[0])], Direction::ToServer),
         certain,
         "whole handshake response"
     );
     assert_eq!(score(&s[..40], Direction::ToServer), strong, "fixed part");
-    let (s, _) = fixture("mariadb_cli_ssl");
+    let (s, _) = T.fixture("mariadb_cli_ssl");
     assert_eq!(score(&s[..36], Direction::ToServer), certain, "SSLRequest");
     assert_eq!(
         score(QUERY, Direction::ToServer),
@@ -308,7 +281,7 @@ fn probe_bands() {
     assert_eq!(score(ERR_GREETING, Direction::ToClient), certain);
     assert_eq!(score(RESULT_SET, Direction::ToClient), certain);
     assert_eq!(
-        probe(&RESULT_SET[..8], Direction::ToClient),
+        T.probe(&RESULT_SET[..8], Direction::ToClient),
         Probe::NeedMore
     );
     // A query longer than the window: its start is all there is.
@@ -328,7 +301,7 @@ fn probe_bands() {
 
 #[test]
 fn probe_rejects_broken_packets() {
-    let no = |buf: &[u8], dir| assert_eq!(probe(buf, dir), Probe::NoMatch, "{buf:?}");
+    let no = |buf: &[u8], dir| assert_eq!(T.probe(buf, dir), Probe::NoMatch, "{buf:?}");
     // Payload length 0.
     no(b"\x00\x00\x00\x00", Direction::ToServer);
     // A greeting with protocol version 9.
@@ -512,7 +485,7 @@ proptest! {
     #[test]
     fn random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1200), to_client: bool) {
         let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
-        if let Probe::Match(v) = probe(&buf, dir) {
+        if let Probe::Match(v) = T.probe(&buf, dir) {
             prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
         }
         let _ = MysqlSession::default().parse(&buf, dir, &mut Vec::new());
@@ -524,7 +497,7 @@ proptest! {
         buf.push(seq);
         buf.extend_from_slice(&noise);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = probe(&buf, dir);
+            let _ = T.probe(&buf, dir);
             let mut session = MysqlSession::default();
             let mut out = Vec::new();
             let _ = session.parse(&buf, dir, &mut out);
@@ -538,7 +511,7 @@ proptest! {
 #[test]
 fn engine_confirms_greeting_and_login() {
     let mut engine = engine_from_inventory();
-    let (s, c) = fixture("pymysql_query");
+    let (s, c) = T.fixture("pymysql_query");
     // The server speaks first.
     let (out, _) = feed_engine(
         &mut engine,

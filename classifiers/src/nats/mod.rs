@@ -31,12 +31,14 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Sender,
+};
 use nom::Err;
 
 use self::parser::{
-    is_verb_prefix, parse_args, parse_control_line, parse_payload, split_control, verb_of, Sender,
-    Verb, HEADER_MAGIC, MAX_VERB_LEN,
+    is_verb_prefix, parse_args, parse_control_line, parse_payload, split_control, verb_of, Verb,
+    HEADER_MAGIC, MAX_VERB_LEN,
 };
 
 /// The protocol id.
@@ -61,7 +63,7 @@ const NATS_PORTS: &[u16] = &[4222, 6222];
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Nats;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::MESSAGE_BUS,
     description: "NATS client protocol (INFO/CONNECT/PUB/SUB/MSG)",
@@ -229,19 +231,10 @@ impl Classifier for Nats {
         if conf == AMBIGUOUS && ports.server.is_some_and(|p| NATS_PORTS.contains(&p)) {
             conf = Confidence::WEAK;
         }
-        let verdict = Verdict::new(ID, Category::MESSAGE_BUS, conf, reason);
-        let observed = match (sender, dir) {
-            (Sender::Client, Direction::ToClient) => Some(Direction::ToServer),
-            (Sender::Server, Direction::ToServer) => Some(Direction::ToClient),
-            _ => None,
-        };
-        Probe::Match(match observed {
-            Some(o) => verdict.observed(o),
-            None => verdict,
-        })
+        Probe::matched(conf, reason).sent_by(sender).given(dir)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::NatsSession::default())
     }
 }

@@ -7,6 +7,7 @@
 //! `SUB subject  1` with an empty queue group). Nothing here allocates except the JSON helpers,
 //! which only the session uses.
 
+use adi_classify::Sender;
 use nom::error::{Error, ErrorKind};
 use nom::{Err, IResult, Needed};
 
@@ -75,14 +76,6 @@ const VERBS: &[(&[u8], Verb)] = &[
 
 /// The longest verb (`CONNECT`).
 pub(crate) const MAX_VERB_LEN: usize = 7;
-
-/// Who sends a verb.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sender {
-    Client,
-    Server,
-    Either,
-}
 
 impl Verb {
     /// The verb as the protocol document spells it.

@@ -15,7 +15,7 @@
 //! - `PING` a request and `PONG` its response, either side; `+OK`/`-ERR` responses in
 //!   verbose mode (messages otherwise), `-ERR`'s text as the `error` attribute.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::parser::{

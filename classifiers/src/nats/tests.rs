@@ -1,16 +1,18 @@
 //! nats tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alikes (Redis, HTTP CONNECT) and on random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, load_fixtures, parse_in_pieces, xorshift_buffers, Feed,
-};
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::testing::{self, load_fixtures, xorshift_buffers, Subject};
+use adi_classify::{
+    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Session,
 };
 use proptest::prelude::*;
 
 use super::session::NatsSession;
-use super::{Nats, AMBIGUOUS, ID, PROBE_WINDOW};
+use super::{Nats, AMBIGUOUS, PROBE_WINDOW};
+
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Nats, fixtures_path!("src/nats/fixtures"));
 
 const TO_SERVER_NATS_PY: &[u8] = include_bytes!("fixtures/to_server_nats_py.bin");
 const TO_CLIENT_NATS_PY: &[u8] = include_bytes!("fixtures/to_client_nats_py.bin");
@@ -19,22 +21,9 @@ const TO_CLIENT_NC_RAW: &[u8] = include_bytes!("fixtures/to_client_nc_raw.bin");
 const TO_SERVER_SPLIT: &[u8] = include_bytes!("fixtures/to_server_split_verbose.bin");
 const TO_CLIENT_SPLIT: &[u8] = include_bytes!("fixtures/to_client_split_verbose.bin");
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Nats.probe(buf, dir, PortHint::NONE)
-}
-
 /// (confidence, observed) of a match, or `None`.
 fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(u8, Option<Direction>)> {
-    testing::verdict(&Nats, ID, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
-}
-
-/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Nats, to_server, to_client, size, Feed::UntilNoProgress)
-}
-
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_split(to_server, to_client, usize::MAX)
+    testing::verdict(&Nats, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
 }
 
 /// `(kind, op, resource, attributes)` of each record, for exact comparisons.
@@ -65,14 +54,8 @@ fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)])
 
 // ---- probe ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("nats"),
-        fixtures_dir!("nats"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("nats", "src/nats/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -199,7 +182,7 @@ fn look_alikes_are_told_apart() {
     ];
     for (buf, dir) in cases {
         for len in 1..=buf.len() {
-            if let Probe::Match(v) = probe(&buf[..len], *dir) {
+            if let Probe::Match(v) = T.probe(&buf[..len], *dir) {
                 assert!(
                     v.confidence < Confidence::REPORT,
                     "{:?} (prefix {len}) matched at {}",
@@ -210,9 +193,9 @@ fn look_alikes_are_told_apart() {
         }
     }
     // Redis INFO and HTTP CONNECT are rejected outright once their line ends.
-    assert_eq!(probe(b"INFO\r\n", Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(b"INFO\r\n", Direction::ToServer), Probe::NoMatch);
     assert_eq!(
-        probe(b"CONNECT example.com:443 HTTP/1.1\r\n", Direction::ToServer),
+        T.probe(b"CONNECT example.com:443 HTTP/1.1\r\n", Direction::ToServer),
         Probe::NoMatch
     );
 }
@@ -227,7 +210,7 @@ fn probe_rejects_on_the_first_bytes() {
         b"PX",
         b"IZ",
     ] {
-        assert_eq!(probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
+        assert_eq!(T.probe(buf, Direction::ToServer), Probe::NoMatch, "{buf:?}");
     }
     for buf in [
         &b"I"[..],
@@ -239,7 +222,11 @@ fn probe_rejects_on_the_first_bytes() {
         b"INFO",
         b"INFO ",
     ] {
-        assert_eq!(probe(buf, Direction::ToClient), Probe::NeedMore, "{buf:?}");
+        assert_eq!(
+            T.probe(buf, Direction::ToClient),
+            Probe::NeedMore,
+            "{buf:?}"
+        );
     }
 }
 
@@ -257,7 +244,7 @@ fn probe_reads_at_most_its_window() {
 fn random_bytes_never_reach_report() {
     for buf in xorshift_buffers(0x5eed_0a75, 20_000) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = probe(&buf, dir) {
+            if let Probe::Match(v) = T.probe(&buf, dir) {
                 assert!(v.confidence < Confidence::REPORT, "{buf:?}: {v:?}");
             }
         }
@@ -268,7 +255,7 @@ proptest! {
     #[test]
     fn proptest_random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = probe(&buf, dir) {
+            if let Probe::Match(v) = T.probe(&buf, dir) {
                 prop_assert!(v.confidence < Confidence::REPORT);
             }
             let _ = NatsSession::default().parse(&buf, dir, &mut Vec::new());
@@ -283,7 +270,7 @@ proptest! {
         let mut buf = verb.as_bytes().to_vec();
         buf.extend_from_slice(&tail);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = probe(&buf, dir);
+            let _ = T.probe(&buf, dir);
             let _ = NatsSession::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -294,7 +281,7 @@ proptest! {
 #[test]
 fn session_nats_py() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_NATS_PY, TO_CLIENT_NATS_PY);
+    let records = T.parse_all(TO_SERVER_NATS_PY, TO_CLIENT_NATS_PY);
     let inbox = "_INBOX.cWCjwMlVxsXYrUATRHVxLS";
     let reply = format!("{inbox}.cWCjwMlVxsXYrUATRHVxNL82c7");
     let mut want = vec![
@@ -371,7 +358,7 @@ fn session_nats_py() {
 #[test]
 fn session_nc_raw() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW);
+    let records = T.parse_all(TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW);
     let want = vec![
         s(
             Message,
@@ -432,7 +419,7 @@ fn session_nc_raw() {
 #[test]
 fn session_verbose_mode_pairs_ok_with_each_operation() {
     use RecordKind::{Message, Request, Response};
-    let records = parse_all(TO_SERVER_SPLIT, TO_CLIENT_SPLIT);
+    let records = T.parse_all(TO_SERVER_SPLIT, TO_CLIENT_SPLIT);
     let ops: Vec<(RecordKind, &str)> = records
         .iter()
         .map(|r| (r.kind, r.op.as_deref().unwrap_or("")))
@@ -474,8 +461,8 @@ fn one_byte_writes_give_the_same_records() {
         (TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW),
         (TO_SERVER_SPLIT, TO_CLIENT_SPLIT),
     ] {
-        assert_eq!(parse_split(ts, tc, 1), parse_all(ts, tc));
-        assert_eq!(parse_split(ts, tc, 7), parse_all(ts, tc));
+        assert_eq!(T.parse_split(ts, tc, 1), T.parse_all(ts, tc));
+        assert_eq!(T.parse_split(ts, tc, 7), T.parse_all(ts, tc));
     }
 }
 

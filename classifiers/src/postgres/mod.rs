@@ -24,7 +24,7 @@
 //! code check of the startup header.
 //!
 //! **Session.** See [`session`]: startup (user, database, application name), SSL/GSS
-//! negotiation (a [`adi_core::RecordKind::Switch`] when TLS follows), simple and extended
+//! negotiation (a [`adi_classify::RecordKind::Switch`] when TLS follows), simple and extended
 //! queries, errors and ReadyForQuery as the response that closes each cycle.
 
 mod parser;
@@ -32,7 +32,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 use nom::Err;
 
 use self::parser::{
@@ -57,7 +59,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Postgres;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: POSTGRES,
     category: Category::DATABASE,
     description: "PostgreSQL frontend/backend protocol 3.0 (startup, SSLRequest, queries)",
@@ -65,32 +67,6 @@ adi_core::register_classifier!(adi_core::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Postgres,
 });
-
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
-
-impl Evidence {
-    /// The better of two readings of the same bytes.
-    fn or(self, other: Self) -> Self {
-        match (self, other) {
-            (Self::Yes(a, ra), Self::Yes(b, rb)) => {
-                if b > a {
-                    Self::Yes(b, rb)
-                } else {
-                    Self::Yes(a, ra)
-                }
-            }
-            (y @ Self::Yes(..), _) | (_, y @ Self::Yes(..)) => y,
-            (Self::More, _) | (_, Self::More) => Self::More,
-            (Self::No, Self::No) => Self::No,
-        }
-    }
-}
 
 /// The smallest value a big-endian length can still take given its first bytes: used to
 /// reject a length before all of it has arrived.
@@ -103,75 +79,75 @@ fn min_be_len(prefix: &[u8], width: usize) -> usize {
 }
 
 /// An untyped startup-phase message (first byte 0: lengths are at most 10000).
-fn looks_like_startup(buf: &[u8]) -> Evidence {
+fn looks_like_startup(buf: &[u8]) -> Probe {
     match parse_untyped_header(buf) {
         Ok((rest, (len, code))) => match code {
-            StartupCode::SSL_REQUEST => Evidence::Yes(Confidence::CERTAIN, "SSLRequest"),
-            StartupCode::GSSENC_REQUEST => Evidence::Yes(Confidence::CERTAIN, "GSSENCRequest"),
+            StartupCode::SSL_REQUEST => Probe::matched(Confidence::CERTAIN, "SSLRequest"),
+            StartupCode::GSSENC_REQUEST => Probe::matched(Confidence::CERTAIN, "GSSENCRequest"),
             StartupCode::CANCEL_REQUEST if buf.len() >= len => {
-                Evidence::Yes(Confidence::CERTAIN, "CancelRequest")
+                Probe::matched(Confidence::CERTAIN, "CancelRequest")
             }
             StartupCode::CANCEL_REQUEST => {
-                Evidence::Yes(Confidence::STRONG, "CancelRequest header")
+                Probe::matched(Confidence::STRONG, "CancelRequest header")
             }
             _ => {
                 let complete = buf.len() >= len;
                 let body = rest.get(..rest.len().min(len - 8)).unwrap_or_default();
                 match startup_params_ok(body, complete) {
                     Some(true) => {
-                        Evidence::Yes(Confidence::CERTAIN, "StartupMessage 3.x with parameters")
+                        Probe::matched(Confidence::CERTAIN, "StartupMessage 3.x with parameters")
                     }
-                    Some(false) => Evidence::Yes(Confidence::STRONG, "StartupMessage 3.x header"),
-                    None => Evidence::No,
+                    Some(false) => Probe::matched(Confidence::STRONG, "StartupMessage 3.x header"),
+                    None => Probe::NoMatch,
                 }
             }
         },
-        Err(Err::Incomplete(_)) if min_be_len(buf, 4) <= MAX_STARTUP_LEN => Evidence::More,
-        Err(_) => Evidence::No,
+        Err(Err::Incomplete(_)) if min_be_len(buf, 4) <= MAX_STARTUP_LEN => Probe::NeedMore,
+        Err(_) => Probe::NoMatch,
     }
 }
 
 /// The header of a typed message whose type is known: `Ok((body so far, body length))`.
-fn typed_header(buf: &[u8]) -> Result<(&[u8], usize), Evidence> {
+fn typed_header(buf: &[u8]) -> Result<(&[u8], usize), Probe> {
     match parse_message_header(buf) {
         Ok((rest, (_, len))) => Ok((rest, len)),
         Err(Err::Incomplete(_)) => {
             let len = buf.get(1..).unwrap_or_default();
             if min_be_len(len, 4) <= MAX_MESSAGE_LEN {
-                Err(Evidence::More)
+                Err(Probe::NeedMore)
             } else {
-                Err(Evidence::No)
+                Err(Probe::NoMatch)
             }
         }
-        Err(_) => Err(Evidence::No),
+        Err(_) => Err(Probe::NoMatch),
     }
 }
 
 /// What to conclude from a typed message that does not fit in the buffer yet.
-fn incomplete_typed(ty: u8, body: &[u8], len: usize, text_types: &[u8]) -> Evidence {
+fn incomplete_typed(ty: u8, body: &[u8], len: usize, text_types: &[u8]) -> Probe {
     // Only a message longer than the window can never be seen whole: judge its start.
     if len.saturating_add(5) <= PROBE_WINDOW {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
     if !text_types.contains(&ty) {
-        return Evidence::More;
+        return Probe::NeedMore;
     }
     match body.get(..TEXT_PREFIX) {
-        None => Evidence::More,
+        None => Probe::NeedMore,
         Some(p)
             if p.iter()
                 .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
         {
-            Evidence::Yes(Confidence::WEAK, "start of a long Query/Parse message")
+            Probe::matched(Confidence::WEAK, "start of a long Query/Parse message")
         }
-        Some(_) => Evidence::No,
+        Some(_) => Probe::NoMatch,
     }
 }
 
 /// A typed frontend message (client to server), or a startup-phase message.
-fn looks_like_frontend(buf: &[u8]) -> Evidence {
+fn looks_like_frontend(buf: &[u8]) -> Probe {
     let Some(&first) = buf.first() else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     if first == 0 {
         return looks_like_startup(buf);
@@ -179,14 +155,14 @@ fn looks_like_frontend(buf: &[u8]) -> Evidence {
     let ty = FrontendType(first);
     // CopyData's body is arbitrary: it proves nothing on its own.
     if !ty.is_known() || ty == FrontendType::COPY_DATA {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let (rest, len) = match typed_header(buf) {
         Ok(h) => h,
         Err(e) => return e,
     };
     match rest.get(..len) {
-        Some(body) if frontend_body_ok(ty, body) => Evidence::Yes(
+        Some(body) if frontend_body_ok(ty, body) => Probe::matched(
             Confidence::CERTAIN,
             match ty {
                 FrontendType::QUERY => "simple Query message",
@@ -195,26 +171,26 @@ fn looks_like_frontend(buf: &[u8]) -> Evidence {
                 _ => "frontend message with a consistent body",
             },
         ),
-        Some(_) => Evidence::No,
+        Some(_) => Probe::NoMatch,
         None => incomplete_typed(first, rest, len, b"QP"),
     }
 }
 
 /// One typed backend message (server to client).
-fn looks_like_backend_typed(buf: &[u8]) -> Evidence {
+fn looks_like_backend_typed(buf: &[u8]) -> Probe {
     let Some(&first) = buf.first() else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     let ty = BackendType(first);
     if !ty.is_known() || ty == BackendType::COPY_DATA {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let (rest, len) = match typed_header(buf) {
         Ok(h) => h,
         Err(e) => return e,
     };
     match rest.get(..len) {
-        Some(body) if backend_body_ok(ty, body) => Evidence::Yes(
+        Some(body) if backend_body_ok(ty, body) => Probe::matched(
             Confidence::CERTAIN,
             match ty {
                 BackendType::AUTHENTICATION => "Authentication request",
@@ -224,14 +200,14 @@ fn looks_like_backend_typed(buf: &[u8]) -> Evidence {
                 _ => "backend message with a consistent body",
             },
         ),
-        Some(_) => Evidence::No,
+        Some(_) => Probe::NoMatch,
         None => incomplete_typed(first, rest, len, b""),
     }
 }
 
 /// A backend message, or the single-byte answer to an SSLRequest followed by what it
 /// announces (`S`: a TLS record; `N`: the server goes on in clear text).
-fn looks_like_backend(buf: &[u8]) -> Evidence {
+fn looks_like_backend(buf: &[u8]) -> Probe {
     let typed = looks_like_backend_typed(buf);
     let answer = match buf.split_first() {
         Some((b'S', rest)) => {
@@ -239,23 +215,24 @@ fn looks_like_backend(buf: &[u8]) -> Evidence {
             let tls = [TLS_HANDSHAKE, 3];
             let n = rest.len().min(2);
             if rest.get(..n) != tls.get(..n) {
-                Evidence::No
+                Probe::NoMatch
             } else if n < 2 {
-                Evidence::More
+                Probe::NeedMore
             } else {
-                Evidence::Yes(
+                Probe::matched(
                     Confidence::CERTAIN,
                     "SSLRequest accepted ('S'), TLS record follows",
                 )
             }
         }
         Some((b'N', rest)) => match looks_like_backend_typed(rest) {
-            Evidence::Yes(c, _) => {
-                Evidence::Yes(c, "SSLRequest refused ('N'), backend message follows")
-            }
+            Probe::Match(v) => Probe::matched(
+                v.confidence,
+                "SSLRequest refused ('N'), backend message follows",
+            ),
             other => other,
         },
-        _ => Evidence::No,
+        _ => Probe::NoMatch,
     };
     typed.or(answer)
 }
@@ -263,20 +240,10 @@ fn looks_like_backend(buf: &[u8]) -> Evidence {
 impl Classifier for Postgres {
     fn probe(&self, buf: &[u8], dir: Direction, _ports: PortHint) -> Probe {
         let buf = buf.get(..buf.len().min(PROBE_WINDOW)).unwrap_or_default();
-        let (expected, other) = match dir {
-            Direction::ToServer => (looks_like_frontend(buf), looks_like_backend(buf)),
-            Direction::ToClient => (looks_like_backend(buf), looks_like_frontend(buf)),
-        };
-        let verdict = |c, r| Verdict::new(POSTGRES, Category::DATABASE, c, r);
-        match (expected, other) {
-            (Evidence::Yes(c, r), _) => Probe::Match(verdict(c, r)),
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            (Evidence::No, Evidence::No) => Probe::NoMatch,
-        }
+        probe_both_ways(dir, || looks_like_frontend(buf), || looks_like_backend(buf))
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::PostgresSession::default())
     }
 }

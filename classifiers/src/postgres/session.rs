@@ -26,7 +26,9 @@
 //! that feeds a record and is longer than [`MAX_BUFFERED`] is not waited for either: its
 //! record is made from the bytes at hand (marked `truncated`) and the rest is skipped.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{
+    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
+};
 use nom::Err;
 
 use super::parser::{
@@ -65,7 +67,7 @@ pub(crate) struct PostgresSession {
     /// Attributes gathered for the next ReadyForQuery.
     pending: Vec<(String, String)>,
     /// Bytes of an oversized message still to skip, per direction.
-    skip: [usize; 2],
+    skip: Skip,
 }
 
 fn malformed(what: &'static str) -> ParseError {
@@ -123,16 +125,6 @@ fn error_attrs(body: &[u8], attrs: &mut Vec<(String, String)>) {
             _ => {}
         }
     }
-}
-
-/// What one step of parsing did.
-enum Step {
-    /// Wait for more bytes.
-    NeedMore,
-    /// This many bytes were consumed; go on.
-    Consumed(usize),
-    /// This many bytes were consumed and the protocol ends here.
-    Switched(usize),
 }
 
 impl PostgresSession {
@@ -359,6 +351,12 @@ impl PostgresSession {
             _ => {}
         }
     }
+}
+
+impl Steps for PostgresSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
 
     fn step(
         &mut self,
@@ -458,7 +456,7 @@ impl PostgresSession {
             Direction::ToClient => self.backend(BackendType(first), body, wire, truncated, out),
         }
         if truncated {
-            self.skip[dir.index()] = len - after.len();
+            self.skip.set(dir, len - after.len());
             Ok(Step::Consumed(rest.len()))
         } else {
             Ok(Step::Consumed(wire))
@@ -473,14 +471,7 @@ impl Session for PostgresSession {
         if self.opaque {
             return Ok(());
         }
-        let skip = &mut self.skip[dir.index()];
-        match usize::try_from(len) {
-            Ok(n) if n <= *skip => {
-                *skip -= n;
-                Ok(())
-            }
-            _ => Err(ParseError::Gap { len }),
-        }
+        self.skip.gap(dir, len)
     }
 
     fn parse(
@@ -492,24 +483,6 @@ impl Session for PostgresSession {
         if self.opaque {
             return Ok(buf.len());
         }
-        let mut consumed = 0;
-        while let Some(rest) = buf.get(consumed..).filter(|r| !r.is_empty()) {
-            let skip = &mut self.skip[dir.index()];
-            if *skip > 0 {
-                let n = (*skip).min(rest.len());
-                *skip -= n;
-                consumed += n;
-                continue;
-            }
-            match self.step(rest, dir, out)? {
-                Step::NeedMore => break,
-                Step::Consumed(n) => consumed += n,
-                Step::Switched(n) => {
-                    consumed += n;
-                    break;
-                }
-            }
-        }
-        Ok(consumed)
+        parse_steps(self, buf, dir, out)
     }
 }

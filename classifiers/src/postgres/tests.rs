@@ -1,49 +1,28 @@
 //! postgres tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+use adi_classify::testing::{
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    for_each_prefix, load_fixtures, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
+    Session,
 };
 use proptest::prelude::*;
 
 use super::session::{PostgresSession, MAX_QUERY_KEPT};
 use super::{Postgres, POSTGRES, PROBE_WINDOW};
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Postgres.probe(buf, dir, PortHint::NONE)
-}
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Postgres, fixtures_path!("src/postgres/fixtures"));
 
 /// The confidence of a match in the given direction (0 for anything else) and whether the
 /// probe said the bytes travel the other way.
 fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Postgres, POSTGRES, buf, dir, PortHint::NONE).map_or((0, false), |v| {
+    testing::verdict(&Postgres, buf, dir, PortHint::NONE).map_or((0, false), |v| {
         (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
     })
-}
-
-fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    fixture_pair(fixtures_dir!("postgres"), name)
-}
-
-/// Feeds a connection's two directions whole, to-server first (as the conformance check
-/// does), and returns every record.
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_in_pieces(
-        &Postgres,
-        to_server,
-        to_client,
-        usize::MAX,
-        Feed::UntilNoProgress,
-    )
-}
-
-/// The same, in pieces of `size` bytes, unconsumed bytes carried over as the engine does.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Postgres, to_server, to_client, size, Feed::OneCallPerPiece)
 }
 
 /// A compact view of a record: kind, op, resource, attributes.
@@ -66,14 +45,8 @@ fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
 }
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("postgres"),
-        fixtures_dir!("postgres"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("postgres", "src/postgres/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
@@ -99,8 +72,8 @@ fn probe_never_says_no_to_a_fixture_prefix_and_reads_only_its_window() {
         let window = &long[..PROBE_WINDOW.min(fx.bytes.len())];
         if fx.bytes.len() >= PROBE_WINDOW {
             assert_eq!(
-                probe(window, fx.dir),
-                probe(&long, fx.dir),
+                T.probe(window, fx.dir),
+                T.probe(&long, fx.dir),
                 "{}",
                 fx.path.display()
             );
@@ -112,8 +85,8 @@ fn probe_never_says_no_to_a_fixture_prefix_and_reads_only_its_window() {
 
 #[test]
 fn session_psql_scram_login_and_query() {
-    let (s, c) = fixture("psql_scram_query");
-    let records = parse_all(&s, &c);
+    let (s, c) = T.fixture("psql_scram_query");
+    let records = T.parse_all(&s, &c);
     assert_eq!(
         views(&records),
         [
@@ -136,9 +109,9 @@ fn session_psql_scram_login_and_query() {
 
 #[test]
 fn session_failed_login_is_the_startup_response() {
-    let (s, c) = fixture("psql_bad_password");
+    let (s, c) = T.fixture("psql_bad_password");
     assert_eq!(
-        views(&parse_all(&s, &c)),
+        views(&T.parse_all(&s, &c)),
         [
             "Request startup - [protocol=3.0, user=adi, database=adidb, application_name=psql]",
             "Response error - [auth=sasl, sasl_mechanism=SCRAM-SHA-256, auth=sasl_continue, severity=FATAL, \
@@ -149,8 +122,8 @@ fn session_failed_login_is_the_startup_response() {
 
 #[test]
 fn session_ssl_refused_then_clear_text_login() {
-    let (s, c) = fixture("psql_ssl_refused");
-    let records = parse_all(&s, &c);
+    let (s, c) = T.fixture("psql_ssl_refused");
+    let records = T.parse_all(&s, &c);
     assert_eq!(
         views(&records)[..5],
         [
@@ -166,7 +139,7 @@ fn session_ssl_refused_then_clear_text_login() {
 
 #[test]
 fn session_ssl_accepted_switches_and_stops_reading() {
-    let (s, c) = fixture("psycopg_ssl_require");
+    let (s, c) = T.fixture("psycopg_ssl_require");
     // In wire order: SSLRequest, then the server's 'S', then TLS from both sides.
     let mut session = PostgresSession::default();
     let mut out = Vec::new();
@@ -192,7 +165,7 @@ fn session_ssl_accepted_switches_and_stops_reading() {
     );
     assert!(out.is_empty());
     // The client's TLS bytes arriving before the answer switch too.
-    let records = parse_all(&s, &c);
+    let records = T.parse_all(&s, &c);
     assert_eq!(
         views(&records),
         ["Request ssl_request - []", "Switch tls - []"]
@@ -201,8 +174,8 @@ fn session_ssl_accepted_switches_and_stops_reading() {
 
 #[test]
 fn session_extended_protocol_one_request_per_batch() {
-    let (s, c) = fixture("psycopg_extended");
-    let records = parse_all(&s, &c);
+    let (s, c) = T.fixture("psycopg_extended");
+    let records = T.parse_all(&s, &c);
     let requests: Vec<String> = records
         .iter()
         .filter(|r| r.kind != RecordKind::Response)
@@ -245,8 +218,8 @@ fn session_extended_protocol_one_request_per_batch() {
 
 #[test]
 fn session_pgbench_prepared_pairs_every_request() {
-    let (s, c) = fixture("pgbench_prepared");
-    let records = parse_all(&s, &c);
+    let (s, c) = T.fixture("pgbench_prepared");
+    let records = T.parse_all(&s, &c);
     let requests = records
         .iter()
         .filter(|r| r.kind == RecordKind::Request)
@@ -271,9 +244,9 @@ fn session_pgbench_prepared_pairs_every_request() {
 
 #[test]
 fn session_raw_client_split_writes() {
-    let (s, c) = fixture("raw_split_writes");
+    let (s, c) = T.fixture("raw_split_writes");
     assert_eq!(
-        views(&parse_all(&s, &c)),
+        views(&T.parse_all(&s, &c)),
         [
             "Request startup - [protocol=3.0, user=rawclient, database=adidb, application_name=adi-raw]",
             "Request query SELECT 42 AS answer []",
@@ -293,9 +266,9 @@ fn one_byte_writes_give_the_same_records() {
         .collect();
     names.dedup();
     for name in names {
-        let (s, c) = fixture(&name);
-        assert_eq!(parse_split(&s, &c, 1), parse_all(&s, &c), "{name}");
-        assert_eq!(parse_split(&s, &c, 7), parse_all(&s, &c), "{name}");
+        let (s, c) = T.fixture(&name);
+        assert_eq!(T.parse_split_once(&s, &c, 1), T.parse_all(&s, &c), "{name}");
+        assert_eq!(T.parse_split_once(&s, &c, 7), T.parse_all(&s, &c), "{name}");
     }
 }
 
@@ -339,19 +312,19 @@ fn probe_bands() {
         strong,
         "parameters unfinished"
     );
-    assert_eq!(probe(&STARTUP[..7], to_server), Probe::NeedMore);
+    assert_eq!(T.probe(&STARTUP[..7], to_server), Probe::NeedMore);
     assert_eq!(
         score(QUERY, to_server),
         certain,
         "a pooled connection joined mid-way"
     );
-    assert_eq!(probe(&QUERY[..8], to_server), Probe::NeedMore);
+    assert_eq!(T.probe(&QUERY[..8], to_server), Probe::NeedMore);
     assert_eq!(score(AUTH_OK, to_client), certain);
     assert_eq!(score(READY, to_client), certain);
     // 'S' answers the SSLRequest and a TLS record follows.
     assert_eq!(score(b"S\x16\x03\x03\x00\x58", to_client), certain);
-    assert_eq!(probe(b"S", to_client), Probe::NeedMore);
-    assert_eq!(probe(b"S\x16", to_client), Probe::NeedMore);
+    assert_eq!(T.probe(b"S", to_client), Probe::NeedMore);
+    assert_eq!(T.probe(b"S\x16", to_client), Probe::NeedMore);
     // 'N' refuses it and the server goes on in clear text.
     assert_eq!(
         score(&[b"N".as_slice(), AUTH_OK].concat(), to_client),
@@ -368,7 +341,7 @@ fn probe_bands() {
 
 #[test]
 fn probe_rejects_broken_messages() {
-    let no = |buf: &[u8], dir| assert_eq!(probe(buf, dir), Probe::NoMatch, "{buf:?}");
+    let no = |buf: &[u8], dir| assert_eq!(T.probe(buf, dir), Probe::NoMatch, "{buf:?}");
     // StartupMessage with protocol 2.0.
     no(
         b"\x00\x00\x00\x1e\x00\x02\x00\x00user\x00bob\x00database\x00db\x00\x00",
@@ -514,7 +487,7 @@ fn hostile_input_errors_without_panicking() {
     // Typed length above 1 GiB.
     let e = PostgresSession::default().parse(b"Q\x7f\xff\xff\xff", Direction::ToServer, &mut out);
     assert!(
-        matches!(e, Err(adi_core::ParseError::TooLarge { .. })),
+        matches!(e, Err(adi_classify::ParseError::TooLarge { .. })),
         "{e:?}"
     );
     // Unknown message type.
@@ -538,7 +511,7 @@ proptest! {
     #[test]
     fn random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1200), to_client: bool) {
         let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
-        if let Probe::Match(v) = probe(&buf, dir) {
+        if let Probe::Match(v) = T.probe(&buf, dir) {
             prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
         }
         let _ = PostgresSession::default().parse(&buf, dir, &mut Vec::new());
@@ -550,7 +523,7 @@ proptest! {
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&noise);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = probe(&buf, dir);
+            let _ = T.probe(&buf, dir);
             let _ = PostgresSession::default().parse(&buf, dir, &mut Vec::new());
         }
     }
@@ -562,7 +535,7 @@ proptest! {
 fn engine_confirms_login_and_switches_on_ssl() {
     let mut engine = engine_from_inventory();
     // A clear-text login: the StartupMessage and the server's answer confirm each other.
-    let (s, c) = fixture("psql_scram_query");
+    let (s, c) = T.fixture("psql_scram_query");
     let (out, _) = feed_engine(
         &mut engine,
         flow_key(5432),
@@ -576,7 +549,7 @@ fn engine_confirms_login_and_switches_on_ssl() {
         .map(|c| (c.protocol, c.confidence));
     assert_eq!(best, Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
     // SSLRequest then 'S': the session announces the switch, in wire order.
-    let (s, c) = fixture("psycopg_ssl_require");
+    let (s, c) = T.fixture("psycopg_ssl_require");
     let (out, _) = feed_engine(
         &mut engine,
         flow_key(15432),

@@ -37,7 +37,9 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{
+    probe_both_ways, Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId,
+};
 use nom::Err;
 
 use self::commands::MAX_KNOWN_NAME_LEN;
@@ -67,7 +69,7 @@ const REDIS_PORTS: &[u16] = &[6379, 26379];
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Redis;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::CACHE,
     description: "Redis RESP2/RESP3 commands and replies, inline commands",
@@ -76,89 +78,83 @@ adi_core::register_classifier!(adi_core::Registration {
     classifier: &Redis,
 });
 
-/// A probe result before it is tied to a direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str),
-}
-
 /// A command array at the start of `buf`.
-fn looks_like_command_array(buf: &[u8]) -> Evidence {
+fn looks_like_command_array(buf: &[u8]) -> Probe {
     let (rest, head) = match parse_command_head(buf) {
         Ok(r) => r,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     let known = commands::lookup(head.name)
         .is_some_and(|c| usize::try_from(head.words).is_ok_and(|w| c.arity_ok(w)));
     match (skip_bulk_args(rest, head.words - 1), known) {
-        (Ok(_), true) => Evidence::Yes(
+        (Ok(_), true) => Probe::matched(
             Confidence::CERTAIN,
             "RESP command array with a known command",
         ),
-        (Ok(_), false) => Evidence::Yes(Confidence::STRONG, "RESP command array"),
-        (Err(Err::Incomplete(_)), true) => Evidence::Yes(
+        (Ok(_), false) => Probe::matched(Confidence::STRONG, "RESP command array"),
+        (Err(Err::Incomplete(_)), true) => Probe::matched(
             Confidence::STRONG,
             "RESP command array header with a known command",
         ),
         (Err(Err::Incomplete(_)), false) => {
-            Evidence::Yes(Confidence::WEAK, "RESP command array header")
+            Probe::matched(Confidence::WEAK, "RESP command array header")
         }
-        (Err(_), _) => Evidence::No,
+        (Err(_), _) => Probe::NoMatch,
     }
 }
 
 /// An inline command at the start of `buf`.
-fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
+fn looks_like_inline(buf: &[u8], ports: PortHint) -> Probe {
     let head = &buf[..buf.len().min(MAX_KNOWN_NAME_LEN + 1)];
     let Some(end) = head.iter().position(|&c| !is_name_byte(c)) else {
         return if head.len() <= MAX_KNOWN_NAME_LEN && commands::is_prefix(head) {
-            Evidence::More
+            Probe::NeedMore
         } else {
-            Evidence::No
+            Probe::NoMatch
         };
     };
     // The byte after the name is checked first: it rejects most random bytes before the
     // table lookup.
     if !matches!(head[end], b' ' | b'\t' | b'\r' | b'\n') {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let name = &head[..end];
     let Some(command) = commands::lookup(name) else {
-        return Evidence::No;
+        return Probe::NoMatch;
     };
     let line = match parse_inline_line(buf) {
         Ok((_, line)) => line,
         // Only a whole line is evidence: `GET /` may still become `GET / HTTP/1.1`.
-        Err(Err::Incomplete(_)) if buf.len() < PROBE_WINDOW => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) if buf.len() < PROBE_WINDOW => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     // Printable text only (quoted binary is escaped by clients).
     if !line
         .iter()
         .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))
     {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let mut words = 0_usize;
     for word in InlineWords::new(line) {
-        let Ok(word) = word else { return Evidence::No };
+        let Ok(word) = word else {
+            return Probe::NoMatch;
+        };
         // NATS `INFO {"server_id":...}` and `CONNECT {"verbose":...}` carry JSON.
         if word.starts_with(b"{\"") {
-            return Evidence::No;
+            return Probe::NoMatch;
         }
         words += 1;
     }
     if !command.arity_ok(words) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let upper = name.iter().all(|c| !c.is_ascii_lowercase());
     if upper || ports.server.is_some_and(|p| REDIS_PORTS.contains(&p)) {
-        Evidence::Yes(Confidence::WEAK, "Redis inline command")
+        Probe::matched(Confidence::WEAK, "Redis inline command")
     } else {
-        Evidence::Yes(
+        Probe::matched(
             AMBIGUOUS,
             "lower-case inline command (memcached look-alike)",
         )
@@ -166,9 +162,9 @@ fn looks_like_inline(buf: &[u8], ports: PortHint) -> Evidence {
 }
 
 /// Whole replies at the start of `buf`.
-fn looks_like_replies(buf: &[u8]) -> Evidence {
+fn looks_like_replies(buf: &[u8]) -> Probe {
     if buf.first().is_none_or(|&c| TypeByte(c).shape().is_none()) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let mut rest = buf;
     let mut best = None;
@@ -185,16 +181,16 @@ fn looks_like_replies(buf: &[u8]) -> Evidence {
                 best = best.max(Some(s));
                 break;
             }
-            Scan::Invalid => return Evidence::No,
+            Scan::Invalid => return Probe::NoMatch,
         }
     }
     match best {
         Some(Strength::Framed) => {
-            Evidence::Yes(Confidence::CERTAIN, "RESP reply with checked lengths")
+            Probe::matched(Confidence::CERTAIN, "RESP reply with checked lengths")
         }
-        Some(Strength::Typed) => Evidence::Yes(Confidence::STRONG, "RESP typed reply"),
-        Some(Strength::Plain) => Evidence::Yes(Confidence::WEAK, "RESP simple string or error"),
-        Some(Strength::Nothing) | None => Evidence::More,
+        Some(Strength::Typed) => Probe::matched(Confidence::STRONG, "RESP typed reply"),
+        Some(Strength::Plain) => Probe::matched(Confidence::WEAK, "RESP simple string or error"),
+        Some(Strength::Nothing) | None => Probe::NeedMore,
     }
 }
 
@@ -210,33 +206,20 @@ impl Classifier for Redis {
             } else if first.is_ascii_alphabetic() {
                 looks_like_inline(buf, ports)
             } else {
-                Evidence::No
+                Probe::NoMatch
             }
         };
         // Replies: any RESP value. A command array is also a valid reply, so to the client
         // only an inline command proves the other direction. The other direction is only
         // looked at when the expected one does not match (each can scan the whole window).
-        let expected = match dir {
-            Direction::ToServer => command(),
-            Direction::ToClient => looks_like_replies(buf),
+        let from_client = || match dir {
+            Direction::ToClient if first == TypeByte::ARRAY.0 => Probe::NoMatch,
+            _ => command(),
         };
-        let verdict = |c, r| Verdict::new(ID, Category::CACHE, c, r);
-        if let Evidence::Yes(c, r) = expected {
-            return Probe::Match(verdict(c, r));
-        }
-        let other = match dir {
-            Direction::ToServer => looks_like_replies(buf),
-            Direction::ToClient if first == TypeByte::ARRAY.0 => Evidence::No,
-            Direction::ToClient => command(),
-        };
-        match (expected, other) {
-            (_, Evidence::Yes(c, r)) => Probe::Match(verdict(c, r).observed(dir.reverse())),
-            (Evidence::More, _) | (_, Evidence::More) => Probe::NeedMore,
-            _ => Probe::NoMatch,
-        }
+        probe_both_ways(dir, from_client, || looks_like_replies(buf))
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::RedisSession::default())
     }
 }

@@ -16,7 +16,7 @@
 //!   `HELLO` map's `server` and `version` become attributes. RESP3 pushes (`>`) and, after a
 //!   `SUBSCRIBE`, RESP2 `message`/`subscribe`-style arrays are [`RecordKind::Message`]s.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::commands::{self, Command};

@@ -2,11 +2,11 @@
 //! hand-written edge cases, on look-alikes (NATS, memcached, HTTP), on hostile input and
 //! through the real engine (port tie-breaks).
 
-use adi_core::testing::{
-    self, assert_never_reported, check_classifier, classify_connection, fixture_bytes,
-    load_connections, load_fixtures, parse_in_pieces, Feed, Fixture,
+use adi_classify::testing::{
+    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
+    load_fixtures, parse_in_pieces, Feed, Fixture,
 };
-use adi_core::{
+use adi_classify::{
     fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
     Record, RecordKind, Registry, Session,
 };
@@ -24,7 +24,7 @@ type Band = (Confidence, Option<Direction>);
 
 /// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
 fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<Band> {
-    testing::verdict(&Redis, ID, buf, dir, ports).map(|v| (v.confidence, v.observed))
+    testing::verdict(&Redis, buf, dir, ports).map(|v| (v.confidence, v.observed))
 }
 
 fn to_server(buf: &[u8]) -> Probe {
@@ -33,7 +33,7 @@ fn to_server(buf: &[u8]) -> Probe {
 
 /// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
 fn never_reported(buf: &[u8]) {
-    assert_never_reported(&Redis, ID, buf);
+    assert_never_reported(&Redis, buf);
 }
 
 /// Parses a connection (to-server bytes, then to-client bytes) in `chunk`-byte writes,
@@ -60,14 +60,8 @@ fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> 
 
 // ---- real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("redis"),
-        fixtures_dir!("redis"),
-        Confidence::WEAK,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);
 
 #[test]
 fn fixtures_match_at_their_band() {

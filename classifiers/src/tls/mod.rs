@@ -36,7 +36,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use adi_core::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Verdict};
+use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::Err;
 
 use self::parser::{
@@ -58,7 +58,7 @@ pub(crate) const PROBE_WINDOW: usize = 2048;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tls;
 
-adi_core::register_classifier!(adi_core::Registration {
+adi_classify::register_classifier!(adi_classify::Registration {
     id: ID,
     category: Category::TLS,
     description:
@@ -68,46 +68,37 @@ adi_core::register_classifier!(adi_core::Registration {
     classifier: &Tls,
 });
 
-/// A probe result before it is tied to a direction: the evidence and the direction the
-/// bytes prove, if any.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    No,
-    More,
-    Yes(Confidence, &'static str, Option<Direction>),
-}
-
 /// A ClientHello or ServerHello at the start of `buf` (a handshake record).
-fn looks_like_hello(buf: &[u8]) -> Evidence {
+fn looks_like_hello(buf: &[u8]) -> Probe {
     // RFC 8446 section 5.1: legacy_record_version is 0x03XX; reject on the second byte.
     if buf.get(1).is_some_and(|&b| b != 3) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let (body, record) = match parse_record_header(buf) {
         Ok(r) => r,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     // The first record is plaintext (at most 2^14) and starts a handshake header.
     if record.len > MAX_PLAINTEXT_LEN || record.len < HANDSHAKE_HEADER_LEN {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // msg_type: reject anything but the two hellos as soon as the byte is there.
     let hello = match buf.get(RECORD_HEADER_LEN).copied().map(HandshakeType) {
-        None => return Evidence::More,
+        None => return Probe::NeedMore,
         Some(HandshakeType::CLIENT_HELLO) => HandshakeType::CLIENT_HELLO,
         Some(HandshakeType::SERVER_HELLO) => HandshakeType::SERVER_HELLO,
-        Some(_) => return Evidence::No,
+        Some(_) => return Probe::NoMatch,
     };
     // The uint24 length: the hellos are shorter than 2^17 (MAX_HELLO_LEN), so its first byte
     // is at most 2.
     if buf.get(RECORD_HEADER_LEN + 1).is_some_and(|&b| b > 2) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let (fields, (_, hs_len)) = match parse_handshake_header(body) {
         Ok(h) => h,
-        Err(Err::Incomplete(_)) => return Evidence::More,
-        Err(_) => return Evidence::No,
+        Err(Err::Incomplete(_)) => return Probe::NeedMore,
+        Err(_) => return Probe::NoMatch,
     };
     let (min, dir, header_reason, whole_reason) = if hello == HandshakeType::CLIENT_HELLO {
         (
@@ -125,23 +116,23 @@ fn looks_like_hello(buf: &[u8]) -> Evidence {
         )
     };
     if !(min..=MAX_HELLO_LEN).contains(&hs_len) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // legacy_version (RFC 8446 section 4.1.2: 0x0303 in TLS 1.3; older stacks send their own).
     let Some(version) = fields.get(..2) else {
-        return Evidence::More;
+        return Probe::NeedMore;
     };
     if !ProtocolVersion(u16::from_be_bytes([version[0], version[1]])).is_hello_version() {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     // legacy_session_id<0..32> follows the 32-byte random.
     if fields
         .get(2 + 32)
         .is_some_and(|&n| usize::from(n) > MAX_SESSION_ID_LEN)
     {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
-    let strong = Evidence::Yes(Confidence::STRONG, header_reason, Some(dir));
+    let strong = Probe::matched(Confidence::STRONG, header_reason).observed(dir);
     // The whole body in this record and in the buffer: parse it.
     if HANDSHAKE_HEADER_LEN + hs_len > record.len {
         return strong;
@@ -155,16 +146,16 @@ fn looks_like_hello(buf: &[u8]) -> Evidence {
         parse_server_hello(whole).map(|(rest, _)| rest.is_empty())
     };
     match parsed {
-        Ok(true) => Evidence::Yes(Confidence::CERTAIN, whole_reason, Some(dir)),
-        Ok(false) | Err(_) => Evidence::No,
+        Ok(true) => Probe::matched(Confidence::CERTAIN, whole_reason).observed(dir),
+        Ok(false) | Err(_) => Probe::NoMatch,
     }
 }
 
 /// Records of an established connection (a capture that starts mid-stream): consecutive
 /// record headers of one TLS 1.0..1.2 version (TLS 1.3 records say 0x0303 too).
-fn looks_like_records(buf: &[u8]) -> Evidence {
+fn looks_like_records(buf: &[u8]) -> Probe {
     if buf.get(1).is_some_and(|&b| b != 3) {
-        return Evidence::No;
+        return Probe::NoMatch;
     }
     let mut rest = buf;
     let mut version = None;
@@ -176,13 +167,13 @@ fn looks_like_records(buf: &[u8]) -> Evidence {
         let (after, header) = match parse_record_header(rest) {
             Ok(h) => h,
             Err(Err::Incomplete(_)) => break,
-            Err(_) => return Evidence::No,
+            Err(_) => return Probe::NoMatch,
         };
         let v = header.version;
         if !(ProtocolVersion::TLS1_0..=ProtocolVersion::TLS1_2).contains(&v)
             || version.is_some_and(|first| first != v)
         {
-            return Evidence::No;
+            return Probe::NoMatch;
         }
         version = Some(v);
         let Some(next) = after.get(header.len..) else {
@@ -191,26 +182,23 @@ fn looks_like_records(buf: &[u8]) -> Evidence {
         rest = next;
         complete += 1;
         if complete >= 2 {
-            return Evidence::Yes(Confidence::WEAK, "TLS record headers (mid-stream)", None);
+            return Probe::matched(Confidence::WEAK, "TLS record headers (mid-stream)");
         }
     }
     if buf.len() >= PROBE_WINDOW && version.is_some() {
         // One record larger than the window: all we will ever see.
-        return Evidence::Yes(Confidence::WEAK, "TLS record header (mid-stream)", None);
+        return Probe::matched(Confidence::WEAK, "TLS record header (mid-stream)");
     }
-    Evidence::More
+    Probe::NeedMore
 }
 
 /// An SSL 2.0-compatible ClientHello (RFC 5246 appendix E.2).
-fn looks_like_v2_hello(buf: &[u8]) -> Evidence {
+fn looks_like_v2_hello(buf: &[u8]) -> Probe {
     match parse_v2_client_hello(buf) {
-        Ok(_) => Evidence::Yes(
-            Confidence::WEAK,
-            "SSL 2.0-compatible ClientHello",
-            Some(Direction::ToServer),
-        ),
-        Err(Err::Incomplete(_)) => Evidence::More,
-        Err(_) => Evidence::No,
+        Ok(_) => Probe::matched(Confidence::WEAK, "SSL 2.0-compatible ClientHello")
+            .observed(Direction::ToServer),
+        Err(Err::Incomplete(_)) => Probe::NeedMore,
+        Err(_) => Probe::NoMatch,
     }
 }
 
@@ -227,22 +215,12 @@ impl Classifier for Tls {
             | ContentType::APPLICATION_DATA
             | ContentType::HEARTBEAT => looks_like_records(buf),
             _ if first & 0x80 != 0 => looks_like_v2_hello(buf),
-            _ => Evidence::No,
+            _ => Probe::NoMatch,
         };
-        match evidence {
-            Evidence::Yes(confidence, reason, proven) => {
-                let verdict = Verdict::new(ID, Category::TLS, confidence, reason);
-                match proven {
-                    Some(p) if p != dir => Probe::Match(verdict.observed(p)),
-                    _ => Probe::Match(verdict),
-                }
-            }
-            Evidence::More => Probe::NeedMore,
-            Evidence::No => Probe::NoMatch,
-        }
+        evidence.given(dir)
     }
 
-    fn session(&self) -> Box<dyn adi_core::Session> {
+    fn session(&self) -> Box<dyn adi_classify::Session> {
         Box::new(session::TlsSession::default())
     }
 }

@@ -19,7 +19,7 @@
 //! whatever their size. An SSL 2.0-compatible ClientHello at the start of the to-server
 //! direction becomes a `ClientHello` request with `version` `SSL 2.0-compatible`.
 
-use adi_core::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
 use super::parser::{

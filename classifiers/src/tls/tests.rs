@@ -1,12 +1,13 @@
 //! tls tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
-use adi_core::testing::{
-    self, check_classifier, classifications, engine_from_inventory, feed_engine, fixture_pair,
-    flow_key, flow_records, for_each_prefix, load_fixtures, parse_in_pieces, Feed,
+use adi_classify::testing::{
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, for_each_prefix,
+    load_fixtures, Subject,
 };
-use adi_core::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+use adi_classify::{
+    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -14,27 +15,8 @@ use super::parser::HELLO_RETRY_REQUEST_RANDOM;
 use super::session::TlsSession;
 use super::{Tls, ID, PROBE_WINDOW};
 
-fn probe(buf: &[u8], dir: Direction) -> Probe {
-    Tls.probe(buf, dir, PortHint::NONE)
-}
-
-/// The confidence of a match, 0 for anything else.
-fn score(buf: &[u8], dir: Direction) -> u8 {
-    testing::score(&Tls, ID, buf, dir)
-}
-
-fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
-    fixture_pair(fixtures_dir!("tls"), name)
-}
-
-/// Feeds each direction in `size`-byte writes, keeping unconsumed bytes like the engine does.
-fn parse_split(to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
-    parse_in_pieces(&Tls, to_server, to_client, size, Feed::UntilNoProgress)
-}
-
-fn parse_all(to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
-    parse_split(to_server, to_client, usize::MAX)
-}
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Tls, fixtures_path!("src/tls/fixtures"));
 
 /// (kind, op, resource, attributes) of a record, for exact comparisons.
 fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
@@ -51,19 +33,13 @@ fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
 
 // ---- probe on real captures ----
 
-#[test]
-fn conformance() {
-    check_classifier(
-        testing::registration("tls"),
-        fixtures_dir!("tls"),
-        Confidence::CERTAIN,
-    );
-}
+// Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
+adi_classify::conformance_tests!("tls", "src/tls/fixtures", Confidence::CERTAIN);
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
     for fx in load_fixtures(fixtures_dir!("tls")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
         assert!(
@@ -84,7 +60,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 #[test]
 fn probe_notes_the_other_direction() {
     for fx in load_fixtures(fixtures_dir!("tls")) {
-        let Probe::Match(v) = probe(&fx.bytes, fx.dir.reverse()) else {
+        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
         assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
@@ -94,40 +70,43 @@ fn probe_notes_the_other_direction() {
 #[test]
 fn probe_bands_on_a_split_client_hello() {
     // The Python client wrote its ClientHello as 3 + 4 + rest bytes.
-    let (hello, _) = fixture("python_split_hello");
+    let (hello, _) = T.fixture("python_split_hello");
     // Part of the record header, then the record header and part of the handshake header.
-    assert_eq!(probe(&hello[..3], Direction::ToServer), Probe::NeedMore);
-    assert_eq!(probe(&hello[..7], Direction::ToServer), Probe::NeedMore);
-    assert_eq!(probe(&hello[..10], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(&hello[..3], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(&hello[..7], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.probe(&hello[..10], Direction::ToServer), Probe::NeedMore);
     // Record header + handshake header + legacy_version: STRONG.
     assert_eq!(
-        score(&hello[..11], Direction::ToServer),
+        T.score(&hello[..11], Direction::ToServer),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&hello[..200], Direction::ToServer),
+        T.score(&hello[..200], Direction::ToServer),
         Confidence::STRONG.get()
     );
     assert_eq!(
-        score(&hello, Direction::ToServer),
+        T.score(&hello, Direction::ToServer),
         Confidence::CERTAIN.get()
     );
 }
 
 #[test]
 fn probe_reads_at_most_the_window() {
-    let (hello, _) = fixture("go_client_h2");
+    let (hello, _) = T.fixture("go_client_h2");
     let mut long = hello.clone();
     long.resize(PROBE_WINDOW * 4, 0xee);
-    assert_eq!(score(&long, Direction::ToServer), Confidence::CERTAIN.get());
+    assert_eq!(
+        T.score(&long, Direction::ToServer),
+        Confidence::CERTAIN.get()
+    );
 }
 
 // ---- session on real captures ----
 
 #[test]
 fn session_summarises_curl_tls13_h2_without_sni() {
-    let (c, s) = fixture("curl_h2_tls13_443");
-    let out = parse_all(&c, &s);
+    let (c, s) = T.fixture("curl_h2_tls13_443");
+    let out = T.parse_all(&c, &s);
     let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
         got,
@@ -157,8 +136,8 @@ fn session_summarises_curl_tls13_h2_without_sni() {
 
 #[test]
 fn session_summarises_openssl_tls12_with_server_alpn() {
-    let (c, s) = fixture("openssl_tls12");
-    let got = parse_all(&c, &s);
+    let (c, s) = T.fixture("openssl_tls12");
+    let got = T.parse_all(&c, &s);
     let got: Vec<_> = got.iter().map(summary).collect();
     assert_eq!(
         got,
@@ -223,8 +202,8 @@ fn session_summarises_every_fixture() {
         ),
     ];
     for &(name, sni, version, cipher) in expect {
-        let (c, s) = fixture(name);
-        let out = parse_all(&c, &s);
+        let (c, s) = T.fixture(name);
+        let out = T.parse_all(&c, &s);
         assert_eq!(out.len(), 2, "{name}: {out:?}");
         assert_eq!(out[0].kind, RecordKind::Request, "{name}");
         assert_eq!(out[0].resource.as_deref(), sni, "{name}");
@@ -234,7 +213,7 @@ fn session_summarises_every_fixture() {
         // Split writes give the same records.
         for size in [1, 3, 7, 100] {
             assert_eq!(
-                parse_split(&c, &s, size),
+                T.parse_split(&c, &s, size),
                 out,
                 "{name} in {size}-byte writes"
             );
@@ -256,7 +235,7 @@ fn session_survives_every_truncation() {
 
 #[test]
 fn engine_confirms_and_pairs_the_hellos() {
-    let (c, s) = fixture("curl_h2_tls13_443");
+    let (c, s) = T.fixture("curl_h2_tls13_443");
     let mut engine = engine_from_inventory();
     let (out, _) = feed_engine(
         &mut engine,
@@ -296,7 +275,7 @@ fn server_hello(random: [u8; 32]) -> Vec<u8> {
 
 #[test]
 fn hello_retry_request_then_second_client_hello() {
-    let (hello, _) = fixture("openssl_tls13");
+    let (hello, _) = T.fixture("openssl_tls13");
     let first_record = 5 + usize::from(u16::from_be_bytes([hello[3], hello[4]]));
     let client_hello = &hello[..first_record];
     // ClientHello, then ChangeCipherSpec (a TLS 1.3 compatibility dummy), then ClientHello.
@@ -346,17 +325,17 @@ fn hello_retry_request_then_second_client_hello() {
     );
     assert_eq!(out[3].attribute("version"), Some("TLS 1.3"));
     assert_eq!(
-        score(&server_hello([7; 32]), Direction::ToClient),
+        T.score(&server_hello([7; 32]), Direction::ToClient),
         Confidence::CERTAIN.get()
     );
 }
 
 #[test]
 fn plaintext_alert_is_a_message() {
-    let (hello, _) = fixture("openssl_tls12");
+    let (hello, _) = T.fixture("openssl_tls12");
     // alert record: type 21, TLS 1.2, length 2, level fatal (2), handshake_failure (40)
     let alert = [21, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
-    let out = parse_all(&hello, &alert);
+    let out = T.parse_all(&hello, &alert);
     let last = out.last().expect("alert");
     assert_eq!(last.kind, RecordKind::Message);
     assert_eq!(last.op.as_deref(), Some("Alert"));
@@ -381,10 +360,13 @@ const V2_HELLO: &[u8] = &[
 
 #[test]
 fn sslv2_compatible_hello_is_weak() {
-    assert_eq!(score(V2_HELLO, Direction::ToServer), Confidence::WEAK.get());
+    assert_eq!(
+        T.score(V2_HELLO, Direction::ToServer),
+        Confidence::WEAK.get()
+    );
     for len in 1..V2_HELLO.len().min(11) {
         assert_eq!(
-            probe(&V2_HELLO[..len], Direction::ToServer),
+            T.probe(&V2_HELLO[..len], Direction::ToServer),
             Probe::NeedMore,
             "{len}"
         );
@@ -392,12 +374,12 @@ fn sslv2_compatible_hello_is_weak() {
     // The lengths must add up: a challenge of 15 bytes is not allowed.
     let mut bad = V2_HELLO.to_vec();
     bad[10] = 0x0f;
-    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bad, Direction::ToServer), Probe::NoMatch);
     // Followed by TLS records, the session reads both.
     let mut stream = V2_HELLO.to_vec();
     stream.extend_from_slice(&[22, 0x03, 0x01, 0x00, 0x04, 16, 0, 0, 0]); // ClientKeyExchange
     stream.extend_from_slice(&[20, 0x03, 0x01, 0x00, 0x01, 0x01]); // ChangeCipherSpec
-    let out = parse_all(&stream, &[]);
+    let out = T.parse_all(&stream, &[]);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].op.as_deref(), Some("ClientHello"));
     assert_eq!(out[0].attribute("version"), Some("SSL 2.0-compatible"));
@@ -407,20 +389,23 @@ fn sslv2_compatible_hello_is_weak() {
 #[test]
 fn mid_stream_records_are_weak() {
     let mut records = vec![23, 0x03, 0x03, 0x00, 0x03, 1, 2, 3]; // application data, 3 bytes
-    assert_eq!(probe(&records, Direction::ToClient), Probe::NeedMore);
+    assert_eq!(T.probe(&records, Direction::ToClient), Probe::NeedMore);
     records.extend_from_slice(&[23, 0x03, 0x03, 0x00, 0x02, 4, 5]); // another one
-    assert_eq!(score(&records, Direction::ToClient), Confidence::WEAK.get());
+    assert_eq!(
+        T.score(&records, Direction::ToClient),
+        Confidence::WEAK.get()
+    );
     // A version change between records is not TLS.
     let mut mixed = records.clone();
     mixed[8 + 2] = 0x01; // the second record's version: 0x0301
-    assert_eq!(probe(&mixed, Direction::ToClient), Probe::NoMatch);
+    assert_eq!(T.probe(&mixed, Direction::ToClient), Probe::NoMatch);
     // One record longer than the window: WEAK once the window is full.
     let mut big = vec![23, 0x03, 0x03, 0x40, 0x00];
     big.resize(PROBE_WINDOW, 0x5a);
-    assert_eq!(score(&big, Direction::ToServer), Confidence::WEAK.get());
-    assert_eq!(probe(&big[..100], Direction::ToServer), Probe::NeedMore);
+    assert_eq!(T.score(&big, Direction::ToServer), Confidence::WEAK.get());
+    assert_eq!(T.probe(&big[..100], Direction::ToServer), Probe::NeedMore);
     // The session consumes them unread.
-    assert!(parse_all(&records, &big).is_empty());
+    assert!(T.parse_all(&records, &big).is_empty());
 }
 
 #[test]
@@ -449,13 +434,17 @@ fn inconsistent_handshake_headers_stay_below_report() {
         (&[22, 3, 1, 0, 0x40, 1, 3, 0, 0, 3, 3], "hello too long"),
     ];
     for (bytes, what) in cases {
-        assert_eq!(probe(bytes, Direction::ToServer), Probe::NoMatch, "{what}");
+        assert_eq!(
+            T.probe(bytes, Direction::ToServer),
+            Probe::NoMatch,
+            "{what}"
+        );
     }
     // A consistent header with a body that does not parse (session id length 33).
-    let (hello, _) = fixture("openssl_tls13");
+    let (hello, _) = T.fixture("openssl_tls13");
     let mut bad = hello.clone();
     bad[5 + 4 + 2 + 32] = 33;
-    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bad, Direction::ToServer), Probe::NoMatch);
     // An extensions block length one byte longer than the body.
     let mut bad = hello.clone();
     let sid = 5 + 4 + 2 + 32;
@@ -464,7 +453,7 @@ fn inconsistent_handshake_headers_stay_below_report() {
     let ext = compression + 1 + usize::from(bad[compression]);
     let len = u16::from_be_bytes([bad[ext], bad[ext + 1]]) + 1;
     bad[ext..ext + 2].copy_from_slice(&len.to_be_bytes());
-    assert_eq!(probe(&bad, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bad, Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]
@@ -503,7 +492,7 @@ fn look_alikes_are_rejected() {
     ];
     for (bytes, what) in cases {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            assert_eq!(probe(bytes, dir), Probe::NoMatch, "{what} {dir:?}");
+            assert_eq!(T.probe(bytes, dir), Probe::NoMatch, "{what} {dir:?}");
         }
     }
 }
@@ -533,20 +522,20 @@ fn hostile_lengths_do_not_panic() {
     assert!(TlsSession::default()
         .parse(&bytes, Direction::ToServer, &mut Vec::new())
         .is_err());
-    assert_eq!(probe(&bytes, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
     // Record length 0xffff: over 2^14 + 2048.
     let bytes = [23, 3, 3, 0xff, 0xff];
     assert!(TlsSession::default()
         .parse(&bytes, Direction::ToServer, &mut Vec::new())
         .is_err());
-    assert_eq!(probe(&bytes, Direction::ToServer), Probe::NoMatch);
+    assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
 }
 
 proptest! {
     #[test]
     fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
         for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(score(&buf, dir) < Confidence::REPORT.get());
+            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
             let _ = TlsSession::default().parse(&buf, dir, &mut Vec::new());
         }
     }

@@ -17,10 +17,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::classify::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
+use crate::contract::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
 use crate::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
 use crate::flow::{FlowKey, Role};
-use crate::protocol::ProtocolId;
 use crate::record::Record;
 use crate::registry::{Registration, Registry};
 
@@ -89,8 +88,9 @@ pub fn load_fixtures(dir: &Path) -> Vec<Fixture> {
 }
 
 /// Checks a classifier against its fixtures:
-/// - no prefix of a fixture makes the probe answer `NoMatch` or another protocol's verdict,
-/// - the whole fixture (up to the probe window) matches at `min` or more,
+/// - no prefix of a fixture makes the probe answer `NoMatch`,
+/// - the whole fixture (up to the probe window) matches in its own direction, at `min` or
+///   more and at most `CERTAIN`,
 /// - a fresh session consumes each connection's fixtures entirely (`to_server_X` first, then
 ///   `to_client_X`, so responses meet their requests).
 ///
@@ -111,23 +111,32 @@ pub fn check_classifier(reg: &Registration, fixtures: &Path, min: Confidence) {
                         fx.path.display()
                     )
                 }
-                Probe::Match(v) => assert_eq!(
-                    v.protocol,
-                    reg.id,
-                    "{}: prefix of {len} bytes matched another protocol",
-                    fx.path.display()
-                ),
-                Probe::NeedMore => {}
+                Probe::Match(_) | Probe::NeedMore => {}
             }
         }
         match reg.classifier.probe(&fx.bytes[..window], fx.dir, ports) {
-            Probe::Match(v) => assert!(
-                v.confidence >= min,
-                "{}: matched at {} < {}",
-                fx.path.display(),
-                v.confidence,
-                min
-            ),
+            Probe::Match(v) => {
+                assert!(
+                    v.confidence >= min,
+                    "{}: matched at {} < {}",
+                    fx.path.display(),
+                    v.confidence,
+                    min
+                );
+                // One direction alone never earns more: CONFIRMED takes both.
+                assert!(
+                    v.confidence <= Confidence::CERTAIN,
+                    "{}: matched at {} > CERTAIN",
+                    fx.path.display(),
+                    v.confidence
+                );
+                assert!(
+                    v.observed.is_none_or(|o| o == fx.dir),
+                    "{}: matched as travelling {:?}",
+                    fx.path.display(),
+                    v.observed
+                );
+            }
             other => panic!("{}: whole fixture gave {other:?}", fx.path.display()),
         }
     }
@@ -299,33 +308,21 @@ pub fn parse_in_pieces(
 // ---- probing ----
 
 /// The classifier's verdict on `buf`, `None` for `NeedMore` and `NoMatch`.
-///
-/// # Panics
-///
-/// When a match names a protocol other than `id`.
 pub fn verdict(
     classifier: &dyn Classifier,
-    id: ProtocolId,
     buf: &[u8],
     dir: Direction,
     ports: PortHint,
 ) -> Option<Verdict> {
     match classifier.probe(buf, dir, ports) {
-        Probe::Match(v) => {
-            assert_eq!(v.protocol, id, "a match names another protocol");
-            Some(v)
-        }
+        Probe::Match(v) => Some(v),
         Probe::NeedMore | Probe::NoMatch => None,
     }
 }
 
 /// The confidence of a match without port hints, 0 for `NeedMore` and `NoMatch`.
-///
-/// # Panics
-///
-/// When a match names a protocol other than `id`.
-pub fn score(classifier: &dyn Classifier, id: ProtocolId, buf: &[u8], dir: Direction) -> u8 {
-    verdict(classifier, id, buf, dir, PortHint::NONE).map_or(0, |v| v.confidence.get())
+pub fn score(classifier: &dyn Classifier, buf: &[u8], dir: Direction) -> u8 {
+    verdict(classifier, buf, dir, PortHint::NONE).map_or(0, |v| v.confidence.get())
 }
 
 /// Asserts that no prefix of `buf` (from one byte up) is reported, i.e. matches at
@@ -333,11 +330,11 @@ pub fn score(classifier: &dyn Classifier, id: ProtocolId, buf: &[u8], dir: Direc
 ///
 /// # Panics
 ///
-/// On the first reported prefix, or when a match names a protocol other than `id`.
-pub fn assert_never_reported(classifier: &dyn Classifier, id: ProtocolId, buf: &[u8]) {
+/// On the first reported prefix.
+pub fn assert_never_reported(classifier: &dyn Classifier, buf: &[u8]) {
     for dir in [Direction::ToServer, Direction::ToClient] {
         for len in 1..=buf.len() {
-            if let Some(v) = verdict(classifier, id, &buf[..len], dir, PortHint::NONE) {
+            if let Some(v) = verdict(classifier, &buf[..len], dir, PortHint::NONE) {
                 let c = v.confidence;
                 assert!(
                     c < Confidence::REPORT,
@@ -479,4 +476,296 @@ pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|&(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
+}
+
+// ---- a classifier under test ----
+
+/// A classifier and its fixture folder: the helpers every classifier's tests share, with
+/// the classifier filled in. A `tests.rs` keeps one as a constant:
+///
+/// ```ignore
+/// const T: Subject = Subject::new(&Mysql, fixtures_path!("src/mysql/fixtures"));
+/// let (to_server, to_client) = T.fixture("pymysql_query");
+/// let records = T.parse_all(&to_server, &to_client);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Subject {
+    /// The classifier.
+    pub classifier: &'static dyn Classifier,
+    /// Its fixture folder.
+    pub fixtures: &'static str,
+}
+
+impl std::fmt::Debug for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subject")
+            .field("fixtures", &self.fixtures)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subject {
+    /// A classifier and its fixture folder (see [`fixtures_path!`](crate::fixtures_path)).
+    pub const fn new(classifier: &'static dyn Classifier, fixtures: &'static str) -> Self {
+        Self {
+            classifier,
+            fixtures,
+        }
+    }
+
+    /// The fixture folder.
+    pub fn dir(&self) -> &'static Path {
+        Path::new(self.fixtures)
+    }
+
+    /// The probe's answer without port hints.
+    pub fn probe(&self, buf: &[u8], dir: Direction) -> Probe {
+        self.classifier.probe(buf, dir, PortHint::NONE)
+    }
+
+    /// The verdict on `buf`, `None` for `NeedMore` and `NoMatch`.
+    pub fn verdict(&self, buf: &[u8], dir: Direction, ports: PortHint) -> Option<Verdict> {
+        verdict(self.classifier, buf, dir, ports)
+    }
+
+    /// The confidence of a match without port hints, 0 for `NeedMore` and `NoMatch`.
+    pub fn score(&self, buf: &[u8], dir: Direction) -> u8 {
+        score(self.classifier, buf, dir)
+    }
+
+    /// Every fixture of the folder.
+    ///
+    /// # Panics
+    ///
+    /// When the folder cannot be read.
+    pub fn fixtures(&self) -> Vec<Fixture> {
+        load_fixtures(self.dir())
+    }
+
+    /// Both directions of one captured connection: `(to_server, to_client)`.
+    ///
+    /// # Panics
+    ///
+    /// When either file cannot be read.
+    pub fn fixture(&self, name: &str) -> (Vec<u8>, Vec<u8>) {
+        fixture_pair(self.dir(), name)
+    }
+
+    /// One direction of one captured connection.
+    ///
+    /// # Panics
+    ///
+    /// When the file cannot be read.
+    pub fn fixture_bytes(&self, dir: Direction, name: &str) -> Vec<u8> {
+        fixture_bytes(self.dir(), dir, name)
+    }
+
+    /// A connection fed whole to a fresh session, to-server first (see [`parse_in_pieces`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`parse_in_pieces`].
+    pub fn parse_all(&self, to_server: &[u8], to_client: &[u8]) -> Vec<Record> {
+        parse_in_pieces(
+            self.classifier,
+            to_server,
+            to_client,
+            usize::MAX,
+            Feed::UntilNoProgress,
+        )
+    }
+
+    /// A connection fed in `size`-byte writes, parsed again while it makes progress, as the
+    /// engine does.
+    ///
+    /// # Panics
+    ///
+    /// As [`parse_in_pieces`].
+    pub fn parse_split(&self, to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+        parse_in_pieces(
+            self.classifier,
+            to_server,
+            to_client,
+            size,
+            Feed::UntilNoProgress,
+        )
+    }
+
+    /// A connection fed in `size`-byte writes with one `parse` call each: every call must
+    /// consume every whole message it was given.
+    ///
+    /// # Panics
+    ///
+    /// As [`parse_in_pieces`].
+    pub fn parse_split_once(&self, to_server: &[u8], to_client: &[u8], size: usize) -> Vec<Record> {
+        parse_in_pieces(
+            self.classifier,
+            to_server,
+            to_client,
+            size,
+            Feed::OneCallPerPiece,
+        )
+    }
+}
+
+// ---- the generic conformance tests ----
+
+/// The fixture checks of [`check_classifier`], plus: the fixtures of each connection give the
+/// same records (but for the `raw` bytes kept) whole and in 1-, 7- and 64-byte writes.
+///
+/// # Panics
+///
+/// On the first violation, naming the fixture.
+pub fn check_fixtures(id: &str, fixtures: &Path, band: Confidence) {
+    let reg = registration(id);
+    check_classifier(reg, fixtures, band);
+    for c in load_connections(fixtures) {
+        let whole = parse_in_pieces(
+            reg.classifier,
+            &c.to_server,
+            &c.to_client,
+            usize::MAX,
+            Feed::UntilNoProgress,
+        );
+        for size in [1, 7, 64] {
+            let split = parse_in_pieces(
+                reg.classifier,
+                &c.to_server,
+                &c.to_client,
+                size,
+                Feed::UntilNoProgress,
+            );
+            // `raw` keeps the bytes at hand when a message starts: it depends on the writes.
+            let without_raw = |records: Vec<Record>| {
+                records
+                    .into_iter()
+                    .map(|r| Record {
+                        raw: Vec::new(),
+                        ..r
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                without_raw(split),
+                without_raw(whole.clone()),
+                "{}: {size}-byte writes give other records",
+                c.name
+            );
+        }
+    }
+}
+
+/// Random bytes (deterministic, `count` buffers of up to 300 bytes from `seed`) never make
+/// the probe panic or match at [`Confidence::REPORT`], in either direction, and never make a
+/// fresh session panic.
+///
+/// # Panics
+///
+/// On the first reported buffer (or a panic inside the classifier).
+pub fn check_random_bytes(id: &str, seed: u64, count: usize) {
+    let reg = registration(id);
+    let window = *reg.probe_window.end();
+    for bytes in xorshift_buffers(seed, count) {
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let probed = &bytes[..bytes.len().min(window)];
+            if let Probe::Match(v) = reg.classifier.probe(probed, dir, PortHint::NONE) {
+                assert!(
+                    v.confidence < Confidence::REPORT,
+                    "{id} matched random bytes at {}: {} ({bytes:?})",
+                    v.confidence,
+                    v.reason
+                );
+            }
+            let _ = reg.classifier.session().parse(&bytes, dir, &mut Vec::new());
+        }
+    }
+}
+
+/// No other linked classifier claims a prefix of one of `fixtures` at [`Confidence::REPORT`]
+/// or more: look-alikes are told apart by payload, not port. Prefixes: every length up to 64
+/// bytes, then every 16th, then the whole window.
+///
+/// # Panics
+///
+/// Listing every confusion.
+pub fn check_no_confusion(id: &str, fixtures: &Path) {
+    let registry = Registry::from_inventory().expect("building the registry from inventory");
+    let mut failures = Vec::new();
+    for fx in load_fixtures(fixtures) {
+        for other in registry.iter().filter(|r| r.id.as_str() != id) {
+            let window = fx.bytes.len().min(*other.probe_window.end());
+            let lengths = (1..=window.min(64))
+                .chain((80..window).step_by(16))
+                .chain(std::iter::once(window));
+            for len in lengths {
+                if let Probe::Match(v) =
+                    other
+                        .classifier
+                        .probe(&fx.bytes[..len], fx.dir, PortHint::NONE)
+                {
+                    if v.confidence >= Confidence::REPORT {
+                        failures.push(format!(
+                            "{} claims {} (prefix {len}) at {}: {}",
+                            other.id,
+                            fx.path.display(),
+                            v.confidence,
+                            v.reason
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} confusions:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// A fixture folder inside the calling crate, as a `&'static str`:
+/// `fixtures_path!("src/redis/fixtures")`.
+#[macro_export]
+macro_rules! fixtures_path {
+    ($dir:literal) => {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir)
+    };
+}
+
+/// The generic conformance tests of one classifier, as `#[test]` functions in the calling
+/// module: its fixtures (every prefix, the whole window at `band` in its direction, the
+/// session consuming each connection, the same records in any write size), random bytes
+/// (never reported, never a panic) and confusion (no other linked classifier claims its
+/// fixtures). A built-in's `tests.rs`, or a third-party crate, enables them in one call:
+///
+/// ```ignore
+/// adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($id:literal, $fixtures:literal, $band:expr) => {
+        #[test]
+        fn conformance_fixtures() {
+            $crate::testing::check_fixtures(
+                $id,
+                ::std::path::Path::new($crate::fixtures_path!($fixtures)),
+                $band,
+            );
+        }
+
+        #[test]
+        fn conformance_random_bytes() {
+            $crate::testing::check_random_bytes($id, 0x9e37_79b9_7f4a_7c15, 3000);
+        }
+
+        #[test]
+        fn conformance_no_confusion() {
+            $crate::testing::check_no_confusion(
+                $id,
+                ::std::path::Path::new($crate::fixtures_path!($fixtures)),
+            );
+        }
+    };
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::*;
-use crate::classify::{Classifier, Session, Verdict};
+use crate::contract::{Classifier, Session};
 use crate::error::ParseError;
 use crate::flow::Role;
 
@@ -36,7 +36,7 @@ impl Classifier for ToyReq {
         } else {
             Confidence::STRONG
         };
-        Probe::Match(Verdict::new(TOY_REQ, Category::CACHE, conf, "toy line"))
+        Probe::matched(conf, "toy line")
     }
 
     fn session(&self) -> Box<dyn Session> {
@@ -84,12 +84,7 @@ struct ToyR;
 impl Classifier for ToyR {
     fn probe(&self, buf: &[u8], _dir: Direction, _ports: PortHint) -> Probe {
         if buf.first() == Some(&b'X') {
-            Probe::Match(Verdict::new(
-                TOY_R,
-                Category::DATABASE,
-                Confidence::WEAK,
-                "starts with X",
-            ))
+            Probe::matched(Confidence::WEAK, "starts with X")
         } else {
             Probe::NoMatch
         }

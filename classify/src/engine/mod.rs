@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::classify::{Confidence, Direction, PortHint, Probe};
+use crate::contract::{Confidence, Direction, PortHint, Probe};
 use crate::flow::{FlowId, FlowKey};
 use crate::protocol::{Category, ProtocolId};
 use crate::record::{Record, RecordKind};
@@ -194,7 +194,7 @@ impl DirState {
 
 struct Locked {
     entry: usize,
-    session: Box<dyn crate::classify::Session>,
+    session: Box<dyn crate::contract::Session>,
 }
 
 struct Flow {

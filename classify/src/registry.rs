@@ -8,7 +8,7 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use crate::classify::{Classifier, Confidence, PortHint};
+use crate::contract::{Classifier, Confidence, PortHint};
 use crate::error::RegistryError;
 use crate::protocol::{Category, ProtocolId};
 
