@@ -31,7 +31,7 @@ use adi_core::event::{Event, LostEvent};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
-use adi_probes::live::{KernelStats, ProbeConfig, SyscallProbes};
+use adi_probes::live::{KernelStats, ProbeConfig, KernelProbes};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
 use adi_sinks::service_map::MapOptions;
 use adi_sinks::{EnvYamlSink, JsonlSink, ServiceMapSink, Sink, SinkSpec};
@@ -364,7 +364,7 @@ impl LiveSource {
         self.publish(bus);
     }
 
-    fn handle(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
+    fn handle(&mut self, ev: &RawEvent, probes: &mut KernelProbes, bus: &Bus<Event>) {
         let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
@@ -448,7 +448,7 @@ impl LiveSource {
 
     /// Once a connection is classified as something other than HTTP, its messages need only
     /// their first bytes (the protocol's summaries): the kernel copies less.
-    fn cap_if_not_http(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+    fn cap_if_not_http(&mut self, id: (u32, u64), sock: u64, probes: &mut KernelProbes) {
         let not_http = self.events.iter().any(|e| {
             matches!(e, Event::Connection(c) if c.category != Category::HTTP && c.confidence > adi_core::Confidence::PORT_ONLY)
         });
@@ -468,7 +468,7 @@ impl LiveSource {
     /// `tls`): the plaintext is classified afresh, with the default cap until then. The
     /// kernel resets the cap itself when it first sees the TLS library on the connection;
     /// this covers a cap user space set after that.
-    fn uncap_plaintext(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+    fn uncap_plaintext(&mut self, id: (u32, u64), sock: u64, probes: &mut KernelProbes) {
         if let Some(conn) = self.conns.get_mut(&id) {
             if !conn.plaintext {
                 conn.plaintext = true;
@@ -526,7 +526,7 @@ fn kernel_role(role: Role) -> u32 {
 /// The opt-in decision for `pid` from /proc, applied to the kernel's map, when the kernel could
 /// not make it. The process's start time is read before and after, so a process that exited
 /// meanwhile (its pid possibly reused) is not left watched.
-fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut SyscallProbes) -> bool {
+fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut KernelProbes) -> bool {
     let start = |pid| adi_pipeline::proc::read_process(pid).map(|p| p.start_time);
     let Some(before) = start(pid) else {
         return false;
@@ -566,7 +566,7 @@ struct LostSoFar {
 fn select_processes(
     opts: &LiveOptions,
     opt_in: Option<&OptIn>,
-    probes: &mut SyscallProbes,
+    probes: &mut KernelProbes,
     classifiers: usize,
 ) -> anyhow::Result<(HashSet<u32>, String)> {
     let mut watched: HashSet<u32> = HashSet::new();
@@ -628,7 +628,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         tls_plaintext: opts.tls_uprobes != crate::tls::TlsMode::Off,
     };
     // Attached before the /proc scan, so that no exec falls between the two.
-    let (mut probes, mut stream) = SyscallProbes::load(config)?;
+    let (mut probes, mut stream) = KernelProbes::load(config)?;
     for note in probes.notes() {
         eprintln!("{note}");
     }
@@ -755,7 +755,7 @@ impl StatusLine {
         }
     }
 
-    fn tick(&mut self, source: &LiveSource, probes: &SyscallProbes) {
+    fn tick(&mut self, source: &LiveSource, probes: &KernelProbes) {
         let elapsed = self.last.elapsed();
         if !self.on || elapsed < STATUS_EVERY {
             return;
@@ -780,7 +780,7 @@ impl StatusLine {
 
 /// The exit summary: what was produced and everything that was lost or cut.
 fn print_summary(
-    probes: &SyscallProbes,
+    probes: &KernelProbes,
     stream: &adi_probes::live::EventStream,
     source: &LiveSource,
     bus_lost: &[(String, u64)],
@@ -829,7 +829,7 @@ fn print_summary(
 }
 
 fn report_lost(
-    probes: &SyscallProbes,
+    probes: &KernelProbes,
     decode_errors: u64,
     so_far: &mut LostSoFar,
     bus: &Bus<Event>,

@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use adi_probes::live::{ProbeError, SyscallProbes};
+use adi_probes::live::{KernelProbes, ProbeError};
 use adi_probes::raw::{EventKind, RawEvent};
 use adi_probes::tls::{self, TlsAttach, TlsScope};
 
@@ -54,7 +54,7 @@ impl TlsPlaintext {
     /// and leave capture going.
     pub fn start(
         mode: TlsMode,
-        probes: &mut SyscallProbes,
+        probes: &mut KernelProbes,
         pids: &HashSet<u32>,
         watch_all: bool,
     ) -> Self {
@@ -104,7 +104,7 @@ impl TlsPlaintext {
     /// Looks at one kernel event: a watched program's exec gets the host's libraries, a
     /// watched process seen sending or receiving a TLS handshake for the first time has its
     /// mapped files checked, an exit removes a process's probes.
-    pub fn kernel_event(&mut self, probes: &mut SyscallProbes, ev: &RawEvent) {
+    pub fn kernel_event(&mut self, probes: &mut KernelProbes, ev: &RawEvent) {
         if !self.enabled {
             return;
         }
@@ -142,7 +142,7 @@ impl TlsPlaintext {
 
     /// Probes the TLS files process `pid` maps that are not probed yet (its executable too
     /// with `exe`), and the host's libraries for it (which it may load later).
-    fn check(&mut self, probes: &mut SyscallProbes, pid: u32, exe: bool) {
+    fn check(&mut self, probes: &mut KernelProbes, pid: u32, exe: bool) {
         self.checked.insert(pid);
         let scope = if self.all {
             TlsScope::All
@@ -158,7 +158,7 @@ impl TlsPlaintext {
         }
     }
 
-    fn probe(&mut self, probes: &mut SyscallProbes, file: &Path, scope: TlsScope) {
+    fn probe(&mut self, probes: &mut KernelProbes, file: &Path, scope: TlsScope) {
         match probes.attach_tls(file, scope) {
             Ok(TlsAttach::Attached(_) | TlsAttach::Known | TlsAttach::NotTls) => {}
             // A process gone meanwhile, or a kernel thread (no executable).

@@ -3,7 +3,7 @@
 //! capture what the read/write family of syscalls moves on TCP sockets, without tracing
 //! syscalls themselves.
 //!
-//! [`SyscallProbes::load`] loads and attaches everything; dropping it detaches every program
+//! [`KernelProbes::load`] loads and attaches everything; dropping it detaches every program
 //! (aya's links detach on drop). [`EventStream`] reads the ring buffer asynchronously.
 
 use std::io;
@@ -154,19 +154,19 @@ fn allowed_profiles(allowed: &[String]) -> Result<Vec<RawProfile>, ProbeError> {
 #[derive(Clone, Debug, Default)]
 pub struct ProbeConfig {
     /// Trace every process (`--all`); otherwise only pids added with
-    /// [`SyscallProbes::watch`] and, from their creation on, their children.
+    /// [`KernelProbes::watch`] and, from their creation on, their children.
     pub watch_all: bool,
     /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
     pub capture_bytes: u32,
     /// The ADI_PROFILE opt-in (`docs/live-capture.md`) enforced in the kernel at every exec:
     /// `Some` with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
-    /// running before the load are not covered: scan /proc and [`SyscallProbes::watch`] them.
+    /// running before the load are not covered: scan /proc and [`KernelProbes::watch`] them.
     pub opt_in: Option<Vec<String>>,
     /// Most request/response exchanges per second captured in full (`--max-rate`), over all
     /// connections; beyond it the kernel skips whole exchanges and counts their messages as
     /// sampled. The first exchanges of every connection are always captured. 0: no limit.
     pub max_rate: u32,
-    /// TLS library uprobes will be attached ([`SyscallProbes::attach_tls`]): socket reads and
+    /// TLS library uprobes will be attached ([`KernelProbes::attach_tls`]): socket reads and
     /// writes then look for a TLS call in progress on their thread (one map lookup each).
     pub tls_plaintext: bool,
 }
@@ -190,7 +190,7 @@ unsafe impl aya::Pod for RawProfile {}
 
 /// Loaded and attached probes of what syscalls move on TCP sockets (socket-layer and process
 /// tracepoints). Dropping this detaches them.
-pub struct SyscallProbes {
+pub struct KernelProbes {
     ebpf: Ebpf,
     watched: BpfHashMap<MapData, u32, u32>,
     conns: BpfHashMap<MapData, u64, RawConn>,
@@ -200,9 +200,9 @@ pub struct SyscallProbes {
     pub(crate) tls: crate::tls::TlsState,
 }
 
-impl std::fmt::Debug for SyscallProbes {
+impl std::fmt::Debug for KernelProbes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyscallProbes")
+        f.debug_struct("KernelProbes")
             .field("attached", &self.attached)
             .finish_non_exhaustive()
     }
@@ -240,7 +240,7 @@ impl ProbeError {
     }
 }
 
-impl SyscallProbes {
+impl KernelProbes {
     /// Loads the BPF object (CO-RE relocated against this kernel) and attaches every program.
     /// Returns the probes and the ring buffer stream.
     ///

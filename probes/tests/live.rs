@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use adi_probes::live::{ProbeConfig, SyscallProbes};
+use adi_probes::live::{KernelProbes, ProbeConfig};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
 use adi_probes::testing::{can_run_bpf, free_port};
 
@@ -60,8 +60,8 @@ print(len(got), flush=True)
 "#;
 
 /// The probes, watching only the pids the test adds.
-fn load_watching_pids() -> (SyscallProbes, adi_probes::live::EventStream) {
-    SyscallProbes::load(ProbeConfig {
+fn load_watching_pids() -> (KernelProbes, adi_probes::live::EventStream) {
+    KernelProbes::load(ProbeConfig {
         watch_all: false,
         capture_bytes: 4096,
         opt_in: None,
