@@ -31,7 +31,7 @@ use adi_core::event::{Event, LostEvent};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
-use adi_probes::live::{KernelStats, ProbeConfig, KernelProbes};
+use adi_probes::live::{KernelProbes, KernelStats, ProbeConfig};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
 use adi_sinks::service_map::MapOptions;
 use adi_sinks::{EnvYamlSink, JsonlSink, ServiceMapSink, Sink, SinkSpec};
@@ -98,13 +98,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     if opts.idle_priority {
         // Before the runtime starts: its threads inherit the policy.
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) } != 0 {
-            anyhow::bail!(
-                "--idle-priority: cannot switch to SCHED_IDLE: {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = adi_probes::host::set_idle_priority() {
+            anyhow::bail!("--idle-priority: cannot switch to SCHED_IDLE: {e}");
         }
     }
     // One thread reads the kernel and runs the pipeline; sinks write on their own threads.
@@ -237,13 +232,7 @@ fn sink_loop(
 
 /// CLOCK_MONOTONIC (what `bpf_ktime_get_ns` reads) to Unix time, measured once.
 fn monotonic_to_unix_offset() -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    let mono = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+    let mono = adi_probes::host::monotonic_ns();
     i128::from(adi_core::time::now_unix_ns()) - mono
 }
 
@@ -368,7 +357,7 @@ impl LiveSource {
         let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
-            EventKind::Connect | EventKind::Accept => {
+            EventKind::Connect => {
                 // A close we never saw (the socket address was reused): end the old one first.
                 self.end(id, ts_ns);
                 let key = self.flow_key(ev, ev.role);
@@ -515,11 +504,11 @@ impl LiveSource {
     }
 }
 
-/// A flow's role as the kernel's `ADI_ROLE_*`.
-fn kernel_role(role: Role) -> u32 {
+/// A flow's role as the kernel knows roles.
+fn kernel_role(role: Role) -> KernelRole {
     match role {
-        Role::Server => KernelRole::Server as u32,
-        Role::Client | Role::Wire => KernelRole::Client as u32,
+        Role::Server => KernelRole::Server,
+        Role::Client | Role::Wire => KernelRole::Client,
     }
 }
 

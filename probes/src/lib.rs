@@ -12,7 +12,8 @@
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
 //!   `adi classify FILE`).
 //!
-//! This is the only crate where `unsafe` appears, each block with a `// SAFETY:` comment.
+//! This is the only crate where `unsafe` appears (the others forbid it), each block with a
+//! `// SAFETY:` comment; [`host`] wraps the few libc calls the binary needs.
 
 pub mod doctor;
 pub mod go;

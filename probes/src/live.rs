@@ -14,7 +14,7 @@ use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 
-use crate::raw::{RawConn, RawEvent};
+use crate::raw::{KernelRole, RawConn, RawEvent, RawProfile};
 
 /// The compiled BPF object, committed next to its source (`cargo xtask bpf` rebuilds it).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/adi.bpf.o");
@@ -175,18 +175,6 @@ pub struct ProbeConfig {
 pub const MAX_ALLOWED_PROFILES: usize = 16;
 /// Longest ADI_PROFILE_ALLOWED value the kernel compares, in bytes.
 pub const MAX_PROFILE_LEN: usize = 64;
-
-/// One ADI_PROFILE value as the kernel compares it (`struct adi_profile`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct RawProfile {
-    len: u32,
-    pad: u32,
-    val: [u8; MAX_PROFILE_LEN],
-}
-const _: () = assert!(size_of::<RawProfile>() == 72);
-// SAFETY: plain `repr(C)` integers and bytes without padding (size pinned above).
-unsafe impl aya::Pod for RawProfile {}
 
 /// Loaded and attached probes of what syscalls move on TCP sockets (socket-layer and process
 /// tracepoints). Dropping this detaches them.
@@ -352,7 +340,13 @@ impl KernelProbes {
     /// `ports` are the connection's (local, remote) ports as user space knows them: a kernel
     /// socket's address is reused as soon as it is freed, and an entry with other ports (or
     /// none yet) is another connection's, left alone.
-    pub fn set_connection(&mut self, sock: u64, ports: (u16, u16), role: u32, cap: Option<u32>) {
+    pub fn set_connection(
+        &mut self,
+        sock: u64,
+        ports: (u16, u16),
+        role: KernelRole,
+        cap: Option<u32>,
+    ) {
         /// `BPF_EXIST`: update only, so a connection closed meanwhile is not brought back.
         const BPF_EXIST: u64 = 2;
         let Ok(mut conn) = self.conns.get(&sock, 0) else {
@@ -361,7 +355,7 @@ impl KernelProbes {
         if conn.ports() != ports {
             return;
         }
-        conn.role = role;
+        conn.role = role.wire();
         if let Some(cap) = cap {
             conn.cap = cap;
         }

@@ -9,6 +9,8 @@
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
 //!   input format each fuzz target expects.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use adi_core::testing::load_fixtures;
