@@ -15,6 +15,8 @@
 //! This is the only crate where `unsafe` appears (the others forbid it), each block with a
 //! `// SAFETY:` comment; [`host`] wraps the few libc calls the binary needs.
 
+#[cfg(test)]
+mod btf_layout;
 pub mod doctor;
 pub mod go;
 pub mod host;

@@ -1,5 +1,6 @@
 //! The kernel wire format (`probes/bpf/adi_events.h`), mirrored field for field, and its
-//! decoding with size checks into [`RawEvent`].
+//! decoding with size checks into [`RawEvent`]. The mirrors' sizes are pinned below; their
+//! members are checked against the committed object's BTF by `btf_layout.rs` (a test).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
