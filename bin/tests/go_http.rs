@@ -1,8 +1,8 @@
 //! Root-only: `go_http` events in live capture. A Go client calls a Go server (Go 1.23 and
 //! 1.27 test targets, `testdata/go/src`): over plain HTTP the same request is one `go_http`
 //! event (uprobes) and one `http` event (syscall capture) of the same pid; over HTTPS only the
-//! uprobes see it, next to a `tls` connection. `--go-uprobes off` turns them off. Skips (a
-//! failure under `CI`) without root, the toolchains or openssl.
+//! uprobes see it, next to a `tls` connection. `--go-uprobes off` turns them off. `#[ignore]`d;
+//! when run, a failure without root, the toolchains or openssl.
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use adi_probes::go::testing::{self, Toolchain, Variant};
-use common::{can_run, have, of_type, Adi, Proc};
+use common::{need, of_type, require_bpf, Adi, Proc};
 use serde_json::Value;
 
 /// A throwaway certificate for 127.0.0.1 in `dir`.
@@ -89,12 +89,9 @@ fn with_pid<'a>(events: &[&'a Value], pid: u32) -> Vec<&'a Value> {
 }
 
 fn check_version(version: &str) {
-    if !can_run() || !have("openssl") {
-        return;
-    }
-    let Some(t) = testing::toolchain(version) else {
-        return;
-    };
+    require_bpf();
+    need(&["openssl"]);
+    let t = testing::toolchain(version);
     // Plain HTTP: one go_http and one http request per side, same pid.
     let (events, server, client) = run(t, false, &[]);
     let go = of_type(&events, "go_http");
@@ -143,11 +140,13 @@ fn check_version(version: &str) {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn go_http_and_http_events_go_1_23() {
     check_version("1.23.9");
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn go_http_and_http_events_go_1_27() {
     check_version("1.27.3");
 }

@@ -340,3 +340,24 @@ fn file_stem(p: &Path) -> String {
         .unwrap_or("input")
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The README shows the test command that `.ci/run` runs (its `TEST_CMD`), as it says.
+    #[test]
+    fn readme_shows_the_ci_test_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+        let cmd = ci
+            .lines()
+            .find_map(|l| l.strip_prefix("TEST_CMD=\"")?.strip_suffix('"'))
+            .expect(".ci/run sets TEST_CMD=\"...\"");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        assert!(
+            readme.contains(&format!("```sh\n{cmd}\n```")),
+            "README.md must show .ci/run's test command in a sh block: {cmd}"
+        );
+    }
+}
