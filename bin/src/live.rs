@@ -31,7 +31,7 @@ use adi_core::event::{Event, LostEvent};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
 use adi_core::{Category, Direction, Registry};
-use adi_probes::live::{KernelStats, ProbeConfig, SyscallProbes};
+use adi_probes::live::{KernelProbes, KernelStats, ProbeConfig};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
 use adi_sinks::service_map::MapOptions;
 use adi_sinks::{EnvYamlSink, JsonlSink, ServiceMapSink, Sink, SinkSpec};
@@ -98,13 +98,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 pub fn run(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Result<ExitCode> {
     if opts.idle_priority {
         // Before the runtime starts: its threads inherit the policy.
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) } != 0 {
-            anyhow::bail!(
-                "--idle-priority: cannot switch to SCHED_IDLE: {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = adi_probes::host::set_idle_priority() {
+            anyhow::bail!("--idle-priority: cannot switch to SCHED_IDLE: {e}");
         }
     }
     // One thread reads the kernel and runs the pipeline; sinks write on their own threads.
@@ -237,13 +232,7 @@ fn sink_loop(
 
 /// CLOCK_MONOTONIC (what `bpf_ktime_get_ns` reads) to Unix time, measured once.
 fn monotonic_to_unix_offset() -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    let mono = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+    let mono = adi_probes::host::monotonic_ns();
     i128::from(adi_core::time::now_unix_ns()) - mono
 }
 
@@ -364,11 +353,11 @@ impl LiveSource {
         self.publish(bus);
     }
 
-    fn handle(&mut self, ev: &RawEvent, probes: &mut SyscallProbes, bus: &Bus<Event>) {
+    fn handle(&mut self, ev: &RawEvent, probes: &mut KernelProbes, bus: &Bus<Event>) {
         let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
-            EventKind::Connect | EventKind::Accept => {
+            EventKind::Connect => {
                 // A close we never saw (the socket address was reused): end the old one first.
                 self.end(id, ts_ns);
                 let key = self.flow_key(ev, ev.role);
@@ -448,7 +437,7 @@ impl LiveSource {
 
     /// Once a connection is classified as something other than HTTP, its messages need only
     /// their first bytes (the protocol's summaries): the kernel copies less.
-    fn cap_if_not_http(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+    fn cap_if_not_http(&mut self, id: (u32, u64), sock: u64, probes: &mut KernelProbes) {
         let not_http = self.events.iter().any(|e| {
             matches!(e, Event::Connection(c) if c.category != Category::HTTP && c.confidence > adi_core::Confidence::PORT_ONLY)
         });
@@ -468,7 +457,7 @@ impl LiveSource {
     /// `tls`): the plaintext is classified afresh, with the default cap until then. The
     /// kernel resets the cap itself when it first sees the TLS library on the connection;
     /// this covers a cap user space set after that.
-    fn uncap_plaintext(&mut self, id: (u32, u64), sock: u64, probes: &mut SyscallProbes) {
+    fn uncap_plaintext(&mut self, id: (u32, u64), sock: u64, probes: &mut KernelProbes) {
         if let Some(conn) = self.conns.get_mut(&id) {
             if !conn.plaintext {
                 conn.plaintext = true;
@@ -515,18 +504,18 @@ impl LiveSource {
     }
 }
 
-/// A flow's role as the kernel's `ADI_ROLE_*`.
-fn kernel_role(role: Role) -> u32 {
+/// A flow's role as the kernel knows roles.
+fn kernel_role(role: Role) -> KernelRole {
     match role {
-        Role::Server => KernelRole::Server as u32,
-        Role::Client | Role::Wire => KernelRole::Client as u32,
+        Role::Server => KernelRole::Server,
+        Role::Client | Role::Wire => KernelRole::Client,
     }
 }
 
 /// The opt-in decision for `pid` from /proc, applied to the kernel's map, when the kernel could
 /// not make it. The process's start time is read before and after, so a process that exited
 /// meanwhile (its pid possibly reused) is not left watched.
-fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut SyscallProbes) -> bool {
+fn decide_from_proc(pid: u32, opt_in: &OptIn, probes: &mut KernelProbes) -> bool {
     let start = |pid| adi_pipeline::proc::read_process(pid).map(|p| p.start_time);
     let Some(before) = start(pid) else {
         return false;
@@ -566,7 +555,7 @@ struct LostSoFar {
 fn select_processes(
     opts: &LiveOptions,
     opt_in: Option<&OptIn>,
-    probes: &mut SyscallProbes,
+    probes: &mut KernelProbes,
     classifiers: usize,
 ) -> anyhow::Result<(HashSet<u32>, String)> {
     let mut watched: HashSet<u32> = HashSet::new();
@@ -628,7 +617,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         tls_plaintext: opts.tls_uprobes != crate::tls::TlsMode::Off,
     };
     // Attached before the /proc scan, so that no exec falls between the two.
-    let (mut probes, mut stream) = SyscallProbes::load(config)?;
+    let (mut probes, mut stream) = KernelProbes::load(config)?;
     for note in probes.notes() {
         eprintln!("{note}");
     }
@@ -755,7 +744,7 @@ impl StatusLine {
         }
     }
 
-    fn tick(&mut self, source: &LiveSource, probes: &SyscallProbes) {
+    fn tick(&mut self, source: &LiveSource, probes: &KernelProbes) {
         let elapsed = self.last.elapsed();
         if !self.on || elapsed < STATUS_EVERY {
             return;
@@ -780,7 +769,7 @@ impl StatusLine {
 
 /// The exit summary: what was produced and everything that was lost or cut.
 fn print_summary(
-    probes: &SyscallProbes,
+    probes: &KernelProbes,
     stream: &adi_probes::live::EventStream,
     source: &LiveSource,
     bus_lost: &[(String, u64)],
@@ -830,7 +819,7 @@ fn print_summary(
 }
 
 fn report_lost(
-    probes: &SyscallProbes,
+    probes: &KernelProbes,
     decode_errors: u64,
     so_far: &mut LostSoFar,
     bus: &Bus<Event>,

@@ -2,6 +2,8 @@
 //! maps, the classifier list, Go programs and the host check. Only this crate wires probes,
 //! the pipeline, container enrichment and sinks together.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

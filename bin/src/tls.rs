@@ -22,7 +22,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use adi_probes::live::{ProbeError, SyscallProbes};
+use adi_probes::live::{KernelProbes, ProbeError};
 use adi_probes::raw::{EventKind, RawEvent};
 use adi_probes::tls::{self, TlsAttach, TlsScope};
 
@@ -56,7 +56,7 @@ impl TlsPlaintext {
     /// and leave capture going.
     pub fn start(
         mode: TlsMode,
-        probes: &mut SyscallProbes,
+        probes: &mut KernelProbes,
         pids: &HashSet<u32>,
         watch_all: bool,
     ) -> Self {
@@ -106,7 +106,7 @@ impl TlsPlaintext {
     /// Looks at one kernel event: a watched program's exec gets the host's libraries, a
     /// watched process seen sending or receiving a TLS handshake for the first time has its
     /// mapped files checked, an exit removes a process's probes.
-    pub fn kernel_event(&mut self, probes: &mut SyscallProbes, ev: &RawEvent) {
+    pub fn kernel_event(&mut self, probes: &mut KernelProbes, ev: &RawEvent) {
         if !self.enabled {
             return;
         }
@@ -148,7 +148,7 @@ impl TlsPlaintext {
 
     /// Probes the TLS files process `pid` maps that are not probed yet (its executable too
     /// with `exe`), and the host's libraries for it (which it may load later).
-    fn check(&mut self, probes: &mut SyscallProbes, pid: u32, exe: bool) {
+    fn check(&mut self, probes: &mut KernelProbes, pid: u32, exe: bool) {
         self.checked.insert(pid);
         let scope = if self.all {
             TlsScope::All
@@ -169,7 +169,7 @@ impl TlsPlaintext {
 
     /// Probes process `pid`'s executable when it is a Go program (its `crypto/tls`): cheap to
     /// tell, so done at start and at every watched exec, not only at a first handshake.
-    fn probe_go(&mut self, probes: &mut SyscallProbes, pid: u32) {
+    fn probe_go(&mut self, probes: &mut KernelProbes, pid: u32) {
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         if tls::is_go_executable(&exe) {
             let scope = if self.all {
@@ -184,7 +184,7 @@ impl TlsPlaintext {
     }
 
     /// Probes one file; whether probes were attached now.
-    fn probe(&mut self, probes: &mut SyscallProbes, file: &Path, scope: TlsScope) -> bool {
+    fn probe(&mut self, probes: &mut KernelProbes, file: &Path, scope: TlsScope) -> bool {
         match probes.attach_tls(file, scope) {
             Ok(TlsAttach::Attached(_)) => return true,
             Ok(TlsAttach::Known | TlsAttach::NotTls) => {}

@@ -4,8 +4,8 @@
 //! asserted whole: compose service names, images, labels, the endpoints between containers,
 //! the connections to the database and cache containers, and where each destination is.
 //!
-//! Same skip rule as the other live tests: `SKIPPED` without root or a tool, a failure under
-//! `CI`. The script cleans up after itself on any exit.
+//! Same rules as the other live tests: `#[ignore]`d, and when run, a missing capability or
+//! tool is a failure. The script cleans up after itself on any exit.
 
 mod common;
 
@@ -26,18 +26,19 @@ const MASKS: &[(&str, &str)] = &[
 ];
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
-    if !common::can_run()
-        || !common::have("podman")
-        || !common::have("podman-compose")
-        || !common::have("runc")
-        || !common::have("redis-server")
-        || !common::have("/usr/lib/postgresql/15/bin/postgres")
-        || !common::have("python3")
-        || !common::have("curl")
-    {
-        return;
-    }
+    common::require_bpf();
+    common::need(&[
+        "podman",
+        "podman-compose",
+        "runc",
+        "redis-server",
+        "/usr/lib/postgresql/15/bin/postgres",
+        "python3",
+        "curl",
+        "dot",
+    ]);
     let out = tempfile::tempdir().expect("tempdir");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bookinfo/run.sh");
     let run = Command::new("bash")
@@ -77,9 +78,7 @@ fn the_bookinfo_demo_runs_as_containers_and_its_map_is_exact() {
     let want: Value =
         serde_json::from_str(&std::fs::read_to_string(golden).expect("golden")).expect("json");
     assert_eq!(got, want, "the map differs from {golden}: {got:#}");
-    if common::have("dot") {
-        assert!(file("map.svg").contains("<svg"), "no picture");
-    }
+    assert!(file("map.svg").contains("<svg"), "no picture");
 }
 
 /// The events: every container described once, with its labels; the calls between containers

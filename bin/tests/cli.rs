@@ -1,5 +1,6 @@
 //! The `adi` binary end to end, without root: `adi classify` on real captures and payloads,
-//! bad input, `adi classifiers`, and the main command's message while live capture is missing.
+//! bad input, `adi classifiers`, flag and sink checks made before anything starts, and `adi
+//! replay` and `adi map build` on recorded captures.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -26,9 +26,9 @@
 //! podman service and against a missing socket.
 //!
 //! Every process watched here opts in with `ADI_PROFILE=ctest`, and adi runs with
-//! `--profile-allowed ctest`. Same rules as the other live tests: without root and BPF, or a
-//! tool, these print `SKIPPED` and pass, except under `CI`, where that is a failure. Everything
-//! started is stopped on drop (before the scene's events are looked at), every wait is bounded,
+//! `--profile-allowed ctest`. Same rules as the other live tests: `#[ignore]`d ("needs root +
+//! BPF"), and when run, a missing capability or tool is a failure. Everything started is
+//! stopped on drop (before the scene's events are looked at), every wait is bounded,
 //! and the scenes take turns. Needs podman (with runc and netavark), containerd (with ctr and
 //! containerd-shim-runc-v2), busybox-static, curl and python3.
 
@@ -63,10 +63,11 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Root with BPF, and every tool (plus a static busybox); a loud skip otherwise, a failure
-/// under `CI`.
-fn can_run(tools: &[&str]) -> bool {
-    common::can_run() && testing::can_run(tools)
+/// Fails the test unless it runs as root with BPF and every tool (plus a static busybox) is
+/// installed.
+fn require(tools: &[&str]) {
+    common::require_bpf();
+    testing::require(tools);
 }
 
 /// Runs `scene` once for every test that asks (the first one runs it, the others wait), and
@@ -305,15 +306,13 @@ struct PodmanScene {
 
 static PODMAN: OnceLock<Result<PodmanScene, String>> = OnceLock::new();
 
-/// The podman scene (run on first use), `None` when it cannot run here.
-fn podman() -> Option<&'static PodmanScene> {
-    if !can_run(&["podman", "runc", "tar", "curl", "python3"]) {
-        return None;
-    }
-    Some(once(&PODMAN, || {
+/// The podman scene (run on first use).
+fn podman() -> &'static PodmanScene {
+    require(&["podman", "runc", "tar", "curl", "python3"]);
+    once(&PODMAN, || {
         let tmp = tempfile::tempdir().expect("tempdir");
         podman_scene(tmp.path())
-    }))
+    })
 }
 
 /// web, the host server on the gateway, adi, then the client container and two curls on the
@@ -515,8 +514,9 @@ impl PodmanScene {
 /// The client's requests to web as wget sent them: both containers, their images and labels,
 /// `destination_type: container`.
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_sent_request_names_both_containers() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let mut c = Claims::default();
     for e in s.to_web_sent("/cgi-bin/slow") {
         s.client_to_web(&mut c, e);
@@ -526,8 +526,9 @@ fn podman_sent_request_names_both_containers() {
 
 /// The same requests as web's httpd received them: the same two containers.
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_received_request_names_both_containers() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let mut c = Claims::default();
     for e in s.to_web_received("/cgi-bin/slow") {
         s.client_to_web(&mut c, e);
@@ -538,8 +539,9 @@ fn podman_received_request_names_both_containers() {
 /// The containers' processes are named by their container's service (the compose label), not
 /// by their program (`busybox`, `wget`, `httpd`).
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_processes_are_named_by_their_container_service() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let mut c = Claims::default();
     for e in s.to_web_sent("/cgi-bin/slow") {
         c.eq(e, "/service", "client");
@@ -555,8 +557,9 @@ fn podman_processes_are_named_by_their_container_service() {
 
 /// curl on the host through web's published port: no source container, web behind the port.
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_published_port_reaches_the_container() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let found = requests(&s.events, |e| {
         e["comm"] == "curl" && e["direction"] == "send" && port_is(e, "dest_port", s.published)
     });
@@ -574,8 +577,9 @@ fn podman_published_port_reaches_the_container() {
 /// The client's requests to the host server through the gateway, sent and received: the
 /// receiver is a process, in no container.
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_container_calling_the_host_reaches_a_process() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let mut c = Claims::default();
     for e in s.to_host_sent("/slow") {
         s.client_to_host(&mut c, e);
@@ -593,8 +597,9 @@ fn podman_container_calling_the_host_reaches_a_process() {
 /// else, and when even that is gone, the process's end of the connection is its container's
 /// own address.
 #[test]
+#[ignore = "needs root + BPF"]
 fn podman_short_lived_processes_are_named_by_their_container() {
-    let Some(s) = podman() else { return };
+    let s = podman();
     let mut c = Claims::default();
     for e in s.to_web_sent("/") {
         s.client_to_web(&mut c, e);
@@ -627,8 +632,8 @@ struct ContainerdScene {
 
 static CONTAINERD: OnceLock<Result<ContainerdScene, String>> = OnceLock::new();
 
-/// The containerd scene (run on first use), `None` when it cannot run here.
-fn containerd() -> Option<&'static ContainerdScene> {
+/// The containerd scene (run on first use).
+fn containerd() -> &'static ContainerdScene {
     let tools = [
         "containerd",
         "ctr",
@@ -638,13 +643,11 @@ fn containerd() -> Option<&'static ContainerdScene> {
         "tar",
         "python3",
     ];
-    if !can_run(&tools) {
-        return None;
-    }
-    Some(once(&CONTAINERD, || {
+    require(&tools);
+    once(&CONTAINERD, || {
         let tmp = tempfile::tempdir().expect("tempdir");
         containerd_scene(tmp.path())
-    }))
+    })
 }
 
 /// The lab's containerd, the host server on 127.0.0.1, adi, then the fetcher (on the host's
@@ -739,8 +742,9 @@ impl ContainerdScene {
 /// The fetcher's requests as wget sent them: its container, a host process as the receiver,
 /// and the container's service as the process's.
 #[test]
+#[ignore = "needs root + BPF"]
 fn containerd_sent_request_names_the_host_network_container() {
-    let Some(s) = containerd() else { return };
+    let s = containerd();
     let mut c = Claims::default();
     for e in s.sent("/slow") {
         s.fetcher_to_host(&mut c, e);
@@ -753,8 +757,9 @@ fn containerd_sent_request_names_the_host_network_container() {
 /// (found through wget's end of the connection: a host-network container has no address of
 /// its own).
 #[test]
+#[ignore = "needs root + BPF"]
 fn containerd_received_request_names_the_host_network_container() {
-    let Some(s) = containerd() else { return };
+    let s = containerd();
     let mut c = Claims::default();
     for e in s.received("/slow") {
         s.fetcher_to_host(&mut c, e);
@@ -768,8 +773,9 @@ fn containerd_received_request_names_the_host_network_container() {
 /// container: such a request has no `source_container` (docs/containers.md, "Limits"). What
 /// must hold: a container named is the right one, and the receiver is a process.
 #[test]
+#[ignore = "needs root + BPF"]
 fn containerd_short_lived_processes_are_never_named_wrongly() {
-    let Some(s) = containerd() else { return };
+    let s = containerd();
     let mut c = Claims::default();
     let (mut named, mut all) = (0, 0);
     for e in s.sent("/").into_iter().chain(s.received("/")) {
@@ -793,8 +799,9 @@ fn containerd_short_lived_processes_are_never_named_wrongly() {
 /// container's own loopback (a container with no address of its own is on the host's
 /// network, whose loopback is the host's).
 #[test]
+#[ignore = "needs root + BPF"]
 fn containerd_exited_host_network_process_calls_the_host() {
-    let Some(s) = containerd() else { return };
+    let s = containerd();
     let mut c = Claims::default();
     for e in s.sent("/unreaped") {
         s.fetcher_to_host(&mut c, e);
@@ -843,10 +850,9 @@ fn doctor_line<'a>(table: &'a str, check: &str) -> (&'a str, Option<&'a str>) {
 /// setting came from, the Podman version. Against a missing socket: `warn`, why, a fix, and
 /// the exit status still 0 (a runtime is optional when live capture works).
 #[test]
+#[ignore = "needs root + BPF"]
 fn doctor_reports_the_docker_runtime() {
-    if !can_run(&["podman", "runc"]) {
-        return;
-    }
+    require(&["podman", "runc"]);
     let _turn = serial();
     let tmp = tempfile::tempdir().expect("tempdir");
     let podman = Podman::new(tmp.path());

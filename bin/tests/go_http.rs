@@ -8,7 +8,7 @@
 //!   and HTTP/2 (stream ids, paired responses), and no `go_http` events: the HTTP uprobes are
 //!   not attached where they would add nothing.
 //!
-//! Skips (a failure under `CI`) without root, the toolchains or openssl.
+//! `#[ignore]`d; when run, a failure without root, the toolchains or openssl.
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use adi_probes::go::testing::{self, Toolchain, Variant};
-use common::{can_run, have, of_type, Adi, Proc};
+use common::{need, of_type, require_bpf, Adi, Proc};
 use serde_json::Value;
 
 /// A throwaway certificate for 127.0.0.1 in `dir`.
@@ -118,12 +118,9 @@ fn with_pid<'a>(events: &[&'a Value], pid: u32) -> Vec<&'a Value> {
 }
 
 fn check_version(version: &str) {
-    if !can_run() || !have("openssl") {
-        return;
-    }
-    let Some(t) = testing::toolchain(version) else {
-        return;
-    };
+    require_bpf();
+    need(&["openssl"]);
+    let t = testing::toolchain(version);
     // Plain HTTP: one go_http and one http request per side, same pid.
     let (events, server, client) = run(t, Serve::Http, 1, &["--go-uprobes", "on"]);
     let go = of_type(&events, "go_http");
@@ -238,11 +235,13 @@ fn https_from_plaintext(version: &str, events: &[Value], server: u32, client: u3
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn go_http_and_http_events_go_1_23() {
     check_version("1.23.9");
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn go_http_and_http_events_go_1_27() {
     check_version("1.27.3");
 }

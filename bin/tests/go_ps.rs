@@ -1,7 +1,7 @@
 //! `adi go ps` end to end: Go programs built with three toolchains are listed with the right
 //! version and fields, a non-Go process is not. Needs the toolchains of
-//! `testdata/go/install-toolchains.sh` (a loud skip without them, a failure under `CI`); no
-//! root needed.
+//! `testdata/go/install-toolchains.sh`, so the tests are `#[ignore]`d (`cargo test --
+//! --include-ignored` runs them, and fails without the toolchains); no root needed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,13 +32,9 @@ fn spawn(program: &Path, args: &[&str]) -> Running {
     Running(child)
 }
 
-/// The toolchains of `versions`, or `None` (after the skip lines) when one is missing.
-fn all_of(versions: &[&str]) -> Option<Vec<&'static Toolchain>> {
-    let found: Vec<&Toolchain> = versions
-        .iter()
-        .filter_map(|v| testing::toolchain(v))
-        .collect();
-    (found.len() == versions.len()).then_some(found)
+/// The toolchains of `versions`; a missing one fails the test.
+fn all_of(versions: &[&str]) -> Vec<&'static Toolchain> {
+    versions.iter().map(|v| testing::toolchain(v)).collect()
 }
 
 /// Runs `adi go ps ARGS` and returns its JSON lines by pid, and its exit status.
@@ -75,11 +71,10 @@ fn wait_exec(pid: u32, program: &Path) {
 }
 
 #[test]
+#[ignore = "needs the Go toolchains (testdata/go/install-toolchains.sh)"]
 fn lists_go_processes_of_three_versions() {
     let wanted = ["1.19", "1.23.9", "1.27.3"];
-    let Some(toolchains) = all_of(&wanted) else {
-        return;
-    };
+    let toolchains = all_of(&wanted);
     let variants = [Variant::Default, Variant::Static, Variant::Stripped];
     let mut servers = Vec::new();
     for (t, variant) in toolchains.iter().zip(variants) {
@@ -142,11 +137,10 @@ fn lists_go_processes_of_three_versions() {
 }
 
 #[test]
+#[ignore = "needs the Go toolchains (testdata/go/install-toolchains.sh)"]
 fn sort_orders_by_go_version() {
     let wanted = ["1.27.3", "1.19", "1.23.9"];
-    let Some(toolchains) = all_of(&wanted) else {
-        return;
-    };
+    let toolchains = all_of(&wanted);
     let mut pids = Vec::new();
     let mut running = Vec::new();
     for t in &toolchains {

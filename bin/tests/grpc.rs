@@ -8,7 +8,8 @@
 //!   (`"tls": true`). grpcio links its own BoringSSL without symbols, so its end of a TLS
 //!   connection stays `tls` (docs/tls.md).
 //!
-//! Same skip rules as `live.rs`; adi starts first, with the ADI_PROFILE opt-in.
+//! `#[ignore]`d like `live.rs` (root, BPF, grpcio, and Go 1.19 with golang-google-grpc-dev for
+//! the TLS ones); adi starts first, with the ADI_PROFILE opt-in.
 
 mod common;
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::services::{held_python, serial, Held, Server};
-use common::{can_run, of_type, Adi};
+use common::{need, of_type, require_bpf, Adi};
 use serde_json::{json, Value};
 
 const SERVER: &str = r#"
@@ -65,18 +66,14 @@ with ch:
         assert e.code() == grpc.StatusCode.NOT_FOUND
 "#;
 
-/// Whether Python has grpcio; a loud skip otherwise, a failure under CI.
-fn have_grpcio() -> bool {
+/// Python's grpcio, or a failure naming what to install.
+fn need_grpcio() {
     let ok = Command::new("python3")
         .args(["-c", "import grpc"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "CI must install grpcio");
-        eprintln!("SKIPPED (python3 -m pip install grpcio)");
-    }
-    ok
+    assert!(ok, "this test needs grpcio: python3 -m pip install grpcio");
 }
 
 /// (direction, method or status, stream, grpc) of the `http` events of `pid` on `port`.
@@ -152,10 +149,10 @@ fn expected(request_dir: &str, response_dir: &str) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
-    if !can_run() || !have_grpcio() {
-        return;
-    }
+    require_bpf();
+    need_grpcio();
     let _turn = serial();
     let profile = format!("adi-grpc-{}", std::process::id());
     let adi = Adi::start(&["--profile-allowed", &profile]);
@@ -191,19 +188,15 @@ fn grpcio_unary_streaming_and_failing_calls_over_h2c() {
 }
 
 /// grpc-go's demo (`testdata/go/grpc`) built with Debian's Go 1.19 and golang-google-grpc-dev
-/// (GOPATH mode, offline) into `target/go-targets/grpcdemo`; `None` (a loud skip, a failure
-/// under CI) without them.
-fn grpcdemo() -> Option<PathBuf> {
+/// (GOPATH mode, offline) into `target/go-targets/grpcdemo`, or a failure naming what to
+/// install.
+fn grpcdemo() -> PathBuf {
     let go = Path::new("/usr/lib/go-1.19/bin/go");
     let gopath = Path::new("/usr/share/gocode");
-    if !go.exists() || !gopath.join("src/google.golang.org/grpc").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install golang-go and golang-google-grpc-dev"
-        );
-        eprintln!("SKIPPED (apt-get install golang-go golang-google-grpc-dev)");
-        return None;
-    }
+    assert!(
+        go.exists() && gopath.join("src/google.golang.org/grpc").exists(),
+        "this test needs Go 1.19 and grpc-go: apt-get install golang-go golang-google-grpc-dev"
+    );
     let out = adi_probes::go::testing::targets_dir();
     let bin = out.join("grpcdemo");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/go/grpc");
@@ -221,7 +214,7 @@ fn grpcdemo() -> Option<PathBuf> {
         .status()
         .expect("go build");
     assert!(status.success(), "building testdata/go/grpc failed");
-    Some(bin)
+    bin
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 in `dir`: (cert, key).
@@ -267,11 +260,12 @@ fn assert_verdicts(events: &[Value], port: u64, pid: u32, want: &str, tls: bool)
 
 /// grpcio's client over TLS to a grpc-go server: the server's end is read from crypto/tls.
 #[test]
+#[ignore = "needs root + BPF"]
 fn grpcio_client_to_grpc_go_server_over_tls() {
-    if !can_run() || !have_grpcio() || !common::have("openssl") {
-        return;
-    }
-    let Some(demo) = grpcdemo() else { return };
+    require_bpf();
+    need_grpcio();
+    need(&["openssl"]);
+    let demo = grpcdemo();
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = certificate(dir.path());
@@ -317,11 +311,12 @@ fn grpcio_client_to_grpc_go_server_over_tls() {
 
 /// grpc-go's client over TLS to a grpcio server: the client's end is read from crypto/tls.
 #[test]
+#[ignore = "needs root + BPF"]
 fn grpc_go_client_to_grpcio_server_over_tls() {
-    if !can_run() || !have_grpcio() || !common::have("openssl") {
-        return;
-    }
-    let Some(demo) = grpcdemo() else { return };
+    require_bpf();
+    need_grpcio();
+    need(&["openssl"]);
+    let demo = grpcdemo();
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = certificate(dir.path());

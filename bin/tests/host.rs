@@ -2,7 +2,8 @@
 //! private mount namespace (`unshare --mount`, so the host's mounts are untouched) or with
 //! capabilities dropped (`setpriv`), and checks that adi sets up what it can, and otherwise
 //! says in one line what is missing and how to fix it, without creating any output file.
-//! Root-only, like the other live tests: `SKIPPED` without root and BTF, a failure under CI.
+//! Root-only, like the other live tests: `#[ignore]`d, and when run, a failure without root,
+//! BTF or a tool.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{can_run, have, of_type, py_server, Adi};
+use common::{need, of_type, py_server, require_bpf, Adi};
 use serde_json::Value;
 
 /// Unmounts tracefs in the private mount namespace, fails (exit 97) if it is still there,
@@ -69,10 +70,10 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn live_capture_mounts_tracefs_itself_and_captures() {
-    if !can_run() || !have("unshare") || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["unshare", "curl"]);
     let before = host_tracefs_mounts();
     let (server, port) = py_server();
     let pid = server.0.id().to_string();
@@ -104,10 +105,10 @@ fn live_capture_mounts_tracefs_itself_and_captures() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn doctor_mounts_tracefs_and_loads_every_program() {
-    if !can_run() || !have("unshare") {
-        return;
-    }
+    require_bpf();
+    need(&["unshare"]);
     let out = adi_in(&without_tracefs(), &["doctor", "--json"]);
     let report = doctor_json(&out);
     assert!(out.status.success(), "{report:#}");
@@ -147,10 +148,10 @@ fn doctor_mounts_tracefs_and_loads_every_program() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn without_cap_sys_admin_tracefs_cannot_be_mounted_and_adi_says_how() {
-    if !can_run() || !have("unshare") || !have("setpriv") {
-        return;
-    }
+    require_bpf();
+    need(&["unshare", "setpriv"]);
     let mut wrapper = without_tracefs();
     wrapper.extend([
         "setpriv",
@@ -195,10 +196,10 @@ fn assert_no_files(dir: &Path) {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn without_cap_bpf_one_line_names_the_missing_capabilities() {
-    if !can_run() || !have("setpriv") {
-        return;
-    }
+    require_bpf();
+    need(&["setpriv"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = format!("env-yaml={}", dir.path().join("env.yaml").display());
     let drop_bpf = [
@@ -227,10 +228,10 @@ fn without_cap_bpf_one_line_names_the_missing_capabilities() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn a_user_without_privileges_gets_one_line() {
-    if !can_run() || !have("setpriv") {
-        return;
-    }
+    require_bpf();
+    need(&["setpriv"]);
     let nobody = [
         "setpriv",
         "--reuid=65534",
@@ -262,10 +263,10 @@ fn a_user_without_privileges_gets_one_line() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn a_kernel_without_btf_gets_one_line() {
-    if !can_run() || !have("unshare") {
-        return;
-    }
+    require_bpf();
+    need(&["unshare"]);
     // An empty tmpfs over /sys/kernel/btf, in a private mount namespace: no vmlinux.
     let no_btf = [
         "unshare",

@@ -1,6 +1,8 @@
 //! Root-only: the real `adi` binary capturing real clients and servers on loopback with eBPF.
-//! Without root and BTF these print `SKIPPED (needs root + BPF)` and pass, except under `CI`,
-//! where that is a failure. Every server is started here, on a free port, and stopped by pid.
+//! Each test is `#[ignore]`d ("needs root + BPF"), so a plain `cargo test` lists it as ignored;
+//! `cargo test -- --include-ignored` runs them as root, as CI does, and then a missing
+//! capability or tool is a failure. Every server is started here, on a free port, and stopped
+//! by pid.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{can_run, free_port, have, of_type, py_server, wait_port, Adi, Proc};
+use common::{free_port, need, of_type, py_server, require_bpf, wait_port, Adi, Proc};
 
 fn nginx(root: &Path, port: u16) -> Proc {
     nginx_with(root, port, "off")
@@ -65,10 +67,10 @@ fn curl(args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn nginx_server_side_http_events_are_exact() {
-    if !can_run() || !have("nginx") || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["nginx", "curl"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = nginx(dir.path(), port);
@@ -183,10 +185,10 @@ fn build_go(dir: &Path, src: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn client_side_go_and_curl_calls_with_bodies_and_chunked_responses() {
-    if !can_run() || !have("go") || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["go", "curl"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let go_client = build_go(dir.path(), GO_CLIENT);
     let (_server, port) = py_server();
@@ -288,10 +290,9 @@ r = c.getresponse(); print(len(r.read()), flush=True)
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn keepalive_1000_requests_and_10mb_up_and_down_on_one_connection() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let (_server, port) = py_server();
     let mut client = held_client(KEEPALIVE_CLIENT, port);
     let adi = Adi::start(&["--pid", &client.id().to_string()]);
@@ -352,10 +353,10 @@ print("done", flush=True)
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn max_rate_samples_whole_exchanges_and_counts_every_skipped_message() {
-    if !can_run() || !have("nginx") {
-        return;
-    }
+    require_bpf();
+    need(&["nginx"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _server = nginx(dir.path(), port);
@@ -440,10 +441,9 @@ print(len(c.recv(65536)), flush=True)
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn connection_opened_before_adi_started_has_the_right_tuple() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let (_server, port) = py_server();
     let mut client = Command::new("python3")
         .args(["-c", EARLY_CLIENT, &port.to_string()])
@@ -487,10 +487,9 @@ fn connection_opened_before_adi_started_has_the_right_tuple() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn nothing_watched_says_so_and_exits_cleanly() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let adi = Adi::start(&[]);
     let (events, err) = adi.stop();
     assert!(events.is_empty());
@@ -500,11 +499,10 @@ fn nothing_watched_says_so_and_exits_cleanly() {
 /// `--idle-priority`: every thread of adi runs under SCHED_IDLE (policy 5 in field 41 of
 /// /proc/PID/task/TID/stat), and capture still works.
 #[test]
+#[ignore = "needs root + BPF"]
 fn idle_priority_puts_every_thread_under_sched_idle() {
     const SCHED_IDLE: &str = "5";
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let adi = Adi::start(&["--idle-priority"]);
     let tasks = std::fs::read_dir(format!("/proc/{}/task", adi.pid())).expect("tasks");
     let mut threads = 0;
@@ -522,10 +520,9 @@ fn idle_priority_puts_every_thread_under_sched_idle() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn unwritable_sink_is_one_clear_sentence() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let out = Command::new(env!("CARGO_BIN_EXE_adi"))
         .args([
             "--all",
@@ -544,10 +541,10 @@ fn unwritable_sink_is_one_clear_sentence() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn full_disk_sink_counts_failed_writes_and_adi_keeps_going() {
-    if !can_run() || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["curl"]);
     let mnt = tempfile::tempdir().expect("tempdir");
     let ok = Command::new("mount")
         .args([
@@ -616,10 +613,9 @@ os._exit(3)
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn watched_process_exiting_mid_request_is_handled() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let (_server, port) = py_server();
     let mut client = Command::new("python3")
         .args(["-c", DYING_CLIENT, &port.to_string()])
@@ -663,10 +659,9 @@ while time.time() < end and n < 200000:
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn sigterm_during_heavy_traffic_flushes_and_reports() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let (server, port) = py_server();
     let mut flood: Vec<Proc> = (0..2)
         .map(|_| {
@@ -708,10 +703,10 @@ fn sigterm_during_heavy_traffic_flushes_and_reports() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn sendfile_bodies_are_counted_not_seen_and_keepalive_stays_in_step() {
-    if !can_run() || !have("nginx") || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["nginx", "curl"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = nginx_with(dir.path(), port, "on");
@@ -748,10 +743,10 @@ fn sendfile_bodies_are_counted_not_seen_and_keepalive_stays_in_step() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn secrets_are_redacted_unless_no_redact() {
-    if !can_run() || !have("curl") {
-        return;
-    }
+    require_bpf();
+    need(&["curl"]);
     let (server, port) = py_server();
     let url = format!("http://127.0.0.1:{port}/login?token=qtok&x=1");
     for redact in [true, false] {
@@ -808,10 +803,10 @@ fn secrets_are_redacted_unless_no_redact() {
 /// loopback, then `adi replay` reads the capture; the `http` and `message` events agree on
 /// everything the traffic decides (times, pids, process fields and flow ids masked).
 #[test]
+#[ignore = "needs root + BPF"]
 fn live_and_replayed_capture_give_the_same_events() {
-    if !can_run() || !have("curl") || !have("tcpdump") {
-        return;
-    }
+    require_bpf();
+    need(&["curl", "tcpdump"]);
     let (server, port) = py_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = dir.path().join("traffic.pcap");

@@ -3,8 +3,8 @@
 //! reported exactly twice, once by the client's pid (role `client`) and once by the server's
 //! (role `server`), with the same 4-tuple, the right protocol and a high confidence.
 //!
-//! Same rules as `live.rs`: without root and BTF these print `SKIPPED` and pass, except under
-//! `CI`, where that is a failure, as is a missing server or client. Every server is started
+//! Same rules as `live.rs`: `#[ignore]`d, and when run, a missing capability, server or client
+//! is a failure. Every server is started
 //! here, in a temp dir, on a free port whose listener is checked to be ours, and only our pids
 //! are stopped. The tests take turns (one server at a time on a small machine).
 
@@ -18,7 +18,7 @@ use common::services::{
     as_postgres, held, held_psql, held_python, initdb_with_password, owned_tempdir, serial, setup,
     Held, Server, PGBIN,
 };
-use common::{can_run, free_port, have, of_type, wait_listener, Adi};
+use common::{free_port, need, of_type, require_bpf, wait_listener, Adi};
 use serde_json::Value;
 
 fn compact(c: &Value) -> String {
@@ -211,10 +211,10 @@ fn adi_watching(pids: &[u32]) -> Adi {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn redis_cli_and_redis_benchmark_against_redis_server() {
-    if !can_run() || !have("redis-server") || !have("redis-cli") || !have("redis-benchmark") {
-        return;
-    }
+    require_bpf();
+    need(&["redis-server", "redis-cli", "redis-benchmark"]);
     let _turn = serial();
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -340,10 +340,10 @@ s.close()
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn memcached_text_and_binary_protocol_clients_against_memcached() {
-    if !can_run() || !have("memcached") || !have("python3") {
-        return;
-    }
+    require_bpf();
+    need(&["memcached", "python3"]);
     let _turn = serial();
     let started = Instant::now();
     let port = free_port();
@@ -447,10 +447,10 @@ else:
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn nats_client_against_nats_server() {
-    if !can_run() || !have("nats-server") || !have("python3") {
-        return;
-    }
+    require_bpf();
+    need(&["nats-server", "python3"]);
     let _turn = serial();
     let started = Instant::now();
     let port = free_port();
@@ -506,10 +506,10 @@ fn nats_client_against_nats_server() {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn mariadb_cli_against_mariadb() {
-    if !can_run() || !have("mariadbd") || !have("mariadb-install-db") || !have("mariadb") {
-        return;
-    }
+    require_bpf();
+    need(&["mariadbd", "mariadb-install-db", "mariadb"]);
     let _turn = serial();
     let started = Instant::now();
     let dir = owned_tempdir("mysql");
@@ -618,11 +618,11 @@ fn mariadb_cli_against_mariadb() {
 /// password crosses the socket in a PasswordMessage and sits in psql's environment
 /// (PGPASSWORD), and must reach neither the events nor the env-yaml inventory.
 #[test]
+#[ignore = "needs root + BPF"]
 fn psql_against_postgresql() {
     let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
-    if !can_run() || !have(&initdb) || !have(&postgres) || !have("psql") || !have("setpriv") {
-        return;
-    }
+    require_bpf();
+    need(&[&initdb, &postgres, "psql", "setpriv"]);
     let _turn = serial();
     let started = Instant::now();
     let dir = owned_tempdir("postgres");
@@ -803,11 +803,11 @@ print(got[0].decode())
 "#;
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn pika_against_rabbitmq() {
     let rabbit = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-    if !can_run() || !have(rabbit) || !have("epmd") || !have("python3") {
-        return;
-    }
+    require_bpf();
+    need(&[rabbit, "epmd", "python3"]);
     let _turn = serial();
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1036,17 +1036,11 @@ fn demo_servers(dir: &std::path::Path, postgres: &str) -> ([Server; 3], [u16; 3]
 /// the services names its service, the HTTP calls between two watched services name the peer,
 /// and no connection is ever announced as another protocol than the one it speaks.
 #[test]
+#[ignore = "needs root + BPF"]
 fn three_service_demo_names_services_and_never_misnames_a_protocol() {
     let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
-    if !can_run()
-        || !have("nats-server")
-        || !have("redis-server")
-        || !have("python3")
-        || !have(&initdb)
-        || !have("setpriv")
-    {
-        return;
-    }
+    require_bpf();
+    need(&["nats-server", "redis-server", "python3", &initdb, "setpriv"]);
     let _turn = serial();
     let profile = format!("adi-demo-{}", std::process::id());
     let dir = owned_tempdir("postgres");
@@ -1404,16 +1398,11 @@ fn assert_demo_map(map: &std::path::Path, events: &[Value], ports: [u16; 4]) {
 /// response shapes, a POST with a body, a body-less DELETE, and what each dependency is used
 /// for.
 #[test]
+#[ignore = "needs root + BPF"]
 fn the_example_demo_runs_and_writes_its_map() {
-    if !can_run()
-        || !have("nats-server")
-        || !have("redis-server")
-        || !have("python3")
-        || !have("setpriv")
-        || !have(&format!("{PGBIN}/initdb"))
-    {
-        return;
-    }
+    require_bpf();
+    need(&["nats-server", "redis-server", "python3", "setpriv", "dot"]);
+    need(&[&format!("{PGBIN}/initdb")]);
     let _turn = serial();
     let out = tempfile::tempdir().expect("tempdir");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/run.sh");
@@ -1443,9 +1432,7 @@ fn the_example_demo_runs_and_writes_its_map() {
     ] {
         assert!(!file(name).is_empty(), "{name} is empty");
     }
-    if have("dot") {
-        assert!(file("map.svg").contains("<svg"), "no picture");
-    }
+    assert!(file("map.svg").contains("<svg"), "no picture");
     let mermaid = file("map.mmd");
     assert!(mermaid.contains("|\"http: 200 requests\"|"), "{mermaid}");
     let seed = adi_sinks::service_map::yaml::parse(&file("map.yaml")).expect("seed map");
@@ -1506,10 +1493,10 @@ print("done")
 /// 10,000 requests over 200 ids: one templated endpoint whose count is exact when every
 /// exchange is captured, and a lower bound, with the sampling said, under the default rate.
 #[test]
+#[ignore = "needs root + BPF"]
 fn the_map_counts_ten_thousand_requests_exactly_or_as_a_lower_bound() {
-    if !can_run() || !have("python3") {
-        return;
-    }
+    require_bpf();
+    need(&["python3"]);
     let _turn = serial();
     let profile = format!("adi-items-{}", std::process::id());
     let mut server = Command::new("python3");

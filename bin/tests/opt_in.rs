@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use common::{can_run, of_type, py_server, Adi, Proc};
+use common::{of_type, py_server, require_bpf, Adi, Proc};
 use saphyr::{LoadableYamlNode, Yaml};
 
 /// GETs `/TAG` once (after a line on stdin with `wait`), then optionally execs itself with
@@ -108,10 +108,9 @@ fn yaml_docs(path: &Path) -> Vec<Yaml<'static>> {
 }
 
 #[test]
+#[ignore = "needs root + BPF"]
 fn opt_in_rows_exec_and_pid_reuse() {
-    if !can_run() {
-        return;
-    }
+    require_bpf();
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("client.py");
     std::fs::write(&script, CLIENT).expect("script");

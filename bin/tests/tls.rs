@@ -6,7 +6,7 @@
 //! their responses.
 //!
 //! adi starts first, with the ADI_PROFILE opt-in: each server and client is watched from its
-//! exec (servers fork their workers after that). Same skip rules as `live.rs`.
+//! exec (servers fork their workers after that). Same rules as `live.rs`.
 
 mod common;
 
@@ -19,7 +19,7 @@ use common::services::{
     as_postgres, held, held_psql, held_python, initdb_with_password, owned_tempdir, serial, setup,
     Held, Server, PGBIN,
 };
-use common::{can_run, free_port, have, of_type, wait_listener, Adi};
+use common::{free_port, need, of_type, require_bpf, wait_listener, Adi};
 use serde_json::Value;
 
 /// A self-signed certificate and key for `localhost` in `dir` (`cert.pem`, `key.pem`).
@@ -141,10 +141,10 @@ http {
 /// HTTP/2 one, each parsed at both ends from the plaintext (HTTP/2 with HPACK, paired by
 /// stream).
 #[test]
+#[ignore = "needs root + BPF"]
 fn curl_to_nginx_over_https() {
-    if !can_run() || !have("nginx") || !have("curl") || !have("openssl") {
-        return;
-    }
+    require_bpf();
+    need(&["nginx", "curl", "openssl"]);
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     self_signed(dir.path());
@@ -280,6 +280,7 @@ for i in range(3):
 /// Python's `ssl` (OpenSSL 3, `SSL_read_ex`/`SSL_write_ex`) on both ends: three requests,
 /// each on its own connection, parsed at the client and at the server.
 #[test]
+#[ignore = "needs root + BPF"]
 fn python_urllib_to_python_tls_server() {
     python_urllib_to_python_tls_server_with(&[]);
 }
@@ -287,14 +288,14 @@ fn python_urllib_to_python_tls_server() {
 /// The same with the uprobes set for each watched process alone (`--tls-uprobes watched`):
 /// the server and the client are probed at their exec, before they load OpenSSL.
 #[test]
+#[ignore = "needs root + BPF"]
 fn python_tls_with_uprobes_for_watched_processes_only() {
     python_urllib_to_python_tls_server_with(&["--tls-uprobes", "watched"]);
 }
 
 fn python_urllib_to_python_tls_server_with(flags: &[&str]) {
-    if !can_run() || !have("python3") || !have("openssl") {
-        return;
-    }
+    require_bpf();
+    need(&["python3", "openssl"]);
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     self_signed(dir.path());
@@ -349,11 +350,11 @@ fn python_urllib_to_python_tls_server_with(flags: &[&str]) {
 /// the query are read from the plaintext at both ends: `postgres`, `tls: true`, the login's
 /// user on the connection events and the query as `message` events.
 #[test]
+#[ignore = "needs root + BPF"]
 fn psql_to_postgresql_with_sslmode_require() {
     let (initdb, postgres) = (format!("{PGBIN}/initdb"), format!("{PGBIN}/postgres"));
-    if !can_run() || !have(&initdb) || !have(&postgres) || !have("psql") || !have("openssl") {
-        return;
-    }
+    require_bpf();
+    need(&[&initdb, &postgres, "psql", "openssl"]);
     let _turn = serial();
     let dir = owned_tempdir("postgres");
     let d = |p: &str| dir.path().join(p).display().to_string();
@@ -419,10 +420,10 @@ fn psql_to_postgresql_with_sslmode_require() {
 /// redis-cli `--tls` to redis-server with a TLS port (Debian's build links OpenSSL 3): SET
 /// and GET read from the plaintext at both ends.
 #[test]
+#[ignore = "needs root + BPF"]
 fn redis_cli_over_tls() {
-    if !can_run() || !have("redis-server") || !have("redis-cli") || !have("openssl") {
-        return;
-    }
+    require_bpf();
+    need(&["redis-server", "redis-cli", "openssl"]);
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     self_signed(dir.path());

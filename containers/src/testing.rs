@@ -9,8 +9,8 @@
 //! static busybox in a tiny rootfs ([`busybox_rootfs`], [`BUSYBOX_IMAGE`]). Everything started
 //! is stopped on drop, and every wait is bounded.
 //!
-//! The skip rule is the project's: [`can_run`] prints a loud `SKIPPED` and returns false
-//! without root or a tool, except under `CI`, where that is a failure.
+//! The rule is the project's: these tests are `#[ignore]`d ("needs root"), and [`require`]
+//! fails them, when run, without root or a tool.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -31,46 +31,38 @@ const APPLETS: [&str; 4] = ["sh", "httpd", "sleep", "wget"];
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// The skip rule and helpers.
+// The requirements and helpers.
 
-/// Whether a runtime test can run: root, every one of `tools`, and a static busybox at
-/// [`BUSYBOX`]. Otherwise prints `SKIPPED` (naming what is missing) and returns false.
+/// Fails the calling runtime test unless it runs as root, with every one of `tools` and a
+/// static busybox at [`BUSYBOX`].
 ///
 /// # Panics
 ///
-/// Under `CI` when something is missing: CI runs as root with every tool installed.
-pub fn can_run(tools: &[&str]) -> bool {
-    let ci = std::env::var_os("CI").is_some();
+/// When something is missing; the message names it.
+pub fn require(tools: &[&str]) {
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
         .unwrap_or(false);
-    if !root {
-        assert!(!ci, "CI runs as root: the runtime tests must run");
-        eprintln!("SKIPPED (needs root)");
-        return false;
-    }
+    assert!(root, "this test needs root: run it with sudo");
     for tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !found {
-            assert!(!ci, "CI must install {tool}");
-            eprintln!("SKIPPED ({tool} not installed)");
-            return false;
-        }
+        assert!(
+            found,
+            "this test needs {tool}: install it (.ci/run lists the packages)"
+        );
     }
     // A dynamically linked busybox (Debian's `busybox`) cannot run alone in an image.
-    if !is_static_elf(&std::fs::read(BUSYBOX).unwrap_or_default()) {
-        assert!(!ci, "CI must install busybox-static");
-        eprintln!("SKIPPED (busybox-static not installed: {BUSYBOX} must be static)");
-        return false;
-    }
-    true
+    assert!(
+        is_static_elf(&std::fs::read(BUSYBOX).unwrap_or_default()),
+        "this test needs busybox-static: {BUSYBOX} must be static"
+    );
 }
 
 /// Whether `elf` is a 64-bit little-endian ELF file without a program interpreter

@@ -10,11 +10,11 @@
 //!   namespace (with an address added inside it) and in the host's; the namespace filter; the
 //!   same event and reconnection checks.
 //!
-//! Same rules as the other live tests: without root or a tool these print `SKIPPED` and pass,
-//! except under `CI`, where that is a failure. Everything started here is stopped by pid or by
-//! name, with bounded waits, even when an assertion fails (guards stop it on drop). Needs
-//! podman (with runc), containerd (with ctr and containerd-shim-runc-v2), busybox-static,
-//! iproute2 and util-linux (nsenter).
+//! Same rules as the other live tests: `#[ignore]`d, and when run (`cargo test --
+//! --include-ignored`, as root), a missing tool is a failure. Everything started here is
+//! stopped by pid or by name, with bounded waits, even when an assertion fails (guards stop it
+//! on drop). Needs podman (with runc), containerd (with ctr and containerd-shim-runc-v2),
+//! busybox-static, iproute2 and util-linux (nsenter).
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
@@ -25,7 +25,7 @@ use adi_containers::containerd;
 use adi_containers::docker;
 use adi_containers::runtime::{Endpoint, State, StatusCell};
 use adi_containers::testing::{
-    self, can_run, free_port, podman_lab, run, unique, wait_for, Containerd,
+    self, free_port, podman_lab, require, run, unique, wait_for, Containerd,
 };
 use adi_containers::{Index, RuntimeKind};
 
@@ -69,10 +69,9 @@ fn connected_with(status: &StatusCell, n: usize) -> bool {
 }
 
 #[test]
+#[ignore = "needs root + podman"]
 fn podman_through_the_docker_api() {
-    if !can_run(&["podman", "runc", "tar"]) {
-        return;
-    }
+    require(&["podman", "runc", "tar"]);
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut podman, mut service, socket) = podman_lab(tmp.path());
     let port = free_port();
@@ -214,6 +213,7 @@ fn containerd_lab(dir: &std::path::Path) -> (Containerd, String, String) {
 }
 
 #[test]
+#[ignore = "needs root + containerd"]
 fn containerd_namespaces_and_netns_addresses() {
     let tools = [
         "containerd",
@@ -224,9 +224,7 @@ fn containerd_namespaces_and_netns_addresses() {
         "nsenter",
         "ip",
     ];
-    if !can_run(&tools) {
-        return;
-    }
+    require(&tools);
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut cd, ns, other_ns) = containerd_lab(tmp.path());
     let own_ip: IpAddr = OWN_IP.parse().expect("ip");

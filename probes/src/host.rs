@@ -252,6 +252,33 @@ pub fn raise_memlock() -> io::Result<()> {
     }
 }
 
+/// Puts the calling thread under `SCHED_IDLE` (`--idle-priority`): it runs only when a CPU
+/// has nothing else to do. Threads it starts afterwards inherit the policy.
+///
+/// # Errors
+///
+/// `sched_setscheduler`'s error.
+pub fn set_idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
 /// Whether this kernel can create uprobes through `perf_event_open` (how aya attaches them).
 pub fn uprobes_supported() -> bool {
     Path::new(UPROBE_PMU).exists()

@@ -1,7 +1,7 @@
 //! `adi-probes`: where `adi`'s bytes come from.
 //!
-//! - [`live`]: the eBPF syscall probes (tracepoints, CO-RE, ring buffer), loaded with aya 0.14
-//!   from the object committed in `probes/bpf/`;
+//! - [`live`]: the eBPF socket and process probes (tracepoints, CO-RE, ring buffer), loaded
+//!   with aya 0.14 from the object committed in `probes/bpf/`;
 //! - [`host`]: what live capture needs from the host (capabilities, BTF, tracefs, which adi
 //!   mounts when missing), checked before every load; [`doctor`]: the same facts and a real
 //!   load of every program and map, for `adi doctor`;
@@ -12,8 +12,11 @@
 //! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
 //!   `adi classify FILE`).
 //!
-//! This is the only crate where `unsafe` appears, each block with a `// SAFETY:` comment.
+//! This is the only crate where `unsafe` appears (the others forbid it), each block with a
+//! `// SAFETY:` comment; [`host`] wraps the few libc calls the binary needs.
 
+#[cfg(test)]
+mod btf_layout;
 pub mod doctor;
 pub mod go;
 pub mod host;

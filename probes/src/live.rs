@@ -3,7 +3,7 @@
 //! capture what the read/write family of syscalls moves on TCP sockets, without tracing
 //! syscalls themselves.
 //!
-//! [`SyscallProbes::load`] loads and attaches everything; dropping it detaches every program
+//! [`KernelProbes::load`] loads and attaches everything; dropping it detaches every program
 //! (aya's links detach on drop). [`EventStream`] reads the ring buffer asynchronously.
 
 use std::io;
@@ -14,7 +14,7 @@ use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 
-use crate::raw::{RawConn, RawEvent};
+use crate::raw::{KernelRole, RawConn, RawEvent, RawProfile};
 
 /// The compiled BPF object, committed next to its source (`cargo xtask bpf` rebuilds it).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/adi.bpf.o");
@@ -157,19 +157,19 @@ fn allowed_profiles(allowed: &[String]) -> Result<Vec<RawProfile>, ProbeError> {
 #[derive(Clone, Debug, Default)]
 pub struct ProbeConfig {
     /// Trace every process (`--all`); otherwise only pids added with
-    /// [`SyscallProbes::watch`] and, from their creation on, their children.
+    /// [`KernelProbes::watch`] and, from their creation on, their children.
     pub watch_all: bool,
     /// Default per-message payload cap (`--capture-bytes`), at most [`crate::raw::MAX_PAYLOAD`].
     pub capture_bytes: u32,
     /// The ADI_PROFILE opt-in (`docs/live-capture.md`) enforced in the kernel at every exec:
     /// `Some` with ADI_PROFILE_ALLOWED's values (empty: any non-empty ADI_PROFILE). Processes
-    /// running before the load are not covered: scan /proc and [`SyscallProbes::watch`] them.
+    /// running before the load are not covered: scan /proc and [`KernelProbes::watch`] them.
     pub opt_in: Option<Vec<String>>,
     /// Most request/response exchanges per second captured in full (`--max-rate`), over all
     /// connections; beyond it the kernel skips whole exchanges and counts their messages as
     /// sampled. The first exchanges of every connection are always captured. 0: no limit.
     pub max_rate: u32,
-    /// TLS library uprobes will be attached ([`SyscallProbes::attach_tls`]): socket reads and
+    /// TLS library uprobes will be attached ([`KernelProbes::attach_tls`]): socket reads and
     /// writes then look for a TLS call in progress on their thread (one map lookup each).
     pub tls_plaintext: bool,
 }
@@ -179,21 +179,9 @@ pub const MAX_ALLOWED_PROFILES: usize = 16;
 /// Longest ADI_PROFILE_ALLOWED value the kernel compares, in bytes.
 pub const MAX_PROFILE_LEN: usize = 64;
 
-/// One ADI_PROFILE value as the kernel compares it (`struct adi_profile`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct RawProfile {
-    len: u32,
-    pad: u32,
-    val: [u8; MAX_PROFILE_LEN],
-}
-const _: () = assert!(size_of::<RawProfile>() == 72);
-// SAFETY: plain `repr(C)` integers and bytes without padding (size pinned above).
-unsafe impl aya::Pod for RawProfile {}
-
 /// Loaded and attached probes of what syscalls move on TCP sockets (socket-layer and process
 /// tracepoints). Dropping this detaches them.
-pub struct SyscallProbes {
+pub struct KernelProbes {
     ebpf: Ebpf,
     watched: BpfHashMap<MapData, u32, u32>,
     conns: BpfHashMap<MapData, u64, RawConn>,
@@ -203,9 +191,9 @@ pub struct SyscallProbes {
     pub(crate) tls: crate::tls::TlsState,
 }
 
-impl std::fmt::Debug for SyscallProbes {
+impl std::fmt::Debug for KernelProbes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyscallProbes")
+        f.debug_struct("KernelProbes")
             .field("attached", &self.attached)
             .finish_non_exhaustive()
     }
@@ -243,7 +231,7 @@ impl ProbeError {
     }
 }
 
-impl SyscallProbes {
+impl KernelProbes {
     /// Loads the BPF object (CO-RE relocated against this kernel) and attaches every program.
     /// Returns the probes and the ring buffer stream.
     ///
@@ -355,7 +343,13 @@ impl SyscallProbes {
     /// `ports` are the connection's (local, remote) ports as user space knows them: a kernel
     /// socket's address is reused as soon as it is freed, and an entry with other ports (or
     /// none yet) is another connection's, left alone.
-    pub fn set_connection(&mut self, sock: u64, ports: (u16, u16), role: u32, cap: Option<u32>) {
+    pub fn set_connection(
+        &mut self,
+        sock: u64,
+        ports: (u16, u16),
+        role: KernelRole,
+        cap: Option<u32>,
+    ) {
         /// `BPF_EXIST`: update only, so a connection closed meanwhile is not brought back.
         const BPF_EXIST: u64 = 2;
         let Ok(mut conn) = self.conns.get(&sock, 0) else {
@@ -364,7 +358,7 @@ impl SyscallProbes {
         if conn.ports() != ports {
             return;
         }
-        conn.role = role;
+        conn.role = role.wire();
         if let Some(cap) = cap {
             conn.cap = cap;
         }

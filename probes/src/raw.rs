@@ -1,5 +1,6 @@
 //! The kernel wire format (`probes/bpf/adi_events.h`), mirrored field for field, and its
-//! decoding with size checks into [`RawEvent`].
+//! decoding with size checks into [`RawEvent`]. The mirrors' sizes are pinned below; their
+//! members are checked against the committed object's BTF by `btf_layout.rs` (a test).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -59,32 +60,70 @@ const DATA_AFTER_SKIP: u32 = 1;
 const DATA_TLS: u32 = 2;
 
 /// `struct adi_conn`: per-connection state in the `conns` map. User space sets `role` and
-/// `cap`; the kernel owns the rest (the file, the tuple and the sampling state).
+/// `cap` (read, modify, write); the kernel owns the rest (the file, the tuple and the sampling
+/// state), which user space writes back as it read it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawConn {
-    /// `ADI_ROLE_*`.
+    /// `ADI_ROLE_*` ([`KernelRole::wire`]).
     pub role: u32,
     /// Per-message payload cap; 0 = the default.
     pub cap: u32,
-    /// Kernel-owned: the process that last used the connection and its fd, exchanges
-    /// started, last direction, sampling flags and the socket's tuple, kept as written.
-    pub kernel: [u8; 56],
+    /// The watched process that last used the connection (0: none yet).
+    pub tgid: u32,
+    /// Its fd there, -1 when unknown.
+    pub fd: i32,
+    /// Request/response exchanges started (saturates).
+    pub exchanges: u32,
+    /// Direction of the last message: `ADI_DIR_*` + 1, 0 before any.
+    pub last_dir: u8,
+    /// The current exchange is sampled out.
+    pub skipping: u8,
+    /// Messages were skipped since the last event sent.
+    pub after_skip: u8,
+    /// 1 once a TLS library's plaintext was seen.
+    pub tls: u8,
+    /// The socket's address family, 0 before the kernel read its tuple.
+    pub family: u16,
+    /// Local port.
+    pub lport: u16,
+    /// Remote port.
+    pub rport: u16,
+    /// Zero.
+    pub pad2: u16,
+    /// Local address.
+    pub laddr: [u8; 16],
+    /// Remote address.
+    pub raddr: [u8; 16],
 }
 const _: () = assert!(size_of::<RawConn>() == 64);
 
 impl RawConn {
-    /// The (local, remote) ports of the connection, (0, 0) before the kernel read its tuple
-    /// (`lport` and `rport` of `struct adi_conn`, at bytes 26 and 28).
+    /// The (local, remote) ports of the connection, (0, 0) before the kernel read its tuple.
     pub fn ports(&self) -> (u16, u16) {
-        let at = |i: usize| u16::from_ne_bytes([self.kernel[i], self.kernel[i + 1]]);
-        (at(26 - 8), at(28 - 8))
+        (self.lport, self.rport)
     }
 }
 
-// SAFETY: both are plain `repr(C)` structs of integers and byte arrays, without padding (the
-// asserts above pin the sizes), so every bit pattern is a valid value.
+/// `struct adi_profile`: one `ADI_PROFILE` value as the kernel compares it, zero-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawProfile {
+    /// Bytes used in `val`.
+    pub(crate) len: u32,
+    /// Zero.
+    pub(crate) pad: u32,
+    /// The value.
+    pub(crate) val: [u8; crate::live::MAX_PROFILE_LEN],
+}
+const _: () = assert!(size_of::<RawProfile>() == 72);
+
+// SAFETY: plain `repr(C)` structs of integers and byte arrays, without padding (the asserts
+// above pin the sizes, `btf_layout` checks every field against the object), so every bit
+// pattern is a valid value.
 unsafe impl aya::Pod for RawConn {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RawProfile {}
 
 /// What kind of event the kernel sent (`ADI_EV_*`; values never reused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,10 +131,10 @@ unsafe impl aya::Pod for RawConn {}
 pub enum EventKind {
     /// Bytes read or written on a socket.
     Data = 1,
-    /// A `connect` succeeded (or is in progress).
+    /// A watched process's connection is established (role client).
     Connect = 2,
-    /// An `accept` returned a connection.
-    Accept = 3,
+    // 3 is retired (`ADI_EV_ACCEPT`): accepted connections show with their first message, and
+    // decode as an unknown kind should an old object send one.
     /// A known connection's fd was closed.
     Close = 4,
     /// A process exec'd a new program: [`RawEvent::exec_flags`] says what the kernel decided.
@@ -131,15 +170,31 @@ pub enum DataDir {
     Recv,
 }
 
-/// Which end of the connection the process is, as far as the kernel side knows.
+/// Which end of the connection the process is, as far as the kernel side knows (`ADI_ROLE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum KernelRole {
     /// Opened before adi started or by an untraced path: user space decides.
-    Unknown,
+    Unknown = 0,
     /// The process connected.
-    Client,
+    Client = 1,
     /// The process accepted.
-    Server,
+    Server = 2,
+}
+
+impl KernelRole {
+    /// The `ADI_ROLE_*` value.
+    pub const fn wire(self) -> u32 {
+        self as u32
+    }
+
+    /// The role of an `ADI_ROLE_*` value; an unknown value is [`KernelRole::Unknown`].
+    pub fn from_wire(role: u32) -> Self {
+        [Self::Client, Self::Server]
+            .into_iter()
+            .find(|r| r.wire() == role)
+            .unwrap_or(Self::Unknown)
+    }
 }
 
 /// A decoded kernel event.
@@ -266,7 +321,6 @@ impl RawEvent {
         let kind = match h.kind {
             1 => EventKind::Data,
             2 => EventKind::Connect,
-            3 => EventKind::Accept,
             4 => EventKind::Close,
             5 => EventKind::Exec,
             6 => EventKind::Exit,
@@ -289,11 +343,7 @@ impl RawEvent {
             syscall: h.syscall,
             local: addr(h.family, h.laddr, h.lport)?,
             remote: addr(h.family, h.raddr, h.rport)?,
-            role: match h.role {
-                1 => KernelRole::Client,
-                2 => KernelRole::Server,
-                _ => KernelRole::Unknown,
-            },
+            role: KernelRole::from_wire(u32::from(h.role)),
             comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
             after_skip: kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0,
             tls: kind == EventKind::Data && h.flags & DATA_TLS != 0,
@@ -321,7 +371,7 @@ mod tests {
             family: 2,
             lport: 8080,
             rport: 51_000,
-            role: 2,
+            role: KernelRole::Server.wire() as u16,
             flags: 1,
             laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -347,21 +397,6 @@ mod tests {
         assert_eq!(e.payload, b"GET ");
         assert!(e.after_skip);
         assert!(!e.tls);
-    }
-
-    #[test]
-    fn conn_ports_are_read_where_the_kernel_writes_them() {
-        // struct adi_conn: role, cap, tgid, fd, exchanges, 4 flag bytes, family, lport, rport.
-        let mut kernel = [0u8; 56];
-        kernel[16..18].copy_from_slice(&2u16.to_ne_bytes()); // family AF_INET
-        kernel[18..20].copy_from_slice(&8080u16.to_ne_bytes()); // lport
-        kernel[20..22].copy_from_slice(&51000u16.to_ne_bytes()); // rport
-        let conn = RawConn {
-            role: 2,
-            cap: 0,
-            kernel,
-        };
-        assert_eq!(conn.ports(), (8080, 51000));
     }
 
     #[test]
@@ -392,6 +427,11 @@ mod tests {
         assert_eq!(
             RawEvent::decode(&header(99, 0)),
             Err(DecodeError::UnknownKind(99))
+        );
+        // The retired ADI_EV_ACCEPT.
+        assert_eq!(
+            RawEvent::decode(&header(3, 0)),
+            Err(DecodeError::UnknownKind(3))
         );
     }
 }

@@ -1,23 +1,52 @@
 //! Test support for the root-only tests of this crate and of the binary (feature `testing`).
+//!
+//! Such a test is marked `#[ignore = "needs root + BPF"]`, so a plain `cargo test` lists it as
+//! ignored, with the reason, instead of reporting it passed; `cargo test -- --include-ignored`
+//! (what `.ci/run` runs, as root) runs it, and then a missing capability or tool fails it:
+//! nothing is skipped silently.
 
-/// Whether the root-only tests can run here (root, and a kernel with BTF). Otherwise prints
-/// `SKIPPED` and returns false, except under `CI`, where that is a failure.
+/// Fails the calling test unless it runs as root on a kernel with BTF: the root-only tests
+/// call it first.
 ///
 /// # Panics
 ///
-/// Under `CI` when the tests cannot run: CI must not skip them.
-pub fn can_run_bpf() -> bool {
+/// Without root or without `/sys/kernel/btf/vmlinux`.
+pub fn require_bpf() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    if root && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return true;
-    }
     assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the root-only tests as root with BTF"
+        root,
+        "this test needs root: run it with sudo (`.ci/run` runs `cargo test --workspace -- \
+         --include-ignored` as root)"
     );
-    eprintln!("SKIPPED (needs root + BPF)");
-    false
+    assert!(
+        std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "this test needs a kernel with BTF (/sys/kernel/btf/vmlinux): `adi doctor` says more"
+    );
+}
+
+/// Fails the calling test unless every one of `tools` (command names or paths) is installed.
+///
+/// # Panics
+///
+/// When one is missing; the message names all that are.
+pub fn need(tools: &[&str]) {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            !std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "this test needs {}: install it (.ci/run lists the Debian packages)",
+        missing.join(", ")
+    );
 }
 
 /// A loopback port free when this returns (another process may still take it first: servers

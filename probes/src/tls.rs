@@ -28,7 +28,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::UProbe;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::live::{ProbeError, SyscallProbes};
+use crate::live::{KernelProbes, ProbeError};
 
 /// The library functions probed and the entry program of each; one return program serves
 /// them all. `SSL_do_handshake` (which `SSL_connect` and `SSL_accept` call) only notes the
@@ -106,7 +106,7 @@ pub enum TlsScope {
     Process(u32),
 }
 
-/// What [`SyscallProbes::attach_tls`] did with one file.
+/// What [`KernelProbes::attach_tls`] did with one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TlsAttach {
     /// Probes attached to these functions.
@@ -301,7 +301,7 @@ fn file_id(path: &Path) -> io::Result<FileId> {
     Ok((meta.dev(), meta.ino()))
 }
 
-impl SyscallProbes {
+impl KernelProbes {
     /// Probes the TLS functions of the file at `path` (a library or an executable) for
     /// `scope`, once per file and scope. The probes were loaded with
     /// [`crate::live::ProbeConfig::tls_plaintext`] (without it the socket capture does not

@@ -1,14 +1,14 @@
 //! Root-only: load the real BPF object into this kernel and watch real processes talk over
-//! loopback. Without root or BPF these print `SKIPPED (needs root + BPF)` and pass, except
-//! when `CI` is set, where a missing capability is a failure.
+//! loopback. Each test is `#[ignore]`d ("needs root + BPF"): `cargo test -- --include-ignored`
+//! runs them as root, as CI does, and then a missing capability is a failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use adi_probes::live::{ProbeConfig, SyscallProbes};
+use adi_probes::live::{KernelProbes, ProbeConfig};
 use adi_probes::raw::{DataDir, EventKind, KernelRole, RawEvent};
-use adi_probes::testing::{can_run_bpf, free_port};
+use adi_probes::testing::{free_port, require_bpf};
 
 /// Collects events for `dur` or until `done` says enough.
 async fn collect(
@@ -60,8 +60,8 @@ print(len(got), flush=True)
 "#;
 
 /// The probes, watching only the pids the test adds.
-fn load_watching_pids() -> (SyscallProbes, adi_probes::live::EventStream) {
-    SyscallProbes::load(ProbeConfig {
+fn load_watching_pids() -> (KernelProbes, adi_probes::live::EventStream) {
+    KernelProbes::load(ProbeConfig {
         watch_all: false,
         capture_bytes: 4096,
         opt_in: None,
@@ -87,10 +87,9 @@ fn one_request_server() -> (std::process::Child, u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root + BPF"]
 async fn captures_a_loopback_exchange_of_watched_processes_only() {
-    if !can_run_bpf() {
-        return;
-    }
+    require_bpf();
     let (mut probes, mut stream) = load_watching_pids();
     assert_eq!(
         probes.attached(),
@@ -167,10 +166,9 @@ async fn captures_a_loopback_exchange_of_watched_processes_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root + BPF"]
 async fn children_of_a_watched_process_are_watched() {
-    if !can_run_bpf() {
-        return;
-    }
+    require_bpf();
     let (mut probes, mut stream) = load_watching_pids();
     let (mut server, port) = one_request_server();
     // The watched shell forks the client (the trailing `echo` keeps it from exec'ing).
@@ -237,10 +235,9 @@ ctypes.CDLL(None).pthread_exit(None)
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root + BPF"]
 async fn a_process_stays_watched_until_its_last_thread_exits() {
-    if !can_run_bpf() {
-        return;
-    }
+    require_bpf();
     let (mut probes, mut stream) = load_watching_pids();
     let (mut server, port) = one_request_server();
     let mut client = Command::new("python3")

@@ -1,13 +1,17 @@
 //! `cargo xtask <chore>`:
 //! - `bpf`: rebuilds every `probes/bpf/*.bpf.o` (`adi.bpf.o`, `go_http.bpf.o`) from its C
-//!   source with clang (needs Debian's `clang libbpf-dev llvm`); `bpf --check` rebuilds into
-//!   temp files and fails when a committed object differs (CI runs it); `bpf go_http` builds
-//!   only `go_http.bpf.c`.
+//!   source with clang (needs Debian's `clang libbpf-dev llvm`) and records, in
+//!   `<object>.sha256`, the SHA-256 of the object and of every file it was built from (the
+//!   `.bpf.c` and the headers of `probes/bpf` it includes); `bpf --check` (CI runs it) fails
+//!   when a source or the object no longer has its recorded hash, without compiling, so any
+//!   clang version passes it; `bpf go_http` builds only `go_http.bpf.c`.
 //! - `go-offsets`: regenerates `probes/src/go/offsets_table.rs` from the DWARF of the Go test
 //!   programs built with every installed toolchain (`testdata/go/install-toolchains.sh`);
 //!   `go-offsets --check` fails when the committed table differs.
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
 //!   input format each fuzz target expects.
+
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 
@@ -103,8 +107,8 @@ fn go_offsets(root: &Path, check: bool) -> anyhow::Result<()> {
 }
 
 /// The one command that builds the BPF objects: every `probes/bpf/*.bpf.c` into the `.bpf.o`
-/// next to it. Relative paths only, run from `probes/bpf`, so each object (its BTF line info
-/// names the source file) is byte-for-byte reproducible.
+/// next to it, with its manifest. Relative paths only, run from `probes/bpf`, so each object
+/// (its BTF line info names the source file) is byte-for-byte reproducible with one clang.
 fn bpf(root: &Path, check: bool, only: &[&str]) -> anyhow::Result<()> {
     let dir = root.join("probes/bpf");
     let mut sources: Vec<String> = std::fs::read_dir(&dir)
@@ -126,17 +130,38 @@ fn bpf(root: &Path, check: bool, only: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds (or, with `check`, rebuilds into a temp file and compares) `probes/bpf/<x>.bpf.o`
-/// from `<x>.bpf.c`.
+/// Builds `probes/bpf/<x>.bpf.o` from `<x>.bpf.c` and records its manifest, or with `check`,
+/// checks that the committed object was built from the sources as they are.
 fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
     let object = format!("{}.o", source.trim_end_matches(".c"));
+    let manifest = format!("{object}.sha256");
+    let inputs = bpf_inputs(dir, source)?;
+    if check {
+        let recorded = std::fs::read_to_string(dir.join(&manifest)).with_context(|| {
+            format!("reading probes/bpf/{manifest}: run `cargo xtask bpf` and commit it")
+        })?;
+        let fresh = sha256sum(dir, &object, &inputs)?;
+        if fresh != recorded {
+            let changed: Vec<&str> = fresh
+                .lines()
+                .filter(|line| !recorded.lines().any(|r| r == *line))
+                .filter_map(|line| line.split_whitespace().nth(1))
+                .collect();
+            bail!(
+                "probes/bpf/{object} is stale: {} not as recorded in probes/bpf/{manifest}; \
+                 run `cargo xtask bpf` and commit the object with its manifest",
+                changed.join(", ")
+            );
+        }
+        println!(
+            "probes/bpf/{object} is fresh (built from {})",
+            inputs.join(", ")
+        );
+        return Ok(());
+    }
     // Never write the committed object in place: a failed compile would delete it, and
     // adi-probes (which xtask itself links) embeds it, so xtask could no longer build.
-    let out = if check {
-        format!("{object}.check")
-    } else {
-        format!("{object}.tmp")
-    };
+    let out = format!("{object}.tmp");
     let run = |cmd: &str, args: &[&str]| -> anyhow::Result<()> {
         let status = std::process::Command::new(cmd)
             .args(args)
@@ -150,8 +175,8 @@ fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
         );
         Ok(())
     };
-    // BTF records the source path: map this checkout's path away so any clone builds the
-    // same bytes.
+    // BTF records the source path: map this checkout's path away so any clone with the same
+    // clang builds the same bytes.
     let prefix_map = format!("-fdebug-prefix-map={}=.", dir.canonicalize()?.display());
     run(
         "clang",
@@ -173,21 +198,56 @@ fn bpf_object(dir: &Path, source: &str, check: bool) -> anyhow::Result<()> {
     )?;
     // Keep .BTF/.BTF.ext (CO-RE needs them), drop DWARF: 2 MB -> 70 KB.
     run("llvm-strip", &["-g", &out])?;
-    if check {
-        let fresh = std::fs::read(dir.join(&out))?;
-        std::fs::remove_file(dir.join(&out))?;
-        let committed = std::fs::read(dir.join(&object))
-            .with_context(|| format!("reading probes/bpf/{object}"))?;
-        if fresh != committed {
-            bail!("probes/bpf/{object} is stale: run `cargo xtask bpf` and commit the object");
-        }
-        println!("probes/bpf/{object} is fresh");
-    } else {
-        std::fs::rename(dir.join(&out), dir.join(&object))
-            .with_context(|| format!("replacing probes/bpf/{object}"))?;
-        println!("wrote probes/bpf/{object}");
-    }
+    std::fs::rename(dir.join(&out), dir.join(&object))
+        .with_context(|| format!("replacing probes/bpf/{object}"))?;
+    std::fs::write(dir.join(&manifest), sha256sum(dir, &object, &inputs)?)
+        .with_context(|| format!("writing probes/bpf/{manifest}"))?;
+    println!("wrote probes/bpf/{object} and {manifest}");
     Ok(())
+}
+
+/// What `source` is built from: itself, then the headers of `dir` it includes with
+/// `#include "..."`, directly or through another of them, sorted. System headers (`<...>`,
+/// from libbpf-dev) are not: they are the toolchain's, like clang.
+fn bpf_inputs(dir: &Path, source: &str) -> anyhow::Result<Vec<String>> {
+    let mut headers = std::collections::BTreeSet::new();
+    let mut todo = vec![source.to_owned()];
+    while let Some(file) = todo.pop() {
+        let text = std::fs::read_to_string(dir.join(&file))
+            .with_context(|| format!("reading probes/bpf/{file}"))?;
+        for line in text.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("#include") else {
+                continue;
+            };
+            let Some(name) = rest
+                .trim()
+                .strip_prefix('"')
+                .and_then(|r| r.split('"').next())
+            else {
+                continue;
+            };
+            if headers.insert(name.to_owned()) {
+                todo.push(name.to_owned());
+            }
+        }
+    }
+    Ok(std::iter::once(source.to_owned()).chain(headers).collect())
+}
+
+/// `sha256sum OBJECT INPUTS...` run in `dir`: the manifest, which `sha256sum -c` also reads.
+fn sha256sum(dir: &Path, object: &str, inputs: &[String]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("sha256sum")
+        .arg(object)
+        .args(inputs)
+        .current_dir(dir)
+        .output()
+        .context("running sha256sum (coreutils)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sha256sum failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).context("sha256sum output")
 }
 
 fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
@@ -279,4 +339,25 @@ fn file_stem(p: &Path) -> String {
         .and_then(|n| n.to_str())
         .unwrap_or("input")
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The README shows the test command that `.ci/run` runs (its `TEST_CMD`), as it says.
+    #[test]
+    fn readme_shows_the_ci_test_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+        let cmd = ci
+            .lines()
+            .find_map(|l| l.strip_prefix("TEST_CMD=\"")?.strip_suffix('"'))
+            .expect(".ci/run sets TEST_CMD=\"...\"");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        assert!(
+            readme.contains(&format!("```sh\n{cmd}\n```")),
+            "README.md must show .ci/run's test command in a sh block: {cmd}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! The harness of the root-only live tests (`live.rs`, `live_services.rs`): the skip rule, free
-//! ports, listener ownership, children stopped on drop, and a running `adi` whose JSON lines
-//! are read back when it stops. Each test file uses a part of it.
+//! The harness of the root-only live tests (`live.rs`, `live_services.rs`, ...): what they
+//! require, free ports, listener ownership, children stopped on drop, and a running `adi` whose
+//! JSON lines are read back when it stops. Each test file uses a part of it.
 #![allow(dead_code, unused_imports)]
 
 use std::collections::HashSet;
@@ -13,21 +13,7 @@ use serde_json::Value;
 
 pub mod services;
 
-pub use adi_probes::testing::can_run_bpf as can_run;
-
-/// Whether `tool` (a command name or a path) is installed; a loud skip otherwise, and a
-/// failure under `CI`.
-pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
-        eprintln!("SKIPPED ({tool} not installed)");
-    }
-    found
-}
+pub use adi_probes::testing::{need, require_bpf};
 
 pub use adi_probes::testing::free_port;
 
