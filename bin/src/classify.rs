@@ -1,7 +1,7 @@
 //! `adi classify FILE...`: offline classification.
 //!
 //! A file starting with pcap or pcapng magic is read as a capture: its TCP streams are
-//! reassembled by `adi_probes::pcap` and fed to the same engine the live probes use, and each
+//! reassembled by `adi_capture` and fed to the same engine the live probes use, and each
 //! connection gets one line `{"file","client","server","protocol","category","confidence",
 //! "reason"}`, in the order connections opened. Any other file is one raw payload: one line
 //! `{"file","protocol","category","confidence","reason"}`.
@@ -15,10 +15,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
+use adi_capture::{is_capture_magic, CaptureEvent, CaptureReader};
 use adi_core::engine::{Engine, FlowSummary, Output};
 use adi_core::flow::{display_addr, FlowKey, Role};
 use adi_core::{Direction, Registry};
-use adi_probes::pcap::{is_capture_magic, CaptureEvent, CaptureReader};
 use serde::Serialize;
 
 /// How much of a payload file is read: far more than any probe window, so a 1 GB file costs

@@ -8,10 +8,10 @@ use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use adi_capture::{CaptureEvent, CaptureReader};
 use adi_core::event::Event;
 use adi_core::Registry;
 use adi_pipeline::{Input, NoProcesses, Pipeline, PipelineConfig};
-use adi_probes::pcap::{CaptureEvent, CaptureReader};
 use adi_sinks::{Sink, SinkSpec};
 use anyhow::Context;
 

@@ -1,7 +1,7 @@
 //! The capture reader (pcap, pcapng, link layers, IP, TCP reassembly) on arbitrary files.
 #![no_main]
 
-use adi_probes::pcap::CaptureReader;
+use adi_capture::CaptureReader;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

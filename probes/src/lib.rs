@@ -7,10 +7,10 @@
 //!   load of every program and map, for `adi doctor`;
 //! - [`raw`]: the kernel wire format and its checked decoding;
 //! - [`tls`]: which files hold a TLS library, and the uprobes that read its plaintext;
-//! - [`go`]: Go binary inspection: build info, function addresses (`.symtab` or
-//!   `.gopclntab`), return sites, for `adi go ps` and the Go uprobes;
-//! - [`pcap`]: the offline source, pcap/pcapng files reassembled into TCP streams (used by
-//!   `adi classify FILE`).
+//! - [`go`]: the Go HTTP uprobes, on the Go binary inspection of `adi-go` (re-exported).
+//!
+//! The offline source, pcap/pcapng files reassembled into TCP streams, is the crate
+//! `adi-capture`: `adi classify` and its fuzz target need no BPF loader.
 //!
 //! This is the only crate where `unsafe` appears (the others forbid it), each block with a
 //! `// SAFETY:` comment; [`host`] wraps the few libc calls the binary needs.
@@ -21,7 +21,6 @@ pub mod doctor;
 pub mod go;
 pub mod host;
 pub mod live;
-pub mod pcap;
 pub mod raw;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -492,4 +492,49 @@ mod tests {
         assert!(sites_in(Path::new("/bin/sh")).expect("read sh").is_empty());
         assert!(sites_in(Path::new("/nonexistent")).is_err());
     }
+
+    /// The Go TLS probes' places in every Go test target (all of them link crypto/tls):
+    /// every function, the entry past the stack-bound check, at least one RET each, every RET
+    /// place on a RET opcode (0xc3), whatever the toolchain and the symbol source.
+    #[test]
+    #[ignore = "needs the Go toolchains (testdata/go/install-toolchains.sh)"]
+    fn go_tls_sites_of_every_target() {
+        use crate::go::testing::{self, Variant};
+        for version in testing::VERSIONS {
+            let t = testing::toolchain(version);
+            for variant in Variant::ALL {
+                for prog in ["client", "server"] {
+                    let path = t.binary(variant, prog);
+                    let what = format!("{} {variant:?} {prog}", t.version);
+                    let bin = crate::go::GoBinary::open(&path).expect("open");
+                    let sites = sites_in(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let names = GO_FUNCTIONS.map(|(f, _)| f);
+                    let found = crate::go::symbols::lookup(&bin, &names).expect("lookup");
+                    for ((function, entry), f) in GO_FUNCTIONS.into_iter().zip(found) {
+                        let f = f.unwrap_or_else(|| panic!("{what}: no {function}"));
+                        let start = bin.vaddr_to_file_offset(f.addr).expect("offset");
+                        let code = bin.function_code(&f).expect("code");
+                        let mine: Vec<_> =
+                            sites.iter().filter(|s| s.function == function).collect();
+                        let entries: Vec<_> = mine.iter().filter(|s| s.program == entry).collect();
+                        assert_eq!(entries.len(), 1, "{what}: {function}: {mine:?}");
+                        let body = entries[0].offset - start;
+                        assert!(
+                            body > 0 && body < 32,
+                            "{what}: {function} entry at +{body:#x}"
+                        );
+                        let rets: Vec<_> = mine
+                            .iter()
+                            .filter(|s| s.program == GO_RETURN_PROGRAM)
+                            .collect();
+                        assert!(!rets.is_empty(), "{what}: {function} has no RET");
+                        for r in rets {
+                            let off = usize::try_from(r.offset - start).expect("small");
+                            assert_eq!(code.get(off), Some(&0xc3), "{what}: {function}+{off:#x}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //!   `.bpf.c` and the headers of `probes/bpf` it includes); `bpf --check` (CI runs it) fails
 //!   when a source or the object no longer has its recorded hash, without compiling, so any
 //!   clang version passes it; `bpf go_http` builds only `go_http.bpf.c`.
-//! - `go-offsets`: regenerates `probes/src/go/offsets_table.rs` from the DWARF of the Go test
+//! - `go-offsets`: regenerates `go/src/offsets_table.rs` from the DWARF of the Go test
 //!   programs built with every installed toolchain (`testdata/go/install-toolchains.sh`);
 //!   `go-offsets --check` fails when the committed table differs.
 //! - `fuzz-seed`: fills `fuzz/corpus/<target>/` from the real fixtures and captures, in the
@@ -78,7 +78,7 @@ fn go_offsets(root: &Path, check: bool) -> anyhow::Result<()> {
         measured.push(((version.major, version.minor), offsets));
     }
     let table = render_table(&measured);
-    let path = root.join("probes/src/go/offsets_table.rs");
+    let path = root.join("go/src/offsets_table.rs");
     // rustfmt decides the layout, so the committed file passes `cargo fmt --check`.
     let out = if check {
         root.join("target/offsets_table.check.rs")
@@ -97,9 +97,9 @@ fn go_offsets(root: &Path, check: bool) -> anyhow::Result<()> {
         std::fs::remove_file(&out)?;
         let committed = std::fs::read_to_string(&path).context("reading offsets_table.rs")?;
         if committed != fresh {
-            bail!("probes/src/go/offsets_table.rs is stale: run `cargo xtask go-offsets`");
+            bail!("go/src/offsets_table.rs is stale: run `cargo xtask go-offsets`");
         }
-        println!("probes/src/go/offsets_table.rs is fresh");
+        println!("go/src/offsets_table.rs is fresh");
     } else {
         println!("wrote {}", path.display());
     }
@@ -315,7 +315,7 @@ fn fuzz_seed(root: &Path) -> anyhow::Result<()> {
     }
     for dir in [
         root.join("testdata/captures"),
-        root.join("probes/tests/captures"),
+        root.join("capture/tests/captures"),
     ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the real captures used by probes/src/pcap/tests.rs. Needs root (tcpdump on lo),
+# Regenerates the real captures used by capture/src/tests.rs. Needs root (tcpdump on lo),
 # tcpdump, tshark/editcap, curl and python3. Run from anywhere: ./capture.sh
 #
 # Each capture holds one HTTP/1.0 exchange against `python3 -m http.server`: curl fetches

@@ -38,7 +38,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::io::Read;
 
-use adi_core::{Direction, FlowKey};
+use adi_classify::{Direction, FlowKey};
 
 use file::RecordReader;
 use packet::Decoded;
@@ -52,14 +52,14 @@ pub enum CaptureEvent {
     /// A connection's opening (its SYN or SYN-ACK) is in the capture, before its first
     /// `Data`. A connection without one was already open when the capture began.
     Opened {
-        /// The connection (`pid` 0, role [`adi_core::flow::Role::Wire`]).
+        /// The connection (`pid` 0, role [`adi_classify::flow::Role::Wire`]).
         key: FlowKey,
         /// Capture time of that packet.
         ts_ns: u64,
     },
     /// Reassembled in-order bytes of one direction of one connection.
     Data {
-        /// The connection (`pid` 0, role [`adi_core::flow::Role::Wire`]).
+        /// The connection (`pid` 0, role [`adi_classify::flow::Role::Wire`]).
         key: FlowKey,
         /// Which way the bytes travelled.
         dir: Direction,
@@ -226,7 +226,7 @@ pub fn is_capture_magic(first4: &[u8]) -> bool {
 /// Reads a capture and yields reassembled TCP streams; see the [module docs](self).
 ///
 /// ```no_run
-/// use adi_probes::pcap::{CaptureEvent, CaptureReader};
+/// use adi_capture::{CaptureEvent, CaptureReader};
 /// let file = std::fs::File::open("trace.pcapng")?;
 /// let mut reader = CaptureReader::new(file)?;
 /// for event in &mut reader {

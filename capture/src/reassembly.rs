@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use adi_core::flow::Role;
-use adi_core::{Direction, FlowKey};
+use adi_classify::flow::Role;
+use adi_classify::{Direction, FlowKey};
 
 use super::packet::{Segment, ACK, FIN, RST, SYN};
 use super::{CaptureEvent, CaptureStats, ReassemblyLimits};

@@ -1,11 +1,11 @@
 //! Tests: hand-built packets and files (a comment per field), real loopback captures from
-//! `probes/tests/captures/` (see its README.md), and property tests that nothing panics and
+//! `capture/tests/captures/` (see its README.md), and property tests that nothing panics and
 //! that any segment order reassembles to the bytes sent.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use adi_core::flow::Role;
-use adi_core::{Direction, FlowKey};
+use adi_classify::flow::Role;
+use adi_classify::{Direction, FlowKey};
 use proptest::prelude::*;
 
 use super::packet::{ACK, FIN, RST, SYN};
@@ -1111,13 +1111,13 @@ fn pcapng_corrupt_blocks() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Real captures (probes/tests/captures/README.md)
+// Real captures (capture/tests/captures/README.md)
 
-const HTTP_LO: &[u8] = include_bytes!("../../tests/captures/http_lo.pcap");
-const HTTP_LO_NS: &[u8] = include_bytes!("../../tests/captures/http_lo_ns.pcapng");
-const HTTP_ANY_SLL2: &[u8] = include_bytes!("../../tests/captures/http_any_sll2.pcap");
-const HTTP_ANY_SLL: &[u8] = include_bytes!("../../tests/captures/http_any_sll.pcap");
-const HTTP_LO_IPV6: &[u8] = include_bytes!("../../tests/captures/http_lo_ipv6.pcap");
+const HTTP_LO: &[u8] = include_bytes!("../tests/captures/http_lo.pcap");
+const HTTP_LO_NS: &[u8] = include_bytes!("../tests/captures/http_lo_ns.pcapng");
+const HTTP_ANY_SLL2: &[u8] = include_bytes!("../tests/captures/http_any_sll2.pcap");
+const HTTP_ANY_SLL: &[u8] = include_bytes!("../tests/captures/http_any_sll.pcap");
+const HTTP_LO_IPV6: &[u8] = include_bytes!("../tests/captures/http_lo_ipv6.pcap");
 
 /// The file every capture fetches (see capture.sh).
 fn body_txt() -> Vec<u8> {

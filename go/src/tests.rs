@@ -944,38 +944,3 @@ fn hostile_dwarf_gives_clean_errors() {
     let r = offsets::from_dwarf(&bin);
     assert!(matches!(r, Err(GoError::BadDwarf { .. })), "{r:?}");
 }
-
-/// The TLS plaintext probes' places in every target (all of them link crypto/tls): both
-/// functions, the entry past the stack-bound check, at least one RET each, every place inside
-/// its function and on a RET opcode (0xc3) for the returns, whatever the symbol source.
-#[test]
-fn tls_sites_of_every_target() {
-    use crate::tls::{sites_in, GO_FUNCTIONS, GO_RETURN_PROGRAM};
-    each_target(|t, variant, prog, bin, what| {
-        let sites = sites_in(&t.binary(variant, prog)).unwrap_or_else(|e| panic!("{what}: {e}"));
-        let names = GO_FUNCTIONS.map(|(f, _)| f);
-        let found = crate::go::symbols::lookup(bin, &names).expect("lookup");
-        for ((function, entry), f) in GO_FUNCTIONS.into_iter().zip(found) {
-            let f = f.unwrap_or_else(|| panic!("{what}: no {function}"));
-            let start = bin.vaddr_to_file_offset(f.addr).expect("offset");
-            let code = bin.function_code(&f).expect("code");
-            let mine: Vec<_> = sites.iter().filter(|s| s.function == function).collect();
-            let entries: Vec<_> = mine.iter().filter(|s| s.program == entry).collect();
-            assert_eq!(entries.len(), 1, "{what}: {function}: {mine:?}");
-            let body = entries[0].offset - start;
-            assert!(
-                body > 0 && body < 32,
-                "{what}: {function} entry at +{body:#x}"
-            );
-            let rets: Vec<_> = mine
-                .iter()
-                .filter(|s| s.program == GO_RETURN_PROGRAM)
-                .collect();
-            assert!(!rets.is_empty(), "{what}: {function} has no RET");
-            for r in rets {
-                let off = usize::try_from(r.offset - start).expect("small");
-                assert_eq!(code.get(off), Some(&0xc3), "{what}: {function}+{off:#x}");
-            }
-        }
-    });
-}
