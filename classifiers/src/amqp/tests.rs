@@ -6,8 +6,7 @@ use adi_classify::testing::{
     load_fixtures, xorshift_buffers, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -112,7 +111,7 @@ adi_classify::conformance_tests!("amqp", "src/amqp/fixtures", Confidence::CERTAI
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("amqp")) {
+    for fx in load_fixtures(T.dir()) {
         let (conf, observed) =
             verdict(&fx.bytes, fx.dir).unwrap_or_else(|| panic!("{}: no match", fx.path.display()));
         assert!(

@@ -6,8 +6,8 @@ use adi_classify::testing::{
     xorshift_star_buffers, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint,
-    Probe, Record, RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint, Probe, Record,
+    RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -46,7 +46,7 @@ adi_classify::conformance_tests!("http1", "src/http1/fixtures", Confidence::CERT
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -61,7 +61,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 
 #[test]
 fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -71,7 +71,7 @@ fn probe_notes_the_other_direction() {
 
 #[test]
 fn every_prefix_needs_more_or_matches() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
+    for fx in load_fixtures(T.dir()) {
         let mut last = 0;
         for len in 0..=fx.bytes.len().min(PROBE_WINDOW) {
             let p = T.probe(&fx.bytes[..len], fx.dir);
@@ -221,7 +221,7 @@ fn probe_reads_at_most_its_window() {
 
 #[test]
 fn random_bytes_never_reach_report() {
-    for buf in xorshift_star_buffers(0x5eed, 20_000) {
+    for buf in xorshift_star_buffers(0x5eed, 20_000, 600) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             assert!(T.score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
             let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
@@ -460,7 +460,7 @@ fn session_pipelined_requests_pair_in_order() {
 
 #[test]
 fn one_byte_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("http1"));
+    let all = load_fixtures(T.dir());
     let mut names: Vec<_> = all.iter().map(|f| f.name.clone()).collect();
     names.dedup();
     for name in names {

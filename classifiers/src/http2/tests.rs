@@ -6,8 +6,7 @@ use adi_classify::testing::{
     for_each_prefix, load_fixtures, Fixture, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -56,7 +55,7 @@ adi_classify::conformance_tests!("http2", "src/http2/fixtures", Confidence::CERT
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("http2")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -78,7 +77,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 
 #[test]
 fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("http2")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -432,9 +431,9 @@ fn session_survives_every_truncation() {
             .expect("a prefix of a real capture is never an error");
         assert!(n <= prefix.len());
     };
-    for_each_prefix(fixtures_dir!("http2"), usize::MAX, survives);
+    for_each_prefix(T.dir(), usize::MAX, survives);
     // The whole fixture too.
-    for fx in load_fixtures(fixtures_dir!("http2")) {
+    for fx in load_fixtures(T.dir()) {
         survives(&fx, &fx.bytes);
     }
 }

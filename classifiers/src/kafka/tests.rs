@@ -3,8 +3,7 @@
 
 use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -41,7 +40,7 @@ adi_classify::conformance_tests!("kafka", "src/kafka/fixtures", Confidence::CERT
 
 #[test]
 fn requests_are_certain_to_server() {
-    for fx in load_fixtures(fixtures_dir!("kafka")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -275,7 +274,7 @@ fn hostile_lengths_never_panic() {
             &mut out
         )
         .is_err());
-    for_each_prefix(fixtures_dir!("kafka"), usize::MAX, |fx, prefix| {
+    for_each_prefix(T.dir(), usize::MAX, |fx, prefix| {
         let _ = Kafka.probe(prefix, fx.dir, PortHint::NONE);
         let _ = KafkaSession::default().parse(prefix, fx.dir, &mut out);
     });

@@ -3,11 +3,11 @@
 //! through the real engine (the `get k` tie with Redis).
 
 use adi_classify::testing::{
-    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
-    load_fixtures, parse_in_pieces, Feed, Fixture,
+    self, assert_never_reported, classify_connection, load_connections, load_fixtures,
+    parse_in_pieces, Feed, Fixture, Subject,
 };
 use adi_classify::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
     RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -15,8 +15,11 @@ use proptest::prelude::*;
 use super::session::MemcachedSession;
 use super::{Memcached, ID};
 
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Memcached, fixtures_path!("src/memcached/fixtures"));
+
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    fixture_bytes(fixtures_dir!("memcached"), dir, name)
+    T.fixture_bytes(dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -119,7 +122,7 @@ fn fixtures_match_at_their_band() {
 
 #[test]
 fn every_request_gets_one_response() {
-    for conn in load_connections(fixtures_dir!("memcached")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
@@ -134,7 +137,7 @@ fn every_request_gets_one_response() {
 
 #[test]
 fn split_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("memcached"));
+    let all = load_fixtures(T.dir());
     let pick = |f: &Fixture, name: &str, dir| f.name == name && f.dir == dir;
     for fx in all.iter().filter(|f| f.dir == Direction::ToServer) {
         let client = all
@@ -320,7 +323,7 @@ fn redis_nats_http_are_told_apart() {
     never_reported(&[
         0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0,
     ]);
-    for fx in load_fixtures(fixtures_dir!("redis")) {
+    for fx in load_fixtures(std::path::Path::new(fixtures_path!("src/redis/fixtures"))) {
         let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
         if let Some((c, _)) = verdict(window, fx.dir) {
             assert!(c < Confidence::REPORT, "{}: {c}", fx.path.display());
@@ -558,7 +561,7 @@ fn engine_tells_memcached_from_redis() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    for conn in load_connections(fixtures_dir!("memcached")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             11211

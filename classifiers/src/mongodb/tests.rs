@@ -4,8 +4,7 @@
 
 use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -48,7 +47,7 @@ adi_classify::conformance_tests!("mongodb", "src/mongodb/fixtures", Confidence::
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("mongodb")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -335,7 +334,7 @@ fn hostile_lengths_never_panic() {
             &mut out
         )
         .is_ok());
-    for_each_prefix(fixtures_dir!("mongodb"), usize::MAX, |fx, prefix| {
+    for_each_prefix(T.dir(), usize::MAX, |fx, prefix| {
         let _ = MongoDb.probe(prefix, fx.dir, PortHint::NONE);
         let mut b = prefix.to_vec();
         if let Some(x) = b.get_mut(prefix.len() / 2) {

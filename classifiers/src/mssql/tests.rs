@@ -4,8 +4,7 @@
 
 use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -49,7 +48,7 @@ adi_classify::conformance_tests!("mssql", "src/mssql/fixtures", Confidence::CERT
 
 #[test]
 fn every_fixture_is_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("mssql")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -337,7 +336,7 @@ fn hostile_lengths_never_panic() {
     assert!(TdsSession::default()
         .parse(&login, Direction::ToServer, &mut out)
         .is_err());
-    for_each_prefix(fixtures_dir!("mssql"), usize::MAX, |fx, prefix| {
+    for_each_prefix(T.dir(), usize::MAX, |fx, prefix| {
         let mut b = prefix.to_vec();
         let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
         if let Some(x) = b.get_mut(prefix.len() * 2 / 3) {

@@ -3,8 +3,7 @@
 
 use adi_classify::testing::{self, load_fixtures, xorshift_buffers, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Session,
+    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -59,7 +58,7 @@ adi_classify::conformance_tests!("nats", "src/nats/fixtures", Confidence::CERTAI
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("nats")) {
+    for fx in load_fixtures(T.dir()) {
         let got = verdict(&fx.bytes, fx.dir, PortHint::NONE);
         let (conf, observed) = got.unwrap_or_else(|| panic!("{}: no match", fx.path.display()));
         assert!(

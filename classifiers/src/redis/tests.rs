@@ -3,11 +3,11 @@
 //! through the real engine (port tie-breaks).
 
 use adi_classify::testing::{
-    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
-    load_fixtures, parse_in_pieces, Feed, Fixture,
+    self, assert_never_reported, classify_connection, load_connections, load_fixtures,
+    parse_in_pieces, Feed, Fixture, Subject,
 };
 use adi_classify::{
-    fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
+    fixtures_path, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
     Record, RecordKind, Registry, Session,
 };
 use proptest::prelude::*;
@@ -15,8 +15,11 @@ use proptest::prelude::*;
 use super::session::RedisSession;
 use super::{Redis, AMBIGUOUS, ID};
 
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Redis, fixtures_path!("src/redis/fixtures"));
+
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    fixture_bytes(fixtures_dir!("redis"), dir, name)
+    T.fixture_bytes(dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -94,7 +97,7 @@ fn fixtures_match_at_their_band() {
 
 #[test]
 fn every_request_gets_one_response() {
-    for conn in load_connections(fixtures_dir!("redis")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let records = connection(name);
         let count = |k| records.iter().filter(|r| r.kind == k).count();
@@ -110,7 +113,7 @@ fn every_request_gets_one_response() {
 
 #[test]
 fn split_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("redis"));
+    let all = load_fixtures(T.dir());
     let pick = |f: &Fixture, name: &str, dir| f.name == name && f.dir == dir;
     for fx in all.iter().filter(|f| f.dir == Direction::ToServer) {
         let client = all
@@ -370,7 +373,9 @@ fn memcached_is_told_apart() {
         0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, b'k',
     ]);
-    for fx in load_fixtures(fixtures_dir!("memcached")) {
+    for fx in load_fixtures(std::path::Path::new(fixtures_path!(
+        "src/memcached/fixtures"
+    ))) {
         let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
         if let Some((c, _)) = verdict(window, fx.dir, PortHint::NONE) {
             assert!(c < Confidence::REPORT, "{}: {c}", fx.path.display());
@@ -601,7 +606,7 @@ fn engine_port_breaks_the_ping_and_get_ties() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    for conn in load_connections(fixtures_dir!("redis")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             6379

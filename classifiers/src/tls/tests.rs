@@ -6,8 +6,7 @@ use adi_classify::testing::{
     load_fixtures, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -38,7 +37,7 @@ adi_classify::conformance_tests!("tls", "src/tls/fixtures", Confidence::CERTAIN)
 
 #[test]
 fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("tls")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -59,7 +58,7 @@ fn probe_matches_every_fixture_at_certain_in_its_direction() {
 
 #[test]
 fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("tls")) {
+    for fx in load_fixtures(T.dir()) {
         let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
             panic!("{}: no match", fx.path.display())
         };
@@ -223,7 +222,7 @@ fn session_summarises_every_fixture() {
 
 #[test]
 fn session_survives_every_truncation() {
-    for_each_prefix(fixtures_dir!("tls"), 700, |fx, prefix| {
+    for_each_prefix(T.dir(), 700, |fx, prefix| {
         let n = TlsSession::default()
             .parse(prefix, fx.dir, &mut Vec::new())
             .expect("a prefix of a real capture is never an error");
