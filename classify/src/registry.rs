@@ -51,15 +51,14 @@ inventory::collect!(Registration);
 /// Registers a classifier from any crate:
 ///
 /// ```
-/// # use adi_core::{Classifier, Direction, PortHint, Probe, ProtocolId, Session};
+/// # use adi_classify::{Classifier, Direction, PortHint, Probe, ProtocolId};
 /// # const REDIS: ProtocolId = ProtocolId::new("redis");
 /// # struct Redis;
 /// # impl Classifier for Redis {
 /// #     fn probe(&self, _: &[u8], _: Direction, _: PortHint) -> Probe { Probe::NoMatch }
-/// #     fn session(&self) -> Box<dyn Session> { unimplemented!() }
 /// # }
-/// adi_core::register_classifier!(adi_core::Registration {
-///     id: REDIS, category: adi_core::Category::CACHE, description: "Redis RESP2/RESP3",
+/// adi_classify::register_classifier!(adi_classify::Registration {
+///     id: REDIS, category: adi_classify::Category::CACHE, description: "Redis RESP2/RESP3",
 ///     default_ports: &[6379], probe_window: 1..=64, classifier: &Redis,
 /// });
 /// ```

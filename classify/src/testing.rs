@@ -1,6 +1,6 @@
 //! Conformance checks for classifier authors (feature `testing`), modelled on Vector's
-//! component compliance tests. A classifier's `tests.rs` calls
-//! [`check_classifier`]`(REGISTRATION, fixtures_dir!("redis"), Confidence::STRONG)`.
+//! component compliance tests. A classifier's `tests.rs` enables them in one line:
+//! `adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);`.
 //!
 //! Fixtures are files named `to_server_<name>.bin` or `to_client_<name>.bin`: real bytes of
 //! one direction of one connection, from its first byte.
@@ -20,22 +20,8 @@ use std::sync::Arc;
 use crate::contract::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
 use crate::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
 use crate::flow::{FlowKey, Role};
-use crate::record::Record;
+use crate::record::{Record, RecordKind};
 use crate::registry::{Registration, Registry};
-
-/// The fixture folder of a protocol inside the calling crate:
-/// `<crate>/src/<proto>/fixtures`.
-#[macro_export]
-macro_rules! fixtures_dir {
-    ($proto:literal) => {
-        ::std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/src/",
-            $proto,
-            "/fixtures"
-        ))
-    };
-}
 
 /// One fixture file.
 #[derive(Debug, Clone)]
@@ -88,9 +74,11 @@ pub fn load_fixtures(dir: &Path) -> Vec<Fixture> {
 }
 
 /// Checks a classifier against its fixtures:
-/// - no prefix of a fixture makes the probe answer `NoMatch`,
-/// - the whole fixture (up to the probe window) matches in its own direction, at `min` or
-///   more and at most `CERTAIN`,
+/// - no prefix of a fixture (the empty one included) makes the probe answer `NoMatch`, and
+///   the confidence never falls as the prefix grows,
+/// - the bytes past the probe window change nothing,
+/// - the whole fixture (up to the probe window) matches in its own direction (`observed` is
+///   `None`), at `min` or more and at most `CERTAIN`,
 /// - a fresh session consumes each connection's fixtures entirely (`to_server_X` first, then
 ///   `to_client_X`, so responses meet their requests).
 ///
@@ -100,73 +88,46 @@ pub fn load_fixtures(dir: &Path) -> Vec<Fixture> {
 pub fn check_classifier(reg: &Registration, fixtures: &Path, min: Confidence) {
     let all = load_fixtures(fixtures);
     assert!(!all.is_empty(), "no fixtures in {}", fixtures.display());
-    let ports = PortHint::NONE;
+    let probe = |buf: &[u8], dir| reg.classifier.probe(buf, dir, PortHint::NONE);
     for fx in &all {
         let window = fx.bytes.len().min(*reg.probe_window.end());
-        for len in 1..=window {
-            match reg.classifier.probe(&fx.bytes[..len], fx.dir, ports) {
-                Probe::NoMatch => {
-                    panic!(
-                        "{}: prefix of {len} bytes answered NoMatch",
-                        fx.path.display()
-                    )
-                }
-                Probe::Match(_) | Probe::NeedMore => {}
-            }
+        let mut last = Confidence::new(0);
+        for len in 0..=window {
+            let now = match probe(&fx.bytes[..len], fx.dir) {
+                Probe::Match(v) => v.confidence,
+                Probe::NeedMore => Confidence::new(0),
+                Probe::NoMatch => panic!("{}: prefix {len} answered NoMatch", fx.path.display()),
+            };
+            // More bytes of the same message never make the evidence weaker.
+            assert!(
+                now >= last,
+                "{} prefix {len}: {last} -> {now}",
+                fx.path.display()
+            );
+            last = now;
         }
-        match reg.classifier.probe(&fx.bytes[..window], fx.dir, ports) {
-            Probe::Match(v) => {
-                assert!(
-                    v.confidence >= min,
-                    "{}: matched at {} < {}",
-                    fx.path.display(),
-                    v.confidence,
-                    min
-                );
-                // One direction alone never earns more: CONFIRMED takes both.
-                assert!(
-                    v.confidence <= Confidence::CERTAIN,
-                    "{}: matched at {} > CERTAIN",
-                    fx.path.display(),
-                    v.confidence
-                );
-                assert!(
-                    v.observed.is_none_or(|o| o == fx.dir),
-                    "{}: matched as travelling {:?}",
-                    fx.path.display(),
-                    v.observed
-                );
-            }
-            other => panic!("{}: whole fixture gave {other:?}", fx.path.display()),
-        }
+        let answer = probe(&fx.bytes[..window], fx.dir);
+        // The probe reads at most its window: the bytes past it change nothing.
+        assert_eq!(answer, probe(&fx.bytes, fx.dir), "{}", fx.path.display());
+        let Probe::Match(v) = answer else {
+            panic!("{}: whole fixture gave {answer:?}", fx.path.display())
+        };
+        // One direction alone never earns more than CERTAIN: CONFIRMED takes both.
+        assert!(
+            (min..=Confidence::CERTAIN).contains(&v.confidence) && v.observed.is_none(),
+            "{}: {v:?}, not {min}..=CERTAIN in its own direction",
+            fx.path.display()
+        );
     }
-    let mut names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    names.dedup();
-    for name in names {
-        let mut session = reg.classifier.session();
-        let mut records = Vec::new();
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            for fx in all.iter().filter(|f| f.name == name && f.dir == dir) {
-                let mut consumed = 0;
-                while consumed < fx.bytes.len() {
-                    match session.parse(&fx.bytes[consumed..], dir, &mut records) {
-                        Ok(0) => break,
-                        Ok(n) => consumed += n,
-                        Err(e) => panic!(
-                            "{}: session error at byte {consumed}: {e}",
-                            fx.path.display()
-                        ),
-                    }
-                }
-                assert_eq!(
-                    consumed,
-                    fx.bytes.len(),
-                    "{}: session left {} bytes unconsumed",
-                    fx.path.display(),
-                    fx.bytes.len() - consumed
-                );
-            }
-        }
+    for c in load_connections(fixtures) {
+        // Panics on an error or on bytes left unconsumed, naming the direction.
+        let _ = parse_in_pieces(
+            reg.classifier,
+            &c.to_server,
+            &c.to_client,
+            usize::MAX,
+            Feed::UntilNoProgress,
+        );
     }
 }
 
@@ -241,20 +202,6 @@ pub fn load_connections(fixtures: &Path) -> Vec<Connection> {
         .collect()
 }
 
-/// Calls `f` with every proper prefix (lengths `0..len`, the whole fixture excluded) of every
-/// fixture in `fixtures`, up to `max_len` bytes: the "no prefix panics" loops.
-///
-/// # Panics
-///
-/// When the folder cannot be read, or when `f` panics.
-pub fn for_each_prefix(fixtures: &Path, max_len: usize, mut f: impl FnMut(&Fixture, &[u8])) {
-    for fx in load_fixtures(fixtures) {
-        for len in 0..fx.bytes.len().min(max_len) {
-            f(&fx, &fx.bytes[..len]);
-        }
-    }
-}
-
 // ---- sessions ----
 
 /// How [`parse_in_pieces`] calls the session after each piece arrives.
@@ -325,26 +272,6 @@ pub fn score(classifier: &dyn Classifier, buf: &[u8], dir: Direction) -> u8 {
     verdict(classifier, buf, dir, PortHint::NONE).map_or(0, |v| v.confidence.get())
 }
 
-/// Asserts that no prefix of `buf` (from one byte up) is reported, i.e. matches at
-/// [`Confidence::REPORT`] or more, in either direction.
-///
-/// # Panics
-///
-/// On the first reported prefix.
-pub fn assert_never_reported(classifier: &dyn Classifier, buf: &[u8]) {
-    for dir in [Direction::ToServer, Direction::ToClient] {
-        for len in 1..=buf.len() {
-            if let Some(v) = verdict(classifier, &buf[..len], dir, PortHint::NONE) {
-                let c = v.confidence;
-                assert!(
-                    c < Confidence::REPORT,
-                    "{dir:?} prefix {len} of {buf:?}: {c}"
-                );
-            }
-        }
-    }
-}
-
 // ---- random inputs ----
 
 /// `count` deterministic pseudo-random buffers from xorshift64 (13, 7, 17), the i-th
@@ -364,8 +291,12 @@ pub fn xorshift_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>
 }
 
 /// `count` deterministic pseudo-random buffers from xorshift64*, each of a random length
-/// below 600 (possibly empty), so failures reproduce from the seed.
-pub fn xorshift_star_buffers(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+/// below `max_len` (possibly empty), so failures reproduce from the seed.
+pub fn xorshift_star_buffers(
+    seed: u64,
+    count: usize,
+    max_len: usize,
+) -> impl Iterator<Item = Vec<u8>> {
     let mut state = seed;
     let mut next = move || {
         state ^= state >> 12;
@@ -374,7 +305,7 @@ pub fn xorshift_star_buffers(seed: u64, count: usize) -> impl Iterator<Item = Ve
         state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
     (0..count).map(move |_| {
-        let len = (next() % 600) as usize;
+        let len = usize::try_from(next()).unwrap_or(usize::MAX) % max_len.max(1);
         (0..len).map(|_| (next() >> 56) as u8).collect()
     })
 }
@@ -606,58 +537,200 @@ impl Subject {
             Feed::OneCallPerPiece,
         )
     }
+
+    /// Asserts that none of `cases`, in either direction, matches at `limit` or more:
+    /// look-alikes stay below [`Confidence::REPORT`], or with `Confidence::new(0)` never
+    /// match at all.
+    ///
+    /// # Panics
+    ///
+    /// On the first such case.
+    pub fn assert_below(&self, limit: Confidence, cases: &[&[u8]]) {
+        for &buf in cases {
+            for dir in [Direction::ToServer, Direction::ToClient] {
+                if let Some(v) = self.verdict(buf, dir, PortHint::NONE) {
+                    let text = String::from_utf8_lossy(buf);
+                    assert!(v.confidence < limit, "{text:?} {dir:?}: {v:?}");
+                }
+            }
+        }
+    }
+
+    /// [`Subject::assert_below`] for every prefix (from one byte up) of each of `cases`.
+    ///
+    /// # Panics
+    ///
+    /// On the first such prefix.
+    pub fn assert_prefixes_below(&self, limit: Confidence, cases: &[&[u8]]) {
+        for &buf in cases {
+            for len in 1..=buf.len() {
+                self.assert_below(limit, &[&buf[..len]]);
+            }
+        }
+    }
+
+    /// Asserts that the probe answers `NoMatch` to each of `cases` (whole) travelling `dir`.
+    ///
+    /// # Panics
+    ///
+    /// On the first other answer.
+    pub fn assert_no_match(&self, dir: Direction, cases: &[&[u8]]) {
+        for &buf in cases {
+            let answer = self.probe(buf, dir);
+            assert_eq!(
+                answer,
+                Probe::NoMatch,
+                "{dir:?} {:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
 }
 
 // ---- the generic conformance tests ----
 
-/// The fixture checks of [`check_classifier`], plus: the fixtures of each connection give the
-/// same records (but for the `raw` bytes kept) whole and in 1-, 7- and 64-byte writes.
+/// What one classifier's fixtures show beyond the checks every classifier passes: the fourth
+/// argument of [`conformance_tests!`](crate::conformance_tests), `Expect::NONE` when omitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// At least this many fixtures, so that a lost file is noticed.
+    pub min_fixtures: usize,
+    /// The fixtures of these directions, probed as travelling the other way, still match and
+    /// note their real direction in `observed`.
+    pub reversed: &'static [Direction],
+    /// The reason of a whole fixture's match: `[to-server, to-client]`.
+    pub reasons: Option<[&'static str; 2]>,
+    /// Each connection's records are not empty and hold as many responses as requests.
+    pub paired: bool,
+    /// The records, their `raw` bytes included, are the same in any write size, also when
+    /// `parse` is called once per write of up to 500 bytes (it then consumes every whole
+    /// message it is given).
+    pub exact_splits: bool,
+    /// A fresh session given any prefix of a fixture never returns an error.
+    pub prefixes_parse: bool,
+}
+
+impl Expect {
+    /// Nothing beyond the generic checks.
+    pub const NONE: Self = Self {
+        min_fixtures: 1,
+        reversed: &[],
+        reasons: None,
+        paired: false,
+        exact_splits: false,
+        prefixes_parse: false,
+    };
+
+    /// Both directions note the real one when given reversed.
+    pub const BOTH_WAYS: &'static [Direction] = &[Direction::ToServer, Direction::ToClient];
+}
+
+/// The fixture checks of [`check_classifier`] and of `expect`, plus: the fixtures of each
+/// connection give the same records whole and in writes of 1 to 500 bytes, parsed once per
+/// write or again while the session makes progress.
 ///
 /// # Panics
 ///
 /// On the first violation, naming the fixture.
-pub fn check_fixtures(id: &str, fixtures: &Path, band: Confidence) {
+pub fn check_fixtures(id: &str, fixtures: &Path, band: Confidence, expect: &Expect) {
     let reg = registration(id);
     check_classifier(reg, fixtures, band);
-    for c in load_connections(fixtures) {
-        let whole = parse_in_pieces(
-            reg.classifier,
-            &c.to_server,
-            &c.to_client,
-            usize::MAX,
-            Feed::UntilNoProgress,
-        );
-        for size in [1, 7, 64] {
-            let split = parse_in_pieces(
-                reg.classifier,
-                &c.to_server,
-                &c.to_client,
-                size,
-                Feed::UntilNoProgress,
-            );
-            // `raw` keeps the bytes at hand when a message starts: it depends on the writes.
-            let without_raw = |records: Vec<Record>| {
-                records
-                    .into_iter()
-                    .map(|r| Record {
-                        raw: Vec::new(),
-                        ..r
-                    })
-                    .collect::<Vec<_>>()
-            };
+    let all = load_fixtures(fixtures);
+    assert!(
+        all.len() >= expect.min_fixtures,
+        "{} fixtures, expected {} or more",
+        all.len(),
+        expect.min_fixtures
+    );
+    let window = *reg.probe_window.end();
+    for fx in &all {
+        let at = |len: usize, dir| verdict(reg.classifier, &fx.bytes[..len], dir, PortHint::NONE);
+        let whole = fx.bytes.len().min(window);
+        if let Some(reasons) = expect.reasons {
+            let v = at(whole, fx.dir).expect("checked above");
+            assert_eq!(v.reason, reasons[fx.dir.index()], "{}", fx.path.display());
+        }
+        if expect.reversed.contains(&fx.dir) {
+            let v = at(whole, fx.dir.reverse());
             assert_eq!(
-                without_raw(split),
-                without_raw(whole.clone()),
-                "{}: {size}-byte writes give other records",
+                v.and_then(|v| v.observed),
+                Some(fx.dir),
+                "{}: {v:?} given reversed",
+                fx.path.display()
+            );
+        }
+        // A fresh session given a prefix never panics nor consumes more than it was given; nor
+        // do the probe and the session given the prefix with one byte corrupted.
+        for len in 0..=fx.bytes.len() {
+            let mut bad = fx.bytes[..len].to_vec();
+            for (at, mask) in [(len / 2, 0xff), (len * 2 / 3, 0x5a)] {
+                if let Some(b) = bad.get_mut(at) {
+                    *b ^= mask;
+                }
+                let _ = reg.classifier.probe(&bad, fx.dir, PortHint::NONE);
+                let _ = reg
+                    .classifier
+                    .session()
+                    .parse(&bad, fx.dir, &mut Vec::new());
+            }
+            let parsed = reg
+                .classifier
+                .session()
+                .parse(&fx.bytes[..len], fx.dir, &mut Vec::new());
+            match parsed {
+                Ok(n) => assert!(n <= len, "{} prefix {len}: consumed {n}", fx.path.display()),
+                Err(e) => assert!(
+                    !expect.prefixes_parse,
+                    "{} prefix {len}: {e}",
+                    fx.path.display()
+                ),
+            }
+        }
+    }
+    // `raw` keeps the bytes at hand when a message starts: it may depend on the writes.
+    let without_raw = |records: &[Record]| {
+        let raw = Vec::new();
+        records
+            .iter()
+            .map(|r| Record {
+                raw: raw.clone(),
+                ..r.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    for c in load_connections(fixtures) {
+        let parse =
+            |size, feed| parse_in_pieces(reg.classifier, &c.to_server, &c.to_client, size, feed);
+        let whole = parse(usize::MAX, Feed::UntilNoProgress);
+        for size in [1, 2, 3, 5, 7, 9, 24, 64, 100, 500, 1000] {
+            let got = parse(size, Feed::UntilNoProgress);
+            if expect.exact_splits {
+                // Writes of up to 500 bytes hold a few messages: one call takes them all.
+                let once = (size <= 500).then(|| parse(size, Feed::OneCallPerPiece));
+                assert!(
+                    got == whole && once.is_none_or(|once| once == whole),
+                    "{}: {size}-byte writes",
+                    c.name
+                );
+            }
+            let same = without_raw(&got) == without_raw(&whole);
+            assert!(same, "{}: {size}-byte writes", c.name);
+        }
+        if expect.paired {
+            let count = |kind| whole.iter().filter(|r| r.kind == kind).count();
+            assert!(
+                !whole.is_empty() && count(RecordKind::Request) == count(RecordKind::Response),
+                "{}: unpaired {whole:#?}",
                 c.name
             );
         }
     }
 }
 
-/// Random bytes (deterministic, `count` buffers of up to 300 bytes from `seed`) never make
-/// the probe panic or match at [`Confidence::REPORT`], in either direction, and never make a
-/// fresh session panic.
+/// Random bytes (deterministic: `count` buffers from `seed`, of up to 300 bytes, then as many
+/// of up to 1,500) never make the probe panic, read past its window or match at
+/// [`Confidence::REPORT`], in either direction, and never make a fresh session panic or
+/// consume more than it was given, whole or in two writes.
 ///
 /// # Panics
 ///
@@ -665,10 +738,13 @@ pub fn check_fixtures(id: &str, fixtures: &Path, band: Confidence) {
 pub fn check_random_bytes(id: &str, seed: u64, count: usize) {
     let reg = registration(id);
     let window = *reg.probe_window.end();
-    for bytes in xorshift_buffers(seed, count) {
+    let long = xorshift_star_buffers(seed, count, 1500);
+    for bytes in xorshift_buffers(seed, count).chain(long) {
         for dir in [Direction::ToServer, Direction::ToClient] {
+            let answer = reg.classifier.probe(&bytes, dir, PortHint::NONE);
             let probed = &bytes[..bytes.len().min(window)];
-            if let Probe::Match(v) = reg.classifier.probe(probed, dir, PortHint::NONE) {
+            assert_eq!(answer, reg.classifier.probe(probed, dir, PortHint::NONE));
+            if let Probe::Match(v) = answer {
                 assert!(
                     v.confidence < Confidence::REPORT,
                     "{id} matched random bytes at {}: {} ({bytes:?})",
@@ -676,9 +752,46 @@ pub fn check_random_bytes(id: &str, seed: u64, count: usize) {
                     v.reason
                 );
             }
-            let _ = reg.classifier.session().parse(&bytes, dir, &mut Vec::new());
+            // Whole, then in two writes: the first part's unconsumed bytes given again.
+            let mut session = reg.classifier.session();
+            if let Ok(n) = session.parse(&bytes, dir, &mut Vec::new()) {
+                assert!(
+                    n <= bytes.len(),
+                    "{id} consumed {n} of {} bytes",
+                    bytes.len()
+                );
+            }
+            let mut session = reg.classifier.session();
+            let cut = bytes.len() / 3;
+            if let Ok(n) = session.parse(&bytes[..cut], dir, &mut Vec::new()) {
+                assert!(n <= cut, "{id} consumed {n} of {cut} bytes");
+                let _ = session.parse(&bytes[n..], dir, &mut Vec::new());
+            }
         }
     }
+}
+
+/// Feeds `bytes` to a fresh session in `piece`-byte writes, keeping the unconsumed bytes like
+/// the engine does, until the first error: whatever the bytes, it never panics and never
+/// consumes more than it was given. Returns `false` on an over-read (for `prop_assert!`).
+pub fn survives_pieces(
+    classifier: &dyn Classifier,
+    bytes: &[u8],
+    dir: Direction,
+    piece: usize,
+) -> bool {
+    let _ = classifier.probe(bytes, dir, PortHint::NONE);
+    let mut session = classifier.session();
+    let (mut pending, mut out) = (Vec::new(), Vec::new());
+    for chunk in bytes.chunks(piece.max(1)) {
+        pending.extend_from_slice(chunk);
+        match session.parse(&pending, dir, &mut out) {
+            Ok(n) if n <= pending.len() => drop(pending.drain(..n)),
+            Ok(_) => return false,
+            Err(_) => break,
+        }
+    }
+    true
 }
 
 /// No other linked classifier claims a prefix of one of `fixtures` at [`Confidence::REPORT`]
@@ -736,9 +849,10 @@ macro_rules! fixtures_path {
 
 /// The generic conformance tests of one classifier, as `#[test]` functions in the calling
 /// module: its fixtures (every prefix, the whole window at `band` in its direction, the
-/// session consuming each connection, the same records in any write size), random bytes
-/// (never reported, never a panic) and confusion (no other linked classifier claims its
-/// fixtures). A built-in's `tests.rs`, or a third-party crate, enables them in one call:
+/// session consuming each connection, the same records in any write size, and what an
+/// optional [`Expect`](crate::testing::Expect) adds), random bytes (never reported, never a
+/// panic) and confusion (no other linked classifier claims its fixtures). A built-in's
+/// `tests.rs`, or a third-party crate, enables them in one call:
 ///
 /// ```ignore
 /// adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);
@@ -746,18 +860,22 @@ macro_rules! fixtures_path {
 #[macro_export]
 macro_rules! conformance_tests {
     ($id:literal, $fixtures:literal, $band:expr) => {
+        $crate::conformance_tests!($id, $fixtures, $band, $crate::testing::Expect::NONE);
+    };
+    ($id:literal, $fixtures:literal, $band:expr, $expect:expr) => {
         #[test]
         fn conformance_fixtures() {
             $crate::testing::check_fixtures(
                 $id,
                 ::std::path::Path::new($crate::fixtures_path!($fixtures)),
                 $band,
+                &$expect,
             );
         }
 
         #[test]
         fn conformance_random_bytes() {
-            $crate::testing::check_random_bytes($id, 0x9e37_79b9_7f4a_7c15, 3000);
+            $crate::testing::check_random_bytes($id, 0x9e37_79b9_7f4a_7c15, 10_000);
         }
 
         #[test]

@@ -22,7 +22,7 @@ pub mod time;
 pub use adi_classify::contract as classify;
 pub use adi_classify::register_classifier;
 #[cfg(feature = "testing")]
-pub use adi_classify::{conformance_tests, fixtures_dir, testing};
+pub use adi_classify::{conformance_tests, testing};
 pub use adi_classify::{engine, flow, protocol, record, registry};
 
 pub use adi_classify::{

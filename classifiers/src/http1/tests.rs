@@ -2,17 +2,16 @@
 //! hand-written edge cases, on look-alike protocols and on random bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, load_fixtures,
-    xorshift_star_buffers, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, survives_pieces,
+    Expect, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, FlowKey, ParseError, PortHint,
-    Probe, Record, RecordKind, Session,
+    fixtures_path, Confidence, Direction, FlowKey, ParseError, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
 use super::session::{Http1Session, MAX_BODY_KEPT};
-use super::{Http1, HTTP1, PROBE_WINDOW};
+use super::{Http1, HTTP1};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Http1, fixtures_path!("src/http1/fixtures"));
@@ -42,50 +41,16 @@ fn values<'a>(r: &'a Record, name: &str) -> Vec<&'a str> {
 // ---- probe ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("http1", "src/http1/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert!(
-            v.confidence >= Confidence::CERTAIN,
-            "{}: {v:?}",
-            fx.path.display()
-        );
-        assert_eq!(v.observed, None, "{}", fx.path.display());
+adi_classify::conformance_tests!(
+    "http1",
+    "src/http1/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        reversed: Expect::BOTH_WAYS,
+        exact_splits: true,
+        ..Expect::NONE
     }
-}
-
-#[test]
-fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
-    }
-}
-
-#[test]
-fn every_prefix_needs_more_or_matches() {
-    for fx in load_fixtures(fixtures_dir!("http1")) {
-        let mut last = 0;
-        for len in 0..=fx.bytes.len().min(PROBE_WINDOW) {
-            let p = T.probe(&fx.bytes[..len], fx.dir);
-            assert_ne!(p, Probe::NoMatch, "{} prefix {len}", fx.path.display());
-            let now = T.score(&fx.bytes[..len], fx.dir);
-            assert!(
-                now >= last,
-                "{} prefix {len}: confidence fell {last} -> {now}",
-                fx.path.display()
-            );
-            last = now;
-        }
-    }
-}
+);
 
 #[test]
 fn probe_bands() {
@@ -183,16 +148,7 @@ fn look_alikes_stay_below_report() {
         b"HTTP/2.0 200 OK\r\n\r\n",
         b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
     ];
-    for &case in cases {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            let s = T.score(case, dir);
-            assert!(
-                s < Confidence::REPORT.get(),
-                "{:?} {dir:?}: {s}",
-                String::from_utf8_lossy(case)
-            );
-        }
-    }
+    T.assert_below(Confidence::REPORT, cases);
     assert_eq!(
         T.probe(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Direction::ToServer),
         Probe::NoMatch
@@ -219,25 +175,7 @@ fn probe_reads_at_most_its_window() {
     assert_eq!(T.score(&big, Direction::ToServer), Confidence::STRONG.get());
 }
 
-#[test]
-fn random_bytes_never_reach_report() {
-    for buf in xorshift_star_buffers(0x5eed, 20_000) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            assert!(T.score(&buf, dir) < Confidence::REPORT.get(), "{buf:?}");
-            let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
-        }
-    }
-}
-
 proptest! {
-    #[test]
-    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
-            let _ = Http1Session::default().parse(&buf, dir, &mut Vec::new());
-        }
-    }
-
     #[test]
     fn proptest_http_prefix_then_noise_never_panics(
         prefix in prop::sample::select(vec![
@@ -250,17 +188,7 @@ proptest! {
         let mut buf = prefix.to_vec();
         buf.extend_from_slice(&noise);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = Http1.probe(&buf, dir, PortHint::NONE);
-            let mut session = Http1Session::default();
-            let mut pending = Vec::new();
-            let mut out = Vec::new();
-            for piece in buf.chunks(split) {
-                pending.extend_from_slice(piece);
-                match session.parse(&pending, dir, &mut out) {
-                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
-                    Err(_) => break,
-                }
-            }
+            prop_assert!(survives_pieces(&Http1, &buf, dir, split));
         }
     }
 }
@@ -456,24 +384,6 @@ fn session_pipelined_requests_pair_in_order() {
         total,
         (TO_SERVER_PIPELINED.len() + TO_CLIENT_PIPELINED.len()) as u64
     );
-}
-
-#[test]
-fn one_byte_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("http1"));
-    let mut names: Vec<_> = all.iter().map(|f| f.name.clone()).collect();
-    names.dedup();
-    for name in names {
-        let (s, c) = T.fixture(&name);
-        let whole = parse_all(&s, &c);
-        for size in [1, 2, 7, 64] {
-            assert_eq!(
-                T.parse_split(&s, &c, size),
-                whole,
-                "{name} in {size}-byte writes"
-            );
-        }
-    }
 }
 
 // ---- session edge cases (hand-written) ----

@@ -3,11 +3,10 @@
 
 use adi_classify::testing::{
     self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    for_each_prefix, load_fixtures, Fixture, Subject,
+    survives_pieces, Expect, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -52,39 +51,22 @@ fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 // ---- probe on real captures ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("http2", "src/http2/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("http2")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert_eq!(
-            v.confidence,
-            Confidence::CERTAIN,
-            "{}: {v:?}",
-            fx.path.display()
-        );
-        assert_eq!(v.observed, None, "{}", fx.path.display());
-        let expected = if fx.dir == Direction::ToServer {
-            "HTTP/2 client preface and SETTINGS"
-        } else {
-            "HTTP/2 server SETTINGS and next frame"
-        };
-        assert_eq!(v.reason, expected);
+adi_classify::conformance_tests!(
+    "http2",
+    "src/http2/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        reversed: Expect::BOTH_WAYS,
+        reasons: Some([
+            "HTTP/2 client preface and SETTINGS",
+            "HTTP/2 server SETTINGS and next frame",
+        ]),
+        prefixes_parse: true,
+        paired: true,
+        exact_splits: true,
+        ..Expect::NONE
     }
-}
-
-#[test]
-fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("http2")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
-    }
-}
+);
 
 #[test]
 fn probe_needs_more_on_every_prefix_of_the_preface() {
@@ -191,56 +173,29 @@ fn server_settings_checks_are_strict() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    let cases: &[(&[u8], &str)] = &[
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1"),
-        (b"PRI * HTTP/1.1\r\n\r\n", "PRI with a 1.1 version"),
-        (
+    T.assert_below(
+        Confidence::REPORT,
+        &[
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"PRI * HTTP/1.1\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
-            "HTTP/1.1 status line",
-        ),
-        // TLS ClientHello record header
-        (&[22, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3], "TLS"),
-        // TDS PRELOGIN: type 0x12, status 1, length 0x002f
-        (
+            // TLS ClientHello record header
+            &[22, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3],
+            // TDS PRELOGIN: type 0x12, status 1, length 0x002f
             &[0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00],
-            "TDS prelogin",
-        ),
-        // TDS tabular result: type 4, status 1, length 0x0030
-        (
+            // TDS tabular result: type 4, status 1, length 0x0030
             &[0x04, 0x01, 0x00, 0x30, 0x00, 0x00, 0x01, 0x00, 0xaa],
-            "TDS reply",
-        ),
-        // MongoDB reply header: length 0x24 little endian, ids, opCode 1
-        (
+            // MongoDB reply header: length 0x24 little endian, ids, opCode 1
             &[0x24, 0, 0, 0, 0x10, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0],
-            "mongo",
-        ),
-        // Kafka response: size 0x0604, correlation id 0, then an i16 error code 0
-        (
+            // Kafka responses: size 0x0604, correlation id 0, error code 0; size 0x0c, id 7
             &[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            "kafka size 0x604, correlation 0",
-        ),
-        // Kafka response: size 0x0c, correlation id 7
-        (
             &[0, 0, 0, 0x0c, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0],
-            "kafka",
-        ),
-        // Postgres StartupMessage: length 0x0000004f, protocol 3.0
-        (
+            // Postgres StartupMessage: length 0x0000004f, protocol 3.0
             &[0, 0, 0, 0x4f, 0, 3, 0, 0, b'u', b's', b'e', b'r', 0],
-            "postgres startup",
-        ),
-        // Redis RESP array
-        (b"*1\r\n$4\r\nPING\r\n", "redis"),
-    ];
-    for (bytes, what) in cases {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            assert!(
-                T.score(bytes, dir) < Confidence::REPORT.get(),
-                "{what} {dir:?}"
-            );
-        }
-    }
+            // Redis RESP array
+            b"*1\r\n$4\r\nPING\r\n",
+        ],
+    );
 }
 
 #[test]
@@ -401,42 +356,6 @@ fn session_pairs_two_streams_and_reads_the_dynamic_table() {
     );
     // Stream 3's :authority is a dynamic-table reference to stream 1's literal.
     assert_eq!(out[1].attribute(":authority"), Some("127.0.0.1:56367"));
-}
-
-#[test]
-fn session_is_the_same_in_any_write_size() {
-    for name in [
-        "curl_decoy_8080",
-        "curl_get",
-        "curl_post",
-        "python_split_preface",
-    ] {
-        let (c, s) = T.fixture(name);
-        let whole = T.parse_all(&c, &s);
-        assert!(!whole.is_empty(), "{name}");
-        for size in [1, 5, 9, 24, 100] {
-            assert_eq!(
-                T.parse_split(&c, &s, size),
-                whole,
-                "{name} in {size}-byte writes"
-            );
-        }
-    }
-}
-
-#[test]
-fn session_survives_every_truncation() {
-    let survives = |fx: &Fixture, prefix: &[u8]| {
-        let n = Http2Session::default()
-            .parse(prefix, fx.dir, &mut Vec::new())
-            .expect("a prefix of a real capture is never an error");
-        assert!(n <= prefix.len());
-    };
-    for_each_prefix(fixtures_dir!("http2"), usize::MAX, survives);
-    // The whole fixture too.
-    for fx in load_fixtures(fixtures_dir!("http2")) {
-        survives(&fx, &fx.bytes);
-    }
 }
 
 // ---- the real engine ----
@@ -601,14 +520,6 @@ fn probe_reads_at_most_the_window() {
 
 proptest! {
     #[test]
-    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
-            let _ = Http2Session::default().parse(&buf, dir, &mut Vec::new());
-        }
-    }
-
-    #[test]
     fn proptest_frames_then_noise_never_panic(
         prefix in prop::sample::select(vec![
             PREFACE.to_vec(),
@@ -622,17 +533,7 @@ proptest! {
         let mut buf = prefix.clone();
         buf.extend_from_slice(&noise);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = Http2.probe(&buf, dir, PortHint::NONE);
-            let mut session = Http2Session::default();
-            let mut pending = Vec::new();
-            let mut out = Vec::new();
-            for piece in buf.chunks(split) {
-                pending.extend_from_slice(piece);
-                match session.parse(&pending, dir, &mut out) {
-                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
-                    Err(_) => break,
-                }
-            }
+            prop_assert!(survives_pieces(&Http2, &buf, dir, split));
         }
     }
 

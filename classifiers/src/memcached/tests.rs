@@ -2,12 +2,9 @@
 //! hand-written edge cases, on look-alikes (Redis, NATS, HTTP, SSLv2), on hostile input and
 //! through the real engine (the `get k` tie with Redis).
 
-use adi_classify::testing::{
-    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
-    load_fixtures, parse_in_pieces, Feed, Fixture,
-};
+use adi_classify::testing::{self, classify_connection, load_connections, Expect, Subject};
 use adi_classify::{
-    fixtures_dir, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
     RecordKind, Session,
 };
 use proptest::prelude::*;
@@ -15,8 +12,11 @@ use proptest::prelude::*;
 use super::session::MemcachedSession;
 use super::{Memcached, ID};
 
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Memcached, fixtures_path!("src/memcached/fixtures"));
+
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    fixture_bytes(fixtures_dir!("memcached"), dir, name)
+    T.fixture_bytes(dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -34,28 +34,15 @@ fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
     testing::verdict(&Memcached, buf, dir, PortHint::NONE).map(|v| (v.confidence, v.observed))
 }
 
-/// No prefix of `buf` is reported in either direction.
+/// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
 fn never_reported(buf: &[u8]) {
-    assert_never_reported(&Memcached, buf);
+    T.assert_prefixes_below(Confidence::REPORT, &[buf]);
 }
 
-/// Parses a connection in `chunk`-byte writes, keeping unconsumed bytes like the engine.
-fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
-    parse_in_pieces(
-        &Memcached,
-        to_server,
-        to_client,
-        chunk,
-        Feed::OneCallPerPiece,
-    )
-}
-
+/// A captured connection fed whole, one `parse` call per direction.
 fn connection(name: &str) -> Vec<Record> {
-    parse_chunked(
-        &fixture(Direction::ToServer, name),
-        &fixture(Direction::ToClient, name),
-        usize::MAX,
-    )
+    let (to_server, to_client) = T.fixture(name);
+    T.parse_split_once(&to_server, &to_client, usize::MAX)
 }
 
 /// (kind, op, resource, `status` attribute) of each record.
@@ -76,7 +63,16 @@ fn summary(records: &[Record]) -> Vec<Summary<'_>> {
 // ---- real captures ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("memcached", "src/memcached/fixtures", Confidence::STRONG);
+adi_classify::conformance_tests!(
+    "memcached",
+    "src/memcached/fixtures",
+    Confidence::STRONG,
+    Expect {
+        paired: true,
+        exact_splits: true,
+        ..Expect::NONE
+    }
+);
 
 #[test]
 fn fixtures_match_at_their_band() {
@@ -114,42 +110,6 @@ fn fixtures_match_at_their_band() {
             Some((want, None)),
             "{dir:?} {name}"
         );
-    }
-}
-
-#[test]
-fn every_request_gets_one_response() {
-    for conn in load_connections(fixtures_dir!("memcached")) {
-        let name = conn.name.as_str();
-        let records = connection(name);
-        let count = |k| records.iter().filter(|r| r.kind == k).count();
-        assert_eq!(
-            count(RecordKind::Request),
-            count(RecordKind::Response),
-            "{name}: {:#?}",
-            summary(&records)
-        );
-    }
-}
-
-#[test]
-fn split_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("memcached"));
-    let pick = |f: &Fixture, name: &str, dir| f.name == name && f.dir == dir;
-    for fx in all.iter().filter(|f| f.dir == Direction::ToServer) {
-        let client = all
-            .iter()
-            .find(|f| pick(f, &fx.name, Direction::ToClient))
-            .map_or(&[][..], |f| f.bytes.as_slice());
-        let whole = parse_chunked(&fx.bytes, client, usize::MAX);
-        for chunk in [1, 3, 7, 500] {
-            assert_eq!(
-                parse_chunked(&fx.bytes, client, chunk),
-                whole,
-                "{} in {chunk}-byte writes",
-                fx.name
-            );
-        }
     }
 }
 
@@ -320,12 +280,7 @@ fn redis_nats_http_are_told_apart() {
     never_reported(&[
         0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0,
     ]);
-    for fx in load_fixtures(fixtures_dir!("redis")) {
-        let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
-        if let Some((c, _)) = verdict(window, fx.dir) {
-            assert!(c < Confidence::REPORT, "{}: {c}", fx.path.display());
-        }
-    }
+    // (Redis's fixtures: its conformance test `conformance_no_confusion`.)
 }
 
 // ---- hand-written edge cases ----
@@ -558,7 +513,7 @@ fn engine_tells_memcached_from_redis() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    for conn in load_connections(fixtures_dir!("memcached")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             11211
@@ -574,19 +529,6 @@ fn engine_classifies_every_captured_connection() {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
-
-    /// Arbitrary bytes never panic the probe or the session, in any split.
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0_usize..600) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = Memcached.probe(&bytes, dir, PortHint::NONE);
-            let mut s = MemcachedSession::default();
-            let cut = cut.min(bytes.len());
-            if let Ok(n) = s.parse(&bytes[..cut], dir, &mut Vec::new()) {
-                let _ = s.parse(&bytes[n..], dir, &mut Vec::new());
-            }
-        }
-    }
 
     /// Text-protocol-shaped noise never panics and never over-consumes.
     #[test]

@@ -2,10 +2,9 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, for_each_prefix, load_fixtures, Subject};
+use adi_classify::testing::{attrs, Expect, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -45,22 +44,15 @@ fn summary(records: &[Record]) -> Vec<Summary> {
 }
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("mssql", "src/mssql/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn every_fixture_is_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("mssql")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert_eq!(v.confidence, Confidence::CERTAIN, "{}", fx.path.display());
-        assert_eq!(v.observed, None, "{}", fx.path.display());
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
-            panic!()
-        };
-        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
+adi_classify::conformance_tests!(
+    "mssql",
+    "src/mssql/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        reversed: Expect::BOTH_WAYS,
+        ..Expect::NONE
     }
-}
+);
 
 #[test]
 fn bands_grow_with_the_prefix() {
@@ -291,34 +283,22 @@ fn header_and_body_fields_are_checked() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    // MySQL COM_QUERY packet: length 1 (3 bytes), sequence 0: reads as a 1-byte SQL batch.
-    assert_eq!(
-        T.probe(b"\x01\x00\x00\x00\x0e", Direction::ToServer),
-        Probe::NoMatch
-    );
-    // A TLS ClientHello record.
-    assert_eq!(
-        T.probe(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", Direction::ToServer),
-        Probe::NoMatch
-    );
-    // Kafka ApiVersions request and MongoDB OP_MSG.
-    assert_eq!(
-        T.probe(
+    T.assert_no_match(
+        Direction::ToServer,
+        &[
+            // MySQL COM_QUERY packet: length 1 (3 bytes), sequence 0: a 1-byte SQL batch.
+            b"\x01\x00\x00\x00\x0e",
+            // A TLS ClientHello record.
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc",
+            // Kafka ApiVersions request and MongoDB OP_MSG.
             b"\x00\x00\x00\x2b\x00\x12\x00\x04\x00\x00",
-            Direction::ToServer
-        ),
-        Probe::NoMatch
+            b"\x84\x01\x00\x00\xc6\x23\x7b\x32",
+            // 0x10 0x01 ... with a plausible header but no LOGIN7 inside.
+            b"\x10\x01\x00\x20\x00\x00\x01\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            // 0x12 0x01 ... followed by text.
+            b"\x12\x01\x00\x20\x00\x00\x00\x00hello world, not tds at all!",
+        ],
     );
-    assert_eq!(
-        T.probe(b"\x84\x01\x00\x00\xc6\x23\x7b\x32", Direction::ToServer),
-        Probe::NoMatch
-    );
-    // 0x10 0x01 ... with a plausible header but no LOGIN7 inside.
-    let fake_login = b"\x10\x01\x00\x20\x00\x00\x01\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(T.probe(fake_login, Direction::ToServer), Probe::NoMatch);
-    // 0x12 0x01 ... followed by text.
-    let fake_prelogin = b"\x12\x01\x00\x20\x00\x00\x00\x00hello world, not tds at all!";
-    assert_eq!(T.probe(fake_prelogin, Direction::ToServer), Probe::NoMatch);
 }
 
 #[test]
@@ -337,27 +317,10 @@ fn hostile_lengths_never_panic() {
     assert!(TdsSession::default()
         .parse(&login, Direction::ToServer, &mut out)
         .is_err());
-    for_each_prefix(fixtures_dir!("mssql"), usize::MAX, |fx, prefix| {
-        let mut b = prefix.to_vec();
-        let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
-        if let Some(x) = b.get_mut(prefix.len() * 2 / 3) {
-            *x ^= 0x5a;
-        }
-        let _ = Mssql.probe(&b, fx.dir, PortHint::NONE);
-        let _ = TdsSession::default().parse(&b, fx.dir, &mut out);
-    });
+    // (Fixture prefixes, whole and corrupted: the conformance tests.)
 }
 
 proptest! {
-    #[test]
-    fn random_bytes_never_panic_nor_report(bytes in proptest::collection::vec(any::<u8>(), 0..256), to_client: bool) {
-        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
-        if let Probe::Match(v) = Mssql.probe(&bytes, dir, PortHint::NONE) {
-            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
-        }
-        let _ = TdsSession::default().parse(&bytes, dir, &mut Vec::new());
-    }
-
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200), t in prop::sample::select(vec![1u8, 3, 4, 6, 7, 8, 14, 16, 17, 18])) {
         let len = u16::try_from(body.len() + 8).expect("small");

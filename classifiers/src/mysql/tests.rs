@@ -3,13 +3,13 @@
 
 use adi_classify::testing::{
     self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    for_each_prefix, load_fixtures, Subject,
+    load_fixtures, Expect, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Session,
+    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
+use std::path::Path;
 
 use super::parser::{parse_greeting, parse_handshake_response};
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
@@ -48,22 +48,16 @@ fn views(records: &[Record]) -> Vec<String> {
 }
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("mysql", "src/mysql/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    let all = load_fixtures(fixtures_dir!("mysql"));
-    assert!(all.len() >= 16, "{} fixtures", all.len());
-    for fx in &all {
-        let window = &fx.bytes[..fx.bytes.len().min(PROBE_WINDOW)];
-        assert_eq!(
-            score(window, fx.dir),
-            (Confidence::CERTAIN.get(), false),
-            "{}",
-            fx.path.display()
-        );
+adi_classify::conformance_tests!(
+    "mysql",
+    "src/mysql/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        min_fixtures: 16,
+        exact_splits: true,
+        ..Expect::NONE
     }
-}
+);
 
 // ---- the session on real captures ----
 
@@ -200,20 +194,6 @@ fn session_ssl_request_switches() {
 }
 
 #[test]
-fn one_byte_writes_give_the_same_records() {
-    let mut names: Vec<String> = load_fixtures(fixtures_dir!("mysql"))
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
-    names.dedup();
-    for name in names {
-        let (s, c) = T.fixture(&name);
-        assert_eq!(T.parse_split_once(&s, &c, 1), T.parse_all(&s, &c), "{name}");
-        assert_eq!(T.parse_split_once(&s, &c, 5), T.parse_all(&s, &c), "{name}");
-    }
-}
-
-#[test]
 fn parsed_greeting_and_handshake_fields() {
     let (s, c) = T.fixture("pymysql_query");
     let g = parse_greeting(&c[4..4 + usize::from(c[0])]).expect("greeting");
@@ -325,41 +305,22 @@ fn probe_rejects_broken_packets() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    let mut cases: Vec<(String, Vec<u8>)> = vec![
-        (
-            "http request".into(),
-            b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".to_vec(),
-        ),
-        (
-            "http response".into(),
-            b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec(),
-        ),
-        ("redis array".into(), b"*1\r\n$4\r\nPING\r\n".to_vec()),
-        ("redis inline".into(), b"PING\r\n".to_vec()),
-        ("redis reply".into(), b"+PONG\r\n".to_vec()),
-        (
-            "tls client hello".into(),
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
-        ),
-        (
-            "kafka api versions".into(),
-            b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec(),
-        ),
+    // HTTP request and response, Redis array, inline and reply, TLS ClientHello, Kafka
+    // ApiVersions, and every Postgres fixture: no prefix matches, either way.
+    let postgres = load_fixtures(Path::new(fixtures_path!("src/postgres/fixtures")));
+    let window = |b: &[u8]| b[..b.len().min(PROBE_WINDOW)].to_vec();
+    let mut cases: Vec<&[u8]> = vec![
+        b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
+        b"*1\r\n$4\r\nPING\r\n",
+        b"PING\r\n",
+        b"+PONG\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
     ];
-    for fx in load_fixtures(fixtures_dir!("postgres")) {
-        cases.push((fx.path.display().to_string(), fx.bytes));
-    }
-    for (name, bytes) in cases {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            for len in 1..=bytes.len().min(PROBE_WINDOW) {
-                assert_eq!(
-                    score(&bytes[..len], dir).0,
-                    0,
-                    "{name} {dir:?} prefix {len}"
-                );
-            }
-        }
-    }
+    let fixtures: Vec<Vec<u8>> = postgres.iter().map(|f| window(&f.bytes)).collect();
+    cases.extend(fixtures.iter().map(Vec::as_slice));
+    T.assert_prefixes_below(Confidence::new(0), &cases);
 }
 
 #[test]
@@ -464,13 +425,8 @@ fn multi_results_and_big_rows() {
 
 #[test]
 fn hostile_input_never_panics() {
+    // (Every fixture prefix: the conformance tests.)
     let mut out = Vec::new();
-    for_each_prefix(fixtures_dir!("mysql"), 300, |fx, prefix| {
-        let mut session = MysqlSession::default();
-        if let Ok(n) = session.parse(prefix, fx.dir, &mut out) {
-            assert!(n <= prefix.len());
-        }
-    });
     // Maximum-length packets announce continuations; lenenc counts of 2^64 - 1.
     let mut session = MysqlSession::default();
     let _ = session.parse(b"\xff\xff\xff\x00\x03SELECT", Direction::ToServer, &mut out);
@@ -482,15 +438,6 @@ fn hostile_input_never_panics() {
 }
 
 proptest! {
-    #[test]
-    fn random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1200), to_client: bool) {
-        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
-        if let Probe::Match(v) = T.probe(&buf, dir) {
-            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
-        }
-        let _ = MysqlSession::default().parse(&buf, dir, &mut Vec::new());
-    }
-
     #[test]
     fn valid_header_then_noise_never_panics(len in 0u32..64, seq in 0u8..4, noise in proptest::collection::vec(any::<u8>(), 0..80)) {
         let mut buf = len.to_le_bytes()[..3].to_vec();

@@ -1,10 +1,9 @@
 //! nats tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written edge cases, on look-alikes (Redis, HTTP CONNECT) and on random bytes.
 
-use adi_classify::testing::{self, load_fixtures, xorshift_buffers, Subject};
+use adi_classify::testing::{self, Expect, Subject};
 use adi_classify::{
-    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Session,
+    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -55,24 +54,16 @@ fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)])
 // ---- probe ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("nats", "src/nats/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("nats")) {
-        let got = verdict(&fx.bytes, fx.dir, PortHint::NONE);
-        let (conf, observed) = got.unwrap_or_else(|| panic!("{}: no match", fx.path.display()));
-        assert!(
-            conf >= Confidence::CERTAIN.get(),
-            "{}: {conf}",
-            fx.path.display()
-        );
-        assert_eq!(observed, None, "{}", fx.path.display());
-        // The same bytes in the wrong direction still match, noting the real one.
-        let (_, observed) = verdict(&fx.bytes, fx.dir.reverse(), PortHint::NONE).expect("match");
-        assert_eq!(observed, Some(fx.dir), "{}", fx.path.display());
+adi_classify::conformance_tests!(
+    "nats",
+    "src/nats/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        reversed: Expect::BOTH_WAYS,
+        exact_splits: true,
+        ..Expect::NONE
     }
-}
+);
 
 #[test]
 fn probe_bands() {
@@ -156,42 +147,28 @@ fn ambiguous_messages_reach_weak_only_on_a_nats_port() {
 
 #[test]
 fn look_alikes_are_told_apart() {
-    let cases: &[(&[u8], Direction)] = &[
+    let cases: &[&[u8]] = &[
         // Redis: INFO without JSON, inline and RESP commands, RESP replies.
-        (b"INFO\r\n", Direction::ToServer),
-        (b"INFO server\r\n", Direction::ToServer),
-        (b"info keyspace\r\n", Direction::ToServer),
-        (b"*1\r\n$4\r\nPING\r\n", Direction::ToServer),
-        (b"PUBLISH chan hello\r\n", Direction::ToServer),
-        (b"SUBSCRIBE chan\r\n", Direction::ToServer),
-        (b"+PONG\r\n", Direction::ToClient),
-        (b"-ERR unknown command 'FOO'\r\n", Direction::ToClient),
-        (b"$5\r\nhello\r\n", Direction::ToClient),
+        b"INFO\r\n",
+        b"INFO server\r\n",
+        b"info keyspace\r\n",
+        b"*1\r\n$4\r\nPING\r\n",
+        b"PUBLISH chan hello\r\n",
+        b"SUBSCRIBE chan\r\n",
+        b"+PONG\r\n",
+        b"-ERR unknown command 'FOO'\r\n",
+        b"$5\r\nhello\r\n",
         // HTTP CONNECT and other methods.
-        (
-            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            Direction::ToServer,
-        ),
-        (b"PUT /x HTTP/1.1\r\n", Direction::ToServer),
-        (b"HTTP/1.1 200 OK\r\n", Direction::ToClient),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        b"PUT /x HTTP/1.1\r\n",
+        b"HTTP/1.1 200 OK\r\n",
         // SMTP, memcached, AMQP.
-        (b"HELO mail.example.com\r\n", Direction::ToServer),
-        (b"MAIL FROM:<a@b>\r\n", Direction::ToServer),
-        (b"set k 0 0 5\r\nhello\r\n", Direction::ToServer),
-        (b"AMQP\x00\x00\x09\x01", Direction::ToServer),
+        b"HELO mail.example.com\r\n",
+        b"MAIL FROM:<a@b>\r\n",
+        b"set k 0 0 5\r\nhello\r\n",
+        b"AMQP\x00\x00\x09\x01",
     ];
-    for (buf, dir) in cases {
-        for len in 1..=buf.len() {
-            if let Probe::Match(v) = T.probe(&buf[..len], *dir) {
-                assert!(
-                    v.confidence < Confidence::REPORT,
-                    "{:?} (prefix {len}) matched at {}",
-                    String::from_utf8_lossy(buf),
-                    v.confidence
-                );
-            }
-        }
-    }
+    T.assert_prefixes_below(Confidence::REPORT, cases);
     // Redis INFO and HTTP CONNECT are rejected outright once their line ends.
     assert_eq!(T.probe(b"INFO\r\n", Direction::ToServer), Probe::NoMatch);
     assert_eq!(
@@ -240,28 +217,7 @@ fn probe_reads_at_most_its_window() {
     assert_eq!(conf, Confidence::STRONG.get());
 }
 
-#[test]
-fn random_bytes_never_reach_report() {
-    for buf in xorshift_buffers(0x5eed_0a75, 20_000) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = T.probe(&buf, dir) {
-                assert!(v.confidence < Confidence::REPORT, "{buf:?}: {v:?}");
-            }
-        }
-    }
-}
-
 proptest! {
-    #[test]
-    fn proptest_random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            if let Probe::Match(v) = T.probe(&buf, dir) {
-                prop_assert!(v.confidence < Confidence::REPORT);
-            }
-            let _ = NatsSession::default().parse(&buf, dir, &mut Vec::new());
-        }
-    }
-
     #[test]
     fn proptest_verb_then_noise_never_panics(
         verb in prop::sample::select(vec!["PUB ", "HPUB ", "MSG ", "HMSG ", "SUB ", "INFO {", "CONNECT {", "UNSUB "]),
@@ -452,18 +408,6 @@ fn session_verbose_mode_pairs_ok_with_each_operation() {
         records.iter().filter(|r| r.kind == Request).count(),
         records.iter().filter(|r| r.kind == Response).count()
     );
-}
-
-#[test]
-fn one_byte_writes_give_the_same_records() {
-    for (ts, tc) in [
-        (TO_SERVER_NATS_PY, TO_CLIENT_NATS_PY),
-        (TO_SERVER_NC_RAW, TO_CLIENT_NC_RAW),
-        (TO_SERVER_SPLIT, TO_CLIENT_SPLIT),
-    ] {
-        assert_eq!(T.parse_split(ts, tc, 1), T.parse_all(ts, tc));
-        assert_eq!(T.parse_split(ts, tc, 7), T.parse_all(ts, tc));
-    }
 }
 
 #[test]

@@ -3,13 +3,13 @@
 
 use adi_classify::testing::{
     self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    for_each_prefix, load_fixtures, Subject,
+    load_fixtures, Expect, Subject,
 };
 use adi_classify::{
-    fixtures_dir, fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind,
-    Session,
+    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
 };
 use proptest::prelude::*;
+use std::path::Path;
 
 use super::session::{PostgresSession, MAX_QUERY_KEPT};
 use super::{Postgres, POSTGRES, PROBE_WINDOW};
@@ -46,40 +46,16 @@ fn views(records: &[Record]) -> Vec<String> {
 }
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("postgres", "src/postgres/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    let all = load_fixtures(fixtures_dir!("postgres"));
-    assert!(all.len() >= 20, "{} fixtures", all.len());
-    for fx in &all {
-        let window = &fx.bytes[..fx.bytes.len().min(PROBE_WINDOW)];
-        assert_eq!(
-            score(window, fx.dir),
-            (Confidence::CERTAIN.get(), false),
-            "{}",
-            fx.path.display()
-        );
+adi_classify::conformance_tests!(
+    "postgres",
+    "src/postgres/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        min_fixtures: 20,
+        exact_splits: true,
+        ..Expect::NONE
     }
-}
-
-#[test]
-fn probe_never_says_no_to_a_fixture_prefix_and_reads_only_its_window() {
-    for fx in load_fixtures(fixtures_dir!("postgres")) {
-        let mut long = fx.bytes.clone();
-        long.resize(PROBE_WINDOW * 3, 0xee);
-        // Bytes past the window never change the verdict.
-        let window = &long[..PROBE_WINDOW.min(fx.bytes.len())];
-        if fx.bytes.len() >= PROBE_WINDOW {
-            assert_eq!(
-                T.probe(window, fx.dir),
-                T.probe(&long, fx.dir),
-                "{}",
-                fx.path.display()
-            );
-        }
-    }
-}
+);
 
 // ---- the session on real captures ----
 
@@ -258,20 +234,6 @@ fn session_raw_client_split_writes() {
     );
 }
 
-#[test]
-fn one_byte_writes_give_the_same_records() {
-    let mut names: Vec<String> = load_fixtures(fixtures_dir!("postgres"))
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
-    names.dedup();
-    for name in names {
-        let (s, c) = T.fixture(&name);
-        assert_eq!(T.parse_split_once(&s, &c, 1), T.parse_all(&s, &c), "{name}");
-        assert_eq!(T.parse_split_once(&s, &c, 7), T.parse_all(&s, &c), "{name}");
-    }
-}
-
 // ---- hand-written messages ----
 
 /// SSLRequest: length 8, code 80877103 (0x04d2162f).
@@ -368,43 +330,23 @@ fn probe_rejects_broken_messages() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    let mysql = fixtures_dir!("mysql");
-    let mut cases: Vec<(String, Vec<u8>)> = vec![
-        (
-            "http request".into(),
-            b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n".to_vec(),
-        ),
-        (
-            "http response".into(),
-            b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n".to_vec(),
-        ),
-        ("redis array".into(), b"*1\r\n$4\r\nPING\r\n".to_vec()),
-        ("redis inline".into(), b"PING\r\n".to_vec()),
-        ("redis reply".into(), b"+PONG\r\n".to_vec()),
-        ("redis error".into(), b"-ERR unknown command\r\n".to_vec()),
-        (
-            "tls client hello".into(),
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
-        ),
-        (
-            "kafka api versions".into(),
-            b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client".to_vec(),
-        ),
+    // HTTP request and response, Redis array, inline, reply and error, TLS ClientHello, Kafka
+    // ApiVersions, and every MySQL fixture: no prefix matches, either way.
+    let mysql = load_fixtures(Path::new(fixtures_path!("src/mysql/fixtures")));
+    let window = |b: &[u8]| b[..b.len().min(PROBE_WINDOW)].to_vec();
+    let mut cases: Vec<&[u8]> = vec![
+        b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
+        b"*1\r\n$4\r\nPING\r\n",
+        b"PING\r\n",
+        b"+PONG\r\n",
+        b"-ERR unknown command\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
     ];
-    for fx in load_fixtures(mysql) {
-        cases.push((fx.path.display().to_string(), fx.bytes));
-    }
-    for (name, bytes) in cases {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            for len in 1..=bytes.len().min(PROBE_WINDOW) {
-                assert_eq!(
-                    score(&bytes[..len], dir).0,
-                    0,
-                    "{name} {dir:?} prefix {len}"
-                );
-            }
-        }
-    }
+    let fixtures: Vec<Vec<u8>> = mysql.iter().map(|f| window(&f.bytes)).collect();
+    cases.extend(fixtures.iter().map(Vec::as_slice));
+    T.assert_prefixes_below(Confidence::new(0), &cases);
 }
 
 #[test]
@@ -498,25 +440,10 @@ fn hostile_input_errors_without_panicking() {
     assert!(PostgresSession::default()
         .parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out)
         .is_err());
-    // Every prefix of every fixture: no panic, nothing consumed past the input.
-    for_each_prefix(fixtures_dir!("postgres"), 300, |fx, prefix| {
-        let mut session = PostgresSession::default();
-        if let Ok(n) = session.parse(prefix, fx.dir, &mut out) {
-            assert!(n <= prefix.len());
-        }
-    });
+    // (Every fixture prefix: the conformance tests.)
 }
 
 proptest! {
-    #[test]
-    fn random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1200), to_client: bool) {
-        let dir = if to_client { Direction::ToClient } else { Direction::ToServer };
-        if let Probe::Match(v) = T.probe(&buf, dir) {
-            prop_assert!(v.confidence < Confidence::REPORT, "{v:?}");
-        }
-        let _ = PostgresSession::default().parse(&buf, dir, &mut Vec::new());
-    }
-
     #[test]
     fn valid_header_then_noise_never_panics(ty in prop::sample::select(b"QPBEDCSHFXpdcfRKZTNAIn123tsvGWV".to_vec()), len in 0u32..64, noise in proptest::collection::vec(any::<u8>(), 0..80)) {
         let mut buf = vec![ty];

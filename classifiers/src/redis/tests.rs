@@ -2,12 +2,9 @@
 //! hand-written edge cases, on look-alikes (NATS, memcached, HTTP), on hostile input and
 //! through the real engine (port tie-breaks).
 
-use adi_classify::testing::{
-    self, assert_never_reported, classify_connection, fixture_bytes, load_connections,
-    load_fixtures, parse_in_pieces, Feed, Fixture,
-};
+use adi_classify::testing::{self, classify_connection, load_connections, Expect, Subject};
 use adi_classify::{
-    fixtures_dir, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
+    fixtures_path, Classifier, Confidence, Direction, ParseError, PortHint, Probe, ProtocolId,
     Record, RecordKind, Registry, Session,
 };
 use proptest::prelude::*;
@@ -15,8 +12,11 @@ use proptest::prelude::*;
 use super::session::RedisSession;
 use super::{Redis, AMBIGUOUS, ID};
 
+/// The classifier under test and its fixtures.
+const T: Subject = Subject::new(&Redis, fixtures_path!("src/redis/fixtures"));
+
 fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    fixture_bytes(fixtures_dir!("redis"), dir, name)
+    T.fixture_bytes(dir, name)
 }
 
 /// (confidence, observed direction) of a match.
@@ -33,21 +33,13 @@ fn to_server(buf: &[u8]) -> Probe {
 
 /// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
 fn never_reported(buf: &[u8]) {
-    assert_never_reported(&Redis, buf);
+    T.assert_prefixes_below(Confidence::REPORT, &[buf]);
 }
 
-/// Parses a connection (to-server bytes, then to-client bytes) in `chunk`-byte writes,
-/// keeping unconsumed bytes like the engine does.
-fn parse_chunked(to_server: &[u8], to_client: &[u8], chunk: usize) -> Vec<Record> {
-    parse_in_pieces(&Redis, to_server, to_client, chunk, Feed::OneCallPerPiece)
-}
-
+/// A captured connection fed whole, one `parse` call per direction.
 fn connection(name: &str) -> Vec<Record> {
-    parse_chunked(
-        &fixture(Direction::ToServer, name),
-        &fixture(Direction::ToClient, name),
-        usize::MAX,
-    )
+    let (to_server, to_client) = T.fixture(name);
+    T.parse_split_once(&to_server, &to_client, usize::MAX)
 }
 
 /// (kind, op, resource) of each record.
@@ -61,7 +53,16 @@ fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> 
 // ---- real captures ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);
+adi_classify::conformance_tests!(
+    "redis",
+    "src/redis/fixtures",
+    Confidence::WEAK,
+    Expect {
+        paired: true,
+        exact_splits: true,
+        ..Expect::NONE
+    }
+);
 
 #[test]
 fn fixtures_match_at_their_band() {
@@ -89,43 +90,6 @@ fn fixtures_match_at_their_band() {
     for &(dir, name, want) in cases {
         let got = verdict(&fixture(dir, name), dir, PortHint::NONE);
         assert_eq!(got, Some((want, None)), "{dir:?} {name}");
-    }
-}
-
-#[test]
-fn every_request_gets_one_response() {
-    for conn in load_connections(fixtures_dir!("redis")) {
-        let name = conn.name.as_str();
-        let records = connection(name);
-        let count = |k| records.iter().filter(|r| r.kind == k).count();
-        assert_eq!(
-            count(RecordKind::Request),
-            count(RecordKind::Response),
-            "{name}: {:#?}",
-            summary(&records)
-        );
-        assert!(!records.is_empty(), "{name}");
-    }
-}
-
-#[test]
-fn split_writes_give_the_same_records() {
-    let all = load_fixtures(fixtures_dir!("redis"));
-    let pick = |f: &Fixture, name: &str, dir| f.name == name && f.dir == dir;
-    for fx in all.iter().filter(|f| f.dir == Direction::ToServer) {
-        let client = all
-            .iter()
-            .find(|f| pick(f, &fx.name, Direction::ToClient))
-            .map_or(&[][..], |f| f.bytes.as_slice());
-        let whole = parse_chunked(&fx.bytes, client, usize::MAX);
-        for chunk in [1, 2, 3, 7, 64] {
-            assert_eq!(
-                parse_chunked(&fx.bytes, client, chunk),
-                whole,
-                "{} in {chunk}-byte writes",
-                fx.name
-            );
-        }
     }
 }
 
@@ -279,7 +243,8 @@ fn resp2_pubsub_messages_are_messages() {
         "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$2\r\nhi\r\n", // a message
         "*2\r\n$4\r\npong\r\n$0\r\n\r\n",             // PING's reply in subscribed mode
     );
-    let kinds: Vec<_> = parse_chunked(to_server, to_client.as_bytes(), usize::MAX)
+    let kinds: Vec<_> = T
+        .parse_split_once(to_server, to_client.as_bytes(), usize::MAX)
         .iter()
         .map(|r| r.kind)
         .collect();
@@ -370,12 +335,7 @@ fn memcached_is_told_apart() {
         0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, b'k',
     ]);
-    for fx in load_fixtures(fixtures_dir!("memcached")) {
-        let window = &fx.bytes[..fx.bytes.len().min(super::PROBE_WINDOW)];
-        if let Some((c, _)) = verdict(window, fx.dir, PortHint::NONE) {
-            assert!(c < Confidence::REPORT, "{}: {c}", fx.path.display());
-        }
-    }
+    // (memcached's fixtures: its conformance test `conformance_no_confusion`.)
 }
 
 #[test]
@@ -487,7 +447,7 @@ fn edge_cases() {
 #[test]
 fn auth_password_is_never_kept() {
     // AUTH user secret / HELLO 3 AUTH user secret: no resource, no raw bytes.
-    let r = parse_chunked(
+    let r = T.parse_split_once(
         b"*3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$6\r\nsecret\r\n*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$6\r\nsecret\r\n",
         b"+OK\r\n%0\r\n",
         usize::MAX,
@@ -601,7 +561,7 @@ fn engine_port_breaks_the_ping_and_get_ties() {
 #[test]
 fn engine_classifies_every_captured_connection() {
     // Each connection of the pcaps, on the port it was captured on: payload decides.
-    for conn in load_connections(fixtures_dir!("redis")) {
+    for conn in load_connections(T.dir()) {
         let name = conn.name.as_str();
         let port = if name.starts_with("default_") {
             6379
@@ -617,19 +577,6 @@ fn engine_classifies_every_captured_connection() {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
-
-    /// Arbitrary bytes never panic the probe or the session, in any split.
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), cut in 0_usize..600) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = Redis.probe(&bytes, dir, PortHint::NONE);
-            let mut s = RedisSession::default();
-            let cut = cut.min(bytes.len());
-            if let Ok(n) = s.parse(&bytes[..cut], dir, &mut Vec::new()) {
-                let _ = s.parse(&bytes[n..], dir, &mut Vec::new());
-            }
-        }
-    }
 
     /// RESP-shaped noise (type bytes, digits, CRLF) never panics and never over-consumes.
     #[test]

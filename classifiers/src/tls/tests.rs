@@ -2,13 +2,10 @@
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, for_each_prefix,
-    load_fixtures, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, survives_pieces,
+    Expect, Subject,
 };
-use adi_classify::{
-    fixtures_dir, fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record,
-    RecordKind, Session,
-};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::parser::HELLO_RETRY_REQUEST_RANDOM;
@@ -34,38 +31,17 @@ fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
 // ---- probe on real captures ----
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
-adi_classify::conformance_tests!("tls", "src/tls/fixtures", Confidence::CERTAIN);
-
-#[test]
-fn probe_matches_every_fixture_at_certain_in_its_direction() {
-    for fx in load_fixtures(fixtures_dir!("tls")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert!(
-            v.confidence >= Confidence::CERTAIN,
-            "{}: {v:?}",
-            fx.path.display()
-        );
-        assert_eq!(v.observed, None, "{}", fx.path.display());
-        let expected = if fx.dir == Direction::ToServer {
-            "TLS ClientHello"
-        } else {
-            "TLS ServerHello"
-        };
-        assert_eq!(v.reason, expected, "{}", fx.path.display());
+adi_classify::conformance_tests!(
+    "tls",
+    "src/tls/fixtures",
+    Confidence::CERTAIN,
+    Expect {
+        reversed: Expect::BOTH_WAYS,
+        reasons: Some(["TLS ClientHello", "TLS ServerHello"]),
+        prefixes_parse: true,
+        ..Expect::NONE
     }
-}
-
-#[test]
-fn probe_notes_the_other_direction() {
-    for fx in load_fixtures(fixtures_dir!("tls")) {
-        let Probe::Match(v) = T.probe(&fx.bytes, fx.dir.reverse()) else {
-            panic!("{}: no match", fx.path.display())
-        };
-        assert_eq!(v.observed, Some(fx.dir), "{}", fx.path.display());
-    }
-}
+);
 
 #[test]
 fn probe_bands_on_a_split_client_hello() {
@@ -219,16 +195,6 @@ fn session_summarises_every_fixture() {
             );
         }
     }
-}
-
-#[test]
-fn session_survives_every_truncation() {
-    for_each_prefix(fixtures_dir!("tls"), 700, |fx, prefix| {
-        let n = TlsSession::default()
-            .parse(prefix, fx.dir, &mut Vec::new())
-            .expect("a prefix of a real capture is never an error");
-        assert!(n <= prefix.len());
-    });
 }
 
 // ---- the real engine ----
@@ -458,43 +424,26 @@ fn inconsistent_handshake_headers_stay_below_report() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    let cases: &[(&[u8], &str)] = &[
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2 preface"),
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1"),
+    let cases: &[&[u8]] = &[
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         // TDS PRELOGIN: type 0x12, status 1, length 0x002f, spid, packet id, window
-        (
-            &[
-                0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x1a,
-            ],
-            "TDS prelogin",
-        ),
+        &[
+            0x12, 0x01, 0x00, 0x2f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x1a,
+        ],
         // MongoDB OP_MSG header: length 0x16 little endian, request id, response to, 2013
-        (
-            &[
-                0x16, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0,
-            ],
-            "mongo",
-        ),
+        &[0x16, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0x07, 0, 0],
         // Kafka request: size, api_key 18, api_version 3, correlation id
-        (&[0, 0, 0, 0x16, 0, 0x12, 0, 3, 0, 0, 0, 1], "kafka"),
+        &[0, 0, 0, 0x16, 0, 0x12, 0, 3, 0, 0, 0, 1],
         // memcached binary GET request header
-        (
-            &[0x80, 0x00, 0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
-            "memcached binary",
-        ),
+        &[0x80, 0x00, 0x00, 0x03, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
         // Postgres SSLRequest
-        (&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], "postgres SSLRequest"),
+        &[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f],
         // MySQL packet of length 0x000316, sequence 0
-        (
-            &[0x16, 0x03, 0x00, 0x00, 0x0a, 0x35, 0x2e, 0x37],
-            "mysql length 0x316",
-        ),
+        &[0x16, 0x03, 0x00, 0x00, 0x0a, 0x35, 0x2e, 0x37],
     ];
-    for (bytes, what) in cases {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            assert_eq!(T.probe(bytes, dir), Probe::NoMatch, "{what} {dir:?}");
-        }
-    }
+    T.assert_no_match(Direction::ToServer, cases);
+    T.assert_no_match(Direction::ToClient, cases);
 }
 
 #[test]
@@ -533,14 +482,6 @@ fn hostile_lengths_do_not_panic() {
 
 proptest! {
     #[test]
-    fn proptest_random_bytes_never_reach_report(buf in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            prop_assert!(T.score(&buf, dir) < Confidence::REPORT.get());
-            let _ = TlsSession::default().parse(&buf, dir, &mut Vec::new());
-        }
-    }
-
-    #[test]
     fn proptest_tls_prefix_then_noise_never_panics(
         prefix in prop::sample::select(vec![
             &[22u8, 3, 1, 0x02, 0x00, 1, 0, 1, 0xfc, 3, 3][..],
@@ -554,17 +495,7 @@ proptest! {
         let mut buf = prefix.to_vec();
         buf.extend_from_slice(&noise);
         for dir in [Direction::ToServer, Direction::ToClient] {
-            let _ = Tls.probe(&buf, dir, PortHint::NONE);
-            let mut session = TlsSession::default();
-            let mut pending = Vec::new();
-            let mut out = Vec::new();
-            for piece in buf.chunks(split) {
-                pending.extend_from_slice(piece);
-                match session.parse(&pending, dir, &mut out) {
-                    Ok(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
-                    Err(_) => break,
-                }
-            }
+            prop_assert!(survives_pieces(&Tls, &buf, dir, split));
         }
     }
 }
