@@ -11,6 +11,7 @@
 //! buffer, and [`GoHttp::stop`] at shutdown.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -57,6 +58,10 @@ struct Shared {
 pub struct GoHttp {
     cmds: Option<mpsc::Sender<Cmd>>,
     stream: Option<GoHttpStream>,
+    /// The stream, once the attaching thread loaded the uprobes (at the first Go program
+    /// that needs them: most runs never do, and the object's ring buffer costs 8 MiB of
+    /// resident memory).
+    loaded: Option<tokio::sync::oneshot::Receiver<GoHttpStream>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
     lost_reported: u64,
@@ -64,14 +69,16 @@ pub struct GoHttp {
 }
 
 impl GoHttp {
-    /// Loads the uprobes (when `enabled`) and attaches them to `pids`, or to every running Go
-    /// program with `all`. `opt_in` is `Some` when processes are chosen
-    /// by the opt-in: a process that execs is then attached only if /proc says it opted in. A
-    /// failure to load is said on stderr and leaves the uprobes off; capture goes on.
+    /// Starts the attaching thread, which attaches the uprobes to the Go programs among `pids`
+    /// (every running process with `all`) that `mode` admits, loading them at the first one.
+    /// `opt_in` is `Some` when processes are chosen by the opt-in: a process that execs is then
+    /// attached only if /proc says it opted in. A failure to load is said on stderr and leaves
+    /// the uprobes off; capture goes on. Call from within the tokio runtime.
     pub fn start(mode: GoMode, pids: &HashSet<u32>, all: bool, opt_in: Option<OptIn>) -> Self {
         let mut off = Self {
             cmds: None,
             stream: None,
+            loaded: None,
             thread: None,
             shared: Arc::default(),
             lost_reported: 0,
@@ -80,13 +87,6 @@ impl GoHttp {
         if mode == GoMode::Off {
             return off;
         }
-        let (probes, stream) = match GoHttpProbes::new() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("adi: Go uprobes off: {e}");
-                return off;
-            }
-        };
         let (tx, rx) = mpsc::channel();
         let mut initial: Vec<u32> = pids.iter().copied().collect();
         if all {
@@ -100,14 +100,24 @@ impl GoHttp {
             });
         }
         let shared = Arc::clone(&off.shared);
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("adi-go-uprobes".into())
-            .spawn(move || attach_loop(probes, &rx, &shared, opt_in.as_ref(), mode));
+            .spawn(move || {
+                // The ring buffer's reader registers with the runtime's reactor.
+                let _in_runtime = runtime.enter();
+                let probes = Lazy {
+                    probes: None,
+                    stream_to: Some(loaded_tx),
+                };
+                attach_loop(probes, &rx, &shared, opt_in.as_ref(), mode);
+            });
         match thread {
             Ok(t) => {
                 off.thread = Some(t);
                 off.cmds = Some(tx);
-                off.stream = Some(stream);
+                off.loaded = Some(loaded_rx);
             }
             Err(e) => eprintln!("adi: Go uprobes off: starting their thread: {e}"),
         }
@@ -138,6 +148,15 @@ impl GoHttp {
 
     /// The next `go_http` event; never ready when the uprobes are off. Cancel-safe.
     pub async fn next(&mut self) -> Option<GoHttpEvent> {
+        if self.stream.is_none() {
+            let Some(loaded) = &mut self.loaded else {
+                return std::future::pending().await;
+            };
+            // Cancel-safe: a receiver awaited by reference keeps what it has not yet given.
+            let stream = loaded.await.ok();
+            self.loaded = None;
+            self.stream = stream;
+        }
         let Some(stream) = &mut self.stream else {
             return std::future::pending().await;
         };
@@ -162,6 +181,9 @@ impl GoHttp {
         self.cmds = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(mut loaded) = self.loaded.take() {
+            self.stream = loaded.try_recv().ok();
         }
         let Some(stream) = &mut self.stream else {
             return Vec::new();
@@ -200,9 +222,54 @@ pub(crate) fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The uprobes, loaded at the first Go program that needs them; their stream goes to
+/// [`GoHttp::next`] then.
+struct Lazy {
+    probes: Option<GoHttpProbes>,
+    /// Where the stream goes once loaded; `None` once tried (loaded, or failed and said so).
+    stream_to: Option<tokio::sync::oneshot::Sender<GoHttpStream>>,
+}
+
+impl Lazy {
+    /// The probes, loading them the first time.
+    fn get(&mut self) -> Option<&mut GoHttpProbes> {
+        if let Some(stream_to) = self.stream_to.take() {
+            match GoHttpProbes::new() {
+                Ok((probes, stream)) => {
+                    self.probes = Some(probes);
+                    let _ = stream_to.send(stream);
+                    // What loading allocated for a moment (the kernel's BTF).
+                    adi_probes::host::release_freed_memory();
+                }
+                Err(e) => eprintln!("adi: Go uprobes off: {e}"),
+            }
+        }
+        self.probes.as_mut()
+    }
+
+    fn detach(&mut self, pid: u32) {
+        if let Some(p) = &mut self.probes {
+            p.detach(pid);
+        }
+    }
+
+    fn stats(&self) -> GoHttpStats {
+        self.probes
+            .as_ref()
+            .map(GoHttpProbes::stats)
+            .unwrap_or_default()
+    }
+
+    fn close(self) {
+        if let Some(p) = self.probes {
+            p.close();
+        }
+    }
+}
+
 /// The attaching thread: owns the probes until the command channel closes.
 fn attach_loop(
-    mut probes: GoHttpProbes,
+    mut probes: Lazy,
     rx: &mpsc::Receiver<Cmd>,
     shared: &Mutex<Shared>,
     opt_in: Option<&OptIn>,
@@ -222,14 +289,19 @@ fn attach_loop(
                 if recheck && opt_in.is_some_and(|o| !o.admits_pid(pid)) {
                     probes.detach(pid);
                     attached.remove(&pid);
+                } else if !adi_probes::tls::is_go_executable(Path::new(&format!("/proc/{pid}/exe")))
+                {
+                    // Not (or no longer) a Go program: no need to load anything for it.
+                    probes.detach(pid);
+                    attached.remove(&pid);
                 } else if mode == GoMode::WithoutTlsPlaintext && tls_plaintext_read(pid) {
                     // A program that exec'd another may have had them.
                     probes.detach(pid);
                     attached.remove(&pid);
                     skipped += 1;
                     eprintln!("adi: Go uprobes not needed on pid {pid}: its HTTP is read from its sockets and crypto/tls (--go-uprobes on adds them)");
-                } else {
-                    match probes.attach(pid) {
+                } else if let Some(loaded) = probes.get() {
+                    match loaded.attach(pid) {
                         Ok(t) => {
                             attached.insert(pid);
                             ever += 1;

@@ -615,6 +615,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         max_rate: opts.max_rate,
         opt_in: opt_in.as_ref().map(|o| o.allowed().to_vec()),
         tls_plaintext: opts.tls_uprobes != crate::tls::TlsMode::Off,
+        ring_bytes: 0,
     };
     // Attached before the /proc scan, so that no exec falls between the two.
     let (mut probes, mut stream) = KernelProbes::load(config)?;
@@ -629,6 +630,8 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         crate::go_http::GoHttp::start(opts.go_uprobes, &selected, opts.watch_all, opt_in.clone());
     let mut tls =
         crate::tls::TlsPlaintext::start(opts.tls_uprobes, &mut probes, &selected, opts.watch_all);
+    // What loading and inspecting allocated for a moment (the kernel's BTF, library files).
+    adi_probes::host::release_freed_memory();
     let mut bus: Bus<Event> = Bus::new(BUS_CAPACITY);
     let (tasks, counters) = start_sinks(sinks, &mut bus);
 

@@ -215,7 +215,10 @@ struct {
 /* Offset of runtime.g.stack.hi: g starts with its stack bounds {lo, hi} in every Go version. */
 #define GO_G_STACK_HI 8
 
+/* The ring buffer's default size; the loader sets the real one (ProbeConfig::ring_bytes) in
+ * the map and in `ring_bytes`. */
 #define RING_BYTES (16 * 1024 * 1024)
+const volatile __u32 ring_bytes = RING_BYTES;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -421,7 +424,7 @@ static __noinline void emit_data(struct adi_emit *e, struct adi_conn *conn)
 	/* When user space lags so far that this event might not fit, count it lost now, before
 	 * paying for the copies (the traced process is what pays). */
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >
-	    RING_BYTES - sizeof(struct adi_event_hdr) - ADI_MAX_PAYLOAD) {
+	    ring_bytes - sizeof(struct adi_event_hdr) - ADI_MAX_PAYLOAD) {
 		count(ADI_STAT_RINGBUF_FULL);
 		return;
 	}

@@ -268,6 +268,17 @@ pub fn set_idle_priority() -> io::Result<()> {
     }
 }
 
+/// Returns the memory the allocator holds free to the kernel, now. Loading a BPF object parses
+/// the kernel's BTF (tens of MiB of short-lived allocations, once); mimalloc, the binary's
+/// allocator, keeps freed pages for reuse until its next purge, which an idle thread never
+/// reaches, so they would stay in adi's resident size for good. Harmless with another
+/// global allocator (mimalloc's own heaps are then empty).
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointer; it frees the calling thread's and the arenas'
+    // unused pages, which no live allocation refers to.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> i128 {
     let mut ts = libc::timespec {

@@ -172,6 +172,22 @@ pub struct ProbeConfig {
     /// TLS library uprobes will be attached ([`KernelProbes::attach_tls`]): socket reads and
     /// writes then look for a TLS call in progress on their thread (one map lookup each).
     pub tls_plaintext: bool,
+    /// Size of the kernel's ring buffer in bytes (a power of two, at least 1 MiB); 0: what
+    /// [`ring_bytes_for`] says for `max_rate`.
+    pub ring_bytes: u32,
+}
+
+/// The ring buffer adi uses for a `--max-rate`: 4 MiB when exchanges are sampled (at most
+/// `max_rate` full exchanges a second, a few MiB/s at the 4 KiB cap: seconds of slack), 16 MiB
+/// when every exchange is captured (a saturated HTTP server on loopback fills 4 MiB in tens of
+/// milliseconds when adi falls behind; 16 MiB lost nothing in `benches/overhead`). Its pages
+/// are mapped twice into adi (the wrap-around view), so the resident size grows by twice this.
+pub fn ring_bytes_for(max_rate: u32) -> u32 {
+    if max_rate == 0 {
+        16 << 20
+    } else {
+        4 << 20
+    }
 }
 
 /// Most ADI_PROFILE_ALLOWED values the kernel compares.
@@ -248,7 +264,13 @@ impl KernelProbes {
         let opt_in = u32::from(config.opt_in.is_some() && !config.watch_all);
         let allowed_count = u32::try_from(allowed.len()).unwrap_or(0);
         let exchange_cost_ns = exchange_cost_ns(config.max_rate);
+        let ring_bytes = match config.ring_bytes {
+            0 => ring_bytes_for(config.max_rate),
+            n => n.max(1 << 20).next_power_of_two(),
+        };
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries("events", ring_bytes)
+            .override_global("ring_bytes", &ring_bytes, true)
             .override_global("watch_all", &watch_all, true)
             .override_global("self_tgid", &self_tgid, true)
             .override_global("capture_bytes", &capture, true)

@@ -67,6 +67,7 @@ fn load_watching_pids() -> (KernelProbes, adi_probes::live::EventStream) {
         opt_in: None,
         max_rate: 0,
         tls_plaintext: false,
+        ring_bytes: 0,
     })
     .expect("load")
 }
