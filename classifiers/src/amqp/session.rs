@@ -21,6 +21,7 @@
 //!   body is complete, with the body (capped at [`MAX_BODY_KEPT`]) and `content_type`.
 //! - heartbeats produce no record.
 
+use adi_classify::record::{keep_capped, lossy};
 use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
@@ -80,19 +81,7 @@ pub(crate) struct AmqpSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn keep(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
-    let room = cap.saturating_sub(dst.len());
-    if bytes.len() > room {
-        *truncated = true;
-    }
-    dst.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    ParseError::malformed(ID, what)
 }
 
 /// The record of one method frame.
@@ -117,11 +106,11 @@ fn method_record(id: MethodId, a: &Arguments<'_>, frame: &[u8]) -> Record {
         _ if id == MethodId::CONNECTION_OPEN => a.vhost,
         _ => a.queue,
     }
-    .map(text);
+    .map(lossy);
     r.status = a.reply_code;
     let mut attr = |name: &str, value: Option<&[u8]>| {
         if let Some(v) = value {
-            r.attributes.push((name.to_owned(), text(v)));
+            r.attributes.push((name.to_owned(), lossy(v)));
         }
     };
     if let Some(props) = a.properties {
@@ -149,16 +138,16 @@ fn method_record(id: MethodId, a: &Arguments<'_>, frame: &[u8]) -> Record {
     attr("reply_text", a.reply_text);
     if id == MethodId::CONNECTION_OPEN {
         if let Some(vhost) = a.vhost {
-            r.connection.push(("vhost", text(vhost)));
+            r.connection.push(("vhost", lossy(vhost)));
         }
     }
     if id != MethodId::CONNECTION_START {
         if let Some(name) = a.properties.and_then(|p| p.string("connection_name")) {
-            r.connection.push(("client_name", text(name)));
+            r.connection.push(("client_name", lossy(name)));
         }
     }
     r.wire_len = frame.len() as u64;
-    keep(&mut r.raw, &mut r.truncated, frame, MAX_RAW_KEPT);
+    keep_capped(&mut r.raw, &mut r.truncated, frame, MAX_RAW_KEPT);
     r
 }
 
@@ -232,7 +221,7 @@ impl AmqpSession {
                     if let Some(t) = h.content_type {
                         c.record
                             .attributes
-                            .push(("content_type".to_owned(), text(t)));
+                            .push(("content_type".to_owned(), lossy(t)));
                     }
                 }
                 self.finish_if_done(dir, channel, out);
@@ -298,7 +287,7 @@ impl AmqpSession {
         let n = payload_left.min(buf.len());
         let part = &buf[..n];
         if let Some(c) = self.pending_mut(dir, frame.channel) {
-            keep(
+            keep_capped(
                 &mut c.record.body,
                 &mut c.record.truncated,
                 part,
@@ -403,12 +392,7 @@ impl Session for AmqpSession {
                         .get(3..7)
                         .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
                     return Err(if size > MAX_FRAME_SIZE {
-                        ParseError::TooLarge {
-                            protocol: ID,
-                            what: "frame",
-                            len: size as usize,
-                            max: MAX_FRAME_SIZE as usize,
-                        }
+                        ParseError::too_large(ID, "frame", size as usize, MAX_FRAME_SIZE as usize)
                     } else {
                         malformed("frame type")
                     });

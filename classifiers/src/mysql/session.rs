@@ -24,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use adi_classify::record::lossy_capped;
 use adi_classify::{
     parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
 };
@@ -100,24 +101,11 @@ pub(crate) struct MysqlSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: MYSQL,
-        what,
-    }
-}
-
-/// Lossy UTF-8, cut at `cap` bytes.
-fn text(bytes: &[u8], cap: usize) -> (String, bool) {
-    let cut = bytes.len() > cap;
-    let mut s = String::from_utf8_lossy(bytes.get(..cap).unwrap_or(bytes)).into_owned();
-    if cut && s.ends_with('\u{fffd}') {
-        s.pop();
-    }
-    (s, cut)
+    ParseError::malformed(MYSQL, what)
 }
 
 fn value(bytes: &[u8]) -> String {
-    text(bytes, MAX_VALUE_KEPT).0
+    lossy_capped(bytes, MAX_VALUE_KEPT).0
 }
 
 fn record(kind: RecordKind, op: &str, wire_len: usize) -> Record {
@@ -237,7 +225,7 @@ impl MysqlSession {
                     .strip_prefix(b"\x00\x01")
                     .filter(|_| cmd == Command::QUERY)
                     .unwrap_or(body);
-                let (sql, cut) = text(sql, MAX_QUERY_KEPT);
+                let (sql, cut) = lossy_capped(sql, MAX_QUERY_KEPT);
                 r.resource = Some(sql);
                 r.truncated = cut || truncated;
             }
