@@ -424,8 +424,10 @@ impl Skip {
 }
 
 /// A session that reads one message at a time and may step over the rest of one: the shape
-/// [`parse_steps`] drives.
-pub trait Steps {
+/// [`parse_steps`] drives. Every `Steps` is a [`Session`]: its `parse` is [`parse_steps`],
+/// its `gap` and `finish` are the ones below, and once [`Steps::opaque`] it consumes every
+/// byte and gap unread.
+pub trait Steps: Send {
     /// The bytes each direction still has to step over; `None` (the default) for a session
     /// that never steps over part of a message.
     fn skip(&mut self) -> Option<&mut Skip> {
@@ -443,6 +445,52 @@ pub trait Steps {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<Step, ParseError>;
+
+    /// The connection carries nothing this session reads any more (encryption or
+    /// compression started): every later byte and gap is consumed unread. The default: never.
+    fn opaque(&self) -> bool {
+        false
+    }
+
+    /// [`Session::gap`] (while not [`Steps::opaque`]).
+    ///
+    /// # Errors
+    ///
+    /// The default: [`ParseError::Gap`], and the engine restarts the session.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        let _ = (dir, out);
+        Err(ParseError::Gap { len })
+    }
+
+    /// [`Session::finish`]. The default does nothing.
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        let _ = (dir, out);
+    }
+}
+
+impl<S: Steps> Session for S {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
+        if self.opaque() {
+            return Ok(buf.len());
+        }
+        parse_steps(self, buf, dir, out)
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        if self.opaque() {
+            return Ok(());
+        }
+        Steps::gap(self, dir, len, out)
+    }
+
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        Steps::finish(self, dir, out);
+    }
 }
 
 /// The "skip, then step" loop of [`Session::parse`]: steps over what is left to skip, then

@@ -22,7 +22,7 @@
 //! - heartbeats produce no record.
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -320,7 +320,71 @@ impl AmqpSession {
     }
 }
 
-impl Session for AmqpSession {
+impl Steps for AmqpSession {
+    fn step(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        if self.opaque {
+            return Ok(Step::Consumed(rest.len()));
+        }
+        if self.body[dir.index()].is_some() {
+            // A body frame still open after this has taken all of `rest`.
+            return Ok(Step::Consumed(self.on_body(dir, rest, out)?));
+        }
+        if rest[0] == AMQP_MAGIC[0] {
+            let Some(header) = rest.get(..HEADER_LEN) else {
+                return Ok(Step::NeedMore);
+            };
+            return Ok(match self.on_protocol_header(header, out)? {
+                After::Frames => Step::Consumed(HEADER_LEN),
+                After::Opaque => Step::Consumed(rest.len()),
+                After::Switch => Step::Switched(HEADER_LEN),
+            });
+        }
+        let header = match parse_frame_header(rest) {
+            Ok((_, h)) => h,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => {
+                let size = rest
+                    .get(3..7)
+                    .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+                return Err(if size > MAX_FRAME_SIZE {
+                    ParseError::too_large(ID, "frame", size as usize, MAX_FRAME_SIZE as usize)
+                } else {
+                    malformed("frame type")
+                });
+            }
+        };
+        if header.kind == FrameType::BODY {
+            if let Some(c) = self.pending_mut(dir, header.channel) {
+                c.record.wire_len += FRAME_HEADER_LEN as u64;
+            }
+            self.body[dir.index()] = Some(BodyFrame {
+                channel: header.channel,
+                left: header.size as usize + 1,
+            });
+            return Ok(Step::Consumed(FRAME_HEADER_LEN));
+        }
+        let (_, (_, payload)) = match parse_frame(rest) {
+            Ok(r) => r,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Err(malformed("frame end")),
+        };
+        let frame_len = FRAME_HEADER_LEN + payload.len() + 1;
+        self.on_frame(
+            dir,
+            header.kind,
+            header.channel,
+            payload,
+            &rest[..frame_len],
+            out,
+        )?;
+        Ok(Step::Consumed(frame_len))
+    }
+
     /// Steps over uncaptured bytes inside a content body frame (the message is marked
     /// truncated); any other gap is an error and the engine restarts the session.
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
@@ -348,82 +412,5 @@ impl Session for AmqpSession {
             self.body[dir.index()] = Some(frame);
         }
         Ok(())
-    }
-
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        let mut consumed = 0;
-        loop {
-            let rest = &buf[consumed..];
-            if self.body[dir.index()].is_some() {
-                let n = self.on_body(dir, rest, out)?;
-                consumed += n;
-                if self.body[dir.index()].is_some() {
-                    return Ok(consumed);
-                }
-                continue;
-            }
-            let Some(&first) = rest.first() else {
-                return Ok(consumed);
-            };
-            if first == AMQP_MAGIC[0] {
-                let Some(header) = rest.get(..HEADER_LEN) else {
-                    return Ok(consumed);
-                };
-                consumed += HEADER_LEN;
-                match self.on_protocol_header(header, out)? {
-                    After::Frames => continue,
-                    After::Opaque => return Ok(buf.len()),
-                    After::Switch => return Ok(consumed),
-                }
-            }
-            let header = match parse_frame_header(rest) {
-                Ok((_, h)) => h,
-                Err(Err::Incomplete(_)) => return Ok(consumed),
-                Err(_) => {
-                    let size = rest
-                        .get(3..7)
-                        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-                    return Err(if size > MAX_FRAME_SIZE {
-                        ParseError::too_large(ID, "frame", size as usize, MAX_FRAME_SIZE as usize)
-                    } else {
-                        malformed("frame type")
-                    });
-                }
-            };
-            if header.kind == FrameType::BODY {
-                consumed += FRAME_HEADER_LEN;
-                if let Some(c) = self.pending_mut(dir, header.channel) {
-                    c.record.wire_len += FRAME_HEADER_LEN as u64;
-                }
-                self.body[dir.index()] = Some(BodyFrame {
-                    channel: header.channel,
-                    left: header.size as usize + 1,
-                });
-                continue;
-            }
-            let (_, (_, payload)) = match parse_frame(rest) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => return Ok(consumed),
-                Err(_) => return Err(malformed("frame end")),
-            };
-            let frame_len = FRAME_HEADER_LEN + payload.len() + 1;
-            self.on_frame(
-                dir,
-                header.kind,
-                header.channel,
-                payload,
-                &rest[..frame_len],
-                out,
-            )?;
-            consumed += frame_len;
-        }
     }
 }

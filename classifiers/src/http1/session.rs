@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{parse_steps, Direction, ParseError, Record, RecordKind, Session, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -509,7 +509,20 @@ impl Http1Session {
     }
 }
 
-impl Session for Http1Session {
+impl Steps for Http1Session {
+    fn step(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        if self.streams[dir.index()].in_flight.is_some() {
+            self.parse_body(buf, dir, out)
+        } else {
+            self.parse_head(buf, dir, out)
+        }
+    }
+
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
         if self.skip_body(dir, len, out) {
             Ok(())
@@ -529,30 +542,6 @@ impl Session for Http1Session {
                 record.truncated = true;
             }
             out.push(record);
-        }
-    }
-
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        parse_steps(self, buf, dir, out)
-    }
-}
-
-impl Steps for Http1Session {
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
-        if self.streams[dir.index()].in_flight.is_some() {
-            self.parse_body(buf, dir, out)
-        } else {
-            self.parse_head(buf, dir, out)
         }
     }
 }

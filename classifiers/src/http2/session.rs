@@ -26,9 +26,7 @@
 use std::collections::BTreeMap;
 
 use adi_classify::record::lossy;
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use loona_hpack::Decoder;
 use nom::Err;
 
@@ -498,60 +496,6 @@ impl Http2Session {
     }
 }
 
-impl Session for Http2Session {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        parse_steps(self, buf, dir, out)
-    }
-
-    /// Bytes lost inside a DATA frame are stepped over (the body is marked truncated);
-    /// anything else loses the frame boundaries.
-    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
-        if self.skip.gap(dir, len).is_ok() {
-            return Ok(());
-        }
-        let d = &mut self.dirs[dir.index()];
-        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-        if let Some(left) = d.data.as_mut() {
-            if !left.pad_length_pending && left.data + left.padding >= len_usize {
-                let from_data = left.data.min(len_usize);
-                left.data -= from_data;
-                left.padding -= len_usize - from_data;
-                let (stream, done, end) = (
-                    left.stream,
-                    left.data == 0 && left.padding == 0,
-                    left.end_stream,
-                );
-                if done {
-                    d.data = None;
-                }
-                if let Some(s) = self.streams.get_mut(&stream) {
-                    let half = s.half(dir);
-                    half.truncated = true;
-                    half.wire_len += len;
-                }
-                if done && end {
-                    self.end_half(stream, dir, out);
-                }
-                return Ok(());
-            }
-        }
-        Err(ParseError::Gap { len })
-    }
-
-    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
-        // Called once per direction: the second call finds nothing left.
-        let _ = dir;
-        for (id, s) in std::mem::take(&mut self.streams) {
-            Self::emit(id, s, true, out);
-        }
-    }
-}
-
 impl Steps for Http2Session {
     fn skip(&mut self) -> Option<&mut Skip> {
         Some(&mut self.skip)
@@ -639,5 +583,48 @@ impl Steps for Http2Session {
         };
         self.frame(&h, frame, dir, out)?;
         Ok(Step::Consumed(frame.len()))
+    }
+
+    /// Bytes lost inside a DATA frame are stepped over (the body is marked truncated);
+    /// anything else loses the frame boundaries.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        if self.skip.gap(dir, len).is_ok() {
+            return Ok(());
+        }
+        let d = &mut self.dirs[dir.index()];
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+        if let Some(left) = d.data.as_mut() {
+            if !left.pad_length_pending && left.data + left.padding >= len_usize {
+                let from_data = left.data.min(len_usize);
+                left.data -= from_data;
+                left.padding -= len_usize - from_data;
+                let (stream, done, end) = (
+                    left.stream,
+                    left.data == 0 && left.padding == 0,
+                    left.end_stream,
+                );
+                if done {
+                    d.data = None;
+                }
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    let half = s.half(dir);
+                    half.truncated = true;
+                    half.wire_len += len;
+                }
+                if done && end {
+                    self.end_half(stream, dir, out);
+                }
+                return Ok(());
+            }
+        }
+        Err(ParseError::Gap { len })
+    }
+
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        // Called once per direction: the second call finds nothing left.
+        let _ = dir;
+        for (id, s) in std::mem::take(&mut self.streams) {
+            Self::emit(id, s, true, out);
+        }
     }
 }

@@ -25,9 +25,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy_capped;
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -512,6 +510,16 @@ impl Steps for MysqlSession {
             Ok(Step::Consumed(wire))
         }
     }
+
+    fn opaque(&self) -> bool {
+        self.opaque
+    }
+
+    /// Steps over uncaptured bytes inside a packet being skipped (anywhere once the
+    /// connection is encrypted or compressed: [`Steps::opaque`]).
+    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
+        self.skip.gap(dir, len)
+    }
 }
 
 /// After a response or a result set: another result set follows when the server says so.
@@ -520,28 +528,5 @@ fn more(status: u16) -> Reply {
         Reply::Next
     } else {
         Reply::First
-    }
-}
-
-impl Session for MysqlSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        parse_steps(self, buf, dir, out)
-    }
-
-    /// Steps over uncaptured bytes inside a packet being skipped, or anywhere once the
-    /// connection is encrypted or compressed.
-    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
-        if self.opaque {
-            return Ok(());
-        }
-        self.skip.gap(dir, len)
     }
 }

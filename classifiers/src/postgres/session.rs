@@ -27,9 +27,7 @@
 //! record is made from the bytes at hand (marked `truncated`) and the rest is skipped.
 
 use adi_classify::record::lossy_capped;
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -450,27 +448,14 @@ impl Steps for PostgresSession {
             Ok(Step::Consumed(wire))
         }
     }
-}
 
-impl Session for PostgresSession {
-    /// Steps over uncaptured bytes inside a message being skipped, or anywhere once the
-    /// connection is encrypted.
-    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
-        if self.opaque {
-            return Ok(());
-        }
-        self.skip.gap(dir, len)
+    fn opaque(&self) -> bool {
+        self.opaque
     }
 
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        parse_steps(self, buf, dir, out)
+    /// Steps over uncaptured bytes inside a message being skipped (anywhere once the
+    /// connection is encrypted: [`Steps::opaque`]).
+    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
+        self.skip.gap(dir, len)
     }
 }

@@ -20,9 +20,7 @@
 //! direction becomes a `ClientHello` request with `version` `SSL 2.0-compatible`.
 
 use adi_classify::record::lossy;
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -221,17 +219,6 @@ impl TlsSession {
             let n = (HANDSHAKE_HEADER_LEN + len).min(d.handshake.len());
             d.handshake.drain(..n);
         }
-    }
-}
-
-impl Session for TlsSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        parse_steps(self, buf, dir, out)
     }
 }
 
