@@ -514,14 +514,14 @@ pub fn parse_steps<S: Steps + ?Sized>(
             continue;
         }
         match session.step(rest, dir, out)? {
-            Step::NeedMore => break,
+            Step::Invalid(e) if consumed == 0 => return Err(e),
+            // Reported next call, when these bytes come first.
+            Step::NeedMore | Step::Invalid(_) => break,
             Step::Consumed(n) => consumed += n,
             Step::Switched(n) => {
                 consumed += n;
                 break;
             }
-            Step::Invalid(e) if consumed == 0 => return Err(e),
-            Step::Invalid(_) => break,
         }
     }
     Ok(consumed)
