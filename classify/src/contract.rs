@@ -361,7 +361,7 @@ impl Session for DetectOnly {
 
 /// What one step of a message-by-message session made of the bytes at the front of its
 /// buffer (see [`parse_steps`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Not a whole message yet: call again with more bytes.
     NeedMore,
@@ -369,6 +369,10 @@ pub enum Step {
     Consumed(usize),
     /// This many bytes were read and the protocol ends after them (a switch to TLS, say).
     Switched(usize),
+    /// The bytes at the front are not a message: [`parse_steps`] reports what it consumed
+    /// before them, and fails with this error only when that is nothing (the next call then
+    /// starts at these bytes).
+    Invalid(ParseError),
 }
 
 /// How many bytes each direction still has to step over: the rest of a message a session
@@ -395,6 +399,12 @@ impl Skip {
         n
     }
 
+    /// For a session that reads one message a call: when `dir` has bytes left to step over,
+    /// steps over what it can of the next `available` and returns how many.
+    pub fn step_over(&mut self, dir: Direction, available: usize) -> Option<usize> {
+        (self.get(dir) > 0).then(|| self.take(dir, available))
+    }
+
     /// `len` uncaptured bytes of `dir` ([`Session::gap`]): stepped over when they fall inside
     /// what is being skipped.
     ///
@@ -414,8 +424,10 @@ impl Skip {
 }
 
 /// A session that reads one message at a time and may step over the rest of one: the shape
-/// [`parse_steps`] drives.
-pub trait Steps {
+/// [`parse_steps`] drives. Every `Steps` is a [`Session`]: its `parse` is [`parse_steps`],
+/// its `gap` and `finish` are the ones below, and once [`Steps::opaque`] it consumes every
+/// byte and gap unread.
+pub trait Steps: Send {
     /// The bytes each direction still has to step over; `None` (the default) for a session
     /// that never steps over part of a message.
     fn skip(&mut self) -> Option<&mut Skip> {
@@ -433,15 +445,61 @@ pub trait Steps {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<Step, ParseError>;
+
+    /// The connection carries nothing this session reads any more (encryption or
+    /// compression started): every later byte and gap is consumed unread. The default: never.
+    fn opaque(&self) -> bool {
+        false
+    }
+
+    /// [`Session::gap`] (while not [`Steps::opaque`]).
+    ///
+    /// # Errors
+    ///
+    /// The default: [`ParseError::Gap`], and the engine restarts the session.
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        let _ = (dir, out);
+        Err(ParseError::Gap { len })
+    }
+
+    /// [`Session::finish`]. The default does nothing.
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        let _ = (dir, out);
+    }
+}
+
+impl<S: Steps> Session for S {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, ParseError> {
+        if self.opaque() {
+            return Ok(buf.len());
+        }
+        parse_steps(self, buf, dir, out)
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
+        if self.opaque() {
+            return Ok(());
+        }
+        Steps::gap(self, dir, len, out)
+    }
+
+    fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) {
+        Steps::finish(self, dir, out);
+    }
 }
 
 /// The "skip, then step" loop of [`Session::parse`]: steps over what is left to skip, then
-/// reads message after message until one is incomplete or the protocol switches. Returns the
-/// bytes consumed.
+/// reads message after message until one is incomplete, invalid or the protocol switches.
+/// Returns the bytes consumed.
 ///
 /// # Errors
 ///
-/// The first error of [`Steps::step`].
+/// The first error of [`Steps::step`], and [`Step::Invalid`] at the start of `buf`.
 pub fn parse_steps<S: Steps + ?Sized>(
     session: &mut S,
     buf: &[u8],
@@ -456,7 +514,9 @@ pub fn parse_steps<S: Steps + ?Sized>(
             continue;
         }
         match session.step(rest, dir, out)? {
-            Step::NeedMore => break,
+            Step::Invalid(e) if consumed == 0 => return Err(e),
+            // Reported next call, when these bytes come first.
+            Step::NeedMore | Step::Invalid(_) => break,
             Step::Consumed(n) => consumed += n,
             Step::Switched(n) => {
                 consumed += n;
@@ -465,4 +525,67 @@ pub fn parse_steps<S: Steps + ?Sized>(
         }
     }
     Ok(consumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages are one byte: `m` a message, `s` a message followed by 2 bytes to skip, `?`
+    /// an incomplete one, anything else invalid.
+    #[derive(Default)]
+    struct Bytes {
+        skip: Skip,
+    }
+
+    impl Steps for Bytes {
+        fn skip(&mut self) -> Option<&mut Skip> {
+            Some(&mut self.skip)
+        }
+
+        fn step(
+            &mut self,
+            buf: &[u8],
+            dir: Direction,
+            _: &mut Vec<Record>,
+        ) -> Result<Step, ParseError> {
+            Ok(match buf[0] {
+                b'm' => Step::Consumed(1),
+                b's' => {
+                    self.skip.set(dir, 2);
+                    Step::Consumed(1)
+                }
+                b'?' => Step::NeedMore,
+                _ => Step::Invalid(ParseError::Gap { len: 0 }),
+            })
+        }
+    }
+
+    fn parse(buf: &[u8]) -> Result<usize, ParseError> {
+        parse_steps(
+            &mut Bytes::default(),
+            buf,
+            Direction::ToServer,
+            &mut Vec::new(),
+        )
+    }
+
+    #[test]
+    fn parse_steps_reports_what_came_before_an_invalid_message() {
+        assert_eq!(parse(b"ms..m?m"), Ok(5));
+        assert_eq!(parse(b"mmx"), Ok(2));
+        assert_eq!(parse(b"xm"), Err(ParseError::Gap { len: 0 }));
+    }
+
+    #[test]
+    fn skip_step_over_only_when_something_is_left() {
+        let mut skip = Skip::default();
+        assert_eq!(skip.step_over(Direction::ToClient, 4), None);
+        skip.set(Direction::ToClient, 3);
+        assert_eq!(skip.step_over(Direction::ToServer, 4), None);
+        assert_eq!(skip.step_over(Direction::ToClient, 2), Some(2));
+        assert_eq!(skip.step_over(Direction::ToClient, 0), Some(0));
+        assert_eq!(skip.step_over(Direction::ToClient, 4), Some(1));
+        assert_eq!(skip.step_over(Direction::ToClient, 4), None);
+    }
 }

@@ -34,6 +34,28 @@ pub enum ParseError {
     },
 }
 
+impl ParseError {
+    /// [`ParseError::Malformed`]: `protocol`'s grammar broke while parsing `what`.
+    pub const fn malformed(protocol: ProtocolId, what: &'static str) -> Self {
+        Self::Malformed { protocol, what }
+    }
+
+    /// [`ParseError::TooLarge`]: `protocol`'s length `what` is `len`, above `max`.
+    pub const fn too_large(
+        protocol: ProtocolId,
+        what: &'static str,
+        len: usize,
+        max: usize,
+    ) -> Self {
+        Self::TooLarge {
+            protocol,
+            what,
+            len,
+            max,
+        }
+    }
+}
+
 /// The registry could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

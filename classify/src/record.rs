@@ -73,3 +73,29 @@ impl Record {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// `bytes` as text, invalid UTF-8 replaced.
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The first `cap` bytes of `bytes` as text (invalid UTF-8 replaced, a character cut at the
+/// cap dropped), and whether anything was cut.
+pub fn lossy_capped(bytes: &[u8], cap: usize) -> (String, bool) {
+    let cut = bytes.len() > cap;
+    let mut s = lossy(bytes.get(..cap).unwrap_or(bytes));
+    if cut && s.ends_with('\u{fffd}') {
+        s.pop();
+    }
+    (s, cut)
+}
+
+/// Appends what fits of `bytes` to `dst` while it holds at most `cap` bytes; sets `truncated`
+/// when some did not fit.
+pub fn keep_capped(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
+    let room = cap.saturating_sub(dst.len());
+    if bytes.len() > room {
+        *truncated = true;
+    }
+    dst.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+}

@@ -538,6 +538,36 @@ impl Subject {
         )
     }
 
+    /// Fixture `name`'s captured connection fed whole, one `parse` call per direction.
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::fixture`] and [`parse_in_pieces`].
+    pub fn connection(&self, name: &str) -> Vec<Record> {
+        let (to_server, to_client) = self.fixture(name);
+        self.parse_split_once(&to_server, &to_client, usize::MAX)
+    }
+
+    /// The confidence and observed direction of a match on `buf` sent `dir` (no port), `None`
+    /// for `NeedMore` and `NoMatch`.
+    pub fn band(&self, buf: &[u8], dir: Direction) -> Option<(Confidence, Option<Direction>)> {
+        self.verdict(buf, dir, PortHint::NONE)
+            .map(|v| (v.confidence, v.observed))
+    }
+
+    /// Asserts that each `(dir, name, band)` fixture, probed whole in its own direction,
+    /// matches at exactly that band without observing another direction.
+    ///
+    /// # Panics
+    ///
+    /// On the first fixture that does not.
+    pub fn assert_bands(&self, cases: &[(Direction, &str, Confidence)]) {
+        for &(dir, name, want) in cases {
+            let got = self.band(&self.fixture_bytes(dir, name), dir);
+            assert_eq!(got, Some((want, None)), "{dir:?} {name}");
+        }
+    }
+
     /// Asserts that none of `cases`, in either direction, matches at `limit` or more:
     /// look-alikes stay below [`Confidence::REPORT`], or with `Confidence::new(0)` never
     /// match at all.

@@ -21,7 +21,8 @@
 //!   body is complete, with the body (capped at [`MAX_BODY_KEPT`]) and `content_type`.
 //! - heartbeats produce no record.
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::record::{keep_capped, lossy};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -80,19 +81,7 @@ pub(crate) struct AmqpSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn keep(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
-    let room = cap.saturating_sub(dst.len());
-    if bytes.len() > room {
-        *truncated = true;
-    }
-    dst.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    ParseError::malformed(ID, what)
 }
 
 /// The record of one method frame.
@@ -117,11 +106,11 @@ fn method_record(id: MethodId, a: &Arguments<'_>, frame: &[u8]) -> Record {
         _ if id == MethodId::CONNECTION_OPEN => a.vhost,
         _ => a.queue,
     }
-    .map(text);
+    .map(lossy);
     r.status = a.reply_code;
     let mut attr = |name: &str, value: Option<&[u8]>| {
         if let Some(v) = value {
-            r.attributes.push((name.to_owned(), text(v)));
+            r.attributes.push((name.to_owned(), lossy(v)));
         }
     };
     if let Some(props) = a.properties {
@@ -149,16 +138,16 @@ fn method_record(id: MethodId, a: &Arguments<'_>, frame: &[u8]) -> Record {
     attr("reply_text", a.reply_text);
     if id == MethodId::CONNECTION_OPEN {
         if let Some(vhost) = a.vhost {
-            r.connection.push(("vhost", text(vhost)));
+            r.connection.push(("vhost", lossy(vhost)));
         }
     }
     if id != MethodId::CONNECTION_START {
         if let Some(name) = a.properties.and_then(|p| p.string("connection_name")) {
-            r.connection.push(("client_name", text(name)));
+            r.connection.push(("client_name", lossy(name)));
         }
     }
     r.wire_len = frame.len() as u64;
-    keep(&mut r.raw, &mut r.truncated, frame, MAX_RAW_KEPT);
+    keep_capped(&mut r.raw, &mut r.truncated, frame, MAX_RAW_KEPT);
     r
 }
 
@@ -232,7 +221,7 @@ impl AmqpSession {
                     if let Some(t) = h.content_type {
                         c.record
                             .attributes
-                            .push(("content_type".to_owned(), text(t)));
+                            .push(("content_type".to_owned(), lossy(t)));
                     }
                 }
                 self.finish_if_done(dir, channel, out);
@@ -298,7 +287,7 @@ impl AmqpSession {
         let n = payload_left.min(buf.len());
         let part = &buf[..n];
         if let Some(c) = self.pending_mut(dir, frame.channel) {
-            keep(
+            keep_capped(
                 &mut c.record.body,
                 &mut c.record.truncated,
                 part,
@@ -331,7 +320,71 @@ impl AmqpSession {
     }
 }
 
-impl Session for AmqpSession {
+impl Steps for AmqpSession {
+    fn step(
+        &mut self,
+        rest: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        if self.opaque {
+            return Ok(Step::Consumed(rest.len()));
+        }
+        if self.body[dir.index()].is_some() {
+            // A body frame still open after this has taken all of `rest`.
+            return Ok(Step::Consumed(self.on_body(dir, rest, out)?));
+        }
+        if rest[0] == AMQP_MAGIC[0] {
+            let Some(header) = rest.get(..HEADER_LEN) else {
+                return Ok(Step::NeedMore);
+            };
+            return Ok(match self.on_protocol_header(header, out)? {
+                After::Frames => Step::Consumed(HEADER_LEN),
+                After::Opaque => Step::Consumed(rest.len()),
+                After::Switch => Step::Switched(HEADER_LEN),
+            });
+        }
+        let header = match parse_frame_header(rest) {
+            Ok((_, h)) => h,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => {
+                let size = rest
+                    .get(3..7)
+                    .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+                return Err(if size > MAX_FRAME_SIZE {
+                    ParseError::too_large(ID, "frame", size as usize, MAX_FRAME_SIZE as usize)
+                } else {
+                    malformed("frame type")
+                });
+            }
+        };
+        if header.kind == FrameType::BODY {
+            if let Some(c) = self.pending_mut(dir, header.channel) {
+                c.record.wire_len += FRAME_HEADER_LEN as u64;
+            }
+            self.body[dir.index()] = Some(BodyFrame {
+                channel: header.channel,
+                left: header.size as usize + 1,
+            });
+            return Ok(Step::Consumed(FRAME_HEADER_LEN));
+        }
+        let (_, (_, payload)) = match parse_frame(rest) {
+            Ok(r) => r,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Err(malformed("frame end")),
+        };
+        let frame_len = FRAME_HEADER_LEN + payload.len() + 1;
+        self.on_frame(
+            dir,
+            header.kind,
+            header.channel,
+            payload,
+            &rest[..frame_len],
+            out,
+        )?;
+        Ok(Step::Consumed(frame_len))
+    }
+
     /// Steps over uncaptured bytes inside a content body frame (the message is marked
     /// truncated); any other gap is an error and the engine restarts the session.
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
@@ -359,87 +412,5 @@ impl Session for AmqpSession {
             self.body[dir.index()] = Some(frame);
         }
         Ok(())
-    }
-
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        let mut consumed = 0;
-        loop {
-            let rest = &buf[consumed..];
-            if self.body[dir.index()].is_some() {
-                let n = self.on_body(dir, rest, out)?;
-                consumed += n;
-                if self.body[dir.index()].is_some() {
-                    return Ok(consumed);
-                }
-                continue;
-            }
-            let Some(&first) = rest.first() else {
-                return Ok(consumed);
-            };
-            if first == AMQP_MAGIC[0] {
-                let Some(header) = rest.get(..HEADER_LEN) else {
-                    return Ok(consumed);
-                };
-                consumed += HEADER_LEN;
-                match self.on_protocol_header(header, out)? {
-                    After::Frames => continue,
-                    After::Opaque => return Ok(buf.len()),
-                    After::Switch => return Ok(consumed),
-                }
-            }
-            let header = match parse_frame_header(rest) {
-                Ok((_, h)) => h,
-                Err(Err::Incomplete(_)) => return Ok(consumed),
-                Err(_) => {
-                    let size = rest
-                        .get(3..7)
-                        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-                    return Err(if size > MAX_FRAME_SIZE {
-                        ParseError::TooLarge {
-                            protocol: ID,
-                            what: "frame",
-                            len: size as usize,
-                            max: MAX_FRAME_SIZE as usize,
-                        }
-                    } else {
-                        malformed("frame type")
-                    });
-                }
-            };
-            if header.kind == FrameType::BODY {
-                consumed += FRAME_HEADER_LEN;
-                if let Some(c) = self.pending_mut(dir, header.channel) {
-                    c.record.wire_len += FRAME_HEADER_LEN as u64;
-                }
-                self.body[dir.index()] = Some(BodyFrame {
-                    channel: header.channel,
-                    left: header.size as usize + 1,
-                });
-                continue;
-            }
-            let (_, (_, payload)) = match parse_frame(rest) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => return Ok(consumed),
-                Err(_) => return Err(malformed("frame end")),
-            };
-            let frame_len = FRAME_HEADER_LEN + payload.len() + 1;
-            self.on_frame(
-                dir,
-                header.kind,
-                header.channel,
-                payload,
-                &rest[..frame_len],
-                out,
-            )?;
-            consumed += frame_len;
-        }
     }
 }

@@ -25,7 +25,8 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{parse_steps, Direction, ParseError, Record, RecordKind, Session, Step, Steps};
+use adi_classify::record::{keep_capped, lossy};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -91,7 +92,7 @@ impl InFlight {
     /// Counts `bytes` of the message as sent, keeping the first [`MAX_RAW_KEPT`].
     fn wire(&mut self, bytes: &[u8]) {
         self.record.wire_len += bytes.len() as u64;
-        keep(
+        keep_capped(
             &mut self.record.raw,
             &mut self.record.truncated,
             bytes,
@@ -101,21 +102,13 @@ impl InFlight {
 
     /// Adds decoded body bytes, keeping the first [`MAX_BODY_KEPT`].
     fn content(&mut self, bytes: &[u8]) {
-        keep(
+        keep_capped(
             &mut self.record.body,
             &mut self.record.truncated,
             bytes,
             MAX_BODY_KEPT,
         );
     }
-}
-
-fn keep(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
-    let room = cap.saturating_sub(dst.len());
-    if bytes.len() > room {
-        *truncated = true;
-    }
-    dst.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
 }
 
 /// One direction's progress.
@@ -139,25 +132,17 @@ pub(crate) struct Http1Session {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: HTTP1,
-        what,
-    }
+    ParseError::malformed(HTTP1, what)
 }
 
 fn too_large(what: &'static str, len: usize, max: usize) -> ParseError {
-    ParseError::TooLarge {
-        protocol: HTTP1,
-        what,
-        len,
-        max,
-    }
+    ParseError::too_large(HTTP1, what, len, max)
 }
 
 /// A field value with obs-fold line breaks replaced by one SP (RFC 9112 section 5.2).
 fn unfold(value: &[u8]) -> String {
     if !value.contains(&b'\n') {
-        return String::from_utf8_lossy(value).into_owned();
+        return lossy(value);
     }
     let mut out = Vec::with_capacity(value.len());
     let mut in_break = false;
@@ -174,11 +159,7 @@ fn unfold(value: &[u8]) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    lossy(&out)
 }
 
 /// Parses the field lines of a complete section into `attributes`, noting the framing fields.
@@ -193,7 +174,7 @@ fn parse_fields(
             Ok((r, Some(field))) => {
                 let Field { name, value } = field;
                 framing.note(&field);
-                attributes.push((text(name), unfold(value)));
+                attributes.push((lossy(name), unfold(value)));
                 rest = r;
             }
             Ok((r, None)) => return Ok(start - r.len()),
@@ -256,14 +237,14 @@ impl Http1Session {
         } else {
             let (fields, line) = parse_request_line(head).map_err(|_| malformed("request line"))?;
             let mut record = Record::new(RecordKind::Request);
-            record.op = Some(text(line.method));
-            record.resource = Some(text(line.target));
+            record.op = Some(lossy(line.method));
+            record.resource = Some(lossy(line.target));
             parse_fields(fields, &mut record.attributes, &mut framing)?;
             let body = self.request_body(line.method, &framing, &record)?;
             (record, body)
         };
         record.wire_len = end as u64;
-        keep(&mut record.raw, &mut record.truncated, head, MAX_RAW_KEPT);
+        keep_capped(&mut record.raw, &mut record.truncated, head, MAX_RAW_KEPT);
         match body {
             None if record.kind == RecordKind::Switch => {
                 out.push(record);
@@ -528,7 +509,20 @@ impl Http1Session {
     }
 }
 
-impl Session for Http1Session {
+impl Steps for Http1Session {
+    fn step(
+        &mut self,
+        buf: &[u8],
+        dir: Direction,
+        out: &mut Vec<Record>,
+    ) -> Result<Step, ParseError> {
+        if self.streams[dir.index()].in_flight.is_some() {
+            self.parse_body(buf, dir, out)
+        } else {
+            self.parse_head(buf, dir, out)
+        }
+    }
+
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
         if self.skip_body(dir, len, out) {
             Ok(())
@@ -548,30 +542,6 @@ impl Session for Http1Session {
                 record.truncated = true;
             }
             out.push(record);
-        }
-    }
-
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        parse_steps(self, buf, dir, out)
-    }
-}
-
-impl Steps for Http1Session {
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
-        if self.streams[dir.index()].in_flight.is_some() {
-            self.parse_body(buf, dir, out)
-        } else {
-            self.parse_head(buf, dir, out)
         }
     }
 }

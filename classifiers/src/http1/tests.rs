@@ -542,12 +542,7 @@ fn connect_2xx_switches() {
 
 #[test]
 fn errors() {
-    let malformed = |what| {
-        Err(ParseError::Malformed {
-            protocol: HTTP1,
-            what,
-        })
-    };
+    let malformed = |what| Err(ParseError::malformed(HTTP1, what));
     let cases: &[(&[u8], Result<usize, ParseError>)] = &[
         (b"GET foo\r\n", malformed("request line")),
         (b"\x16\x03\x01\x02\x00", malformed("request line")),

@@ -25,7 +25,8 @@
 
 use std::collections::BTreeMap;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::record::lossy;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use loona_hpack::Decoder;
 use nom::Err;
 
@@ -87,8 +88,6 @@ struct DirState {
     hpack: Decoder<'static>,
     /// Header blocks are not decoded (joined mid-stream, or a block failed).
     table_unknown: bool,
-    /// Payload bytes of the current frame still to consume unread.
-    skip: usize,
     /// The DATA frame being consumed.
     data: Option<DataLeft>,
     /// The header block being assembled.
@@ -103,7 +102,6 @@ impl Default for DirState {
             started: false,
             hpack,
             table_unknown: false,
-            skip: 0,
             data: None,
             block: None,
         }
@@ -155,13 +153,15 @@ impl Stream {
 #[derive(Debug, Default)]
 pub(crate) struct Http2Session {
     dirs: [DirState; 2],
+    /// Payload bytes of the current frame still to consume unread, per direction.
+    skip: Skip,
     streams: BTreeMap<u32, Stream>,
     /// Client-initiated streams opened.
     opened: u64,
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
+    ParseError::malformed(ID, what)
 }
 
 fn frame_record(kind: RecordKind, h: &FrameHeader) -> Record {
@@ -253,10 +253,7 @@ impl Http2Session {
                 return;
             }
             let value = &value[..value.len().min(MAX_VALUE)];
-            fields.push((
-                String::from_utf8_lossy(&name).into_owned(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
+            fields.push((lossy(&name), lossy(value)));
         });
         if decoded.is_err() {
             // The table may be half updated: nothing after this block can be trusted.
@@ -438,7 +435,7 @@ impl Http2Session {
                 let debug = &payload[8..];
                 if !debug.is_empty() {
                     let kept = &debug[..debug.len().min(MAX_DEBUG_KEPT)];
-                    record.resource = Some(String::from_utf8_lossy(kept).into_owned());
+                    record.resource = Some(lossy(kept));
                     record.truncated = debug.len() > MAX_DEBUG_KEPT;
                 }
                 out.push(record);
@@ -499,124 +496,103 @@ impl Http2Session {
     }
 }
 
-impl Session for Http2Session {
-    fn parse(
+impl Steps for Http2Session {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
+
+    fn step(
         &mut self,
-        buf: &[u8],
+        rest: &[u8],
         dir: Direction,
         out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let i = dir.index();
-            if self.dirs[i].skip > 0 {
-                let n = self.dirs[i].skip.min(rest.len());
-                self.dirs[i].skip -= n;
-                pos += n;
-                continue;
-            }
-            if self.dirs[i].data.is_some() {
-                let n = self.consume_data(rest, dir, out);
-                if n == 0 {
-                    break;
-                }
-                pos += n;
-                continue;
-            }
-            if !self.dirs[i].started {
-                // The client preface, in whichever direction it shows up (roles may have
-                // been guessed wrong); a server starts with SETTINGS.
-                let Some((n, from_start)) = self.start(rest) else {
-                    break;
-                };
-                let d = &mut self.dirs[i];
-                d.started = true;
-                d.table_unknown = !from_start;
-                pos += n;
-                continue;
-            }
-            let h = match parse_frame_header(rest) {
-                Ok((_, h)) => h,
-                Err(Err::Incomplete(_)) => break,
-                Err(_) if pos > 0 => break,
-                Err(_) => return Err(malformed("frame header")),
-            };
-            // A u24 never exceeds it; kept as the spec's bound (RFC 9113 section 4.2).
-            if h.len > MAX_FRAME_LEN {
-                return Err(ParseError::TooLarge {
-                    protocol: ID,
-                    what: "frame",
-                    len: h.len,
-                    max: MAX_FRAME_LEN,
-                });
-            }
-            if frame_rules_hold(&h) == Some(false) {
-                // Report what was consumed first; the next call fails on these bytes.
-                if pos > 0 {
-                    break;
-                }
-                return Err(malformed("frame header"));
-            }
-            if h.frame_type == FrameType::DATA {
-                pos += FRAME_HEADER_LEN;
-                let padded = h.flags & Flags::PADDED != 0;
-                if padded && h.len == 0 {
-                    return Err(malformed("DATA padding"));
-                }
-                if !h.stream.is_multiple_of(2) {
-                    let s = self.stream(h.stream, out);
-                    let half = s.half(dir);
-                    half.started = true;
-                    half.wire_len += FRAME_HEADER_LEN as u64;
-                }
-                self.dirs[i].data = Some(DataLeft {
-                    stream: h.stream,
-                    pad_length_pending: padded,
-                    data: h.len - usize::from(padded),
-                    padding: 0,
-                    end_stream: h.flags & Flags::END_STREAM != 0,
-                });
-                if h.len == 0 {
-                    self.consume_data(&[], dir, out);
-                }
-                continue;
-            }
-            let decoded = matches!(
-                h.frame_type,
-                FrameType::HEADERS
-                    | FrameType::PUSH_PROMISE
-                    | FrameType::CONTINUATION
-                    | FrameType::RST_STREAM
-                    | FrameType::GOAWAY
-            );
-            if !decoded || h.len > MAX_BUFFERED_FRAME {
-                if decoded {
-                    // A header block adi does not read: the table is lost from here on.
-                    self.dirs[i].table_unknown = true;
-                }
-                pos += FRAME_HEADER_LEN;
-                self.dirs[i].skip = h.len;
-                continue;
-            }
-            let Some(frame) = rest.get(..FRAME_HEADER_LEN + h.len) else {
-                break;
-            };
-            self.frame(&h, frame, dir, out)?;
-            pos += frame.len();
+    ) -> Result<Step, ParseError> {
+        let i = dir.index();
+        if self.dirs[i].data.is_some() {
+            let n = self.consume_data(rest, dir, out);
+            return Ok(if n == 0 {
+                Step::NeedMore
+            } else {
+                Step::Consumed(n)
+            });
         }
-        Ok(pos)
+        if !self.dirs[i].started {
+            // The client preface, in whichever direction it shows up (roles may have
+            // been guessed wrong); a server starts with SETTINGS.
+            let Some((n, from_start)) = self.start(rest) else {
+                return Ok(Step::NeedMore);
+            };
+            let d = &mut self.dirs[i];
+            d.started = true;
+            d.table_unknown = !from_start;
+            return Ok(Step::Consumed(n));
+        }
+        let h = match parse_frame_header(rest) {
+            Ok((_, h)) => h,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Ok(Step::Invalid(malformed("frame header"))),
+        };
+        // A u24 never exceeds it; kept as the spec's bound (RFC 9113 section 4.2).
+        if h.len > MAX_FRAME_LEN {
+            return Err(ParseError::too_large(ID, "frame", h.len, MAX_FRAME_LEN));
+        }
+        if frame_rules_hold(&h) == Some(false) {
+            return Ok(Step::Invalid(malformed("frame header")));
+        }
+        if h.frame_type == FrameType::DATA {
+            let padded = h.flags & Flags::PADDED != 0;
+            if padded && h.len == 0 {
+                return Err(malformed("DATA padding"));
+            }
+            if !h.stream.is_multiple_of(2) {
+                let s = self.stream(h.stream, out);
+                let half = s.half(dir);
+                half.started = true;
+                half.wire_len += FRAME_HEADER_LEN as u64;
+            }
+            self.dirs[i].data = Some(DataLeft {
+                stream: h.stream,
+                pad_length_pending: padded,
+                data: h.len - usize::from(padded),
+                padding: 0,
+                end_stream: h.flags & Flags::END_STREAM != 0,
+            });
+            if h.len == 0 {
+                self.consume_data(&[], dir, out);
+            }
+            return Ok(Step::Consumed(FRAME_HEADER_LEN));
+        }
+        let decoded = matches!(
+            h.frame_type,
+            FrameType::HEADERS
+                | FrameType::PUSH_PROMISE
+                | FrameType::CONTINUATION
+                | FrameType::RST_STREAM
+                | FrameType::GOAWAY
+        );
+        if !decoded || h.len > MAX_BUFFERED_FRAME {
+            if decoded {
+                // A header block adi does not read: the table is lost from here on.
+                self.dirs[i].table_unknown = true;
+            }
+            self.skip.set(dir, h.len);
+            return Ok(Step::Consumed(FRAME_HEADER_LEN));
+        }
+        let Some(frame) = rest.get(..FRAME_HEADER_LEN + h.len) else {
+            return Ok(Step::NeedMore);
+        };
+        self.frame(&h, frame, dir, out)?;
+        Ok(Step::Consumed(frame.len()))
     }
 
     /// Bytes lost inside a DATA frame are stepped over (the body is marked truncated);
     /// anything else loses the frame boundaries.
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
-        let d = &mut self.dirs[dir.index()];
-        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-        if d.skip >= len_usize {
-            d.skip -= len_usize;
+        if self.skip.gap(dir, len).is_ok() {
             return Ok(());
         }
+        let d = &mut self.dirs[dir.index()];
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
         if let Some(left) = d.data.as_mut() {
             if !left.pad_length_pending && left.data + left.padding >= len_usize {
                 let from_data = left.data.min(len_usize);

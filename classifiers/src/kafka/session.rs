@@ -8,7 +8,8 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::record::lossy;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
 use nom::number::streaming::{be_i16, be_i32};
 use nom::Err;
 
@@ -36,14 +37,11 @@ struct InFlight {
 pub(crate) struct KafkaSession {
     in_flight: VecDeque<InFlight>,
     /// Bytes of the current frame still to skip, per direction.
-    skip: [usize; 2],
+    skip: Skip,
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: KAFKA,
-        what,
-    }
+    ParseError::malformed(KAFKA, what)
 }
 
 /// The API name of `key`, or `api_<n>` for a key adi does not know.
@@ -62,12 +60,9 @@ fn frame_size(buf: &[u8], min: usize) -> Result<Option<usize>, ParseError> {
                 .get(..4)
                 .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             match usize::try_from(raw) {
-                Ok(len) if len > MAX_MESSAGE_SIZE => Err(ParseError::TooLarge {
-                    protocol: KAFKA,
-                    what: "frame",
-                    len,
-                    max: MAX_MESSAGE_SIZE,
-                }),
+                Ok(len) if len > MAX_MESSAGE_SIZE => {
+                    Err(ParseError::too_large(KAFKA, "frame", len, MAX_MESSAGE_SIZE))
+                }
                 _ => Err(malformed("frame size")),
             }
         }
@@ -111,7 +106,7 @@ impl KafkaSession {
         let mut rec = Record::new(kind);
         rec.op = Some(api_name(api_key));
         if let Some(id) = client_id {
-            let id = String::from_utf8_lossy(id).into_owned();
+            let id = lossy(id);
             if !id.is_empty() {
                 rec.connection.push(("client_id", id.clone()));
             }
@@ -178,7 +173,7 @@ impl KafkaSession {
         rec.wire_len = total as u64;
         rec.truncated = total > MAX_RAW;
         out.push(rec);
-        self.skip[dir.index()] = total - consumed;
+        self.skip.set(dir, total - consumed);
         consumed
     }
 }
@@ -190,10 +185,7 @@ impl Session for KafkaSession {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
-        let skip = &mut self.skip[dir.index()];
-        if *skip > 0 {
-            let n = (*skip).min(buf.len());
-            *skip -= n;
+        if let Some(n) = self.skip.step_over(dir, buf.len()) {
             return Ok(n);
         }
         match dir {

@@ -13,6 +13,7 @@
 //!   as `status` and its name as the `status` attribute; responses to quiet binary commands
 //!   and the per-statistic responses of a binary `stat` are messages.
 
+use adi_classify::record::lossy;
 use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
@@ -26,11 +27,7 @@ use super::ID;
 pub(crate) const MAX_RAW_KEPT: usize = 256;
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    ParseError::malformed(ID, what)
 }
 
 fn keep_raw(record: &mut Record, bytes: &[u8]) {
@@ -96,7 +93,7 @@ impl Reader {
                     .push(("items".to_owned(), self.items.to_string()));
             }
             if self.framing.is_binary() && !self.key.is_empty() {
-                record.resource = Some(text(&self.key));
+                record.resource = Some(lossy(&self.key));
             }
             out.push(record);
         }
@@ -187,8 +184,8 @@ impl Reader {
                 reply,
             }) => {
                 let mut r = Record::new(kind(reply));
-                r.op = Some(text(name));
-                r.resource = Some(text(key));
+                r.op = Some(lossy(name));
+                r.resource = Some(lossy(key));
                 r.attributes
                     .push(("bytes".to_owned(), data_len.to_string()));
                 (r, Some(data_len))
@@ -197,14 +194,14 @@ impl Reader {
                 name, key, reply, ..
             }) => {
                 let mut r = Record::new(kind(reply));
-                r.op = Some(text(name));
-                r.resource = key.map(text);
+                r.op = Some(lossy(name));
+                r.resource = key.map(lossy);
                 (r, None)
             }
             None => {
                 // memcached answers `ERROR` or `CLIENT_ERROR` and carries on.
                 let mut r = Record::new(RecordKind::Request);
-                r.op = words(line).next().map(text);
+                r.op = words(line).next().map(lossy);
                 r.attributes
                     .push(("malformed".to_owned(), "true".to_owned()));
                 (r, None)
@@ -236,7 +233,7 @@ impl Reader {
             }) => {
                 self.hits += 1;
                 if record.resource.is_none() {
-                    record.resource = key.map(text);
+                    record.resource = key.map(lossy);
                 }
                 if last {
                     record
@@ -249,13 +246,13 @@ impl Reader {
             }
             Some(TextReply::ListItem) => self.items += 1,
             Some(TextReply::End { status, .. }) => {
-                record.attributes.push(("status".to_owned(), text(status)));
+                record.attributes.push(("status".to_owned(), lossy(status)));
                 let rest = line.get(status.len() + 1..).unwrap_or_default();
                 match status {
                     b"CLIENT_ERROR" | b"SERVER_ERROR" => {
-                        record.attributes.push(("error".to_owned(), text(rest)));
+                        record.attributes.push(("error".to_owned(), lossy(rest)));
                     }
-                    b"VERSION" => record.attributes.push(("version".to_owned(), text(rest))),
+                    b"VERSION" => record.attributes.push(("version".to_owned(), lossy(rest))),
                     _ => {}
                 }
                 self.emit(out);
@@ -265,7 +262,7 @@ impl Reader {
             None if self.hits + self.items > 0 => self.items += 1,
             None => {
                 let status = words(line).next().unwrap_or_default();
-                record.attributes.push(("status".to_owned(), text(status)));
+                record.attributes.push(("status".to_owned(), lossy(status)));
                 self.emit(out);
             }
         }

@@ -2,7 +2,7 @@
 //! hand-written edge cases, on look-alikes (Redis, NATS, HTTP, SSLv2), on hostile input and
 //! through the real engine (the `get k` tie with Redis).
 
-use adi_classify::testing::{self, classify_connection, load_connections, Expect, Subject};
+use adi_classify::testing::{classify_connection, load_connections, Expect, Subject};
 use adi_classify::{
     fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId, Record,
     RecordKind, Session,
@@ -29,20 +29,9 @@ type Summary<'a> = (
     Option<&'a str>,
 );
 
-/// (confidence, observed) of a match, `None` for NeedMore/NoMatch.
-fn verdict(buf: &[u8], dir: Direction) -> Option<Band> {
-    testing::verdict(&Memcached, buf, dir, PortHint::NONE).map(|v| (v.confidence, v.observed))
-}
-
 /// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
 fn never_reported(buf: &[u8]) {
     T.assert_prefixes_below(Confidence::REPORT, &[buf]);
-}
-
-/// A captured connection fed whole, one `parse` call per direction.
-fn connection(name: &str) -> Vec<Record> {
-    let (to_server, to_client) = T.fixture(name);
-    T.parse_split_once(&to_server, &to_client, usize::MAX)
 }
 
 /// (kind, op, resource, `status` attribute) of each record.
@@ -104,19 +93,13 @@ fn fixtures_match_at_their_band() {
         // The 20 KB VALUE is cut by the window.
         (ToClient, "pymemcache_big", Confidence::STRONG),
     ];
-    for &(dir, name, want) in cases {
-        assert_eq!(
-            verdict(&fixture(dir, name), dir),
-            Some((want, None)),
-            "{dir:?} {name}"
-        );
-    }
+    T.assert_bands(cases);
 }
 
 #[test]
 fn session_summaries_text() {
     use RecordKind::{Message, Request, Response};
-    let r = connection("pymemcache");
+    let r = T.connection("pymemcache");
     let requests: Vec<_> = summary(&r)
         .into_iter()
         .filter(|s| s.0 != Response)
@@ -166,7 +149,7 @@ fn session_summaries_text() {
     assert_eq!(responses[0].attribute("hits"), Some("1"));
     assert_eq!(responses[8].attribute("version"), Some("1.6.18"));
     // Errors: the text of CLIENT_ERROR; malformed commands are still requests.
-    let r = connection("errors");
+    let r = T.connection("errors");
     let client_error = r
         .iter()
         .find(|r| r.attribute("status") == Some("CLIENT_ERROR"))
@@ -182,7 +165,7 @@ fn session_summaries_text() {
         3
     );
     // stats: STAT lines up to END are one reply.
-    let r = connection("nc_text");
+    let r = T.connection("nc_text");
     assert_eq!(
         r.last()
             .map(|r| (r.attribute("status"), r.attribute("items"))),
@@ -194,7 +177,7 @@ fn session_summaries_text() {
 fn session_summaries_meta_and_binary() {
     use RecordKind::{Message, Request, Response};
     assert_eq!(
-        summary(&connection("meta")),
+        summary(&T.connection("meta")),
         [
             (Request, Some("ms"), Some("meta:1"), None),
             (Request, Some("mg"), Some("meta:1"), None),
@@ -213,7 +196,7 @@ fn session_summaries_meta_and_binary() {
             (Response, None, None, Some("EN")),
         ]
     );
-    let r = connection("binary");
+    let r = T.connection("binary");
     assert_eq!(
         summary(&r),
         [
@@ -234,7 +217,7 @@ fn session_summaries_meta_and_binary() {
     assert_eq!(r[8].status, Some(1));
     assert_eq!(r[0].wire_len, 42);
     // Binary stat: one message per statistic, the empty-key terminator answers the request.
-    let r = connection("memcstat_binary");
+    let r = T.connection("memcstat_binary");
     let stats = r
         .iter()
         .filter(|r| r.kind == Message && r.op.as_deref() == Some("stat"))
@@ -268,7 +251,7 @@ fn redis_nats_http_are_told_apart() {
     never_reported(b"-ERR unknown command\r\n");
     // Redis and memcached share `get k` in lower case: WEAK here, the port decides.
     assert_eq!(
-        verdict(b"get k\r\n", Direction::ToServer),
+        T.band(b"get k\r\n", Direction::ToServer),
         Some((Confidence::WEAK, None))
     );
     // NATS and HTTP: upper-case verbs, none of them memcached's.
@@ -390,7 +373,7 @@ fn edge_cases() {
     ];
     for (buf, dir, want) in cases {
         assert_eq!(
-            verdict(&buf, dir),
+            T.band(&buf, dir),
             want,
             "{:?}",
             String::from_utf8_lossy(&buf)

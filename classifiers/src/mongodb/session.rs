@@ -15,7 +15,8 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::record::lossy;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
 use nom::number::streaming::{le_i32, le_i64};
 use nom::Err;
 
@@ -50,24 +51,17 @@ pub(crate) struct MongoSession {
     /// (requestID, command name) of requests awaiting a reply.
     in_flight: VecDeque<(i32, Option<String>)>,
     /// Bytes of the current message still to skip, per direction.
-    skip: [usize; 2],
+    skip: Skip,
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: MONGODB,
-        what,
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    ParseError::malformed(MONGODB, what)
 }
 
 /// A BSON string value without its length and NUL.
 fn string_value(e: &Element<'_>) -> Option<String> {
     (e.kind == ElementKind::STRING)
-        .then(|| e.value.get(4..e.value.len().saturating_sub(1)).map(text))
+        .then(|| e.value.get(4..e.value.len().saturating_sub(1)).map(lossy))
         .flatten()
 }
 
@@ -96,7 +90,7 @@ fn number_value(e: &Element<'_>) -> Option<i64> {
 fn read_command(doc: &[u8], s: &mut Summary) {
     for (n, e) in elements(doc).enumerate() {
         if n == 0 {
-            s.command = Some(text(e.name));
+            s.command = Some(lossy(e.name));
             if s.collection.is_none() {
                 s.collection = string_value(&e);
             }
@@ -134,7 +128,7 @@ fn summarize(op: OpCode, body: &[u8], is_reply: bool, s: &mut Summary) -> Result
         OpCode::QUERY => {
             let (rest, q) =
                 parse_query_prefix(body).map_err(|_| malformed("OP_QUERY namespace"))?;
-            let ns = text(q.full_collection_name);
+            let ns = lossy(q.full_collection_name);
             let (db, coll) = ns.split_once('.').unwrap_or((ns.as_str(), ""));
             s.database = Some(db.to_owned());
             let doc = parse_document(rest, rest.len())
@@ -221,10 +215,7 @@ impl Session for MongoSession {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
-        let skip = &mut self.skip[dir.index()];
-        if *skip > 0 {
-            let n = (*skip).min(buf.len());
-            *skip -= n;
+        if let Some(n) = self.skip.step_over(dir, buf.len()) {
             return Ok(n);
         }
         let header = match parse_header(buf) {
@@ -233,12 +224,9 @@ impl Session for MongoSession {
             Err(_) => {
                 let len = le_i32::<_, nom::error::Error<&[u8]>>(buf).map_or(0, |(_, n)| n);
                 return Err(match usize::try_from(len) {
-                    Ok(len) if len > MAX_MESSAGE_SIZE => ParseError::TooLarge {
-                        protocol: MONGODB,
-                        what: "message",
-                        len,
-                        max: MAX_MESSAGE_SIZE,
-                    },
+                    Ok(len) if len > MAX_MESSAGE_SIZE => {
+                        ParseError::too_large(MONGODB, "message", len, MAX_MESSAGE_SIZE)
+                    }
                     _ => malformed("message header"),
                 });
             }
@@ -267,7 +255,7 @@ impl Session for MongoSession {
         rec.wire_len = total as u64;
         rec.truncated = total > MAX_RAW;
         out.push(rec);
-        self.skip[dir.index()] = total - consumed;
+        self.skip.set(dir, total - consumed);
         Ok(consumed)
     }
 }

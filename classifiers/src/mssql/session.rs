@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
 use nom::number::streaming::{le_u16, le_u32, le_u64};
 use nom::Err;
 
@@ -59,14 +59,11 @@ pub(crate) struct TdsSession {
     /// A `TLS` message was reported for this direction.
     tls_reported: [bool; 2],
     /// Bytes of a TLS record still to skip, per direction.
-    skip: [usize; 2],
+    skip: Skip,
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: MSSQL,
-        what,
-    }
+    ParseError::malformed(MSSQL, what)
 }
 
 /// UTF-16LE to a string, at most `max` characters.
@@ -233,7 +230,7 @@ impl TdsSession {
             out.push(rec);
         }
         let consumed = (len + 5).min(buf.len());
-        self.skip[dir.index()] = len + 5 - consumed;
+        self.skip.set(dir, len + 5 - consumed);
         Some(consumed)
     }
 
@@ -293,9 +290,7 @@ impl Session for TdsSession {
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
         let d = dir.index();
-        if self.skip[d] > 0 {
-            let n = self.skip[d].min(buf.len());
-            self.skip[d] -= n;
+        if let Some(n) = self.skip.step_over(dir, buf.len()) {
             return Ok(n);
         }
         if let Some(n) = self.tls_record(buf, dir, out) {

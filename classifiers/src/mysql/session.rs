@@ -24,9 +24,8 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::record::lossy_capped;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -100,24 +99,11 @@ pub(crate) struct MysqlSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: MYSQL,
-        what,
-    }
-}
-
-/// Lossy UTF-8, cut at `cap` bytes.
-fn text(bytes: &[u8], cap: usize) -> (String, bool) {
-    let cut = bytes.len() > cap;
-    let mut s = String::from_utf8_lossy(bytes.get(..cap).unwrap_or(bytes)).into_owned();
-    if cut && s.ends_with('\u{fffd}') {
-        s.pop();
-    }
-    (s, cut)
+    ParseError::malformed(MYSQL, what)
 }
 
 fn value(bytes: &[u8]) -> String {
-    text(bytes, MAX_VALUE_KEPT).0
+    lossy_capped(bytes, MAX_VALUE_KEPT).0
 }
 
 fn record(kind: RecordKind, op: &str, wire_len: usize) -> Record {
@@ -237,7 +223,7 @@ impl MysqlSession {
                     .strip_prefix(b"\x00\x01")
                     .filter(|_| cmd == Command::QUERY)
                     .unwrap_or(body);
-                let (sql, cut) = text(sql, MAX_QUERY_KEPT);
+                let (sql, cut) = lossy_capped(sql, MAX_QUERY_KEPT);
                 r.resource = Some(sql);
                 r.truncated = cut || truncated;
             }
@@ -524,6 +510,16 @@ impl Steps for MysqlSession {
             Ok(Step::Consumed(wire))
         }
     }
+
+    fn opaque(&self) -> bool {
+        self.opaque
+    }
+
+    /// Steps over uncaptured bytes inside a packet being skipped (anywhere once the
+    /// connection is encrypted or compressed: [`Steps::opaque`]).
+    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
+        self.skip.gap(dir, len)
+    }
 }
 
 /// After a response or a result set: another result set follows when the server says so.
@@ -532,28 +528,5 @@ fn more(status: u16) -> Reply {
         Reply::Next
     } else {
         Reply::First
-    }
-}
-
-impl Session for MysqlSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        parse_steps(self, buf, dir, out)
-    }
-
-    /// Steps over uncaptured bytes inside a packet being skipped, or anywhere once the
-    /// connection is encrypted or compressed.
-    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
-        if self.opaque {
-            return Ok(());
-        }
-        self.skip.gap(dir, len)
     }
 }

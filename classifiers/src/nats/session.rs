@@ -15,6 +15,7 @@
 //! - `PING` a request and `PONG` its response, either side; `+OK`/`-ERR` responses in
 //!   verbose mode (messages otherwise), `-ERR`'s text as the `error` attribute.
 
+use adi_classify::record::{keep_capped, lossy};
 use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
@@ -55,19 +56,7 @@ pub(crate) struct NatsSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn keep(dst: &mut Vec<u8>, truncated: &mut bool, bytes: &[u8], cap: usize) {
-    let room = cap.saturating_sub(dst.len());
-    if bytes.len() > room {
-        *truncated = true;
-    }
-    dst.extend_from_slice(&bytes[..room.min(bytes.len())]);
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    ParseError::malformed(ID, what)
 }
 
 impl NatsSession {
@@ -100,7 +89,7 @@ impl NatsSession {
         };
         let mut r = Record::new(kind);
         r.op = Some(c.verb.as_str().to_owned());
-        r.resource = args.subject.map(text);
+        r.resource = args.subject.map(lossy);
         let mut attr = |name: &str, value: Option<String>| {
             if let Some(v) = value {
                 r.attributes.push((name.to_owned(), v));
@@ -123,13 +112,13 @@ impl NatsSession {
             Verb::Err => {
                 let msg = c.rest.strip_prefix(b"'").unwrap_or(c.rest);
                 let msg = msg.strip_suffix(b"'").unwrap_or(msg);
-                attr("error", Some(text(msg)));
+                attr("error", Some(lossy(msg)));
             }
             _ => {
-                attr("queue", args.queue.map(text));
-                attr("sid", args.sid.map(text));
-                attr("reply_to", args.reply_to.map(text));
-                attr("max_msgs", args.max_msgs.map(text));
+                attr("queue", args.queue.map(lossy));
+                attr("sid", args.sid.map(lossy));
+                attr("reply_to", args.reply_to.map(lossy));
+                attr("max_msgs", args.max_msgs.map(lossy));
             }
         }
         r
@@ -140,7 +129,7 @@ impl NatsSession {
         let mut used = 0;
         let n = f.header_left.min(buf.len());
         let part = &buf[..n];
-        keep(
+        keep_capped(
             &mut f.headers,
             &mut f.record.truncated,
             part,
@@ -150,7 +139,7 @@ impl NatsSession {
         used += n;
         let n = f.body_left.min(buf.len() - used);
         let part = &buf[used..used + n];
-        keep(
+        keep_capped(
             &mut f.record.body,
             &mut f.record.truncated,
             part,
@@ -167,7 +156,7 @@ impl NatsSession {
             used += 1;
         }
         let all = &buf[..used];
-        keep(
+        keep_capped(
             &mut f.record.raw,
             &mut f.record.truncated,
             all,
@@ -201,7 +190,7 @@ impl NatsSession {
                 let value = line[colon + 1..].trim_ascii();
                 f.record
                     .attributes
-                    .push((text(line[..colon].trim_ascii()), text(value)));
+                    .push((lossy(line[..colon].trim_ascii()), lossy(value)));
             }
         }
         f.record
@@ -263,12 +252,12 @@ impl Session for NatsSession {
                 Ok(r) => r,
                 Err(Err::Incomplete(_)) => return Ok(consumed),
                 Err(_) => {
-                    return Err(ParseError::TooLarge {
-                        protocol: ID,
-                        what: "control line",
-                        len: rest.len(),
-                        max: MAX_CONTROL_LINE,
-                    })
+                    return Err(ParseError::too_large(
+                        ID,
+                        "control line",
+                        rest.len(),
+                        MAX_CONTROL_LINE,
+                    ))
                 }
             };
             let control = split_control(line).ok_or_else(|| malformed("control line"))?;
@@ -276,7 +265,7 @@ impl Session for NatsSession {
             let line_len = rest.len() - after.len();
             let mut record = self.record_for(&control, &args);
             record.wire_len = line_len as u64;
-            keep(
+            keep_capped(
                 &mut record.raw,
                 &mut record.truncated,
                 &rest[..line_len],

@@ -26,9 +26,8 @@
 //! that feeds a record and is longer than [`MAX_BUFFERED`] is not waited for either: its
 //! record is made from the bytes at hand (marked `truncated`) and the rest is skipped.
 
-use adi_classify::{
-    parse_steps, Direction, ParseError, Record, RecordKind, Session, Skip, Step, Steps,
-};
+use adi_classify::record::lossy_capped;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -71,24 +70,11 @@ pub(crate) struct PostgresSession {
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed {
-        protocol: POSTGRES,
-        what,
-    }
-}
-
-/// Lossy UTF-8, cut at `cap` bytes (on a character boundary).
-fn text(bytes: &[u8], cap: usize) -> (String, bool) {
-    let cut = bytes.len() > cap;
-    let mut s = String::from_utf8_lossy(bytes.get(..cap).unwrap_or(bytes)).into_owned();
-    if cut && s.ends_with('\u{fffd}') {
-        s.pop();
-    }
-    (s, cut)
+    ParseError::malformed(POSTGRES, what)
 }
 
 fn value(bytes: &[u8]) -> String {
-    text(bytes, MAX_VALUE_KEPT).0
+    lossy_capped(bytes, MAX_VALUE_KEPT).0
 }
 
 fn push_attr(attrs: &mut Vec<(String, String)>, name: &str, v: String) {
@@ -182,7 +168,7 @@ impl PostgresSession {
             FrontendType::QUERY => {
                 let mut r = record(RecordKind::Request, "query", wire);
                 let sql = cstring(body).map_or(body, |(s, _)| s);
-                let (sql, cut) = text(sql, MAX_QUERY_KEPT);
+                let (sql, cut) = lossy_capped(sql, MAX_QUERY_KEPT);
                 r.resource = Some(sql);
                 r.truncated = cut || truncated;
                 out.push(r);
@@ -198,7 +184,7 @@ impl PostgresSession {
                 let mut r = record(kind, "parse", wire);
                 let (name, rest) = cstring(body).unwrap_or((b"", body));
                 let sql = cstring(rest).map_or(rest, |(s, _)| s);
-                let (sql, cut) = text(sql, MAX_QUERY_KEPT);
+                let (sql, cut) = lossy_capped(sql, MAX_QUERY_KEPT);
                 r.resource = Some(sql);
                 r.truncated = cut || truncated;
                 if !name.is_empty() {
@@ -428,12 +414,12 @@ impl Steps for PostgresSession {
                 let raw = rest
                     .get(1..5)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                return Err(ParseError::TooLarge {
-                    protocol: POSTGRES,
-                    what: "message length",
-                    len: raw as usize,
-                    max: MAX_MESSAGE_LEN,
-                });
+                return Err(ParseError::too_large(
+                    POSTGRES,
+                    "message length",
+                    raw as usize,
+                    MAX_MESSAGE_LEN,
+                ));
             }
         };
         // Only these bodies feed records; the others (rows, copy data, bind parameters) are
@@ -462,27 +448,14 @@ impl Steps for PostgresSession {
             Ok(Step::Consumed(wire))
         }
     }
-}
 
-impl Session for PostgresSession {
-    /// Steps over uncaptured bytes inside a message being skipped, or anywhere once the
-    /// connection is encrypted.
-    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
-        if self.opaque {
-            return Ok(());
-        }
-        self.skip.gap(dir, len)
+    fn opaque(&self) -> bool {
+        self.opaque
     }
 
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if self.opaque {
-            return Ok(buf.len());
-        }
-        parse_steps(self, buf, dir, out)
+    /// Steps over uncaptured bytes inside a message being skipped (anywhere once the
+    /// connection is encrypted: [`Steps::opaque`]).
+    fn gap(&mut self, dir: Direction, len: u64, _out: &mut Vec<Record>) -> Result<(), ParseError> {
+        self.skip.gap(dir, len)
     }
 }

@@ -16,6 +16,7 @@
 //!   `HELLO` map's `server` and `version` become attributes. RESP3 pushes (`>`) and, after a
 //!   `SUBSCRIBE`, RESP2 `message`/`subscribe`-style arrays are [`RecordKind::Message`]s.
 
+use adi_classify::record::lossy;
 use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
 use nom::Err;
 
@@ -32,11 +33,7 @@ pub(crate) const MAX_WORD_KEPT: usize = 256;
 const WORDS_KEPT: usize = 4;
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    ParseError::malformed(ID, what)
 }
 
 /// The value being read in one direction.
@@ -128,9 +125,9 @@ impl RedisSession {
         count: usize,
     ) -> Record {
         let name = words.first().copied().flatten().unwrap_or_default();
-        let mut op = text(name).to_ascii_uppercase();
+        let mut op = lossy(name).to_ascii_uppercase();
         let command: Option<&Command> = commands::lookup(name);
-        let word = |i: usize| words.get(i).copied().flatten().map(text);
+        let word = |i: usize| words.get(i).copied().flatten().map(lossy);
         record.resource = match command {
             Some(c) if c.has_subcommand() => {
                 if let Some(sub) = word(1) {
@@ -191,8 +188,8 @@ impl RedisSession {
                     TypeByte::ERROR | TypeByte::BLOB_ERROR => {
                         let msg = first.unwrap_or_default();
                         let code = msg.split(|&c| c == b' ').next().unwrap_or_default();
-                        record.op = Some(text(code));
-                        record.attributes.push(("error".to_owned(), text(msg)));
+                        record.op = Some(lossy(code));
+                        record.attributes.push(("error".to_owned(), lossy(msg)));
                     }
                     TypeByte::PUSH => record.kind = RecordKind::Message,
                     TypeByte::ARRAY
@@ -205,7 +202,7 @@ impl RedisSession {
                     {
                         for (name, i) in [("server", 1), ("version", 3)] {
                             if let Some(v) = value.word(i) {
-                                record.attributes.push((name.to_owned(), text(v)));
+                                record.attributes.push((name.to_owned(), lossy(v)));
                             }
                         }
                     }
@@ -393,12 +390,12 @@ impl RedisSession {
             }
             Header::Aggregate(_, Some(n)) => {
                 if depth >= MAX_DEPTH {
-                    return Err(ParseError::TooLarge {
-                        protocol: ID,
-                        what: "aggregate nesting",
-                        len: depth + 1,
-                        max: MAX_DEPTH,
-                    });
+                    return Err(ParseError::too_large(
+                        ID,
+                        "aggregate nesting",
+                        depth + 1,
+                        MAX_DEPTH,
+                    ));
                 }
                 if depth == 0 {
                     if ty == TypeByte::ATTRIBUTE {

@@ -36,12 +36,6 @@ fn never_reported(buf: &[u8]) {
     T.assert_prefixes_below(Confidence::REPORT, &[buf]);
 }
 
-/// A captured connection fed whole, one `parse` call per direction.
-fn connection(name: &str) -> Vec<Record> {
-    let (to_server, to_client) = T.fixture(name);
-    T.parse_split_once(&to_server, &to_client, usize::MAX)
-}
-
 /// (kind, op, resource) of each record.
 fn summary(records: &[Record]) -> Vec<(RecordKind, Option<&str>, Option<&str>)> {
     records
@@ -87,16 +81,13 @@ fn fixtures_match_at_their_band() {
         (ToClient, "pubsub_0", Confidence::CERTAIN),
         (ToClient, "decoy_5432_cli_2", Confidence::CERTAIN),
     ];
-    for &(dir, name, want) in cases {
-        let got = verdict(&fixture(dir, name), dir, PortHint::NONE);
-        assert_eq!(got, Some((want, None)), "{dir:?} {name}");
-    }
+    T.assert_bands(cases);
 }
 
 #[test]
 fn session_summaries_resp2_and_inline() {
     use RecordKind::{Request, Response};
-    let r = connection("cli_resp2_1");
+    let r = T.connection("cli_resp2_1");
     assert_eq!(
         summary(&r),
         [
@@ -116,7 +107,7 @@ fn session_summaries_resp2_and_inline() {
             ),
         ]
     );
-    let r = connection("cli_resp2_2");
+    let r = T.connection("cli_resp2_2");
     assert_eq!(
         summary(&r),
         [
@@ -126,7 +117,7 @@ fn session_summaries_resp2_and_inline() {
     );
     assert_eq!(r[1].attribute("type"), Some("array"));
     // Inline commands: quoted words, the key as resource.
-    let r = connection("inline_set");
+    let r = T.connection("inline_set");
     assert_eq!(
         summary(&r),
         [
@@ -140,10 +131,11 @@ fn session_summaries_resp2_and_inline() {
     assert_eq!(r[0].attribute("inline"), Some("true"));
     assert_eq!(r[3].attribute("type"), Some("bulk_string"));
     // Containers: the subcommand joins the name, no key.
-    let r = connection("cli_resp3_2");
+    let r = T.connection("cli_resp3_2");
     assert_eq!(summary(&r)[1], (Request, Some("CONFIG GET"), None));
     // The `MULTI` / `EXEC` pipeline of redis-py.
-    let ops: Vec<_> = connection("redis_py_resp2")
+    let ops: Vec<_> = T
+        .connection("redis_py_resp2")
         .iter()
         .filter_map(|r| r.op.clone())
         .collect();
@@ -175,7 +167,7 @@ fn session_summaries_resp2_and_inline() {
 fn session_summaries_resp3() {
     use RecordKind::{Message, Request, Response};
     // HELLO 3: the map's server and version.
-    let r = connection("cli_resp3_0");
+    let r = T.connection("cli_resp3_0");
     assert_eq!(r[0].attribute("protocol"), Some("3"));
     assert_eq!(
         r[0].raw, b"",
@@ -186,7 +178,7 @@ fn session_summaries_resp3() {
     assert_eq!(hello.attribute("server"), Some("redis"));
     assert_eq!(hello.attribute("version"), Some("7.0.15"));
     // Every RESP3 type; the attribute belongs to the reply it precedes, the push is a message.
-    let r = connection("resp3_types");
+    let r = T.connection("resp3_types");
     let replies: Vec<(RecordKind, &str)> = r
         .iter()
         .filter(|r| r.kind != Request)
@@ -212,7 +204,7 @@ fn session_summaries_resp3() {
         ]
     );
     // Pub/sub: SUBSCRIBE / UNSUBSCRIBE and their pushes are unpaired messages.
-    let r = connection("pubsub_0");
+    let r = T.connection("pubsub_0");
     assert_eq!(
         summary(&r),
         [
@@ -226,7 +218,7 @@ fn session_summaries_resp3() {
         ]
     );
     assert_eq!(
-        summary(&connection("pubsub_1")),
+        summary(&T.connection("pubsub_1")),
         [
             (Request, Some("PUBLISH"), Some("news")),
             (Response, None, None)

@@ -19,7 +19,8 @@
 //! whatever their size. An SSL 2.0-compatible ClientHello at the start of the to-server
 //! direction becomes a `ClientHello` request with `version` `SSL 2.0-compatible`.
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::record::lossy;
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -38,8 +39,6 @@ pub(crate) const MAX_RAW_KEPT: usize = 512;
 struct DirState {
     /// Bytes were seen in this direction (an SSL 2.0 hello can only come first).
     started: bool,
-    /// Bytes of the current record still to consume unread.
-    skip: usize,
     /// `ChangeCipherSpec` or application data was sent: later records are encrypted.
     encrypted: bool,
     /// This direction's hello was parsed: later handshake messages are skipped.
@@ -52,17 +51,15 @@ struct DirState {
 #[derive(Debug, Default)]
 pub(crate) struct TlsSession {
     dirs: [DirState; 2],
+    /// Bytes of the current record still to consume unread, per direction.
+    skip: Skip,
     /// The server selected TLS 1.3: `ChangeCipherSpec` is then only a compatibility dummy
     /// (RFC 8446 appendix D.4) and does not start encryption.
     tls13: bool,
 }
 
 fn malformed(what: &'static str) -> ParseError {
-    ParseError::Malformed { protocol: ID, what }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    ParseError::malformed(ID, what)
 }
 
 /// The ClientHello summary.
@@ -75,13 +72,13 @@ fn client_hello_record(message: &[u8], body: &[u8]) -> Result<Record, ParseError
     for (ty, data) in extensions(hello.extensions) {
         match ty {
             ExtensionType::SERVER_NAME => {
-                record.resource = parse_server_name(data).map(text);
+                record.resource = parse_server_name(data).map(lossy);
                 // The name the client asked for names the connection's server.
                 if let Some(name) = record.resource.clone().filter(|n| !n.is_empty()) {
                     record.connection.push(("server_name", name));
                 }
             }
-            ExtensionType::ALPN => alpn.extend(alpn_protocols(data).map(text)),
+            ExtensionType::ALPN => alpn.extend(alpn_protocols(data).map(lossy)),
             ExtensionType::SUPPORTED_VERSIONS => {
                 if let Some(max) = client_supported_versions(data)
                     .filter(|v| !v.is_grease())
@@ -128,7 +125,7 @@ fn server_hello_record(message: &[u8], body: &[u8]) -> Result<(Record, bool, boo
             ExtensionType::SUPPORTED_VERSIONS => {
                 version = server_selected_version(data).unwrap_or(version);
             }
-            ExtensionType::ALPN => alpn.extend(alpn_protocols(data).map(text)),
+            ExtensionType::ALPN => alpn.extend(alpn_protocols(data).map(lossy)),
             _ => {}
         }
     }
@@ -188,12 +185,12 @@ impl TlsSession {
                 return Ok(());
             };
             if len > MAX_HELLO_LEN {
-                return Err(ParseError::TooLarge {
-                    protocol: ID,
-                    what: "handshake message",
+                return Err(ParseError::too_large(
+                    ID,
+                    "handshake message",
                     len,
-                    max: MAX_HELLO_LEN,
-                });
+                    MAX_HELLO_LEN,
+                ));
             }
             let Some(message) = d.handshake.get(..HANDSHAKE_HEADER_LEN + len) else {
                 return Ok(());
@@ -225,98 +222,88 @@ impl TlsSession {
     }
 }
 
-impl Session for TlsSession {
-    fn parse(
+impl Steps for TlsSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
+
+    fn step(
         &mut self,
-        buf: &[u8],
+        rest: &[u8],
         dir: Direction,
         out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let d = &mut self.dirs[dir.index()];
-            if d.skip > 0 {
-                let n = d.skip.min(rest.len());
-                d.skip -= n;
-                pos += n;
-                continue;
-            }
-            if !d.started && rest[0] & 0x80 != 0 {
-                match parse_v2_client_hello(rest) {
-                    Ok((_, hello)) => {
-                        d.started = true;
-                        d.hello_done = true;
-                        d.skip = hello.len;
-                        let mut record = Record::new(RecordKind::Request);
-                        record.op = Some("ClientHello".to_owned());
+    ) -> Result<Step, ParseError> {
+        let d = &mut self.dirs[dir.index()];
+        if !d.started && rest[0] & 0x80 != 0 {
+            match parse_v2_client_hello(rest) {
+                Ok((_, hello)) => {
+                    d.started = true;
+                    d.hello_done = true;
+                    self.skip.set(dir, hello.len);
+                    let mut record = Record::new(RecordKind::Request);
+                    record.op = Some("ClientHello".to_owned());
+                    record
+                        .attributes
+                        .push(("version".to_owned(), "SSL 2.0-compatible".to_owned()));
+                    if hello.version != ProtocolVersion(0x0002) {
                         record
                             .attributes
-                            .push(("version".to_owned(), "SSL 2.0-compatible".to_owned()));
-                        if hello.version != ProtocolVersion(0x0002) {
-                            record
-                                .attributes
-                                .push(("legacy_version".to_owned(), hello.version.name()));
-                        }
-                        record.wire_len = hello.len as u64;
-                        record.truncated = true;
-                        out.push(record);
-                        continue;
+                            .push(("legacy_version".to_owned(), hello.version.name()));
                     }
-                    Err(Err::Incomplete(_)) => break,
-                    Err(_) if pos > 0 => break,
-                    Err(_) => return Err(malformed("SSL 2.0 ClientHello")),
-                }
-            }
-            d.started = true;
-            let (payload, header) = match parse_record_header(rest) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => break,
-                // Report what was consumed first; the next call fails on these bytes.
-                Err(_) if pos > 0 => break,
-                Err(_) => return Err(malformed("record header")),
-            };
-            let plaintext = !d.encrypted;
-            let tls13 = self.tls13;
-            match header.content_type {
-                ContentType::HANDSHAKE if plaintext && !d.hello_done => {
-                    let Some(fragment) = payload.get(..header.len) else {
-                        break;
-                    };
-                    d.handshake.extend_from_slice(fragment);
-                    pos += RECORD_HEADER_LEN + header.len;
-                    self.drain_handshake(dir, out)?;
-                }
-                ContentType::ALERT if plaintext && header.len == 2 => {
-                    let Some(&[level, description]) = payload.get(..2) else {
-                        break;
-                    };
-                    let mut record = Record::new(RecordKind::Message);
-                    record.op = Some("Alert".to_owned());
-                    record.status = Some(u16::from(description));
-                    let level = if level == 2 { "fatal" } else { "warning" };
-                    record
-                        .attributes
-                        .push(("level".to_owned(), level.to_owned()));
-                    record
-                        .attributes
-                        .push(("description".to_owned(), alert_name(description).to_owned()));
-                    record.wire_len = (RECORD_HEADER_LEN + 2) as u64;
+                    record.wire_len = hello.len as u64;
+                    record.truncated = true;
                     out.push(record);
-                    pos += RECORD_HEADER_LEN + 2;
+                    return Ok(Step::Consumed(0));
                 }
-                ty => {
-                    if ty == ContentType::APPLICATION_DATA
-                        || (ty == ContentType::CHANGE_CIPHER_SPEC && !tls13)
-                    {
-                        d.encrypted = true;
-                        d.handshake = Vec::new();
-                    }
-                    pos += RECORD_HEADER_LEN;
-                    d.skip = header.len;
-                }
+                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+                Err(_) => return Ok(Step::Invalid(malformed("SSL 2.0 ClientHello"))),
             }
         }
-        Ok(pos)
+        d.started = true;
+        let (payload, header) = match parse_record_header(rest) {
+            Ok(r) => r,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Ok(Step::Invalid(malformed("record header"))),
+        };
+        let plaintext = !d.encrypted;
+        let tls13 = self.tls13;
+        match header.content_type {
+            ContentType::HANDSHAKE if plaintext && !d.hello_done => {
+                let Some(fragment) = payload.get(..header.len) else {
+                    return Ok(Step::NeedMore);
+                };
+                d.handshake.extend_from_slice(fragment);
+                self.drain_handshake(dir, out)?;
+                Ok(Step::Consumed(RECORD_HEADER_LEN + header.len))
+            }
+            ContentType::ALERT if plaintext && header.len == 2 => {
+                let Some(&[level, description]) = payload.get(..2) else {
+                    return Ok(Step::NeedMore);
+                };
+                let mut record = Record::new(RecordKind::Message);
+                record.op = Some("Alert".to_owned());
+                record.status = Some(u16::from(description));
+                let level = if level == 2 { "fatal" } else { "warning" };
+                record
+                    .attributes
+                    .push(("level".to_owned(), level.to_owned()));
+                record
+                    .attributes
+                    .push(("description".to_owned(), alert_name(description).to_owned()));
+                record.wire_len = (RECORD_HEADER_LEN + 2) as u64;
+                out.push(record);
+                Ok(Step::Consumed(RECORD_HEADER_LEN + 2))
+            }
+            ty => {
+                if ty == ContentType::APPLICATION_DATA
+                    || (ty == ContentType::CHANGE_CIPHER_SPEC && !tls13)
+                {
+                    d.encrypted = true;
+                    d.handshake = Vec::new();
+                }
+                self.skip.set(dir, header.len);
+                Ok(Step::Consumed(RECORD_HEADER_LEN))
+            }
+        }
     }
 }
