@@ -412,9 +412,10 @@ pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 // ---- a classifier under test ----
 
 /// A classifier and its fixture folder: the helpers every classifier's tests share, with
-/// the classifier filled in. A `tests.rs` keeps one as a constant:
+/// the classifier filled in. A `tests.rs` keeps one as a constant (as
+/// `classifiers/src/mysql/tests.rs` does; not a doctest: it needs that crate):
 ///
-/// ```ignore
+/// ```text
 /// const T: Subject = Subject::new(&Mysql, fixtures_path!("src/mysql/fixtures"));
 /// let (to_server, to_client) = T.fixture("pymysql_query");
 /// let records = T.parse_all(&to_server, &to_client);
@@ -882,9 +883,10 @@ macro_rules! fixtures_path {
 /// session consuming each connection, the same records in any write size, and what an
 /// optional [`Expect`](crate::testing::Expect) adds), random bytes (never reported, never a
 /// panic) and confusion (no other linked classifier claims its fixtures). A built-in's
-/// `tests.rs`, or a third-party crate, enables them in one call:
+/// `tests.rs`, or a third-party crate, enables them in one call (as
+/// `classifiers/src/redis/tests.rs` does; not a doctest: it needs that crate's fixtures):
 ///
-/// ```ignore
+/// ```text
 /// adi_classify::conformance_tests!("redis", "src/redis/fixtures", Confidence::WEAK);
 /// ```
 #[macro_export]
