@@ -10,6 +10,9 @@
 //!   pairing, path templating, schema inference of both bodies), elements per second over the
 //!   same messages, each request and its response on one connection.
 //!
+//! - `sink/jsonl`: the `jsonl` sink's `write` (serialisation into its line buffer and a
+//!   buffered write) per event, over the same redacted events, to a writer that discards.
+//!
 //! Run with `cargo bench -p adi-benches --bench events`.
 
 use std::hint::black_box;
@@ -22,7 +25,9 @@ use adi_core::event::{Event, HttpEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::testing::load_fixtures;
 use adi_core::Registry;
+use adi_sinks::jsonl::JsonlSink;
 use adi_sinks::service_map::{MapBuilder, MapOptions};
+use adi_sinks::Sink;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use adi_classifiers as _;
@@ -124,6 +129,17 @@ fn bench_events(c: &mut Criterion) {
             Event::Http(e)
         })
         .collect();
+    let mut g = c.benchmark_group("sink");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    let mut jsonl = JsonlSink::to_writer("jsonl", "discard", Box::new(std::io::sink()));
+    g.bench_function("jsonl", |b| {
+        b.iter(|| {
+            for e in &events {
+                jsonl.write(black_box(e)).expect("write");
+            }
+        });
+    });
+    g.finish();
     let mut g = c.benchmark_group("service_map");
     g.throughput(Throughput::Elements(events.len() as u64));
     let mut map = MapBuilder::new(MapOptions::default());

@@ -54,6 +54,19 @@ const _: () = assert!(size_of::<RawEventHdr>() == 112);
 const _: () = assert!(std::mem::offset_of!(RawEventHdr, laddr) == 64);
 const _: () = assert!(std::mem::offset_of!(RawEventHdr, comm) == 96);
 
+impl RawEventHdr {
+    /// The header as the kernel writes it (tests and benchmarks build ring records with it).
+    pub fn to_bytes(&self) -> [u8; size_of::<RawEventHdr>()] {
+        let mut b = [0u8; size_of::<RawEventHdr>()];
+        // SAFETY: a repr(C) plain-old-data struct without padding (the asserts above pin its
+        // layout) copied as its bytes into a buffer of exactly its size.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&raw const *self).cast::<u8>(), b.as_mut_ptr(), b.len());
+        }
+        b
+    }
+}
+
 /// `ADI_DATA_AFTER_SKIP`: whole messages of the connection were sampled out just before.
 const DATA_AFTER_SKIP: u32 = 1;
 /// `ADI_DATA_TLS`: plaintext a TLS library read or wrote, not the socket's own bytes.
@@ -377,9 +390,7 @@ mod tests {
             raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         };
-        // SAFETY: a repr(C) POD struct viewed as its bytes, for the length of the struct.
-        unsafe { std::slice::from_raw_parts((&raw const h).cast::<u8>(), size_of::<RawEventHdr>()) }
-            .to_vec()
+        h.to_bytes().to_vec()
     }
 
     #[test]

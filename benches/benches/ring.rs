@@ -1,0 +1,79 @@
+//! The first step of live capture in user space: decoding one ring buffer record (the
+//! kernel's header and the payload it copied) into a `RawEvent`, for every message.
+//!
+//! - `ring/decode_data`: data records carrying the requests and responses of the HTTP/1
+//!   fixtures (curl, Python, Go, nginx), elements per second.
+//!
+//! Run with `cargo bench -p adi-benches --bench ring`.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use adi_core::testing::load_fixtures;
+use adi_probes::raw::{RawEvent, RawEventHdr};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// One data record per fixture (each a direction of a connection), as the kernel writes them.
+fn records() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../classifiers/src/http1/fixtures");
+    let mut out = Vec::new();
+    for f in load_fixtures(&dir) {
+        let dir = u32::from(f.dir != adi_core::Direction::ToServer);
+        {
+            let payload = &f.bytes[..f.bytes.len().min(4096)];
+            let hdr = RawEventHdr {
+                kind: 1,
+                tgid: 4242,
+                tid: 4242,
+                fd: 7,
+                ts_ns: 1_000_000,
+                real_len: payload.len() as u64,
+                sock: 0xffff_8880_0000_1000,
+                cap_len: u32::try_from(payload.len()).expect("small"),
+                dir,
+                syscall: 1,
+                family: 2,
+                lport: 8080,
+                rport: 51_000,
+                role: 2,
+                flags: 0,
+                laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                raddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+            };
+            let mut record = hdr.to_bytes().to_vec();
+            record.extend_from_slice(payload);
+            out.push(record);
+        }
+    }
+    out
+}
+
+fn bench_ring(c: &mut Criterion) {
+    let records = records();
+    assert!(!records.is_empty(), "no HTTP/1 fixture");
+    let mut g = c.benchmark_group("ring");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.bench_function("decode_data", |b| {
+        b.iter(|| {
+            for r in &records {
+                black_box(RawEvent::decode(black_box(r)).expect("decode"));
+            }
+        });
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_ring
+}
+criterion_main!(benches);
