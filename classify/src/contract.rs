@@ -387,6 +387,9 @@ impl From<Result<usize, ParseError>> for Step {
     }
 }
 
+/// What [`Steps::step`] returns.
+pub type StepResult = Result<Step, ParseError>;
+
 /// How many bytes each direction still has to step over: the rest of a message a session
 /// read only in part (a long body, a row it does not keep).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -445,12 +448,7 @@ pub trait Steps: Send {
     /// # Errors
     ///
     /// [`ParseError`] when the bytes cannot be this protocol.
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError>;
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult;
 
     /// The connection carries nothing this session reads any more (encryption or
     /// compression started): every later byte and gap is consumed unread. The default: never.
@@ -549,12 +547,7 @@ mod tests {
             Some(&mut self.skip)
         }
 
-        fn step(
-            &mut self,
-            buf: &[u8],
-            dir: Direction,
-            _: &mut Vec<Record>,
-        ) -> Result<Step, ParseError> {
+        fn step(&mut self, buf: &[u8], dir: Direction, _: &mut Vec<Record>) -> StepResult {
             Ok(match buf[0] {
                 b'm' => Step::Consumed(1),
                 b's' => {

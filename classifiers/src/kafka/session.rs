@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{be_i16, be_i32};
 use nom::Err;
 
@@ -183,12 +183,7 @@ impl Steps for KafkaSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         Ok(Step::from(match dir {
             Direction::ToServer => self.request(buf, out),
             Direction::ToClient => self.response(buf, out),

@@ -14,7 +14,7 @@
 //!   and the per-statistic responses of a binary `stat` are messages.
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -276,12 +276,7 @@ pub(crate) struct MemcachedSession {
 }
 
 impl Steps for MemcachedSession {
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let r = &mut self.readers[dir.index()];
         if r.body_left > 0 {
             let n = usize::try_from(r.body_left)

@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{le_i32, le_i64};
 use nom::Err;
 
@@ -261,12 +261,7 @@ impl Steps for MongoSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         Ok(Step::from(self.message(buf, dir, out)))
     }
 }

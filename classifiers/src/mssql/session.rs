@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{le_u16, le_u32, le_u64};
 use nom::Err;
 
@@ -290,12 +290,7 @@ impl Steps for TdsSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         // Reported again when parse_steps calls back at the message that failed.
         if let Some(e) = self.failed[dir.index()].take() {
             return Ok(Step::Invalid(e));

@@ -16,7 +16,7 @@
 //!   verbose mode (messages otherwise), `-ERR`'s text as the `error` attribute.
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -226,12 +226,7 @@ impl Steps for NatsSession {
         Ok(())
     }
 
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         if let Some(f) = self.in_flight[dir.index()].as_mut() {
             // Short of the message's end only when `buf` ends.
             let n = Self::feed(f, buf)?;

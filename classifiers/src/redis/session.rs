@@ -17,7 +17,7 @@
 //!   `SUBSCRIBE`, RESP2 `message`/`subscribe`-style arrays are [`RecordKind::Message`]s.
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::commands::{self, Command};
@@ -252,12 +252,7 @@ impl RedisSession {
 }
 
 impl Steps for RedisSession {
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let reader = &mut self.readers[dir.index()];
         // Inside a bulk body: take what has arrived.
         if reader.body_left > 0 {
