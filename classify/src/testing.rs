@@ -409,6 +409,28 @@ pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A compact view of a record: kind, op, resource, status (when it has one), attributes.
+pub fn view(r: &Record) -> String {
+    let attrs: Vec<String> = r
+        .attributes
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let status = r.status.map_or(String::new(), |s| format!(" {s}"));
+    format!(
+        "{:?} {} {}{status} [{}]",
+        r.kind,
+        r.op.as_deref().unwrap_or("-"),
+        r.resource.as_deref().unwrap_or("-"),
+        attrs.join(", ")
+    )
+}
+
+/// [`view`] of each record.
+pub fn views(records: &[Record]) -> Vec<String> {
+    records.iter().map(view).collect()
+}
+
 // ---- a classifier under test ----
 
 /// A classifier and its fixture folder: the helpers every classifier's tests share, with
@@ -462,6 +484,36 @@ impl Subject {
     /// The confidence of a match without port hints, 0 for `NeedMore` and `NoMatch`.
     pub fn score(&self, buf: &[u8], dir: Direction) -> u8 {
         score(self.classifier, buf, dir)
+    }
+
+    /// The confidence of a match without port hints (0 for `NeedMore` and `NoMatch`) and
+    /// whether the probe said the bytes travel the other way.
+    pub fn score_turned(&self, buf: &[u8], dir: Direction) -> (u8, bool) {
+        self.verdict(buf, dir, PortHint::NONE)
+            .map_or((0, false), |v| {
+                (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
+            })
+    }
+
+    /// Asserts what the probe (no port) makes of prefixes of `buf` sent `dir`: for each
+    /// `(len, band)`, `NeedMore` when `band` is `None`, else a match at exactly `band`.
+    ///
+    /// # Panics
+    ///
+    /// On the first prefix that does not.
+    pub fn assert_prefix_bands(
+        &self,
+        buf: &[u8],
+        dir: Direction,
+        cases: &[(usize, Option<Confidence>)],
+    ) {
+        for &(len, band) in cases {
+            let prefix = &buf[..len];
+            match band {
+                None => assert_eq!(self.probe(prefix, dir), Probe::NeedMore, "{len} bytes"),
+                Some(b) => assert_eq!(self.score(prefix, dir), b.get(), "{len} bytes"),
+            }
+        }
     }
 
     /// Every fixture of the folder.

@@ -56,34 +56,18 @@ adi_classify::conformance_tests!(
 
 #[test]
 fn bands_grow_with_the_prefix() {
-    // Header only: nothing claimed.
-    assert_eq!(
-        T.probe(&TO_SERVER_DEFAULT[..8], Direction::ToServer),
-        Probe::NeedMore
-    );
-    // The option table read up to its terminator (5 options * 5 bytes + 0xFF).
-    assert_eq!(
-        T.probe(&TO_SERVER_DEFAULT[..20], Direction::ToServer),
-        Probe::NeedMore
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_DEFAULT[..34], Direction::ToServer),
-        Confidence::STRONG.get()
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_DEFAULT[..58], Direction::ToServer),
-        Confidence::CERTAIN.get()
-    );
+    // Header only (8 bytes): nothing claimed; nor with the option table read up to its
+    // terminator (5 options * 5 bytes + 0xFF).
+    let (strong, certain) = (Some(Confidence::STRONG), Some(Confidence::CERTAIN));
+    let prelogin = [(8, None), (20, None), (34, strong), (58, certain)];
+    T.assert_prefix_bands(TO_SERVER_DEFAULT, Direction::ToServer, &prelogin);
     // The LOGIN7 packet alone: Length and TDSVersion are STRONG, the whole packet CERTAIN.
     let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
-    assert_eq!(T.probe(&login[..15], Direction::ToServer), Probe::NeedMore);
-    assert_eq!(
-        T.score(&login[..16], Direction::ToServer),
-        Confidence::STRONG.get()
-    );
-    assert_eq!(
-        T.score(login, Direction::ToServer),
-        Confidence::CERTAIN.get()
+    let whole = (login.len(), certain);
+    T.assert_prefix_bands(
+        login,
+        Direction::ToServer,
+        &[(15, None), (16, strong), whole],
     );
 }
 

@@ -2,12 +2,10 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    load_fixtures, Expect, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, load_fixtures,
+    view, views, Expect, Subject,
 };
-use adi_classify::{
-    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
-};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -17,35 +15,6 @@ use super::{Mysql, MYSQL, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Mysql, fixtures_path!("src/mysql/fixtures"));
-
-/// The confidence of a match in the given direction (0 for anything else) and whether the
-/// probe said the bytes travel the other way.
-fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Mysql, buf, dir, PortHint::NONE).map_or((0, false), |v| {
-        (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
-    })
-}
-
-/// A compact view of a record: kind, op, resource, status, attributes.
-fn view(r: &Record) -> String {
-    let attrs: Vec<String> = r
-        .attributes
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    let status = r.status.map_or(String::new(), |s| format!(" {s}"));
-    format!(
-        "{:?} {} {}{status} [{}]",
-        r.kind,
-        r.op.as_deref().unwrap_or("-"),
-        r.resource.as_deref().unwrap_or("-"),
-        attrs.join(", ")
-    )
-}
-
-fn views(records: &[Record]) -> Vec<String> {
-    records.iter().map(view).collect()
-}
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
@@ -232,34 +201,42 @@ fn probe_bands() {
     let weak = (Confidence::WEAK.get(), false);
     let (s, c) = T.fixture("pymysql_query");
     assert_eq!(
-        score(&c[..4 + usize::from(c[0])], Direction::ToClient),
+        T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToClient),
         certain,
         "whole greeting"
     );
     assert_eq!(
-        score(&c[..45], Direction::ToClient),
+        T.score_turned(&c[..45], Direction::ToClient),
         strong,
         "version string complete"
     );
     assert_eq!(T.probe(&c[..10], Direction::ToClient), Probe::NeedMore);
     assert_eq!(
-        score(&s[..4 + usize::from(s[0])], Direction::ToServer),
+        T.score_turned(&s[..4 + usize::from(s[0])], Direction::ToServer),
         certain,
         "whole handshake response"
     );
-    assert_eq!(score(&s[..40], Direction::ToServer), strong, "fixed part");
-    let (s, _) = T.fixture("mariadb_cli_ssl");
-    assert_eq!(score(&s[..36], Direction::ToServer), certain, "SSLRequest");
     assert_eq!(
-        score(QUERY, Direction::ToServer),
+        T.score_turned(&s[..40], Direction::ToServer),
+        strong,
+        "fixed part"
+    );
+    let (s, _) = T.fixture("mariadb_cli_ssl");
+    assert_eq!(
+        T.score_turned(&s[..36], Direction::ToServer),
+        certain,
+        "SSLRequest"
+    );
+    assert_eq!(
+        T.score_turned(QUERY, Direction::ToServer),
         certain,
         "a pooled connection joined mid-way"
     );
-    assert_eq!(score(PING, Direction::ToServer), weak);
-    assert_eq!(score(OK, Direction::ToClient), strong);
-    assert_eq!(score(ERR, Direction::ToClient), certain);
-    assert_eq!(score(ERR_GREETING, Direction::ToClient), certain);
-    assert_eq!(score(RESULT_SET, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(PING, Direction::ToServer), weak);
+    assert_eq!(T.score_turned(OK, Direction::ToClient), strong);
+    assert_eq!(T.score_turned(ERR, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(ERR_GREETING, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(RESULT_SET, Direction::ToClient), certain);
     assert_eq!(
         T.probe(&RESULT_SET[..8], Direction::ToClient),
         Probe::NeedMore
@@ -267,14 +244,14 @@ fn probe_bands() {
     // A query longer than the window: its start is all there is.
     let mut long = b"\x00\x10\x00\x00\x03SELECT * FROM t WHERE id IN (".to_vec();
     long.resize(PROBE_WINDOW, b'1');
-    assert_eq!(score(&long, Direction::ToServer), weak);
+    assert_eq!(T.score_turned(&long, Direction::ToServer), weak);
     // Packets of the other direction are recognised, and say so.
     assert_eq!(
-        score(&c[..4 + usize::from(c[0])], Direction::ToServer),
+        T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToServer),
         (Confidence::CERTAIN.get(), true)
     );
     assert_eq!(
-        score(QUERY, Direction::ToClient),
+        T.score_turned(QUERY, Direction::ToClient),
         (Confidence::CERTAIN.get(), true)
     );
 }
