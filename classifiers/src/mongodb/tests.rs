@@ -47,7 +47,6 @@ adi_classify::conformance_tests!(
     Confidence::CERTAIN,
     Expect {
         reversed: Expect::BOTH_WAYS,
-        exact_splits: true,
         ..Expect::NONE
     }
 );
