@@ -651,6 +651,29 @@ impl Subject {
         }
     }
 
+    /// [`Subject::assert_prefixes_below`] on `cases` and on the first `window` bytes of
+    /// every fixture in `folder` (another classifier's, see [`fixtures_path!`](crate::fixtures_path)).
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::assert_prefixes_below`] and [`load_fixtures`].
+    pub fn assert_prefixes_below_with(
+        &self,
+        limit: Confidence,
+        cases: &[&[u8]],
+        folder: &str,
+        window: usize,
+    ) {
+        let fixtures = load_fixtures(Path::new(folder));
+        let mut all = cases.to_vec();
+        all.extend(
+            fixtures
+                .iter()
+                .map(|f| &f.bytes[..f.bytes.len().min(window)]),
+        );
+        self.assert_prefixes_below(limit, &all);
+    }
+
     /// Asserts that the probe answers `NoMatch` to each of `cases` (whole) travelling `dir`.
     ///
     /// # Panics

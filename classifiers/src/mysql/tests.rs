@@ -2,12 +2,11 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, load_fixtures,
-    view, views, Expect, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
+    Expect, Subject,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
-use std::path::Path;
 
 use super::parser::{parse_greeting, parse_handshake_response};
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
@@ -284,9 +283,7 @@ fn probe_rejects_broken_packets() {
 fn look_alikes_are_rejected() {
     // HTTP request and response, Redis array, inline and reply, TLS ClientHello, Kafka
     // ApiVersions, and every Postgres fixture: no prefix matches, either way.
-    let postgres = load_fixtures(Path::new(fixtures_path!("src/postgres/fixtures")));
-    let window = |b: &[u8]| b[..b.len().min(PROBE_WINDOW)].to_vec();
-    let mut cases: Vec<&[u8]> = vec![
+    let cases: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
         b"*1\r\n$4\r\nPING\r\n",
@@ -295,9 +292,8 @@ fn look_alikes_are_rejected() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
     ];
-    let fixtures: Vec<Vec<u8>> = postgres.iter().map(|f| window(&f.bytes)).collect();
-    cases.extend(fixtures.iter().map(Vec::as_slice));
-    T.assert_prefixes_below(Confidence::new(0), &cases);
+    let postgres = fixtures_path!("src/postgres/fixtures");
+    T.assert_prefixes_below_with(Confidence::new(0), cases, postgres, PROBE_WINDOW);
 }
 
 #[test]
