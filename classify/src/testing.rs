@@ -426,6 +426,14 @@ pub fn view(r: &Record) -> String {
     )
 }
 
+/// The kind and op (`""` for none) of each record.
+pub fn ops(records: &[Record]) -> Vec<(RecordKind, &str)> {
+    records
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref().unwrap_or_default()))
+        .collect()
+}
+
 /// [`view`] of each record.
 pub fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
