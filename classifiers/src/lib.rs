@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod amqp;
+mod body;
 mod http1;
 mod http2;
 mod kafka;

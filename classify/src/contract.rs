@@ -375,6 +375,21 @@ pub enum Step {
     Invalid(ParseError),
 }
 
+impl From<Result<usize, ParseError>> for Step {
+    /// The step of a reader that takes one message a call: the bytes it consumed (0: not
+    /// whole yet), or why the bytes at the front are not a message.
+    fn from(read: Result<usize, ParseError>) -> Self {
+        match read {
+            Ok(0) => Self::NeedMore,
+            Ok(n) => Self::Consumed(n),
+            Err(e) => Self::Invalid(e),
+        }
+    }
+}
+
+/// What [`Steps::step`] returns.
+pub type StepResult = Result<Step, ParseError>;
+
 /// How many bytes each direction still has to step over: the rest of a message a session
 /// read only in part (a long body, a row it does not keep).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -397,12 +412,6 @@ impl Skip {
         let n = (*left).min(available);
         *left -= n;
         n
-    }
-
-    /// For a session that reads one message a call: when `dir` has bytes left to step over,
-    /// steps over what it can of the next `available` and returns how many.
-    pub fn step_over(&mut self, dir: Direction, available: usize) -> Option<usize> {
-        (self.get(dir) > 0).then(|| self.take(dir, available))
     }
 
     /// `len` uncaptured bytes of `dir` ([`Session::gap`]): stepped over when they fall inside
@@ -439,12 +448,7 @@ pub trait Steps: Send {
     /// # Errors
     ///
     /// [`ParseError`] when the bytes cannot be this protocol.
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError>;
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult;
 
     /// The connection carries nothing this session reads any more (encryption or
     /// compression started): every later byte and gap is consumed unread. The default: never.
@@ -543,12 +547,7 @@ mod tests {
             Some(&mut self.skip)
         }
 
-        fn step(
-            &mut self,
-            buf: &[u8],
-            dir: Direction,
-            _: &mut Vec<Record>,
-        ) -> Result<Step, ParseError> {
+        fn step(&mut self, buf: &[u8], dir: Direction, _: &mut Vec<Record>) -> StepResult {
             Ok(match buf[0] {
                 b'm' => Step::Consumed(1),
                 b's' => {
@@ -578,14 +577,10 @@ mod tests {
     }
 
     #[test]
-    fn skip_step_over_only_when_something_is_left() {
-        let mut skip = Skip::default();
-        assert_eq!(skip.step_over(Direction::ToClient, 4), None);
-        skip.set(Direction::ToClient, 3);
-        assert_eq!(skip.step_over(Direction::ToServer, 4), None);
-        assert_eq!(skip.step_over(Direction::ToClient, 2), Some(2));
-        assert_eq!(skip.step_over(Direction::ToClient, 0), Some(0));
-        assert_eq!(skip.step_over(Direction::ToClient, 4), Some(1));
-        assert_eq!(skip.step_over(Direction::ToClient, 4), None);
+    fn a_one_message_reader_is_a_step() {
+        let e = ParseError::Gap { len: 0 };
+        assert_eq!(Step::from(Ok(0)), Step::NeedMore);
+        assert_eq!(Step::from(Ok(3)), Step::Consumed(3));
+        assert_eq!(Step::from(Err(e.clone())), Step::Invalid(e));
     }
 }

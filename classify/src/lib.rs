@@ -27,7 +27,7 @@ pub mod testing;
 
 pub use contract::{
     parse_steps, probe_both_ways, Classifier, Confidence, DetectOnly, Direction, PortHint, Probe,
-    Sender, Session, Skip, Step, Steps, Verdict,
+    Sender, Session, Skip, Step, StepResult, Steps, Verdict,
 };
 pub use error::{ParseError, RegistryError};
 pub use flow::{FlowId, FlowKey};

@@ -409,6 +409,36 @@ pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A compact view of a record: kind, op, resource, status (when it has one), attributes.
+pub fn view(r: &Record) -> String {
+    let attrs: Vec<String> = r
+        .attributes
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let status = r.status.map_or(String::new(), |s| format!(" {s}"));
+    format!(
+        "{:?} {} {}{status} [{}]",
+        r.kind,
+        r.op.as_deref().unwrap_or("-"),
+        r.resource.as_deref().unwrap_or("-"),
+        attrs.join(", ")
+    )
+}
+
+/// The kind and op (`""` for none) of each record.
+pub fn ops(records: &[Record]) -> Vec<(RecordKind, &str)> {
+    records
+        .iter()
+        .map(|r| (r.kind, r.op.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// [`view`] of each record.
+pub fn views(records: &[Record]) -> Vec<String> {
+    records.iter().map(view).collect()
+}
+
 // ---- a classifier under test ----
 
 /// A classifier and its fixture folder: the helpers every classifier's tests share, with
@@ -463,6 +493,36 @@ impl Subject {
     /// The confidence of a match without port hints, 0 for `NeedMore` and `NoMatch`.
     pub fn score(&self, buf: &[u8], dir: Direction) -> u8 {
         score(self.classifier, buf, dir)
+    }
+
+    /// The confidence of a match without port hints (0 for `NeedMore` and `NoMatch`) and
+    /// whether the probe said the bytes travel the other way.
+    pub fn score_turned(&self, buf: &[u8], dir: Direction) -> (u8, bool) {
+        self.verdict(buf, dir, PortHint::NONE)
+            .map_or((0, false), |v| {
+                (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
+            })
+    }
+
+    /// Asserts what the probe (no port) makes of prefixes of `buf` sent `dir`: for each
+    /// `(len, band)`, `NeedMore` when `band` is `None`, else a match at exactly `band`.
+    ///
+    /// # Panics
+    ///
+    /// On the first prefix that does not.
+    pub fn assert_prefix_bands(
+        &self,
+        buf: &[u8],
+        dir: Direction,
+        cases: &[(usize, Option<Confidence>)],
+    ) {
+        for &(len, band) in cases {
+            let prefix = &buf[..len];
+            match band {
+                None => assert_eq!(self.probe(prefix, dir), Probe::NeedMore, "{len} bytes"),
+                Some(b) => assert_eq!(self.score(prefix, dir), b.get(), "{len} bytes"),
+            }
+        }
     }
 
     /// Every fixture of the folder.
@@ -598,6 +658,29 @@ impl Subject {
                 self.assert_below(limit, &[&buf[..len]]);
             }
         }
+    }
+
+    /// [`Subject::assert_prefixes_below`] on `cases` and on the first `window` bytes of
+    /// every fixture in `folder` (another classifier's, see [`fixtures_path!`](crate::fixtures_path)).
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::assert_prefixes_below`] and [`load_fixtures`].
+    pub fn assert_prefixes_below_with(
+        &self,
+        limit: Confidence,
+        cases: &[&[u8]],
+        folder: &str,
+        window: usize,
+    ) {
+        let fixtures = load_fixtures(Path::new(folder));
+        let mut all = cases.to_vec();
+        all.extend(
+            fixtures
+                .iter()
+                .map(|f| &f.bytes[..f.bytes.len().min(window)]),
+        );
+        self.assert_prefixes_below(limit, &all);
     }
 
     /// Asserts that the probe answers `NoMatch` to each of `cases` (whole) travelling `dir`.

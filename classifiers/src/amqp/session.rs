@@ -22,7 +22,7 @@
 //! - heartbeats produce no record.
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -321,12 +321,7 @@ impl AmqpSession {
 }
 
 impl Steps for AmqpSession {
-    fn step(
-        &mut self,
-        rest: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         if self.opaque {
             return Ok(Step::Consumed(rest.len()));
         }

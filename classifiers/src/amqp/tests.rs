@@ -532,12 +532,8 @@ fn session_pika_consume() {
 fn session_raw_split_and_legacy() {
     use RecordKind::{Message, Request, Response};
     let records = T.parse_all(TO_SERVER_RAW_SPLIT, TO_CLIENT_RAW_SPLIT);
-    let ops: Vec<(RecordKind, &str)> = records
-        .iter()
-        .map(|r| (r.kind, r.op.as_deref().unwrap_or("")))
-        .collect();
     assert_eq!(
-        ops,
+        testing::ops(&records),
         [
             (Message, "protocol-header"),
             (Response, "connection.start-ok"),

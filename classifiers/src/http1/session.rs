@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{Direction, ParseError, Record, RecordKind, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -510,12 +510,7 @@ impl Http1Session {
 }
 
 impl Steps for Http1Session {
-    fn step(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         if self.streams[dir.index()].in_flight.is_some() {
             self.parse_body(buf, dir, out)
         } else {

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use loona_hpack::Decoder;
 use nom::Err;
 
@@ -501,12 +501,7 @@ impl Steps for Http2Session {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        rest: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let i = dir.index();
         if self.dirs[i].data.is_some() {
             let n = self.consume_data(rest, dir, out);

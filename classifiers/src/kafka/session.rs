@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{be_i16, be_i32};
 use nom::Err;
 
@@ -178,19 +178,15 @@ impl KafkaSession {
     }
 }
 
-impl Session for KafkaSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        if let Some(n) = self.skip.step_over(dir, buf.len()) {
-            return Ok(n);
-        }
-        match dir {
+impl Steps for KafkaSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
+
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
+        Ok(Step::from(match dir {
             Direction::ToServer => self.request(buf, out),
             Direction::ToClient => self.response(buf, out),
-        }
+        }))
     }
 }

@@ -49,22 +49,17 @@ fn bands_grow_with_the_prefix() {
     // (Every fixture CERTAIN in its direction: the conformance tests.)
     // The 14-byte request header (up to an 11-byte client id) is not enough yet: the id
     // must be read whole before anything is claimed.
-    assert_eq!(
-        T.probe(&TO_SERVER_BOOTSTRAP[..14], Direction::ToServer),
-        Probe::NeedMore
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_BOOTSTRAP[..25], Direction::ToServer),
-        Confidence::STRONG.get()
+    let strong = Some(Confidence::STRONG);
+    T.assert_prefix_bands(
+        TO_SERVER_BOOTSTRAP,
+        Direction::ToServer,
+        &[(14, None), (25, strong)],
     );
     // ApiVersions response: three entries read is STRONG (v3 layout: 2 + 1 + 3 * 7 bytes).
-    assert_eq!(
-        T.probe(&TO_CLIENT_BOOTSTRAP[..12], Direction::ToClient),
-        Probe::NeedMore
-    );
-    assert_eq!(
-        T.score(&TO_CLIENT_BOOTSTRAP[..32], Direction::ToClient),
-        Confidence::STRONG.get()
+    T.assert_prefix_bands(
+        TO_CLIENT_BOOTSTRAP,
+        Direction::ToClient,
+        &[(12, None), (32, strong)],
     );
 }
 

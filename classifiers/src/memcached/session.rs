@@ -14,7 +14,7 @@
 //!   and the per-statistic responses of a binary `stat` are messages.
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -275,82 +275,69 @@ pub(crate) struct MemcachedSession {
     readers: [Reader; 2],
 }
 
-impl Session for MemcachedSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
+impl Steps for MemcachedSession {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let r = &mut self.readers[dir.index()];
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            if r.body_left > 0 {
-                let n = usize::try_from(r.body_left)
-                    .unwrap_or(usize::MAX)
-                    .min(rest.len());
-                let bytes = &rest[..n];
+        if r.body_left > 0 {
+            let n = usize::try_from(r.body_left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let bytes = &buf[..n];
+            if r.framing.is_binary() {
+                r.binary_body(bytes);
+            }
+            if let Some(record) = r.record.as_mut() {
+                if r.framing == Framing::BinarySecret {
+                    record.wire_len += n as u64;
+                } else {
+                    keep_raw(record, bytes);
+                }
+            }
+            r.body_left -= n as u64;
+            if r.body_left == 0 {
                 if r.framing.is_binary() {
-                    r.binary_body(bytes);
-                }
-                if let Some(record) = r.record.as_mut() {
-                    if r.framing == Framing::BinarySecret {
-                        record.wire_len += n as u64;
-                    } else {
-                        keep_raw(record, bytes);
-                    }
-                }
-                r.body_left -= n as u64;
-                pos += n;
-                if r.body_left == 0 {
-                    if r.framing.is_binary() {
-                        r.emit(out);
-                    } else {
-                        r.crlf_next = true;
-                    }
-                }
-                continue;
-            }
-            if r.crlf_next {
-                match rest {
-                    [b'\r', b'\n', ..] => {}
-                    [b'\r'] => break,
-                    _ => return Err(malformed("data block end")),
-                }
-                if let Some(record) = r.record.as_mut() {
-                    keep_raw(record, &rest[..2]);
-                }
-                r.crlf_next = false;
-                pos += 2;
-                if r.emit_after_block {
                     r.emit(out);
+                } else {
+                    r.crlf_next = true;
                 }
-                continue;
             }
-            if matches!(rest[0], 0x80 | 0x81) && r.record.is_none() {
-                let (_, header) = match parse_binary_header(rest) {
-                    Ok(h) => h,
-                    Err(Err::Incomplete(_)) => break,
-                    Err(_) => return Err(malformed("binary header")),
-                };
-                r.binary_header(header, &rest[..BINARY_HEADER_LEN], out);
-                pos += BINARY_HEADER_LEN;
-                continue;
-            }
-            let (after, line) = match parse_text_line(rest) {
-                Ok(l) => l,
-                Err(Err::Incomplete(_)) => break,
-                Err(_) => return Err(malformed("text line")),
-            };
-            let used = rest.len() - after.len();
-            match dir {
-                Direction::ToServer => r.command(line, &rest[..used], out),
-                Direction::ToClient => r.reply(line, &rest[..used], out),
-            }
-            pos += used;
+            return Ok(Step::Consumed(n));
         }
-        Ok(pos)
+        if r.crlf_next {
+            match buf {
+                [b'\r', b'\n', ..] => {}
+                [b'\r'] => return Ok(Step::NeedMore),
+                _ => return Err(malformed("data block end")),
+            }
+            if let Some(record) = r.record.as_mut() {
+                keep_raw(record, &buf[..2]);
+            }
+            r.crlf_next = false;
+            if r.emit_after_block {
+                r.emit(out);
+            }
+            return Ok(Step::Consumed(2));
+        }
+        if matches!(buf[0], 0x80 | 0x81) && r.record.is_none() {
+            let (_, header) = match parse_binary_header(buf) {
+                Ok(h) => h,
+                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+                Err(_) => return Err(malformed("binary header")),
+            };
+            r.binary_header(header, &buf[..BINARY_HEADER_LEN], out);
+            return Ok(Step::Consumed(BINARY_HEADER_LEN));
+        }
+        let (after, line) = match parse_text_line(buf) {
+            Ok(l) => l,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Err(malformed("text line")),
+        };
+        let used = buf.len() - after.len();
+        match dir {
+            Direction::ToServer => r.command(line, &buf[..used], out),
+            Direction::ToClient => r.reply(line, &buf[..used], out),
+        }
+        Ok(Step::Consumed(used))
     }
 
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {

@@ -15,10 +15,6 @@ use super::{Memcached, ID};
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Memcached, fixtures_path!("src/memcached/fixtures"));
 
-fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    T.fixture_bytes(dir, name)
-}
-
 /// (confidence, observed direction) of a match.
 type Band = (Confidence, Option<Direction>);
 /// (kind, op, resource, `status` attribute) of a record.
@@ -28,11 +24,6 @@ type Summary<'a> = (
     Option<&'a str>,
     Option<&'a str>,
 );
-
-/// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
-fn never_reported(buf: &[u8]) {
-    T.assert_prefixes_below(Confidence::REPORT, &[buf]);
-}
 
 /// (kind, op, resource, `status` attribute) of each record.
 fn summary(records: &[Record]) -> Vec<Summary<'_>> {
@@ -246,23 +237,28 @@ fn redis_nats_http_are_told_apart() {
             "{buf:?}"
         );
     }
-    never_reported(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-    never_reported(b"+OK\r\n$5\r\nhello\r\n:1\r\n");
-    never_reported(b"-ERR unknown command\r\n");
     // Redis and memcached share `get k` in lower case: WEAK here, the port decides.
     assert_eq!(
         T.band(b"get k\r\n", Direction::ToServer),
         Some((Confidence::WEAK, None))
     );
-    // NATS and HTTP: upper-case verbs, none of them memcached's.
-    never_reported(b"INFO {\"server_id\":\"x\"}\r\n");
-    never_reported(b"CONNECT {\"verbose\":false}\r\nPING\r\nPUB a 1\r\nx\r\n");
-    never_reported(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    never_reported(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    // SSLv2-compatible ClientHello: 0x80, length, 0x01: a "key length" of 259 > 250.
-    never_reported(&[
-        0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0,
-    ]);
+    T.assert_prefixes_below(
+        Confidence::REPORT,
+        &[
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+            b"+OK\r\n$5\r\nhello\r\n:1\r\n",
+            b"-ERR unknown command\r\n",
+            // NATS and HTTP: upper-case verbs, none of them memcached's.
+            b"INFO {\"server_id\":\"x\"}\r\n",
+            b"CONNECT {\"verbose\":false}\r\nPING\r\nPUB a 1\r\nx\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            // SSLv2-compatible ClientHello: 0x80, length, 0x01: a "key length" of 259 > 250.
+            &[
+                0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10, 0x07, 0x00, 0xc0,
+            ],
+        ],
+    );
     // (Redis's fixtures: its conformance test `conformance_no_confusion`.)
 }
 
@@ -486,8 +482,8 @@ fn engine_tells_memcached_from_redis() {
     for name in ["decoy_6379_text", "decoy_6379_meta", "decoy_6379_binary"] {
         let got = classify(
             6379,
-            &fixture(Direction::ToServer, name),
-            &fixture(Direction::ToClient, name),
+            &T.fixture_bytes(Direction::ToServer, name),
+            &T.fixture_bytes(Direction::ToClient, name),
         );
         assert_eq!(got, memcached, "{name}");
     }

@@ -38,6 +38,8 @@ mod tests;
 use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe, ProtocolId};
 use nom::Err;
 
+use crate::body::{body_of, Body};
+
 use self::parser::{
     parse_compressed_prefix, parse_document, parse_document_len, parse_element_head, parse_header,
     parse_msg_flags, parse_query_prefix, parse_reply_prefix, parse_section, validate_document,
@@ -63,27 +65,6 @@ adi_classify::register_classifier!(adi_classify::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &MongoDb,
 });
-
-/// What the body of a message showed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Body {
-    No,
-    More,
-    /// The first document's first element (or the fixed fields) checked out.
-    Plausible,
-    /// The whole message parsed and its lengths agree.
-    Whole,
-}
-
-/// Reads a nom result on a possibly incomplete message: `Incomplete` is `More` while the
-/// message is not whole, `No` once it is.
-fn body_of<T>(r: Result<T, Err<nom::error::Error<&[u8]>>>, whole: bool) -> Result<T, Body> {
-    match r {
-        Ok(x) => Ok(x),
-        Err(Err::Incomplete(_)) if !whole => Err(Body::More),
-        Err(_) => Err(Body::No),
-    }
-}
 
 /// A document start: its length fits `room` and its first element's type and name are
 /// read (or it is empty): `Plausible`; whole and well formed: `Whole`, with the bytes after.

@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{le_i32, le_i64};
 use nom::Err;
 
@@ -206,18 +206,14 @@ impl MongoSession {
         }
         rec
     }
-}
 
-impl Session for MongoSession {
-    fn parse(
+    /// Reads the message at the start of `buf`; returns the bytes consumed (0: not enough yet).
+    fn message(
         &mut self,
         buf: &[u8],
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
-        if let Some(n) = self.skip.step_over(dir, buf.len()) {
-            return Ok(n);
-        }
         let header = match parse_header(buf) {
             Ok((_, h)) => h,
             Err(Err::Incomplete(_)) => return Ok(0),
@@ -257,5 +253,15 @@ impl Session for MongoSession {
         out.push(rec);
         self.skip.set(dir, total - consumed);
         Ok(consumed)
+    }
+}
+
+impl Steps for MongoSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
+
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
+        Ok(Step::from(self.message(buf, dir, out)))
     }
 }

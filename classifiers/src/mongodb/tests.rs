@@ -53,23 +53,17 @@ adi_classify::conformance_tests!(
 
 #[test]
 fn bands_grow_with_the_prefix() {
-    // The header alone claims nothing.
-    assert_eq!(
-        T.probe(&TO_SERVER_APP[..16], Direction::ToServer),
-        Probe::NeedMore
-    );
-    // flagBits, section kind 0, document length, then the first element `ismaster`.
-    assert_eq!(
-        T.probe(&TO_SERVER_APP[..26], Direction::ToServer),
-        Probe::NeedMore
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_APP[..35], Direction::ToServer),
-        Confidence::STRONG.get()
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_APP[..388], Direction::ToServer),
-        Confidence::CERTAIN.get()
+    // The header alone (16 bytes) claims nothing; nor do flagBits, section kind 0, document
+    // length, then the first element `ismaster`.
+    T.assert_prefix_bands(
+        TO_SERVER_APP,
+        Direction::ToServer,
+        &[
+            (16, None),
+            (26, None),
+            (35, Some(Confidence::STRONG)),
+            (388, Some(Confidence::CERTAIN)),
+        ],
     );
 }
 

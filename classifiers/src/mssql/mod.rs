@@ -42,6 +42,8 @@ use adi_classify::{Category, Classifier, Confidence, Direction, PortHint, Probe,
 use nom::number::streaming::{le_u16, le_u32};
 use nom::Err;
 
+use crate::body::{band, body_of, Body};
+
 use self::parser::{
     check_text, parse_all_headers, parse_login7, parse_login7_start, parse_packet_header,
     parse_prelogin, parse_rpc_name, parse_tls_record_header, parse_token, PacketType, Token,
@@ -70,35 +72,6 @@ adi_classify::register_classifier!(adi_classify::Registration {
     probe_window: 1..=PROBE_WINDOW,
     classifier: &Mssql,
 });
-
-/// What the packet body showed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Body {
-    No,
-    More,
-    Plausible,
-    Whole,
-}
-
-type NomResult<'a, T> = Result<(&'a [u8], T), Err<nom::error::Error<&'a [u8]>>>;
-
-/// `Incomplete` is `More` while the packet is not whole, `No` once it is.
-fn body_of<T>(r: NomResult<'_, T>, whole: bool) -> Result<(&[u8], T), Body> {
-    match r {
-        Ok(x) => Ok(x),
-        Err(Err::Incomplete(_)) if !whole => Err(Body::More),
-        Err(_) => Err(Body::No),
-    }
-}
-
-/// `Whole` when the packet is whole, else `Plausible`.
-fn band(whole: bool) -> Body {
-    if whole {
-        Body::Whole
-    } else {
-        Body::Plausible
-    }
-}
 
 fn check_prelogin(body: &[u8], body_len: usize, whole: bool) -> Body {
     match body_of(parse_prelogin(body, body_len), whole) {

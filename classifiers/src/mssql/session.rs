@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session, Skip};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::number::streaming::{le_u16, le_u32, le_u64};
 use nom::Err;
 
@@ -60,6 +60,9 @@ pub(crate) struct TdsSession {
     tls_reported: [bool; 2],
     /// Bytes of a TLS record still to skip, per direction.
     skip: Skip,
+    /// The error of a packet that failed after changing the state (a LOGIN7 ending a
+    /// message): reported as is when the next call starts at that packet.
+    failed: [Option<ParseError>; 2],
 }
 
 fn malformed(what: &'static str) -> ParseError {
@@ -282,17 +285,33 @@ impl TdsSession {
     }
 }
 
-impl Session for TdsSession {
-    fn parse(
+impl Steps for TdsSession {
+    fn skip(&mut self) -> Option<&mut Skip> {
+        Some(&mut self.skip)
+    }
+
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
+        // Reported again when parse_steps calls back at the message that failed.
+        if let Some(e) = self.failed[dir.index()].take() {
+            return Ok(Step::Invalid(e));
+        }
+        let read = self.packet(buf, dir, out);
+        if let Err(e) = &read {
+            self.failed[dir.index()] = Some(e.clone());
+        }
+        Ok(Step::from(read))
+    }
+}
+
+impl TdsSession {
+    /// Reads the packet at the start of `buf`; returns the bytes consumed (0: not enough yet).
+    fn packet(
         &mut self,
         buf: &[u8],
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> Result<usize, ParseError> {
         let d = dir.index();
-        if let Some(n) = self.skip.step_over(dir, buf.len()) {
-            return Ok(n);
-        }
         if let Some(n) = self.tls_record(buf, dir, out) {
             return Ok(n);
         }

@@ -56,34 +56,18 @@ adi_classify::conformance_tests!(
 
 #[test]
 fn bands_grow_with_the_prefix() {
-    // Header only: nothing claimed.
-    assert_eq!(
-        T.probe(&TO_SERVER_DEFAULT[..8], Direction::ToServer),
-        Probe::NeedMore
-    );
-    // The option table read up to its terminator (5 options * 5 bytes + 0xFF).
-    assert_eq!(
-        T.probe(&TO_SERVER_DEFAULT[..20], Direction::ToServer),
-        Probe::NeedMore
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_DEFAULT[..34], Direction::ToServer),
-        Confidence::STRONG.get()
-    );
-    assert_eq!(
-        T.score(&TO_SERVER_DEFAULT[..58], Direction::ToServer),
-        Confidence::CERTAIN.get()
-    );
+    // Header only (8 bytes): nothing claimed; nor with the option table read up to its
+    // terminator (5 options * 5 bytes + 0xFF).
+    let (strong, certain) = (Some(Confidence::STRONG), Some(Confidence::CERTAIN));
+    let prelogin = [(8, None), (20, None), (34, strong), (58, certain)];
+    T.assert_prefix_bands(TO_SERVER_DEFAULT, Direction::ToServer, &prelogin);
     // The LOGIN7 packet alone: Length and TDSVersion are STRONG, the whole packet CERTAIN.
     let login = &TO_SERVER_DEFAULT[58..58 + 0xdc];
-    assert_eq!(T.probe(&login[..15], Direction::ToServer), Probe::NeedMore);
-    assert_eq!(
-        T.score(&login[..16], Direction::ToServer),
-        Confidence::STRONG.get()
-    );
-    assert_eq!(
-        T.score(login, Direction::ToServer),
-        Confidence::CERTAIN.get()
+    let whole = (login.len(), certain);
+    T.assert_prefix_bands(
+        login,
+        Direction::ToServer,
+        &[(15, None), (16, strong), whole],
     );
 }
 
@@ -332,4 +316,33 @@ proptest! {
         let _ = TdsSession::default().parse(&b, Direction::ToServer, &mut Vec::new());
         let _ = TdsSession::default().parse(&b, Direction::ToClient, &mut Vec::new());
     }
+}
+
+#[test]
+fn a_bad_login7_after_other_packets_fails_at_its_own_call() {
+    // PRELOGIN, then a LOGIN7 whose host name lies past its Length, in two packets: the
+    // call reports the PRELOGIN, the next one (at the LOGIN7's last packet) the error.
+    let mut login = TO_SERVER_DEFAULT[58..58 + 0xdc].to_vec();
+    login[8 + 38..8 + 40].copy_from_slice(&0x0400u16.to_le_bytes());
+    let (first, second) = login[8..].split_at(100);
+    let packet = |status: u8, id: u8, part: &[u8]| {
+        let len = u16::try_from(part.len() + 8).expect("small");
+        [
+            &[0x10, status],
+            &len.to_be_bytes()[..],
+            &[0, 0, id, 0],
+            part,
+        ]
+        .concat()
+    };
+    let wire = [&TO_SERVER_DEFAULT[..58], &packet(0, 1, first)].concat();
+    let last = packet(1, 2, second);
+    let all = [wire.as_slice(), &last].concat();
+    let mut session = TdsSession::default();
+    let mut out = Vec::new();
+    let dir = Direction::ToServer;
+    assert_eq!(session.parse(&all, dir, &mut out), Ok(wire.len()));
+    assert_eq!(out.len(), 1);
+    assert!(session.parse(&last, dir, &mut out).is_err());
+    assert_eq!(out.len(), 1);
 }

@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 
 use adi_classify::record::lossy_capped;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -460,12 +460,7 @@ impl Steps for MysqlSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        rest: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let (after, h) = match parse_header(rest) {
             Ok(x) => x,
             Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),

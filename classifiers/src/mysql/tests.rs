@@ -2,14 +2,11 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    load_fixtures, Expect, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
+    Expect, Subject,
 };
-use adi_classify::{
-    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
-};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
-use std::path::Path;
 
 use super::parser::{parse_greeting, parse_handshake_response};
 use super::session::{MysqlSession, MAX_QUERY_KEPT};
@@ -17,35 +14,6 @@ use super::{Mysql, MYSQL, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Mysql, fixtures_path!("src/mysql/fixtures"));
-
-/// The confidence of a match in the given direction (0 for anything else) and whether the
-/// probe said the bytes travel the other way.
-fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Mysql, buf, dir, PortHint::NONE).map_or((0, false), |v| {
-        (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
-    })
-}
-
-/// A compact view of a record: kind, op, resource, status, attributes.
-fn view(r: &Record) -> String {
-    let attrs: Vec<String> = r
-        .attributes
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    let status = r.status.map_or(String::new(), |s| format!(" {s}"));
-    format!(
-        "{:?} {} {}{status} [{}]",
-        r.kind,
-        r.op.as_deref().unwrap_or("-"),
-        r.resource.as_deref().unwrap_or("-"),
-        attrs.join(", ")
-    )
-}
-
-fn views(records: &[Record]) -> Vec<String> {
-    records.iter().map(view).collect()
-}
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
@@ -232,34 +200,42 @@ fn probe_bands() {
     let weak = (Confidence::WEAK.get(), false);
     let (s, c) = T.fixture("pymysql_query");
     assert_eq!(
-        score(&c[..4 + usize::from(c[0])], Direction::ToClient),
+        T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToClient),
         certain,
         "whole greeting"
     );
     assert_eq!(
-        score(&c[..45], Direction::ToClient),
+        T.score_turned(&c[..45], Direction::ToClient),
         strong,
         "version string complete"
     );
     assert_eq!(T.probe(&c[..10], Direction::ToClient), Probe::NeedMore);
     assert_eq!(
-        score(&s[..4 + usize::from(s[0])], Direction::ToServer),
+        T.score_turned(&s[..4 + usize::from(s[0])], Direction::ToServer),
         certain,
         "whole handshake response"
     );
-    assert_eq!(score(&s[..40], Direction::ToServer), strong, "fixed part");
-    let (s, _) = T.fixture("mariadb_cli_ssl");
-    assert_eq!(score(&s[..36], Direction::ToServer), certain, "SSLRequest");
     assert_eq!(
-        score(QUERY, Direction::ToServer),
+        T.score_turned(&s[..40], Direction::ToServer),
+        strong,
+        "fixed part"
+    );
+    let (s, _) = T.fixture("mariadb_cli_ssl");
+    assert_eq!(
+        T.score_turned(&s[..36], Direction::ToServer),
+        certain,
+        "SSLRequest"
+    );
+    assert_eq!(
+        T.score_turned(QUERY, Direction::ToServer),
         certain,
         "a pooled connection joined mid-way"
     );
-    assert_eq!(score(PING, Direction::ToServer), weak);
-    assert_eq!(score(OK, Direction::ToClient), strong);
-    assert_eq!(score(ERR, Direction::ToClient), certain);
-    assert_eq!(score(ERR_GREETING, Direction::ToClient), certain);
-    assert_eq!(score(RESULT_SET, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(PING, Direction::ToServer), weak);
+    assert_eq!(T.score_turned(OK, Direction::ToClient), strong);
+    assert_eq!(T.score_turned(ERR, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(ERR_GREETING, Direction::ToClient), certain);
+    assert_eq!(T.score_turned(RESULT_SET, Direction::ToClient), certain);
     assert_eq!(
         T.probe(&RESULT_SET[..8], Direction::ToClient),
         Probe::NeedMore
@@ -267,14 +243,14 @@ fn probe_bands() {
     // A query longer than the window: its start is all there is.
     let mut long = b"\x00\x10\x00\x00\x03SELECT * FROM t WHERE id IN (".to_vec();
     long.resize(PROBE_WINDOW, b'1');
-    assert_eq!(score(&long, Direction::ToServer), weak);
+    assert_eq!(T.score_turned(&long, Direction::ToServer), weak);
     // Packets of the other direction are recognised, and say so.
     assert_eq!(
-        score(&c[..4 + usize::from(c[0])], Direction::ToServer),
+        T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToServer),
         (Confidence::CERTAIN.get(), true)
     );
     assert_eq!(
-        score(QUERY, Direction::ToClient),
+        T.score_turned(QUERY, Direction::ToClient),
         (Confidence::CERTAIN.get(), true)
     );
 }
@@ -307,9 +283,7 @@ fn probe_rejects_broken_packets() {
 fn look_alikes_are_rejected() {
     // HTTP request and response, Redis array, inline and reply, TLS ClientHello, Kafka
     // ApiVersions, and every Postgres fixture: no prefix matches, either way.
-    let postgres = load_fixtures(Path::new(fixtures_path!("src/postgres/fixtures")));
-    let window = |b: &[u8]| b[..b.len().min(PROBE_WINDOW)].to_vec();
-    let mut cases: Vec<&[u8]> = vec![
+    let cases: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
         b"*1\r\n$4\r\nPING\r\n",
@@ -318,9 +292,8 @@ fn look_alikes_are_rejected() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
     ];
-    let fixtures: Vec<Vec<u8>> = postgres.iter().map(|f| window(&f.bytes)).collect();
-    cases.extend(fixtures.iter().map(Vec::as_slice));
-    T.assert_prefixes_below(Confidence::new(0), &cases);
+    let postgres = fixtures_path!("src/postgres/fixtures");
+    T.assert_prefixes_below_with(Confidence::new(0), cases, postgres, PROBE_WINDOW);
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //!   verbose mode (messages otherwise), `-ERR`'s text as the `error` attribute.
 
 use adi_classify::record::{keep_capped, lossy};
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -197,7 +197,7 @@ impl NatsSession {
     }
 }
 
-impl Session for NatsSession {
+impl Steps for NatsSession {
     /// Steps over uncaptured bytes inside a payload (the record is marked truncated); any
     /// other gap is an error and the engine restarts the session.
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {
@@ -226,66 +226,54 @@ impl Session for NatsSession {
         Ok(())
     }
 
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        let mut consumed = 0;
-        loop {
-            let rest = &buf[consumed..];
-            if let Some(f) = self.in_flight[dir.index()].as_mut() {
-                consumed += Self::feed(f, rest)?;
-                if f.header_left > 0 || f.body_left > 0 || f.crlf_left > 0 {
-                    return Ok(consumed);
-                }
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
+        if let Some(f) = self.in_flight[dir.index()].as_mut() {
+            // Short of the message's end only when `buf` ends.
+            let n = Self::feed(f, buf)?;
+            if f.header_left + f.body_left + f.crlf_left == 0 {
                 if let Some(f) = self.in_flight[dir.index()].take() {
                     out.push(Self::finish(f));
                 }
-                continue;
             }
-            if rest.is_empty() {
-                return Ok(consumed);
-            }
-            let (after, line) = match parse_control_line(rest) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => return Ok(consumed),
-                Err(_) => {
-                    return Err(ParseError::too_large(
-                        ID,
-                        "control line",
-                        rest.len(),
-                        MAX_CONTROL_LINE,
-                    ))
-                }
-            };
-            let control = split_control(line).ok_or_else(|| malformed("control line"))?;
-            let args = parse_args(&control).ok_or_else(|| malformed("arguments"))?;
-            let line_len = rest.len() - after.len();
-            let mut record = self.record_for(&control, &args);
-            record.wire_len = line_len as u64;
-            keep_capped(
-                &mut record.raw,
-                &mut record.truncated,
-                &rest[..line_len],
-                MAX_RAW_KEPT,
-            );
-            consumed += line_len;
-            if matches!(
-                control.verb,
-                Verb::Pub | Verb::Hpub | Verb::Msg | Verb::Hmsg
-            ) {
-                self.in_flight[dir.index()] = Some(InFlight {
-                    record,
-                    header_left: args.header_len,
-                    headers: Vec::new(),
-                    body_left: args.total - args.header_len,
-                    crlf_left: 2,
-                });
-            } else {
-                out.push(record);
-            }
+            return Ok(Step::Consumed(n));
         }
+        let (after, line) = match parse_control_line(buf) {
+            Ok(r) => r,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => {
+                return Err(ParseError::too_large(
+                    ID,
+                    "control line",
+                    buf.len(),
+                    MAX_CONTROL_LINE,
+                ))
+            }
+        };
+        let control = split_control(line).ok_or_else(|| malformed("control line"))?;
+        let args = parse_args(&control).ok_or_else(|| malformed("arguments"))?;
+        let line_len = buf.len() - after.len();
+        let mut record = self.record_for(&control, &args);
+        record.wire_len = line_len as u64;
+        keep_capped(
+            &mut record.raw,
+            &mut record.truncated,
+            &buf[..line_len],
+            MAX_RAW_KEPT,
+        );
+        if matches!(
+            control.verb,
+            Verb::Pub | Verb::Hpub | Verb::Msg | Verb::Hmsg
+        ) {
+            self.in_flight[dir.index()] = Some(InFlight {
+                record,
+                header_left: args.header_len,
+                headers: Vec::new(),
+                body_left: args.total - args.header_len,
+                crlf_left: 2,
+            });
+        } else {
+            out.push(record);
+        }
+        Ok(Step::Consumed(line_len))
     }
 }

@@ -376,12 +376,8 @@ fn session_nc_raw() {
 fn session_verbose_mode_pairs_ok_with_each_operation() {
     use RecordKind::{Message, Request, Response};
     let records = T.parse_all(TO_SERVER_SPLIT, TO_CLIENT_SPLIT);
-    let ops: Vec<(RecordKind, &str)> = records
-        .iter()
-        .map(|r| (r.kind, r.op.as_deref().unwrap_or("")))
-        .collect();
     assert_eq!(
-        ops,
+        testing::ops(&records),
         [
             (Request, "CONNECT"),
             (Request, "SUB"),

@@ -27,7 +27,7 @@
 //! record is made from the bytes at hand (marked `truncated`) and the rest is skipped.
 
 use adi_classify::record::lossy_capped;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -344,12 +344,7 @@ impl Steps for PostgresSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        rest: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let Some(&first) = rest.first() else {
             return Ok(Step::NeedMore);
         };

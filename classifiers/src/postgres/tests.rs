@@ -2,48 +2,17 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    load_fixtures, Expect, Subject,
+    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
+    Expect, Subject,
 };
-use adi_classify::{
-    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
-};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
-use std::path::Path;
 
 use super::session::{PostgresSession, MAX_QUERY_KEPT};
 use super::{Postgres, POSTGRES, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Postgres, fixtures_path!("src/postgres/fixtures"));
-
-/// The confidence of a match in the given direction (0 for anything else) and whether the
-/// probe said the bytes travel the other way.
-fn score(buf: &[u8], dir: Direction) -> (u8, bool) {
-    testing::verdict(&Postgres, buf, dir, PortHint::NONE).map_or((0, false), |v| {
-        (v.confidence.get(), v.observed.is_some_and(|o| o != dir))
-    })
-}
-
-/// A compact view of a record: kind, op, resource, attributes.
-fn view(r: &Record) -> String {
-    let attrs: Vec<String> = r
-        .attributes
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    format!(
-        "{:?} {} {} [{}]",
-        r.kind,
-        r.op.as_deref().unwrap_or("-"),
-        r.resource.as_deref().unwrap_or("-"),
-        attrs.join(", ")
-    )
-}
-
-fn views(records: &[Record]) -> Vec<String> {
-    records.iter().map(view).collect()
-}
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
@@ -260,45 +229,51 @@ fn probe_bands() {
     let weak = (Confidence::WEAK.get(), false);
     let to_server = Direction::ToServer;
     let to_client = Direction::ToClient;
-    assert_eq!(score(SSL_REQUEST, to_server), certain);
-    assert_eq!(score(GSSENC_REQUEST, to_server), certain);
-    assert_eq!(score(CANCEL_REQUEST, to_server), certain);
+    assert_eq!(T.score_turned(SSL_REQUEST, to_server), certain);
+    assert_eq!(T.score_turned(GSSENC_REQUEST, to_server), certain);
+    assert_eq!(T.score_turned(CANCEL_REQUEST, to_server), certain);
     assert_eq!(
-        score(&CANCEL_REQUEST[..10], to_server),
+        T.score_turned(&CANCEL_REQUEST[..10], to_server),
         strong,
         "header checked, key missing"
     );
-    assert_eq!(score(STARTUP, to_server), certain);
+    assert_eq!(T.score_turned(STARTUP, to_server), certain);
     assert_eq!(
-        score(&STARTUP[..20], to_server),
+        T.score_turned(&STARTUP[..20], to_server),
         strong,
         "parameters unfinished"
     );
     assert_eq!(T.probe(&STARTUP[..7], to_server), Probe::NeedMore);
     assert_eq!(
-        score(QUERY, to_server),
+        T.score_turned(QUERY, to_server),
         certain,
         "a pooled connection joined mid-way"
     );
     assert_eq!(T.probe(&QUERY[..8], to_server), Probe::NeedMore);
-    assert_eq!(score(AUTH_OK, to_client), certain);
-    assert_eq!(score(READY, to_client), certain);
+    assert_eq!(T.score_turned(AUTH_OK, to_client), certain);
+    assert_eq!(T.score_turned(READY, to_client), certain);
     // 'S' answers the SSLRequest and a TLS record follows.
-    assert_eq!(score(b"S\x16\x03\x03\x00\x58", to_client), certain);
+    assert_eq!(T.score_turned(b"S\x16\x03\x03\x00\x58", to_client), certain);
     assert_eq!(T.probe(b"S", to_client), Probe::NeedMore);
     assert_eq!(T.probe(b"S\x16", to_client), Probe::NeedMore);
     // 'N' refuses it and the server goes on in clear text.
     assert_eq!(
-        score(&[b"N".as_slice(), AUTH_OK].concat(), to_client),
+        T.score_turned(&[b"N".as_slice(), AUTH_OK].concat(), to_client),
         certain
     );
     // A query longer than the window: its start is all there is.
     let mut long = b"Q\x00\x00\x10\x00SELECT * FROM t WHERE id IN (".to_vec();
     long.resize(PROBE_WINDOW, b'1');
-    assert_eq!(score(&long, to_server), weak);
+    assert_eq!(T.score_turned(&long, to_server), weak);
     // Messages of the other direction are recognised, and say so.
-    assert_eq!(score(AUTH_OK, to_server), (Confidence::CERTAIN.get(), true));
-    assert_eq!(score(STARTUP, to_client), (Confidence::CERTAIN.get(), true));
+    assert_eq!(
+        T.score_turned(AUTH_OK, to_server),
+        (Confidence::CERTAIN.get(), true)
+    );
+    assert_eq!(
+        T.score_turned(STARTUP, to_client),
+        (Confidence::CERTAIN.get(), true)
+    );
 }
 
 #[test]
@@ -332,9 +307,7 @@ fn probe_rejects_broken_messages() {
 fn look_alikes_are_rejected() {
     // HTTP request and response, Redis array, inline, reply and error, TLS ClientHello, Kafka
     // ApiVersions, and every MySQL fixture: no prefix matches, either way.
-    let mysql = load_fixtures(Path::new(fixtures_path!("src/mysql/fixtures")));
-    let window = |b: &[u8]| b[..b.len().min(PROBE_WINDOW)].to_vec();
-    let mut cases: Vec<&[u8]> = vec![
+    let cases: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
         b"*1\r\n$4\r\nPING\r\n",
@@ -344,9 +317,8 @@ fn look_alikes_are_rejected() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
         b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
     ];
-    let fixtures: Vec<Vec<u8>> = mysql.iter().map(|f| window(&f.bytes)).collect();
-    cases.extend(fixtures.iter().map(Vec::as_slice));
-    T.assert_prefixes_below(Confidence::new(0), &cases);
+    let mysql = fixtures_path!("src/mysql/fixtures");
+    T.assert_prefixes_below_with(Confidence::new(0), cases, mysql, PROBE_WINDOW);
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //!   `SUBSCRIBE`, RESP2 `message`/`subscribe`-style arrays are [`RecordKind::Message`]s.
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Session};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
 use nom::Err;
 
 use super::commands::{self, Command};
@@ -251,72 +251,58 @@ impl RedisSession {
     }
 }
 
-impl Session for RedisSession {
-    fn parse(
-        &mut self,
-        buf: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<usize, ParseError> {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let rest = &buf[pos..];
-            let reader = &mut self.readers[dir.index()];
-            // Inside a bulk body: take what has arrived.
-            if reader.body_left > 0 {
-                let n = usize::try_from(reader.body_left)
-                    .unwrap_or(usize::MAX)
-                    .min(rest.len());
-                let bytes = &rest[..n];
-                if let Some(v) = reader.value.as_mut() {
-                    v.keep_raw(bytes);
-                    if let Some(i) = v.capturing {
-                        keep_word(&mut v.words[i], bytes);
-                    }
+impl Steps for RedisSession {
+    fn step(&mut self, buf: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
+        let reader = &mut self.readers[dir.index()];
+        // Inside a bulk body: take what has arrived.
+        if reader.body_left > 0 {
+            let n = usize::try_from(reader.body_left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let bytes = &buf[..n];
+            if let Some(v) = reader.value.as_mut() {
+                v.keep_raw(bytes);
+                if let Some(i) = v.capturing {
+                    keep_word(&mut v.words[i], bytes);
                 }
-                reader.body_left -= n as u64;
-                reader.crlf_next = reader.body_left == 0;
-                pos += n;
-                continue;
             }
-            if reader.crlf_next {
-                match rest {
-                    [b'\r', b'\n', ..] => {}
-                    [b'\r'] => break,
-                    _ => return Err(malformed("bulk string end")),
-                }
-                reader.crlf_next = false;
-                if let Some(v) = reader.value.as_mut() {
-                    v.keep_raw(&rest[..2]);
-                    v.capturing = None;
-                }
-                pos += 2;
-                self.element_done(dir, out);
-                continue;
-            }
-            // A new top-level command that is not an array: an inline command.
-            if reader.value.is_none() && dir == Direction::ToServer && rest[0] != TypeByte::ARRAY.0
-            {
-                let (after, line) = match parse_inline_line(rest) {
-                    Ok(r) => r,
-                    Err(Err::Incomplete(_)) => break,
-                    Err(_) => return Err(malformed("inline command longer than 64 KiB")),
-                };
-                let used = rest.len() - after.len();
-                self.inline(line, &rest[..used], out)?;
-                pos += used;
-                continue;
-            }
-            let (after, header) = match parse_header(rest) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => break,
-                Err(_) => return Err(malformed("RESP header")),
-            };
-            let used = rest.len() - after.len();
-            pos += used;
-            self.on_header(dir, header, &rest[..used], out)?;
+            reader.body_left -= n as u64;
+            reader.crlf_next = reader.body_left == 0;
+            return Ok(Step::Consumed(n));
         }
-        Ok(pos)
+        if reader.crlf_next {
+            match buf {
+                [b'\r', b'\n', ..] => {}
+                [b'\r'] => return Ok(Step::NeedMore),
+                _ => return Err(malformed("bulk string end")),
+            }
+            reader.crlf_next = false;
+            if let Some(v) = reader.value.as_mut() {
+                v.keep_raw(&buf[..2]);
+                v.capturing = None;
+            }
+            self.element_done(dir, out);
+            return Ok(Step::Consumed(2));
+        }
+        // A new top-level command that is not an array: an inline command.
+        if reader.value.is_none() && dir == Direction::ToServer && buf[0] != TypeByte::ARRAY.0 {
+            let (after, line) = match parse_inline_line(buf) {
+                Ok(r) => r,
+                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+                Err(_) => return Err(malformed("inline command longer than 64 KiB")),
+            };
+            let used = buf.len() - after.len();
+            self.inline(line, &buf[..used], out)?;
+            return Ok(Step::Consumed(used));
+        }
+        let (after, header) = match parse_header(buf) {
+            Ok(r) => r,
+            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
+            Err(_) => return Err(malformed("RESP header")),
+        };
+        let used = buf.len() - after.len();
+        self.on_header(dir, header, &buf[..used], out)?;
+        Ok(Step::Consumed(used))
     }
 
     fn gap(&mut self, dir: Direction, len: u64, out: &mut Vec<Record>) -> Result<(), ParseError> {

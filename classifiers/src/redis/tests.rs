@@ -15,10 +15,6 @@ use super::{Redis, AMBIGUOUS, ID};
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Redis, fixtures_path!("src/redis/fixtures"));
 
-fn fixture(dir: Direction, name: &str) -> Vec<u8> {
-    T.fixture_bytes(dir, name)
-}
-
 /// (confidence, observed direction) of a match.
 type Band = (Confidence, Option<Direction>);
 
@@ -29,11 +25,6 @@ fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<Band> {
 
 fn to_server(buf: &[u8]) -> Probe {
     Redis.probe(buf, Direction::ToServer, PortHint::NONE)
-}
-
-/// No prefix of `buf` is reported (reaches `REPORT`) in either direction.
-fn never_reported(buf: &[u8]) {
-    T.assert_prefixes_below(Confidence::REPORT, &[buf]);
 }
 
 /// (kind, op, resource) of each record.
@@ -270,10 +261,15 @@ fn nats_is_told_apart() {
         Some((Confidence::WEAK, None))
     );
     // The NATS handshake carries JSON and CONNECT is no Redis command.
-    never_reported(b"INFO {\"server_id\":\"NABC\",\"version\":\"2.10.0\"}\r\n");
-    never_reported(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n");
-    never_reported(b"PUB foo 5\r\nhello\r\n");
-    never_reported(b"SUB foo 1\r\n");
+    T.assert_prefixes_below(
+        Confidence::REPORT,
+        &[
+            b"INFO {\"server_id\":\"NABC\",\"version\":\"2.10.0\"}\r\n",
+            b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n",
+            b"PUB foo 5\r\nhello\r\n",
+            b"SUB foo 1\r\n",
+        ],
+    );
     // NATS quotes its errors; `+OK` alone is only WEAK.
     assert_eq!(
         to_server(b"-ERR 'Unknown Protocol Operation'\r\n"),
@@ -292,7 +288,7 @@ fn memcached_is_told_apart() {
         verdict(b"get k\r\n", Direction::ToServer, PortHint::NONE),
         Some((AMBIGUOUS, None))
     );
-    never_reported(b"set k 0 0 5\r\nhello\r\n");
+    T.assert_prefixes_below(Confidence::REPORT, &[b"set k 0 0 5\r\nhello\r\n"]);
     // ...and WEAK on them.
     assert_eq!(
         verdict(b"get k\r\n", Direction::ToServer, PortHint::server(6379)),
@@ -323,19 +319,27 @@ fn memcached_is_told_apart() {
         );
     }
     // Binary protocol.
-    never_reported(&[
-        0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, b'k',
-    ]);
+    T.assert_prefixes_below(
+        Confidence::REPORT,
+        &[&[
+            0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, b'k',
+        ]],
+    );
     // (memcached's fixtures: its conformance test `conformance_no_confusion`.)
 }
 
 #[test]
 fn http_is_not_redis() {
-    never_reported(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    never_reported(b"GET /index.html?q=1 HTTP/1.1\r\n");
-    never_reported(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi");
-    never_reported(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    T.assert_prefixes_below(
+        Confidence::REPORT,
+        &[
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"GET /index.html?q=1 HTTP/1.1\r\n",
+            b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ],
+    );
     assert_eq!(to_server(b"GET / HTTP/1.1\r\n"), Probe::NoMatch);
 }
 
@@ -544,8 +548,8 @@ fn engine_port_breaks_the_ping_and_get_ties() {
     // Redis on Postgres's port: payload wins, both directions confirm.
     let (p, c) = classify(
         5432,
-        &fixture(Direction::ToServer, "decoy_5432_cli_1"),
-        &fixture(Direction::ToClient, "decoy_5432_cli_1"),
+        &T.fixture_bytes(Direction::ToServer, "decoy_5432_cli_1"),
+        &T.fixture_bytes(Direction::ToClient, "decoy_5432_cli_1"),
     );
     assert_eq!((p, c), (redis, Confidence::CONFIRMED));
 }

@@ -20,7 +20,7 @@
 //! direction becomes a `ClientHello` request with `version` `SSL 2.0-compatible`.
 
 use adi_classify::record::lossy;
-use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, Steps};
+use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
 use nom::Err;
 
 use super::parser::{
@@ -227,12 +227,7 @@ impl Steps for TlsSession {
         Some(&mut self.skip)
     }
 
-    fn step(
-        &mut self,
-        rest: &[u8],
-        dir: Direction,
-        out: &mut Vec<Record>,
-    ) -> Result<Step, ParseError> {
+    fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
         let d = &mut self.dirs[dir.index()];
         if !d.started && rest[0] & 0x80 != 0 {
             match parse_v2_client_hello(rest) {

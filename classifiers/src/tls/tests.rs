@@ -2,8 +2,8 @@
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, survives_pieces,
-    Expect, Subject,
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
+    survives_pieces, Expect, Subject,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
 use proptest::prelude::*;
@@ -276,12 +276,8 @@ fn hello_retry_request_then_second_client_hello() {
             .expect("sh"),
         rest.len()
     );
-    let ops: Vec<_> = out
-        .iter()
-        .map(|r| (r.kind, r.op.as_deref().unwrap_or_default()))
-        .collect();
     assert_eq!(
-        ops,
+        testing::ops(&out),
         vec![
             (RecordKind::Request, "ClientHello"),
             (RecordKind::Response, "HelloRetryRequest"),
