@@ -9,7 +9,7 @@
 # "--max-rate 0" (every exchange captured in full) and "--max-rate 0 --idle-priority"). Each
 # run's throughput and p99 latency are compared with the baseline of its own round, and the
 # median ratio over the rounds is printed per FLAGS. Every run also reports adi's CPU time and
-# peak RSS, and the accounting: HTTP messages that crossed watched sockets vs `http` events plus
+# peak RSS under load (and at start), and the accounting: HTTP messages that crossed watched sockets vs `http` events plus
 # every loss adi counted (sampled exchanges, ring buffer, queues). ADI_SELECT replaces `--all`
 # (e.g. ADI_SELECT="--pid 1" measures the tracepoint alone). ADI_TLS=1 serves HTTPS (a
 # self-signed certificate, keep-alive) so that the libssl uprobes are measured:
@@ -80,8 +80,12 @@ with_adi() {
     "$ADI" $SELECT "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
     for _ in $(seq 100); do grep -q watching "$WORK/$name.err" 2>/dev/null && break; sleep 0.1; done
     # adi's CPU time from here on: its start (loading and verifying the programs) is not load.
-    local ticks0
+    local ticks0 start_kb
     ticks0=$(awk '{print $14 + $15}' "/proc/$ADIPID/stat")
+    # Peak RSS of the start (loading parses the kernel's BTF, freed at once), then the peak
+    # is reset (clear_refs 5) so that the one reported is the peak under load.
+    start_kb=$(awk '/VmHWM/ {print $2}' "/proc/$ADIPID/status")
+    echo 5 > "/proc/$ADIPID/clear_refs"
     run_wrk "$name"
     sleep 1
     local rss_kb cpu_ticks
@@ -92,15 +96,15 @@ with_adi() {
     http_events=$(grep -c '"event_type":"http"' "$out" || true)
     # Every loss adi reported, from its `lost` events (sampling, kernel ring buffer, queues).
     lost=$(python3 -c 'import json,sys; print(sum(json.loads(l)["count"] for l in open(sys.argv[1]) if "\"event_type\":\"lost\"" in l))' "$out")
-    python3 - "$(rps "$base")" "$(rps "$name")" "$(p99 "$base")" "$(p99 "$name")" "$(reqs "$name")" "$cpu_ticks" "$HZ" "$rss_kb" "$DUR" "$http_events" "$lost" "$(stat -c %s "$out")" "$config" "$SELECT" "$(cpu_per_req "$base")" "$(cpu_per_req "$name")" >> "$RESULTS" <<'PY'
+    python3 - "$(rps "$base")" "$(rps "$name")" "$(p99 "$base")" "$(p99 "$name")" "$(reqs "$name")" "$cpu_ticks" "$HZ" "$rss_kb" "$DUR" "$http_events" "$lost" "$(stat -c %s "$out")" "$config" "$SELECT" "$(cpu_per_req "$base")" "$(cpu_per_req "$name")" "$start_kb" >> "$RESULTS" <<'PY'
 import sys
-rb, ra, pb, pa, reqs, ticks, hz, rss, dur, http_events, lost, size, config, select, cb, ca = sys.argv[1:]
+rb, ra, pb, pa, reqs, ticks, hz, rss, dur, http_events, lost, size, config, select, cb, ca, start = sys.argv[1:]
 rb, ra, pb, pa, cb, ca = map(float, (rb, ra, pb, pa, cb, ca))
 cpu = int(ticks) / int(hz)
 out = sys.stderr
 print(f"   throughput {rb:.0f} -> {ra:.0f} req/s (ratio {ra / rb:.3f}); p99 {pb:.2f} -> {pa:.2f} ms (ratio {pa / pb:.3f})", file=out)
 print(f"   wrk + nginx CPU per request {cb:.1f} -> {ca:.1f} us (ratio {ca / cb:.3f}, +{ca - cb:.1f} us)", file=out)
-print(f"   adi: {cpu:.1f} s CPU over {dur} s of load ({100 * cpu / float(dur):.0f}% of one core), peak RSS {int(rss) / 1024:.1f} MiB, {int(size) / 2**20:.0f} MiB of JSON lines", file=out)
+print(f"   adi: {cpu:.1f} s CPU over {dur} s of load ({100 * cpu / float(dur):.0f}% of one core), peak RSS under load {int(rss) / 1024:.1f} MiB (at start {int(start) / 1024:.1f} MiB), {int(size) / 2**20:.0f} MiB of JSON lines", file=out)
 if select == "--all":
     # --all sees each exchange four times: wrk's request and response, nginx's request and response.
     msgs = 4 * int(reqs)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Where adi's own CPU goes under load: wrk against nginx on loopback (as run.sh does) with
+# `adi --all --max-rate 0` (every message captured), adi sampled by `perf record` (software
+# clock, call graphs by frame pointers and DWARF where available). Prints the top frames by
+# self time and by inclusive time, and adi's CPU per event.
+#
+#   sudo benches/overhead/profile.sh [SECONDS] [ADI FLAGS...]   # 10, --max-rate 0
+#
+# Needs nginx, wrk and perf (Debian: linux-perf). Starts its own nginx on a free port; stops
+# only its own pids.
+set -euo pipefail
+
+DUR=${1:-10}
+shift || true
+if (($# == 0)); then set -- --max-rate 0; fi
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh" profile
+need_adi
+command -v perf >/dev/null || { echo "perf not found (apt-get install linux-perf)" >&2; exit 1; }
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK"/{www,tmp}
+head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
+cat > "$WORK/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
+  fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
+  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
+CONF
+nginx -p "$WORK" -c "$WORK/nginx.conf" & PIDS+=("$!")
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+
+"$ADI" --all "$@" --quiet --sink "jsonl=$WORK/events.jsonl" 2>"$WORK/adi.err" &
+ADI_PID=$!
+PIDS+=("$ADI_PID")
+for _ in $(seq 200); do grep -q "adi: watching" "$WORK/adi.err" 2>/dev/null && break; sleep 0.05; done
+perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$ADI_PID" -o "$WORK/perf.data" \
+    -- sleep "$((DUR + 1))" 2>"$WORK/perf.err" &
+PERF=$!
+c0=$(awk '{print $14 + $15}' "/proc/$ADI_PID/stat")
+wrk -t2 -c50 -d"${DUR}s" "http://127.0.0.1:$PORT/" >"$WORK/wrk.txt"
+c1=$(awk '{print $14 + $15}' "/proc/$ADI_PID/stat")
+wait "$PERF" || true
+kill -INT "$ADI_PID"; wait "$ADI_PID" || true
+events=$(wc -l <"$WORK/events.jsonl")
+echo "wrk: $(grep -E 'Requests/sec' "$WORK/wrk.txt")"
+awk -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" -v n="$events" \
+    'BEGIN { printf "adi: %.2f s CPU for %d events, %.2f us per event\n", (c1 - c0) / hz, n, (c1 - c0) / hz * 1e6 / n }'
+echo "--- top frames, self time"
+perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -30
+echo "--- top frames, with callees"
+perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -30
