@@ -47,11 +47,13 @@ use adi_pipeline::{Input, OptIn, Pipeline, PipelineConfig, ProcFs};
 
 /// Bytes per message the kernel copies once a connection is known not to be HTTP.
 const NON_HTTP_CAP: u32 = 256;
-/// Events queued per sink before the slowest sink starts losing (and counting) them. An
-/// `http` event holds about 2 KiB (headers, body, raw payload): 16,384 of them bound a sink's
-/// queue near 32 MiB, and absorb a burst of a second at full capture of a saturated server
-/// (beyond that a queue only delays losses: a sink slower than capture loses the difference).
-const BUS_CAPACITY: usize = 16_384;
+/// Events queued per sink before the slowest sink starts losing (and counting) them. At full
+/// capture of a saturated server (`benches/overhead`, `--max-rate 0`) the jsonl sink falls
+/// behind and the queue is what holds adi's memory: measured, 16,384 events kept the peak
+/// under load at 61-88 MiB but lost 13-23% of the events at the queue, 65,536 kept it at
+/// 150-180 MiB and lost 0-1.6% (docs/benchmarks.md#memory). Losses are counted either way;
+/// the larger queue is kept until a sink keeps up with capture.
+const BUS_CAPACITY: usize = 65_536;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
 /// How often, at most, the listening-port table is read again (only when a connection of
