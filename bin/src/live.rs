@@ -49,11 +49,11 @@ use adi_pipeline::{Input, OptIn, Pipeline, PipelineConfig, ProcFs};
 const NON_HTTP_CAP: u32 = 256;
 /// Events queued per sink before the slowest sink starts losing (and counting) them. At full
 /// capture of a saturated server (`benches/overhead`, `--max-rate 0`) the jsonl sink falls
-/// behind and the queue is what holds adi's memory: measured, 16,384 events kept the peak
-/// under load at 61-88 MiB but lost 13-23% of the events at the queue, 65,536 kept it at
-/// 150-180 MiB and lost 0-1.6% (docs/benchmarks.md#memory). Losses are counted either way;
-/// the larger queue is kept until a sink keeps up with capture.
-const BUS_CAPACITY: usize = 65_536;
+/// behind capture and the queue is what holds adi's memory (an `http` event is about 2 KiB):
+/// measured, 16,384 events kept the peak under load at 61-88 MiB, 65,536 at 185-190 MiB, and
+/// both lost a similar share at the queue (0-27% and 5-33% per run, counted): a queue only
+/// absorbs bursts; a sink slower than capture loses the difference whatever its length.
+const BUS_CAPACITY: usize = 16_384;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
 /// How often, at most, the listening-port table is read again (only when a connection of
