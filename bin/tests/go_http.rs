@@ -13,37 +13,12 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use adi_probes::go::testing::{self, Toolchain, Variant};
 use common::{need, of_type, require_bpf, Adi, Proc};
 use serde_json::Value;
-
-/// A throwaway certificate for 127.0.0.1 in `dir`.
-fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl req failed");
-    (cert, key)
-}
 
 /// How the server serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,7 +37,7 @@ fn run(t: &Toolchain, serve: Serve, n: u32, adi_args: &[&str]) -> (Vec<Value>, u
     server.args(["-addr", "127.0.0.1:0"]);
     let tls = serve != Serve::Http;
     if tls {
-        let (cert, key) = certificate(dir.path());
+        let (cert, key) = common::certificate(dir.path());
         server.arg("-tls-cert").arg(cert).arg("-tls-key").arg(key);
     }
     if serve == Serve::Https2 {

@@ -217,34 +217,6 @@ fn grpcdemo() -> PathBuf {
     bin
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1 in `dir`: (cert, key).
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl req failed");
-    (cert, key)
-}
-
 /// The connection verdicts of `pid` on `port`: every one `want`, with `tls` as said.
 fn assert_verdicts(events: &[Value], port: u64, pid: u32, want: &str, tls: bool) {
     let verdicts: Vec<&Value> = of_type(events, "connection")
@@ -268,7 +240,7 @@ fn grpcio_client_to_grpc_go_server_over_tls() {
     let demo = grpcdemo();
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = common::certificate(dir.path());
     let profile = format!("adi-grpc-tls-{}", std::process::id());
     let mut adi = Adi::start(&["--profile-allowed", &profile]);
     let (server, port) = Server::spawn_printing_port(
@@ -319,7 +291,7 @@ fn grpc_go_client_to_grpcio_server_over_tls() {
     let demo = grpcdemo();
     let _turn = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = common::certificate(dir.path());
     let profile = format!("adi-grpc-tls-{}", std::process::id());
     let mut adi = Adi::start(&["--profile-allowed", &profile]);
     let (server, port) = Server::spawn_printing_port(
