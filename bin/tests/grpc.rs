@@ -230,6 +230,19 @@ fn assert_verdicts(events: &[Value], port: u64, pid: u32, want: &str, tls: bool)
     assert_eq!(last["tls"].as_bool().unwrap_or(false), tls, "{verdicts:#?}");
 }
 
+/// The Go end of a gRPC-over-TLS connection, read from crypto/tls: its calls as `want`, every
+/// one of its `http` events `"tls": true`, its connection `http2` with `tls`.
+fn assert_go_end(events: &[Value], port: u64, pid: u32, want: Vec<Value>) {
+    assert_eq!(calls(events, port, pid), want);
+    for e in of_type(events, "http")
+        .into_iter()
+        .filter(|e| e["pid"] == pid)
+    {
+        assert_eq!(e["tls"], true, "{e}");
+    }
+    assert_verdicts(events, port, pid, "http2", true);
+}
+
 /// grpcio's client over TLS to a grpc-go server: the server's end is read from crypto/tls.
 #[test]
 #[ignore = "needs root + BPF"]
@@ -268,15 +281,7 @@ fn grpcio_client_to_grpc_go_server_over_tls() {
     let server_pid = server.pid();
     drop(server);
     let port = u64::from(port);
-    let served = calls(&events, port, server_pid);
-    assert_eq!(served, expected("recv", "send"));
-    for e in of_type(&events, "http")
-        .into_iter()
-        .filter(|e| e["pid"] == server_pid)
-    {
-        assert_eq!(e["tls"], true, "{e}");
-    }
-    assert_verdicts(&events, port, server_pid, "http2", true);
+    assert_go_end(&events, port, server_pid, expected("recv", "send"));
     // grpcio's BoringSSL is not probed: its end stays encrypted.
     assert_verdicts(&events, port, client.pid(), "tls", false);
 }
@@ -318,12 +323,5 @@ fn grpc_go_client_to_grpcio_server_over_tls() {
     let (events, _) = adi.stop();
     drop(server);
     let port = u64::from(port);
-    assert_eq!(calls(&events, port, client.pid()), expected("send", "recv"));
-    for e in of_type(&events, "http")
-        .into_iter()
-        .filter(|e| e["pid"] == client.pid())
-    {
-        assert_eq!(e["tls"], true, "{e}");
-    }
-    assert_verdicts(&events, port, client.pid(), "http2", true);
+    assert_go_end(&events, port, client.pid(), expected("send", "recv"));
 }
