@@ -344,16 +344,15 @@ fn attach_loop(
     probes.close();
 }
 
-/// Whether the TLS probes read process `pid`'s TLS plaintext: a Go program (amd64, register
-/// ABI) whose `crypto/tls` functions were found.
+/// Whether the TLS probes read the TLS plaintext of Go program `pid` (the caller checked it is
+/// one): amd64, register ABI, its `crypto/tls` functions found.
 fn tls_plaintext_read(pid: u32) -> bool {
     let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-    adi_probes::tls::is_go_executable(&exe)
-        && adi_probes::tls::sites_in(&exe).is_ok_and(|sites| {
-            sites
-                .iter()
-                .any(|s| s.program == adi_probes::tls::GO_RETURN_PROGRAM)
-        })
+    adi_probes::tls::sites_in(&exe).is_ok_and(|sites| {
+        sites
+            .iter()
+            .any(|s| s.program == adi_probes::tls::GO_RETURN_PROGRAM)
+    })
 }
 
 /// Errors that only say "not a Go HTTP program" (or "already gone"): not worth a line.
