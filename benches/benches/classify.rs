@@ -73,13 +73,6 @@ fn key(i: u64) -> FlowKey {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(2))
-        .sample_size(30)
-}
-
 /// 64 random buffers of 16..=1024 bytes.
 fn random_set() -> Vec<Vec<u8>> {
     (0..64u64)
@@ -179,7 +172,7 @@ fn bench_engine(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = adi_benches::config(std::time::Duration::from_secs(2));
     targets = bench_probes, bench_engine
 }
 criterion_main!(benches);

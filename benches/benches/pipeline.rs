@@ -206,16 +206,9 @@ fn bench_pipeline(c: &mut Criterion) {
     );
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = adi_benches::config(std::time::Duration::from_secs(3));
     targets = bench_pipeline
 }
 criterion_main!(benches);

@@ -64,16 +64,9 @@ fn bench_ring(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = adi_benches::config(std::time::Duration::from_secs(3));
     targets = bench_ring
 }
 criterion_main!(benches);
