@@ -230,6 +230,41 @@ fn assert_verdicts(events: &[Value], port: u64, pid: u32, want: &str, tls: bool)
     assert_eq!(last["tls"].as_bool().unwrap_or(false), tls, "{verdicts:#?}");
 }
 
+/// What both gRPC-over-TLS tests start with: their needs checked, the grpc-go demo built, a
+/// certificate, and adi watching the profile's opt-in; the test's turn held to the end.
+struct TlsRun {
+    demo: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    profile: String,
+    adi: Adi,
+    _dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl TlsRun {
+    fn start() -> Self {
+        require_bpf();
+        need_grpcio();
+        need(&["openssl"]);
+        let demo = grpcdemo();
+        let turn = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = common::certificate(dir.path());
+        let profile = format!("adi-grpc-tls-{}", std::process::id());
+        let adi = Adi::start(&["--profile-allowed", &profile]);
+        Self {
+            demo,
+            cert,
+            key,
+            profile,
+            adi,
+            _dir: dir,
+            _turn: turn,
+        }
+    }
+}
+
 /// The Go end of a gRPC-over-TLS connection, read from crypto/tls: its calls as `want`, every
 /// one of its `http` events `"tls": true`, its connection `http2` with `tls`.
 fn assert_go_end(events: &[Value], port: u64, pid: u32, want: Vec<Value>) {
@@ -247,37 +282,29 @@ fn assert_go_end(events: &[Value], port: u64, pid: u32, want: Vec<Value>) {
 #[test]
 #[ignore = "needs root + BPF"]
 fn grpcio_client_to_grpc_go_server_over_tls() {
-    require_bpf();
-    need_grpcio();
-    need(&["openssl"]);
-    let demo = grpcdemo();
-    let _turn = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = common::certificate(dir.path());
-    let profile = format!("adi-grpc-tls-{}", std::process::id());
-    let mut adi = Adi::start(&["--profile-allowed", &profile]);
+    let mut run = TlsRun::start();
     let (server, port) = Server::spawn_printing_port(
-        Command::new(&demo)
+        Command::new(&run.demo)
             .arg("-serve")
             .arg("-cert")
-            .arg(&cert)
+            .arg(&run.cert)
             .arg("-key")
-            .arg(&key)
-            .env("ADI_PROFILE", &profile),
+            .arg(&run.key)
+            .env("ADI_PROFILE", &run.profile),
         libc::SIGTERM,
     );
-    adi.wait_stderr(
+    run.adi.wait_stderr(
         &format!("TLS plaintext read from Go program {}", server.pid()),
         std::time::Duration::from_secs(20),
     );
-    let cert_arg = cert.display().to_string();
+    let cert_arg = run.cert.display().to_string();
     let mut client = Held::spawn({
         let mut cmd = held_python(CLIENT, &[&port.to_string(), &cert_arg]);
-        cmd.env("ADI_PROFILE", &profile);
+        cmd.env("ADI_PROFILE", &run.profile);
         cmd
     });
     client.run();
-    let (events, _) = adi.stop();
+    let (events, _) = run.adi.stop();
     let server_pid = server.pid();
     drop(server);
     let port = u64::from(port);
@@ -290,37 +317,29 @@ fn grpcio_client_to_grpc_go_server_over_tls() {
 #[test]
 #[ignore = "needs root + BPF"]
 fn grpc_go_client_to_grpcio_server_over_tls() {
-    require_bpf();
-    need_grpcio();
-    need(&["openssl"]);
-    let demo = grpcdemo();
-    let _turn = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = common::certificate(dir.path());
-    let profile = format!("adi-grpc-tls-{}", std::process::id());
-    let mut adi = Adi::start(&["--profile-allowed", &profile]);
+    let mut run = TlsRun::start();
     let (server, port) = Server::spawn_printing_port(
         Command::new(common::python_executable())
             .args(["-c", SERVER])
-            .arg(&cert)
-            .arg(&key)
-            .env("ADI_PROFILE", &profile),
+            .arg(&run.cert)
+            .arg(&run.key)
+            .env("ADI_PROFILE", &run.profile),
         libc::SIGTERM,
     );
     // Probed at its exec; it calls once adi says so.
     let mut client = Held::spawn({
-        let mut cmd = Command::new(&demo);
+        let mut cmd = Command::new(&run.demo);
         cmd.args(["-wait", "-call"])
             .arg(format!("127.0.0.1:{port}"))
-            .env("ADI_PROFILE", &profile);
+            .env("ADI_PROFILE", &run.profile);
         cmd
     });
-    adi.wait_stderr(
+    run.adi.wait_stderr(
         &format!("TLS plaintext read from Go program {}", client.pid()),
         std::time::Duration::from_secs(20),
     );
     client.run();
-    let (events, _) = adi.stop();
+    let (events, _) = run.adi.stop();
     drop(server);
     let port = u64::from(port);
     assert_go_end(&events, port, client.pid(), expected("send", "recv"));
