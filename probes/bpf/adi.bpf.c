@@ -604,16 +604,16 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	conn->tgid = tgid;
 	/* Bytes a TLS library moves for a call in progress on this thread: the call's plaintext
 	 * is sent at its return, tied to this socket; the ciphertext itself is not. */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (tls_plaintext)
-		tie_tls_call(conn, key, tgid, regs);
+		tie_tls_call(conn, key, tgid, (struct pt_regs *)bpf_task_pt_regs(task));
 	if (conn->tls) {
 		count(ADI_STAT_TLS_CIPHERTEXT);
 		return;
 	}
-	/* Decided before the buffer is looked for: a skipped message costs no more than this. */
+	/* Decided before the registers are read: a skipped message costs no more than this. */
 	if (sampled_out(conn, dir))
 		return;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	long id = regs->orig_ax;
 	__u32 vec = VEC_FILE, want_dir = dir;
 	switch (id) {
