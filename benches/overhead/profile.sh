@@ -37,15 +37,18 @@ for _ in $(seq 200); do grep -q "adi: watching" "$WORK/adi.err" 2>/dev/null && b
 perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$ADI_PID" -o "$WORK/perf.data" \
     -- sleep "$((DUR + 1))" 2>"$WORK/perf.err" &
 PERF=$!
-c0=$(awk '{print $14 + $15}' "/proc/$ADI_PID/stat")
+# utime and stime: the user-space part is adi's own code, the system part mostly writing the
+# output file (the kernel copying each line into the page cache).
+read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$ADI_PID/stat")
 wrk -t2 -c50 -d"${DUR}s" "http://127.0.0.1:$PORT/" >"$WORK/wrk.txt"
-c1=$(awk '{print $14 + $15}' "/proc/$ADI_PID/stat")
+read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$ADI_PID/stat")
 wait "$PERF" || true
 kill -INT "$ADI_PID"; wait "$ADI_PID" || true
 events=$(wc -l <"$WORK/events.jsonl")
 echo "wrk: $(grep -E 'Requests/sec' "$WORK/wrk.txt")"
-awk -v c0="$c0" -v c1="$c1" -v hz="$(getconf CLK_TCK)" -v n="$events" \
-    'BEGIN { printf "adi: %.2f s CPU for %d events, %.2f us per event\n", (c1 - c0) / hz, n, (c1 - c0) / hz * 1e6 / n }'
+bytes=$(stat -c %s "$WORK/events.jsonl")
+awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$(getconf CLK_TCK)" -v n="$events" -v b="$bytes" \
+    'BEGIN { printf "adi: %.2f s CPU for %d events (%.0f bytes each), %.2f us per event: %.2f us user, %.2f us system\n", (u + s) / hz, n, b / n, (u + s) / hz * 1e6 / n, u / hz * 1e6 / n, s / hz * 1e6 / n }'
 echo "--- top frames, self time"
 perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | head -30

@@ -358,12 +358,12 @@ impl LiveSource {
     }
 
     /// Describes the processes watched at start, before any of their traffic.
-    fn describe(&mut self, pid: u32, bus: &Bus<Event>) {
+    fn describe(&mut self, pid: u32, bus: &mut Bus<Event>) {
         self.pipeline.describe(pid, &mut self.events);
         self.publish(bus);
     }
 
-    fn handle(&mut self, ev: &RawEvent, probes: &mut KernelProbes, bus: &Bus<Event>) {
+    fn handle(&mut self, ev: &RawEvent, probes: &mut KernelProbes, bus: &mut Bus<Event>) {
         let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
@@ -494,7 +494,7 @@ impl LiveSource {
     }
 
     /// Ends every connection (at shutdown).
-    fn finish(&mut self, bus: &Bus<Event>) {
+    fn finish(&mut self, bus: &mut Bus<Event>) {
         self.conns.clear();
         self.pipeline
             .finish(adi_core::time::now_unix_ns(), &mut self.events);
@@ -502,12 +502,12 @@ impl LiveSource {
     }
 
     /// An event from elsewhere (the Go uprobes), through the same redaction and counts.
-    fn pass(&mut self, e: Event, bus: &Bus<Event>) {
+    fn pass(&mut self, e: Event, bus: &mut Bus<Event>) {
         self.pipeline.pass(e, &mut self.events);
         self.publish(bus);
     }
 
-    fn publish(&mut self, bus: &Bus<Event>) {
+    fn publish(&mut self, bus: &mut Bus<Event>) {
         for e in self.events.drain(..) {
             bus.publish(e);
         }
@@ -649,17 +649,9 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let containers = crate::containers::Enrichment::start(&opts.runtimes).await;
     let mut pipeline = LiveSource::new(registry, opts, env_docs, opt_in, containers.as_ref());
     for pid in selected {
-        pipeline.describe(pid, &bus);
+        pipeline.describe(pid, &mut bus);
     }
-    let sampling = if opts.max_rate == 0 {
-        "every exchange captured in full (--max-rate 0)".to_owned()
-    } else {
-        format!(
-            "at most {} request/response exchanges/s captured in full, the rest counted as sampled (--max-rate)",
-            opts.max_rate
-        )
-    };
-    eprintln!("{watching}; {sampling}");
+    eprintln!("{watching}; {}", sampling_note(opts.max_rate));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_lost = Instant::now();
     let mut status = StatusLine::new(opts.status_line);
@@ -673,10 +665,10 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                 for ev in batch.drain(..) {
                     go.kernel_event(&ev);
                     tls.kernel_event(&mut probes, &ev);
-                    pipeline.handle(&ev, &mut probes, &bus);
+                    pipeline.handle(&ev, &mut probes, &mut bus);
                 }
             }
-            Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &bus),
+            Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &mut bus),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {
@@ -688,6 +680,8 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
                 status.tick(&pipeline, &probes);
             }
         }
+        // One hand-over per batch read (or tick): the sinks wake once for it.
+        bus.flush();
     }
     // Stop the kernel side first, so that draining ends even under heavy traffic, then
     // process what was already queued and end every flow.
@@ -700,14 +694,15 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     .await
     {
         for ev in drained.drain(..) {
-            pipeline.handle(&ev, &mut probes, &bus);
+            pipeline.handle(&ev, &mut probes, &mut bus);
         }
     }
     for e in go.stop() {
-        pipeline.pass(Event::GoHttp(e), &bus);
+        pipeline.pass(Event::GoHttp(e), &mut bus);
     }
-    pipeline.finish(&bus);
+    pipeline.finish(&mut bus);
     report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+    bus.flush();
     let bus_lost = bus.lost_totals();
     drop(bus);
     for t in tasks {
@@ -715,6 +710,17 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     }
     print_summary(&probes, &stream, &pipeline, &bus_lost, &counters, started);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the start line says of `--max-rate`.
+fn sampling_note(max_rate: u32) -> String {
+    if max_rate == 0 {
+        "every exchange captured in full (--max-rate 0)".to_owned()
+    } else {
+        format!(
+            "at most {max_rate} request/response exchanges/s captured in full, the rest counted as sampled (--max-rate)"
+        )
+    }
 }
 
 /// A sink's name and counters.

@@ -2,17 +2,32 @@
 
 /// Formats nanoseconds since the Unix epoch as `2026-04-08T18:30:00.000000000Z`.
 pub fn rfc3339_nanos(unix_ns: u64) -> String {
+    // Every event carries one: written digit by digit into one allocation (`format!` took
+    // 4% of adi's CPU at full capture).
     let secs = unix_ns / 1_000_000_000;
     let nanos = unix_ns % 1_000_000_000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    // Each field's digits, right to left, ending at its byte offset.
+    for (mut n, end) in [
+        (y, 4),
+        (m, 7),
+        (d, 10),
+        (rem / 3600, 13),
+        ((rem % 3600) / 60, 16),
+        (rem % 60, 19),
+        (nanos, 29),
+    ] {
+        let mut at = end;
+        while n > 0 && at > 0 && text[at - 1].is_ascii_digit() {
+            at -= 1;
+            text[at] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+            n /= 10;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
@@ -54,5 +69,25 @@ mod tests {
             rfc3339_nanos(1_709_251_199_000_000_000),
             "2024-02-29T23:59:59.000000000Z"
         );
+    }
+
+    #[test]
+    fn matches_the_format_macro_over_many_instants() {
+        // The digit-by-digit writer against the obvious `format!`, from 1970 to 2200.
+        let mut ns = 0u64;
+        while ns < 7_258_118_400 * 1_000_000_000 {
+            let secs = ns / 1_000_000_000;
+            let (y, m, d) = civil_from_days(secs / 86_400);
+            let rem = secs % 86_400;
+            let want = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60,
+                ns % 1_000_000_000
+            );
+            assert_eq!(rfc3339_nanos(ns), want);
+            ns += 123_456_789_012_345;
+        }
     }
 }

@@ -42,7 +42,19 @@ pub enum SinkError {
     },
     /// An event could not be serialised.
     #[error("cannot serialise an event: {0}")]
-    Serialize(#[from] serde_json::Error),
+    Serialize(String),
+}
+
+impl From<serde_json::Error> for SinkError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Serialize(e.to_string())
+    }
+}
+
+impl From<sonic_rs::Error> for SinkError {
+    fn from(e: sonic_rs::Error) -> Self {
+        Self::Serialize(e.to_string())
+    }
 }
 
 impl SinkError {

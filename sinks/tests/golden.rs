@@ -207,3 +207,107 @@ fn unwritable_path_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Any text a message may carry: every byte value (controls, quotes, backslashes, invalid
+/// UTF-8), and valid multi-byte characters.
+fn wild_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        prop_oneof![
+            any::<u8>().prop_map(|b| vec![b]),
+            any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            Just(b"\r\n".to_vec()),
+        ],
+        0..64,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn wild_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    wild_bytes().prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// A query of a non-HTTP protocol with `op`, an attribute and an error.
+fn message(op: Option<String>, attribute: &(String, String), error: &str) -> Event {
+    let mut r = Record::new(RecordKind::Response);
+    r.op = op;
+    r.resource = Some(attribute.1.clone());
+    r.status = Some(1064);
+    r.attributes = vec![attribute.clone(), ("error".into(), error.into())];
+    r.wire_len = 77;
+    let key = FlowKey {
+        pid: 4242,
+        role: Role::Client,
+        client: "127.0.0.1:40000".parse().expect("addr"),
+        server: "127.0.0.1:3306".parse().expect("addr"),
+    };
+    let rec = FlowRecord {
+        flow: FlowId(9),
+        key,
+        protocol: ProtocolId::new("mysql"),
+        dir: Direction::ToClient,
+        ts_ns: 5,
+        latency_ns: Some(3),
+        record: r,
+    };
+    Event::Message(adi_core::event::MessageEvent::from_record(
+        rec,
+        Category::DATABASE,
+        contained(),
+        "2026-04-08T18:30:00.000000005Z".into(),
+    ))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The sink's serialiser (sonic-rs, for speed) writes exactly the bytes serde_json writes
+    /// for the same event: strings of any content, repeated headers, floats of any size.
+    #[test]
+    fn jsonl_bytes_equal_serde_json(
+        body in wild_bytes(),
+        raw in wild_bytes(),
+        url in wild_text(),
+        header in (wild_text(), wild_text()),
+        op in proptest::option::of(wild_text()),
+        latency_ns in proptest::option::of(proptest::prelude::any::<u64>()),
+        duration_ms in proptest::prelude::any::<f64>(),
+        sent in proptest::prelude::any::<bool>(),
+    ) {
+        let mut events = events();
+        events.push(message(op.clone(), &header, &url));
+        for e in &mut events {
+            match e {
+                Event::Http(h) => {
+                    h.body = adi_core::event::LossyText(body.clone());
+                    h.raw_payload = adi_core::event::LossyText(raw.clone());
+                    h.url = Some(url.clone());
+                    h.headers.0.push(header.clone());
+                    h.headers.0.push((header.0.to_uppercase(), url.clone()));
+                    #[expect(clippy::cast_precision_loss, reason = "any float will do")]
+                    { h.latency_ms = latency_ns.map(|ns| ns as f64 / 1e6); }
+                    h.tls = sent;
+                }
+                Event::GoHttp(g) => {
+                    g.duration_ms = Some(duration_ms);
+                    g.method.clone_from(&url);
+                }
+                Event::Connection(c) => c.detection_reason.clone_from(&url),
+                Event::Lost(l) => l.source.clone_from(&url),
+                _ => {}
+            }
+        }
+        let buf = Shared::default();
+        let mut sink = JsonlSink::to_writer("jsonl", "memory", Box::new(buf.clone()));
+        let mut want = Vec::new();
+        for e in &events {
+            sink.write(e).expect("write");
+            serde_json::to_writer(&mut want, e).expect("serde_json");
+            want.push(b'\n');
+        }
+        sink.flush().expect("flush");
+        let got = buf.0.lock().expect("lock").clone();
+        proptest::prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+    }
+}
