@@ -16,6 +16,12 @@
 #   sudo ADI_TLS=1 ADI_SELECT=nginx benches/overhead/run.sh 10 5 "--tls-uprobes off" "" \
 #        "--tls-uprobes watched"
 # (ADI_SELECT=nginx watches nginx alone: wrk, which uses OpenSSL too, is not watched.)
+# A FLAGS string starting with @PATH runs the adi binary at PATH for that configuration, so
+# that two builds compare side by side in one run (before/after a change):
+#   sudo benches/overhead/run.sh 8 5 "@/tmp/before/adi --max-rate 0" "--max-rate 0"
+# The kernel's run time of adi's socket programs (kernel.bpf_stats_enabled, on for the run and
+# restored after) is reported per run: nanoseconds per program run, per captured message and
+# per message left out (sampled).
 # Starts its own nginx on a free port; stops only its own pids.
 set -euo pipefail
 
@@ -27,6 +33,10 @@ SELECT=${ADI_SELECT:---all}
 # shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh" overhead
 need_adi
+command -v bpftool > /dev/null || { echo "bpftool not found (apt-get install bpftool)" >&2; exit 1; }
+BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
+trap 'sysctl -qw kernel.bpf_stats_enabled=$BPF_STATS; cleanup' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK"/{www,tmp}
 head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
@@ -67,6 +77,15 @@ rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
 # wrk prints p99 as e.g. "99%    3.21ms" or "1.02s": normalise to milliseconds.
 p99() { awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/$1.txt"; }
 
+# Run time (ns) and runs of adi's socket programs (adi_sock_send, adi_sock_recv) loaded after
+# program id $1: "NS RUNS".
+bpf_runs() {
+    bpftool prog show -j | python3 -c 'import json, sys
+progs = [p for p in json.load(sys.stdin) if p["id"] > int(sys.argv[1]) and p.get("name") in ("adi_sock_send", "adi_sock_recv")]
+print(sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs))' "$1"
+}
+last_prog_id() { bpftool prog show -j | python3 -c 'import json, sys; print(max([p["id"] for p in json.load(sys.stdin)] + [0]))'; }
+
 HZ=$(getconf CLK_TCK)
 RESULTS="$WORK/results.tsv"   # config, throughput ratio, p99 ratio, CPU per request ratio
 
@@ -74,10 +93,13 @@ RESULTS="$WORK/results.tsv"   # config, throughput ratio, p99 ratio, CPU per req
 # $3: config number; the rest: adi's flags.
 with_adi() {
     local name=$1 base=$2 config=$3; shift 3
-    local out="$WORK/$name.jsonl"
-    echo "-- adi $SELECT $* --sink jsonl=FILE"
+    local out="$WORK/$name.jsonl" adi=$ADI
+    if [[ ${1:-} == @* ]]; then adi=${1#@}; shift; fi
+    echo "-- $adi $SELECT $* --sink jsonl=FILE"
+    local before_id
+    before_id=$(last_prog_id)
     # shellcheck disable=SC2086 # SELECT is a string of flags
-    "$ADI" $SELECT "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
+    "$adi" $SELECT "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
     for _ in $(seq 100); do grep -q watching "$WORK/$name.err" 2>/dev/null && break; sleep 0.1; done
     # adi's CPU time from here on: its start (loading and verifying the programs) is not load.
     local ticks0 start_kb
@@ -86,7 +108,10 @@ with_adi() {
     # is reset (clear_refs 5) so that the one reported is the peak under load.
     start_kb=$(awk '/VmHWM/ {print $2}' "/proc/$ADIPID/status")
     echo 5 > "/proc/$ADIPID/clear_refs"
+    local bpf0 bpf1
+    bpf0=$(bpf_runs "$before_id")
     run_wrk "$name"
+    bpf1=$(bpf_runs "$before_id")
     sleep 1
     local rss_kb cpu_ticks
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$ADIPID/status")
@@ -114,6 +139,19 @@ if select == "--all":
 print(f"{config}\t{ra / rb:.4f}\t{pa / pb:.4f}\t{ca / cb:.4f}")
 PY
     grep -E "^adi: (lost|stopped)" "$WORK/$name.err" | sed 's/^/   /'
+    # Kernel side: what the socket programs cost per run, and per message captured or left
+    # out. A run that captures sends one kernel event; one left out by sampling is counted.
+    python3 - $bpf0 $bpf1 "$WORK/$name.err" <<'PY'
+import re, sys
+ns0, n0, ns1, n1 = map(int, sys.argv[1:5])
+err = open(sys.argv[5]).read()
+events = int(re.search(r"from (\d+) kernel events", err).group(1))
+sampled = int(re.search(r"(\d+) messages sampled out", err).group(1))
+ns, runs = ns1 - ns0, n1 - n0
+if runs:
+    print(f"   kernel: adi's socket programs ran {runs} times, {ns / runs:.0f} ns per run "
+          f"({ns / 1e9:.2f} s in all); {events} kernel events sent, {sampled} messages sampled out")
+PY
 }
 
 for round in $(seq "$ROUNDS"); do

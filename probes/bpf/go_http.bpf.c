@@ -167,9 +167,13 @@ static __always_inline void count(__u32 stat)
 		*v += 1;
 }
 
-static __always_inline __u64 wakeup_flags(void)
+/* A wakeup when a record of `size` bytes makes the pending data cross a multiple of
+ * WAKEUP_BYTES, none otherwise (a wakeup per record while user space lags is an
+ * inter-processor interrupt per call; see adi.bpf.c's submit). */
+static __always_inline __u64 wakeup_flags(__u64 size)
 {
-	return bpf_ringbuf_query(&go_http_events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+	__u64 pending = bpf_ringbuf_query(&go_http_events, BPF_RB_AVAIL_DATA);
+	return pending / WAKEUP_BYTES != (pending + size) / WAKEUP_BYTES ?
 		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
@@ -470,7 +474,7 @@ static __always_inline int on_entry(struct go_pt_regs *ctx, __u32 side, __u64 re
 	__u64 len = sizeof(s->hdr) + s->hdr.data_len;
 	if (len > sizeof(s->hdr) + GO_HTTP_MAX_DATA)
 		len = sizeof(s->hdr) + GO_HTTP_MAX_DATA;
-	if (bpf_ringbuf_output(&go_http_events, s, len, wakeup_flags())) {
+	if (bpf_ringbuf_output(&go_http_events, s, len, wakeup_flags(len))) {
 		count(GO_HTTP_STAT_RINGBUF_FULL);
 	} else {
 		count(GO_HTTP_STAT_RECORDS);
@@ -552,7 +556,7 @@ static __always_inline int on_ret(struct go_pt_regs *ctx, __u32 side)
 	e->status = status;
 	e->flags = flags;
 	e->data_len = 0;
-	bpf_ringbuf_submit(e, wakeup_flags());
+	bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
 	count(GO_HTTP_STAT_RECORDS);
 	return 0;
 }
