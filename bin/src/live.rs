@@ -662,11 +662,12 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         tokio::select! {
             r = stream.next_batch(&mut batch, 4096) => {
                 r.context("reading the ring buffer")?;
-                for ev in batch.drain(..) {
-                    go.kernel_event(&ev);
-                    tls.kernel_event(&mut probes, &ev);
-                    pipeline.handle(&ev, &mut probes, &mut bus);
+                for ev in &batch {
+                    go.kernel_event(ev);
+                    tls.kernel_event(&mut probes, ev);
+                    pipeline.handle(ev, &mut probes, &mut bus);
                 }
+                stream.recycle(&mut batch);
             }
             Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &mut bus),
             _ = sigint.recv() => break,

@@ -667,13 +667,20 @@ pub struct EventStream {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that did not decode (counted, never silently dropped).
     pub decode_errors: u64,
+    /// Payload buffers of records already handled ([`EventStream::recycle`]), reused for the
+    /// next ones: no allocation per message once the stream runs.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most payload buffers kept for reuse: one full batch.
+const SPARE_BUFFERS: usize = 4096;
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream")
             .field("fd", &self.ring.get_ref().as_raw_fd())
             .field("decode_errors", &self.decode_errors)
+            .field("spare_buffers", &self.spare.len())
             .finish()
     }
 }
@@ -687,7 +694,16 @@ impl EventStream {
         Ok(Self {
             ring,
             decode_errors: 0,
+            spare: Vec::new(),
         })
+    }
+
+    /// Takes back the payload buffers of `batch` (emptied) for the next records.
+    pub fn recycle(&mut self, batch: &mut Vec<RawEvent>) {
+        let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
+        self.spare
+            .extend(batch.drain(..).take(room).map(|ev| ev.payload));
+        batch.clear();
     }
 
     /// Waits until records are available, then appends every available one to `out`
@@ -716,7 +732,8 @@ impl EventStream {
         let mut got = 0;
         while got < max {
             let Some(item) = ring.next() else { break };
-            match RawEvent::decode(&item) {
+            let payload = self.spare.pop().unwrap_or_default();
+            match RawEvent::decode_reusing(&item, payload) {
                 Ok(ev) => out.push(ev),
                 Err(_) => self.decode_errors += 1,
             }

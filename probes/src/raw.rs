@@ -312,6 +312,16 @@ impl RawEvent {
     ///
     /// [`DecodeError`] when the record is short, inconsistent or of an unknown kind.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_reusing(buf, Vec::new())
+    }
+
+    /// [`RawEvent::decode`], the payload copied into `payload` (emptied first): a buffer of
+    /// an earlier record, so that reading the ring buffer allocates nothing per message.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawEvent::decode`].
+    pub fn decode_reusing(buf: &[u8], mut payload_buf: Vec<u8>) -> Result<Self, DecodeError> {
         let need = size_of::<RawEventHdr>();
         if buf.len() < need {
             return Err(DecodeError::Short {
@@ -360,7 +370,11 @@ impl RawEvent {
             comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
             after_skip: kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0,
             tls: kind == EventKind::Data && h.flags & DATA_TLS != 0,
-            payload: payload[..cap_len].to_vec(),
+            payload: {
+                payload_buf.clear();
+                payload_buf.extend_from_slice(&payload[..cap_len]);
+                payload_buf
+            },
         })
     }
 }
@@ -408,6 +422,16 @@ mod tests {
         assert_eq!(e.payload, b"GET ");
         assert!(e.after_skip);
         assert!(!e.tls);
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_payload() {
+        let mut b = header(1, 4);
+        b.extend_from_slice(b"GET ");
+        let stale = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let e = RawEvent::decode_reusing(&b, stale).expect("decode");
+        assert_eq!(e.payload, b"GET ");
+        assert_eq!(e, RawEvent::decode(&b).expect("decode"));
     }
 
     #[test]
