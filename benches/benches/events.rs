@@ -3,8 +3,9 @@
 //! `http` event, redacted, and written as a JSON line, as the live pipeline and the jsonl sink
 //! do for every message when `--max-rate 0` captures everything.
 //!
-//! - `event/http_json`: `HttpEvent::from_record` + `redact` + `serde_json::to_writer` per
-//!   message, elements per second over every HTTP/1 fixture.
+//! - `event/http_json`: `HttpEvent::from_record` + `redact` + the JSON line as the jsonl sink
+//!   writes it (`sonic_rs::to_writer`) per message, elements per second over every HTTP/1
+//!   fixture.
 //!
 //! - `service_map/http_events`: the `service-map` sink's work per event (the event as JSON,
 //!   pairing, path templating, schema inference of both bodies), elements per second over the
@@ -110,7 +111,7 @@ fn bench_events(c: &mut Criterion) {
                 );
                 e.redact();
                 line.clear();
-                serde_json::to_writer(&mut line, &Event::Http(e)).expect("json");
+                sonic_rs::to_writer(&mut line, &Event::Http(e)).expect("json");
                 line.push(b'\n');
                 black_box(&line);
             }

@@ -76,7 +76,12 @@ impl Record {
 
 /// `bytes` as text, invalid UTF-8 replaced.
 pub fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    // Valid text (nearly always) through the validator's word-at-a-time ASCII path; the
+    // lossy decoder walks byte by byte (3% of live capture's CPU on header fields).
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// The first `cap` bytes of `bytes` as text (invalid UTF-8 replaced, a character cut at the
