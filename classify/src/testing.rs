@@ -434,6 +434,49 @@ pub fn ops(records: &[Record]) -> Vec<(RecordKind, &str)> {
         .collect()
 }
 
+/// What a record says, for exact comparisons: kind, op, resource, status and attributes
+/// (everything but its timing, sizes and bytes).
+pub type Summary = (
+    RecordKind,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+    Vec<(String, String)>,
+);
+
+/// The [`Summary`] of each record.
+pub fn summaries(records: &[Record]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.clone(),
+                r.resource.clone(),
+                r.status,
+                r.attributes.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The [`Summary`] a test expects: a record of `kind` with op `op`.
+pub fn summary(
+    kind: RecordKind,
+    op: &str,
+    resource: Option<&str>,
+    status: Option<u16>,
+    attributes: &[(&str, &str)],
+) -> Summary {
+    (
+        kind,
+        Some(op.to_owned()),
+        resource.map(str::to_owned),
+        status,
+        attrs(attributes),
+    )
+}
+
 /// [`view`] of each record.
 pub fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()

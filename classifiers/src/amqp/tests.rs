@@ -2,8 +2,8 @@
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records, Expect,
-    Subject,
+    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records, summaries,
+    summary as s, Expect, Subject,
 };
 use adi_classify::{
     fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record, RecordKind, Session,
@@ -35,46 +35,6 @@ fn parse_one(bytes: &[u8], dir: Direction) -> (Result<usize, ParseError>, Vec<Re
     let mut out = Vec::new();
     let r = AmqpSession::default().parse(bytes, dir, &mut out);
     (r, out)
-}
-
-/// `(kind, op, resource, status, attributes)` of a record.
-type Summary = (
-    RecordKind,
-    String,
-    Option<String>,
-    Option<u16>,
-    Vec<(String, String)>,
-);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone().unwrap_or_default(),
-                r.resource.clone(),
-                r.status,
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
-fn s(
-    kind: RecordKind,
-    op: &str,
-    resource: Option<&str>,
-    status: Option<u16>,
-    attrs: &[(&str, &str)],
-) -> Summary {
-    (
-        kind,
-        op.to_owned(),
-        resource.map(str::to_owned),
-        status,
-        testing::attrs(attrs),
-    )
 }
 
 /// (confidence, observed) of a match.
@@ -396,7 +356,7 @@ fn session_pika_publish() {
         s(Response, "channel.close-ok", None, None, &[]),
         s(Response, "connection.close-ok", None, None, &[]),
     ];
-    assert_eq!(summary(&records), want);
+    assert_eq!(summaries(&records), want);
     // Bodies, sizes: the JSON message is 25 bytes; method + header + body frames on the wire.
     assert_eq!(records[8].body, br#"{"id":1,"kind":"created"}"#);
     assert_eq!(records[9].body, b"plain text to the default exchange");
@@ -524,7 +484,7 @@ fn session_pika_consume() {
         s(Response, "channel.close-ok", None, None, &[]),
         s(Response, "connection.close-ok", None, None, &[]),
     ]);
-    assert_eq!(summary(&records), want);
+    assert_eq!(summaries(&records), want);
     assert_eq!(records[22].body, b"plain text to the default exchange");
 }
 
@@ -561,7 +521,7 @@ fn session_raw_split_and_legacy() {
     // RabbitMQ still answers an AMQP 0-8 header with a (0-8) Connection.Start.
     let records = T.parse_all(TO_SERVER_LEGACY, TO_CLIENT_LEGACY);
     assert_eq!(
-        summary(&records),
+        summaries(&records),
         [
             s(
                 Message,

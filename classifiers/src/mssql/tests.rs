@@ -2,9 +2,9 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, Expect, Subject};
+use adi_classify::testing::{attrs, summaries, Expect, Subject};
 use adi_classify::{
-    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -18,30 +18,6 @@ const TO_SERVER_DEFAULT: &[u8] = include_bytes!("fixtures/to_server_mssql_defaul
 const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_default_0.bin");
 const TO_SERVER_RPC: &[u8] = include_bytes!("fixtures/to_server_mssql_nondefault_rpc_0.bin");
 const TO_CLIENT_RPC: &[u8] = include_bytes!("fixtures/to_client_mssql_nondefault_rpc_0.bin");
-
-/// (kind, op, resource, status, attributes) of one record.
-type Summary = (
-    RecordKind,
-    Option<String>,
-    Option<String>,
-    Option<u16>,
-    Vec<(String, String)>,
-);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone(),
-                r.resource.clone(),
-                r.status,
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
 
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
@@ -156,7 +132,7 @@ fn session_summarises_login_batches_and_rpc() {
             attrs(&[("rows", "1")]),
         ),
     ];
-    let mut got = summary(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
+    let mut got = summaries(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
     // The host name is the capturing machine's: check it is there, then pin the rest.
     assert_eq!(got[1].4[1].0, "host");
     got[1].4[1].1 = "vmadi_user".into();
@@ -164,8 +140,8 @@ fn session_summarises_login_batches_and_rpc() {
     for size in [1, 7, 100] {
         let split = T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, size);
         assert_eq!(
-            summary(&split),
-            summary(&T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
+            summaries(&split),
+            summaries(&T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
         );
     }
 }
