@@ -498,12 +498,8 @@ impl Steps for MysqlSession {
                 Direction::ToClient => self.server_packet(h, payload, wire, out),
             }
         }
-        if truncated {
-            self.skip.set(dir, h.len - payload.len());
-            Ok(Step::Consumed(4 + payload.len()))
-        } else {
-            Ok(Step::Consumed(wire))
-        }
+        // A truncated packet: its bytes past `rest` are stepped over as they arrive.
+        Ok(Step::Consumed(self.skip.message(dir, wire, rest.len())))
     }
 
     fn opaque(&self) -> bool {
