@@ -780,6 +780,42 @@ impl Expect {
 
     /// Both directions note the real one when given reversed.
     pub const BOTH_WAYS: &'static [Direction] = &[Direction::ToServer, Direction::ToClient];
+
+    /// At least `n` fixtures.
+    #[must_use]
+    pub const fn min_fixtures(self, n: usize) -> Self {
+        Self {
+            min_fixtures: n,
+            ..self
+        }
+    }
+
+    /// The fixtures of `dirs`, given reversed, note their real direction.
+    #[must_use]
+    pub const fn reversed(self, dirs: &'static [Direction]) -> Self {
+        Self {
+            reversed: dirs,
+            ..self
+        }
+    }
+
+    /// Records as many responses as requests.
+    #[must_use]
+    pub const fn paired(self) -> Self {
+        Self {
+            paired: true,
+            ..self
+        }
+    }
+
+    /// The same records, `raw` included, in any write size.
+    #[must_use]
+    pub const fn exact_splits(self) -> Self {
+        Self {
+            exact_splits: true,
+            ..self
+        }
+    }
 }
 
 /// The fixture checks of [`check_classifier`] and of `expect`, plus: the fixtures of each

@@ -71,11 +71,7 @@ adi_classify::conformance_tests!(
     "amqp",
     "src/amqp/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: &[Direction::ToClient],
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(&[Direction::ToClient]).exact_splits()
 );
 
 #[test]

@@ -21,10 +21,7 @@ adi_classify::conformance_tests!(
     "kafka",
     "src/kafka/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: &[Direction::ToServer],
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(&[Direction::ToServer])
 );
 
 #[test]

@@ -47,11 +47,7 @@ adi_classify::conformance_tests!(
     "memcached",
     "src/memcached/fixtures",
     Confidence::STRONG,
-    Expect {
-        paired: true,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.paired().exact_splits()
 );
 
 #[test]

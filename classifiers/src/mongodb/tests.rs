@@ -23,10 +23,7 @@ adi_classify::conformance_tests!(
     "mongodb",
     "src/mongodb/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS)
 );
 
 #[test]

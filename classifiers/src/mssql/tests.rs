@@ -24,10 +24,7 @@ adi_classify::conformance_tests!(
     "mssql",
     "src/mssql/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS)
 );
 
 #[test]

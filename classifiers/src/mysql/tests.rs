@@ -20,11 +20,7 @@ adi_classify::conformance_tests!(
     "mysql",
     "src/mysql/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        min_fixtures: 16,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.min_fixtures(16).exact_splits()
 );
 
 // ---- the session on real captures ----

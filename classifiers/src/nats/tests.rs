@@ -40,11 +40,7 @@ adi_classify::conformance_tests!(
     "nats",
     "src/nats/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS).exact_splits()
 );
 
 #[test]

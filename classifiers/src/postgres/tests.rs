@@ -19,11 +19,7 @@ adi_classify::conformance_tests!(
     "postgres",
     "src/postgres/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        min_fixtures: 20,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.min_fixtures(20).exact_splits()
 );
 
 // ---- the session on real captures ----

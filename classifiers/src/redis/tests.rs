@@ -42,11 +42,7 @@ adi_classify::conformance_tests!(
     "redis",
     "src/redis/fixtures",
     Confidence::WEAK,
-    Expect {
-        paired: true,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.paired().exact_splits()
 );
 
 #[test]
