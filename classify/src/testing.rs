@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::contract::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
 use crate::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
 use crate::flow::{FlowKey, Role};
+use crate::protocol::ProtocolId;
 use crate::record::{Record, RecordKind};
 use crate::registry::{Registration, Registry};
 
@@ -359,6 +360,27 @@ pub fn feed_engine(
     (out, evicted)
 }
 
+/// Feeds `steps` (direction, timestamp in ns, bytes) to the flow [`flow_key`]`(server_port)`
+/// of a fresh engine over every linked classifier. Returns the engine (for its stats) and
+/// what the steps produced.
+///
+/// # Panics
+///
+/// When the registry cannot be built.
+pub fn run_engine(server_port: u16, steps: &[(Direction, u64, &[u8])]) -> (Engine, Vec<Output>) {
+    let mut engine = engine_from_inventory();
+    let (out, _) = feed_engine(&mut engine, flow_key(server_port), steps);
+    (engine, out)
+}
+
+/// The protocol and confidence of each classification among `out`, in order.
+pub fn verdicts(out: &[Output]) -> Vec<(ProtocolId, Confidence)> {
+    classifications(out)
+        .iter()
+        .map(|c| (c.protocol, c.confidence))
+        .collect()
+}
+
 /// Runs one connection through a fresh engine on `server_port` (the to-server bytes at 1 ns,
 /// then the to-client bytes at 2 ns), closes the flow and returns its summary.
 ///
@@ -650,6 +672,17 @@ impl Subject {
     pub fn connection(&self, name: &str) -> Vec<Record> {
         let (to_server, to_client) = self.fixture(name);
         self.parse_split_once(&to_server, &to_client, usize::MAX)
+    }
+
+    /// The [`view`] of each record of fixture `name`'s connection fed whole (see
+    /// [`Subject::parse_all`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::fixture`] and [`parse_in_pieces`].
+    pub fn views(&self, name: &str) -> Vec<String> {
+        let (to_server, to_client) = self.fixture(name);
+        views(&self.parse_all(&to_server, &to_client))
     }
 
     /// The confidence and observed direction of a match on `buf` sent `dir` (no port), `None`

@@ -2,8 +2,7 @@
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records, summaries,
-    summary as s, Expect, Subject,
+    self, flow_records, run_engine, summaries, summary as s, verdicts, Expect, Subject,
 };
 use adi_classify::{
     fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record, RecordKind, Session,
@@ -683,13 +682,11 @@ fn hostile_tables_and_lengths() {
 
 #[test]
 fn engine_confirms_and_pairs() {
-    let mut engine = engine_from_inventory();
     // Interleaved as on the wire: header, Start, Start-Ok.. (raw_split's order).
     let ts = TO_SERVER_RAW_SPLIT;
     let tc = TO_CLIENT_RAW_SPLIT;
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(15672),
+    let (engine, out) = run_engine(
+        15672,
         &[
             (Direction::ToServer, 1_000, &ts[..8]),
             (Direction::ToClient, 2_000, &tc[..509]),
@@ -697,10 +694,7 @@ fn engine_confirms_and_pairs() {
             (Direction::ToClient, 4_000, &tc[509..]),
         ],
     );
-    let classified: Vec<_> = classifications(&out)
-        .iter()
-        .map(|c| (c.protocol, c.confidence))
-        .collect();
+    let classified = verdicts(&out);
     assert_eq!(
         classified.last(),
         Some(&(ID, Confidence::CONFIRMED)),

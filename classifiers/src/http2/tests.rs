@@ -2,8 +2,7 @@
 //! on hand-written frames, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    survives_pieces, Expect, Subject,
+    self, flow_records, run_engine, survives_pieces, verdicts, Expect, Subject,
 };
 use adi_classify::{
     fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
@@ -363,24 +362,14 @@ fn session_pairs_two_streams_and_reads_the_dynamic_table() {
 #[test]
 fn engine_prefers_http2_on_http1s_port() {
     let (c, s) = T.fixture("curl_decoy_8080");
-    let mut engine = engine_from_inventory();
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(8080),
-        &[
-            (Direction::ToServer, 1_000, &c),
-            (Direction::ToClient, 3_000, &s),
-        ],
-    );
-    let classified = classifications(&out);
-    assert!(
-        classified.iter().all(|c| c.protocol == ID),
-        "{classified:?}"
-    );
-    assert_eq!(
-        classified.last().expect("classified").confidence,
-        Confidence::CONFIRMED
-    );
+    let steps = [
+        (Direction::ToServer, 1_000, &c[..]),
+        (Direction::ToClient, 3_000, &s),
+    ];
+    let (_, out) = run_engine(8080, &steps);
+    let classified = verdicts(&out);
+    assert!(classified.iter().all(|c| c.0 == ID), "{classified:?}");
+    assert_eq!(classified.last().map(|c| c.1), Some(Confidence::CONFIRMED));
     let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].record.status, Some(404));

@@ -1,10 +1,7 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
-    Expect, Subject,
-};
+use adi_classify::testing::{flow_records, run_engine, verdicts, view, views, Expect, Subject};
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
@@ -66,10 +63,17 @@ fn session_pymysql_login_queries_and_error() {
     );
 }
 
+/// The views of fixture `name`'s connection after the server greeting (its connection id and
+/// salt differ per connection).
+fn after_greeting(name: &str) -> Vec<String> {
+    let mut v = T.views(name);
+    v.retain(|l| !l.starts_with("Message greeting"));
+    v
+}
+
 #[test]
 fn session_bad_password_is_the_login_response() {
-    let (s, c) = T.fixture("pymysql_bad_password");
-    let v = views(&T.parse_all(&s, &c));
+    let v = T.views("pymysql_bad_password");
     assert_eq!(v.len(), 3, "{v:#?}");
     assert_eq!(v[0], LOGIN);
     assert_eq!(
@@ -80,13 +84,8 @@ fn session_bad_password_is_the_login_response() {
 
 #[test]
 fn session_mariadb_cli_result_sets_and_error() {
-    let (s, c) = T.fixture("mariadb_cli");
-    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
-        v.iter()
-            .filter(|l| !l.starts_with("Message greeting"))
-            .cloned()
-            .collect::<Vec<_>>(),
+        after_greeting("mariadb_cli"),
         [
             LOGIN,
             "Request query SELECT id, name FROM items ORDER BY id []",
@@ -103,13 +102,8 @@ fn session_mariadb_cli_result_sets_and_error() {
 
 #[test]
 fn session_binary_protocol() {
-    let (s, c) = T.fixture("raw_binary_protocol");
-    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
-        v.iter()
-            .filter(|l| !l.starts_with("Message greeting"))
-            .cloned()
-            .collect::<Vec<_>>(),
+        after_greeting("raw_binary_protocol"),
         [
             LOGIN,
             "Request stmt_prepare SELECT name FROM items WHERE id = ? []",
@@ -426,20 +420,16 @@ proptest! {
 
 #[test]
 fn engine_confirms_greeting_and_login() {
-    let mut engine = engine_from_inventory();
     let (s, c) = T.fixture("pymysql_query");
     // The server speaks first.
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(3306),
+    let (engine, out) = run_engine(
+        3306,
         &[
             (Direction::ToClient, 1_000, &c[..4 + usize::from(c[0])]),
             (Direction::ToServer, 2_000, &s[..4 + usize::from(s[0])]),
         ],
     );
-    let last = classifications(&out)
-        .last()
-        .map(|c| (c.protocol, c.confidence));
+    let last = verdicts(&out).last().copied();
     assert_eq!(last, Some((MYSQL, Confidence::CONFIRMED)), "{out:#?}");
     let kinds: Vec<_> = flow_records(&out).iter().map(|r| r.record.kind).collect();
     assert_eq!(kinds, [RecordKind::Message, RecordKind::Request]);

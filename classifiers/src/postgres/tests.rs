@@ -2,8 +2,8 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
-    Expect, Subject,
+    engine_from_inventory, feed_engine, flow_key, flow_records, verdicts, view, views, Expect,
+    Subject,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
@@ -50,9 +50,8 @@ fn session_psql_scram_login_and_query() {
 
 #[test]
 fn session_failed_login_is_the_startup_response() {
-    let (s, c) = T.fixture("psql_bad_password");
     assert_eq!(
-        views(&T.parse_all(&s, &c)),
+        T.views("psql_bad_password"),
         [
             "Request startup - [protocol=3.0, user=adi, database=adidb, application_name=psql]",
             "Response error - [auth=sasl, sasl_mechanism=SCRAM-SHA-256, auth=sasl_continue, severity=FATAL, \
@@ -185,9 +184,8 @@ fn session_pgbench_prepared_pairs_every_request() {
 
 #[test]
 fn session_raw_client_split_writes() {
-    let (s, c) = T.fixture("raw_split_writes");
     assert_eq!(
-        views(&T.parse_all(&s, &c)),
+        T.views("raw_split_writes"),
         [
             "Request startup - [protocol=3.0, user=rawclient, database=adidb, application_name=adi-raw]",
             "Request query SELECT 42 AS answer []",
@@ -439,9 +437,7 @@ fn engine_confirms_login_and_switches_on_ssl() {
             (Direction::ToClient, 2_000, &c),
         ],
     );
-    let best = classifications(&out)
-        .last()
-        .map(|c| (c.protocol, c.confidence));
+    let best = verdicts(&out).last().copied();
     assert_eq!(best, Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
     // SSLRequest then 'S': the session announces the switch, in wire order.
     let (s, c) = T.fixture("psycopg_ssl_require");

@@ -2,8 +2,7 @@
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    survives_pieces, Expect, Subject,
+    self, flow_records, run_engine, survives_pieces, verdicts, Expect, Subject,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
 use proptest::prelude::*;
@@ -202,19 +201,12 @@ fn session_summarises_every_fixture() {
 #[test]
 fn engine_confirms_and_pairs_the_hellos() {
     let (c, s) = T.fixture("curl_h2_tls13_443");
-    let mut engine = engine_from_inventory();
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(443),
-        &[
-            (Direction::ToServer, 1_000, &c),
-            (Direction::ToClient, 5_000, &s),
-        ],
-    );
-    let classified = classifications(&out);
-    let last = classified.last().expect("classified");
-    assert_eq!(last.protocol, ID);
-    assert_eq!(last.confidence, Confidence::CONFIRMED);
+    let steps = [
+        (Direction::ToServer, 1_000, &c[..]),
+        (Direction::ToClient, 5_000, &s),
+    ];
+    let (_, out) = run_engine(443, &steps);
+    assert_eq!(verdicts(&out).last(), Some(&(ID, Confidence::CONFIRMED)));
     let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].latency_ns, Some(4_000));
