@@ -504,6 +504,19 @@ pub fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
 }
 
+/// The first bytes of other protocols' messages, for look-alike tests: an HTTP/1.0 response,
+/// a Redis command array, inline command, reply and error, a TLS ClientHello start and a Kafka
+/// ApiVersions request header.
+pub const OTHER_PROTOCOLS: &[&[u8]] = &[
+    b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
+    b"*1\r\n$4\r\nPING\r\n",
+    b"PING\r\n",
+    b"+PONG\r\n",
+    b"-ERR unknown command\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
+];
+
 // ---- a classifier under test ----
 
 /// A classifier and its fixture folder: the helpers every classifier's tests share, with
@@ -662,6 +675,27 @@ impl Subject {
             size,
             Feed::OneCallPerPiece,
         )
+    }
+
+    /// Whether a fresh session answers an error to `bytes` sent `dir`.
+    pub fn parse_fails(&self, bytes: &[u8], dir: Direction) -> bool {
+        self.classifier
+            .session()
+            .parse(bytes, dir, &mut Vec::new())
+            .is_err()
+    }
+
+    /// Asserts that a fresh session given `bytes` sent `dir` consumes the first `good` bytes
+    /// (whole messages), then answers an error to the rest.
+    ///
+    /// # Panics
+    ///
+    /// When it does not.
+    pub fn assert_error_after(&self, bytes: &[u8], dir: Direction, good: usize) {
+        let mut session = self.classifier.session();
+        assert_eq!(session.parse(bytes, dir, &mut Vec::new()), Ok(good));
+        let rest = session.parse(&bytes[good..], dir, &mut Vec::new());
+        assert!(rest.is_err(), "{rest:?}");
     }
 
     /// Fixture `name`'s captured connection fed whole, one `parse` call per direction.

@@ -486,14 +486,7 @@ fn session_rejects_non_http2() {
     // A good frame then a bad one: the good one is consumed first.
     let mut bytes = frame(8, 0, 0, &[0, 0, 1, 0]);
     bytes.extend_from_slice(&frame(6, 0, 0, &[0; 3]));
-    let mut session = Http2Session::default();
-    assert_eq!(
-        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
-        Ok(13)
-    );
-    assert!(session
-        .parse(&bytes[13..], Direction::ToClient, &mut Vec::new())
-        .is_err());
+    T.assert_error_after(&bytes, Direction::ToClient, 13);
 }
 
 #[test]
@@ -570,9 +563,7 @@ fn continuation_frames_make_one_header_block() {
     // A CONTINUATION without its HEADERS is not HTTP/2.
     let mut bad = PREFACE.to_vec();
     bad.extend_from_slice(&frame(9, 0x4, 1, c));
-    assert!(Http2Session::default()
-        .parse(&bad, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bad, Direction::ToServer));
 }
 
 #[test]

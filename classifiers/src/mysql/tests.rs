@@ -1,7 +1,9 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_classify::testing::{flow_records, run_engine, verdicts, view, views, Expect, Subject};
+use adi_classify::testing::{
+    flow_records, run_engine, verdicts, view, views, Expect, Subject, OTHER_PROTOCOLS,
+};
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
@@ -271,19 +273,15 @@ fn probe_rejects_broken_packets() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    // HTTP request and response, Redis array, inline and reply, TLS ClientHello, Kafka
-    // ApiVersions, and every Postgres fixture: no prefix matches, either way.
-    let cases: &[&[u8]] = &[
-        b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n",
-        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
-        b"*1\r\n$4\r\nPING\r\n",
-        b"PING\r\n",
-        b"+PONG\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
-    ];
+    // An HTTP request, the other protocols' messages (OTHER_PROTOCOLS) and every Postgres
+    // fixture: no prefix matches, either way.
+    let cases = [
+        &[b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".as_slice()],
+        OTHER_PROTOCOLS,
+    ]
+    .concat();
     let postgres = fixtures_path!("src/postgres/fixtures");
-    T.assert_prefixes_below_with(Confidence::new(0), cases, postgres, PROBE_WINDOW);
+    T.assert_prefixes_below_with(Confidence::new(0), &cases, postgres, PROBE_WINDOW);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use adi_classify::testing::{
     engine_from_inventory, feed_engine, flow_key, flow_records, verdicts, view, views, Expect,
-    Subject,
+    Subject, OTHER_PROTOCOLS,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
@@ -299,20 +299,15 @@ fn probe_rejects_broken_messages() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    // HTTP request and response, Redis array, inline, reply and error, TLS ClientHello, Kafka
-    // ApiVersions, and every MySQL fixture: no prefix matches, either way.
-    let cases: &[&[u8]] = &[
-        b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n",
-        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
-        b"*1\r\n$4\r\nPING\r\n",
-        b"PING\r\n",
-        b"+PONG\r\n",
-        b"-ERR unknown command\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
-    ];
+    // An HTTP request, the other protocols' messages (OTHER_PROTOCOLS) and every MySQL
+    // fixture: no prefix matches, either way.
+    let cases = [
+        &[b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n".as_slice()],
+        OTHER_PROTOCOLS,
+    ]
+    .concat();
     let mysql = fixtures_path!("src/mysql/fixtures");
-    T.assert_prefixes_below_with(Confidence::new(0), cases, mysql, PROBE_WINDOW);
+    T.assert_prefixes_below_with(Confidence::new(0), &cases, mysql, PROBE_WINDOW);
 }
 
 #[test]
@@ -399,13 +394,9 @@ fn hostile_input_errors_without_panicking() {
         "{e:?}"
     );
     // Unknown message type.
-    assert!(PostgresSession::default()
-        .parse(b"@\x00\x00\x00\x04", Direction::ToClient, &mut out)
-        .is_err());
+    assert!(T.parse_fails(b"@\x00\x00\x00\x04", Direction::ToClient));
     // Untyped message with an unknown code.
-    assert!(PostgresSession::default()
-        .parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out)
-        .is_err());
+    assert!(T.parse_fails(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer));
     // (Every fixture prefix: the conformance tests.)
 }
 

@@ -436,35 +436,22 @@ fn look_alikes_are_rejected() {
 
 #[test]
 fn session_rejects_non_tls() {
-    assert!(TlsSession::default()
-        .parse(b"GET / HTTP/1.1\r\n", Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(b"GET / HTTP/1.1\r\n", Direction::ToServer));
     // A bad record after a good one: the good one is consumed first, the error comes next.
     let mut bytes = vec![23, 3, 3, 0, 1, 0];
     bytes.extend_from_slice(&[99, 3, 3, 0, 1, 0]);
-    let mut session = TlsSession::default();
-    assert_eq!(
-        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
-        Ok(6)
-    );
-    assert!(session
-        .parse(&bytes[6..], Direction::ToClient, &mut Vec::new())
-        .is_err());
+    T.assert_error_after(&bytes, Direction::ToClient, 6);
 }
 
 #[test]
 fn hostile_lengths_do_not_panic() {
     // A handshake record claiming a 2^24-1 byte message: an error, not a huge allocation.
     let bytes = [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff];
-    assert!(TlsSession::default()
-        .parse(&bytes, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bytes, Direction::ToServer));
     assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
     // Record length 0xffff: over 2^14 + 2048.
     let bytes = [23, 3, 3, 0xff, 0xff];
-    assert!(TlsSession::default()
-        .parse(&bytes, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bytes, Direction::ToServer));
     assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
 }
 
