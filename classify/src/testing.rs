@@ -482,7 +482,7 @@ pub fn summaries(records: &[Record]) -> Vec<Summary> {
         .collect()
 }
 
-/// The [`Summary`] a test expects: a record of `kind` with op `op`.
+/// The [`Summary`] a test expects: a record of `kind` with op `op` (`""`: none, as in [`ops`]).
 pub fn summary(
     kind: RecordKind,
     op: &str,
@@ -492,7 +492,7 @@ pub fn summary(
 ) -> Summary {
     (
         kind,
-        Some(op.to_owned()),
+        (!op.is_empty()).then(|| op.to_owned()),
         resource.map(str::to_owned),
         status,
         attrs(attributes),
@@ -791,6 +791,17 @@ impl Subject {
                 .map(|f| &f.bytes[..f.bytes.len().min(window)]),
         );
         self.assert_prefixes_below(limit, &all);
+    }
+
+    /// Asserts that no prefix of `cases`, of [`OTHER_PROTOCOLS`] or of the first `window` bytes
+    /// of `folder`'s fixtures (another classifier's) matches at all, in either direction.
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::assert_prefixes_below_with`].
+    pub fn assert_never_claims(&self, cases: &[&[u8]], folder: &str, window: usize) {
+        let all = [cases, OTHER_PROTOCOLS].concat();
+        self.assert_prefixes_below_with(Confidence::new(0), &all, folder, window);
     }
 
     /// Asserts that the probe answers `NoMatch` to each of `cases` (whole) travelling `dir`.

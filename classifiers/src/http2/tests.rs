@@ -16,28 +16,6 @@ use super::{Http2, ID, PROBE_WINDOW};
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Http2, fixtures_path!("src/http2/fixtures"));
 
-/// (kind, op, resource, status, attributes) of a record, for exact comparisons.
-type Summary<'a> = (
-    RecordKind,
-    &'a str,
-    Option<&'a str>,
-    Option<u16>,
-    Vec<(&'a str, &'a str)>,
-);
-
-fn summary(r: &Record) -> Summary<'_> {
-    (
-        r.kind,
-        r.op.as_deref().unwrap_or_default(),
-        r.resource.as_deref(),
-        r.status,
-        r.attributes
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect(),
-    )
-}
-
 /// A frame: length u24, type, flags, stream id.
 fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = u32::try_from(payload.len()).expect("short").to_be_bytes()[1..].to_vec();
@@ -235,28 +213,27 @@ fn exchange(r: &Record) -> (RecordKind, String, Option<&str>, Option<u64>, Strin
 fn session_decodes_curl_get() {
     let (c, s) = T.fixture("curl_get");
     let out = T.parse_all(&c, &s);
-    let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "GET",
                 Some("/index.html"),
                 None,
-                vec![
+                &[
                     (":scheme", "http"),
                     (":authority", "127.0.0.1:56367"),
                     ("user-agent", "curl/7.88.1"),
                     ("accept", "*/*")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "",
                 None,
                 Some(200),
-                vec![
+                &[
                     ("server", "nginx/1.22.1"),
                     ("date", "Sun, 22 Nov 2026 02:28:38 GMT"),
                     ("content-type", "text/html"),

@@ -1,9 +1,7 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_classify::testing::{
-    flow_records, run_engine, verdicts, view, views, Expect, Subject, OTHER_PROTOCOLS,
-};
+use adi_classify::testing::{flow_records, run_engine, verdicts, view, views, Expect, Subject};
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
@@ -275,29 +273,18 @@ fn probe_rejects_broken_packets() {
 fn look_alikes_are_rejected() {
     // An HTTP request, the other protocols' messages (OTHER_PROTOCOLS) and every Postgres
     // fixture: no prefix matches, either way.
-    let cases = [
-        &[b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n".as_slice()],
-        OTHER_PROTOCOLS,
-    ]
-    .concat();
-    let postgres = fixtures_path!("src/postgres/fixtures");
-    T.assert_prefixes_below_with(Confidence::new(0), &cases, postgres, PROBE_WINDOW);
+    let http: &[u8] = b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n";
+    T.assert_never_claims(
+        &[http],
+        fixtures_path!("src/postgres/fixtures"),
+        PROBE_WINDOW,
+    );
 }
 
 #[test]
 fn session_mid_connection_and_hand_written_replies() {
-    let mut session = MysqlSession::default();
-    let mut out = Vec::new();
-    let to_server = [QUERY, PING].concat();
-    assert_eq!(
-        session.parse(&to_server, Direction::ToServer, &mut out),
-        Ok(to_server.len())
-    );
-    let to_client = [ERR, OK].concat();
-    assert_eq!(
-        session.parse(&to_client, Direction::ToClient, &mut out),
-        Ok(to_client.len())
-    );
+    // One parse call per direction takes every message.
+    let out = T.parse_split_once(&[QUERY, PING].concat(), &[ERR, OK].concat(), usize::MAX);
     assert_eq!(
         views(&out),
         [
@@ -308,12 +295,7 @@ fn session_mid_connection_and_hand_written_replies() {
         ]
     );
     // An ERR instead of a greeting.
-    out.clear();
-    let mut session = MysqlSession::default();
-    assert_eq!(
-        session.parse(ERR_GREETING, Direction::ToClient, &mut out),
-        Ok(ERR_GREETING.len())
-    );
+    let out = T.parse_split_once(&[], ERR_GREETING, usize::MAX);
     assert_eq!(views(&out), ["Message error - 1130 [message=Host blocked]"]);
 }
 

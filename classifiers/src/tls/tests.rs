@@ -4,7 +4,7 @@
 use adi_classify::testing::{
     self, flow_records, run_engine, survives_pieces, verdicts, Expect, Subject,
 };
-use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::parser::HELLO_RETRY_REQUEST_RANDOM;
@@ -13,19 +13,6 @@ use super::{Tls, ID, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Tls, fixtures_path!("src/tls/fixtures"));
-
-/// (kind, op, resource, attributes) of a record, for exact comparisons.
-fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
-    (
-        r.kind,
-        r.op.as_deref().unwrap_or_default(),
-        r.resource.as_deref(),
-        r.attributes
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect(),
-    )
-}
 
 // ---- probe on real captures ----
 
@@ -82,26 +69,27 @@ fn probe_reads_at_most_the_window() {
 fn session_summarises_curl_tls13_h2_without_sni() {
     let (c, s) = T.fixture("curl_h2_tls13_443");
     let out = T.parse_all(&c, &s);
-    let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "ClientHello",
                 None, // curl sends no SNI for an IP address (RFC 6066 section 3)
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.3"),
                     ("alpn", "h2"),
                     ("alpn", "http/1.1"),
                     ("cipher_suites", "4")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "ServerHello",
                 None,
-                vec![("version", "TLS 1.3"), ("cipher", "TLS_AES_256_GCM_SHA384")]
+                None,
+                &[("version", "TLS 1.3"), ("cipher", "TLS_AES_256_GCM_SHA384")]
             ),
         ]
     );
@@ -112,26 +100,27 @@ fn session_summarises_curl_tls13_h2_without_sni() {
 #[test]
 fn session_summarises_openssl_tls12_with_server_alpn() {
     let (c, s) = T.fixture("openssl_tls12");
-    let got = T.parse_all(&c, &s);
-    let got: Vec<_> = got.iter().map(summary).collect();
+    let out = T.parse_all(&c, &s);
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "ClientHello",
                 Some("ossl.example"),
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.2"),
                     ("alpn", "http/1.1"),
                     ("cipher_suites", "28")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "ServerHello",
                 None,
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.2"),
                     ("cipher", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
                     ("alpn", "http/1.1")
