@@ -185,9 +185,9 @@ const RESULT_SET: &[u8] = b"\x01\x00\x00\x01\x01\x1a\x00\x00\x02\x03def";
 
 #[test]
 fn probe_bands() {
-    let certain = (Confidence::CERTAIN.get(), false);
-    let strong = (Confidence::STRONG.get(), false);
-    let weak = (Confidence::WEAK.get(), false);
+    // (score, turned) of a match in the direction given.
+    let [certain, strong, weak] =
+        [Confidence::CERTAIN, Confidence::STRONG, Confidence::WEAK].map(|b| (b.get(), false));
     let (s, c) = T.fixture("pymysql_query");
     assert_eq!(
         T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToClient),

@@ -218,9 +218,9 @@ const READY: &[u8] = b"Z\x00\x00\x00\x05I";
 
 #[test]
 fn probe_bands() {
-    let certain = (Confidence::CERTAIN.get(), false);
-    let strong = (Confidence::STRONG.get(), false);
-    let weak = (Confidence::WEAK.get(), false);
+    // (score, turned) of a match in the direction given.
+    let [certain, strong, weak] =
+        [Confidence::CERTAIN, Confidence::STRONG, Confidence::WEAK].map(|b| (b.get(), false));
     let to_server = Direction::ToServer;
     let to_client = Direction::ToClient;
     assert_eq!(T.score_turned(SSL_REQUEST, to_server), certain);
