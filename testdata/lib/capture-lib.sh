@@ -52,6 +52,17 @@ wait_port() {
 # port_taken PORT: something listens on TCP port PORT.
 port_taken() { ss -ltnH "sport = :$1" | grep -q .; }
 
+# pick_ports DEFAULT DECOY: sets DEFAULT (the script exits when something listens there),
+# OTHER (a free port) and DECOY (another protocol's port; empty, with a warning, when taken).
+pick_ports() {
+    DEFAULT=$1
+    port_taken "$DEFAULT" && { echo "port $DEFAULT is taken: stop what listens there first" >&2; exit 1; }
+    OTHER=$(free_port)
+    DECOY=$2
+    port_taken "$DECOY" && { echo "port $DECOY is taken: skipping the decoy capture" >&2; DECOY=; }
+    return 0
+}
+
 # is_free PORT: nothing holds 127.0.0.1:PORT and we may bind it.
 is_free() {
     python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$1))" 2>/dev/null
