@@ -2,7 +2,7 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, summaries, Expect, Subject};
+use adi_classify::testing::{summaries, summary as s, Expect, Subject};
 use adi_classify::{
     fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, RecordKind, Session,
 };
@@ -46,88 +46,32 @@ fn bands_grow_with_the_prefix() {
 
 #[test]
 fn session_summarises_login_batches_and_rpc() {
-    let expected = vec![
-        (
-            RecordKind::Request,
-            Some("PRELOGIN".into()),
-            None,
-            None,
-            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
-        ),
-        (
-            RecordKind::Request,
-            Some("LOGIN7".into()),
-            None,
-            None,
-            attrs(&[
-                ("tds_version", "7.4"),
-                ("host", "vmadi_user"),
-                ("user", "adi_user"),
-                ("app", "adi-fixture"),
-                ("server", "127.0.0.1"),
-                ("database", "shop"),
-            ]),
-        ),
-        (
-            RecordKind::Request,
-            Some("SQL_BATCH".into()),
-            Some("use [shop]".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Request,
-            Some("SQL_BATCH".into()),
-            Some("SELECT 1 AS one".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Request,
-            Some("RPC".into()),
-            Some("sp_executesql".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Response,
-            Some("PRELOGIN".into()),
-            None,
-            None,
-            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("LOGIN7".into()),
-            None,
-            None,
-            attrs(&[
-                ("database", "master"),
-                ("tds_version", "7.4"),
-                ("server_program", "adi-listener"),
-            ]),
-        ),
-        (
-            RecordKind::Response,
-            Some("SQL_BATCH".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("SQL_BATCH".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("RPC".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
+    use RecordKind::{Request, Response};
+    let login = [
+        ("tds_version", "7.4"),
+        ("host", "vmadi_user"),
+        ("user", "adi_user"),
+        ("app", "adi-fixture"),
+        ("server", "127.0.0.1"),
+        ("database", "shop"),
+    ];
+    let login_ack = [
+        ("database", "master"),
+        ("tds_version", "7.4"),
+        ("server_program", "adi-listener"),
+    ];
+    let (no_tls, one_row) = ([("encryption", "ENCRYPT_NOT_SUP")], [("rows", "1")]);
+    let expected = [
+        s(Request, "PRELOGIN", None, None, &no_tls),
+        s(Request, "LOGIN7", None, None, &login),
+        s(Request, "SQL_BATCH", Some("use [shop]"), None, &[]),
+        s(Request, "SQL_BATCH", Some("SELECT 1 AS one"), None, &[]),
+        s(Request, "RPC", Some("sp_executesql"), None, &[]),
+        s(Response, "PRELOGIN", None, None, &no_tls),
+        s(Response, "LOGIN7", None, None, &login_ack),
+        s(Response, "SQL_BATCH", None, None, &one_row),
+        s(Response, "SQL_BATCH", None, None, &one_row),
+        s(Response, "RPC", None, None, &one_row),
     ];
     let mut got = summaries(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
     // The host name is the capturing machine's: check it is there, then pin the rest.
