@@ -53,7 +53,7 @@ adi_classify::conformance_tests!(
 #[test]
 fn fixtures_match_at_their_band() {
     use Direction::{ToClient, ToServer};
-    let cases: &[(Direction, &str, Confidence)] = &[
+    T.assert_bands(&[
         // A storage command with its data block: CERTAIN.
         (ToServer, "pymemcache", Confidence::CERTAIN),
         (ToServer, "split", Confidence::CERTAIN),
@@ -79,8 +79,7 @@ fn fixtures_match_at_their_band() {
         (ToClient, "errors", Confidence::STRONG),
         // The 20 KB VALUE is cut by the window.
         (ToClient, "pymemcache_big", Confidence::STRONG),
-    ];
-    T.assert_bands(cases);
+    ]);
 }
 
 #[test]
