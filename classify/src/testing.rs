@@ -8,10 +8,12 @@
 //! Besides the conformance check, this module holds the helpers every classifier's tests
 //! share: loading a connection's fixtures by name ([`fixture_pair`]), feeding a session in
 //! pieces the way the engine does ([`parse_in_pieces`]), probing with the protocol checked
-//! ([`verdict`], [`score`]), deterministic random inputs ([`xorshift_buffers`]) and running
-//! bytes through a real [`Engine`] over every linked classifier ([`engine_from_inventory`],
-//! [`flow_key`], [`feed_engine`]). They are test helpers: they panic loudly, naming what
-//! failed, instead of returning errors.
+//! ([`verdict`], [`score`]), deterministic random inputs ([`xorshift_buffers`]), comparing
+//! records ([`summaries`], [`summary`], [`views`]), other protocols' messages for look-alike
+//! tests ([`OTHER_PROTOCOLS`]) and running bytes through a real [`Engine`] over every linked
+//! classifier ([`run_engine`], [`verdicts`], [`feed_engine`]). [`Subject`] holds them with one
+//! classifier filled in. They are test helpers: they panic loudly, naming what failed,
+//! instead of returning errors.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
