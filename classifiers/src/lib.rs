@@ -15,6 +15,7 @@ mod mongodb;
 mod mssql;
 mod mysql;
 mod nats;
+mod parsing;
 mod postgres;
 mod redis;
 mod tls;

@@ -414,6 +414,14 @@ impl Skip {
         n
     }
 
+    /// A message of `wire` bytes starts a buffer of `available` bytes: takes what is there
+    /// and steps over the rest as it arrives. Returns the bytes consumed now.
+    pub fn message(&mut self, dir: Direction, wire: usize, available: usize) -> usize {
+        let now = wire.min(available);
+        self.set(dir, wire - now);
+        now
+    }
+
     /// `len` uncaptured bytes of `dir` ([`Session::gap`]): stepped over when they fall inside
     /// what is being skipped.
     ///

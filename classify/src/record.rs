@@ -65,6 +65,11 @@ impl Record {
         }
     }
 
+    /// Appends attribute `name` = `value`.
+    pub fn push_attribute(&mut self, name: &str, value: impl Into<String>) {
+        self.attributes.push((name.to_owned(), value.into()));
+    }
+
     /// The first value of attribute `name`, compared ASCII case-insensitively.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes

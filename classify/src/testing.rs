@@ -8,10 +8,12 @@
 //! Besides the conformance check, this module holds the helpers every classifier's tests
 //! share: loading a connection's fixtures by name ([`fixture_pair`]), feeding a session in
 //! pieces the way the engine does ([`parse_in_pieces`]), probing with the protocol checked
-//! ([`verdict`], [`score`]), deterministic random inputs ([`xorshift_buffers`]) and running
-//! bytes through a real [`Engine`] over every linked classifier ([`engine_from_inventory`],
-//! [`flow_key`], [`feed_engine`]). They are test helpers: they panic loudly, naming what
-//! failed, instead of returning errors.
+//! ([`verdict`], [`score`]), deterministic random inputs ([`xorshift_buffers`]), comparing
+//! records ([`summaries`], [`summary`], [`views`]), other protocols' messages for look-alike
+//! tests ([`OTHER_PROTOCOLS`]) and running bytes through a real [`Engine`] over every linked
+//! classifier ([`run_engine`], [`verdicts`], [`feed_engine`]). [`Subject`] holds them with one
+//! classifier filled in. They are test helpers: they panic loudly, naming what failed,
+//! instead of returning errors.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use crate::contract::{Classifier, Confidence, Direction, PortHint, Probe, Verdict};
 use crate::engine::{Classification, Engine, FlowRecord, FlowSummary, Output};
 use crate::flow::{FlowKey, Role};
+use crate::protocol::ProtocolId;
 use crate::record::{Record, RecordKind};
 use crate::registry::{Registration, Registry};
 
@@ -359,6 +362,27 @@ pub fn feed_engine(
     (out, evicted)
 }
 
+/// Feeds `steps` (direction, timestamp in ns, bytes) to the flow [`flow_key`]`(server_port)`
+/// of a fresh engine over every linked classifier. Returns the engine (for its stats) and
+/// what the steps produced.
+///
+/// # Panics
+///
+/// When the registry cannot be built.
+pub fn run_engine(server_port: u16, steps: &[(Direction, u64, &[u8])]) -> (Engine, Vec<Output>) {
+    let mut engine = engine_from_inventory();
+    let (out, _) = feed_engine(&mut engine, flow_key(server_port), steps);
+    (engine, out)
+}
+
+/// The protocol and confidence of each classification among `out`, in order.
+pub fn verdicts(out: &[Output]) -> Vec<(ProtocolId, Confidence)> {
+    classifications(out)
+        .iter()
+        .map(|c| (c.protocol, c.confidence))
+        .collect()
+}
+
 /// Runs one connection through a fresh engine on `server_port` (the to-server bytes at 1 ns,
 /// then the to-client bytes at 2 ns), closes the flow and returns its summary.
 ///
@@ -434,10 +458,66 @@ pub fn ops(records: &[Record]) -> Vec<(RecordKind, &str)> {
         .collect()
 }
 
+/// What a record says, for exact comparisons: kind, op, resource, status and attributes
+/// (everything but its timing, sizes and bytes).
+pub type Summary = (
+    RecordKind,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+    Vec<(String, String)>,
+);
+
+/// The [`Summary`] of each record.
+pub fn summaries(records: &[Record]) -> Vec<Summary> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.op.clone(),
+                r.resource.clone(),
+                r.status,
+                r.attributes.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The [`Summary`] a test expects: a record of `kind` with op `op` (`""`: none, as in [`ops`]).
+pub fn summary(
+    kind: RecordKind,
+    op: &str,
+    resource: Option<&str>,
+    status: Option<u16>,
+    attributes: &[(&str, &str)],
+) -> Summary {
+    (
+        kind,
+        (!op.is_empty()).then(|| op.to_owned()),
+        resource.map(str::to_owned),
+        status,
+        attrs(attributes),
+    )
+}
+
 /// [`view`] of each record.
 pub fn views(records: &[Record]) -> Vec<String> {
     records.iter().map(view).collect()
 }
+
+/// The first bytes of other protocols' messages, for look-alike tests: an HTTP/1.0 response,
+/// a Redis command array, inline command, reply and error, a TLS ClientHello start and a Kafka
+/// ApiVersions request header.
+pub const OTHER_PROTOCOLS: &[&[u8]] = &[
+    b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
+    b"*1\r\n$4\r\nPING\r\n",
+    b"PING\r\n",
+    b"+PONG\r\n",
+    b"-ERR unknown command\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
+];
 
 // ---- a classifier under test ----
 
@@ -599,6 +679,27 @@ impl Subject {
         )
     }
 
+    /// Whether a fresh session answers an error to `bytes` sent `dir`.
+    pub fn parse_fails(&self, bytes: &[u8], dir: Direction) -> bool {
+        self.classifier
+            .session()
+            .parse(bytes, dir, &mut Vec::new())
+            .is_err()
+    }
+
+    /// Asserts that a fresh session given `bytes` sent `dir` consumes the first `good` bytes
+    /// (whole messages), then answers an error to the rest.
+    ///
+    /// # Panics
+    ///
+    /// When it does not.
+    pub fn assert_error_after(&self, bytes: &[u8], dir: Direction, good: usize) {
+        let mut session = self.classifier.session();
+        assert_eq!(session.parse(bytes, dir, &mut Vec::new()), Ok(good));
+        let rest = session.parse(&bytes[good..], dir, &mut Vec::new());
+        assert!(rest.is_err(), "{rest:?}");
+    }
+
     /// Fixture `name`'s captured connection fed whole, one `parse` call per direction.
     ///
     /// # Panics
@@ -607,6 +708,17 @@ impl Subject {
     pub fn connection(&self, name: &str) -> Vec<Record> {
         let (to_server, to_client) = self.fixture(name);
         self.parse_split_once(&to_server, &to_client, usize::MAX)
+    }
+
+    /// The [`view`] of each record of fixture `name`'s connection fed whole (see
+    /// [`Subject::parse_all`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::fixture`] and [`parse_in_pieces`].
+    pub fn views(&self, name: &str) -> Vec<String> {
+        let (to_server, to_client) = self.fixture(name);
+        views(&self.parse_all(&to_server, &to_client))
     }
 
     /// The confidence and observed direction of a match on `buf` sent `dir` (no port), `None`
@@ -683,6 +795,17 @@ impl Subject {
         self.assert_prefixes_below(limit, &all);
     }
 
+    /// Asserts that no prefix of `cases`, of [`OTHER_PROTOCOLS`] or of the first `window` bytes
+    /// of `folder`'s fixtures (another classifier's) matches at all, in either direction.
+    ///
+    /// # Panics
+    ///
+    /// As [`Subject::assert_prefixes_below_with`].
+    pub fn assert_never_claims(&self, cases: &[&[u8]], folder: &str, window: usize) {
+        let all = [cases, OTHER_PROTOCOLS].concat();
+        self.assert_prefixes_below_with(Confidence::new(0), &all, folder, window);
+    }
+
     /// Asserts that the probe answers `NoMatch` to each of `cases` (whole) travelling `dir`.
     ///
     /// # Panics
@@ -737,6 +860,42 @@ impl Expect {
 
     /// Both directions note the real one when given reversed.
     pub const BOTH_WAYS: &'static [Direction] = &[Direction::ToServer, Direction::ToClient];
+
+    /// At least `n` fixtures.
+    #[must_use]
+    pub const fn min_fixtures(self, n: usize) -> Self {
+        Self {
+            min_fixtures: n,
+            ..self
+        }
+    }
+
+    /// The fixtures of `dirs`, given reversed, note their real direction.
+    #[must_use]
+    pub const fn reversed(self, dirs: &'static [Direction]) -> Self {
+        Self {
+            reversed: dirs,
+            ..self
+        }
+    }
+
+    /// Records as many responses as requests.
+    #[must_use]
+    pub const fn paired(self) -> Self {
+        Self {
+            paired: true,
+            ..self
+        }
+    }
+
+    /// The same records, `raw` included, in any write size.
+    #[must_use]
+    pub const fn exact_splits(self) -> Self {
+        Self {
+            exact_splits: true,
+            ..self
+        }
+    }
 }
 
 /// The fixture checks of [`check_classifier`] and of `expect`, plus: the fixtures of each

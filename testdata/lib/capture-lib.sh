@@ -14,9 +14,11 @@
 
 TCPDUMP_PID=${TCPDUMP_PID:-}
 
-# capture_init PROTO: creates WORK (/tmp/adi-PROTO-capture.XXXXXX), empties PIDS and installs
-# capture_cleanup as the EXIT trap.
+# capture_init PROTO: creates WORK (/tmp/adi-PROTO-capture.XXXXXX), empties PIDS, installs
+# capture_cleanup as the EXIT trap and sets PROTO (the protocol of every connection listed in
+# an .expected.jsonl) unless the script set it.
 capture_init() {
+    PROTO=${PROTO:-$1}
     WORK=$(mktemp -d "/tmp/adi-$1-capture.XXXXXX")
     PIDS=()
     trap capture_cleanup EXIT
@@ -45,6 +47,49 @@ wait_port() {
         sleep "${WAIT_PORT_DELAY:-0.05}"
     done
     echo "port $1 never opened" >&2; exit 1
+}
+
+# port_taken PORT: something listens on TCP port PORT.
+port_taken() { ss -ltnH "sport = :$1" | grep -q .; }
+
+# pick_ports DEFAULT DECOY: sets DEFAULT (the script exits when something listens there),
+# OTHER (a free port) and DECOY (another protocol's port; empty, with a warning, when taken).
+pick_ports() {
+    DEFAULT=$1
+    port_taken "$DEFAULT" && { echo "port $DEFAULT is taken: stop what listens there first" >&2; exit 1; }
+    OTHER=$(free_port)
+    DECOY=$2
+    port_taken "$DECOY" && { echo "port $DECOY is taken: skipping the decoy capture" >&2; DECOY=; }
+    return 0
+}
+
+# is_free PORT: nothing holds 127.0.0.1:PORT and we may bind it.
+is_free() {
+    python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$1))" 2>/dev/null
+}
+
+# owns_port PORT PID: the listener on PORT belongs to PID, or the script exits.
+owns_port() {
+    ss -ltnpH "sport = :$1" | grep -q "pid=$2," || { echo "port $1 is not served by pid $2" >&2; exit 1; }
+}
+
+# owned_listener PORT PID: every listener on PORT is PID or a child of it (a server that
+# forks its listener), or the script exits.
+owned_listener() {
+    local pids; pids=$(ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+    [ -n "$pids" ] || { echo "nobody listens on $1" >&2; exit 1; }
+    for p in $pids; do
+        [ "$(ps -o ppid= -p "$p" | tr -d ' ')" = "$2" ] || [ "$p" = "$2" ] \
+            || { echo "port $1 is held by pid $p, not ours" >&2; exit 1; }
+    done
+}
+
+# started PORT NEEDLE: the server just started in the background ($!) is one of ours (PIDS),
+# listens on 127.0.0.1:PORT and mentions NEEDLE in its command line, or the script exits.
+started() {
+    PIDS+=($!)
+    wait_port "$1"
+    owned "${PIDS[-1]}" "$2" || { echo "listener on $1 is not ours" >&2; exit 1; }
 }
 
 # owned PID NEEDLE: succeeds when the pid we started is alive and its command line mentions
@@ -97,6 +142,144 @@ for data, path in ((c2s, sys.argv[1]), (s2c, sys.argv[2])):
 ' "$to_server" "$to_client" "$mode"
 }
 
+# syn_rows PCAP: one line per TCP connection of PCAP, in order of its SYN (tshark's own view,
+# not adi's): "stream client-address client-port server-address server-port".
+syn_rows() {
+    tshark -r "$1" -Y 'tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields \
+        -e tcp.stream -e ip.src -e tcp.srcport -e ip.dst -e tcp.dstport 2>/dev/null | sort -un -k1,1
+}
+
+# write_expected PCAP: lists every connection of PCAP in PCAP's .expected.jsonl (next to it,
+# without .pcap), each with protocol $PROTO (every connection is ours).
+write_expected() {
+    syn_rows "$1" |
+        awk -v p="$PROTO" '{printf "{\"client\":\"%s:%s\",\"server\":\"%s:%s\",\"protocol\":\"%s\"}\n", $2, $3, $4, $5, p}' \
+            >"${1%.pcap}.expected.jsonl"
+}
+
+# split_named PCAP NAME...: the Nth TCP connection of PCAP (tshark's stream index, in order of
+# first packet) becomes to_server_NAME.bin / to_client_NAME.bin in OUT; a NAME of `-` skips one.
+split_named() {
+    local pcap=$1 i=0 name; shift
+    for name in "$@"; do
+        if [ "$name" != - ]; then
+            follow_split "$pcap" "$i" "$OUT/to_server_$name.bin" "$OUT/to_client_$name.bin"
+            echo "$name: $(wc -c <"$OUT/to_server_$name.bin") bytes to server, $(wc -c <"$OUT/to_client_$name.bin") bytes to client"
+        fi
+        i=$((i + 1))
+    done
+}
+
+# extract PCAP NAME...: write_expected PCAP, then split_named PCAP NAME..., and a summary line.
+extract() {
+    local pcap=$1; shift
+    write_expected "$pcap"
+    split_named "$pcap" "$@"
+    echo "$(basename "$pcap"): $(wc -c <"$pcap") bytes, $(wc -l <"${pcap%.pcap}.expected.jsonl") connections"
+}
+
+# ---- named connections (http2, mysql, postgres, tls) ----
+# A group records one pcap; `conn` runs one client and names the connections it opens;
+# `end_group` writes the pcap, its expected.jsonl and the per-direction fixtures.
+
+NAMES=(); PCAP=
+# group NAME FILTER: records loopback packets matching FILTER, for OUT/NAME.pcap.
+group() {
+    PCAP=$1; NAMES=()
+    tcpdump_start "$WORK/$PCAP.pcap" "$2" -B 8192
+}
+# conn "NAME..." CMD...: runs CMD, a client opening one connection per NAME, in this order.
+conn() {
+    local n
+    for n in $1; do NAMES+=("$n"); done
+    shift
+    "$@" >/dev/null
+    sleep 0.3
+}
+# end_group: stops the recording and checks it (no packet dropped, at most MAX_PCAP_BYTES
+# when set, one connection per name), then writes OUT/NAME.pcap, its .expected.jsonl and the
+# fixtures of every named connection.
+end_group() {
+    sleep 0.3
+    tcpdump_stop
+    if grep -q "dropped by kernel" "$WORK/tcpdump.log" && ! grep -q "^0 packets dropped by kernel" "$WORK/tcpdump.log"; then
+        echo "tcpdump dropped packets" >&2; exit 1
+    fi
+    local pcap="$OUT/$PCAP.pcap" size
+    cp "$WORK/$PCAP.pcap" "$pcap"
+    size=$(stat -c %s "$pcap")
+    (( size < ${MAX_PCAP_BYTES:-size + 1} )) || { echo "$pcap is $size bytes" >&2; exit 1; }
+    local n; n=$(syn_rows "$pcap" | wc -l)
+    (( n == ${#NAMES[@]} )) || { echo "$pcap: $n connections, expected ${#NAMES[@]}" >&2; syn_rows "$pcap" >&2; exit 1; }
+    extract "$pcap" "${NAMES[@]}"
+}
+
+# ---- scenarios with the connections counted after the fact (amqp, memcached, nats, redis) ----
+
+# capture_ports PCAP "PORT..." CMD...: runs CMD while tcpdump records TCP on 127.0.0.1 to or from
+# any of the ports into PCAP; then `extract PCAP NAME...` names its connections.
+capture_ports() {
+    local pcap=$1 ports=$2; shift 2
+    local filter; filter="tcp and host 127.0.0.1 and ($(sed 's/\([0-9]*\)/port \1/g; s/ port/ or port/g; s/^ or //' <<<"$ports"))"
+    tcpdump_start "$pcap" "$filter" -B 8192
+    "$@"
+    sleep 0.5
+    tcpdump_stop
+}
+
+# capture_each NAME PORT CMD...: runs CMD while tcpdump records port PORT into $WORK/NAME.pcap,
+# and writes one fixture pair per TCP connection: NAME, or NAME_<i> when CMD opened several.
+capture_each() {
+    local name=$1 port=$2; shift 2
+    local pcap="$WORK/$name.pcap"
+    tcpdump_start "$pcap" "tcp port $port and host 127.0.0.1" -B 8192
+    "$@" >/dev/null
+    sleep 0.3
+    tcpdump_stop
+    local streams count
+    streams=$(tshark -r "$pcap" -T fields -e tcp.stream | sort -un)
+    count=$(echo "$streams" | grep -c .)
+    for s in $streams; do
+        local fx=$name
+        [ "$count" -gt 1 ] && fx="${name}_$s"
+        follow_split "$pcap" "$s" "$OUT/to_server_$fx.bin" "$OUT/to_client_$fx.bin" nonempty
+        echo "$fx: $(wc -c <"$OUT/to_server_$fx.bin" 2>/dev/null || echo 0) bytes to server," \
+            "$(wc -c <"$OUT/to_client_$fx.bin" 2>/dev/null || echo 0) bytes to client"
+    done
+}
+
+# merge_group NAME PCAP...: merges scenario pcaps (of capture_each) into OUT/PROTO_NAME.pcap
+# and lists its connections in PROTO_NAME.expected.jsonl.
+merge_group() {
+    local name=$1; shift
+    local pcap="$OUT/${PROTO}_$name.pcap"
+    mergecap -F pcap -w "$pcap" "$@"
+    write_expected "$pcap"
+    echo "$(basename "$pcap"): $(wc -l <"${pcap%.pcap}.expected.jsonl") connections"
+}
+
+# nginx_http_head: the start of an nginx.conf for an nginx of our own (run as
+# `nginx -p "$WORK" -c "$WORK/nginx.conf"`): no daemon, one process, every file in WORK; the
+# script follows it with its `server { ... }` blocks and the closing `}`.
+nginx_http_head() {
+    cat <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/error.log;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/tmp/body;
+    proxy_temp_path $WORK/tmp/proxy;
+    fastcgi_temp_path $WORK/tmp/fastcgi;
+    uwsgi_temp_path $WORK/tmp/uwsgi;
+    scgi_temp_path $WORK/tmp/scgi;
+    default_type text/html;
+CONF
+}
+
 # ---- scenarios against a hand-written Python listener (kafka, mongodb, mssql) ----
 # The script sets PROTO and writes $WORK/listener.py (PORT as its argument).
 
@@ -132,10 +315,7 @@ capture_scenario() {
     tcpdump_stop
     stop_listener
     chmod 644 "$pcap"
-    tshark 2>/dev/null -r "$pcap" -Y 'tcp.flags.syn == 1 && tcp.flags.ack == 0' -T fields \
-        -e ip.src -e tcp.srcport -e ip.dst -e tcp.dstport |
-        awk -v p="$PROTO" '{printf "{\"client\":\"%s:%s\",\"server\":\"%s:%s\",\"protocol\":\"%s\"}\n", $1, $2, $3, $4, p}' \
-        >"$OUT/$name.expected.jsonl"
+    write_expected "$pcap"
     local n
     n=$(wc -l <"$OUT/$name.expected.jsonl")
     for ((i = 0; i < n; i++)); do
@@ -143,6 +323,22 @@ capture_scenario() {
         echo "$name #$i: $(wc -c <"$OUT/to_server_${name}_$i.bin") bytes to server, $(wc -c <"$OUT/to_client_${name}_$i.bin") bytes to client"
     done
     echo "$name.pcap: $(wc -c <"$pcap") bytes, $n connections"
+}
+
+# client_scenarios DEFAULT DECOY SPLIT CUT [VARIANT]: the four scenarios of a listener's
+# protocol, each a capture_scenario of `python3 $WORK/client.py PORT` (the script writes the
+# client): PROTO_default on port DEFAULT; PROTO_nondefault (PROTO_nondefault_VARIANT, the client
+# given VARIANT too) on a free port; PROTO_decoy on DECOY, another protocol's port; PROTO_split,
+# the first message of PROTO_default's connection SPLIT replayed cut at byte CUT.
+client_scenarios() {
+    local default=$1 decoy=$2 split=$3 cut=$4 variant=${5:-} other
+    other=$(free_port)
+    capture_scenario "${PROTO}_default" "$default" python3 "$WORK/client.py" "$default"
+    capture_scenario "${PROTO}_nondefault${variant:+_$variant}" "$other" \
+        python3 "$WORK/client.py" "$other" ${variant:+"$variant"}
+    capture_scenario "${PROTO}_decoy" "$decoy" python3 "$WORK/client.py" "$decoy"
+    capture_scenario "${PROTO}_split" "$other" \
+        replay_split "$other" "$OUT/to_server_${PROTO}_default_$split.bin" "$cut" "$PROTO"
 }
 
 # replay_split PORT FILE CUT FRAMING: sends the first message of FILE (a to_server fixture written by

@@ -9,7 +9,9 @@
 use adi_classify::Sender;
 use nom::error::{Error, ErrorKind};
 use nom::number::complete::{be_u16, be_u32, be_u64, be_u8};
-use nom::{Err, IResult, Needed};
+use nom::{Err, Needed};
+
+use crate::parsing::PResult;
 
 /// `AMQP` : the first four bytes of every protocol header (section 4.2.2).
 pub(crate) const AMQP_MAGIC: &[u8] = b"AMQP";
@@ -25,8 +27,6 @@ pub(crate) const FRAME_HEADER_LEN: usize = 7;
 pub(crate) const MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
 /// Deepest nesting of field tables and arrays followed (tables inside tables, section 4.2.5.5).
 pub(crate) const MAX_TABLE_DEPTH: usize = 8;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
 
 fn fail<T>(i: &[u8], kind: ErrorKind) -> PResult<'_, T> {
     Err(Err::Error(Error::new(i, kind)))

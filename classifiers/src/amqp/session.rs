@@ -31,6 +31,7 @@ use super::parser::{
     MAX_FRAME_SIZE,
 };
 use super::{known_header, ID};
+use crate::parsing::read;
 
 /// Most content body bytes kept per message in [`Record::body`].
 pub(crate) const MAX_BODY_KEPT: usize = 16 * 1024;
@@ -363,10 +364,8 @@ impl Steps for AmqpSession {
             });
             return Ok(Step::Consumed(FRAME_HEADER_LEN));
         }
-        let (_, (_, payload)) = match parse_frame(rest) {
-            Ok(r) => r,
-            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-            Err(_) => return Err(malformed("frame end")),
+        let Some((_, (_, payload))) = read(parse_frame(rest), ID, "frame end")? else {
+            return Ok(Step::NeedMore);
         };
         let frame_len = FRAME_HEADER_LEN + payload.len() + 1;
         self.on_frame(

@@ -2,8 +2,7 @@
 //! hand-written frames, on look-alikes and on hostile or random bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records, Expect,
-    Subject,
+    self, flow_records, run_engine, summaries, summary as s, verdicts, Expect, Subject, Summary,
 };
 use adi_classify::{
     fixtures_path, Confidence, Direction, ParseError, PortHint, Probe, Record, RecordKind, Session,
@@ -35,46 +34,6 @@ fn parse_one(bytes: &[u8], dir: Direction) -> (Result<usize, ParseError>, Vec<Re
     let mut out = Vec::new();
     let r = AmqpSession::default().parse(bytes, dir, &mut out);
     (r, out)
-}
-
-/// `(kind, op, resource, status, attributes)` of a record.
-type Summary = (
-    RecordKind,
-    String,
-    Option<String>,
-    Option<u16>,
-    Vec<(String, String)>,
-);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone().unwrap_or_default(),
-                r.resource.clone(),
-                r.status,
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
-fn s(
-    kind: RecordKind,
-    op: &str,
-    resource: Option<&str>,
-    status: Option<u16>,
-    attrs: &[(&str, &str)],
-) -> Summary {
-    (
-        kind,
-        op.to_owned(),
-        resource.map(str::to_owned),
-        status,
-        testing::attrs(attrs),
-    )
 }
 
 /// (confidence, observed) of a match.
@@ -111,11 +70,7 @@ adi_classify::conformance_tests!(
     "amqp",
     "src/amqp/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: &[Direction::ToClient],
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(&[Direction::ToClient]).exact_splits()
 );
 
 #[test]
@@ -321,17 +276,15 @@ fn with(
     base.iter().chain(more).copied().collect()
 }
 
-#[test]
-fn session_pika_publish() {
+/// What every pika connection starts with: the protocol header, then Start-Ok (with `name`),
+/// Tune-Ok, Open and Channel.Open.
+fn pika_opening(name: &'static str) -> Vec<Summary> {
     use RecordKind::{Message, Request, Response};
-    let records = T.parse_all(TO_SERVER_PUBLISH, TO_CLIENT_PUBLISH);
     let start_ok = with(
         &PIKA_PROPS,
-        &[("connection_name", "adi-publisher"), ("mechanism", "PLAIN")],
+        &[("connection_name", name), ("mechanism", "PLAIN")],
     );
-    let normal = Some(200);
-    let bye = [("reply_text", "Normal shutdown")];
-    let want = vec![
+    vec![
         s(
             Message,
             "protocol-header",
@@ -343,6 +296,17 @@ fn session_pika_publish() {
         s(Response, "connection.tune-ok", None, None, &[]),
         s(Request, "connection.open", Some("/"), None, &[]),
         s(Request, "channel.open", None, None, &[]),
+    ]
+}
+
+#[test]
+fn session_pika_publish() {
+    use RecordKind::{Message, Request, Response};
+    let records = T.parse_all(TO_SERVER_PUBLISH, TO_CLIENT_PUBLISH);
+    let normal = Some(200);
+    let bye = [("reply_text", "Normal shutdown")];
+    let mut want = pika_opening("adi-publisher");
+    want.extend([
         s(
             Request,
             "exchange.declare",
@@ -395,8 +359,8 @@ fn session_pika_publish() {
         s(Response, "queue.bind-ok", None, None, &[]),
         s(Response, "channel.close-ok", None, None, &[]),
         s(Response, "connection.close-ok", None, None, &[]),
-    ];
-    assert_eq!(summary(&records), want);
+    ]);
+    assert_eq!(summaries(&records), want);
     // Bodies, sizes: the JSON message is 25 bytes; method + header + body frames on the wire.
     assert_eq!(records[8].body, br#"{"id":1,"kind":"created"}"#);
     assert_eq!(records[9].body, b"plain text to the default exchange");
@@ -412,10 +376,6 @@ fn session_pika_publish() {
 }
 
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "the exact record list of a real capture, spelled out"
-)]
 fn session_pika_consume() {
     use RecordKind::{Message, Request, Response};
     let records = T.parse_all(TO_SERVER_CONSUME, TO_CLIENT_CONSUME);
@@ -426,23 +386,9 @@ fn session_pika_consume() {
         .to_owned();
     assert!(tag.starts_with("ctag1."), "{tag}");
     let tag = tag.as_str();
-    let start_ok = with(
-        &PIKA_PROPS,
-        &[("connection_name", "adi-consumer"), ("mechanism", "PLAIN")],
-    );
     let bye = [("reply_text", "Normal shutdown")];
-    let mut want = vec![
-        s(
-            Message,
-            "protocol-header",
-            None,
-            None,
-            &[("version", "0-9-1")],
-        ),
-        s(Response, "connection.start-ok", None, None, &start_ok),
-        s(Response, "connection.tune-ok", None, None, &[]),
-        s(Request, "connection.open", Some("/"), None, &[]),
-        s(Request, "channel.open", None, None, &[]),
+    let mut want = pika_opening("adi-consumer");
+    want.extend([
         s(Request, "basic.qos", None, None, &[]),
         s(Request, "queue.declare", Some("adi.tasks"), None, &[]),
         s(
@@ -452,7 +398,7 @@ fn session_pika_consume() {
             None,
             &[("consumer_tag", tag)],
         ),
-    ];
+    ]);
     want.extend(std::iter::repeat_n(
         s(Message, "basic.ack", None, None, &[]),
         3,
@@ -524,7 +470,7 @@ fn session_pika_consume() {
         s(Response, "channel.close-ok", None, None, &[]),
         s(Response, "connection.close-ok", None, None, &[]),
     ]);
-    assert_eq!(summary(&records), want);
+    assert_eq!(summaries(&records), want);
     assert_eq!(records[22].body, b"plain text to the default exchange");
 }
 
@@ -561,7 +507,7 @@ fn session_raw_split_and_legacy() {
     // RabbitMQ still answers an AMQP 0-8 header with a (0-8) Connection.Start.
     let records = T.parse_all(TO_SERVER_LEGACY, TO_CLIENT_LEGACY);
     assert_eq!(
-        summary(&records),
+        summaries(&records),
         [
             s(
                 Message,
@@ -727,13 +673,11 @@ fn hostile_tables_and_lengths() {
 
 #[test]
 fn engine_confirms_and_pairs() {
-    let mut engine = engine_from_inventory();
     // Interleaved as on the wire: header, Start, Start-Ok.. (raw_split's order).
     let ts = TO_SERVER_RAW_SPLIT;
     let tc = TO_CLIENT_RAW_SPLIT;
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(15672),
+    let (engine, out) = run_engine(
+        15672,
         &[
             (Direction::ToServer, 1_000, &ts[..8]),
             (Direction::ToClient, 2_000, &tc[..509]),
@@ -741,10 +685,7 @@ fn engine_confirms_and_pairs() {
             (Direction::ToClient, 4_000, &tc[509..]),
         ],
     );
-    let classified: Vec<_> = classifications(&out)
-        .iter()
-        .map(|c| (c.protocol, c.confidence))
-        .collect();
+    let classified = verdicts(&out);
     assert_eq!(
         classified.last(),
         Some(&(ID, Confidence::CONFIRMED)),

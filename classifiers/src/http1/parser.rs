@@ -7,7 +7,9 @@
 use nom::bytes::streaming::{tag, take_till, take_while1, take_while_m_n};
 use nom::character::streaming::{char, line_ending, space0};
 use nom::error::{Error, ErrorKind};
-use nom::{Err, IResult, Needed};
+use nom::{Err, Needed};
+
+use crate::parsing::PResult;
 
 /// Most bytes of a message head (start line plus header fields) adi parses. RFC 9112
 /// section 2.3 sets no limit and leaves it to the recipient; servers commonly cap it at
@@ -25,8 +27,6 @@ pub(crate) const MAX_CHUNK_SIZE_DIGITS: usize = 16;
 /// Most decimal digits of a Content-Length (RFC 9110 section 8.6 asks for the same care):
 /// 19 digits always fit a u64.
 pub(crate) const MAX_CONTENT_LENGTH_DIGITS: usize = 19;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
 
 /// An HTTP version `HTTP/major.minor` (RFC 9112 section 2.3). Only major 1 is http1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,11 +45,7 @@ adi_classify::conformance_tests!(
     "http1",
     "src/http1/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS).exact_splits()
 );
 
 #[test]

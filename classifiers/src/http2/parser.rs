@@ -3,9 +3,8 @@
 //! carry.
 
 use nom::number::streaming::{be_u24, be_u32, be_u8};
-use nom::IResult;
 
-type PResult<'a, T> = IResult<&'a [u8], T>;
+use crate::parsing::PResult;
 
 /// The client connection preface (RFC 9113 section 3.4).
 pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -2,8 +2,7 @@
 //! on hand-written frames, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    survives_pieces, Expect, Subject,
+    self, flow_records, run_engine, survives_pieces, verdicts, Expect, Subject,
 };
 use adi_classify::{
     fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
@@ -16,28 +15,6 @@ use super::{Http2, ID, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Http2, fixtures_path!("src/http2/fixtures"));
-
-/// (kind, op, resource, status, attributes) of a record, for exact comparisons.
-type Summary<'a> = (
-    RecordKind,
-    &'a str,
-    Option<&'a str>,
-    Option<u16>,
-    Vec<(&'a str, &'a str)>,
-);
-
-fn summary(r: &Record) -> Summary<'_> {
-    (
-        r.kind,
-        r.op.as_deref().unwrap_or_default(),
-        r.resource.as_deref(),
-        r.status,
-        r.attributes
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect(),
-    )
-}
 
 /// A frame: length u24, type, flags, stream id.
 fn frame(frame_type: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -236,28 +213,27 @@ fn exchange(r: &Record) -> (RecordKind, String, Option<&str>, Option<u64>, Strin
 fn session_decodes_curl_get() {
     let (c, s) = T.fixture("curl_get");
     let out = T.parse_all(&c, &s);
-    let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "GET",
                 Some("/index.html"),
                 None,
-                vec![
+                &[
                     (":scheme", "http"),
                     (":authority", "127.0.0.1:56367"),
                     ("user-agent", "curl/7.88.1"),
                     ("accept", "*/*")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "",
                 None,
                 Some(200),
-                vec![
+                &[
                     ("server", "nginx/1.22.1"),
                     ("date", "Sun, 22 Nov 2026 02:28:38 GMT"),
                     ("content-type", "text/html"),
@@ -363,24 +339,14 @@ fn session_pairs_two_streams_and_reads_the_dynamic_table() {
 #[test]
 fn engine_prefers_http2_on_http1s_port() {
     let (c, s) = T.fixture("curl_decoy_8080");
-    let mut engine = engine_from_inventory();
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(8080),
-        &[
-            (Direction::ToServer, 1_000, &c),
-            (Direction::ToClient, 3_000, &s),
-        ],
-    );
-    let classified = classifications(&out);
-    assert!(
-        classified.iter().all(|c| c.protocol == ID),
-        "{classified:?}"
-    );
-    assert_eq!(
-        classified.last().expect("classified").confidence,
-        Confidence::CONFIRMED
-    );
+    let steps = [
+        (Direction::ToServer, 1_000, &c[..]),
+        (Direction::ToClient, 3_000, &s),
+    ];
+    let (_, out) = run_engine(8080, &steps);
+    let classified = verdicts(&out);
+    assert!(classified.iter().all(|c| c.0 == ID), "{classified:?}");
+    assert_eq!(classified.last().map(|c| c.1), Some(Confidence::CONFIRMED));
     let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].record.status, Some(404));
@@ -497,14 +463,7 @@ fn session_rejects_non_http2() {
     // A good frame then a bad one: the good one is consumed first.
     let mut bytes = frame(8, 0, 0, &[0, 0, 1, 0]);
     bytes.extend_from_slice(&frame(6, 0, 0, &[0; 3]));
-    let mut session = Http2Session::default();
-    assert_eq!(
-        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
-        Ok(13)
-    );
-    assert!(session
-        .parse(&bytes[13..], Direction::ToClient, &mut Vec::new())
-        .is_err());
+    T.assert_error_after(&bytes, Direction::ToClient, 13);
 }
 
 #[test]
@@ -581,9 +540,7 @@ fn continuation_frames_make_one_header_block() {
     // A CONTINUATION without its HEADERS is not HTTP/2.
     let mut bad = PREFACE.to_vec();
     bad.extend_from_slice(&frame(9, 0x4, 1, c));
-    assert!(Http2Session::default()
-        .parse(&bad, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bad, Direction::ToServer));
 }
 
 #[test]

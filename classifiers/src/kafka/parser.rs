@@ -6,9 +6,11 @@
 //! the session share them.
 
 use nom::bytes::streaming::take;
-use nom::error::{Error, ErrorKind};
+use nom::error::Error;
 use nom::number::streaming::{be_i16, be_i32, be_u8};
-use nom::{Err, IResult, Parser};
+use nom::{Err, Parser};
+
+use crate::parsing::{fail, PResult};
 
 /// Largest frame adi accepts: the broker's `socket.request.max.bytes` default (104857600,
 /// "The maximum number of bytes in a socket request"). Responses share the limit.
@@ -26,12 +28,6 @@ pub(crate) const MAX_API_VERSIONS_ENTRIES: usize = 256;
 const MAX_ADVERTISED_API_KEY: i16 = 1000;
 /// The highest version an ApiVersions response entry may advertise.
 const MAX_ADVERTISED_VERSION: i16 = 100;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(i: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(i, ErrorKind::Verify)))
-}
 
 /// An API key (protocol guide, "Api Keys"). Unknown keys still parse; the probe rejects them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -168,12 +168,11 @@ impl KafkaSession {
         dir: Direction,
         out: &mut Vec<Record>,
     ) -> usize {
-        let consumed = total.min(buf.len());
+        let consumed = self.skip.message(dir, total, buf.len());
         rec.raw = buf[..consumed.min(MAX_RAW)].to_vec();
         rec.wire_len = total as u64;
         rec.truncated = total > MAX_RAW;
         out.push(rec);
-        self.skip.set(dir, total - consumed);
         consumed
     }
 }

@@ -1,8 +1,8 @@
 //! kafka tests: the probe and the session on real kafka-python captures (see
 //! `fixtures/README.md`), on hand-written edge cases, on look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, Expect, Subject};
-use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
+use adi_classify::testing::{summaries, summary as s, Expect, Subject};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::session::KafkaSession;
@@ -16,32 +16,12 @@ const TO_CLIENT_BOOTSTRAP: &[u8] = include_bytes!("fixtures/to_client_kafka_defa
 const TO_SERVER_PRODUCE: &[u8] = include_bytes!("fixtures/to_server_kafka_default_1.bin");
 const TO_CLIENT_PRODUCE: &[u8] = include_bytes!("fixtures/to_client_kafka_default_1.bin");
 
-/// (kind, op, status, attributes) of one record.
-type Summary = (RecordKind, String, Option<u16>, Vec<(String, String)>);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone().unwrap_or_default(),
-                r.status,
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
     "kafka",
     "src/kafka/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: &[Direction::ToServer],
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(&[Direction::ToServer])
 );
 
 #[test]
@@ -65,48 +45,44 @@ fn bands_grow_with_the_prefix() {
 
 #[test]
 fn session_names_every_request_and_pairs_responses() {
+    use RecordKind::{Request, Response};
     let client = ("client_id", "adi-fixture");
-    let expected = vec![
-        (
-            RecordKind::Request,
-            "ApiVersions".to_owned(),
+    // Kafka records name no resource.
+    let expected = [
+        s(
+            Request,
+            "ApiVersions",
             None,
-            attrs(&[client, ("api_version", "3"), ("correlation_id", "1")]),
-        ),
-        (
-            RecordKind::Request,
-            "Metadata".to_owned(),
             None,
-            attrs(&[client, ("api_version", "1"), ("correlation_id", "2")]),
+            &[client, ("api_version", "3"), ("correlation_id", "1")],
         ),
-        (
-            RecordKind::Request,
-            "Produce".to_owned(),
+        s(
+            Request,
+            "Metadata",
             None,
-            attrs(&[client, ("api_version", "2"), ("correlation_id", "3")]),
+            None,
+            &[client, ("api_version", "1"), ("correlation_id", "2")],
         ),
-        (
-            RecordKind::Response,
-            "ApiVersions".to_owned(),
+        s(
+            Request,
+            "Produce",
+            None,
+            None,
+            &[client, ("api_version", "2"), ("correlation_id", "3")],
+        ),
+        s(
+            Response,
+            "ApiVersions",
+            None,
             Some(0),
-            attrs(&[("correlation_id", "1")]),
+            &[("correlation_id", "1")],
         ),
-        (
-            RecordKind::Response,
-            "Metadata".to_owned(),
-            None,
-            attrs(&[("correlation_id", "2")]),
-        ),
-        (
-            RecordKind::Response,
-            "Produce".to_owned(),
-            None,
-            attrs(&[("correlation_id", "3")]),
-        ),
+        s(Response, "Metadata", None, None, &[("correlation_id", "2")]),
+        s(Response, "Produce", None, None, &[("correlation_id", "3")]),
     ];
     for size in [usize::MAX, 1, 3, 7] {
         let records = T.parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, size.min(4096));
-        assert_eq!(summary(&records), expected, "pieces of {size}");
+        assert_eq!(summaries(&records), expected, "pieces of {size}");
     }
     let records = T.parse_split(TO_SERVER_PRODUCE, TO_CLIENT_PRODUCE, 4096);
     assert_eq!(records[2].wire_len, 0x65 + 4);

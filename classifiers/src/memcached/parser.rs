@@ -7,9 +7,10 @@
 //! session share them.
 
 use nom::bytes::streaming::take;
-use nom::error::{Error, ErrorKind};
 use nom::number::streaming::{be_u16, be_u32, be_u64, u8 as be_u8};
-use nom::{Err, IResult, Needed, Parser};
+use nom::{Err, Needed, Parser};
+
+use crate::parsing::{fail, PResult};
 
 /// Longest key: `KEY_MAX_LENGTH` (250) in `memcached.h`; protocol.txt: "the key must not
 /// include control characters or whitespace" and "is currently 250 characters".
@@ -25,12 +26,6 @@ pub(crate) const MAX_VALUE_LEN: u64 = 1024 * 1024 * 1024;
 pub(crate) const BINARY_HEADER_LEN: usize = 24;
 /// Most extras bytes of any binary command (`incr`/`decr` requests: 20).
 pub(crate) const MAX_EXTRAS_LEN: u8 = 20;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(input: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(input, ErrorKind::Verify)))
-}
 
 /// The binary protocol's magic byte (`protocol_binary.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,13 +15,13 @@
 
 use adi_classify::record::lossy;
 use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
-use nom::Err;
 
 use super::parser::{
     parse_binary_header, parse_text_command, parse_text_line, parse_text_reply, words, Magic,
     Opcode, Status, TextCommand, TextReply, BINARY_HEADER_LEN,
 };
 use super::ID;
+use crate::parsing::read;
 
 /// Most bytes of a message kept as sent in [`Record::raw`].
 pub(crate) const MAX_RAW_KEPT: usize = 256;
@@ -319,18 +319,14 @@ impl Steps for MemcachedSession {
             return Ok(Step::Consumed(2));
         }
         if matches!(buf[0], 0x80 | 0x81) && r.record.is_none() {
-            let (_, header) = match parse_binary_header(buf) {
-                Ok(h) => h,
-                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-                Err(_) => return Err(malformed("binary header")),
+            let Some((_, header)) = read(parse_binary_header(buf), ID, "binary header")? else {
+                return Ok(Step::NeedMore);
             };
             r.binary_header(header, &buf[..BINARY_HEADER_LEN], out);
             return Ok(Step::Consumed(BINARY_HEADER_LEN));
         }
-        let (after, line) = match parse_text_line(buf) {
-            Ok(l) => l,
-            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-            Err(_) => return Err(malformed("text line")),
+        let Some((after, line)) = read(parse_text_line(buf), ID, "text line")? else {
+            return Ok(Step::NeedMore);
         };
         let used = buf.len() - after.len();
         match dir {

@@ -47,17 +47,13 @@ adi_classify::conformance_tests!(
     "memcached",
     "src/memcached/fixtures",
     Confidence::STRONG,
-    Expect {
-        paired: true,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.paired().exact_splits()
 );
 
 #[test]
 fn fixtures_match_at_their_band() {
     use Direction::{ToClient, ToServer};
-    let cases: &[(Direction, &str, Confidence)] = &[
+    T.assert_bands(&[
         // A storage command with its data block: CERTAIN.
         (ToServer, "pymemcache", Confidence::CERTAIN),
         (ToServer, "split", Confidence::CERTAIN),
@@ -83,8 +79,7 @@ fn fixtures_match_at_their_band() {
         (ToClient, "errors", Confidence::STRONG),
         // The 20 KB VALUE is cut by the window.
         (ToClient, "pymemcache_big", Confidence::STRONG),
-    ];
-    T.assert_bands(cases);
+    ]);
 }
 
 #[test]

@@ -7,9 +7,11 @@
 //! [`validate_document`] and [`elements`] work on a whole document. Nothing here allocates.
 
 use nom::bytes::streaming::{tag, take, take_till};
-use nom::error::{Error, ErrorKind};
+use nom::error::Error;
 use nom::number::streaming::{le_i32, le_u32, le_u8};
-use nom::{Err, IResult, Needed, Parser};
+use nom::{Err, Needed, Parser};
+
+use crate::parsing::{fail, PResult};
 
 /// Largest message: the server's `maxMessageSizeBytes` (48000000, wire protocol "Standard
 /// Message Header" and the `hello` reply).
@@ -27,12 +29,6 @@ pub(crate) const MAX_BSON_DEPTH: usize = 100;
 /// Longest element name or collection name the probe accepts: namespaces are at most 255
 /// bytes (MongoDB limits, "Namespace Length").
 pub(crate) const MAX_NAME_LEN: usize = 255;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(i: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(i, ErrorKind::Verify)))
-}
 
 /// A message opcode (wire protocol "Opcodes"). Unknown values parse; the probe rejects them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! `fixtures/README.md`), on hand-written OP_QUERY / OP_REPLY / OP_COMPRESSED messages, on
 //! look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, Expect, Subject};
-use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
+use adi_classify::testing::{summaries, summary as s, Expect, Subject};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::parser::{validate_document, MAX_BSON_DEPTH};
@@ -18,37 +18,12 @@ const TO_CLIENT_APP: &[u8] = include_bytes!("fixtures/to_client_mongodb_default_
 const TO_SERVER_ZLIB: &[u8] = include_bytes!("fixtures/to_server_mongodb_nondefault_zlib_1.bin");
 const TO_CLIENT_ZLIB: &[u8] = include_bytes!("fixtures/to_client_mongodb_nondefault_zlib_1.bin");
 
-/// (kind, op, resource, attributes) of one record.
-type Summary = (
-    RecordKind,
-    Option<String>,
-    Option<String>,
-    Vec<(String, String)>,
-);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone(),
-                r.resource.clone(),
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
     "mongodb",
     "src/mongodb/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS)
 );
 
 #[test]
@@ -69,60 +44,30 @@ fn bands_grow_with_the_prefix() {
 
 #[test]
 fn session_summarises_commands_and_pairs_replies() {
+    use RecordKind::{Request, Response};
     let op_msg = ("op_code", "OP_MSG");
-    let expected = vec![
-        (
-            RecordKind::Request,
-            Some("ismaster".into()),
-            Some("admin".into()),
-            attrs(&[op_msg, ("database", "admin")]),
-        ),
-        (
-            RecordKind::Request,
-            Some("ping".into()),
-            Some("shop".into()),
-            attrs(&[op_msg, ("database", "shop")]),
-        ),
-        (
-            RecordKind::Request,
-            Some("insert".into()),
-            Some("shop.orders".into()),
-            attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
-        ),
-        (
-            RecordKind::Request,
-            Some("find".into()),
-            Some("shop.orders".into()),
-            attrs(&[op_msg, ("database", "shop"), ("collection", "orders")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("ismaster".into()),
+    let (admin, shop, orders) = (Some("admin"), Some("shop"), Some("shop.orders"));
+    let in_orders = [op_msg, ("database", "shop"), ("collection", "orders")];
+    let ok = [op_msg, ("ok", "1")];
+    let expected = [
+        s(
+            Request,
+            "ismaster",
+            admin,
             None,
-            attrs(&[op_msg, ("ok", "1")]),
+            &[op_msg, ("database", "admin")],
         ),
-        (
-            RecordKind::Response,
-            Some("ping".into()),
-            None,
-            attrs(&[op_msg, ("ok", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("insert".into()),
-            None,
-            attrs(&[op_msg, ("ok", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("find".into()),
-            None,
-            attrs(&[op_msg, ("ok", "1")]),
-        ),
+        s(Request, "ping", shop, None, &[op_msg, ("database", "shop")]),
+        s(Request, "insert", orders, None, &in_orders),
+        s(Request, "find", orders, None, &in_orders),
+        s(Response, "ismaster", None, None, &ok),
+        s(Response, "ping", None, None, &ok),
+        s(Response, "insert", None, None, &ok),
+        s(Response, "find", None, None, &ok),
     ];
     for size in [4096, 1, 5, 17] {
         assert_eq!(
-            summary(&T.parse_split(TO_SERVER_APP, TO_CLIENT_APP, size)),
+            summaries(&T.parse_split(TO_SERVER_APP, TO_CLIENT_APP, size)),
             expected,
             "pieces of {size}"
         );
@@ -221,19 +166,21 @@ fn legacy_op_query_and_op_reply() {
     assert_eq!(v.observed, Some(Direction::ToClient));
     let records = T.parse_split(OP_QUERY_ISMASTER, OP_REPLY_ERROR, 4096);
     assert_eq!(
-        summary(&records),
+        summaries(&records),
         [
-            (
+            s(
                 RecordKind::Request,
-                Some("isMaster".into()),
-                Some("admin".into()),
-                attrs(&[("op_code", "OP_QUERY"), ("database", "admin")])
-            ),
-            (
-                RecordKind::Response,
-                Some("isMaster".into()),
+                "isMaster",
+                Some("admin"),
                 None,
-                attrs(&[("op_code", "OP_REPLY"), ("ok", "0"), ("code", "13")])
+                &[("op_code", "OP_QUERY"), ("database", "admin")]
+            ),
+            s(
+                RecordKind::Response,
+                "isMaster",
+                None,
+                Some(13),
+                &[("op_code", "OP_REPLY"), ("ok", "0"), ("code", "13")]
             ),
         ]
     );
@@ -299,20 +246,14 @@ fn look_alikes_are_rejected() {
 #[test]
 fn hostile_lengths_never_panic() {
     let mut out = Vec::new();
-    assert!(MongoSession::default()
-        .parse(
-            b"\xff\xff\xff\x7f\0\0\0\0\0\0\0\0\xdd\x07\0\0",
-            Direction::ToServer,
-            &mut out
-        )
-        .is_err());
-    assert!(MongoSession::default()
-        .parse(
-            b"\x0f\0\0\0\0\0\0\0\0\0\0\0\xdd\x07\0\0",
-            Direction::ToServer,
-            &mut out
-        )
-        .is_err());
+    assert!(T.parse_fails(
+        b"\xff\xff\xff\x7f\0\0\0\0\0\0\0\0\xdd\x07\0\0",
+        Direction::ToServer
+    ));
+    assert!(T.parse_fails(
+        b"\x0f\0\0\0\0\0\0\0\0\0\0\0\xdd\x07\0\0",
+        Direction::ToServer
+    ));
     // A whole 20-byte OP_MSG whose document is missing.
     assert!(MongoSession::default()
         .parse(

@@ -7,9 +7,10 @@
 //! Nothing here allocates.
 
 use nom::bytes::streaming::take;
-use nom::error::{Error, ErrorKind};
 use nom::number::streaming::{be_u16, be_u8, le_u16, le_u32};
-use nom::{Err, IResult, Parser};
+use nom::Parser;
+
+use crate::parsing::{fail, PResult};
 
 /// The packet header: type, status, length, SPID, packet id, window (2.2.3.1).
 pub(crate) const HEADER_LEN: usize = 8;
@@ -26,12 +27,6 @@ pub(crate) const MAX_PRELOGIN_OPTIONS: usize = 16;
 /// Largest TLS record payload (RFC 8446 section 5.2: 2^14 + 256 for ciphertext; RFC 5246
 /// allows 2^14 + 2048).
 pub(crate) const MAX_TLS_RECORD: usize = 16_384 + 2048;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(i: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(i, ErrorKind::Verify)))
-}
 
 /// A packet type (2.2.3.1.1). Unknown values parse; the header parser rejects them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -232,9 +232,7 @@ impl TdsSession {
             rec.wire_len = (len + 5) as u64;
             out.push(rec);
         }
-        let consumed = (len + 5).min(buf.len());
-        self.skip.set(dir, len + 5 - consumed);
-        Some(consumed)
+        Some(self.skip.message(dir, len + 5, buf.len()))
     }
 
     fn finish(&mut self, dir: Direction, out: &mut Vec<Record>) -> Result<(), ParseError> {

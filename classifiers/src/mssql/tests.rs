@@ -2,9 +2,9 @@
 //! `fixtures/README.md`), on hand-written packets (attention, TLS inside PRELOGIN, split
 //! messages), on look-alikes and on random bytes.
 
-use adi_classify::testing::{attrs, Expect, Subject};
+use adi_classify::testing::{summaries, summary as s, Expect, Subject};
 use adi_classify::{
-    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
+    fixtures_path, Classifier, Confidence, Direction, PortHint, Probe, RecordKind, Session,
 };
 use proptest::prelude::*;
 
@@ -19,39 +19,12 @@ const TO_CLIENT_DEFAULT: &[u8] = include_bytes!("fixtures/to_client_mssql_defaul
 const TO_SERVER_RPC: &[u8] = include_bytes!("fixtures/to_server_mssql_nondefault_rpc_0.bin");
 const TO_CLIENT_RPC: &[u8] = include_bytes!("fixtures/to_client_mssql_nondefault_rpc_0.bin");
 
-/// (kind, op, resource, status, attributes) of one record.
-type Summary = (
-    RecordKind,
-    Option<String>,
-    Option<String>,
-    Option<u16>,
-    Vec<(String, String)>,
-);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone(),
-                r.resource.clone(),
-                r.status,
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
 // Fixtures, their prefixes and splits, random bytes, confusion with the other classifiers.
 adi_classify::conformance_tests!(
     "mssql",
     "src/mssql/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS)
 );
 
 #[test]
@@ -73,90 +46,34 @@ fn bands_grow_with_the_prefix() {
 
 #[test]
 fn session_summarises_login_batches_and_rpc() {
-    let expected = vec![
-        (
-            RecordKind::Request,
-            Some("PRELOGIN".into()),
-            None,
-            None,
-            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
-        ),
-        (
-            RecordKind::Request,
-            Some("LOGIN7".into()),
-            None,
-            None,
-            attrs(&[
-                ("tds_version", "7.4"),
-                ("host", "vmadi_user"),
-                ("user", "adi_user"),
-                ("app", "adi-fixture"),
-                ("server", "127.0.0.1"),
-                ("database", "shop"),
-            ]),
-        ),
-        (
-            RecordKind::Request,
-            Some("SQL_BATCH".into()),
-            Some("use [shop]".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Request,
-            Some("SQL_BATCH".into()),
-            Some("SELECT 1 AS one".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Request,
-            Some("RPC".into()),
-            Some("sp_executesql".into()),
-            None,
-            vec![],
-        ),
-        (
-            RecordKind::Response,
-            Some("PRELOGIN".into()),
-            None,
-            None,
-            attrs(&[("encryption", "ENCRYPT_NOT_SUP")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("LOGIN7".into()),
-            None,
-            None,
-            attrs(&[
-                ("database", "master"),
-                ("tds_version", "7.4"),
-                ("server_program", "adi-listener"),
-            ]),
-        ),
-        (
-            RecordKind::Response,
-            Some("SQL_BATCH".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("SQL_BATCH".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
-        (
-            RecordKind::Response,
-            Some("RPC".into()),
-            None,
-            None,
-            attrs(&[("rows", "1")]),
-        ),
+    use RecordKind::{Request, Response};
+    let login = [
+        ("tds_version", "7.4"),
+        ("host", "vmadi_user"),
+        ("user", "adi_user"),
+        ("app", "adi-fixture"),
+        ("server", "127.0.0.1"),
+        ("database", "shop"),
     ];
-    let mut got = summary(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
+    let login_ack = [
+        ("database", "master"),
+        ("tds_version", "7.4"),
+        ("server_program", "adi-listener"),
+    ];
+    let (no_tls, one_row) = ([("encryption", "ENCRYPT_NOT_SUP")], [("rows", "1")]);
+    let expected = [
+        s(Request, "PRELOGIN", None, None, &no_tls),
+        s(Request, "LOGIN7", None, None, &login),
+        s(Request, "SQL_BATCH", Some("use [shop]"), None, &[]),
+        s(Request, "SQL_BATCH", Some("SELECT 1 AS one"), None, &[]),
+        s(Request, "RPC", Some("sp_executesql"), None, &[]),
+        s(Response, "PRELOGIN", None, None, &no_tls),
+        s(Response, "LOGIN7", None, None, &login_ack),
+        s(Response, "SQL_BATCH", None, None, &one_row),
+        s(Response, "SQL_BATCH", None, None, &one_row),
+        s(Response, "RPC", None, None, &one_row),
+    ];
+    let mut got = summaries(&T.parse_split(TO_SERVER_RPC, TO_CLIENT_RPC, 4096));
     // The host name is the capturing machine's: check it is there, then pin the rest.
     assert_eq!(got[1].4[1].0, "host");
     got[1].4[1].1 = "vmadi_user".into();
@@ -164,8 +81,8 @@ fn session_summarises_login_batches_and_rpc() {
     for size in [1, 7, 100] {
         let split = T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, size);
         assert_eq!(
-            summary(&split),
-            summary(&T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
+            summaries(&split),
+            summaries(&T.parse_split(TO_SERVER_DEFAULT, TO_CLIENT_DEFAULT, 4096))
         );
     }
 }
@@ -287,20 +204,11 @@ fn look_alikes_are_rejected() {
 
 #[test]
 fn hostile_lengths_never_panic() {
-    let mut out = Vec::new();
-    assert!(TdsSession::default()
-        .parse(
-            b"\x12\x01\x00\x04\x00\x00\x00\x00",
-            Direction::ToServer,
-            &mut out
-        )
-        .is_err());
+    assert!(T.parse_fails(b"\x12\x01\x00\x04\x00\x00\x00\x00", Direction::ToServer));
     // A LOGIN7 whose Length is absurd.
     let mut login = TO_SERVER_DEFAULT[58..58 + 0xdc].to_vec();
     login[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(TdsSession::default()
-        .parse(&login, Direction::ToServer, &mut out)
-        .is_err());
+    assert!(T.parse_fails(&login, Direction::ToServer));
     // (Fixture prefixes, whole and corrupted: the conformance tests.)
 }
 

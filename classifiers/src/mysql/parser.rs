@@ -8,7 +8,8 @@
 //! allocate, so the probe and the session share them.
 
 use nom::number::streaming::{le_u24, le_u8};
-use nom::IResult;
+
+use crate::parsing::PResult;
 
 /// Largest payload of one packet, `2^24 - 1`: a payload of exactly this length is continued
 /// in the next packet ("Sending More Than 16Mb").
@@ -134,8 +135,6 @@ pub(crate) struct Header {
     pub(crate) len: usize,
     pub(crate) seq: u8,
 }
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
 
 /// A packet header (4 bytes).
 ///

@@ -26,7 +26,6 @@ use std::collections::VecDeque;
 
 use adi_classify::record::lossy_capped;
 use adi_classify::{Direction, ParseError, Record, RecordKind, Skip, Step, StepResult, Steps};
-use nom::Err;
 
 use super::parser::{
     lenenc, parse_err, parse_greeting, parse_handshake_response, parse_header, parse_ok,
@@ -34,6 +33,7 @@ use super::parser::{
     LOCAL_INFILE_HEADER, MAX_PAYLOAD_LEN, OK_HEADER, SERVER_MORE_RESULTS_EXISTS,
 };
 use super::MYSQL;
+use crate::parsing::read;
 
 /// Most bytes of a packet the session waits for before handling it from a prefix.
 pub(crate) const MAX_BUFFERED: usize = 64 * 1024;
@@ -96,10 +96,6 @@ pub(crate) struct MysqlSession {
     continued: [bool; 2],
     /// Bytes of a packet still to skip, per direction.
     skip: Skip,
-}
-
-fn malformed(what: &'static str) -> ParseError {
-    ParseError::malformed(MYSQL, what)
 }
 
 fn value(bytes: &[u8]) -> String {
@@ -461,10 +457,8 @@ impl Steps for MysqlSession {
     }
 
     fn step(&mut self, rest: &[u8], dir: Direction, out: &mut Vec<Record>) -> StepResult {
-        let (after, h) = match parse_header(rest) {
-            Ok(x) => x,
-            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-            Err(_) => return Err(malformed("packet header")),
+        let Some((after, h)) = read(parse_header(rest), MYSQL, "packet header")? else {
+            return Ok(Step::NeedMore);
         };
         let d = dir.index();
         let continued = std::mem::replace(&mut self.continued[d], h.len == MAX_PAYLOAD_LEN);
@@ -498,12 +492,8 @@ impl Steps for MysqlSession {
                 Direction::ToClient => self.server_packet(h, payload, wire, out),
             }
         }
-        if truncated {
-            self.skip.set(dir, h.len - payload.len());
-            Ok(Step::Consumed(4 + payload.len()))
-        } else {
-            Ok(Step::Consumed(wire))
-        }
+        // A truncated packet: its bytes past `rest` are stepped over as they arrive.
+        Ok(Step::Consumed(self.skip.message(dir, wire, rest.len())))
     }
 
     fn opaque(&self) -> bool {

@@ -1,10 +1,7 @@
 //! mysql tests: the probe and the session on real captures (see `fixtures/README.md`), on
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
-use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
-    Expect, Subject,
-};
+use adi_classify::testing::{flow_records, run_engine, verdicts, view, views, Expect, Subject};
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
@@ -20,11 +17,7 @@ adi_classify::conformance_tests!(
     "mysql",
     "src/mysql/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        min_fixtures: 16,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.min_fixtures(16).exact_splits()
 );
 
 // ---- the session on real captures ----
@@ -70,10 +63,17 @@ fn session_pymysql_login_queries_and_error() {
     );
 }
 
+/// The views of fixture `name`'s connection after the server greeting (its connection id and
+/// salt differ per connection).
+fn after_greeting(name: &str) -> Vec<String> {
+    let mut v = T.views(name);
+    v.retain(|l| !l.starts_with("Message greeting"));
+    v
+}
+
 #[test]
 fn session_bad_password_is_the_login_response() {
-    let (s, c) = T.fixture("pymysql_bad_password");
-    let v = views(&T.parse_all(&s, &c));
+    let v = T.views("pymysql_bad_password");
     assert_eq!(v.len(), 3, "{v:#?}");
     assert_eq!(v[0], LOGIN);
     assert_eq!(
@@ -84,13 +84,8 @@ fn session_bad_password_is_the_login_response() {
 
 #[test]
 fn session_mariadb_cli_result_sets_and_error() {
-    let (s, c) = T.fixture("mariadb_cli");
-    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
-        v.iter()
-            .filter(|l| !l.starts_with("Message greeting"))
-            .cloned()
-            .collect::<Vec<_>>(),
+        after_greeting("mariadb_cli"),
         [
             LOGIN,
             "Request query SELECT id, name FROM items ORDER BY id []",
@@ -107,13 +102,8 @@ fn session_mariadb_cli_result_sets_and_error() {
 
 #[test]
 fn session_binary_protocol() {
-    let (s, c) = T.fixture("raw_binary_protocol");
-    let v = views(&T.parse_all(&s, &c));
     assert_eq!(
-        v.iter()
-            .filter(|l| !l.starts_with("Message greeting"))
-            .cloned()
-            .collect::<Vec<_>>(),
+        after_greeting("raw_binary_protocol"),
         [
             LOGIN,
             "Request stmt_prepare SELECT name FROM items WHERE id = ? []",
@@ -195,9 +185,9 @@ const RESULT_SET: &[u8] = b"\x01\x00\x00\x01\x01\x1a\x00\x00\x02\x03def";
 
 #[test]
 fn probe_bands() {
-    let certain = (Confidence::CERTAIN.get(), false);
-    let strong = (Confidence::STRONG.get(), false);
-    let weak = (Confidence::WEAK.get(), false);
+    // (score, turned) of a match in the direction given.
+    let [certain, strong, weak] =
+        [Confidence::CERTAIN, Confidence::STRONG, Confidence::WEAK].map(|b| (b.get(), false));
     let (s, c) = T.fixture("pymysql_query");
     assert_eq!(
         T.score_turned(&c[..4 + usize::from(c[0])], Direction::ToClient),
@@ -281,35 +271,20 @@ fn probe_rejects_broken_packets() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    // HTTP request and response, Redis array, inline and reply, TLS ClientHello, Kafka
-    // ApiVersions, and every Postgres fixture: no prefix matches, either way.
-    let cases: &[&[u8]] = &[
-        b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n",
-        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
-        b"*1\r\n$4\r\nPING\r\n",
-        b"PING\r\n",
-        b"+PONG\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
-    ];
-    let postgres = fixtures_path!("src/postgres/fixtures");
-    T.assert_prefixes_below_with(Confidence::new(0), cases, postgres, PROBE_WINDOW);
+    // An HTTP request, the other protocols' messages (OTHER_PROTOCOLS) and every Postgres
+    // fixture: no prefix matches, either way.
+    let http: &[u8] = b"GET / HTTP/1.1\r\nHost: db:3306\r\n\r\n";
+    T.assert_never_claims(
+        &[http],
+        fixtures_path!("src/postgres/fixtures"),
+        PROBE_WINDOW,
+    );
 }
 
 #[test]
 fn session_mid_connection_and_hand_written_replies() {
-    let mut session = MysqlSession::default();
-    let mut out = Vec::new();
-    let to_server = [QUERY, PING].concat();
-    assert_eq!(
-        session.parse(&to_server, Direction::ToServer, &mut out),
-        Ok(to_server.len())
-    );
-    let to_client = [ERR, OK].concat();
-    assert_eq!(
-        session.parse(&to_client, Direction::ToClient, &mut out),
-        Ok(to_client.len())
-    );
+    // One parse call per direction takes every message.
+    let out = T.parse_split_once(&[QUERY, PING].concat(), &[ERR, OK].concat(), usize::MAX);
     assert_eq!(
         views(&out),
         [
@@ -320,12 +295,7 @@ fn session_mid_connection_and_hand_written_replies() {
         ]
     );
     // An ERR instead of a greeting.
-    out.clear();
-    let mut session = MysqlSession::default();
-    assert_eq!(
-        session.parse(ERR_GREETING, Direction::ToClient, &mut out),
-        Ok(ERR_GREETING.len())
-    );
+    let out = T.parse_split_once(&[], ERR_GREETING, usize::MAX);
     assert_eq!(views(&out), ["Message error - 1130 [message=Host blocked]"]);
 }
 
@@ -430,20 +400,16 @@ proptest! {
 
 #[test]
 fn engine_confirms_greeting_and_login() {
-    let mut engine = engine_from_inventory();
     let (s, c) = T.fixture("pymysql_query");
     // The server speaks first.
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(3306),
+    let (engine, out) = run_engine(
+        3306,
         &[
             (Direction::ToClient, 1_000, &c[..4 + usize::from(c[0])]),
             (Direction::ToServer, 2_000, &s[..4 + usize::from(s[0])]),
         ],
     );
-    let last = classifications(&out)
-        .last()
-        .map(|c| (c.protocol, c.confidence));
+    let last = verdicts(&out).last().copied();
     assert_eq!(last, Some((MYSQL, Confidence::CONFIRMED)), "{out:#?}");
     let kinds: Vec<_> = flow_records(&out).iter().map(|r| r.record.kind).collect();
     assert_eq!(kinds, [RecordKind::Message, RecordKind::Request]);

@@ -9,7 +9,9 @@
 
 use adi_classify::Sender;
 use nom::error::{Error, ErrorKind};
-use nom::{Err, IResult, Needed};
+use nom::{Err, Needed};
+
+use crate::parsing::PResult;
 
 /// Most bytes of one control line, `\r\n` excluded. nats-server's `max_control_line` defaults
 /// to 4 KiB (it applies to client operations); the `INFO` a server sends and a `CONNECT` with
@@ -26,8 +28,6 @@ const MAX_ARGS: usize = 5;
 const MAX_JSON_DEPTH: usize = 32;
 /// `NATS/1.0`: the first line of an `HPUB`/`HMSG` header block (protocol doc, "HPUB").
 pub(crate) const HEADER_MAGIC: &[u8] = b"NATS/1.0";
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
 
 /// A protocol operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,9 +2,7 @@
 //! hand-written edge cases, on look-alikes (Redis, HTTP CONNECT) and on random bytes.
 
 use adi_classify::testing::{self, Expect, Subject};
-use adi_classify::{
-    fixtures_path, Confidence, Direction, PortHint, Probe, Record, RecordKind, Session,
-};
+use adi_classify::{fixtures_path, Confidence, Direction, PortHint, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::session::NatsSession;
@@ -25,30 +23,14 @@ fn verdict(buf: &[u8], dir: Direction, ports: PortHint) -> Option<(u8, Option<Di
     testing::verdict(&Nats, buf, dir, ports).map(|v| (v.confidence.get(), v.observed))
 }
 
-/// `(kind, op, resource, attributes)` of each record, for exact comparisons.
-type Summary = (RecordKind, String, Option<String>, Vec<(String, String)>);
-
-fn summary(records: &[Record]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.kind,
-                r.op.clone().unwrap_or_default(),
-                r.resource.clone(),
-                r.attributes.clone(),
-            )
-        })
-        .collect()
-}
-
-fn s(kind: RecordKind, op: &str, resource: Option<&str>, attrs: &[(&str, &str)]) -> Summary {
-    (
-        kind,
-        op.to_owned(),
-        resource.map(str::to_owned),
-        testing::attrs(attrs),
-    )
+/// The summary of a record without a status, as every NATS record is.
+fn s(
+    kind: RecordKind,
+    op: &str,
+    resource: Option<&str>,
+    attrs: &[(&str, &str)],
+) -> testing::Summary {
+    testing::summary(kind, op, resource, None, attrs)
 }
 
 // ---- probe ----
@@ -58,11 +40,7 @@ adi_classify::conformance_tests!(
     "nats",
     "src/nats/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        reversed: Expect::BOTH_WAYS,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.reversed(Expect::BOTH_WAYS).exact_splits()
 );
 
 #[test]
@@ -299,7 +277,7 @@ fn session_nats_py() {
         s(Message, "MSG", Some(&reply), &[("sid", "3")]),
     ]);
     want.extend(std::iter::repeat_n(s(Response, "PONG", None, &[]), 5));
-    assert_eq!(summary(&records), want);
+    assert_eq!(testing::summaries(&records), want);
     // Payloads and sizes.
     let publish = &records[4];
     assert_eq!(publish.body, b"hello from adi-nats-py");
@@ -364,7 +342,7 @@ fn session_nc_raw() {
         ),
         s(Response, "PONG", None, &[]),
     ];
-    assert_eq!(summary(&records), want);
+    assert_eq!(testing::summaries(&records), want);
     assert!(records[9]
         .attribute("server_name")
         .is_some_and(|n| n.starts_with("adi-capture-")));
@@ -501,9 +479,7 @@ fn errors_and_hostile_lengths() {
     }
     // A control line that never ends is refused once past the limit, not buffered forever.
     let long = vec![b'P'; super::parser::MAX_CONTROL_LINE + 10];
-    assert!(NatsSession::default()
-        .parse(&long, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&long, Direction::ToServer));
     // An incomplete line consumes nothing.
     assert_eq!(
         NatsSession::default().parse(b"PUB a 1", Direction::ToServer, &mut Vec::new()),

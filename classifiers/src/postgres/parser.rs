@@ -9,9 +9,10 @@
 //! allocate, so the probe and the session share them.
 
 use nom::bytes::streaming::take;
-use nom::error::{Error, ErrorKind};
 use nom::number::streaming::{be_u32, be_u8};
-use nom::{Err, IResult, Parser};
+use nom::Parser;
+
+use crate::parsing::{fail, PResult};
 
 /// Longest untyped startup-phase message the server accepts: `MAX_STARTUP_PACKET_LENGTH`
 /// (10000) in `src/include/libpq/pqcomm.h`.
@@ -193,12 +194,6 @@ pub(crate) enum Untyped<'a> {
     GssEncRequest,
     /// CancelRequest: the backend pid and its secret key.
     Cancel { pid: u32 },
-}
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(i: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(i, ErrorKind::Verify)))
 }
 
 /// The header of an untyped message: `(total length, code)`, with the length checked against

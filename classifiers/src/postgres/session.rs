@@ -436,12 +436,8 @@ impl Steps for PostgresSession {
             Direction::ToServer => self.frontend(FrontendType(first), body, wire, truncated, out),
             Direction::ToClient => self.backend(BackendType(first), body, wire, truncated, out),
         }
-        if truncated {
-            self.skip.set(dir, len - after.len());
-            Ok(Step::Consumed(rest.len()))
-        } else {
-            Ok(Step::Consumed(wire))
-        }
+        // A truncated message: its bytes past `rest` are stepped over as they arrive.
+        Ok(Step::Consumed(self.skip.message(dir, wire, rest.len())))
     }
 
     fn opaque(&self) -> bool {

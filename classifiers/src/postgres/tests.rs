@@ -2,8 +2,8 @@
 //! hand-written messages, on look-alike protocols and on hostile or random bytes.
 
 use adi_classify::testing::{
-    classifications, engine_from_inventory, feed_engine, flow_key, flow_records, view, views,
-    Expect, Subject,
+    engine_from_inventory, feed_engine, flow_key, flow_records, verdicts, view, views, Expect,
+    Subject,
 };
 use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
@@ -19,11 +19,7 @@ adi_classify::conformance_tests!(
     "postgres",
     "src/postgres/fixtures",
     Confidence::CERTAIN,
-    Expect {
-        min_fixtures: 20,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.min_fixtures(20).exact_splits()
 );
 
 // ---- the session on real captures ----
@@ -54,9 +50,8 @@ fn session_psql_scram_login_and_query() {
 
 #[test]
 fn session_failed_login_is_the_startup_response() {
-    let (s, c) = T.fixture("psql_bad_password");
     assert_eq!(
-        views(&T.parse_all(&s, &c)),
+        T.views("psql_bad_password"),
         [
             "Request startup - [protocol=3.0, user=adi, database=adidb, application_name=psql]",
             "Response error - [auth=sasl, sasl_mechanism=SCRAM-SHA-256, auth=sasl_continue, severity=FATAL, \
@@ -189,9 +184,8 @@ fn session_pgbench_prepared_pairs_every_request() {
 
 #[test]
 fn session_raw_client_split_writes() {
-    let (s, c) = T.fixture("raw_split_writes");
     assert_eq!(
-        views(&T.parse_all(&s, &c)),
+        T.views("raw_split_writes"),
         [
             "Request startup - [protocol=3.0, user=rawclient, database=adidb, application_name=adi-raw]",
             "Request query SELECT 42 AS answer []",
@@ -224,9 +218,9 @@ const READY: &[u8] = b"Z\x00\x00\x00\x05I";
 
 #[test]
 fn probe_bands() {
-    let certain = (Confidence::CERTAIN.get(), false);
-    let strong = (Confidence::STRONG.get(), false);
-    let weak = (Confidence::WEAK.get(), false);
+    // (score, turned) of a match in the direction given.
+    let [certain, strong, weak] =
+        [Confidence::CERTAIN, Confidence::STRONG, Confidence::WEAK].map(|b| (b.get(), false));
     let to_server = Direction::ToServer;
     let to_client = Direction::ToClient;
     assert_eq!(T.score_turned(SSL_REQUEST, to_server), certain);
@@ -305,38 +299,20 @@ fn probe_rejects_broken_messages() {
 
 #[test]
 fn look_alikes_are_rejected() {
-    // HTTP request and response, Redis array, inline, reply and error, TLS ClientHello, Kafka
-    // ApiVersions, and every MySQL fixture: no prefix matches, either way.
-    let cases: &[&[u8]] = &[
-        b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n",
-        b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n",
-        b"*1\r\n$4\r\nPING\r\n",
-        b"PING\r\n",
-        b"+PONG\r\n",
-        b"-ERR unknown command\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-        b"\x00\x00\x00\x14\x00\x12\x00\x03\x00\x00\x00\x01\x00\x06client",
-    ];
-    let mysql = fixtures_path!("src/mysql/fixtures");
-    T.assert_prefixes_below_with(Confidence::new(0), cases, mysql, PROBE_WINDOW);
+    // An HTTP request, the other protocols' messages (OTHER_PROTOCOLS) and every MySQL
+    // fixture: no prefix matches, either way.
+    let http: &[u8] = b"GET / HTTP/1.1\r\nHost: db:5432\r\n\r\n";
+    T.assert_never_claims(&[http], fixtures_path!("src/mysql/fixtures"), PROBE_WINDOW);
 }
 
 #[test]
 fn session_records_hand_written_messages() {
-    let mut session = PostgresSession::default();
-    let mut out = Vec::new();
     let to_server = [CANCEL_REQUEST, GSSENC_REQUEST].concat();
-    assert_eq!(
-        session.parse(&to_server, Direction::ToServer, &mut out),
-        Ok(to_server.len())
-    );
     // 'N' refuses GSS encryption; then a NoticeResponse (severity, SQLSTATE, message).
     let notice = b"N\x00\x00\x00\x21SWARNING\x00C01000\x00Mbe careful\x00\x00";
     let to_client = [b"N".as_slice(), notice].concat();
-    assert_eq!(
-        session.parse(&to_client, Direction::ToClient, &mut out),
-        Ok(to_client.len())
-    );
+    // One parse call per direction takes every message.
+    let out = T.parse_split_once(&to_server, &to_client, usize::MAX);
     assert_eq!(
         views(&out),
         [
@@ -405,13 +381,9 @@ fn hostile_input_errors_without_panicking() {
         "{e:?}"
     );
     // Unknown message type.
-    assert!(PostgresSession::default()
-        .parse(b"@\x00\x00\x00\x04", Direction::ToClient, &mut out)
-        .is_err());
+    assert!(T.parse_fails(b"@\x00\x00\x00\x04", Direction::ToClient));
     // Untyped message with an unknown code.
-    assert!(PostgresSession::default()
-        .parse(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer, &mut out)
-        .is_err());
+    assert!(T.parse_fails(&[0, 0, 0, 8, 1, 2, 3, 4], Direction::ToServer));
     // (Every fixture prefix: the conformance tests.)
 }
 
@@ -443,9 +415,7 @@ fn engine_confirms_login_and_switches_on_ssl() {
             (Direction::ToClient, 2_000, &c),
         ],
     );
-    let best = classifications(&out)
-        .last()
-        .map(|c| (c.protocol, c.confidence));
+    let best = verdicts(&out).last().copied();
     assert_eq!(best, Some((POSTGRES, Confidence::CONFIRMED)), "{out:#?}");
     // SSLRequest then 'S': the session announces the switch, in wire order.
     let (s, c) = T.fixture("psycopg_ssl_require");

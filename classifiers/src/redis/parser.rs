@@ -7,7 +7,9 @@
 //! their first few bytes instead of waiting for a CRLF.
 
 use nom::error::{Error, ErrorKind};
-use nom::{Err, IResult, Needed};
+use nom::{Err, Needed};
+
+use crate::parsing::{fail, PResult};
 
 /// Most bytes of one header or simple line. Redis reads at most `PROTO_INLINE_MAX_SIZE`
 /// (64 KiB, `server.h`) before a CRLF, for inline commands and multibulk headers alike.
@@ -22,12 +24,6 @@ pub(crate) const MAX_AGGREGATE_LEN: u64 = i32::MAX as u64;
 pub(crate) const MAX_DEPTH: usize = 16;
 /// Most digits of a length or integer: 20 hold any `i64` with its sign.
 const MAX_DIGITS: usize = 20;
-
-type PResult<'a, T> = IResult<&'a [u8], T>;
-
-fn fail<T>(input: &[u8]) -> PResult<'_, T> {
-    Err(Err::Error(Error::new(input, ErrorKind::Verify)))
-}
 
 /// The first byte of a RESP value (the spec's "RESP protocol description" table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -18,11 +18,11 @@
 
 use adi_classify::record::lossy;
 use adi_classify::{Direction, ParseError, Record, RecordKind, Step, StepResult, Steps};
-use nom::Err;
 
 use super::commands::{self, Command};
 use super::parser::{parse_header, parse_inline_line, Header, InlineWords, TypeByte, MAX_DEPTH};
 use super::ID;
+use crate::parsing::read;
 
 /// Most bytes of a message kept as sent in [`Record::raw`].
 pub(crate) const MAX_RAW_KEPT: usize = 256;
@@ -286,19 +286,20 @@ impl Steps for RedisSession {
         }
         // A new top-level command that is not an array: an inline command.
         if reader.value.is_none() && dir == Direction::ToServer && buf[0] != TypeByte::ARRAY.0 {
-            let (after, line) = match parse_inline_line(buf) {
-                Ok(r) => r,
-                Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-                Err(_) => return Err(malformed("inline command longer than 64 KiB")),
+            let Some((after, line)) = read(
+                parse_inline_line(buf),
+                ID,
+                "inline command longer than 64 KiB",
+            )?
+            else {
+                return Ok(Step::NeedMore);
             };
             let used = buf.len() - after.len();
             self.inline(line, &buf[..used], out)?;
             return Ok(Step::Consumed(used));
         }
-        let (after, header) = match parse_header(buf) {
-            Ok(r) => r,
-            Err(Err::Incomplete(_)) => return Ok(Step::NeedMore),
-            Err(_) => return Err(malformed("RESP header")),
+        let Some((after, header)) = read(parse_header(buf), ID, "RESP header")? else {
+            return Ok(Step::NeedMore);
         };
         let used = buf.len() - after.len();
         self.on_header(dir, header, &buf[..used], out)?;

@@ -42,17 +42,13 @@ adi_classify::conformance_tests!(
     "redis",
     "src/redis/fixtures",
     Confidence::WEAK,
-    Expect {
-        paired: true,
-        exact_splits: true,
-        ..Expect::NONE
-    }
+    Expect::NONE.paired().exact_splits()
 );
 
 #[test]
 fn fixtures_match_at_their_band() {
     use Direction::{ToClient, ToServer};
-    let cases: &[(Direction, &str, Confidence)] = &[
+    T.assert_bands(&[
         // Command arrays with known commands, whole: CERTAIN.
         (ToServer, "cli_resp2_0", Confidence::CERTAIN),
         (ToServer, "benchmark_1", Confidence::CERTAIN),
@@ -71,8 +67,7 @@ fn fixtures_match_at_their_band() {
         (ToClient, "resp3_types", Confidence::CERTAIN),
         (ToClient, "pubsub_0", Confidence::CERTAIN),
         (ToClient, "decoy_5432_cli_2", Confidence::CERTAIN),
-    ];
-    T.assert_bands(cases);
+    ]);
 }
 
 #[test]

@@ -10,9 +10,9 @@ use nom::error::{Error, ErrorKind};
 use nom::multi::length_data;
 use nom::number::complete::{be_u16 as c_be_u16, be_u8 as c_be_u8};
 use nom::number::streaming::{be_u16, be_u24, be_u8};
-use nom::{Err, IResult, Parser};
+use nom::{Err, Parser};
 
-type PResult<'a, T> = IResult<&'a [u8], T>;
+use crate::parsing::PResult;
 
 /// A record's content type (RFC 8446 section 5.1, RFC 6520 for heartbeat).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -90,16 +90,11 @@ fn client_hello_record(message: &[u8], body: &[u8]) -> Result<Record, ParseError
             _ => {}
         }
     }
-    record
-        .attributes
-        .push(("version".to_owned(), version.name()));
+    record.push_attribute("version", version.name());
     record
         .attributes
         .extend(alpn.into_iter().map(|p| ("alpn".to_owned(), p)));
-    record.attributes.push((
-        "cipher_suites".to_owned(),
-        (hello.cipher_suites.len() / 2).to_string(),
-    ));
+    record.push_attribute("cipher_suites", (hello.cipher_suites.len() / 2).to_string());
     finish(&mut record, message);
     Ok(record)
 }
@@ -129,12 +124,8 @@ fn server_hello_record(message: &[u8], body: &[u8]) -> Result<(Record, bool, boo
             _ => {}
         }
     }
-    record
-        .attributes
-        .push(("version".to_owned(), version.name()));
-    record
-        .attributes
-        .push(("cipher".to_owned(), hello.cipher_suite.name()));
+    record.push_attribute("version", version.name());
+    record.push_attribute("cipher", hello.cipher_suite.name());
     record
         .attributes
         .extend(alpn.into_iter().map(|p| ("alpn".to_owned(), p)));
@@ -237,13 +228,9 @@ impl Steps for TlsSession {
                     self.skip.set(dir, hello.len);
                     let mut record = Record::new(RecordKind::Request);
                     record.op = Some("ClientHello".to_owned());
-                    record
-                        .attributes
-                        .push(("version".to_owned(), "SSL 2.0-compatible".to_owned()));
+                    record.push_attribute("version", "SSL 2.0-compatible");
                     if hello.version != ProtocolVersion(0x0002) {
-                        record
-                            .attributes
-                            .push(("legacy_version".to_owned(), hello.version.name()));
+                        record.push_attribute("legacy_version", hello.version.name());
                     }
                     record.wire_len = hello.len as u64;
                     record.truncated = true;
@@ -279,12 +266,8 @@ impl Steps for TlsSession {
                 record.op = Some("Alert".to_owned());
                 record.status = Some(u16::from(description));
                 let level = if level == 2 { "fatal" } else { "warning" };
-                record
-                    .attributes
-                    .push(("level".to_owned(), level.to_owned()));
-                record
-                    .attributes
-                    .push(("description".to_owned(), alert_name(description).to_owned()));
+                record.push_attribute("level", level);
+                record.push_attribute("description", alert_name(description));
                 record.wire_len = (RECORD_HEADER_LEN + 2) as u64;
                 out.push(record);
                 Ok(Step::Consumed(RECORD_HEADER_LEN + 2))

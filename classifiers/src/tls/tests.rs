@@ -2,10 +2,9 @@
 //! hand-written edge cases, on look-alike protocols and on hostile bytes.
 
 use adi_classify::testing::{
-    self, classifications, engine_from_inventory, feed_engine, flow_key, flow_records,
-    survives_pieces, Expect, Subject,
+    self, flow_records, run_engine, survives_pieces, verdicts, Expect, Subject,
 };
-use adi_classify::{fixtures_path, Confidence, Direction, Probe, Record, RecordKind, Session};
+use adi_classify::{fixtures_path, Confidence, Direction, Probe, RecordKind, Session};
 use proptest::prelude::*;
 
 use super::parser::HELLO_RETRY_REQUEST_RANDOM;
@@ -14,19 +13,6 @@ use super::{Tls, ID, PROBE_WINDOW};
 
 /// The classifier under test and its fixtures.
 const T: Subject = Subject::new(&Tls, fixtures_path!("src/tls/fixtures"));
-
-/// (kind, op, resource, attributes) of a record, for exact comparisons.
-fn summary(r: &Record) -> (RecordKind, &str, Option<&str>, Vec<(&str, &str)>) {
-    (
-        r.kind,
-        r.op.as_deref().unwrap_or_default(),
-        r.resource.as_deref(),
-        r.attributes
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect(),
-    )
-}
 
 // ---- probe on real captures ----
 
@@ -83,26 +69,27 @@ fn probe_reads_at_most_the_window() {
 fn session_summarises_curl_tls13_h2_without_sni() {
     let (c, s) = T.fixture("curl_h2_tls13_443");
     let out = T.parse_all(&c, &s);
-    let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "ClientHello",
                 None, // curl sends no SNI for an IP address (RFC 6066 section 3)
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.3"),
                     ("alpn", "h2"),
                     ("alpn", "http/1.1"),
                     ("cipher_suites", "4")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "ServerHello",
                 None,
-                vec![("version", "TLS 1.3"), ("cipher", "TLS_AES_256_GCM_SHA384")]
+                None,
+                &[("version", "TLS 1.3"), ("cipher", "TLS_AES_256_GCM_SHA384")]
             ),
         ]
     );
@@ -113,26 +100,27 @@ fn session_summarises_curl_tls13_h2_without_sni() {
 #[test]
 fn session_summarises_openssl_tls12_with_server_alpn() {
     let (c, s) = T.fixture("openssl_tls12");
-    let got = T.parse_all(&c, &s);
-    let got: Vec<_> = got.iter().map(summary).collect();
+    let out = T.parse_all(&c, &s);
     assert_eq!(
-        got,
-        vec![
-            (
+        testing::summaries(&out),
+        [
+            testing::summary(
                 RecordKind::Request,
                 "ClientHello",
                 Some("ossl.example"),
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.2"),
                     ("alpn", "http/1.1"),
                     ("cipher_suites", "28")
                 ]
             ),
-            (
+            testing::summary(
                 RecordKind::Response,
                 "ServerHello",
                 None,
-                vec![
+                None,
+                &[
                     ("version", "TLS 1.2"),
                     ("cipher", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
                     ("alpn", "http/1.1")
@@ -202,19 +190,12 @@ fn session_summarises_every_fixture() {
 #[test]
 fn engine_confirms_and_pairs_the_hellos() {
     let (c, s) = T.fixture("curl_h2_tls13_443");
-    let mut engine = engine_from_inventory();
-    let (out, _) = feed_engine(
-        &mut engine,
-        flow_key(443),
-        &[
-            (Direction::ToServer, 1_000, &c),
-            (Direction::ToClient, 5_000, &s),
-        ],
-    );
-    let classified = classifications(&out);
-    let last = classified.last().expect("classified");
-    assert_eq!(last.protocol, ID);
-    assert_eq!(last.confidence, Confidence::CONFIRMED);
+    let steps = [
+        (Direction::ToServer, 1_000, &c[..]),
+        (Direction::ToClient, 5_000, &s),
+    ];
+    let (_, out) = run_engine(443, &steps);
+    assert_eq!(verdicts(&out).last(), Some(&(ID, Confidence::CONFIRMED)));
     let records = flow_records(&out);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1].latency_ns, Some(4_000));
@@ -444,35 +425,22 @@ fn look_alikes_are_rejected() {
 
 #[test]
 fn session_rejects_non_tls() {
-    assert!(TlsSession::default()
-        .parse(b"GET / HTTP/1.1\r\n", Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(b"GET / HTTP/1.1\r\n", Direction::ToServer));
     // A bad record after a good one: the good one is consumed first, the error comes next.
     let mut bytes = vec![23, 3, 3, 0, 1, 0];
     bytes.extend_from_slice(&[99, 3, 3, 0, 1, 0]);
-    let mut session = TlsSession::default();
-    assert_eq!(
-        session.parse(&bytes, Direction::ToClient, &mut Vec::new()),
-        Ok(6)
-    );
-    assert!(session
-        .parse(&bytes[6..], Direction::ToClient, &mut Vec::new())
-        .is_err());
+    T.assert_error_after(&bytes, Direction::ToClient, 6);
 }
 
 #[test]
 fn hostile_lengths_do_not_panic() {
     // A handshake record claiming a 2^24-1 byte message: an error, not a huge allocation.
     let bytes = [22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff];
-    assert!(TlsSession::default()
-        .parse(&bytes, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bytes, Direction::ToServer));
     assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
     // Record length 0xffff: over 2^14 + 2048.
     let bytes = [23, 3, 3, 0xff, 0xff];
-    assert!(TlsSession::default()
-        .parse(&bytes, Direction::ToServer, &mut Vec::new())
-        .is_err());
+    assert!(T.parse_fails(&bytes, Direction::ToServer));
     assert_eq!(T.probe(&bytes, Direction::ToServer), Probe::NoMatch);
 }
 
