@@ -16,3 +16,25 @@ need_adi() {
     ADI=${ADI:-$ROOT/target/release/adi}
     [[ -x $ADI ]] || (cd "$ROOT" && cargo build --release -q -p adi-cli)
 }
+
+# Starts one nginx worker on a free loopback port serving a 612-byte page (the overhead load's
+# server); sets PORT and NGINX (its pid, also in PIDS) and waits until it answers. Optional:
+# $1 the scheme (http or https), $2 words after the listen address (`ssl`), $3 more server
+# directives (the certificate).
+start_nginx() {
+    local scheme=${1:-http}
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK"/{www,tmp}
+    head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
+    cat > "$WORK/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
+  fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
+  server { listen 127.0.0.1:$PORT ${2:-}; ${3:-} root $WORK/www; } }
+CONF
+    nginx -p "$WORK" -c "$WORK/nginx.conf" &
+    NGINX=$!
+    PIDS+=("$NGINX")
+    for _ in $(seq 100); do curl -sk -o /dev/null "$scheme://127.0.0.1:$PORT/" && break; sleep 0.05; done
+}

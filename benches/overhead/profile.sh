@@ -17,18 +17,7 @@ if (($# == 0)); then set -- --max-rate 0; fi
 source "$(dirname "$0")/../lib.sh" profile
 need_adi
 command -v perf >/dev/null || { echo "perf not found (apt-get install linux-perf)" >&2; exit 1; }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$WORK"/{www,tmp}
-head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
-cat > "$WORK/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
-  fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
-  server { listen 127.0.0.1:$PORT; root $WORK/www; } }
-CONF
-nginx -p "$WORK" -c "$WORK/nginx.conf" & PIDS+=("$!")
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+start_nginx
 
 "$ADI" --all "$@" --quiet --sink "jsonl=$WORK/events.jsonl" 2>"$WORK/adi.err" &
 ADI_PID=$!

@@ -37,27 +37,17 @@ command -v bpftool > /dev/null || { echo "bpftool not found (apt-get install bpf
 BPF_STATS=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled=1
 trap 'sysctl -qw kernel.bpf_stats_enabled=$BPF_STATS; cleanup' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$WORK"/{www,tmp}
-head -c 612 /dev/zero | tr '\0' 'a' > "$WORK/www/index.html"
-SCHEME=http LISTEN="127.0.0.1:$PORT" TLS_CONF=""
+SCHEME=http
 if [[ ${ADI_TLS:-} == 1 ]]; then
+    SCHEME=https
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> /dev/null
-    SCHEME=https LISTEN="127.0.0.1:$PORT ssl"
-    TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
+    start_nginx https ssl "ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;"
+else
+    start_nginx
 fi
-cat > "$WORK/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
-  fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
-  server { listen $LISTEN; $TLS_CONF root $WORK/www; } }
-CONF
-nginx -p "$WORK" -c "$WORK/nginx.conf" & NGINX=$!; PIDS+=("$NGINX")
 # ADI_SELECT=nginx: watch the server alone (wrk is then a process adi does not watch).
 if [[ $SELECT == nginx ]]; then SELECT="--pid $NGINX"; fi
-for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$PORT/" && break; sleep 0.05; done
 
 # One wrk run, named $1: its report, and the CPU seconds wrk and nginx used (steal time on a
 # shared VM is not in them, so CPU per request is steadier than throughput).
