@@ -380,7 +380,10 @@ impl Engine {
         if data.is_empty() {
             return;
         }
-        self.open(key, ts_ns, evicted);
+        // Most bytes belong to a flow already open: one lookup for them.
+        if !self.flows.contains_key(&key) {
+            self.open(key, ts_ns, evicted);
+        }
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
