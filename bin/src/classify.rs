@@ -6,6 +6,13 @@
 //! "reason"}`, in the order connections opened. Any other file is one raw payload: one line
 //! `{"file","protocol","category","confidence","reason"}`.
 //!
+//! A capture uses `--threads` threads to classify (default one per core; 1 does all on the
+//! calling thread): one more reads and reassembles, numbers each connection as a single engine
+//! would (by its first bytes, or its close) and decides the evictions beyond the engine's flow
+//! limit over all of them, then sends each connection whole, in batches over bounded queues, to
+//! the thread its addresses hash to; the calling thread writes the lines in connection order as
+//! they finish. The output is byte-for-byte that of one engine, whatever the number of threads.
+//!
 //! One bad file never stops the rest: its error goes to stderr as one line and counts as a
 //! failure (non-zero exit status).
 

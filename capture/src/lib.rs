@@ -3,7 +3,9 @@
 //! [`CaptureReader`] streams any [`Read`] (files may be many GB; one record is in memory at a
 //! time), decodes each packet down to TCP and reassembles every connection in both directions.
 //! It yields [`CaptureEvent::Data`] with in-order bytes and [`CaptureEvent::Closed`] when a
-//! connection ends, in capture order.
+//! connection ends, in capture order. [`CaptureReader::next_ref`] yields the same events with
+//! their bytes borrowed from the reader ([`CaptureEventRef`]), which allocates nothing per
+//! event: what `adi classify` reads a large capture with.
 //!
 //! - **Formats:** pcap (both byte orders, microsecond and nanosecond magic) and pcapng (several
 //!   sections and interfaces, `if_tsresol`, `if_tsoffset`; Enhanced, Simple and obsolete Packet
