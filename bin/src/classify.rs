@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use adi_capture::{is_capture_magic, CaptureError, CaptureEventRef, CaptureReader};
 use adi_core::engine::{Engine, EngineConfig, FlowSummary, Output};
-use adi_core::flow::{display_addr, FlowKey, Role};
+use adi_core::flow::{unmapped_ip, FlowKey, Role};
 use adi_core::{Direction, Registry};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -66,12 +66,27 @@ impl Default for Options {
 #[derive(Serialize)]
 struct ConnectionLine<'a> {
     file: &'a str,
-    client: String,
-    server: String,
+    client: Addr,
+    server: Addr,
     protocol: adi_core::ProtocolId,
     category: adi_core::Category,
     confidence: adi_core::Confidence,
     reason: &'a str,
+}
+
+/// An address as [`adi_core::flow::display_addr`] gives it, serialised without an intermediate `String`.
+struct Addr(SocketAddr);
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        SocketAddr::new(unmapped_ip(self.0), self.0.port()).fmt(f)
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Serialize)]
@@ -401,9 +416,11 @@ struct Classifier<'a> {
 
 impl<'a> Classifier<'a> {
     fn new(registry: &Arc<Registry>, file: &'a str) -> Self {
-        // Evictions are decided by the sequencer, over all engines: none here.
+        // Evictions are decided by the sequencer, over all engines: none here. Only the
+        // verdicts are printed: the sessions' records are dropped as they are parsed.
         let config = EngineConfig {
             max_flows: usize::MAX,
+            records: false,
             ..EngineConfig::default()
         };
         Self {
@@ -449,8 +466,8 @@ fn connection_line(file: &str, summary: &FlowSummary) -> serde_json::Result<Vec<
     let v = &summary.verdict;
     let mut line = serde_json::to_vec(&ConnectionLine {
         file,
-        client: display_addr(v.key.client),
-        server: display_addr(v.key.server),
+        client: Addr(v.key.client),
+        server: Addr(v.key.server),
         protocol: v.protocol,
         category: v.category,
         confidence: v.confidence,
@@ -967,6 +984,21 @@ mod tests {
             }
         }
         assert!(evicting >= 3, "only {evicting} captures evict flows");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_addr_gives_them() {
+        for addr in [
+            "127.0.0.1:80",
+            "[::1]:443",
+            "[::ffff:10.0.0.1]:5432",
+            "[fe80::1%2]:9",
+        ] {
+            let addr: SocketAddr = addr.parse().expect("address");
+            let json = serde_json::to_string(&Addr(addr)).expect("json");
+            let want = serde_json::to_string(&adi_core::flow::display_addr(addr)).expect("json");
+            assert_eq!(json, want);
+        }
     }
 
     #[test]

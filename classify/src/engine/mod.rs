@@ -41,6 +41,11 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// Most flows tracked at once; beyond it the least recently active flow is finished.
     pub max_flows: usize,
+    /// Whether parsed messages are given as [`Output::Record`] (the default). `false` when
+    /// only verdicts are wanted (`adi classify`): sessions still parse, switch protocols and
+    /// fail as they would, and [`EngineStats::records`] still counts every message, but the
+    /// records are dropped at once instead of moved into the caller's outputs.
+    pub records: bool,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +53,7 @@ impl Default for EngineConfig {
         Self {
             max_pending: 256 * 1024,
             max_flows: 65_536,
+            records: true,
         }
     }
 }
@@ -470,6 +476,7 @@ impl Engine {
             &mut flow.pending_requests,
             &mut self.stats,
             out,
+            self.config.records,
         );
         if result.is_err() {
             flow.dirs[dir.index()].desynced = true;
@@ -520,6 +527,7 @@ impl Engine {
                 &mut flow.pending_requests,
                 &mut self.stats,
                 out,
+                self.config.records,
             );
         }
     }
@@ -612,10 +620,16 @@ fn drain_records(
     pending: &mut VecDeque<(Option<u64>, u64)>,
     stats: &mut EngineStats,
     out: &mut Vec<Output>,
+    keep: bool,
 ) -> bool {
     let mut switched = false;
     for record in records.drain(..) {
         stats.records += 1;
+        if !keep {
+            // Only the verdict is wanted: a switch is all that matters of the records.
+            switched |= record.kind == RecordKind::Switch;
+            continue;
+        }
         let latency_ns = match record.kind {
             RecordKind::Request => {
                 if pending.len() >= MAX_PENDING_REQUESTS {
@@ -989,6 +1003,7 @@ impl Ctx<'_> {
                 &mut flow.pending_requests,
                 self.stats,
                 out,
+                self.config.records,
             );
             if switched || failed {
                 break;
