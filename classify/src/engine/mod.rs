@@ -696,9 +696,16 @@ impl Ctx<'_> {
                 }
                 self.stats.resyncs += 1;
             }
-            flow.dirs[dir.index()].buf.extend_from_slice(data);
-            self.confirm(flow, key, dir, ts_ns, out);
-            let retry = self.run_session(flow, key, dir, ts_ns, out);
+            let d = &flow.dirs[dir.index()];
+            // Nothing pending and not this direction's first bytes (which `confirm` probes):
+            // the session parses `data` where it is, and only what it leaves is kept.
+            let retry = if d.buf.is_empty() && d.seen != data.len() as u64 {
+                self.run_session(flow, key, dir, ts_ns, Some(data), out)
+            } else {
+                flow.dirs[dir.index()].buf.extend_from_slice(data);
+                self.confirm(flow, key, dir, ts_ns, out);
+                self.run_session(flow, key, dir, ts_ns, None, out)
+            };
             self.reclassify(flow, key, retry, ts_ns, out);
             return;
         }
@@ -950,7 +957,7 @@ impl Ctx<'_> {
         let first = flow.first.unwrap_or(Direction::ToServer);
         for dir in [first, first.reverse()] {
             if !flow.dirs[dir.index()].buf.is_empty() {
-                let retry = self.run_session(flow, key, dir, ts_ns, out);
+                let retry = self.run_session(flow, key, dir, ts_ns, None, out);
                 if retry.is_some() {
                     return retry;
                 }
@@ -962,12 +969,16 @@ impl Ctx<'_> {
     /// Lets the session consume what it can of `dir`'s pending bytes. When it switches
     /// protocols or fails, unlocks the flow and returns `Some(dir)`: the caller re-classifies
     /// the rest ([`Ctx::reclassify`]).
+    ///
+    /// `fresh`: new bytes to parse in place of the pending ones, when none are pending; what
+    /// the session leaves of them becomes the pending bytes, as if they had been appended.
     fn run_session(
         &mut self,
         flow: &mut Flow,
         key: FlowKey,
         dir: Direction,
         ts_ns: u64,
+        fresh: Option<&[u8]>,
         out: &mut Vec<Output>,
     ) -> Option<Direction> {
         let locked = flow.locked.as_mut()?;
@@ -977,7 +988,10 @@ impl Ctx<'_> {
         let mut failed = false;
         loop {
             let d = &flow.dirs[dir.index()];
-            let rest = &d.buf[consumed_total..];
+            let rest = fresh
+                .unwrap_or(&d.buf)
+                .get(consumed_total..)
+                .unwrap_or_default();
             if rest.is_empty() {
                 break;
             }
@@ -1010,7 +1024,14 @@ impl Ctx<'_> {
             }
         }
         let d = &mut flow.dirs[dir.index()];
-        d.consume(consumed_total);
+        match fresh {
+            Some(data) => {
+                d.consume(consumed_total);
+                d.buf
+                    .extend_from_slice(data.get(consumed_total..).unwrap_or_default());
+            }
+            None => d.consume(consumed_total),
+        }
         if switched || failed {
             let entry = locked.entry;
             if switched {
