@@ -8,7 +8,11 @@
 //!   must reject: the common case, since most candidates are wrong for any flow;
 //! - `engine/first_payload/<proto>` and `engine/first_payload/all_fixtures`: a new flow through
 //!   the whole engine (flow creation, every candidate, verdict, session start, close);
-//! - `engine/miss/random`: the same for random bytes (every candidate tried and rejected).
+//! - `engine/miss/random`: the same for random bytes (every candidate tried and rejected);
+//! - `offline/read_reassemble`: every committed capture read from memory, decoded and
+//!   reassembled into events (`CaptureReader::next_ref`), in bytes of capture per second;
+//! - `offline/classify`: the same captures through one engine, what `adi classify --threads 1`
+//!   does but the JSON line, in connections per second.
 //!
 //! Run with `cargo bench -p adi-benches`; `docs/benchmarks.md` lists the figures.
 
@@ -17,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use adi_capture::{is_capture_magic, CaptureEventRef, CaptureReader};
 use adi_core::engine::Engine;
 use adi_core::flow::{FlowKey, Role};
 use adi_core::testing::load_fixtures;
@@ -170,9 +175,103 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// Every capture committed to the repository, read into memory.
+fn captures() -> Vec<Vec<u8>> {
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut dirs = vec![
+        root.join("testdata/captures"),
+        root.join("capture/tests/captures"),
+    ];
+    if let Ok(entries) = std::fs::read_dir(root.join("classifiers/src")) {
+        dirs.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("fixtures")),
+        );
+    }
+    let mut files: Vec<_> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter(|bytes| is_capture_magic(bytes))
+        .collect()
+}
+
+/// One capture through one engine as `adi classify --threads 1` does; returns the
+/// connections classified.
+fn classify_capture(engine: &mut Engine, capture: &[u8]) -> usize {
+    let Ok(mut reader) = CaptureReader::new(capture) else {
+        return 0;
+    };
+    let (mut out, mut summaries) = (Vec::new(), Vec::new());
+    while let Some(Ok(event)) = reader.next_ref() {
+        match event {
+            CaptureEventRef::Opened { .. } => {}
+            CaptureEventRef::Data {
+                key,
+                dir,
+                ts_ns,
+                payload,
+            } => {
+                engine.on_data(key, dir, ts_ns, payload, &mut out, &mut summaries);
+                out.clear();
+            }
+            CaptureEventRef::Closed { key, ts_ns } => {
+                engine.open(key, ts_ns, &mut summaries);
+                summaries.extend(engine.close(&key));
+            }
+        }
+    }
+    summaries.extend(engine.close_all());
+    black_box(&summaries);
+    summaries.len()
+}
+
+fn bench_offline(c: &mut Criterion) {
+    let registry = Arc::new(Registry::from_inventory().expect("registry"));
+    let captures = captures();
+    assert!(captures.len() >= 40, "only {} captures", captures.len());
+    let bytes: usize = captures.iter().map(Vec::len).sum();
+    let mut engine = Engine::new(Arc::clone(&registry));
+    let connections: usize = captures
+        .iter()
+        .map(|c| classify_capture(&mut engine, c))
+        .sum();
+    let mut g = c.benchmark_group("offline");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("read_reassemble", |b| {
+        b.iter(|| {
+            for capture in &captures {
+                let Ok(mut reader) = CaptureReader::new(black_box(&capture[..])) else {
+                    continue;
+                };
+                while let Some(Ok(event)) = reader.next_ref() {
+                    black_box(event);
+                }
+            }
+        });
+    });
+    g.throughput(Throughput::Elements(connections as u64));
+    g.bench_function("classify", |b| {
+        b.iter(|| {
+            for capture in &captures {
+                black_box(classify_capture(&mut engine, capture));
+            }
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = adi_benches::config(std::time::Duration::from_secs(2));
-    targets = bench_probes, bench_engine
+    targets = bench_probes, bench_engine, bench_offline
 }
 criterion_main!(benches);

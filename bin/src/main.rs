@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -286,6 +287,11 @@ struct ClassifyArgs {
     /// For payload files: which way the bytes travelled. Default: try both.
     #[arg(long, value_enum)]
     direction: Option<DirectionArg>,
+    /// For captures: threads that classify connections, each owning the connections whose
+    /// addresses hash to it; one more reads the capture. 1 does everything on one thread.
+    /// The output is the same whatever the number. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    threads: Option<NonZeroUsize>,
 }
 
 /// `--service-map-format`.
@@ -406,6 +412,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = classify::Options {
                 port: args.port,
                 direction,
+                threads: args.threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+                }),
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

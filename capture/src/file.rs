@@ -12,7 +12,7 @@
 //! longer than every record before it. Lengths read from the file are checked against
 //! [`MAX_CAPLEN`] and [`MAX_BLOCK_LEN`] before anything is allocated.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use super::{CaptureError, CaptureFormat};
 
@@ -21,6 +21,9 @@ pub const MAX_CAPLEN: u32 = 262_144;
 /// The largest pcapng block that is parsed (packet data plus options, or a header block).
 /// Unknown blocks are skipped by streaming and may be of any length.
 pub const MAX_BLOCK_LEN: u32 = 16 * 1024 * 1024;
+
+/// The read buffer: large reads, so that a big capture costs few system calls.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// pcap, microsecond timestamps (draft-ietf-opsawg-pcap section 4).
 pub(crate) const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
@@ -149,6 +152,9 @@ pub(crate) struct RecordReader<R> {
     /// Bytes consumed so far: the offset of the next record.
     offset: u64,
     buf: Vec<u8>,
+    /// The last pcap record was handed out from `inner`'s buffer, uncopied: these bytes are
+    /// consumed when the next record is read.
+    lent: usize,
     kind: Kind,
     /// The last timestamp seen, given to Simple Packet Blocks (which have none).
     last_ts_ns: u64,
@@ -188,7 +194,7 @@ pub(crate) fn link_type_supported(link_type: u32) -> bool {
 impl<R: Read> RecordReader<R> {
     /// Reads the file header (pcap) or first Section Header Block (pcapng).
     pub(crate) fn open(inner: R) -> Result<Self, CaptureError> {
-        let mut inner = BufReader::with_capacity(64 * 1024, inner);
+        let mut inner = BufReader::with_capacity(READ_BUFFER_BYTES, inner);
         let mut magic = [0u8; 4];
         if read_full(&mut inner, &mut magic)? < 4 || !super::is_capture_magic(&magic) {
             return Err(CaptureError::NotACapture);
@@ -197,6 +203,7 @@ impl<R: Read> RecordReader<R> {
             inner,
             offset: 4,
             buf: Vec::with_capacity(64 * 1024),
+            lent: 0,
             kind: Kind::Pcapng {
                 endian: Endian::Little,
                 interfaces: Vec::new(),
@@ -274,6 +281,12 @@ impl<R: Read> RecordReader<R> {
     /// `start`, the offset of the record being read.
     fn read_into_buf(&mut self, n: usize, start: u64) -> Result<(), CaptureError> {
         self.buf.clear();
+        // Most records are already in the reader's buffer: one copy, no read call.
+        if let Some(record) = self.inner.buffer().get(..n) {
+            self.buf.extend_from_slice(record);
+            self.inner.consume(n);
+            return Ok(());
+        }
         // Grow with the bytes actually read, not with the declared length: a short file that
         // declares a long record allocates no more than it holds.
         let got = (&mut self.inner)
@@ -288,6 +301,7 @@ impl<R: Read> RecordReader<R> {
 
     /// The next packet record, or `None` at a clean end of input.
     pub(crate) fn next_record(&mut self) -> Result<Option<Record<'_>>, CaptureError> {
+        self.inner.consume(std::mem::take(&mut self.lent));
         let located = match self.kind {
             Kind::Pcap {
                 endian,
@@ -298,10 +312,12 @@ impl<R: Read> RecordReader<R> {
         };
         let Some(loc) = located else { return Ok(None) };
         self.last_ts_ns = loc.ts_ns;
-        let data = self
-            .buf
-            .get(loc.start..loc.start + loc.len)
-            .unwrap_or_default();
+        let held = if self.lent > 0 {
+            self.inner.buffer()
+        } else {
+            &self.buf
+        };
+        let data = held.get(loc.start..loc.start + loc.len).unwrap_or_default();
         Ok(Some(Record {
             link_type: loc.link_type,
             ts_ns: loc.ts_ns,
@@ -337,7 +353,13 @@ impl<R: Read> RecordReader<R> {
             });
         }
         self.offset += 16;
-        self.read_into_buf(caplen as usize, start)?;
+        let caplen_bytes = caplen as usize;
+        if self.inner.buffer().len() >= caplen_bytes {
+            // Most records are whole in the read buffer: lent from there, not copied.
+            self.lent = caplen_bytes;
+        } else {
+            self.read_into_buf(caplen_bytes, start)?;
+        }
         self.offset += u64::from(caplen);
         let ts_ns = sec * NANOS_PER_SEC
             + if nanos {

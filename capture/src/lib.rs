@@ -3,7 +3,9 @@
 //! [`CaptureReader`] streams any [`Read`] (files may be many GB; one record is in memory at a
 //! time), decodes each packet down to TCP and reassembles every connection in both directions.
 //! It yields [`CaptureEvent::Data`] with in-order bytes and [`CaptureEvent::Closed`] when a
-//! connection ends, in capture order.
+//! connection ends, in capture order. [`CaptureReader::next_ref`] yields the same events with
+//! their bytes borrowed from the reader ([`CaptureEventRef`]), which allocates nothing per
+//! event: what `adi classify` reads a large capture with.
 //!
 //! - **Formats:** pcap (both byte orders, microsecond and nanosecond magic) and pcapng (several
 //!   sections and interfaces, `if_tsresol`, `if_tsoffset`; Enhanced, Simple and obsolete Packet
@@ -37,6 +39,7 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::ops::Range;
 
 use adi_classify::{Direction, FlowKey};
 
@@ -78,6 +81,85 @@ pub enum CaptureEvent {
         /// Capture time of the packet that ended it (the last packet, at end of input).
         ts_ns: u64,
     },
+}
+
+/// A [`CaptureEvent`] whose bytes are borrowed from the reader
+/// ([`CaptureReader::next_ref`]): no allocation per event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureEventRef<'a> {
+    /// As [`CaptureEvent::Opened`].
+    Opened {
+        /// The connection.
+        key: FlowKey,
+        /// Capture time of its opening packet.
+        ts_ns: u64,
+    },
+    /// As [`CaptureEvent::Data`].
+    Data {
+        /// The connection.
+        key: FlowKey,
+        /// Which way the bytes travelled.
+        dir: Direction,
+        /// Capture time of the packet that made these bytes deliverable.
+        ts_ns: u64,
+        /// The bytes; never empty.
+        payload: &'a [u8],
+    },
+    /// As [`CaptureEvent::Closed`].
+    Closed {
+        /// The connection.
+        key: FlowKey,
+        /// Capture time of the packet that ended it.
+        ts_ns: u64,
+    },
+}
+
+impl CaptureEventRef<'_> {
+    /// The event with its own copy of the bytes.
+    pub fn to_owned(&self) -> CaptureEvent {
+        match *self {
+            Self::Opened { key, ts_ns } => CaptureEvent::Opened { key, ts_ns },
+            Self::Data {
+                key,
+                dir,
+                ts_ns,
+                payload,
+            } => CaptureEvent::Data {
+                key,
+                dir,
+                ts_ns,
+                payload: payload.to_vec(),
+            },
+            Self::Closed { key, ts_ns } => CaptureEvent::Closed { key, ts_ns },
+        }
+    }
+}
+
+/// An event waiting to be yielded; `Data` bytes are a range of [`EventQueue::bytes`].
+#[derive(Debug)]
+pub(crate) enum Queued {
+    Opened {
+        key: FlowKey,
+        ts_ns: u64,
+    },
+    Data {
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        bytes: Range<usize>,
+    },
+    Closed {
+        key: FlowKey,
+        ts_ns: u64,
+    },
+}
+
+/// The events one packet (or the end of the input) produced, in order, and their bytes in one
+/// buffer reused for the whole capture.
+#[derive(Debug, Default)]
+pub(crate) struct EventQueue {
+    pub(crate) events: VecDeque<Queued>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// The container format of a capture.
@@ -243,7 +325,7 @@ pub struct CaptureReader<R: Read> {
     records: RecordReader<R>,
     reassembler: Reassembler,
     stats: CaptureStats,
-    queue: VecDeque<CaptureEvent>,
+    queue: EventQueue,
     error: Option<CaptureError>,
     done: bool,
 }
@@ -253,7 +335,7 @@ impl<R: Read> std::fmt::Debug for CaptureReader<R> {
         f.debug_struct("CaptureReader")
             .field("records", &self.records)
             .field("stats", &self.stats)
-            .field("queued", &self.queue.len())
+            .field("queued", &self.queue.events.len())
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
@@ -278,7 +360,7 @@ impl<R: Read> CaptureReader<R> {
             records: RecordReader::open(reader)?,
             reassembler: Reassembler::new(limits),
             stats: CaptureStats::default(),
-            queue: VecDeque::new(),
+            queue: EventQueue::default(),
             error: None,
             done: false,
         })
@@ -297,6 +379,40 @@ impl<R: Read> CaptureReader<R> {
     /// Bytes of the input consumed so far.
     pub fn offset(&self) -> u64 {
         self.records.offset()
+    }
+
+    /// The next event with its bytes borrowed from the reader, which reuses one buffer for
+    /// them: the same events as the iterator, without an allocation per event. `None` at
+    /// the end (after an error, which comes last).
+    pub fn next_ref(&mut self) -> Option<Result<CaptureEventRef<'_>, CaptureError>> {
+        loop {
+            if let Some(event) = self.queue.events.pop_front() {
+                return Some(Ok(match event {
+                    Queued::Opened { key, ts_ns } => CaptureEventRef::Opened { key, ts_ns },
+                    Queued::Data {
+                        key,
+                        dir,
+                        ts_ns,
+                        bytes,
+                    } => CaptureEventRef::Data {
+                        key,
+                        dir,
+                        ts_ns,
+                        payload: self.queue.bytes.get(bytes).unwrap_or_default(),
+                    },
+                    Queued::Closed { key, ts_ns } => CaptureEventRef::Closed { key, ts_ns },
+                }));
+            }
+            if let Some(error) = self.error.take() {
+                return Some(Err(error));
+            }
+            if self.done {
+                return None;
+            }
+            // Every event of the last packet has been taken: its bytes are no longer borrowed.
+            self.queue.bytes.clear();
+            self.step();
+        }
     }
 
     /// Reads one record and feeds it through decoding and reassembly.
@@ -338,18 +454,7 @@ impl<R: Read> Iterator for CaptureReader<R> {
     type Item = Result<CaptureEvent, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(event) = self.queue.pop_front() {
-                return Some(Ok(event));
-            }
-            if let Some(error) = self.error.take() {
-                return Some(Err(error));
-            }
-            if self.done {
-                return None;
-            }
-            self.step();
-        }
+        self.next_ref().map(|event| event.map(|e| e.to_owned()))
     }
 }
 

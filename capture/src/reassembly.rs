@@ -7,14 +7,19 @@
 //! trimmed, segments that arrive early wait in a bounded buffer, and holes that can never be
 //! filled are skipped and counted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
-use adi_classify::flow::Role;
+use adi_classify::flow::{addr_bits, Role};
 use adi_classify::{Direction, FlowKey};
 
 use super::packet::{Segment, ACK, FIN, RST, SYN};
-use super::{CaptureEvent, CaptureStats, ReassemblyLimits};
+use super::{CaptureStats, EventQueue, Queued, ReassemblyLimits};
+
+/// The connection table is looked up for every packet: foldhash, seeded per process, rather
+/// than std's SipHash, which hashed both addresses of every packet.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The stream position of the first byte: leaves room below for segments up to 2^31 bytes
 /// behind, so positions never underflow.
@@ -51,32 +56,52 @@ struct Stream {
     finished: bool,
 }
 
-/// Collects contiguous delivered bytes into one `Data` event.
+/// Collects contiguous delivered bytes into one `Data` event, its bytes appended to the
+/// queue's shared buffer (no allocation per event).
 struct Emitter<'a> {
     key: FlowKey,
     dir: Direction,
     ts_ns: u64,
-    buf: Vec<u8>,
-    out: &'a mut VecDeque<CaptureEvent>,
+    /// Where the current run of bytes starts in `out.bytes`.
+    start: usize,
+    out: &'a mut EventQueue,
     stats: &'a mut CaptureStats,
 }
 
-impl Emitter<'_> {
+impl<'a> Emitter<'a> {
+    fn new(
+        key: FlowKey,
+        dir: Direction,
+        ts_ns: u64,
+        out: &'a mut EventQueue,
+        stats: &'a mut CaptureStats,
+    ) -> Self {
+        Self {
+            key,
+            dir,
+            ts_ns,
+            start: out.bytes.len(),
+            out,
+            stats,
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
         self.stats.delivered_bytes += data.len() as u64;
-        self.buf.extend_from_slice(data);
+        self.out.bytes.extend_from_slice(data);
     }
 
     /// Ends the current run of contiguous bytes (before a gap, or when done).
     fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            let payload = std::mem::take(&mut self.buf);
-            self.out.push_back(CaptureEvent::Data {
+        let end = self.out.bytes.len();
+        if end > self.start {
+            self.out.events.push_back(Queued::Data {
                 key: self.key,
                 dir: self.dir,
                 ts_ns: self.ts_ns,
-                payload,
+                bytes: self.start..end,
             });
+            self.start = end;
         }
     }
 }
@@ -295,22 +320,15 @@ impl Conn {
     }
 
     /// Flushes both directions and emits `Closed`.
-    fn close(&mut self, ts_ns: u64, out: &mut VecDeque<CaptureEvent>, stats: &mut CaptureStats) {
+    fn close(&mut self, ts_ns: u64, out: &mut EventQueue, stats: &mut CaptureStats) {
         for dir in [Direction::ToServer, Direction::ToClient] {
             let stream = &mut self.streams[dir.index()];
-            let mut em = Emitter {
-                key: self.key,
-                dir,
-                ts_ns,
-                buf: Vec::new(),
-                out: &mut *out,
-                stats: &mut *stats,
-            };
+            let mut em = Emitter::new(self.key, dir, ts_ns, &mut *out, &mut *stats);
             stream.flush_all(&mut em);
             // Free the buffers; the entry lingers only to recognise stragglers.
             *stream = Stream::default();
         }
-        out.push_back(CaptureEvent::Closed {
+        out.events.push_back(Queued::Closed {
             key: self.key,
             ts_ns,
         });
@@ -318,19 +336,30 @@ impl Conn {
     }
 }
 
-/// Both orders of a connection's endpoints map to the same key.
-fn conn_key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+/// A connection's endpoints, lower first, so that both directions map to the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConnKey(SocketAddr, SocketAddr);
+
+/// Two wide writes instead of the dozen a derived hash makes: looked up for every packet.
+impl Hash for ConnKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(addr_bits(self.0));
+        state.write_u128(addr_bits(self.1));
+    }
+}
+
+fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
     if a <= b {
-        (a, b)
+        ConnKey(a, b)
     } else {
-        (b, a)
+        ConnKey(b, a)
     }
 }
 
 /// The connection table.
 #[derive(Debug, Default)]
 pub(crate) struct Reassembler {
-    conns: HashMap<(SocketAddr, SocketAddr), Conn>,
+    conns: HashMap<ConnKey, Conn>,
     next_id: u64,
     limits: ReassemblyLimits,
     last_ts_ns: u64,
@@ -350,7 +379,7 @@ impl Reassembler {
         &mut self,
         seg: &Segment<'_>,
         ts_ns: u64,
-        out: &mut VecDeque<CaptureEvent>,
+        out: &mut EventQueue,
         stats: &mut CaptureStats,
     ) {
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
@@ -404,7 +433,7 @@ impl Reassembler {
             let conn = Conn::new(self.next_id, client, server);
             if syn {
                 // Its opening is in the capture; without one, it was joined mid-stream.
-                out.push_back(CaptureEvent::Opened {
+                out.events.push_back(Queued::Opened {
                     key: conn.key,
                     ts_ns,
                 });
@@ -419,14 +448,7 @@ impl Reassembler {
         } else {
             Direction::ToClient
         };
-        let mut em = Emitter {
-            key: conn.key,
-            dir,
-            ts_ns,
-            buf: Vec::new(),
-            out: &mut *out,
-            stats: &mut *stats,
-        };
+        let mut em = Emitter::new(conn.key, dir, ts_ns, &mut *out, &mut *stats);
         conn.streams[dir.index()].on_segment(seg, self.limits, &mut em);
         em.flush();
         if seg.flags & FIN != 0 {
@@ -439,7 +461,7 @@ impl Reassembler {
 
     /// Ends every open connection (end of input): flushes what is buffered, skipping holes,
     /// and emits `Closed` for each, in the order the connections were first seen.
-    pub(crate) fn finish(&mut self, out: &mut VecDeque<CaptureEvent>, stats: &mut CaptureStats) {
+    pub(crate) fn finish(&mut self, out: &mut EventQueue, stats: &mut CaptureStats) {
         let mut open: Vec<Conn> = self
             .conns
             .drain()

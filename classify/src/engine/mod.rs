@@ -41,6 +41,11 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// Most flows tracked at once; beyond it the least recently active flow is finished.
     pub max_flows: usize,
+    /// Whether parsed messages are given as [`Output::Record`] (the default). `false` when
+    /// only verdicts are wanted (`adi classify`): sessions still parse, switch protocols and
+    /// fail as they would, and [`EngineStats::records`] still counts every message, but the
+    /// records are dropped at once instead of moved into the caller's outputs.
+    pub records: bool,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +53,7 @@ impl Default for EngineConfig {
         Self {
             max_pending: 256 * 1024,
             max_flows: 65_536,
+            records: true,
         }
     }
 }
@@ -380,7 +386,10 @@ impl Engine {
         if data.is_empty() {
             return;
         }
-        self.open(key, ts_ns, evicted);
+        // Most bytes belong to a flow already open: one lookup for them.
+        if !self.flows.contains_key(&key) {
+            self.open(key, ts_ns, evicted);
+        }
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
@@ -467,6 +476,7 @@ impl Engine {
             &mut flow.pending_requests,
             &mut self.stats,
             out,
+            self.config.records,
         );
         if result.is_err() {
             flow.dirs[dir.index()].desynced = true;
@@ -517,6 +527,7 @@ impl Engine {
                 &mut flow.pending_requests,
                 &mut self.stats,
                 out,
+                self.config.records,
             );
         }
     }
@@ -609,10 +620,16 @@ fn drain_records(
     pending: &mut VecDeque<(Option<u64>, u64)>,
     stats: &mut EngineStats,
     out: &mut Vec<Output>,
+    keep: bool,
 ) -> bool {
     let mut switched = false;
     for record in records.drain(..) {
         stats.records += 1;
+        if !keep {
+            // Only the verdict is wanted: a switch is all that matters of the records.
+            switched |= record.kind == RecordKind::Switch;
+            continue;
+        }
         let latency_ns = match record.kind {
             RecordKind::Request => {
                 if pending.len() >= MAX_PENDING_REQUESTS {
@@ -679,9 +696,16 @@ impl Ctx<'_> {
                 }
                 self.stats.resyncs += 1;
             }
-            flow.dirs[dir.index()].buf.extend_from_slice(data);
-            self.confirm(flow, key, dir, ts_ns, out);
-            let retry = self.run_session(flow, key, dir, ts_ns, out);
+            let d = &flow.dirs[dir.index()];
+            // Nothing pending and not this direction's first bytes (which `confirm` probes):
+            // the session parses `data` where it is, and only what it leaves is kept.
+            let retry = if d.buf.is_empty() && d.seen != data.len() as u64 {
+                self.run_session(flow, key, dir, ts_ns, Some(data), out)
+            } else {
+                flow.dirs[dir.index()].buf.extend_from_slice(data);
+                self.confirm(flow, key, dir, ts_ns, out);
+                self.run_session(flow, key, dir, ts_ns, None, out)
+            };
             self.reclassify(flow, key, retry, ts_ns, out);
             return;
         }
@@ -933,7 +957,7 @@ impl Ctx<'_> {
         let first = flow.first.unwrap_or(Direction::ToServer);
         for dir in [first, first.reverse()] {
             if !flow.dirs[dir.index()].buf.is_empty() {
-                let retry = self.run_session(flow, key, dir, ts_ns, out);
+                let retry = self.run_session(flow, key, dir, ts_ns, None, out);
                 if retry.is_some() {
                     return retry;
                 }
@@ -945,12 +969,16 @@ impl Ctx<'_> {
     /// Lets the session consume what it can of `dir`'s pending bytes. When it switches
     /// protocols or fails, unlocks the flow and returns `Some(dir)`: the caller re-classifies
     /// the rest ([`Ctx::reclassify`]).
+    ///
+    /// `fresh`: new bytes to parse in place of the pending ones, when none are pending; what
+    /// the session leaves of them becomes the pending bytes, as if they had been appended.
     fn run_session(
         &mut self,
         flow: &mut Flow,
         key: FlowKey,
         dir: Direction,
         ts_ns: u64,
+        fresh: Option<&[u8]>,
         out: &mut Vec<Output>,
     ) -> Option<Direction> {
         let locked = flow.locked.as_mut()?;
@@ -960,7 +988,10 @@ impl Ctx<'_> {
         let mut failed = false;
         loop {
             let d = &flow.dirs[dir.index()];
-            let rest = &d.buf[consumed_total..];
+            let rest = fresh
+                .unwrap_or(&d.buf)
+                .get(consumed_total..)
+                .unwrap_or_default();
             if rest.is_empty() {
                 break;
             }
@@ -986,13 +1017,21 @@ impl Ctx<'_> {
                 &mut flow.pending_requests,
                 self.stats,
                 out,
+                self.config.records,
             );
             if switched || failed {
                 break;
             }
         }
         let d = &mut flow.dirs[dir.index()];
-        d.consume(consumed_total);
+        match fresh {
+            Some(data) => {
+                d.consume(consumed_total);
+                d.buf
+                    .extend_from_slice(data.get(consumed_total..).unwrap_or_default());
+            }
+            None => d.consume(consumed_total),
+        }
         if switched || failed {
             let entry = locked.entry;
             if switched {

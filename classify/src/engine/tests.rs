@@ -426,3 +426,33 @@ fn session_failing_on_the_other_directions_bytes_does_not_loop() {
     let out = feed(&mut e, k, Direction::ToClient, 3, b"RSP a\n");
     assert_eq!(records(&out)[0].latency_ns, Some(1));
 }
+
+#[test]
+fn without_records_the_verdicts_switches_and_counts_are_the_same() {
+    let reg = Arc::new(Registry::from_entries(vec![&REQ_REG, &R_REG]).expect("registry"));
+    let quiet = EngineConfig {
+        records: false,
+        ..EngineConfig::default()
+    };
+    let inputs: [&[u8]; 4] = [
+        b"REQ a\nSWITCH\nXabc",
+        b"REQ a\nXbad\n",
+        b"REQ a\nREQ b\n",
+        b"random bytes",
+    ];
+    for (i, bytes) in inputs.into_iter().enumerate() {
+        let mut with = engine();
+        let mut without = Engine::with_config(Arc::clone(&reg), quiet.clone());
+        let k = key(9000 + i as u16);
+        let all = feed(&mut with, k, Direction::ToServer, 1, bytes);
+        let only = feed(&mut without, k, Direction::ToServer, 1, bytes);
+        assert!(
+            !records(&all).is_empty() || i == 3,
+            "{i}: the toy sessions give records"
+        );
+        assert!(records(&only).is_empty(), "{i}: records given");
+        assert_eq!(classified(&all), classified(&only), "{i}");
+        assert_eq!(with.stats(), without.stats(), "{i}");
+        assert_eq!(with.close(&k), without.close(&k), "{i}");
+    }
+}
