@@ -14,6 +14,9 @@
 //! - `sink/jsonl`: the `jsonl` sink's `write` (serialisation into its line buffer and a
 //!   buffered write) per event, over the same redacted events, to a writer that discards.
 //!
+//! - `sink/env_yaml`: the `env-yaml` sink's document for one process (this process's own
+//!   environment), to a writer that discards.
+//!
 //! Run with `cargo bench -p adi-benches --bench events`.
 
 use std::hint::black_box;
@@ -22,10 +25,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use adi_core::engine::{Engine, FlowRecord, Output};
-use adi_core::event::{Event, HttpEvent, ProcessInfo};
+use adi_core::event::{Event, HttpEvent, ProcessEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::testing::load_fixtures;
 use adi_core::Registry;
+use adi_sinks::env_yaml::EnvYamlSink;
 use adi_sinks::jsonl::JsonlSink;
 use adi_sinks::service_map::{MapBuilder, MapOptions};
 use adi_sinks::Sink;
@@ -139,6 +143,21 @@ fn bench_events(c: &mut Criterion) {
                 jsonl.write(black_box(e)).expect("write");
             }
         });
+    });
+    // The env-yaml sink writes one document per watched process (at its start or exec), not
+    // per message: the environment of this very process, real variables.
+    let environ = std::fs::read("/proc/self/environ").expect("/proc/self/environ");
+    let process_event = Event::Process(ProcessEvent::new(
+        std::process::id(),
+        Arc::from("/usr/bin/python3 /app/server.py --port 9080"),
+        Ok(environ),
+        "2026-11-22T08:00:00.000000000Z".to_owned(),
+    ));
+    g.throughput(Throughput::Elements(1));
+    let mut env_yaml =
+        EnvYamlSink::to_writer("env-yaml", "discard", Box::new(std::io::sink()), Vec::new());
+    g.bench_function("env_yaml", |b| {
+        b.iter(|| env_yaml.write(black_box(&process_event)).expect("write"));
     });
     g.finish();
     let mut g = c.benchmark_group("service_map");
