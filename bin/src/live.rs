@@ -50,10 +50,11 @@ const NON_HTTP_CAP: u32 = 256;
 /// Events queued per sink before the slowest sink starts losing (and counting) them. At full
 /// capture of a saturated server (`benches/overhead`, `--max-rate 0`) the jsonl sink falls
 /// behind capture and the queue is what holds adi's memory (an `http` event is about 2 KiB):
-/// measured, 16,384 events kept the peak under load at 61-88 MiB, 65,536 at 185-190 MiB, and
-/// both lost a similar share at the queue (0-27% and 5-33% per run, counted): a queue only
-/// absorbs bursts; a sink slower than capture loses the difference whatever its length.
-const BUS_CAPACITY: usize = 16_384;
+/// measured side by side, 4,096 events kept the peak under load at 69-73 MiB and 16,384 at
+/// 88-92 MiB, and both lost the same share at the queue (30-40% per run, counted); 65,536
+/// peaked at 185-190 MiB. A queue only absorbs bursts (4,096 events are 20 ms of a saturated
+/// nginx); a sink slower than capture loses the difference whatever its length.
+const BUS_CAPACITY: usize = 4_096;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
 /// How often, at most, the listening-port table is read again (only when a connection of
