@@ -672,8 +672,10 @@ pub struct EventStream {
     spare: Vec<Vec<u8>>,
 }
 
-/// Most payload buffers kept for reuse: one full batch.
-const SPARE_BUFFERS: usize = 4096;
+/// Most payload buffers kept for reuse: enough for the batches of a busy stream, few enough
+/// that the pool stays small (at most 512 x the 8 KiB payload cap, 4 MiB; 2 MiB at the
+/// default 4 KiB cap).
+const SPARE_BUFFERS: usize = 512;
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
