@@ -17,6 +17,7 @@
 #include "adi_kernel.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "adi_ringbuf.h"
 #include "adi_events.h"
 
 #define AF_INET 2
@@ -225,14 +226,6 @@ struct {
 	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
 
-/* Ring buffer flags and queries (UAPI linux/bpf.h, not included: adi_kernel.h is standalone). */
-#define BPF_RB_NO_WAKEUP 1
-#define BPF_RB_FORCE_WAKEUP 2
-#define BPF_RB_AVAIL_DATA 0
-
-/* Pending bytes that make the kernel wake the reader (see submit). */
-#define WAKEUP_BYTES (256 * 1024)
-
 static __always_inline void count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &stat);
@@ -337,17 +330,10 @@ static __always_inline void submit(struct adi_scratch *s, __u32 payload)
 		return;
 	payload = len;
 	s->hdr.cap_len = payload;
-	/* Wake user space once per WAKEUP_BYTES of pending data: when this record makes the
-	 * pending bytes cross a multiple of it, not for every record above it. A wakeup is an
-	 * inter-processor interrupt, a VM exit in a guest: forcing one per record while user
-	 * space lagged behind cost the traced processes about a microsecond per message. A
-	 * crossing two CPUs miss together is caught at the next multiple; user space also polls.
-	 * Exec events wake it at once: it reads the new program's /proc entries while they last. */
+	/* Wake user space once per WAKEUP_BYTES of pending data (adi_ringbuf.h). Exec events
+	 * wake it at once: it reads the new program's /proc entries while they last. */
 	__u64 size = sizeof(struct adi_event_hdr) + len;
-	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 flags = s->hdr.kind == ADI_EV_EXEC ||
-				      pending / WAKEUP_BYTES != (pending + size) / WAKEUP_BYTES ?
-			      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 flags = s->hdr.kind == ADI_EV_EXEC ? BPF_RB_FORCE_WAKEUP : wakeup_flags(&events, size);
 	if (bpf_ringbuf_output(&events, s, size, flags))
 		count(ADI_STAT_RINGBUF_FULL);
 	else

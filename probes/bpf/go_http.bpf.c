@@ -47,6 +47,7 @@ enum {
 };
 
 #include <bpf/bpf_helpers.h>
+#include "adi_ringbuf.h"
 #include "go_http_events.h"
 
 #ifndef __TARGET_ARCH_x86
@@ -73,14 +74,6 @@ struct go_pt_regs {
 #define WALK_STEPS 2048
 /* Offset of itab.fun[0] (abi.ITab: Inter, Type, Hash+pad, Fun) in every Go version here. */
 #define ITAB_FUN0 24
-/* bpf_ringbuf_query / output flags (include/uapi/linux/bpf.h). */
-#define BPF_RB_NO_WAKEUP 1
-#define BPF_RB_FORCE_WAKEUP 2
-#define BPF_RB_AVAIL_DATA 0
-/* Wake user space only once this much is pending: a wakeup per record costs the traced
- * program more than the record (an IPI, a VM exit on virtual machines). User space also
- * polls every few milliseconds. */
-#define WAKEUP_BYTES (256 * 1024)
 
 struct go_http_call_key {
 	__u32 tgid;
@@ -165,16 +158,6 @@ static __always_inline void count(__u32 stat)
 	__u64 *v = bpf_map_lookup_elem(&go_http_stats, &stat);
 	if (v)
 		*v += 1;
-}
-
-/* A wakeup when a record of `size` bytes makes the pending data cross a multiple of
- * WAKEUP_BYTES, none otherwise (a wakeup per record while user space lags is an
- * inter-processor interrupt per call; see adi.bpf.c's submit). */
-static __always_inline __u64 wakeup_flags(__u64 size)
-{
-	__u64 pending = bpf_ringbuf_query(&go_http_events, BPF_RB_AVAIL_DATA);
-	return pending / WAKEUP_BYTES != (pending + size) / WAKEUP_BYTES ?
-		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline struct go_http_scratch *scratch(void)
@@ -474,7 +457,7 @@ static __always_inline int on_entry(struct go_pt_regs *ctx, __u32 side, __u64 re
 	__u64 len = sizeof(s->hdr) + s->hdr.data_len;
 	if (len > sizeof(s->hdr) + GO_HTTP_MAX_DATA)
 		len = sizeof(s->hdr) + GO_HTTP_MAX_DATA;
-	if (bpf_ringbuf_output(&go_http_events, s, len, wakeup_flags(len))) {
+	if (bpf_ringbuf_output(&go_http_events, s, len, wakeup_flags(&go_http_events, len))) {
 		count(GO_HTTP_STAT_RINGBUF_FULL);
 	} else {
 		count(GO_HTTP_STAT_RECORDS);
@@ -556,7 +539,7 @@ static __always_inline int on_ret(struct go_pt_regs *ctx, __u32 side)
 	e->status = status;
 	e->flags = flags;
 	e->data_len = 0;
-	bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
+	bpf_ringbuf_submit(e, wakeup_flags(&go_http_events, sizeof(*e)));
 	count(GO_HTTP_STAT_RECORDS);
 	return 0;
 }
