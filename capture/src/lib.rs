@@ -49,9 +49,11 @@ use reassembly::Reassembler;
 
 pub use file::{MAX_BLOCK_LEN, MAX_CAPLEN};
 
-/// One thing learnt from a capture.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CaptureEvent {
+/// One thing learnt from a capture. `P` holds a `Data` event's bytes: owned by the event (the
+/// iterator's `Vec<u8>`), borrowed from the reader ([`CaptureEventRef`]), or, inside the
+/// reader, a range of its byte buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureEvent<P = Vec<u8>> {
     /// A connection's opening (its SYN or SYN-ACK) is in the capture, before its first
     /// `Data`. A connection without one was already open when the capture began.
     Opened {
@@ -71,7 +73,7 @@ pub enum CaptureEvent {
         ts_ns: u64,
         /// The bytes; never empty. Consecutive `Data` of one direction are contiguous unless
         /// a gap was counted between them.
-        payload: Vec<u8>,
+        payload: P,
     },
     /// The connection ended (FIN both ways, RST, a new SYN on its 4-tuple, or the end of the
     /// input), after its last `Data`.
@@ -85,39 +87,12 @@ pub enum CaptureEvent {
 
 /// A [`CaptureEvent`] whose bytes are borrowed from the reader
 /// ([`CaptureReader::next_ref`]): no allocation per event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CaptureEventRef<'a> {
-    /// As [`CaptureEvent::Opened`].
-    Opened {
-        /// The connection.
-        key: FlowKey,
-        /// Capture time of its opening packet.
-        ts_ns: u64,
-    },
-    /// As [`CaptureEvent::Data`].
-    Data {
-        /// The connection.
-        key: FlowKey,
-        /// Which way the bytes travelled.
-        dir: Direction,
-        /// Capture time of the packet that made these bytes deliverable.
-        ts_ns: u64,
-        /// The bytes; never empty.
-        payload: &'a [u8],
-    },
-    /// As [`CaptureEvent::Closed`].
-    Closed {
-        /// The connection.
-        key: FlowKey,
-        /// Capture time of the packet that ended it.
-        ts_ns: u64,
-    },
-}
+pub type CaptureEventRef<'a> = CaptureEvent<&'a [u8]>;
 
-impl CaptureEventRef<'_> {
-    /// The event with its own copy of the bytes.
-    pub fn to_owned(&self) -> CaptureEvent {
-        match *self {
+impl<P> CaptureEvent<P> {
+    /// The same event with its bytes turned into another form.
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> CaptureEvent<Q> {
+        match self {
             Self::Opened { key, ts_ns } => CaptureEvent::Opened { key, ts_ns },
             Self::Data {
                 key,
@@ -128,7 +103,7 @@ impl CaptureEventRef<'_> {
                 key,
                 dir,
                 ts_ns,
-                payload: payload.to_vec(),
+                payload: f(payload),
             },
             Self::Closed { key, ts_ns } => CaptureEvent::Closed { key, ts_ns },
         }
@@ -136,23 +111,7 @@ impl CaptureEventRef<'_> {
 }
 
 /// An event waiting to be yielded; `Data` bytes are a range of [`EventQueue::bytes`].
-#[derive(Debug)]
-pub(crate) enum Queued {
-    Opened {
-        key: FlowKey,
-        ts_ns: u64,
-    },
-    Data {
-        key: FlowKey,
-        dir: Direction,
-        ts_ns: u64,
-        bytes: Range<usize>,
-    },
-    Closed {
-        key: FlowKey,
-        ts_ns: u64,
-    },
-}
+pub(crate) type Queued = CaptureEvent<Range<usize>>;
 
 /// The events one packet (or the end of the input) produced, in order, and their bytes in one
 /// buffer reused for the whole capture.
@@ -387,21 +346,10 @@ impl<R: Read> CaptureReader<R> {
     pub fn next_ref(&mut self) -> Option<Result<CaptureEventRef<'_>, CaptureError>> {
         loop {
             if let Some(event) = self.queue.events.pop_front() {
-                return Some(Ok(match event {
-                    Queued::Opened { key, ts_ns } => CaptureEventRef::Opened { key, ts_ns },
-                    Queued::Data {
-                        key,
-                        dir,
-                        ts_ns,
-                        bytes,
-                    } => CaptureEventRef::Data {
-                        key,
-                        dir,
-                        ts_ns,
-                        payload: self.queue.bytes.get(bytes).unwrap_or_default(),
-                    },
-                    Queued::Closed { key, ts_ns } => CaptureEventRef::Closed { key, ts_ns },
-                }));
+                let bytes = &self.queue.bytes;
+                return Some(Ok(
+                    event.map_payload(|range| bytes.get(range).unwrap_or_default())
+                ));
             }
             if let Some(error) = self.error.take() {
                 return Some(Err(error));
@@ -454,7 +402,8 @@ impl<R: Read> Iterator for CaptureReader<R> {
     type Item = Result<CaptureEvent, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_ref().map(|event| event.map(|e| e.to_owned()))
+        self.next_ref()
+            .map(|event| event.map(|e| e.map_payload(<[u8]>::to_vec)))
     }
 }
 

@@ -99,7 +99,7 @@ impl<'a> Emitter<'a> {
                 key: self.key,
                 dir: self.dir,
                 ts_ns: self.ts_ns,
-                bytes: self.start..end,
+                payload: self.start..end,
             });
             self.start = end;
         }
