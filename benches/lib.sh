@@ -38,3 +38,11 @@ CONF
     PIDS+=("$NGINX")
     for _ in $(seq 100); do curl -sk -o /dev/null "$scheme://127.0.0.1:$PORT/" && break; sleep 0.05; done
 }
+
+# Waits (10 s at most) until the adi whose stderr goes to file $1 says it is watching.
+wait_watching() {
+    for _ in $(seq 200); do grep -q "adi: watching" "$1" 2> /dev/null && return; sleep 0.05; done
+}
+
+# CPU ticks process $1 has used: "USER SYSTEM" (utime and stime of /proc/PID/stat).
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }

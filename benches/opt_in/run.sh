@@ -80,7 +80,7 @@ for r in $(seq "$ROUNDS"); do
     read -r base_paced base_cpu <<<"$(measure 50000)"
     echo "$r off $base_flat $base_paced $base_cpu -" >> "$WORK/results"
     "$ADI" --sink "jsonl=$WORK/events.jsonl" 2> "$WORK/adi.err" & ADIPID=$!; PIDS+=("$ADIPID")
-    for _ in $(seq 100); do grep -q watching "$WORK/adi.err" 2>/dev/null && break; sleep 0.1; done
+    wait_watching "$WORK/adi.err"
     t0=$(cpu_of "$ADIPID"); s0=$(date +%s.%N)
     read -r adi_flat _ <<<"$(measure 0)"
     read -r adi_paced adi_cpu <<<"$(measure 50000)"

@@ -26,10 +26,10 @@ for round in $(seq "$ROUNDS"); do
         "$adi" --all --max-rate 0 --quiet --sink "jsonl=$WORK/events.jsonl" 2> "$WORK/adi.err" &
         pid=$!
         PIDS+=("$pid")
-        for _ in $(seq 200); do grep -q watching "$WORK/adi.err" 2> /dev/null && break; sleep 0.05; done
-        read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+        wait_watching "$WORK/adi.err"
+        read -r u0 s0 < <(cpu_ticks "$pid")
         rps=$(wrk -t2 -c50 -d"${DUR}s" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {print $2}')
-        read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+        read -r u1 s1 < <(cpu_ticks "$pid")
         kill -INT "$pid"; wait "$pid" || true
         events=$(wc -l < "$WORK/events.jsonl")
         awk -v adi="$adi" -v r="$round" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$events" \

@@ -22,15 +22,15 @@ start_nginx
 "$ADI" --all "$@" --quiet --sink "jsonl=$WORK/events.jsonl" 2>"$WORK/adi.err" &
 ADI_PID=$!
 PIDS+=("$ADI_PID")
-for _ in $(seq 200); do grep -q "adi: watching" "$WORK/adi.err" 2>/dev/null && break; sleep 0.05; done
+wait_watching "$WORK/adi.err"
 perf record -F 499 -e cpu-clock --call-graph dwarf,16384 -p "$ADI_PID" -o "$WORK/perf.data" \
     -- sleep "$((DUR + 1))" 2>"$WORK/perf.err" &
 PERF=$!
 # utime and stime: the user-space part is adi's own code, the system part mostly writing the
 # output file (the kernel copying each line into the page cache).
-read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$ADI_PID/stat")
+read -r u0 s0 < <(cpu_ticks "$ADI_PID")
 wrk -t2 -c50 -d"${DUR}s" "http://127.0.0.1:$PORT/" >"$WORK/wrk.txt"
-read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$ADI_PID/stat")
+read -r u1 s1 < <(cpu_ticks "$ADI_PID")
 wait "$PERF" || true
 kill -INT "$ADI_PID"; wait "$ADI_PID" || true
 events=$(wc -l <"$WORK/events.jsonl")

@@ -90,7 +90,7 @@ with_adi() {
     before_id=$(last_prog_id)
     # shellcheck disable=SC2086 # SELECT is a string of flags
     "$adi" $SELECT "$@" --sink "jsonl=$out" 2> "$WORK/$name.err" & ADIPID=$!; PIDS+=("$ADIPID")
-    for _ in $(seq 100); do grep -q watching "$WORK/$name.err" 2>/dev/null && break; sleep 0.1; done
+    wait_watching "$WORK/$name.err"
     # adi's CPU time from here on: its start (loading and verifying the programs) is not load.
     local ticks0 start_kb
     ticks0=$(awk '{print $14 + $15}' "/proc/$ADIPID/stat")

@@ -703,9 +703,9 @@ impl EventStream {
     /// Takes back the payload buffers of `batch` (emptied) for the next records.
     pub fn recycle(&mut self, batch: &mut Vec<RawEvent>) {
         let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
+        // Draining empties `batch` even past `room`: the rest are dropped.
         self.spare
             .extend(batch.drain(..).take(room).map(|ev| ev.payload));
-        batch.clear();
     }
 
     /// Waits until records are available, then appends every available one to `out`
