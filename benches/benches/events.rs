@@ -7,9 +7,13 @@
 //!   writes it (`sonic_rs::to_writer`) per message, elements per second over every HTTP/1
 //!   fixture.
 //!
-//! - `service_map/http_events`: the `service-map` sink's work per event (the event as JSON,
-//!   pairing, path templating, schema inference of both bodies), elements per second over the
-//!   same messages, each request and its response on one connection.
+//! - `service_map/http_events`: the `service-map` sink's work per live event (pairing, path
+//!   templating, schema inference of both bodies, read from the event as it is), elements per
+//!   second over the same messages, each request and its response on one connection.
+//!
+//! - `service_map/http_json_values`: the same map built from each event's JSON form
+//!   (`serde_json::to_value`, then the map): what `adi map build` does per recorded line
+//!   after parsing it, and what the live sink did per event before it read events as they are.
 //!
 //! - `sink/jsonl`: the `jsonl` sink's `write` (serialisation into its line buffer and a
 //!   buffered write) per event, over the same redacted events, to a writer that discards.
@@ -164,6 +168,14 @@ fn bench_events(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events.len() as u64));
     let mut map = MapBuilder::new(MapOptions::default());
     g.bench_function("http_events", |b| {
+        b.iter(|| {
+            for e in &events {
+                map.add_event(black_box(e)).expect("event");
+            }
+        });
+    });
+    let mut map = MapBuilder::new(MapOptions::default());
+    g.bench_function("http_json_values", |b| {
         b.iter(|| {
             for e in &events {
                 let value = serde_json::to_value(e).expect("json");

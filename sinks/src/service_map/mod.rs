@@ -8,6 +8,7 @@
 //! file. An existing map at the path is loaded and continued; one that cannot be read is kept
 //! aside as `PATH.corrupt` with one warning.
 
+mod facts;
 mod graph;
 mod model;
 mod observed;
@@ -87,9 +88,53 @@ impl MapBuilder {
         self.model.environment(u64::from(pid), vars);
     }
 
-    /// Takes one event in its JSON form.
+    /// Takes one event in its JSON form (a recorded JSON line).
     pub fn add(&mut self, event: &serde_json::Value) {
         self.model.add(event);
+    }
+
+    /// Takes one live event; `Ok(false)` when the map has no use for it. Reads `http` and
+    /// `message` events as they are (the same facts as their JSON form, see `facts.rs`); an
+    /// `http` body that is gzip- or deflate-encoded is read inflated.
+    ///
+    /// # Errors
+    ///
+    /// When a connection, lost or container event cannot be put in its JSON form.
+    pub fn add_event(&mut self, event: &Event) -> Result<bool, SinkError> {
+        match event {
+            Event::Http(h) => {
+                let plain = inflated(h);
+                let (body, truncated) = match &plain {
+                    Some((body, cut)) => (body.as_slice(), h.truncated || *cut),
+                    None => (h.body.0.as_slice(), h.truncated),
+                };
+                self.model
+                    .add_http(&facts::Http::of_live(h, body, truncated));
+            }
+            Event::Message(m) => self.model.add_message(&facts::Message::of_live(m)),
+            // One per connection or report: their JSON form is cheap enough.
+            Event::Connection(_) | Event::Lost(_) | Event::Container(_) => {
+                self.model.add(&serde_json::to_value(event)?);
+            }
+            Event::Process(p) => {
+                if let Ok(vars) = &p.environ {
+                    let vars = vars
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                String::from_utf8_lossy(k).into_owned(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            )
+                        })
+                        .collect();
+                    self.environment(p.pid, vars);
+                }
+                return Ok(false);
+            }
+            // The Go uprobes' events repeat what the socket capture pairs.
+            Event::GoHttp(_) => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Adds another map.
@@ -192,11 +237,11 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), SinkError> {
 /// Most bytes a compressed body is inflated to (a decompression bomb stops there).
 const MAX_INFLATED: u64 = 256 * 1024;
 
-/// An `http` event whose body is gzip- or deflate-encoded, with the body inflated (as much
-/// of it as was captured: a body cut at the capture limit inflates to its first part, marked
-/// truncated). `None` for any other body: an unknown encoding (`br`, `zstd`) reads as
+/// The body of an `http` event that is gzip- or deflate-encoded, inflated (as much of it as
+/// was captured: a body cut at the capture limit inflates to its first part), and whether it
+/// was cut short. `None` for any other body: an unknown encoding (`br`, `zstd`) reads as
 /// `non-json`. Done here, on the live event's bytes: the JSON form of the event has lost them.
-fn decoded(h: &adi_core::event::HttpEvent) -> Option<adi_core::event::HttpEvent> {
+fn inflated(h: &adi_core::event::HttpEvent) -> Option<(Vec<u8>, bool)> {
     use std::io::Read as _;
     let encoding = h
         .headers
@@ -224,11 +269,9 @@ fn decoded(h: &adi_core::event::HttpEvent) -> Option<adi_core::event::HttpEvent>
             .read_to_end(&mut plain),
         _ => return None,
     };
-    let mut out = h.clone();
     // An error past some output is a stream cut short: keep what came out of it.
-    out.truncated |= result.is_err() || plain.len() as u64 >= MAX_INFLATED;
-    out.body = adi_core::event::LossyText(plain);
-    Some(out)
+    let cut = result.is_err() || plain.len() as u64 >= MAX_INFLATED;
+    Some((plain, cut))
 }
 
 /// The live sink.
@@ -332,39 +375,9 @@ impl Sink for ServiceMapSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
-        if let Event::Process(p) = event {
-            if let Ok(vars) = &p.environ {
-                let vars = vars
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8_lossy(k).into_owned(),
-                            String::from_utf8_lossy(v).into_owned(),
-                        )
-                    })
-                    .collect();
-                self.map.environment(p.pid, vars);
-            }
+        if !self.map.add_event(event)? {
             return Ok(());
         }
-        if !matches!(
-            event,
-            Event::Http(_)
-                | Event::Connection(_)
-                | Event::Message(_)
-                | Event::Lost(_)
-                | Event::Container(_)
-        ) {
-            return Ok(());
-        }
-        let value = match event {
-            Event::Http(h) => match decoded(h) {
-                Some(plain) => serde_json::to_value(Event::Http(plain))?,
-                None => serde_json::to_value(event)?,
-            },
-            _ => serde_json::to_value(event)?,
-        };
-        self.map.add(&value);
         let now = Instant::now();
         self.dirty = Some(match self.dirty {
             Some((first, _)) => (first, now),

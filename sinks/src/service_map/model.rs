@@ -1,7 +1,8 @@
 //! The service map's model: per source service, the HTTP endpoints it calls (one variant per
 //! distinct request/response shape) and the other connections it makes, with what each is
-//! used for. Built from events as JSON values, so the live sink and `adi map build` over
-//! recorded JSON lines run the same code.
+//! used for. Built from the facts of each event (`facts.rs`), read from the live event or from
+//! its JSON line alike, so the live sink and `adi map build` over recorded JSON lines build
+//! the same map.
 //!
 //! Only the calling side describes a dependency: a request the traced process sent (or, in
 //! a capture, any request); a server's view of its callers is left to the callers' maps.
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::facts::{number, string_map, text, Ends, Http, Ip, Message};
 use super::{path, schema};
 
 /// Most services, endpoints per service, connections per service, variants per endpoint,
@@ -299,35 +301,18 @@ pub struct Model {
 /// Most processes whose environment is kept.
 const MAX_ENVIRONMENTS: usize = 4096;
 
-/// `ip:port`, IPv6 in brackets.
-fn address(ip: &str, port: u64) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
-}
-
-fn text<'a>(e: &'a Value, field: &str) -> Option<&'a str> {
-    e.get(field).and_then(Value::as_str)
-}
-
-fn number(e: &Value, field: &str) -> Option<u64> {
-    e.get(field).and_then(Value::as_u64)
-}
-
 /// Where the receiver of a call the traced process sent is: as the event says with
 /// container enrichment on (`container`, `process`, `external`); else `process` for a
 /// destination on this host (a watched peer, a listening program, a loopback address),
 /// `external` otherwise.
-fn destination_type(e: &Value, dst_ip: &str) -> &'static str {
-    match text(e, "destination_type") {
+fn destination_type(e: &Ends<'_>, dst_ip: Ip<'_>) -> &'static str {
+    match e.destination_type {
         Some("container") => return "container",
         Some("process") => return "process",
         Some("external") => return "external",
         _ => {}
     }
-    if local(dst_ip) || e.get("peer_service").is_some() || e.get("peer_process").is_some() {
+    if dst_ip.is_local() || e.peer_service.is_some() || e.peer_process.is_some() {
         "process"
     } else {
         "external"
@@ -352,47 +337,22 @@ fn merge_type(mine: &mut String, theirs: &str) {
     }
 }
 
-/// The container fields of an event as a workload (its labels come from its `container`
-/// event).
-fn workload(c: &Value) -> Option<Workload> {
-    let image = text(c, "image").unwrap_or("").to_owned();
-    let labels = c.get("labels").map(string_map).unwrap_or_default();
-    (!image.is_empty() || !labels.is_empty()).then_some(Workload { image, labels })
-}
-
-/// A JSON object of strings.
-fn string_map(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-        .collect()
-}
-
-/// Whether an address is on this host (the destination is a process here).
-fn local(ip: &str) -> bool {
-    ip.parse::<std::net::IpAddr>()
-        .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
-}
-
-/// The name of the service that sent or received `e` on the traced side: its `service`, else
-/// its program, else (a capture) the client's address.
-fn source_name(e: &Value, client_ip: &str) -> String {
-    match (text(e, "service"), text(e, "comm")) {
+/// The name of the service that sent or received a message on the traced side: its
+/// `service`, else its program, else (a capture) the client's address.
+fn source_name(e: &Ends<'_>, client_ip: Ip<'_>) -> String {
+    match (e.service, e.comm) {
         (Some(s), _) if !s.is_empty() => s.to_owned(),
         (_, Some(c)) if !c.is_empty() => c.to_owned(),
-        _ => client_ip.to_owned(),
+        _ => client_ip.to_string(),
     }
 }
 
 /// The destination of a call: the watched peer's service, else the service of the container
 /// there, else the program listening there on this host, else the HTTP `Host` or TLS SNI,
 /// else the server's address.
-fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>) -> String {
-    let container = e
-        .get("destination_container")
-        .and_then(|c| text(c, "service"));
-    for name in [text(e, "peer_service"), container, text(e, "peer_process")] {
+fn destination(e: &Ends<'_>, server_ip: Ip<'_>, server_port: u64, host: Option<&str>) -> String {
+    let container = e.destination_container.and_then(|c| c.service());
+    for name in [e.peer_service, container, e.peer_process] {
         if let Some(name) = name.filter(|n| !n.is_empty()) {
             return name.to_owned();
         }
@@ -400,18 +360,7 @@ fn destination(e: &Value, server_ip: &str, server_port: u64, host: Option<&str>)
     if let Some(h) = host.filter(|h| !h.is_empty()) {
         return h.to_owned();
     }
-    address(server_ip, server_port)
-}
-
-/// The first value of header `name` of an `http` event.
-fn header<'a>(e: &'a Value, name: &str) -> Option<&'a str> {
-    let headers = e.get("headers")?.as_object()?;
-    let (_, v) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
-    match v {
-        Value::String(s) => Some(s),
-        Value::Array(a) => a.first().and_then(Value::as_str),
-        _ => None,
-    }
+    server_ip.with_port(server_port)
 }
 
 /// The verb and tables of a SQL text: `SELECT a FROM t JOIN u` -> (`SELECT`, [t, u]).
@@ -488,20 +437,18 @@ impl Model {
 
     /// Remembers the containers of the sender `source` and receiver `dest` of a call the
     /// traced process sent.
-    fn learn_workloads(&mut self, e: &Value, source: &str, dest: &str) {
-        for (name, field) in [
-            (source, "source_container"),
-            (dest, "destination_container"),
+    fn learn_workloads(&mut self, e: &Ends<'_>, source: &str, dest: &str) {
+        for (name, c) in [
+            (source, e.source_container),
+            (dest, e.destination_container),
         ] {
-            let Some(c) = e.get(field) else {
+            let Some(c) = c else {
                 continue;
             };
-            let Some(mut w) = workload(c) else {
+            let Some(mut w) = c.workload() else {
                 continue;
             };
-            if let Some(labels) =
-                text(c, "container_id").and_then(|id| self.container_labels.get(id))
-            {
+            if let Some(labels) = c.id().and_then(|id| self.container_labels.get(id)) {
                 w.labels
                     .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
@@ -520,28 +467,38 @@ impl Model {
 
     /// Takes one event (as its JSON form). Events it has no use for are ignored.
     pub fn add(&mut self, e: &Value) {
-        if let (Some(pid), Some(service)) = (number(e, "pid"), text(e, "service")) {
+        match text(e, "event_type") {
+            Some("http") => self.add_http(&Http::of_json(e)),
+            Some("message") => self.add_message(&Message::of_json(e)),
+            Some(other) => {
+                self.name_pid(number(e, "pid"), text(e, "service"));
+                match other {
+                    "connection" => self.connection(e),
+                    "container" => self.container(e),
+                    "lost" => {
+                        let n = number(e, "count").unwrap_or(0);
+                        if text(e, "source") == Some("kernel_sampled") {
+                            self.sampling.sampled_out_messages += n;
+                        } else {
+                            self.sampling.lost_events += n;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            None => self.name_pid(number(e, "pid"), text(e, "service")),
+        }
+    }
+
+    /// Remembers the service of a process (for configuration inference).
+    fn name_pid(&mut self, pid: Option<u64>, service: Option<&str>) {
+        if let (Some(pid), Some(service)) = (pid, service) {
             if pid != 0
                 && self.pid_services.len() < MAX_ENVIRONMENTS
                 && !self.pid_services.contains_key(&pid)
             {
                 self.pid_services.insert(pid, service.to_owned());
             }
-        }
-        match text(e, "event_type") {
-            Some("http") => self.http(e),
-            Some("connection") => self.connection(e),
-            Some("message") => self.message(e),
-            Some("container") => self.container(e),
-            Some("lost") => {
-                let n = number(e, "count").unwrap_or(0);
-                if text(e, "source") == Some("kernel_sampled") {
-                    self.sampling.sampled_out_messages += n;
-                } else {
-                    self.sampling.lost_events += n;
-                }
-            }
-            _ => {}
         }
     }
 
@@ -569,49 +526,42 @@ impl Model {
         out
     }
 
-    fn flow_id(e: &Value) -> (u64, u64) {
-        (
-            number(e, "pid").unwrap_or(0),
-            number(e, "flow_id").unwrap_or(0),
-        )
-    }
-
-    /// Where an HTTP request waits for its response: its connection, and its HTTP/2 stream
-    /// (multiplexed exchanges pair by stream; HTTP/1 ones in order, stream 0).
-    fn exchange_of(e: &Value) -> (u64, u64, u64) {
-        let (pid, flow) = Self::flow_id(e);
-        (pid, flow, number(e, "stream_id").unwrap_or(0))
-    }
-
-    fn http(&mut self, e: &Value) {
-        let (Some(ts), Some(dir)) = (text(e, "timestamp"), text(e, "direction")) else {
+    /// An `http` event: a request the traced process sent, or the response it received.
+    pub(super) fn add_http(&mut self, h: &Http<'_>) {
+        let e = &h.ends;
+        self.name_pid(e.pid, e.service);
+        let (Some(ts), Some(dir)) = (e.timestamp, e.direction) else {
             return;
         };
-        let capture = number(e, "pid") == Some(0);
-        let truncated = e.get("truncated").and_then(Value::as_bool) == Some(true);
-        let body = text(e, "body").unwrap_or("").as_bytes();
+        let capture = e.pid == Some(0);
         let (sent, received) = (dir == "send" || capture, dir == "recv" || capture);
-        match text(e, "method") {
+        match h.method {
             // A request the traced process sent (or a capture's).
-            Some(method) if sent => self.request(e, ts, method, body, truncated),
+            Some(method) if sent => self.request(h, ts, method),
             // A response it received.
-            None if received => self.response(e, ts, body, truncated),
+            None if received => self.response(h, ts),
             _ => {}
         }
     }
 
-    fn request(&mut self, e: &Value, ts: &str, method: &str, body: &[u8], truncated: bool) {
-        let flow = Self::exchange_of(e);
-        let (src_ip, dst_ip) = (text(e, "source_ip"), text(e, "dest_ip"));
-        let (Some(src_ip), Some(dst_ip)) = (src_ip, dst_ip) else {
+    /// Where an HTTP request waits for its response: its connection, and its HTTP/2 stream
+    /// (multiplexed exchanges pair by stream; HTTP/1 ones in order, stream 0).
+    fn exchange_of(h: &Http<'_>) -> (u64, u64, u64) {
+        (h.ends.pid.unwrap_or(0), h.ends.flow, h.stream)
+    }
+
+    fn request(&mut self, h: &Http<'_>, ts: &str, method: &str) {
+        let e = &h.ends;
+        let flow = Self::exchange_of(h);
+        let (Some(src_ip), Some(dst_ip)) = (e.source_ip, e.dest_ip) else {
             return;
         };
-        let port = number(e, "dest_port").unwrap_or(0);
-        let dest = destination(e, dst_ip, port, header(e, "host"));
-        if text(e, "service").is_some_and(|s| s == dest) {
+        let port = e.dest_port;
+        let dest = destination(e, dst_ip, port, h.host);
+        if e.service.is_some_and(|s| s == dest) {
             return; // never an endpoint from a service to itself
         }
-        let (path, query) = path::split(text(e, "url").unwrap_or("/"), self.template_paths);
+        let (path, query) = path::split(h.url.unwrap_or("/"), self.template_paths);
         let service = source_name(e, src_ip);
         self.learn_workloads(e, &service, &dest);
         let destination_type = destination_type(e, dst_ip);
@@ -626,13 +576,13 @@ impl Model {
             return;
         }
         let ep = s.endpoints.entry(key.clone()).or_default();
-        ep.grpc |= e.get("grpc").is_some_and(Value::is_object);
+        ep.grpc |= h.grpc;
         merge_type(&mut ep.destination_type, destination_type);
         if ep.addresses.len() < MAX_NAMES {
-            ep.addresses.insert(address(dst_ip, port));
+            ep.addresses.insert(dst_ip.with_port(port));
         }
         ep.query.extend(query);
-        let (schema, cut) = schema::of_body(body, truncated);
+        let (schema, cut) = schema::of_body(h.body.as_bytes(), h.truncated);
         if !self.pending.contains_key(&flow) && self.pending.len() >= MAX_PENDING_FLOWS {
             // Connections that ended unanswered (reset, timed out, sampled) leave requests
             // behind: forget them all, counted, rather than refuse every new connection.
@@ -655,10 +605,10 @@ impl Model {
 
     /// A response: paired with the oldest request of its connection (of its stream, for
     /// HTTP/2).
-    fn response(&mut self, e: &Value, ts: &str, body: &[u8], truncated: bool) {
-        let flow = Self::exchange_of(e);
+    fn response(&mut self, h: &Http<'_>, ts: &str) {
+        let flow = Self::exchange_of(h);
         // An interim answer (`100 Continue`) is not the response: the final one follows.
-        if number(e, "status_code").is_some_and(|s| s < 200) {
+        if h.status_code.is_some_and(|s| s < 200) {
             return;
         }
         let Some(req) = self.pending.get_mut(&flow).and_then(VecDeque::pop_front) else {
@@ -668,14 +618,10 @@ impl Model {
         if self.pending.get(&flow).is_some_and(VecDeque::is_empty) {
             self.pending.remove(&flow);
         }
-        let (resp, cut) = schema::of_body(body, truncated);
-        let status = number(e, "status_code").and_then(|s| u16::try_from(s).ok());
-        let grpc_status = e
-            .get("grpc")
-            .and_then(|g| g.get("status"))
-            .and_then(Value::as_u64)
-            .and_then(|s| u16::try_from(s).ok());
-        let latency = e.get("latency_ms").and_then(Value::as_f64);
+        let (resp, cut) = schema::of_body(h.body.as_bytes(), h.truncated);
+        let status = h.status_code.and_then(|s| u16::try_from(s).ok());
+        let grpc_status = h.grpc_status.and_then(|s| u16::try_from(s).ok());
+        let latency = h.latency_ms;
         let Some(s) = self.services.get_mut(&req.service) else {
             return;
         };
@@ -729,15 +675,15 @@ impl Model {
     }
 
     fn connection(&mut self, e: &Value) {
-        let Some(ts) = text(e, "timestamp") else {
+        let ends = Ends::of_json(e);
+        let Some(ts) = ends.timestamp else {
             return;
         };
         let (Some(protocol), Some(category)) = (text(e, "protocol"), text(e, "category")) else {
             return;
         };
-        let client_side =
-            matches!(text(e, "role"), Some("client" | "wire")) || number(e, "pid") == Some(0);
-        let flow = Self::flow_id(e);
+        let client_side = matches!(text(e, "role"), Some("client" | "wire")) || ends.pid == Some(0);
+        let flow = (ends.pid.unwrap_or(0), ends.flow);
         if !client_side {
             return;
         }
@@ -750,18 +696,18 @@ impl Model {
         if category == "http" {
             return;
         }
-        let (Some(src_ip), Some(dst_ip)) = (text(e, "source_ip"), text(e, "dest_ip")) else {
+        let (Some(src_ip), Some(dst_ip)) = (ends.source_ip, ends.dest_ip) else {
             return;
         };
-        let port = number(e, "dest_port").unwrap_or(0);
+        let port = ends.dest_port;
         // A TLS client's SNI names the server as a `Host` header would.
         let sni = e
             .get("summary")
             .and_then(|s| s.get("server_name"))
             .and_then(Value::as_str);
-        let dest = destination(e, dst_ip, port, sni);
-        let service = source_name(e, src_ip);
-        if text(e, "service").is_some_and(|s| s == dest) {
+        let dest = destination(&ends, dst_ip, port, sni);
+        let service = source_name(&ends, src_ip);
+        if ends.service.is_some_and(|s| s == dest) {
             return;
         }
         let key = (dest, protocol.to_owned(), u16::try_from(port).unwrap_or(0));
@@ -771,10 +717,10 @@ impl Model {
             .flows
             .get(&flow)
             .is_none_or(|f| f.key != key || f.service != service);
-        self.learn_workloads(e, &service, &key.0);
+        self.learn_workloads(&ends, &service, &key.0);
         let confidence = number(e, "confidence").unwrap_or(0);
         let reason = text(e, "detection_reason").unwrap_or("");
-        let destination_type = destination_type(e, dst_ip);
+        let destination_type = destination_type(&ends, dst_ip);
         let Some(s) = self.service(&service) else {
             return;
         };
@@ -793,7 +739,7 @@ impl Model {
         category.clone_into(&mut c.category);
         merge_type(&mut c.destination_type, destination_type);
         if c.addresses.len() < MAX_NAMES {
-            c.addresses.insert(address(dst_ip, port));
+            c.addresses.insert(dst_ip.with_port(port));
         }
         if confidence > c.confidence {
             c.confidence = confidence;
@@ -846,8 +792,11 @@ impl Model {
         }
     }
 
-    fn message(&mut self, e: &Value) {
-        let flow = Self::flow_id(e);
+    /// A `message` event: what a request or one-way message on a known client connection
+    /// says the dependency is used for.
+    pub(super) fn add_message(&mut self, m: &Message<'_>) {
+        self.name_pid(m.pid, m.service);
+        let flow = (m.pid.unwrap_or(0), m.flow);
         let Some(f) = self.flows.get(&flow) else {
             return;
         };
@@ -855,7 +804,7 @@ impl Model {
             return;
         }
         // Requests and one-way messages say what the service does; responses repeat them.
-        if !matches!(text(e, "kind"), Some("request" | "message")) {
+        if !matches!(m.kind, Some("request" | "message")) {
             return;
         }
         let Some(c) = self
@@ -865,11 +814,8 @@ impl Model {
         else {
             return;
         };
-        let category = text(e, "category").unwrap_or("");
-        let op = text(e, "op");
-        let resource = text(e, "resource");
         let mut usage = Usage::default();
-        match (category, op, resource) {
+        match (m.category.unwrap_or(""), m.op, m.resource) {
             // Cache keys are not kept (redaction): every command counts.
             ("cache", Some(op), _) => {
                 usage.operations.insert(op.to_owned(), 1);
@@ -891,11 +837,7 @@ impl Model {
                 usage.targets.insert(target.to_owned());
             }
         }
-        if let Some(rk) = e
-            .get("attributes")
-            .and_then(|a| a.get("routing_key"))
-            .and_then(Value::as_str)
-        {
+        if let Some(rk) = m.routing_key {
             usage.targets.insert(format!("routing_key:{rk}"));
         }
         c.usage.merge(&usage);

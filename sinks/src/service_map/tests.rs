@@ -712,3 +712,271 @@ fn a_tls_connection_read_in_plaintext_is_the_protocol_inside() {
         [("postgres:5432".to_owned(), 1), ("tls:9443".to_owned(), 1)]
     );
 }
+
+/// Live events of every kind the map reads, drawn at random: a few services, peers and
+/// containers, IPv4 and IPv6, loopback and remote, JSON and other bodies (invalid UTF-8
+/// too), HTTP/2 streams, gRPC, interim responses, messages with and without a routing key.
+mod live_and_json {
+    use std::sync::Arc;
+
+    use adi_core::event::{
+        ConnectionEvent, ContainerFields, ContainerInfo, Endpoints, Event, GrpcInfo, Headers,
+        HttpEvent, LossyText, MessageEvent, ProcessInfo,
+    };
+    use adi_core::flow::{FlowId, Role};
+    use adi_core::protocol::{Category, ProtocolId};
+    use proptest::prelude::*;
+
+    use super::super::{MapBuilder, MapOptions};
+
+    fn container(i: u8) -> Arc<ContainerInfo> {
+        Arc::new(ContainerInfo {
+            service: ["", "db", "api"][usize::from(i % 3)].to_owned(),
+            image: ["", "postgres:16", "api:1"][usize::from(i % 3)].to_owned(),
+            container_id: format!("c{i}"),
+            container_name: format!("n{i}"),
+            labels: [("tier".to_owned(), format!("t{i}"))].into(),
+        })
+    }
+
+    fn process(pid: u32, svc: u8, peer: u8) -> ProcessInfo {
+        let mut p = ProcessInfo::new(pid, ["python3", ""][usize::from(svc % 2)], "x");
+        p.service = [
+            None,
+            Some("web".into()),
+            Some("".into()),
+            Some("worker".into()),
+        ][usize::from(svc % 4)]
+        .clone();
+        p.peer_service = (peer % 5 == 1).then(|| "orders".into());
+        p.peer_process = (peer % 5 == 2).then(|| "postgres".into());
+        p
+    }
+
+    fn ends(sent: bool, v6: bool, remote: bool, port: u16) -> Endpoints {
+        let here = if v6 { "::1" } else { "127.0.0.1" };
+        let there = match (v6, remote) {
+            (true, true) => "2001:db8::7",
+            (false, true) => "10.1.2.3",
+            _ => here,
+        };
+        let (a, b) = (here.parse().expect("ip"), there.parse().expect("ip"));
+        let ((src, sp), (dst, dp)) = if sent {
+            ((a, 40_000), (b, port))
+        } else {
+            ((b, port), (a, 40_000))
+        };
+        Endpoints {
+            direction: if sent { "send" } else { "recv" },
+            source_ip: src,
+            source_port: sp,
+            dest_ip: dst,
+            dest_port: dp,
+        }
+    }
+
+    fn containers(c: u8) -> ContainerFields {
+        ContainerFields {
+            source_container: (c % 3 == 1).then(|| container(c)),
+            destination_container: (c % 4 >= 2).then(|| container(c / 2)),
+            destination_type: [None, Some("container"), Some("process"), Some("external")]
+                [usize::from(c % 4)],
+        }
+    }
+
+    const BODIES: [&[u8]; 5] = [
+        b"",
+        b"{\"id\":7,\"items\":[{\"sku\":\"a\"}]}",
+        b"[1,2]",
+        b"{\"name\":\"\xff\xfe\"}",
+        b"plain text",
+    ];
+
+    #[derive(Debug, Clone)]
+    struct Draw {
+        kind: u8,
+        pid: u8,
+        svc: u8,
+        peer: u8,
+        flow: u8,
+        sent: bool,
+        v6: bool,
+        remote: bool,
+        c: u8,
+        body: u8,
+        status: u16,
+        stream: Option<u8>,
+        /// 0: not gRPC; 1, 2: status 0, 2; 3: no status.
+        grpc: u8,
+        host: u8,
+        ts: u8,
+    }
+
+    fn draw() -> impl Strategy<Value = Draw> {
+        (
+            (
+                0u8..4,
+                0u8..3,
+                0u8..4,
+                0u8..5,
+                0u8..4,
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            (
+                any::<bool>(),
+                0u8..8,
+                0u8..5,
+                prop::sample::select(vec![100u16, 200, 404, 503]),
+            ),
+            (prop::option::of(0u8..3), 0u8..4, 0u8..4, 0u8..60),
+        )
+            .prop_map(
+                |(
+                    (kind, pid, svc, peer, flow, sent, v6),
+                    (remote, c, body, status),
+                    (stream, grpc, host, ts),
+                )| Draw {
+                    kind,
+                    pid,
+                    svc,
+                    peer,
+                    flow,
+                    sent,
+                    v6,
+                    remote,
+                    c,
+                    body,
+                    status,
+                    stream,
+                    grpc,
+                    host,
+                    ts,
+                },
+            )
+    }
+
+    fn event(d: &Draw) -> Event {
+        let timestamp = format!("2026-12-03T10:00:{:02}.000000000Z", d.ts);
+        let process = process(u32::from(d.pid), d.svc, d.peer);
+        let flow_id = FlowId(u64::from(d.flow));
+        let port = [5432u16, 8080, 6379][usize::from(d.flow % 3)];
+        let endpoints = ends(d.sent, d.v6, d.remote, port);
+        let containers = containers(d.c);
+        match d.kind {
+            0 | 1 => {
+                let request = d.kind == 0;
+                let mut headers = Vec::new();
+                match d.host {
+                    1 => headers.push(("Host".to_owned(), "shop.example".to_owned())),
+                    2 => headers.push(("host".to_owned(), "api.internal".to_owned())),
+                    3 => headers.push(("Host".to_owned(), String::new())),
+                    _ => {}
+                }
+                Event::Http(HttpEvent {
+                    timestamp,
+                    process,
+                    endpoints,
+                    containers,
+                    bytes: 10,
+                    tls: false,
+                    method: request.then(|| "POST".to_owned()),
+                    url: request.then(|| format!("/orders/{}?q=1", d.flow)),
+                    status_code: (!request).then_some(d.status),
+                    headers: Headers(headers),
+                    body: LossyText(BODIES[usize::from(d.body)].to_vec()),
+                    raw_payload: LossyText(Vec::new()),
+                    truncated: d.body == 2,
+                    flow_id,
+                    latency_ms: (!request).then_some(f64::from(d.ts) / 7.0),
+                    version: d.stream.map(|_| "2"),
+                    stream_id: d.stream.map(u64::from),
+                    grpc: (d.grpc > 0).then(|| GrpcInfo {
+                        service: None,
+                        method: None,
+                        status: [None, Some(0), Some(2)][usize::from(d.grpc % 3)],
+                        message: None,
+                        encoding: "protobuf".into(),
+                        messages: Vec::new(),
+                    }),
+                })
+            }
+            2 => Event::Connection(ConnectionEvent {
+                timestamp,
+                process,
+                endpoints,
+                containers,
+                protocol: ProtocolId::new(
+                    ["postgres", "redis", "amqp", "tls"][usize::from(d.c % 4)],
+                ),
+                category: [
+                    Category::DATABASE,
+                    Category::CACHE,
+                    Category::MESSAGE_BUS,
+                    Category::TLS,
+                ][usize::from(d.c % 4)],
+                confidence: adi_core::classify::Confidence::CERTAIN,
+                detection_reason: "startup message".into(),
+                flow_id,
+                role: if d.sent { Role::Client } else { Role::Server },
+                tls: d.host == 3,
+                summary: [("user", "app".to_owned())].into(),
+            }),
+            _ => {
+                let routing = match d.host {
+                    1 => vec![("routing_key".to_owned(), "orders.new".to_owned())],
+                    2 => vec![
+                        ("routing_key".to_owned(), "a".to_owned()),
+                        ("routing_key".to_owned(), "b".to_owned()),
+                    ],
+                    3 => vec![("Routing_Key".to_owned(), "c".to_owned())],
+                    _ => Vec::new(),
+                };
+                Event::Message(MessageEvent {
+                    timestamp,
+                    process,
+                    endpoints,
+                    containers,
+                    protocol: ProtocolId::new("postgres"),
+                    category: [Category::DATABASE, Category::CACHE, Category::MESSAGE_BUS]
+                        [usize::from(d.c % 3)],
+                    kind: ["request", "response", "message"][usize::from(d.body % 3)],
+                    op: (d.status != 100)
+                        .then(|| ["query", "GET", "publish"][usize::from(d.c % 3)].to_owned()),
+                    resource: (d.status != 404).then(|| "SELECT a FROM orders".to_owned()),
+                    status: None,
+                    error: None,
+                    attributes: Headers(routing),
+                    bytes: 10,
+                    tls: false,
+                    truncated: false,
+                    flow_id,
+                    latency_ms: None,
+                })
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The live sink reads `http` and `message` events as they are; `adi map build` reads
+        /// their JSON lines. Both must build the same map, in every format.
+        #[test]
+        fn live_events_and_their_json_lines_build_the_same_map(draws in prop::collection::vec(draw(), 1..40)) {
+            let opts = MapOptions::default();
+            let (mut live, mut json) = (MapBuilder::new(opts), MapBuilder::new(opts));
+            for d in &draws {
+                let e = event(d);
+                live.add_event(&e).expect("live");
+                json.add(&serde_json::to_value(&e).expect("json"));
+            }
+            live.finish();
+            json.finish();
+            for format in [super::super::MapFormat::Seed, super::super::MapFormat::Observed, super::super::MapFormat::Rcp] {
+                prop_assert_eq!(live.render(format, "T").expect("yaml"), json.render(format, "T").expect("yaml"));
+            }
+            prop_assert_eq!(live.dot(), json.dot());
+        }
+    }
+}
