@@ -353,6 +353,11 @@ struct ClassifiersArgs {
 }
 
 fn main() -> ExitCode {
+    // The constructor that sets it is linked from adi-probes: the CLI tests run this build.
+    debug_assert!(
+        adi_probes::host::arenas_committed_on_demand(),
+        "mimalloc commits arenas eagerly: adi_probes::host's constructor was not linked"
+    );
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
