@@ -66,7 +66,8 @@ impl Default for MapOptions {
     }
 }
 
-/// Builds a map from events given as JSON values (recorded JSON lines, or live events).
+/// Builds a map from events: live ones as they are ([`MapBuilder::add_event`]), recorded JSON
+/// lines as JSON values ([`MapBuilder::add`]); both give the same map.
 #[derive(Debug)]
 pub struct MapBuilder {
     model: Model,
