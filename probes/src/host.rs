@@ -275,7 +275,7 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// Commits mimalloc's arenas as they are used rather than all at once. With the default (eager
 /// commit on an overcommitting kernel), pages freed under load stay counted in adi's resident
 /// size; committed on demand they are purged (`MADV_DONTNEED`) and leave it:
-/// `MIMALLOC_ARENA_EAGER_COMMIT=0` took adi's heap under the overhead bench from 20 to 6 MiB.
+/// adi's arena under the overhead bench at full capture fell from 20-23 MiB to 10-15 MiB.
 /// It must be set before the first allocation reserves the first arena, which the Rust
 /// runtime makes before `main`: hence a constructor (`.init_array`) of the binary.
 extern "C" fn commit_arenas_on_demand() {
@@ -365,12 +365,12 @@ pub fn prepare() -> Result<Prepared, crate::live::ProbeError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn mimalloc_commits_its_arenas_on_demand() {
-        assert!(super::arenas_committed_on_demand());
+        assert!(arenas_committed_on_demand());
     }
-
-    use super::*;
 
     /// `/proc/self/status` of a root shell (capsh 2.66) with every capability, and of one
     /// started by `setpriv --inh-caps=-bpf --bounding-set=-bpf` (bit 39 cleared).

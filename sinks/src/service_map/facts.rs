@@ -1,9 +1,9 @@
 //! What the map reads of a message event, borrowed either from the live event or from its
 //! JSON form (a recording read back by `adi map build`). Both give the same facts, so the two
 //! build the same map, and the live sink reads `http` and `message` events (one per message)
-//! without turning each into a `serde_json::Value` first: that conversion cost 2.5 µs per
-//! event. Connection, container and lost events (one per connection or per report) still go
-//! through their JSON form.
+//! without turning each into a `serde_json::Value` first: with that conversion the map cost
+//! 2.3 µs per event, 0.65 without. Connection, container and lost events (one per connection
+//! or report) still go through their JSON form.
 
 use std::borrow::Cow;
 use std::fmt;
