@@ -213,6 +213,12 @@ struct {
 	__type(value, struct adi_go_tls_call);
 } go_tls_calls SEC(".maps");
 
+/* Entries of ssl_calls and go_tls_calls: TLS library calls in progress. A socket read or write
+ * while there are none (every message of a plaintext service, unless a TLS call is under way
+ * somewhere) skips the two lookups for one. A new entry counts up, a deleted one down; an
+ * entry the LRU evicts is never counted down, which only leaves the lookups on. */
+__u64 tls_calls_in_flight = 0;
+
 /* Offset of runtime.g.stack.hi: g starts with its stack bounds {lo, hi} in every Go version. */
 #define GO_G_STACK_HI 8
 
@@ -595,7 +601,7 @@ static __always_inline void on_io(struct sock *sk, int ret, int flags, __u32 dir
 	conn->tgid = tgid;
 	/* Bytes a TLS library moves for a call in progress on this thread: the call's plaintext
 	 * is sent at its return, tied to this socket; the ciphertext itself is not. */
-	if (tls_plaintext)
+	if (tls_plaintext && tls_calls_in_flight)
 		tie_tls_call(conn, key, tgid, (struct pt_regs *)bpf_task_pt_regs(task));
 	if (conn->tls) {
 		count(ADI_STAT_TLS_CIPHERTEXT);
@@ -678,7 +684,10 @@ static __always_inline void ssl_enter(struct pt_regs *ctx, __u32 dir, bool ex)
 	/* SSL_read_ex(ssl, buf, num, size_t *readbytes): the fourth argument is in rcx. */
 	if (ex)
 		c.ex_len = ctx->cx;
-	bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_ANY);
+	if (bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&tls_calls_in_flight, 1);
+	else /* a call whose return was not seen: replaced, still counted once */
+		bpf_map_update_elem(&ssl_calls, &pid_tgid, &c, BPF_ANY);
 }
 
 static __always_inline void send_plaintext(struct adi_ssl_key *k, __u64 sock, __u64 buf,
@@ -691,7 +700,8 @@ static __always_inline void ssl_return(struct pt_regs *ctx)
 	if (!found)
 		return;
 	struct adi_ssl_call call = *found;
-	bpf_map_delete_elem(&ssl_calls, &pid_tgid);
+	if (bpf_map_delete_elem(&ssl_calls, &pid_tgid) == 0)
+		__sync_fetch_and_add(&tls_calls_in_flight, -1);
 	struct adi_ssl_key k = {.tgid = pid_tgid >> 32, .ssl = call.ssl};
 	if (call.dir == SSL_HANDSHAKE) {
 		note_ssl_sock(&k, call.sock);
@@ -819,8 +829,11 @@ static __always_inline void go_tls_enter(struct pt_regs *ctx, __u32 dir)
 			return;
 		/* A Conn over another Conn (TLS inside a TLS tunnel): the outer call is not read. */
 		count(ADI_STAT_GO_TLS_NESTED);
+		bpf_map_update_elem(&go_tls_calls, &k, &c, BPF_ANY);
+		return;
 	}
-	bpf_map_update_elem(&go_tls_calls, &k, &c, BPF_ANY);
+	if (bpf_map_update_elem(&go_tls_calls, &k, &c, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&tls_calls_in_flight, 1);
 }
 
 SEC("uprobe")
@@ -857,7 +870,8 @@ int adi_go_tls_return(struct pt_regs *ctx)
 	if (!found || found->frame != go_frame(ctx))
 		return 0;
 	struct adi_go_tls_call call = *found;
-	bpf_map_delete_elem(&go_tls_calls, &k);
+	if (bpf_map_delete_elem(&go_tls_calls, &k) == 0)
+		__sync_fetch_and_add(&tls_calls_in_flight, -1);
 	struct adi_ssl_key sk = {.tgid = tgid, .ssl = call.conn};
 	if (call.dir == SSL_HANDSHAKE) {
 		note_ssl_sock(&sk, call.sock);
