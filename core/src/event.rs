@@ -269,6 +269,14 @@ impl Headers {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The first value of header `name`, compared ASCII case-insensitively.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl Serialize for Headers {
@@ -454,12 +462,7 @@ impl HttpEvent {
             *url = crate::redact::url(url);
             touched = true;
         }
-        let content_type = self
-            .headers
-            .0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.as_str());
+        let content_type = self.headers.get("content-type");
         let structured = content_type.is_some_and(|c| c.contains("json") || c.contains("form"))
             || matches!(self.body.0.first(), Some(b'{' | b'['));
         if structured {

@@ -220,12 +220,7 @@ impl<'a> Http<'a> {
             method: h.method.as_deref(),
             url: h.url.as_deref(),
             status_code: h.status_code.map(u64::from),
-            host: h
-                .headers
-                .0
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-                .map(|(_, v)| v.as_str()),
+            host: h.headers.get("host"),
             body: String::from_utf8_lossy(body),
             truncated,
             stream: h.stream_id.unwrap_or(0),

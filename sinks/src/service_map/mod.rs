@@ -246,10 +246,9 @@ fn inflated(h: &adi_core::event::HttpEvent) -> Option<(Vec<u8>, bool)> {
     use std::io::Read as _;
     let encoding = h
         .headers
-        .0
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
-        .map(|(_, v)| v.trim().to_ascii_lowercase())?;
+        .get("content-encoding")?
+        .trim()
+        .to_ascii_lowercase();
     let body = &h.body.0;
     if body.is_empty() {
         return None; // HEAD, 204, 304: nothing to inflate

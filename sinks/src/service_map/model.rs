@@ -468,25 +468,28 @@ impl Model {
     /// Takes one event (as its JSON form). Events it has no use for are ignored.
     pub fn add(&mut self, e: &Value) {
         match text(e, "event_type") {
+            // These two name their process themselves (the live sink calls them directly).
             Some("http") => self.add_http(&Http::of_json(e)),
             Some("message") => self.add_message(&Message::of_json(e)),
-            Some(other) => {
+            kind => {
                 self.name_pid(number(e, "pid"), text(e, "service"));
-                match other {
-                    "connection" => self.connection(e),
-                    "container" => self.container(e),
-                    "lost" => {
-                        let n = number(e, "count").unwrap_or(0);
-                        if text(e, "source") == Some("kernel_sampled") {
-                            self.sampling.sampled_out_messages += n;
-                        } else {
-                            self.sampling.lost_events += n;
-                        }
-                    }
+                match kind {
+                    Some("connection") => self.connection(e),
+                    Some("container") => self.container(e),
+                    Some("lost") => self.lost(e),
                     _ => {}
                 }
             }
-            None => self.name_pid(number(e, "pid"), text(e, "service")),
+        }
+    }
+
+    /// A `lost` event: messages sampled out, or lost before the map.
+    fn lost(&mut self, e: &Value) {
+        let n = number(e, "count").unwrap_or(0);
+        if text(e, "source") == Some("kernel_sampled") {
+            self.sampling.sampled_out_messages += n;
+        } else {
+            self.sampling.lost_events += n;
         }
     }
 
