@@ -10,6 +10,13 @@
 //!   JSON lines, which separates the cost of the lookups from the cost of the bigger lines
 //!   (an enriched event names two containers: about 300 more bytes of JSON).
 //!
+//! - `keep_alive/wrk_nginx`: the live overhead bench's traffic (`benches/overhead/run.sh`), one
+//!   thread: 50 keep-alive connections traced at both ends (a client and a server process),
+//!   each exchange four messages (sent and read at each end) with wrk's and nginx's real
+//!   bytes (`benches/fixtures`), every event redacted and written as the
+//!   `jsonl` sink writes it (sonic-rs). The connections are opened and classified before
+//!   the measurement: what is measured is a locked flow's cost per message.
+//!
 //! Elements are events. Run with `cargo bench -p adi-benches --bench pipeline`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,6 +34,10 @@ use adi_pipeline::{Input, NoProcesses, Pipeline, PipelineConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use adi_classifiers as _;
+
+// adi's allocator: allocation is a good part of the cost per event.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONTAINERS: u32 = 40;
 const CONNECTIONS: u32 = 64;
@@ -206,9 +217,121 @@ fn bench_pipeline(c: &mut Criterion) {
     );
 }
 
+const KEEP_ALIVE_CONNECTIONS: u16 = 50;
+const WRK_REQUEST: &[u8] = include_bytes!("../fixtures/to_server_wrk_get.bin");
+const NGINX_RESPONSE: &[u8] = include_bytes!("../fixtures/to_client_nginx_612.bin");
+
+/// One exchange on each keep-alive connection, seen at both ends (client pid 10, server pid
+/// 20); every event written as a JSON line into `line` (cleared per event, as the sink does).
+/// Returns the events.
+fn keep_alive_round(
+    p: &mut Pipeline<NoProcesses>,
+    ts: &mut u64,
+    events: &mut Vec<Event>,
+    line: &mut Vec<u8>,
+) -> usize {
+    let mut n = 0;
+    for c in 0..KEEP_ALIVE_CONNECTIONS {
+        let client = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 40_000 + c);
+        let server = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8080);
+        let at = |pid, role| FlowKey {
+            pid,
+            role,
+            client,
+            server,
+        };
+        for (key, dir, payload, comm) in [
+            (
+                at(10, Role::Client),
+                Direction::ToServer,
+                WRK_REQUEST,
+                "wrk",
+            ),
+            (
+                at(20, Role::Server),
+                Direction::ToServer,
+                WRK_REQUEST,
+                "nginx",
+            ),
+            (
+                at(20, Role::Server),
+                Direction::ToClient,
+                NGINX_RESPONSE,
+                "nginx",
+            ),
+            (
+                at(10, Role::Client),
+                Direction::ToClient,
+                NGINX_RESPONSE,
+                "wrk",
+            ),
+        ] {
+            *ts += 1_000;
+            p.handle(
+                Input::Data {
+                    key,
+                    dir,
+                    ts_ns: *ts,
+                    payload,
+                    missing: 0,
+                    after_skip: false,
+                    tls: false,
+                    comm,
+                },
+                events,
+            );
+        }
+        for e in events.drain(..) {
+            line.clear();
+            sonic_rs::to_writer(&mut *line, &e).expect("json");
+            line.push(b'\n');
+            black_box(&line);
+            n += 1;
+        }
+    }
+    n
+}
+
+fn bench_keep_alive(c: &mut Criterion) {
+    let registry = Arc::new(Registry::from_inventory().expect("registry"));
+    let config = PipelineConfig {
+        redact: true,
+        ..PipelineConfig::default()
+    };
+    let mut p = Pipeline::new(registry, NoProcesses, config);
+    let (mut events, mut line, mut ts) = (Vec::new(), Vec::new(), 0);
+    // Opened and classified (each connection's connection events) before measuring.
+    keep_alive_round(&mut p, &mut ts, &mut events, &mut line);
+    let per_round = keep_alive_round(&mut p, &mut ts, &mut events, &mut line);
+    assert_eq!(
+        per_round,
+        usize::from(KEEP_ALIVE_CONNECTIONS) * 4,
+        "one event per message"
+    );
+    // The last line is the client's response event, with its headers (a bench of nothing
+    // proves nothing).
+    let last = std::str::from_utf8(&line).expect("utf-8");
+    assert!(
+        last.contains("\"status_code\":200") && last.contains("\"ETag\""),
+        "{last}"
+    );
+    let mut g = c.benchmark_group("keep_alive");
+    g.throughput(Throughput::Elements(per_round as u64));
+    g.bench_function("wrk_nginx", |b| {
+        b.iter(|| keep_alive_round(&mut p, &mut ts, &mut events, &mut line));
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = keep_alive;
+    config = adi_benches::config(std::time::Duration::from_secs(3));
+    targets = bench_keep_alive
+}
+
 criterion_group! {
     name = benches;
     config = adi_benches::config(std::time::Duration::from_secs(3));
     targets = bench_pipeline
 }
-criterion_main!(benches);
+criterion_main!(benches, keep_alive);

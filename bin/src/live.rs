@@ -55,6 +55,9 @@ const NON_HTTP_CAP: u32 = 256;
 /// peaked at 185-190 MiB. A queue only absorbs bursts (4,096 events are 20 ms of a saturated
 /// nginx); a sink slower than capture loses the difference whatever its length.
 const BUS_CAPACITY: usize = 4_096;
+/// Most ring buffer records handled per turn of the main loop, before signals, ticks, Go
+/// events and the sinks' hand-over get theirs.
+const RECORDS_PER_TURN: usize = 4_096;
 /// How often `lost` events are emitted while there are losses.
 const LOST_EVERY: Duration = Duration::from_secs(10);
 /// How often, at most, the listening-port table is read again (only when a connection of
@@ -657,18 +660,17 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     let mut last_lost = Instant::now();
     let mut status = StatusLine::new(opts.status_line);
     let mut lost = LostSoFar::default();
-    let mut batch = Vec::with_capacity(4096);
     let started = Instant::now();
     loop {
         tokio::select! {
-            r = stream.next_batch(&mut batch, 4096) => {
+            r = stream.wait() => {
                 r.context("reading the ring buffer")?;
-                for ev in &batch {
+                // Each record handled as it is read: its bytes are parsed while in cache.
+                stream.drain_each(RECORDS_PER_TURN, |ev| {
                     go.kernel_event(ev);
                     tls.kernel_event(&mut probes, ev);
                     pipeline.handle(ev, &mut probes, &mut bus);
-                }
-                stream.recycle(&mut batch);
+                });
             }
             Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &mut bus),
             _ = sigint.recv() => break,
@@ -688,15 +690,15 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     // Stop the kernel side first, so that draining ends even under heavy traffic, then
     // process what was already queued and end every flow.
     probes.detach();
-    let mut drained = Vec::new();
-    while let Ok(Ok(())) = tokio::time::timeout(
-        Duration::from_millis(50),
-        stream.next_batch(&mut drained, 4096),
-    )
-    .await
-    {
-        for ev in drained.drain(..) {
-            pipeline.handle(&ev, &mut probes, &mut bus);
+    loop {
+        let handle = |ev: &RawEvent| pipeline.handle(ev, &mut probes, &mut bus);
+        if stream.drain_each(RECORDS_PER_TURN, handle) > 0 {
+            continue;
+        }
+        // Until nothing more arrives for 50 ms.
+        let more = tokio::time::timeout(Duration::from_millis(50), stream.wait()).await;
+        if !matches!(more, Ok(Ok(()))) {
+            break;
         }
     }
     for e in go.stop() {

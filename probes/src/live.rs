@@ -667,23 +667,19 @@ pub struct EventStream {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that did not decode (counted, never silently dropped).
     pub decode_errors: u64,
-    /// Payload buffers of records already handled ([`EventStream::recycle`]), reused for the
-    /// next ones: no allocation per message once the stream runs.
-    spare: Vec<Vec<u8>>,
+    /// The event every record is decoded into, in turn ([`EventStream::drain_each`]): its
+    /// payload buffer is reused, so it stays in cache and nothing is allocated per message.
+    current: RawEvent,
+    /// The last drain read records: more may be there already, so the next wait does not.
+    busy: bool,
 }
-
-/// Most payload buffers kept for reuse: enough for the batches of a busy stream, few enough
-/// that the pool stays small (at most 512 x the 8 KiB payload cap, 4 MiB; 2 MiB at the
-/// default 4 KiB cap).
-const SPARE_BUFFERS: usize = 512;
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream")
             .field("fd", &self.ring.get_ref().as_raw_fd())
             .field("decode_errors", &self.decode_errors)
-            .field("spare_buffers", &self.spare.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -696,16 +692,50 @@ impl EventStream {
         Ok(Self {
             ring,
             decode_errors: 0,
-            spare: Vec::new(),
+            current: RawEvent::blank(Vec::new()),
+            busy: false,
         })
     }
 
-    /// Takes back the payload buffers of `batch` (emptied) for the next records.
-    pub fn recycle(&mut self, batch: &mut Vec<RawEvent>) {
-        let room = SPARE_BUFFERS.saturating_sub(self.spare.len());
-        // Draining empties `batch` even past `room`: the rest are dropped.
-        self.spare
-            .extend(batch.drain(..).take(room).map(|ev| ev.payload));
+    /// Waits until records may be available: at once when the last drain read some (under
+    /// load the ring buffer is never empty), else until the kernel wakes the reader or
+    /// [`POLL_EVERY`] passes.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from polling the ring buffer's fd.
+    pub async fn wait(&mut self) -> io::Result<()> {
+        if self.busy {
+            return Ok(());
+        }
+        // The kernel wakes the reader only once a batch is pending (a wakeup per event
+        // would cost the traced processes more than the copy): poll for the rest.
+        tokio::select! {
+            ready = self.ring.readable_mut() => ready?.clear_ready(),
+            () = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        Ok(())
+    }
+
+    /// Hands each available record (at most `max`) to `each` as it is read, decoded into one
+    /// reused event: a record is parsed while its bytes are still in cache, rather than
+    /// copied out with thousands of others first. Records that fail to decode are counted in
+    /// `decode_errors`. Returns how many records were read.
+    pub fn drain_each(&mut self, max: usize, mut each: impl FnMut(&RawEvent)) -> usize {
+        let ring = self.ring.get_mut();
+        let mut got = 0;
+        while got < max {
+            let Some(item) = ring.next() else { break };
+            match self.current.decode_into(&item) {
+                // The record's slot goes back to the kernel only after the event is handled
+                // (the item is dropped at the end of the iteration).
+                Ok(()) => each(&self.current),
+                Err(_) => self.decode_errors += 1,
+            }
+            got += 1;
+        }
+        self.busy = got > 0;
+        got
     }
 
     /// Waits until records are available, then appends every available one to `out`
@@ -716,31 +746,10 @@ impl EventStream {
     /// An I/O error from polling the ring buffer's fd.
     pub async fn next_batch(&mut self, out: &mut Vec<RawEvent>, max: usize) -> io::Result<()> {
         loop {
-            if self.drain(out, max) > 0 {
+            if self.drain_each(max, |ev| out.push(ev.clone())) > 0 {
                 return Ok(());
             }
-            // The kernel wakes the reader only once a batch is pending (a wakeup per event
-            // would cost the traced processes more than the copy): poll for the rest.
-            tokio::select! {
-                ready = self.ring.readable_mut() => ready?.clear_ready(),
-                () = tokio::time::sleep(POLL_EVERY) => {}
-            }
+            self.wait().await?;
         }
-    }
-
-    /// Appends the available records (at most `max`) to `out`; returns how many were read.
-    fn drain(&mut self, out: &mut Vec<RawEvent>, max: usize) -> usize {
-        let ring = self.ring.get_mut();
-        let mut got = 0;
-        while got < max {
-            let Some(item) = ring.next() else { break };
-            let payload = self.spare.pop().unwrap_or_default();
-            match RawEvent::decode_reusing(&item, payload) {
-                Ok(ev) => out.push(ev),
-                Err(_) => self.decode_errors += 1,
-            }
-            got += 1;
-        }
-        got
     }
 }

@@ -321,7 +321,42 @@ impl RawEvent {
     /// # Errors
     ///
     /// As [`RawEvent::decode`].
-    pub fn decode_reusing(buf: &[u8], mut payload_buf: Vec<u8>) -> Result<Self, DecodeError> {
+    pub fn decode_reusing(buf: &[u8], payload: Vec<u8>) -> Result<Self, DecodeError> {
+        let mut ev = Self::blank(payload);
+        ev.decode_into(buf)?;
+        Ok(ev)
+    }
+
+    /// An event of nothing, to decode records into ([`RawEvent::decode_into`]).
+    pub(crate) fn blank(payload: Vec<u8>) -> Self {
+        Self {
+            kind: EventKind::Data,
+            tgid: 0,
+            tid: 0,
+            fd: -1,
+            sock: 0,
+            ts_ns: 0,
+            real_len: 0,
+            dir: DataDir::Send,
+            syscall: 0,
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+            role: KernelRole::Unknown,
+            comm: String::new(),
+            after_skip: false,
+            tls: false,
+            payload,
+        }
+    }
+
+    /// Decodes a ring buffer record over this event, its payload and comm buffers reused:
+    /// the live loop decodes every record into one event, whose buffers stay in cache.
+    /// On an error the event is left partly overwritten.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawEvent::decode`].
+    pub fn decode_into(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
         let need = size_of::<RawEventHdr>();
         if buf.len() < need {
             return Err(DecodeError::Short {
@@ -350,32 +385,30 @@ impl RawEvent {
             other => return Err(DecodeError::UnknownKind(other)),
         };
         let comm_len = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
-        Ok(Self {
-            kind,
-            tgid: h.tgid,
-            tid: h.tid,
-            fd: h.fd,
-            sock: h.sock,
-            ts_ns: h.ts_ns,
-            real_len: h.real_len,
-            dir: if h.dir == 1 {
-                DataDir::Recv
-            } else {
-                DataDir::Send
-            },
-            syscall: h.syscall,
-            local: addr(h.family, h.laddr, h.lport)?,
-            remote: addr(h.family, h.raddr, h.rport)?,
-            role: KernelRole::from_wire(u32::from(h.role)),
-            comm: String::from_utf8_lossy(&h.comm[..comm_len]).into_owned(),
-            after_skip: kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0,
-            tls: kind == EventKind::Data && h.flags & DATA_TLS != 0,
-            payload: {
-                payload_buf.clear();
-                payload_buf.extend_from_slice(&payload[..cap_len]);
-                payload_buf
-            },
-        })
+        self.local = addr(h.family, h.laddr, h.lport)?;
+        self.remote = addr(h.family, h.raddr, h.rport)?;
+        self.kind = kind;
+        self.tgid = h.tgid;
+        self.tid = h.tid;
+        self.fd = h.fd;
+        self.sock = h.sock;
+        self.ts_ns = h.ts_ns;
+        self.real_len = h.real_len;
+        self.dir = if h.dir == 1 {
+            DataDir::Recv
+        } else {
+            DataDir::Send
+        };
+        self.syscall = h.syscall;
+        self.role = KernelRole::from_wire(u32::from(h.role));
+        self.comm.clear();
+        self.comm
+            .push_str(&String::from_utf8_lossy(&h.comm[..comm_len]));
+        self.after_skip = kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0;
+        self.tls = kind == EventKind::Data && h.flags & DATA_TLS != 0;
+        self.payload.clear();
+        self.payload.extend_from_slice(&payload[..cap_len]);
+        Ok(())
     }
 }
 
@@ -432,6 +465,23 @@ mod tests {
         let e = RawEvent::decode_reusing(&b, stale).expect("decode");
         assert_eq!(e.payload, b"GET ");
         assert_eq!(e, RawEvent::decode(&b).expect("decode"));
+    }
+
+    #[test]
+    fn decoding_over_an_event_leaves_nothing_of_it() {
+        // A TLS data event of another process with a longer comm and a payload, then a
+        // close decoded over it: the same as decoding the close afresh.
+        let mut old = header(1, 17);
+        old[4..8].copy_from_slice(&7u32.to_le_bytes());
+        old[96..112].copy_from_slice(b"a-long-comm-name");
+        let at = std::mem::offset_of!(RawEventHdr, flags);
+        old[at..at + 4].copy_from_slice(&(DATA_AFTER_SKIP | DATA_TLS).to_le_bytes());
+        old.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let b = header(4, 0);
+        let mut e = RawEvent::decode(&old).expect("decode");
+        e.decode_into(&b).expect("decode");
+        assert_eq!(e, RawEvent::decode(&b).expect("decode"));
+        assert!(e.payload.is_empty() && e.comm == "curl" && e.kind == EventKind::Close);
     }
 
     #[test]

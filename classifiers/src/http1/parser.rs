@@ -400,14 +400,13 @@ pub(crate) fn parse_framing(i: &[u8]) -> PResult<'_, FramingFields> {
 }
 
 /// The offset just past the empty line ending the head that starts at `buf`, searching from
-/// `from` (bytes already searched): `\r\n\r\n`, or `\n\n` for LF-only senders.
+/// `from` (bytes already searched): `\r\n\r\n`, or `\n\n` for LF-only senders. Only the line
+/// feeds are visited (`memchr`, a vector at a time): a byte loop over the head was a sixth of
+/// the HTTP/1 session's time.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(3).min(buf.len());
     let hay = buf.get(start..)?;
-    hay.iter().enumerate().find_map(|(k, &c)| {
-        if c != b'\n' {
-            return None;
-        }
+    memchr::memchr_iter(b'\n', hay).find_map(|k| {
         let at = start + k;
         let prev = at.checked_sub(1).and_then(|p| buf.get(p)).copied();
         let ends = match prev {

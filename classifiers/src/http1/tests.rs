@@ -708,3 +708,22 @@ fn trickled_long_head_and_trailers_stay_linear() {
     assert_eq!(r[0].attributes.len(), 1 + 2 * 1500);
     assert_eq!(r[0].wire_len, msg.len() as u64);
 }
+
+proptest! {
+    /// The head's end found with `memchr` is the first `\n\n` or `\r\n\r\n` ending at or after
+    /// `from - 3`, as a plain scan of every byte finds it (bytes drawn from the few that
+    /// matter, so that ends, near ends and `from` inside an end are all common).
+    #[test]
+    fn head_end_is_the_first_empty_line(
+        buf in proptest::collection::vec(prop::sample::select(&b"\r\nab"[..]), 0..64),
+        from in 0usize..70,
+    ) {
+        let start = from.saturating_sub(3).min(buf.len());
+        let plain = (start..buf.len()).find_map(|at| {
+            let ends = buf[at] == b'\n'
+                && (buf[..at].ends_with(b"\n") || buf[..at].ends_with(b"\n\r"));
+            ends.then_some(at + 1)
+        });
+        prop_assert_eq!(super::parser::find_head_end(&buf, from), plain);
+    }
+}
