@@ -210,6 +210,7 @@ fn sink_loop(
             if let Err(e) = sink.flush() {
                 failed(sink.as_ref(), &e);
             }
+            sub.give_back();
             // A debounced sink (the service map) is woken when its write is due.
             let next = match sink.due() {
                 Some(at) => {
@@ -238,6 +239,8 @@ fn sink_loop(
             }
             Err(e) => failed(sink.as_ref(), &e),
         }
+        // Freed by the pipeline's thread, which allocated it.
+        sub.release(event);
     }
     if let Err(e) = sink.finish() {
         failed(sink.as_ref(), &e);
