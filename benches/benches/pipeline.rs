@@ -13,8 +13,8 @@
 //! - `keep_alive/wrk_nginx`: the live overhead bench's traffic (`benches/overhead/run.sh`), one
 //!   thread: 50 keep-alive connections traced at both ends (a client and a server process),
 //!   each exchange four messages (sent and read at each end) with wrk's and nginx's real
-//!   bytes (`benches/fixtures`), every event redacted and written as the
-//!   `jsonl` sink writes it (sonic-rs). The connections are opened and classified before
+//!   bytes (`benches/fixtures`), every event redacted and written by the
+//!   `jsonl` sink (to a writer that discards). The connections are opened and classified before
 //!   the measurement: what is measured is a locked flow's cost per message.
 //!
 //! Elements are events. Run with `cargo bench -p adi-benches --bench pipeline`.
@@ -31,6 +31,8 @@ use adi_core::event::Event;
 use adi_core::flow::{FlowKey, Role};
 use adi_core::{Direction, Registry};
 use adi_pipeline::{Input, NoProcesses, Pipeline, PipelineConfig};
+use adi_sinks::jsonl::JsonlSink;
+use adi_sinks::Sink;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use adi_classifiers as _;
@@ -222,13 +224,12 @@ const WRK_REQUEST: &[u8] = include_bytes!("../fixtures/to_server_wrk_get.bin");
 const NGINX_RESPONSE: &[u8] = include_bytes!("../fixtures/to_client_nginx_612.bin");
 
 /// One exchange on each keep-alive connection, seen at both ends (client pid 10, server pid
-/// 20); every event written as a JSON line into `line` (cleared per event, as the sink does).
-/// Returns the events.
+/// 20); every event handed to `sink`. Returns the events.
 fn keep_alive_round(
     p: &mut Pipeline<NoProcesses>,
     ts: &mut u64,
     events: &mut Vec<Event>,
-    line: &mut Vec<u8>,
+    sink: &mut dyn FnMut(&Event),
 ) -> usize {
     let mut n = 0;
     for c in 0..KEEP_ALIVE_CONNECTIONS {
@@ -282,10 +283,7 @@ fn keep_alive_round(
             );
         }
         for e in events.drain(..) {
-            line.clear();
-            sonic_rs::to_writer(&mut *line, &e).expect("json");
-            line.push(b'\n');
-            black_box(&line);
+            sink(&e);
             n += 1;
         }
     }
@@ -299,10 +297,12 @@ fn bench_keep_alive(c: &mut Criterion) {
         ..PipelineConfig::default()
     };
     let mut p = Pipeline::new(registry, NoProcesses, config);
-    let (mut events, mut line, mut ts) = (Vec::new(), Vec::new(), 0);
+    let (mut events, mut ts) = (Vec::new(), 0);
+    let mut last = String::new();
+    let mut keep_last = |e: &Event| last = sonic_rs::to_string(e).expect("json");
     // Opened and classified (each connection's connection events) before measuring.
-    keep_alive_round(&mut p, &mut ts, &mut events, &mut line);
-    let per_round = keep_alive_round(&mut p, &mut ts, &mut events, &mut line);
+    keep_alive_round(&mut p, &mut ts, &mut events, &mut keep_last);
+    let per_round = keep_alive_round(&mut p, &mut ts, &mut events, &mut keep_last);
     assert_eq!(
         per_round,
         usize::from(KEEP_ALIVE_CONNECTIONS) * 4,
@@ -310,15 +310,17 @@ fn bench_keep_alive(c: &mut Criterion) {
     );
     // The last line is the client's response event, with its headers (a bench of nothing
     // proves nothing).
-    let last = std::str::from_utf8(&line).expect("utf-8");
     assert!(
         last.contains("\"status_code\":200") && last.contains("\"ETag\""),
         "{last}"
     );
     let mut g = c.benchmark_group("keep_alive");
     g.throughput(Throughput::Elements(per_round as u64));
+    // Written as adi writes them: the jsonl sink, to a writer that discards.
+    let mut jsonl = JsonlSink::to_writer("jsonl", "discard", Box::new(std::io::sink()));
+    let mut write = |e: &Event| jsonl.write(e).expect("write");
     g.bench_function("wrk_nginx", |b| {
-        b.iter(|| keep_alive_round(&mut p, &mut ts, &mut events, &mut line));
+        b.iter(|| keep_alive_round(&mut p, &mut ts, &mut events, &mut write));
     });
     g.finish();
 }

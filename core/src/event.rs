@@ -277,47 +277,75 @@ impl Headers {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The headers as their JSON object has them: each name once (compared ASCII
+    /// case-insensitively, first spelling kept) in first-seen order, with its value, or every
+    /// value when the name was repeated. Without allocating: headers are few.
+    pub fn grouped(&self) -> impl Iterator<Item = (&str, HeaderValue<'_>)> {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, (name, value))| {
+                if self.0[..i].iter().any(|(n, _)| same(n, name)) {
+                    return None;
+                }
+                let value = if self.0[i + 1..].iter().any(|(n, _)| same(n, name)) {
+                    HeaderValue::Many(Values {
+                        headers: &self.0[i..],
+                        name,
+                    })
+                } else {
+                    HeaderValue::One(value)
+                };
+                Some((name.as_str(), value))
+            })
+    }
+}
+
+/// The value of one header name in [`Headers::grouped`].
+#[derive(Clone, Copy, Debug)]
+pub enum HeaderValue<'a> {
+    /// The name's only value: a JSON string.
+    One(&'a str),
+    /// A repeated name's values: a JSON array of strings.
+    Many(Values<'a>),
 }
 
 impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Group case-insensitively in first-seen order, without allocating: headers are few.
-        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         let mut map = s.serialize_map(None)?;
-        for (i, (name, value)) in self.0.iter().enumerate() {
-            if self.0[..i].iter().any(|(n, _)| same(n, name)) {
-                continue;
-            }
-            if self.0[i + 1..].iter().any(|(n, _)| same(n, name)) {
-                map.serialize_entry(
-                    name,
-                    &Values {
-                        headers: &self.0[i..],
-                        name,
-                    },
-                )?;
-            } else {
-                map.serialize_entry(name, value)?;
+        for (name, value) in self.grouped() {
+            match value {
+                HeaderValue::One(v) => map.serialize_entry(name, v)?,
+                HeaderValue::Many(values) => map.serialize_entry(name, &values)?,
             }
         }
         map.end()
     }
 }
 
-/// Every value of one header name, as a JSON array.
-struct Values<'a> {
+/// Every value of one header name, in order, as a JSON array.
+#[derive(Clone, Copy, Debug)]
+pub struct Values<'a> {
     headers: &'a [(String, String)],
     name: &'a str,
 }
 
+impl<'a> Values<'a> {
+    /// The values, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let name = self.name;
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Serialize for Values<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            self.headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(self.name))
-                .map(|(_, v)| v),
-        )
+        s.collect_seq(self.iter())
     }
 }
 
