@@ -158,15 +158,37 @@ fn number(out: &mut Vec<u8>, n: u64) -> io::Result<()> {
     CompactFormatter.write_u64(out, n)
 }
 
-/// An address as text, as serde writes an `IpAddr` for a human-readable format.
+/// An address as text, as serde writes an `IpAddr` for a human-readable format. IPv4 digit
+/// by digit (two per event: `fmt` took a twentieth of the line's time); IPv6 through
+/// `Display`, into a stack buffer.
 fn ip(out: &mut Vec<u8>, ip: IpAddr) -> io::Result<()> {
-    // At most 45 bytes ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"), written without
-    // an allocation.
-    let mut buf = [0u8; 48];
-    let mut w = &mut buf[..];
-    io::Write::write_fmt(&mut w, format_args!("{ip}"))?;
-    let len = 48 - w.len();
-    string(out, std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(b'"');
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+            out.push(b'"');
+            Ok(())
+        }
+        IpAddr::V6(_) => {
+            // At most 45 bytes ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255").
+            let mut buf = [0u8; 48];
+            let mut w = &mut buf[..];
+            io::Write::write_fmt(&mut w, format_args!("{ip}"))?;
+            let len = 48 - w.len();
+            string(out, std::str::from_utf8(&buf[..len]).unwrap_or_default())
+        }
+    }
 }
 
 /// A nested object, through serde.
