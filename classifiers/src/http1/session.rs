@@ -5,7 +5,8 @@
 //! section 6.3 says: none, Content-Length, chunked (extensions skipped, trailers kept as
 //! attributes) or, for a response, until the connection closes. Body bytes are consumed as
 //! they arrive, whatever their size; the record keeps at most [`MAX_BODY_KEPT`] of them and
-//! is emitted when the message ends.
+//! is emitted when the message ends. Its `raw` is the head as sent (at most
+//! [`MAX_RAW_KEPT`]).
 //!
 //! Framing a response needs its request's method (a HEAD response has no body, a 2xx to
 //! CONNECT ends HTTP), so the session keeps the methods of unanswered requests in order
@@ -38,7 +39,8 @@ use super::HTTP1;
 
 /// Most body bytes kept per message in [`Record::body`]; the rest is counted, not kept.
 pub(crate) const MAX_BODY_KEPT: usize = 64 * 1024;
-/// Most bytes of a message kept as sent in [`Record::raw`].
+/// Most bytes of a message's head kept as sent in [`Record::raw`]; its body is in
+/// [`Record::body`], decoded.
 pub(crate) const MAX_RAW_KEPT: usize = 4096;
 /// Most unanswered requests remembered; beyond it the oldest is forgotten (its response is
 /// then framed without knowing its method).
@@ -89,15 +91,12 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Counts `bytes` of the message as sent, keeping the first [`MAX_RAW_KEPT`].
+    /// Counts `bytes` of the message as sent after its head. Only the head is kept as sent
+    /// (`raw`): a copy of the body there would repeat `body` (the `http` event's raw payload
+    /// is the head), and a body longer than the raw cap would mark a message that was kept
+    /// whole `truncated`.
     fn wire(&mut self, bytes: &[u8]) {
         self.record.wire_len += bytes.len() as u64;
-        keep_capped(
-            &mut self.record.raw,
-            &mut self.record.truncated,
-            bytes,
-            MAX_RAW_KEPT,
-        );
     }
 
     /// Adds decoded body bytes, keeping the first [`MAX_BODY_KEPT`].

@@ -213,7 +213,11 @@ fn session_nginx_get() {
     assert_eq!(rsp.attribute("content-length"), Some("59"));
     assert_eq!(values(rsp, "Set-Cookie"), ["a=1; Path=/", "b=2; Path=/"]);
     assert_eq!(rsp.body, INDEX_HTML);
-    assert_eq!(rsp.raw, TO_CLIENT_NGINX_GET);
+    // The head as sent; the body is in `body`.
+    assert_eq!(
+        rsp.raw,
+        &TO_CLIENT_NGINX_GET[..TO_CLIENT_NGINX_GET.len() - INDEX_HTML.len()]
+    );
     assert_eq!(rsp.wire_len, TO_CLIENT_NGINX_GET.len() as u64);
     assert!(!req.truncated && !rsp.truncated);
 }
@@ -451,7 +455,27 @@ fn large_body_is_streamed_and_capped() {
     assert_eq!(out[0].body.len(), MAX_BODY_KEPT);
     assert!(out[0].truncated);
     assert_eq!(out[0].wire_len, (head.len() + SIZE) as u64);
-    assert_eq!(out[0].raw.len(), 4096);
+    assert_eq!(out[0].raw, head.as_bytes(), "the head as sent");
+}
+
+#[test]
+fn a_body_longer_than_the_raw_cap_kept_whole_is_not_truncated() {
+    // 5,000 bytes of body: over the 4 KiB of `raw`, under the body cap, and all of it came.
+    let body = vec![b'x'; 5000];
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
+    let mut s = Http1Session::default();
+    let mut out = Vec::new();
+    s.parse(b"GET / HTTP/1.1\r\n\r\n", Direction::ToServer, &mut out)
+        .expect("request");
+    assert_eq!(s.parse(head, Direction::ToClient, &mut out), Ok(head.len()));
+    assert_eq!(
+        s.parse(&body, Direction::ToClient, &mut out),
+        Ok(body.len())
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[1].body.len(), out[1].truncated), (5000, false));
+    assert_eq!(out[1].raw, head);
+    assert_eq!(out[1].wire_len, (head.len() + 5000) as u64);
 }
 
 #[test]
