@@ -511,9 +511,12 @@ impl HttpEvent {
         let is_request = r.kind == RecordKind::Request;
         let mut raw = r.raw;
         let mut truncated = r.truncated;
-        // The head only: the body follows in `body` (halves what large responses write).
-        if let Some(end) = head_end().find(&raw) {
-            raw.truncate(end + 4);
+        // The head only: the body follows in `body` (halves what large responses write). The
+        // HTTP/1 session keeps the head alone already: no search when the bytes end as a head.
+        if !raw.ends_with(b"\r\n\r\n") {
+            if let Some(end) = head_end().find(&raw) {
+                raw.truncate(end + 4);
+            }
         }
         if raw.len() > MAX_RAW_PAYLOAD {
             raw.truncate(MAX_RAW_PAYLOAD);
