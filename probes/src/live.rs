@@ -692,7 +692,7 @@ impl EventStream {
         Ok(Self {
             ring,
             decode_errors: 0,
-            current: RawEvent::blank(Vec::new()),
+            current: RawEvent::blank(),
             busy: false,
         })
     }

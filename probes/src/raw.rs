@@ -312,23 +312,13 @@ impl RawEvent {
     ///
     /// [`DecodeError`] when the record is short, inconsistent or of an unknown kind.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        Self::decode_reusing(buf, Vec::new())
-    }
-
-    /// [`RawEvent::decode`], the payload copied into `payload` (emptied first): a buffer of
-    /// an earlier record, so that reading the ring buffer allocates nothing per message.
-    ///
-    /// # Errors
-    ///
-    /// As [`RawEvent::decode`].
-    pub fn decode_reusing(buf: &[u8], payload: Vec<u8>) -> Result<Self, DecodeError> {
-        let mut ev = Self::blank(payload);
+        let mut ev = Self::blank();
         ev.decode_into(buf)?;
         Ok(ev)
     }
 
     /// An event of nothing, to decode records into ([`RawEvent::decode_into`]).
-    pub(crate) fn blank(payload: Vec<u8>) -> Self {
+    pub(crate) fn blank() -> Self {
         Self {
             kind: EventKind::Data,
             tgid: 0,
@@ -345,7 +335,7 @@ impl RawEvent {
             comm: String::new(),
             after_skip: false,
             tls: false,
-            payload,
+            payload: Vec::new(),
         }
     }
 
@@ -461,8 +451,9 @@ mod tests {
     fn a_reused_buffer_holds_only_the_new_payload() {
         let mut b = header(1, 4);
         b.extend_from_slice(b"GET ");
-        let stale = b"HTTP/1.1 200 OK\r\n".to_vec();
-        let e = RawEvent::decode_reusing(&b, stale).expect("decode");
+        let mut e = RawEvent::blank();
+        e.payload = b"HTTP/1.1 200 OK\r\n".to_vec();
+        e.decode_into(&b).expect("decode");
         assert_eq!(e.payload, b"GET ");
         assert_eq!(e, RawEvent::decode(&b).expect("decode"));
     }
