@@ -64,7 +64,7 @@ fn container() -> impl Strategy<Value = Option<Arc<ContainerInfo>>> {
     ))
 }
 
-fn grpc() -> impl Strategy<Value = Option<GrpcInfo>> {
+fn grpc() -> impl Strategy<Value = Option<Box<GrpcInfo>>> {
     let o = || proptest::option::of(text());
     proptest::option::of(
         (
@@ -75,16 +75,16 @@ fn grpc() -> impl Strategy<Value = Option<GrpcInfo>> {
             text(),
             prop::collection::vec(any::<u64>(), 0..4),
         )
-            .prop_map(
-                |(service, method, status, message, encoding, messages)| GrpcInfo {
+            .prop_map(|(service, method, status, message, encoding, messages)| {
+                Box::new(GrpcInfo {
                     service,
                     method,
                     status,
                     message,
                     encoding,
                     messages,
-                },
-            ),
+                })
+            }),
     )
 }
 

@@ -891,13 +891,15 @@ mod live_and_json {
                     latency_ms: (!request).then_some(f64::from(d.ts) / 7.0),
                     version: d.stream.map(|_| "2"),
                     stream_id: d.stream.map(u64::from),
-                    grpc: (d.grpc > 0).then(|| GrpcInfo {
-                        service: None,
-                        method: None,
-                        status: [None, Some(0), Some(2)][usize::from(d.grpc % 3)],
-                        message: None,
-                        encoding: "protobuf".into(),
-                        messages: Vec::new(),
+                    grpc: (d.grpc > 0).then(|| {
+                        Box::new(GrpcInfo {
+                            service: None,
+                            method: None,
+                            status: [None, Some(0), Some(2)][usize::from(d.grpc % 3)],
+                            message: None,
+                            encoding: "protobuf".into(),
+                            messages: Vec::new(),
+                        })
                     }),
                 })
             }
