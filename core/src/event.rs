@@ -12,7 +12,7 @@ use crate::classify::{Confidence, Direction};
 use crate::engine::{Classification, FlowRecord};
 use crate::flow::{FlowId, FlowKey, Role};
 use crate::protocol::{Category, ProtocolId};
-use crate::record::RecordKind;
+use crate::record::{Record, RecordKind};
 
 /// One line of the event stream, tagged by `event_type`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -158,13 +158,20 @@ impl ProcessInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LossyText(pub Vec<u8>);
 
+impl LossyText {
+    /// The bytes as text, invalid UTF-8 sequences replaced: valid UTF-8 (nearly always) is
+    /// checked by the fast validator and borrowed as is.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => text.into(),
+            Err(_) => String::from_utf8_lossy(&self.0),
+        }
+    }
+}
+
 impl Serialize for LossyText {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Valid UTF-8 (nearly always) is checked by the fast validator and written as is.
-        match std::str::from_utf8(&self.0) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => s.serialize_str(&String::from_utf8_lossy(&self.0)),
-        }
+        s.serialize_str(&self.text())
     }
 }
 
@@ -438,23 +445,19 @@ pub struct GrpcInfo {
 pub const MAX_GRPC_MESSAGES: usize = 64;
 
 impl GrpcInfo {
-    /// The gRPC facts of an HTTP message with these headers, path (`resource`) and body;
-    /// `None` when it is not gRPC.
-    fn of(headers: &[(String, String)], resource: Option<&str>, body: &[u8]) -> Option<Self> {
-        let value = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let content_type = value("content-type")?;
+    /// The gRPC facts of an HTTP message (its headers, path and body); `None` when it is not
+    /// gRPC.
+    fn of(r: &Record) -> Option<Self> {
+        let content_type = r.attribute("content-type")?;
         let rest = content_type.strip_prefix("application/grpc")?;
         let encoding = match rest.strip_prefix('+') {
             Some(e) => e.split(';').next().unwrap_or(e).to_owned(),
             None if rest.is_empty() || rest.starts_with(';') => "protobuf".to_owned(),
             None => return None,
         };
-        let (service, method) = resource
+        let (service, method) = r
+            .resource
+            .as_deref()
             .and_then(|p| p.strip_prefix('/'))
             .and_then(|p| p.split_once('/'))
             .map_or((None, None), |(s, m)| {
@@ -463,7 +466,7 @@ impl GrpcInfo {
         let mut messages = Vec::new();
         let mut at = 0;
         // Length-prefixed messages: a compressed flag, then a big-endian u32 length.
-        while let Some(prefix) = body.get(at..at + 5) {
+        while let Some(prefix) = r.body.get(at..at + 5) {
             if messages.len() >= MAX_GRPC_MESSAGES {
                 break;
             }
@@ -474,8 +477,8 @@ impl GrpcInfo {
         Some(Self {
             service,
             method,
-            status: value("grpc-status").and_then(|s| s.parse().ok()),
-            message: value("grpc-message").map(str::to_owned),
+            status: r.attribute("grpc-status").and_then(|s| s.parse().ok()),
+            message: r.attribute("grpc-message").map(str::to_owned),
             encoding,
             messages,
         })
@@ -510,6 +513,7 @@ impl HttpEvent {
         let endpoints = Endpoints::of(&rec.key, rec.dir);
         let r = rec.record;
         let is_request = r.kind == RecordKind::Request;
+        let grpc = GrpcInfo::of(&r).map(Box::new);
         let mut raw = r.raw;
         let mut truncated = r.truncated;
         // The head only: the body follows in `body` (halves what large responses write). The
@@ -525,7 +529,6 @@ impl HttpEvent {
         }
         // HTTP/2 is the HTTP protocol whose exchanges are multiplexed on streams.
         let version = (rec.protocol.as_str() == "http2").then_some("2");
-        let grpc = GrpcInfo::of(&r.attributes, r.resource.as_deref(), &r.body).map(Box::new);
         // gRPC bodies are protobuf: their sizes are in `grpc.messages`, not text.
         let body = if grpc.is_some() { Vec::new() } else { r.body };
         Self {

@@ -737,19 +737,4 @@ impl EventStream {
         self.busy = got > 0;
         got
     }
-
-    /// Waits until records are available, then appends every available one to `out`
-    /// (at most `max`). Records that fail to decode are counted in `decode_errors`.
-    ///
-    /// # Errors
-    ///
-    /// An I/O error from polling the ring buffer's fd.
-    pub async fn next_batch(&mut self, out: &mut Vec<RawEvent>, max: usize) -> io::Result<()> {
-        loop {
-            if self.drain_each(max, |ev| out.push(ev.clone())) > 0 {
-                return Ok(());
-            }
-            self.wait().await?;
-        }
-    }
 }

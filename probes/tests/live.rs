@@ -19,15 +19,11 @@ async fn collect(
     let mut all = Vec::new();
     let end = Instant::now() + dur;
     while Instant::now() < end && !done(&all) {
-        let mut batch = Vec::new();
         let left = end.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, stream.next_batch(&mut batch, 1024))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(left, stream.wait()).await.is_err() {
             break;
         }
-        all.extend(batch);
+        stream.drain_each(1024, |ev| all.push(ev.clone()));
     }
     all
 }

@@ -10,7 +10,7 @@
 use std::io;
 use std::net::IpAddr;
 
-use adi_core::event::{HeaderValue, HttpEvent, LossyText, ProcessInfo};
+use adi_core::event::{HeaderValue, HttpEvent, ProcessInfo};
 use serde::Serialize;
 use sonic_rs::format::{CompactFormatter, Formatter};
 
@@ -86,9 +86,9 @@ pub(crate) fn write(e: &HttpEvent, out: &mut Vec<u8>) -> io::Result<()> {
         }
     }
     out.extend_from_slice(br#"},"body":"#);
-    lossy(out, &e.body)?;
+    string(out, &e.body.text())?;
     out.extend_from_slice(br#","raw_payload":"#);
-    lossy(out, &e.raw_payload)?;
+    string(out, &e.raw_payload.text())?;
     out.extend_from_slice(if e.truncated {
         br#","truncated":true,"flow_id":"#
     } else {
@@ -144,14 +144,6 @@ fn process(out: &mut Vec<u8>, p: &ProcessInfo) -> io::Result<()> {
 /// A JSON string, escaped as sonic-rs escapes it.
 fn string(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
     CompactFormatter.write_string_fast(out, s, true)
-}
-
-/// Bytes as text, invalid UTF-8 replaced, as `LossyText` serialises them.
-fn lossy(out: &mut Vec<u8>, text: &LossyText) -> io::Result<()> {
-    match std::str::from_utf8(&text.0) {
-        Ok(s) => string(out, s),
-        Err(_) => string(out, &String::from_utf8_lossy(&text.0)),
-    }
 }
 
 fn number(out: &mut Vec<u8>, n: u64) -> io::Result<()> {
