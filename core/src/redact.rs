@@ -23,23 +23,31 @@ pub const SECRET_PARTS: &[&str] = &[
 
 /// Whether a header, field or variable named `name` holds a secret (contains one of
 /// `SECRET_PARTS`, case-insensitively). Called for every header of every event: one pass,
-/// dispatching on each byte to the parts that start with it, and no allocation.
+/// dispatching on each pair of bytes to the parts that start with it (a part is at least
+/// three bytes long, and common names such as `Content-Type` share only one byte with a
+/// part's start), and no allocation.
 pub fn is_secret_name(name: &str) -> bool {
-    let starts = |rest: &[u8], part: &str| {
-        rest.len() >= part.len() && rest[..part.len()].eq_ignore_ascii_case(part.as_bytes())
-    };
     let name = name.as_bytes();
-    (0..name.len()).any(|i| {
+    if name.len() < 3 {
+        return false;
+    }
+    // `| 0x20` lower-cases an ASCII letter and makes no other byte a lower-case letter.
+    let lower = |b: u8| b | 0x20;
+    (0..=name.len() - 3).any(|i| {
         let rest = &name[i..];
-        match rest[0].to_ascii_lowercase() {
-            b'p' => starts(rest, "password") || starts(rest, "passwd"),
-            b's' => starts(rest, "secret"),
-            b't' => starts(rest, "token"),
-            b'k' => starts(rest, "key"),
-            b'c' => starts(rest, "credential") || starts(rest, "cookie"),
-            b'a' => starts(rest, "auth"),
-            _ => false,
-        }
+        let parts: &[&str] = match (lower(rest[0]), lower(rest[1])) {
+            (b'p', b'a') => &["password", "passwd"],
+            (b's', b'e') => &["secret"],
+            (b't', b'o') => &["token"],
+            (b'k', b'e') => &["key"],
+            (b'c', b'r') => &["credential"],
+            (b'c', b'o') => &["cookie"],
+            (b'a', b'u') => &["auth"],
+            _ => return false,
+        };
+        parts.iter().any(|part| {
+            rest.len() >= part.len() && rest[..part.len()].eq_ignore_ascii_case(part.as_bytes())
+        })
     })
 }
 
@@ -338,6 +346,19 @@ mod tests {
                 names.push(format!("{pre}{}{post}", part.to_ascii_uppercase()));
                 names.push(format!("{pre}{}{post}", &part[..part.len() - 1]));
             }
+        }
+        // Every short string over letters of the parts, in both cases, and the bytes that
+        // differ from a letter by the case bit only ('@' and '`', '[' and '{', ...).
+        let alphabet = [
+            'k', 'E', 'y', 'a', 'U', 't', 'H', '@', '`', '[', '{', '-', 'é',
+        ];
+        let mut short = vec![String::new()];
+        for _ in 0..4 {
+            short = short
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            names.extend(short.iter().cloned());
         }
         for n in names {
             assert_eq!(is_secret_name(&n), plain(&n), "{n}");
