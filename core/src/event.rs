@@ -59,7 +59,8 @@ impl ContainerEvent {
     }
 }
 
-/// The process that sent or received a message. Cheap to clone: one per event.
+/// The process that sent or received a message. Events share it (`Arc`): a connection's
+/// events carry the same one while nothing about it changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProcessInfo {
     /// Process id (tgid).
@@ -290,10 +291,20 @@ impl Headers {
     /// value when the name was repeated. Without allocating: headers are few.
     pub fn grouped(&self) -> impl Iterator<Item = (&str, HeaderValue<'_>)> {
         let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        // Nearly always every name comes once: one pass over the pairs (lengths first) says
+        // so, and each header is then its own key without searching the others for it.
+        let repeats = self
+            .0
+            .iter()
+            .enumerate()
+            .any(|(i, (name, _))| self.0[i + 1..].iter().any(|(n, _)| same(n, name)));
         self.0
             .iter()
             .enumerate()
             .filter_map(move |(i, (name, value))| {
+                if !repeats {
+                    return Some((name.as_str(), HeaderValue::One(value)));
+                }
                 if self.0[..i].iter().any(|(n, _)| same(n, name)) {
                     return None;
                 }
@@ -372,7 +383,7 @@ pub struct HttpEvent {
     pub timestamp: String,
     /// The traced process.
     #[serde(flatten)]
-    pub process: ProcessInfo,
+    pub process: Arc<ProcessInfo>,
     /// Direction and addresses.
     #[serde(flatten)]
     pub endpoints: Endpoints,
@@ -509,7 +520,12 @@ impl HttpEvent {
     }
 
     /// Builds the event for an HTTP record of the engine, taking its buffers without a copy.
-    pub fn from_record(rec: FlowRecord, process: ProcessInfo, timestamp: String) -> Self {
+    pub fn from_record(
+        rec: FlowRecord,
+        process: impl Into<Arc<ProcessInfo>>,
+        timestamp: String,
+    ) -> Self {
+        let process = process.into();
         let endpoints = Endpoints::of(&rec.key, rec.dir);
         let r = rec.record;
         let is_request = r.kind == RecordKind::Request;
@@ -566,7 +582,7 @@ pub struct MessageEvent {
     pub timestamp: String,
     /// The traced process (and its service).
     #[serde(flatten)]
-    pub process: ProcessInfo,
+    pub process: Arc<ProcessInfo>,
     /// Direction and addresses of this message.
     #[serde(flatten)]
     pub endpoints: Endpoints,
@@ -616,9 +632,10 @@ impl MessageEvent {
     pub fn from_record(
         rec: FlowRecord,
         category: Category,
-        process: ProcessInfo,
+        process: impl Into<Arc<ProcessInfo>>,
         timestamp: String,
     ) -> Self {
+        let process = process.into();
         let endpoints = Endpoints::of(&rec.key, rec.dir);
         let r = rec.record;
         let error = r
@@ -745,7 +762,7 @@ pub struct ConnectionEvent {
     pub timestamp: String,
     /// The traced process.
     #[serde(flatten)]
-    pub process: ProcessInfo,
+    pub process: Arc<ProcessInfo>,
     /// Direction and addresses: client to server.
     #[serde(flatten)]
     pub endpoints: Endpoints,
@@ -778,9 +795,10 @@ impl ConnectionEvent {
     /// Builds the event for a classification of the engine.
     pub fn from_classification(
         c: &Classification,
-        process: ProcessInfo,
+        process: impl Into<Arc<ProcessInfo>>,
         timestamp: String,
     ) -> Self {
+        let process = process.into();
         let endpoints = Endpoints::of(&c.key, Direction::ToServer);
         Self {
             timestamp,

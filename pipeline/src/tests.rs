@@ -578,3 +578,59 @@ fn plaintext_from_a_tls_library_is_classified_again() {
     assert!(http[1].latency_ms.is_some(), "paired");
     assert_eq!(p.stats().tls_ciphertext, 1);
 }
+
+#[test]
+fn a_connections_events_share_its_process_until_something_about_it_changes() {
+    let mut fake = Fake::default();
+    fake.0.insert(10, ("python3 web.py", ""));
+    fake.0.insert(20, ("python3 db.py", ""));
+    let mut p = Pipeline::new(registry(), fake, PipelineConfig::default());
+    let client = key(10, Role::Client);
+    let mut out = Vec::new();
+    // The server is known from the start (not a new process when its side shows up), and
+    // listens nowhere adi knows of.
+    p.describe(20, &mut out);
+    p.handle(
+        Input::Opened {
+            key: client,
+            ts_ns: 1,
+        },
+        &mut out,
+    );
+    // Two queries, one message each way at a time: the same process, not a copy per event.
+    let half = PG_TO_CLIENT.len() / 2;
+    p.handle(data(client, Direction::ToServer, 2, PG_TO_SERVER), &mut out);
+    p.handle(
+        data(client, Direction::ToClient, 3, &PG_TO_CLIENT[..half]),
+        &mut out,
+    );
+    p.handle(
+        data(client, Direction::ToClient, 4, &PG_TO_CLIENT[half..]),
+        &mut out,
+    );
+    let before = messages(&out);
+    assert!(before.len() >= 2, "{before:#?}");
+    assert!(before
+        .iter()
+        .all(|m| Arc::ptr_eq(&m.process, &before[0].process)));
+    assert_eq!(before[0].process.peer_service, None);
+    // The server's side of the connection shows up: the client's next events name it.
+    let server = key(20, Role::Server);
+    let mut out = Vec::new();
+    p.handle(
+        Input::Opened {
+            key: server,
+            ts_ns: 5,
+        },
+        &mut out,
+    );
+    p.handle(data(client, Direction::ToServer, 6, PG_TO_SERVER), &mut out);
+    let after: Vec<_> = messages(&out)
+        .into_iter()
+        .filter(|m| m.process.pid == 10)
+        .collect();
+    assert!(!after.is_empty());
+    assert!(after
+        .iter()
+        .all(|m| m.process.peer_service.as_deref() == Some("db")));
+}

@@ -114,7 +114,7 @@ prop_compose! {
     ) -> HttpEvent {
         HttpEvent {
             timestamp: ts,
-            process,
+            process: process.into(),
             endpoints: Endpoints {
                 direction: ends.0,
                 source_ip: ends.1,

@@ -372,7 +372,7 @@ fn http_event(request: bool, flow: u64, encoding: &str, body: Vec<u8>, truncated
     Event::Http(HttpEvent {
         timestamp: "2026-12-03T10:00:00.000000000Z".into(),
         containers: adi_core::event::ContainerFields::default(),
-        process,
+        process: process.into(),
         endpoints: Endpoints {
             direction: if request { "send" } else { "recv" },
             source_ip: "127.0.0.1".parse().expect("ip"),
@@ -875,7 +875,7 @@ mod live_and_json {
                 }
                 Event::Http(HttpEvent {
                     timestamp,
-                    process,
+                    process: process.into(),
                     endpoints,
                     containers,
                     bytes: 10,
@@ -905,7 +905,7 @@ mod live_and_json {
             }
             2 => Event::Connection(ConnectionEvent {
                 timestamp,
-                process,
+                process: process.into(),
                 endpoints,
                 containers,
                 protocol: ProtocolId::new(
@@ -936,7 +936,7 @@ mod live_and_json {
                 };
                 Event::Message(MessageEvent {
                     timestamp,
-                    process,
+                    process: process.into(),
                     endpoints,
                     containers,
                     protocol: ProtocolId::new("postgres"),
