@@ -370,7 +370,15 @@ impl LiveSource {
         self.publish(bus);
     }
 
-    fn handle(&mut self, ev: &RawEvent, probes: &mut KernelProbes, bus: &mut Bus<Event>) {
+    /// Handles one kernel record: `ev` its header, `payload` its bytes (borrowed from the
+    /// ring buffer).
+    fn handle(
+        &mut self,
+        ev: &RawEvent,
+        payload: &[u8],
+        probes: &mut KernelProbes,
+        bus: &mut Bus<Event>,
+    ) {
         let ts_ns = self.wall(ev.ts_ns);
         let id = (ev.tgid, ev.sock);
         match ev.kind {
@@ -411,8 +419,8 @@ impl LiveSource {
                     key,
                     dir,
                     ts_ns,
-                    payload: &ev.payload,
-                    missing: ev.real_len.saturating_sub(ev.payload.len() as u64),
+                    payload,
+                    missing: ev.real_len.saturating_sub(payload.len() as u64),
                     after_skip: ev.after_skip,
                     comm: &ev.comm,
                     tls: ev.tls,
@@ -669,10 +677,10 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             r = stream.wait() => {
                 r.context("reading the ring buffer")?;
                 // Each record handled as it is read: its bytes are parsed while in cache.
-                stream.drain_each(RECORDS_PER_TURN, |ev| {
+                stream.drain_each(RECORDS_PER_TURN, |ev, payload| {
                     go.kernel_event(ev);
-                    tls.kernel_event(&mut probes, ev);
-                    pipeline.handle(ev, &mut probes, &mut bus);
+                    tls.kernel_event(&mut probes, ev, payload);
+                    pipeline.handle(ev, payload, &mut probes, &mut bus);
                 });
             }
             Some(e) = go.next() => pipeline.pass(Event::GoHttp(e), &mut bus),
@@ -694,7 +702,8 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
     // process what was already queued and end every flow.
     probes.detach();
     loop {
-        let handle = |ev: &RawEvent| pipeline.handle(ev, &mut probes, &mut bus);
+        let handle =
+            |ev: &RawEvent, payload: &[u8]| pipeline.handle(ev, payload, &mut probes, &mut bus);
         if stream.drain_each(RECORDS_PER_TURN, handle) > 0 {
             continue;
         }

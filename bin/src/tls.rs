@@ -106,13 +106,13 @@ impl TlsPlaintext {
     /// Looks at one kernel event: a watched program's exec gets the host's libraries, a
     /// watched process seen sending or receiving a TLS handshake for the first time has its
     /// mapped files checked, an exit removes a process's probes.
-    pub fn kernel_event(&mut self, probes: &mut KernelProbes, ev: &RawEvent) {
+    pub fn kernel_event(&mut self, probes: &mut KernelProbes, ev: &RawEvent, payload: &[u8]) {
         if !self.enabled {
             return;
         }
         match ev.kind {
             EventKind::Data
-                if !ev.tls && is_handshake(&ev.payload) && !self.checked.contains(&ev.tgid) =>
+                if !ev.tls && is_handshake(payload) && !self.checked.contains(&ev.tgid) =>
             {
                 self.check(probes, ev.tgid, true);
             }

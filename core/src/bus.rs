@@ -11,10 +11,11 @@
 //! was a fifth of adi's CPU (the kernel switching threads).
 //!
 //! A subscriber done with an event gives it back ([`Subscriber::release`]) rather than
-//! dropping it, and the publishing thread drops it at its next [`Bus::flush`]: the memory is
-//! then freed by the thread that allocated it. At full capture, freeing events on the sink
-//! thread was a tenth of adi's user CPU (an allocator's free from another thread is an atomic
-//! exchange with the owning thread, which later collects the block).
+//! dropping it, and the publishing thread drops it at its next [`Bus::flush`] or full batch
+//! handed over: the memory is then freed by the thread that allocated it. At full capture,
+//! freeing events on the sink thread was a tenth of adi's user CPU (an allocator's free from
+//! another thread is an atomic exchange with the owning thread, which later collects the
+//! block).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,7 +74,7 @@ struct Subscription<T> {
     lost: Arc<AtomicU64>,
     lost_total: Arc<AtomicU64>,
     upstream: PendingLosses,
-    /// Events the subscriber is done with, dropped here at the next flush.
+    /// Events the subscriber is done with, dropped here at the next flush or full batch.
     spent: Spent<T>,
     /// Where they are dropped from (an empty list between drops).
     dropping: Vec<Arc<T>>,
@@ -268,7 +269,8 @@ impl<T> Subscriber<T> {
     }
 
     /// Gives an event this subscriber is done with back to the publisher, which drops it at
-    /// its next [`Bus::flush`] (dropping it here would free its memory from this thread).
+    /// its next [`Bus::flush`] or full batch (dropping it here would free its memory from this
+    /// thread).
     /// Handed back a batch at a time, and at once by [`Subscriber::give_back`].
     pub fn release(&mut self, event: Arc<T>) {
         self.released.push(event);

@@ -717,19 +717,20 @@ impl EventStream {
         Ok(())
     }
 
-    /// Hands each available record (at most `max`) to `each` as it is read, decoded into one
-    /// reused event: a record is parsed while its bytes are still in cache, rather than
-    /// copied out with thousands of others first. Records that fail to decode are counted in
-    /// `decode_errors`. Returns how many records were read.
-    pub fn drain_each(&mut self, max: usize, mut each: impl FnMut(&RawEvent)) -> usize {
+    /// Hands each available record (at most `max`) to `each` as it is read: its header
+    /// decoded into one reused event (whose `payload` stays empty) and its payload borrowed
+    /// from the ring buffer, where the kernel wrote it. A record is parsed while its bytes
+    /// are still in cache, rather than copied out with thousands of others first. Records
+    /// that fail to decode are counted in `decode_errors`. Returns how many records were read.
+    pub fn drain_each(&mut self, max: usize, mut each: impl FnMut(&RawEvent, &[u8])) -> usize {
         let ring = self.ring.get_mut();
         let mut got = 0;
         while got < max {
             let Some(item) = ring.next() else { break };
-            match self.current.decode_into(&item) {
+            match self.current.decode_header(&item) {
                 // The record's slot goes back to the kernel only after the event is handled
                 // (the item is dropped at the end of the iteration).
-                Ok(()) => each(&self.current),
+                Ok(payload) => each(&self.current, payload),
                 Err(_) => self.decode_errors += 1,
             }
             got += 1;

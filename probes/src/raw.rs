@@ -339,14 +339,27 @@ impl RawEvent {
         }
     }
 
-    /// Decodes a ring buffer record over this event, its payload and comm buffers reused:
-    /// the live loop decodes every record into one event, whose buffers stay in cache.
+    /// Decodes a ring buffer record over this event, its payload and comm buffers reused.
     /// On an error the event is left partly overwritten.
     ///
     /// # Errors
     ///
     /// As [`RawEvent::decode`].
     pub fn decode_into(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
+        let payload = self.decode_header(buf)?;
+        self.payload.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Decodes a record's header over this event and returns its payload, borrowed from
+    /// `buf`: the live loop decodes every record into one event and parses the payload where
+    /// the kernel wrote it, without a copy. `payload` is left empty. On an error the event
+    /// is left partly overwritten.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawEvent::decode`].
+    pub fn decode_header<'b>(&mut self, buf: &'b [u8]) -> Result<&'b [u8], DecodeError> {
         let need = size_of::<RawEventHdr>();
         if buf.len() < need {
             return Err(DecodeError::Short {
@@ -397,8 +410,7 @@ impl RawEvent {
         self.after_skip = kind == EventKind::Data && h.flags & DATA_AFTER_SKIP != 0;
         self.tls = kind == EventKind::Data && h.flags & DATA_TLS != 0;
         self.payload.clear();
-        self.payload.extend_from_slice(&payload[..cap_len]);
-        Ok(())
+        Ok(&payload[..cap_len])
     }
 }
 
@@ -456,6 +468,28 @@ mod tests {
         e.decode_into(&b).expect("decode");
         assert_eq!(e.payload, b"GET ");
         assert_eq!(e, RawEvent::decode(&b).expect("decode"));
+    }
+
+    #[test]
+    fn a_header_decoded_alone_lends_the_payload_where_it_lies() {
+        let mut b = header(1, 4);
+        b.extend_from_slice(b"GET ");
+        b.extend_from_slice(b"padding the ring may leave");
+        let mut e = RawEvent::blank();
+        e.payload = b"HTTP/1.1 200 OK\r\n".to_vec();
+        let payload = e.decode_header(&b).expect("decode");
+        assert_eq!(payload, b"GET ");
+        // The bytes in the record itself, not a copy.
+        assert_eq!(payload.as_ptr(), b[size_of::<RawEventHdr>()..].as_ptr());
+        assert!(e.payload.is_empty());
+        let whole = RawEvent::decode(&b).expect("decode");
+        assert_eq!(
+            RawEvent {
+                payload: payload.to_vec(),
+                ..e
+            },
+            whole
+        );
     }
 
     #[test]

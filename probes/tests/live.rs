@@ -23,7 +23,12 @@ async fn collect(
         if tokio::time::timeout(left, stream.wait()).await.is_err() {
             break;
         }
-        stream.drain_each(1024, |ev| all.push(ev.clone()));
+        stream.drain_each(1024, |ev, payload| {
+            all.push(RawEvent {
+                payload: payload.to_vec(),
+                ..ev.clone()
+            });
+        });
     }
     all
 }
