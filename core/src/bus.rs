@@ -220,10 +220,11 @@ impl<T> Bus<T> {
 }
 
 impl<T> Subscription<T> {
-    /// Drops the events the subscriber gave back; without waiting for the lock unless
-    /// `wait` (the subscriber holds it for a moment only, and they wait for the next time).
+    /// Drops the events the subscriber gave back. Without waiting for the lock unless
+    /// `wait`: the subscriber holds it only to append, and what is not dropped now is at the
+    /// next batch or flush.
     fn drop_spent(&mut self, wait: bool) {
-        let guard = match self.spent.try_lock() {
+        let mut guard = match self.spent.try_lock() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) if wait => self
@@ -232,7 +233,6 @@ impl<T> Subscription<T> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        let mut guard = guard;
         // Swapped with an empty list kept for the purpose: neither list is allocated again.
         std::mem::swap(&mut *guard, &mut self.dropping);
         drop(guard);
