@@ -224,7 +224,7 @@ const WRK_REQUEST: &[u8] = include_bytes!("../fixtures/to_server_wrk_get.bin");
 const NGINX_RESPONSE: &[u8] = include_bytes!("../fixtures/to_client_nginx_612.bin");
 
 /// One exchange on each keep-alive connection, seen at both ends (client pid 10, server pid
-/// 20); every event handed to `sink`. Returns the events.
+/// 20); every event handed to `sink`. Returns how many events there were.
 fn keep_alive_round(
     p: &mut Pipeline<NoProcesses>,
     ts: &mut u64,

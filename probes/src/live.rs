@@ -667,8 +667,9 @@ pub struct EventStream {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that did not decode (counted, never silently dropped).
     pub decode_errors: u64,
-    /// The event every record is decoded into, in turn ([`EventStream::drain_each`]): its
-    /// payload buffer is reused, so it stays in cache and nothing is allocated per message.
+    /// The event every record's header is decoded into, in turn
+    /// ([`EventStream::drain_each`]): its comm buffer is reused and the payload stays in the
+    /// ring buffer, so nothing is allocated or copied per message.
     current: RawEvent,
     /// The last drain read records: more may be there already, so the next wait does not.
     busy: bool,
@@ -699,7 +700,7 @@ impl EventStream {
 
     /// Waits until records may be available: at once when the last drain read some (under
     /// load the ring buffer is never empty), else until the kernel wakes the reader or
-    /// [`POLL_EVERY`] passes.
+    /// `POLL_EVERY` (100 ms) passes.
     ///
     /// # Errors
     ///

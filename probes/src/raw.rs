@@ -245,7 +245,8 @@ pub struct RawEvent {
     /// The payload is the plaintext a TLS library (libssl) read or wrote on this connection,
     /// not the bytes on the wire.
     pub tls: bool,
-    /// The captured payload (at most the cap).
+    /// The captured payload (at most the cap); empty when the record's payload was lent
+    /// instead ([`RawEvent::decode_header`]).
     pub payload: Vec<u8>,
 }
 
