@@ -21,6 +21,13 @@
 //! - `sink/env_yaml`: the `env-yaml` sink's document for one process (this process's own
 //!   environment), to a writer that discards.
 //!
+//! - `bus/jsonl_encoded` and `bus/events`: publishing the same events (each cloned first, as
+//!   the pipeline makes each anew) on a bus whose one subscriber is the `jsonl` sink, in the
+//!   two ways the bus serves a sink: encoded on the publishing thread and the bytes handed
+//!   over (how live capture runs `jsonl`), or the events themselves handed over, written by
+//!   the subscriber and given back to be dropped by the publisher (how it runs the others).
+//!   One thread plays both sides: what this leaves out is the second CPU.
+//!
 //! Run with `cargo bench -p adi-benches --bench events`.
 
 use std::hint::black_box;
@@ -28,6 +35,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use adi_core::bus::{Bus, Delivery};
 use adi_core::engine::{Engine, FlowRecord, Output};
 use adi_core::event::{Event, HttpEvent, ProcessEvent, ProcessInfo};
 use adi_core::flow::{FlowKey, Role};
@@ -164,6 +172,7 @@ fn bench_events(c: &mut Criterion) {
         b.iter(|| env_yaml.write(black_box(&process_event)).expect("write"));
     });
     g.finish();
+    bench_bus(c, &events);
     let mut g = c.benchmark_group("service_map");
     g.throughput(Throughput::Elements(events.len() as u64));
     let mut map = MapBuilder::new(MapOptions::default());
@@ -181,6 +190,47 @@ fn bench_events(c: &mut Criterion) {
                 let value = serde_json::to_value(e).expect("json");
                 map.add(black_box(&value));
             }
+        });
+    });
+    g.finish();
+}
+
+/// `bus/jsonl_encoded` and `bus/events` (the module's doc).
+fn bench_bus(c: &mut Criterion, events: &[Event]) {
+    let mut g = c.benchmark_group("bus");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    let mut bus = Bus::new(1 << 20);
+    let writer = JsonlSink::to_writer("jsonl", "discard", Box::new(std::io::sink()));
+    let encoder = writer.encoder().expect("jsonl encodes");
+    let mut sub = bus.subscribe_encoded("jsonl", encoder, 64 << 20);
+    let mut writer: Box<dyn Sink> = Box::new(writer);
+    g.bench_function("jsonl_encoded", |b| {
+        b.iter(|| {
+            for e in events {
+                bus.publish(e.clone());
+            }
+            bus.flush();
+            while let Some(batch) = sub.try_recv() {
+                writer.write_encoded(&batch.bytes).expect("write");
+                sub.give_back(batch.bytes);
+            }
+        });
+    });
+    drop(bus);
+    let mut bus = Bus::new(1 << 20);
+    let mut writer = JsonlSink::to_writer("jsonl", "discard", Box::new(std::io::sink()));
+    let mut sub = bus.subscribe("jsonl");
+    g.bench_function("events", |b| {
+        b.iter(|| {
+            for e in events {
+                bus.publish(e.clone());
+            }
+            bus.flush();
+            while let Some(Delivery::Event(e)) = sub.try_recv() {
+                writer.write(&e).expect("write");
+                sub.release(e);
+            }
+            sub.give_back();
         });
     });
     g.finish();

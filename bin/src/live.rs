@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adi_core::bus::{Bus, Delivery, Subscriber};
+use adi_core::bus::{Bus, Delivery, EncodedSubscriber, Subscriber};
 use adi_core::event::{Event, LostEvent};
 use adi_core::flow::{FlowKey, Role};
 use adi_core::time::rfc3339_nanos;
@@ -47,14 +47,18 @@ use adi_pipeline::{Input, OptIn, Pipeline, PipelineConfig, ProcFs};
 
 /// Bytes per message the kernel copies once a connection is known not to be HTTP.
 const NON_HTTP_CAP: u32 = 256;
-/// Events queued per sink before the slowest sink starts losing (and counting) them. At full
-/// capture of a saturated server (`benches/overhead`, `--max-rate 0`) the jsonl sink falls
-/// behind capture and the queue is what holds adi's memory (an `http` event is about 2 KiB):
+/// Events queued per sink (those that take events: the service map, the env inventory)
+/// before the slowest starts losing (and counting) them. Chosen when the jsonl sink took
+/// events too: at full capture of a saturated server (`benches/overhead`, `--max-rate 0`) it
+/// fell behind capture and the queue held adi's memory (an `http` event is about 2 KiB):
 /// measured side by side, 4,096 events kept the peak under load at 69-73 MiB and 16,384 at
 /// 88-92 MiB, and both lost the same share at the queue (30-40% per run, counted); 65,536
 /// peaked at 185-190 MiB. A queue only absorbs bursts (4,096 events are 20 ms of a saturated
 /// nginx); a sink slower than capture loses the difference whatever its length.
 const BUS_CAPACITY: usize = 4_096;
+/// Bytes of encoded events (JSON lines) queued per encoded sink (`jsonl`) before it starts
+/// losing (and counting) them: the same 4,096 events, at about 1 KiB a line.
+const ENCODED_CAPACITY: usize = 4 << 20;
 /// Most ring buffer records handled per turn of the main loop, before signals, ticks, Go
 /// events and the sinks' hand-over get theirs.
 const RECORDS_PER_TURN: usize = 4_096;
@@ -244,6 +248,54 @@ fn sink_loop(
     }
     if let Err(e) = sink.finish() {
         failed(sink.as_ref(), &e);
+    }
+}
+
+/// [`sink_loop`] for a sink whose events the capturing thread encodes: it only writes the
+/// bytes, a batch at a time, and flushes when its queue is empty.
+fn encoded_sink_loop(
+    mut sink: Box<dyn Sink>,
+    mut sub: EncodedSubscriber,
+    counters: Arc<SinkCounters>,
+    rt: tokio::runtime::Handle,
+) {
+    let mut reported = false;
+    // The first failure is said once on stderr; every failed event is counted.
+    let mut failed = |sink: &dyn Sink, events: u64, e: &dyn std::fmt::Display| {
+        counters.failed.fetch_add(events, Ordering::Relaxed);
+        if !reported {
+            eprintln!(
+                "adi: sink {}: {e}; its events are counted as lost from now on",
+                sink.name()
+            );
+            reported = true;
+        }
+    };
+    loop {
+        let batch = if let Some(b) = sub.try_recv() {
+            b
+        } else {
+            if let Err(e) = sink.flush() {
+                failed(sink.as_ref(), 0, &e);
+            }
+            match rt.block_on(sub.recv()) {
+                Some(b) => b,
+                None => break,
+            }
+        };
+        if let Some(e) = &batch.error {
+            failed(sink.as_ref(), batch.failed, e);
+        }
+        match sink.write_encoded(&batch.bytes) {
+            Ok(()) => {
+                counters.written.fetch_add(batch.events, Ordering::Relaxed);
+            }
+            Err(e) => failed(sink.as_ref(), batch.events, &e),
+        }
+        sub.give_back(batch.bytes);
+    }
+    if let Err(e) = sink.finish() {
+        failed(sink.as_ref(), 0, &e);
     }
 }
 
@@ -689,7 +741,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
             _ = tick.tick() => {
                 if last_lost.elapsed() >= LOST_EVERY {
                     last_lost = Instant::now();
-                    report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+                    report_lost(&probes, stream.decode_errors, &mut lost, &mut bus);
                     bus.report_loss("kernel_go_uprobes", go.lost_delta());
                 }
                 status.tick(&pipeline, &probes);
@@ -717,7 +769,7 @@ async fn run_async(opts: &LiveOptions, registry: Arc<Registry>) -> anyhow::Resul
         pipeline.pass(Event::GoHttp(e), &mut bus);
     }
     pipeline.finish(&mut bus);
-    report_lost(&probes, stream.decode_errors, &mut lost, &bus);
+    report_lost(&probes, stream.decode_errors, &mut lost, &mut bus);
     bus.flush();
     let bus_lost = bus.lost_totals();
     drop(bus);
@@ -751,10 +803,19 @@ fn start_sinks(
     let mut tasks = Vec::new();
     let mut counters = Vec::new();
     for sink in sinks {
-        let sub = bus.subscribe(sink.name());
         let c = Arc::new(SinkCounters::default());
         counters.push((sink.name().to_owned(), Arc::clone(&c)));
         let handle = tokio::runtime::Handle::current();
+        // Encoded on the capturing thread where the sink allows it (jsonl): a fifth less CPU
+        // per event at full capture than events handed to the sink's thread.
+        if let Some(encoder) = sink.encoder() {
+            let sub = bus.subscribe_encoded(sink.name(), encoder, ENCODED_CAPACITY);
+            tasks.push(tokio::task::spawn_blocking(move || {
+                encoded_sink_loop(sink, sub, c, handle);
+            }));
+            continue;
+        }
+        let sub = bus.subscribe(sink.name());
         tasks.push(tokio::task::spawn_blocking(move || {
             sink_loop(sink, sub, c, handle);
         }));
@@ -857,7 +918,7 @@ fn report_lost(
     probes: &KernelProbes,
     decode_errors: u64,
     so_far: &mut LostSoFar,
-    bus: &Bus<Event>,
+    bus: &mut Bus<Event>,
 ) {
     let k = probes.kernel_stats();
     let deltas = [

@@ -1,6 +1,8 @@
 //! `adi-sinks`: where events go. Each sink is a synchronous writer of [`adi_core::event::Event`]s;
 //! the binary runs each one behind its own bounded bus queue, so a slow sink loses (and
-//! counts) events instead of stalling capture.
+//! counts) events instead of stalling capture. A sink whose work per event is only encoding
+//! it (`jsonl`) hands out an [`Encode`]r: the events are encoded on the capture thread and
+//! the sink's own thread writes the bytes ([`Sink::encoder`]).
 //!
 //! Sinks never need root, a kernel or an async runtime.
 #![forbid(unsafe_code)]
@@ -8,6 +10,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use adi_core::bus::Encode;
 use adi_core::event::Event;
 
 pub mod env_yaml;
@@ -87,6 +90,26 @@ pub trait Sink: Send {
     /// write); `None` when it does not.
     fn due(&self) -> Option<std::time::Instant> {
         None
+    }
+    /// The part of this sink to run on the capturing thread, when all its work per event is
+    /// turning it into bytes: each event is then encoded there, while its memory is in
+    /// cache, and this sink only writes the bytes ([`Sink::write_encoded`]). `None` (the
+    /// default): events reach [`Sink::write`].
+    fn encoder(&self) -> Option<Box<dyn Encode<Event>>> {
+        None
+    }
+    /// Writes bytes made by this sink's [`Sink::encoder`] (whole events, back to back).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when the destination refuses them; [`SinkError::Serialize`] for
+    /// a sink without an encoder.
+    fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        let _ = bytes;
+        Err(SinkError::Serialize(format!(
+            "sink {} takes events, not encoded bytes",
+            self.name()
+        )))
     }
     /// The events are over (shutdown, end of a capture): writes everything.
     ///

@@ -176,6 +176,47 @@ fn jsonl_output_matches_golden_file() {
     }
 }
 
+/// The lines the capturing thread encodes for the sink (`Sink::encoder`) are the ones the
+/// sink writes itself, and a loss report is a `lost` line.
+#[test]
+fn jsonl_encoder_makes_the_sinks_own_lines() {
+    let buf = Shared::default();
+    let mut sink = JsonlSink::to_writer("jsonl", "memory", Box::new(buf.clone()));
+    let mut encoder = sink
+        .encoder()
+        .expect("the jsonl sink encodes on the capturing thread");
+    let mut bytes = Vec::new();
+    let mut written = 0;
+    for e in events() {
+        written += usize::from(encoder.encode(&e, &mut bytes).expect("encode"));
+    }
+    sink.write_encoded(&bytes).expect("write");
+    sink.flush().expect("flush");
+    let got = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf8");
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/events.jsonl"
+    ))
+    .expect("golden file");
+    assert_eq!(got, want);
+    assert_eq!(
+        written,
+        want.lines().count(),
+        "one line per event it counts"
+    );
+
+    let mut lost = Vec::new();
+    encoder
+        .encode_lost("bus:jsonl", 7, &mut lost)
+        .expect("encode");
+    let v: serde_json::Value = serde_json::from_slice(&lost).expect("one JSON line");
+    assert_eq!(lost.last(), Some(&b'\n'));
+    assert_eq!(v["event_type"], "lost");
+    assert_eq!(v["source"], "bus:jsonl");
+    assert_eq!(v["count"], 7);
+    assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+}
+
 #[test]
 fn file_sink_creates_mode_0600_and_appends() {
     use std::os::unix::fs::PermissionsExt;

@@ -4,7 +4,9 @@
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use adi_core::event::Event;
+use adi_core::bus::Encode;
+use adi_core::event::{Event, LostEvent};
+use adi_core::time::{now_unix_ns, rfc3339_nanos};
 
 use crate::{Sink, SinkError};
 
@@ -66,27 +68,62 @@ impl Sink for JsonlSink {
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
-        // Environments are the env-yaml sink's; the stream keeps the documented event types.
-        if matches!(event, Event::Process(_)) {
+        self.line.clear();
+        if !line(event, &mut self.line)? {
             return Ok(());
         }
-        self.line.clear();
-        // sonic-rs writes the bytes serde_json writes (pinned by a test), escaping strings with
-        // SIMD: a third of the sink's time at full capture went to serde_json's byte loop.
-        match event {
-            // Most lines: written field by field (`http.rs`), the bytes serde writes.
-            Event::Http(e) => {
-                http::write(e, &mut self.line).map_err(SinkError::write(&self.target))?;
-            }
-            _ => sonic_rs::to_writer(&mut self.line, event)?,
-        }
-        self.line.push(b'\n');
         self.out
             .write_all(&self.line)
             .map_err(SinkError::write(&self.target))
     }
 
+    fn encoder(&self) -> Option<Box<dyn Encode<Event>>> {
+        Some(Box::new(JsonlEncoder))
+    }
+
+    fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        self.out
+            .write_all(bytes)
+            .map_err(SinkError::write(&self.target))
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(SinkError::write(&self.target))
+    }
+}
+
+/// Appends `event`'s JSON line to `out`; `false` for an event the stream leaves out.
+fn line(event: &Event, out: &mut Vec<u8>) -> Result<bool, SinkError> {
+    // Environments are the env-yaml sink's; the stream keeps the documented event types.
+    if matches!(event, Event::Process(_)) {
+        return Ok(false);
+    }
+    // sonic-rs writes the bytes serde_json writes (pinned by a test), escaping strings with
+    // SIMD: a third of the sink's time at full capture went to serde_json's byte loop.
+    match event {
+        // Most lines: written field by field (`http.rs`), the bytes serde writes.
+        Event::Http(e) => http::write(e, out).map_err(|e| SinkError::Serialize(e.to_string()))?,
+        _ => sonic_rs::to_writer(&mut *out, event)?,
+    }
+    out.push(b'\n');
+    Ok(true)
+}
+
+/// The `jsonl` sink's lines, made on the capturing thread ([`Sink::encoder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonlEncoder;
+
+impl Encode<Event> for JsonlEncoder {
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<bool, String> {
+        line(event, out).map_err(|e| e.to_string())
+    }
+
+    fn encode_lost(&mut self, source: &str, count: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        let lost = Event::Lost(LostEvent {
+            timestamp: rfc3339_nanos(now_unix_ns()),
+            source: source.to_owned(),
+            count,
+        });
+        line(&lost, out).map(|_| ()).map_err(|e| e.to_string())
     }
 }
