@@ -79,8 +79,9 @@ pub struct Encoded {
 const ENCODED_BATCH: usize = 256 * 1024;
 
 /// Buffers an encoded subscriber gives back for the publisher to fill again, at the most:
-/// without them each batch would be a fresh allocation whose pages the kernel zeroes.
-const SPARE_BUFFERS: usize = 18;
+/// enough for a queue of 2 MiB (`adi`'s) to circulate its buffers instead of allocating one
+/// per batch, whose pages the kernel would zero.
+const SPARE_BUFFERS: usize = 8;
 
 /// A buffer larger than this (a batch with a huge event) is freed, not kept as a spare.
 const MAX_SPARE_CAPACITY: usize = 4 * ENCODED_BATCH;
