@@ -46,6 +46,12 @@ pub enum Delivery<T> {
 /// Turns events into the bytes an encoded subscriber writes (a JSON line each), on the
 /// publishing thread.
 pub trait Encode<T>: Send {
+    /// Whether this subscriber leaves such events out: they are neither encoded nor, when
+    /// its queue is full, counted as lost.
+    fn skips(&self, event: &T) -> bool {
+        let _ = event;
+        false
+    }
     /// Appends `event`'s bytes to `out`. `Ok(false)`: this subscriber skips such events.
     ///
     /// # Errors
@@ -336,10 +342,7 @@ impl<T> Bus<T> {
         }
         for sub in &mut self.encoded {
             // In the stream at once, room or not: a loss report is never dropped.
-            let r = sub
-                .encoder
-                .encode_lost(source, count, &mut sub.pending.bytes);
-            sub.pending.count(r.map(|()| true));
+            encode_lost(sub.encoder.as_mut(), &mut sub.pending, source, count);
         }
     }
 
@@ -351,6 +354,17 @@ impl<T> Bus<T> {
             .chain(self.encoded.iter().map(|s| (s.name.clone(), s.lost_total)))
             .collect()
     }
+}
+
+/// Appends the report of `count` events lost at `source` to `batch`; a report that fails to
+/// encode leaves no bytes and is counted as a failed write.
+fn encode_lost<T>(encoder: &mut dyn Encode<T>, batch: &mut Encoded, source: &str, count: u64) {
+    let start = batch.bytes.len();
+    let result = encoder.encode_lost(source, count, &mut batch.bytes);
+    if result.is_err() {
+        batch.bytes.truncate(start);
+    }
+    batch.count(result.map(|()| true));
 }
 
 impl Encoded {
@@ -370,6 +384,9 @@ impl Encoded {
 impl<T> EncodedSubscription<T> {
     /// Encodes `event` into the batch if there is room; counts it as lost otherwise.
     fn offer(&mut self, event: &T) -> bool {
+        if self.encoder.skips(event) {
+            return false;
+        }
         let queued = self.queued.load(Ordering::Relaxed) + self.pending.bytes.len();
         if queued >= self.capacity || self.tx.is_closed() {
             self.lost += 1;
@@ -396,10 +413,7 @@ impl<T> EncodedSubscription<T> {
             return;
         }
         let lost = std::mem::take(&mut self.lost);
-        let r = self
-            .encoder
-            .encode_lost(&self.source, lost, &mut self.pending.bytes);
-        self.pending.count(r.map(|()| true));
+        encode_lost(self.encoder.as_mut(), &mut self.pending, &self.source, lost);
     }
 
     fn hand_over(&mut self) {
@@ -806,11 +820,15 @@ mod tests {
         );
     }
 
-    /// Encodes `u32`s as decimal lines; fails on 13; skips 0. Counts `Arc` tokens to show
-    /// where events are dropped.
+    /// Encodes `u32`s as decimal lines; fails on 13 (after writing part of it); skips 0, and
+    /// 100 before encoding.
     struct Decimal;
 
     impl Encode<u32> for Decimal {
+        fn skips(&self, event: &u32) -> bool {
+            *event == 100
+        }
+
         fn encode(&mut self, event: &u32, out: &mut Vec<u8>) -> Result<bool, String> {
             match *event {
                 0 => Ok(false),
@@ -832,10 +850,14 @@ mod tests {
             out: &mut Vec<u8>,
         ) -> Result<(), String> {
             out.extend_from_slice(format!("lost {count} at {source}\n").as_bytes());
+            if source == "broken" {
+                return Err("broken source".into());
+            }
             Ok(())
         }
     }
 
+    /// Encodes anything as one byte: the tokens counted show where events are dropped.
     struct Token;
 
     impl Encode<Arc<()>> for Token {
@@ -869,6 +891,7 @@ mod tests {
         for n in [1, 0, 2, 13, 3] {
             bus.publish(n);
         }
+        bus.report_loss("broken", 1);
         assert!(
             sub.try_recv().is_none(),
             "nothing handed over before a flush"
@@ -879,7 +902,11 @@ mod tests {
             text, "1\n2\n3\n",
             "skipped and failed events leave no bytes"
         );
-        assert_eq!((events, failed), (3, 1));
+        assert_eq!(
+            (events, failed),
+            (3, 2),
+            "a failed loss report is counted too"
+        );
         assert_eq!(error.as_deref(), Some("thirteen"));
     }
 
@@ -902,9 +929,10 @@ mod tests {
         // takes the batch.
         let mut bus = Bus::new(10);
         let mut sub = bus.subscribe_encoded("lines", Box::new(Decimal), 4);
-        for n in 1..=5 {
+        for n in [1, 2, 3, 100, 4, 5] {
             bus.publish(n);
         }
+        // 100 is left out by the subscriber: not lost although there is no room.
         assert_eq!(bus.lost_totals(), vec![("lines".into(), 3)]);
         bus.flush();
         let first = sub.try_recv().expect("a batch");

@@ -114,6 +114,11 @@ fn line(event: &Event, out: &mut Vec<u8>) -> Result<bool, SinkError> {
 pub struct JsonlEncoder;
 
 impl Encode<Event> for JsonlEncoder {
+    fn skips(&self, event: &Event) -> bool {
+        // Environments are the env-yaml sink's.
+        matches!(event, Event::Process(_))
+    }
+
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<bool, String> {
         line(event, out).map_err(|e| e.to_string())
     }
