@@ -173,6 +173,37 @@ struct SinkCounters {
     failed: AtomicU64,
 }
 
+/// A sink thread's failures: each counted, the first said once on stderr.
+struct SinkFailures {
+    counters: Arc<SinkCounters>,
+    reported: bool,
+}
+
+impl SinkFailures {
+    fn new(counters: Arc<SinkCounters>) -> Self {
+        Self {
+            counters,
+            reported: false,
+        }
+    }
+
+    /// `events` events of `sink` were not written, because of `e`.
+    fn fail(&mut self, sink: &dyn Sink, events: u64, e: &dyn std::fmt::Display) {
+        self.counters.failed.fetch_add(events, Ordering::Relaxed);
+        if !self.reported {
+            eprintln!(
+                "adi: sink {}: {e}; its events are counted as lost from now on",
+                sink.name()
+            );
+            self.reported = true;
+        }
+    }
+
+    fn written(&self, events: u64) {
+        self.counters.written.fetch_add(events, Ordering::Relaxed);
+    }
+}
+
 fn lost_event(source: String, count: u64) -> Arc<Event> {
     let timestamp = rfc3339_nanos(adi_core::time::now_unix_ns());
     Arc::new(Event::Lost(LostEvent {
@@ -189,18 +220,7 @@ fn sink_loop(
     rt: tokio::runtime::Handle,
 ) {
     let source = format!("bus:{}", sub.name());
-    let mut reported = false;
-    // The first failure is said once on stderr; every failed event is counted.
-    let mut failed = |sink: &dyn Sink, e: &adi_sinks::SinkError| {
-        counters.failed.fetch_add(1, Ordering::Relaxed);
-        if !reported {
-            eprintln!(
-                "adi: sink {}: {e}; its events are counted as lost from now on",
-                sink.name()
-            );
-            reported = true;
-        }
-    };
+    let mut failures = SinkFailures::new(counters);
     loop {
         // Drain what is ready, flush, then wait: output appears promptly without a flush per
         // event under load.
@@ -208,13 +228,13 @@ fn sink_loop(
             // Under load the queue never empties: a debounced write still happens when due.
             if sink.due().is_some_and(|at| at <= std::time::Instant::now()) {
                 if let Err(e) = sink.flush() {
-                    failed(sink.as_ref(), &e);
+                    failures.fail(sink.as_ref(), 1, &e);
                 }
             }
             d
         } else {
             if let Err(e) = sink.flush() {
-                failed(sink.as_ref(), &e);
+                failures.fail(sink.as_ref(), 1, &e);
             }
             sub.give_back();
             // A debounced sink (the service map) is woken when its write is due.
@@ -240,64 +260,46 @@ fn sink_loop(
             Delivery::LostAt(at, count) => lost_event(at, count),
         };
         match sink.write(&event) {
-            Ok(()) => {
-                counters.written.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => failed(sink.as_ref(), &e),
+            Ok(()) => failures.written(1),
+            Err(e) => failures.fail(sink.as_ref(), 1, &e),
         }
         // Freed by the pipeline's thread, which allocated it.
         sub.release(event);
     }
     if let Err(e) = sink.finish() {
-        failed(sink.as_ref(), &e);
+        failures.fail(sink.as_ref(), 1, &e);
     }
 }
 
 /// [`sink_loop`] for a sink whose events the capturing thread encodes: it only writes the
-/// bytes, a batch at a time, and flushes when its queue is empty.
+/// bytes, a batch at a time (each written through: its events are counted written or
+/// failed as a whole).
 fn encoded_sink_loop(
     mut sink: Box<dyn Sink>,
     mut sub: EncodedSubscriber,
     counters: Arc<SinkCounters>,
     rt: tokio::runtime::Handle,
 ) {
-    let mut reported = false;
-    // The first failure is said once on stderr; every failed event is counted.
-    let mut failed = |sink: &dyn Sink, events: u64, e: &dyn std::fmt::Display| {
-        counters.failed.fetch_add(events, Ordering::Relaxed);
-        if !reported {
-            eprintln!(
-                "adi: sink {}: {e}; its events are counted as lost from now on",
-                sink.name()
-            );
-            reported = true;
-        }
-    };
+    let mut failures = SinkFailures::new(counters);
     loop {
-        let batch = if let Some(b) = sub.try_recv() {
-            b
-        } else {
-            if let Err(e) = sink.flush() {
-                failed(sink.as_ref(), 0, &e);
-            }
-            match rt.block_on(sub.recv()) {
+        let batch = match sub.try_recv() {
+            Some(b) => b,
+            None => match rt.block_on(sub.recv()) {
                 Some(b) => b,
                 None => break,
-            }
+            },
         };
         if let Some(e) = &batch.error {
-            failed(sink.as_ref(), batch.failed, e);
+            failures.fail(sink.as_ref(), batch.failed, e);
         }
         match sink.write_encoded(&batch.bytes) {
-            Ok(()) => {
-                counters.written.fetch_add(batch.events, Ordering::Relaxed);
-            }
-            Err(e) => failed(sink.as_ref(), batch.events, &e),
+            Ok(()) => failures.written(batch.events),
+            Err(e) => failures.fail(sink.as_ref(), batch.events, &e),
         }
         sub.give_back(batch.bytes);
     }
     if let Err(e) = sink.finish() {
-        failed(sink.as_ref(), 0, &e);
+        failures.fail(sink.as_ref(), 0, &e);
     }
 }
 

@@ -98,7 +98,8 @@ pub trait Sink: Send {
     fn encoder(&self) -> Option<Box<dyn Encode<Event>>> {
         None
     }
-    /// Writes bytes made by this sink's [`Sink::encoder`] (whole events, back to back).
+    /// Writes bytes made by this sink's [`Sink::encoder`] (whole events, back to back),
+    /// through to the destination: when it returns `Ok`, they are written.
     ///
     /// # Errors
     ///

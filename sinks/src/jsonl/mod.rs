@@ -82,8 +82,11 @@ impl Sink for JsonlSink {
     }
 
     fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        // A batch as large as the buffer goes straight to the writer; a smaller one is
+        // flushed with it, so that a failure is the batch's (its events are counted).
         self.out
             .write_all(bytes)
+            .and_then(|()| self.out.flush())
             .map_err(SinkError::write(&self.target))
     }
 
