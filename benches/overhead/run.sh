@@ -129,6 +129,9 @@ if select == "--all":
 print(f"{config}\t{ra / rb:.4f}\t{pa / pb:.4f}\t{ca / cb:.4f}")
 PY
     grep -E "^adi: (lost|stopped)" "$WORK/$name.err" | sed 's/^/   /'
+    # Counted: deleted, so that the next run does not write into a page cache this one
+    # filled (full capture writes gigabytes).
+    rm -f "$out"
     # Kernel side: what the socket programs cost per run, and per message captured or left
     # out. A run that captures sends one kernel event; one left out by sampling is counted.
     python3 - $bpf0 $bpf1 "$WORK/$name.err" <<'PY'

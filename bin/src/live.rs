@@ -57,10 +57,12 @@ const NON_HTTP_CAP: u32 = 256;
 /// nginx); a sink slower than capture loses the difference whatever its length.
 const BUS_CAPACITY: usize = 4_096;
 /// Bytes of encoded events (JSON lines) queued per encoded sink (`jsonl`) before it starts
-/// losing (and counting) them: about 2,000 lines of an HTTP exchange, 10 ms of a saturated
-/// nginx. 4 MiB lost the same share under the overhead bench at full capture (the sink's
-/// writes bound it, not the queue) and raised the peak resident size by a few MiB.
-const ENCODED_CAPACITY: usize = 2 << 20;
+/// losing (and counting) them: the 4,096 events above at about 1 KiB a line, 20 ms of a
+/// saturated nginx. Measured side by side at full capture (`benches/overhead/run.sh 8 4`):
+/// 2 MiB lost two to three times as many lines at the queue as the event queue before it
+/// (a destination's stalls last longer than 10 ms), 4 MiB about as many, 8 MiB no fewer
+/// than that but 4 MiB more resident.
+const ENCODED_CAPACITY: usize = 4 << 20;
 /// Most ring buffer records handled per turn of the main loop, before signals, ticks, Go
 /// events and the sinks' hand-over get theirs.
 const RECORDS_PER_TURN: usize = 4_096;
