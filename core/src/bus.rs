@@ -52,12 +52,13 @@ pub trait Encode<T>: Send {
         let _ = event;
         false
     }
-    /// Appends `event`'s bytes to `out`. `Ok(false)`: this subscriber skips such events.
+    /// Appends `event`'s bytes to `out` (called only for events [`Encode::skips`] keeps).
     ///
     /// # Errors
     ///
-    /// Why the event could not be encoded (counted as a failed write, nothing appended).
-    fn encode(&mut self, event: &T, out: &mut Vec<u8>) -> Result<bool, String>;
+    /// Why the event could not be encoded (counted as a failed write; what it appended is
+    /// taken back).
+    fn encode(&mut self, event: &T, out: &mut Vec<u8>) -> Result<(), String>;
     /// Appends the bytes that say `count` events were lost at `source` (`bus:<name>` for the
     /// subscriber's own queue).
     ///
@@ -352,7 +353,8 @@ impl<T> Bus<T> {
         }
         for sub in &mut self.encoded {
             // In the stream at once, room or not: a loss report is never dropped.
-            encode_lost(sub.encoder.as_mut(), &mut sub.pending, source, count);
+            sub.pending
+                .append(|out| sub.encoder.encode_lost(source, count, out));
         }
     }
 
@@ -366,24 +368,15 @@ impl<T> Bus<T> {
     }
 }
 
-/// Appends the report of `count` events lost at `source` to `batch`; a report that fails to
-/// encode leaves no bytes and is counted as a failed write.
-fn encode_lost<T>(encoder: &mut dyn Encode<T>, batch: &mut Encoded, source: &str, count: u64) {
-    let start = batch.bytes.len();
-    let result = encoder.encode_lost(source, count, &mut batch.bytes);
-    if result.is_err() {
-        batch.bytes.truncate(start);
-    }
-    batch.count(result.map(|()| true));
-}
-
 impl Encoded {
-    /// Counts what one encoder call did: an event in `bytes`, one skipped, or one failed.
-    fn count(&mut self, result: Result<bool, String>) {
-        match result {
-            Ok(true) => self.events += 1,
-            Ok(false) => {}
+    /// Appends one event (or loss report) with `write`, and counts it: one that fails to
+    /// encode leaves no bytes and is counted as a failed write.
+    fn append(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>) {
+        let start = self.bytes.len();
+        match write(&mut self.bytes) {
+            Ok(()) => self.events += 1,
             Err(e) => {
+                self.bytes.truncate(start);
                 self.failed += 1;
                 self.error.get_or_insert(e);
             }
@@ -404,13 +397,7 @@ impl<T> EncodedSubscription<T> {
             return false;
         }
         self.report_own_losses();
-        let start = self.pending.bytes.len();
-        let result = self.encoder.encode(event, &mut self.pending.bytes);
-        if result.is_err() {
-            // Nothing of a failed event is written.
-            self.pending.bytes.truncate(start);
-        }
-        self.pending.count(result);
+        self.pending.append(|out| self.encoder.encode(event, out));
         if self.pending.bytes.len() >= ENCODED_BATCH {
             self.hand_over();
         }
@@ -423,7 +410,9 @@ impl<T> EncodedSubscription<T> {
             return;
         }
         let lost = std::mem::take(&mut self.lost);
-        encode_lost(self.encoder.as_mut(), &mut self.pending, &self.source, lost);
+        let source = &self.source;
+        self.pending
+            .append(|out| self.encoder.encode_lost(source, lost, out));
     }
 
     fn hand_over(&mut self) {
@@ -830,25 +819,24 @@ mod tests {
         );
     }
 
-    /// Encodes `u32`s as decimal lines; fails on 13 (after writing part of it); skips 0, and
-    /// 100 before encoding.
+    /// Encodes `u32`s as decimal lines; fails on 13 (after writing part of it); skips 0 and
+    /// 100.
     struct Decimal;
 
     impl Encode<u32> for Decimal {
         fn skips(&self, event: &u32) -> bool {
-            *event == 100
+            matches!(*event, 0 | 100)
         }
 
-        fn encode(&mut self, event: &u32, out: &mut Vec<u8>) -> Result<bool, String> {
+        fn encode(&mut self, event: &u32, out: &mut Vec<u8>) -> Result<(), String> {
             match *event {
-                0 => Ok(false),
                 13 => {
                     out.extend_from_slice(b"partial");
                     Err("thirteen".into())
                 }
                 n => {
                     out.extend_from_slice(format!("{n}\n").as_bytes());
-                    Ok(true)
+                    Ok(())
                 }
             }
         }
@@ -871,9 +859,9 @@ mod tests {
     struct Token;
 
     impl Encode<Arc<()>> for Token {
-        fn encode(&mut self, _: &Arc<()>, out: &mut Vec<u8>) -> Result<bool, String> {
+        fn encode(&mut self, _: &Arc<()>, out: &mut Vec<u8>) -> Result<(), String> {
             out.push(b't');
-            Ok(true)
+            Ok(())
         }
 
         fn encode_lost(&mut self, _: &str, _: u64, _: &mut Vec<u8>) -> Result<(), String> {

@@ -188,7 +188,11 @@ fn jsonl_encoder_makes_the_sinks_own_lines() {
     let mut bytes = Vec::new();
     let mut written = 0;
     for e in events() {
-        written += usize::from(encoder.encode(&e, &mut bytes).expect("encode"));
+        if encoder.skips(&e) {
+            continue;
+        }
+        encoder.encode(&e, &mut bytes).expect("encode");
+        written += 1;
     }
     sink.write_encoded(&bytes).expect("write");
     sink.flush().expect("flush");

@@ -95,10 +95,15 @@ impl Sink for JsonlSink {
     }
 }
 
+/// Whether the stream leaves `event` out: environments are the env-yaml sink's; the stream
+/// keeps the documented event types.
+fn leaves_out(event: &Event) -> bool {
+    matches!(event, Event::Process(_))
+}
+
 /// Appends `event`'s JSON line to `out`; `false` for an event the stream leaves out.
 fn line(event: &Event, out: &mut Vec<u8>) -> Result<bool, SinkError> {
-    // Environments are the env-yaml sink's; the stream keeps the documented event types.
-    if matches!(event, Event::Process(_)) {
+    if leaves_out(event) {
         return Ok(false);
     }
     // sonic-rs writes the bytes serde_json writes (pinned by a test), escaping strings with
@@ -118,12 +123,11 @@ pub struct JsonlEncoder;
 
 impl Encode<Event> for JsonlEncoder {
     fn skips(&self, event: &Event) -> bool {
-        // Environments are the env-yaml sink's.
-        matches!(event, Event::Process(_))
+        leaves_out(event)
     }
 
-    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<bool, String> {
-        line(event, out).map_err(|e| e.to_string())
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+        line(event, out).map(|_| ()).map_err(|e| e.to_string())
     }
 
     fn encode_lost(&mut self, source: &str, count: u64, out: &mut Vec<u8>) -> Result<(), String> {
